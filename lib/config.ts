@@ -1,0 +1,161 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { TuneyardValidationError } from './errors';
+
+/**
+ * The plane's configuration as JSON, for `cdk deploy` without editing code.
+ *
+ * It is read from the `tuneyard` context key (in cdk.json or `-c tuneyard='{"...": ...}'`), or
+ * from a JSON file named by the `tuneyard:config` context key (`-c tuneyard:config=plane.json`).
+ * Every field is optional; unknown keys are rejected with the closest valid name.
+ */
+export const PlaneConfigSchema = z.strictObject({
+  stackName: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'must start with a letter and hold only letters, digits and hyphens (CloudFormation stack names)')
+    .optional()
+    .describe('CloudFormation stack name. Default: Tuneyard.'),
+  removalPolicy: z
+    .enum(['retain', 'destroy'])
+    .optional()
+    .describe('What happens to the data key and buckets when the stack is deleted. Default: retain.'),
+  dataStore: z
+    .strictObject({
+      noncurrentVersionExpirationDays: days().describe('Days a noncurrent artifact/checkpoint/eval-report version is kept. Default: 30.'),
+      checkpointExpirationDays: days().describe('Days spot checkpoints are kept. Default: 14.'),
+      accessLogsRetentionDays: days().describe('Days S3 server access logs are kept. Default: 365.'),
+      datasetAdminRoleArn: z
+        .string()
+        .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/DataAdmin')
+        .optional()
+        .describe('The only role that may overwrite or delete dataset versions. Default: none.'),
+      existingBucketName: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)')
+        .optional()
+        .describe('Use this existing bucket instead of creating one. Default: a new bucket.'),
+      existingKeyArn: z
+        .string()
+        .regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/.+$/, 'must be a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>')
+        .optional()
+        .describe('Use this existing KMS key for the data. Default: a new key with rotation.'),
+    })
+    .optional(),
+});
+
+export type PlaneConfig = z.infer<typeof PlaneConfigSchema>;
+
+function days() {
+  return z.number().int('must be a whole number of days').min(1, 'must be at least 1 day').optional();
+}
+
+/** The context keys that carry the configuration. */
+export const CONFIG_CONTEXT_KEY = 'tuneyard';
+export const CONFIG_FILE_CONTEXT_KEY = 'tuneyard:config';
+
+/**
+ * Reads and validates the plane's configuration from CDK context values.
+ * `baseDir` resolves a relative `tuneyard:config` path (the app's working directory).
+ */
+export function loadPlaneConfig(context: (key: string) => unknown, baseDir = process.cwd()): PlaneConfig {
+  const file = context(CONFIG_FILE_CONTEXT_KEY);
+  const inline = context(CONFIG_CONTEXT_KEY);
+  if (file !== undefined && inline !== undefined) {
+    throw new TuneyardValidationError(
+      `Both context keys "${CONFIG_CONTEXT_KEY}" and "${CONFIG_FILE_CONTEXT_KEY}" are set; use one: the inline object or the file.`,
+    );
+  }
+  if (file !== undefined) {
+    if (typeof file !== 'string') {
+      throw new TuneyardValidationError(`context "${CONFIG_FILE_CONTEXT_KEY}" must be a file path, got ${JSON.stringify(file)}.`);
+    }
+    const filePath = path.resolve(baseDir, file);
+    let text: string;
+    try {
+      text = fs.readFileSync(filePath, 'utf8');
+    } catch {
+      throw new TuneyardValidationError(`${file}: cannot read the configuration file named by context "${CONFIG_FILE_CONTEXT_KEY}". Check the path (resolved to ${filePath}).`);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new TuneyardValidationError(`${file}: not valid JSON (${(e as Error).message}).`);
+    }
+    return parsePlaneConfig(raw, file);
+  }
+  const raw = typeof inline === 'string' ? parseInline(inline) : inline ?? {};
+  return parsePlaneConfig(raw, `context "${CONFIG_CONTEXT_KEY}"`);
+}
+
+function parseInline(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new TuneyardValidationError(`context "${CONFIG_CONTEXT_KEY}" is a string but not valid JSON (${(e as Error).message}).`);
+  }
+}
+
+/** Validates a configuration object; `source` names where it came from in error messages. */
+export function parsePlaneConfig(raw: unknown, source: string): PlaneConfig {
+  const result = PlaneConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => `  - ${describeIssue(issue, raw)}`);
+  throw new TuneyardValidationError(`${source}: invalid Tuneyard configuration:\n${lines.join('\n')}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const field = issue.path.join('.') || '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys
+      .map((key) => {
+        const known = knownKeys(issue.path);
+        const near = closest(key, known);
+        const fix = near ? `did you mean "${near}"?` : `valid keys: ${known.join(', ')}`;
+        return `${issue.path.length ? `${field}.` : ''}${key}: unknown key; ${fix}`;
+      })
+      .join('\n  - ');
+  }
+  const value = valueAt(raw, issue.path);
+  return `${field}: ${issue.message} (got ${JSON.stringify(value)})`;
+}
+
+function knownKeys(at: PropertyKey[]): string[] {
+  let schema: z.ZodType = PlaneConfigSchema;
+  for (const key of at) {
+    const inner = unwrap(schema);
+    schema = (inner as z.ZodObject).shape[key as string];
+  }
+  return Object.keys((unwrap(schema) as z.ZodObject).shape);
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  return schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+}
+
+function valueAt(raw: unknown, at: PropertyKey[]): unknown {
+  return at.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), raw);
+}
+
+/** The nearest candidate by edit distance, if within a third of its length (at least 3 edits). */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of candidates) {
+    const distance = levenshtein(word.toLowerCase(), name.toLowerCase());
+    if (distance <= Math.max(3, Math.floor(name.length / 3)) && (!best || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
+function levenshtein(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}

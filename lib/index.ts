@@ -1,0 +1,6 @@
+export * from '../constructs';
+export * from './config';
+export * from './errors';
+export * from './fine-tuning-plane-stack';
+export * from './layout';
+export * from './nag';

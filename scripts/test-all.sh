@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order a failure is cheapest to find:
+# Python env (cached) -> type-check -> jest (constructs, nag packs, local state machine, CLI on moto)
+# -> synth of the app -> cfn-lint over every synthesized template -> pytest (trainer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=$(bash scripts/python-env.sh)
+export TUNEYARD_VENV="$venv"
+export PATH="$venv/bin:$PATH"
+
+echo "== typecheck"
+npx tsc --noEmit
+
+echo "== jest"
+npx jest --ci
+
+echo "== synth + cfn-lint"
+rm -rf test/.synth
+npx cdk synth --quiet -o test/.synth/default
+for config in test/fixtures/config/*.json; do
+  name=$(basename "$config" .json)
+  npx cdk synth --quiet -o "test/.synth/$name" -c "tuneyard:config=$config"
+done
+templates=(test/.synth/*/*.template.json)
+echo "cfn-lint: ${#templates[@]} templates"
+cfn-lint --config-file .cfnlintrc.yaml -- "${templates[@]}"
+
+echo "== pytest"
+if [ -d training-images/trainer/tests ]; then
+  HF_HUB_OFFLINE=1 python -m pytest training-images/trainer/tests -q
+fi

@@ -1,0 +1,188 @@
+"""The one configuration model for every training method, and its JSON schema (the cross-language contract
+with the TypeScript recipe renderer: training-images/trainer/config.schema.json)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+METHODS = ("sft", "lora", "qlora", "dpo")
+LORA_METHODS = ("lora", "qlora", "dpo")
+SFT_METHODS = ("sft", "lora", "qlora")
+# Keys SageMaker adds to hyperparameters.json on its own; they are not ours to validate.
+SAGEMAKER_KEY_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says what is wrong and the fix."""
+
+
+def _methods(*methods: str) -> dict[str, Any]:
+    return {"x-tuneyard-methods": list(methods)}
+
+
+class TrainerConfig(BaseModel):
+    """Hyperparameters of a Tuneyard training job. SageMaker passes every value as a string; they are coerced
+    to the types below. A field marked with `x-tuneyard-methods` may only be set for those methods."""
+
+    model_config = ConfigDict(extra="forbid", title="TuneyardTrainerConfig")
+
+    method: Literal["sft", "lora", "qlora", "dpo"] = Field(
+        "lora",
+        description="sft: all weights; lora: a LoRA adapter on a bf16 base; qlora: a LoRA adapter on a 4-bit NF4 "
+        "base (needs CUDA); dpo: direct preference optimisation on prompt/chosen/rejected pairs.",
+    )
+    base_model: str = Field(
+        min_length=1,
+        description="Hugging Face Hub id of the base model. When the `model` channel is present, the weights are "
+        "loaded from it instead (required for network-isolated jobs).",
+    )
+    use_lora: bool = Field(
+        True,
+        description="DPO only: train a LoRA adapter (true) or all weights (false).",
+        json_schema_extra=_methods("dpo"),
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank.", json_schema_extra=_methods(*LORA_METHODS))
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.", json_schema_extra=_methods(*LORA_METHODS))
+    lora_dropout: float = Field(
+        0.05, ge=0, lt=1, description="Dropout on the LoRA input.", json_schema_extra=_methods(*LORA_METHODS)
+    )
+    lora_target_modules: str = Field(
+        "all-linear",
+        min_length=1,
+        description='"all-linear" (every linear layer but the output head) or comma-separated module names, '
+        'e.g. "q_proj,v_proj".',
+        json_schema_extra=_methods(*LORA_METHODS),
+    )
+    learning_rate: float = Field(
+        2e-4, gt=0, description="Peak learning rate (2e-4 suits LoRA; full sft and dpo want 1e-5 to 5e-7)."
+    )
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+    ] = Field("cosine", description="Learning-rate schedule after warmup.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of the training steps spent warming up.")
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the training set.")
+    per_device_train_batch_size: int = Field(4, ge=1, description="Sequences per GPU per step.")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="Steps accumulated per optimiser update.")
+    max_length: int = Field(
+        2048, ge=16, description="Tokens per sequence (longer ones are truncated); the block size when packing."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack sequences into max_length blocks without padding (best-fit decreasing); sequences never "
+        "attend across boundaries.",
+        json_schema_extra=_methods(*SFT_METHODS),
+    )
+    completion_only_loss: bool = Field(
+        True,
+        description="Train on the response only (the last assistant message / completion / output); false trains "
+        "on every token. Rows in `text` format always train on every token.",
+        json_schema_extra=_methods(*SFT_METHODS),
+    )
+    seed: int = Field(42, description="Seed for initialisation, data order and the train/eval split.")
+    eval_fraction: float = Field(
+        0.05, gt=0, lt=1, description="Share of the train channel held out when there is no eval channel."
+    )
+    eval_steps: int = Field(100, ge=1, description="Optimiser steps between evaluations.")
+    save_steps: int = Field(100, ge=1, description="Optimiser steps between checkpoints (also saved on SIGTERM).")
+    logging_steps: int = Field(10, ge=1, description="Optimiser steps between metric lines.")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after this many evaluations without a lower eval_loss; 0 turns it off."
+    )
+    merge: bool = Field(
+        False,
+        description="Also write the adapter merged into a bf16 reload of the base model (model/full).",
+        json_schema_extra=_methods(*LORA_METHODS),
+    )
+    gradient_checkpointing: bool = Field(True, description="Recompute activations to save GPU memory.")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        "auto", description="auto: flash_attention_2 when installed and on CUDA, otherwise sdpa."
+    )
+    dpo_beta: float = Field(
+        0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.",
+        json_schema_extra=_methods("dpo"),
+    )
+    distribution: Literal["none", "ddp", "fsdp", "deepspeed"] = Field(
+        "none",
+        description="none: one process; ddp: one process per GPU on every host; fsdp: FSDP full sharding; "
+        "deepspeed: DeepSpeed ZeRO-3.",
+    )
+
+    @model_validator(mode="after")
+    def _combinations(self) -> TrainerConfig:
+        problems = []
+        for name in sorted(self.model_fields_set):
+            allowed = (TrainerConfig.model_fields[name].json_schema_extra or {}).get("x-tuneyard-methods")
+            if allowed and self.method not in allowed:
+                problems.append(
+                    f"{name} applies to method {' or '.join(allowed)} only and has no effect with method={self.method}; "
+                    "remove it"
+                )
+        if self.method == "dpo" and not self.use_lora:
+            for name in sorted(self.model_fields_set & {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"}):
+                problems.append(f"{name} has no effect with method=dpo and use_lora=false; remove it")
+            if self.merge:
+                problems.append("merge=true needs an adapter, but method=dpo with use_lora=false trains all weights")
+        if self.method == "qlora" and self.distribution in ("fsdp", "deepspeed"):
+            problems.append(
+                f"method=qlora with distribution={self.distribution} is not supported; use distribution=ddp "
+                "(one 4-bit model per GPU) or method=lora"
+            )
+        if self.early_stopping_patience and self.save_steps % self.eval_steps:
+            problems.append(
+                f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple of "
+                f"eval_steps ({self.eval_steps})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def trains_adapter(self) -> bool:
+        return self.method in ("lora", "qlora") or (self.method == "dpo" and self.use_lora)
+
+    @property
+    def target_modules(self) -> str | list[str]:
+        if self.lora_target_modules == "all-linear":
+            return "all-linear"
+        return [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+
+
+def _unquote(value: Any) -> Any:
+    """Some SageMaker clients JSON-encode string values ("\"cosine\""); undo that."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def from_hyperparameters(raw: dict[str, Any]) -> TrainerConfig:
+    """Validates hyperparameters.json: unknown keys and bad values fail with a message naming the key and fix."""
+    ours = {k: _unquote(v) for k, v in raw.items() if not k.startswith(SAGEMAKER_KEY_PREFIXES)}
+    known = list(TrainerConfig.model_fields)
+    unknown = [k for k in ours if k not in TrainerConfig.model_fields]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hints.append(f'unknown hyperparameter "{key}"' + (f' (did you mean "{close[0]}"?)' if close else ""))
+        raise ConfigError("; ".join(hints) + f". Valid names: {', '.join(known)}.")
+    try:
+        return TrainerConfig.model_validate(ours)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            given = f" (got {e['input']!r})" if where and not isinstance(e["input"], dict) else ""
+            problems.append(f"{where}: {e['msg']}{given}" if where else e["msg"].removeprefix("Value error, "))
+        raise ConfigError("invalid hyperparameters: " + "; ".join(problems)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = TrainerConfig.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "tuneyard-trainer-config", **schema}

@@ -1,0 +1,20 @@
+"""Merging a LoRA adapter into its base model, for serving without PEFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def merge_adapter(base_source: str, adapter_dir: Path, out_dir: Path) -> None:
+    """Writes base + adapter as one bf16 model. The base is reloaded in bf16 (never merged onto a 4-bit base,
+    whose rounding would be baked into every weight)."""
+    base = AutoModelForCausalLM.from_pretrained(
+        base_source, dtype=torch.bfloat16, device_map="auto" if torch.cuda.is_available() else None
+    )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out_dir))
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))

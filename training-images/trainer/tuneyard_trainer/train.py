@@ -1,0 +1,334 @@
+"""`train`: SFT, LoRA, QLoRA and DPO on TRL's trainers, with resume from checkpoints/ and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+from . import launch, merge
+from .config import TrainerConfig, from_hyperparameters
+from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
+from .metrics import MetricsCallback
+from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv
+
+TRAINING_CONFIG = "training_config.json"
+
+
+class PreflightError(ValueError):
+    """A job that cannot run on this machine or with this data; found before any weights load."""
+
+
+@dataclass
+class Inputs:
+    config: TrainerConfig
+    model_source: str
+    train: DatasetReport
+    eval: DatasetReport | None
+
+
+def load_dataset_channel(env: SageMakerEnv, channel: str, method: str) -> DatasetReport | None:
+    path = env.channel_jsonl(channel)
+    if path is None:
+        return None
+    report = validate_file(path, method)
+    if report.errors:
+        raise PreflightError(
+            f"channel {channel}: {len(report.errors)} invalid row(s) in {path.name}; fix them and upload a new "
+            f"dataset version (`tuneyard validate` shows the same errors):\n{report.describe_errors()}"
+        )
+    return report
+
+
+def read_inputs(env: SageMakerEnv) -> Inputs:
+    """Config, datasets and environment checks: everything that can fail before weights load."""
+    config = from_hyperparameters(env.read_hyperparameters())
+    if config.method == "qlora" and not torch.cuda.is_available():
+        raise PreflightError(
+            "method=qlora needs an NVIDIA GPU: bitsandbytes' 4-bit kernels run on CUDA only. Run on a GPU instance "
+            "(ml.g5, ml.g6, ml.p4d, ml.p5) or use method=lora."
+        )
+    if config.attn_implementation == "flash_attention_2" and not _flash_attention_available():
+        raise PreflightError(
+            "attn_implementation=flash_attention_2 needs CUDA and the flash-attn package; use auto or sdpa."
+        )
+    train = load_dataset_channel(env, "train", config.method)
+    if train is None:
+        raise ChannelError("the train channel is missing or empty; it must hold one JSONL file")
+    eval_report = load_dataset_channel(env, "eval", config.method)
+    if eval_report is not None and eval_report.format != train.format:
+        raise PreflightError(
+            f"the eval channel is {eval_report.format} but the train channel is {train.format}; use one format"
+        )
+    model_dir = env.channel("model")
+    return Inputs(config, str(model_dir) if model_dir else config.base_model, train, eval_report)
+
+
+def _flash_attention_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def attention_implementation(config: TrainerConfig) -> str:
+    if config.attn_implementation != "auto":
+        return config.attn_implementation
+    return "flash_attention_2" if _flash_attention_available() else "sdpa"
+
+
+def compute_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def quantization_config() -> BitsAndBytesConfig:
+    """QLoRA: NF4 weights, double quantisation of the constants, bf16 compute."""
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_tokenizer(source: str, fmt: str | None) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if fmt != "text" and not tokenizer.chat_template:
+        raise PreflightError(
+            f"the tokenizer of {source} has no chat template, which {fmt} rows are rendered with; use a base model "
+            "that ships one (most instruct models do) or convert the dataset to the text format"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: TrainerConfig, source: str) -> torch.nn.Module:
+    kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(config), "dtype": compute_dtype()}
+    if config.method == "qlora":
+        kwargs["quantization_config"] = quantization_config()
+        kwargs["dtype"] = torch.bfloat16
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return model
+
+
+def lora_config(config: TrainerConfig) -> LoraConfig:
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the highest step whose trainer state was written (a save that completed)."""
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and (path / "trainer_state.json").exists():
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+class StopOnSignal(TrainerCallback):
+    """On SIGTERM (or the launcher's stop flag), save a checkpoint at the end of the current step and stop.
+    Under torchrun every rank takes the decision together (an all-reduce of the flag), so all ranks save the
+    same step."""
+
+    def __init__(self, stop_flag: Path):
+        self.stop_flag = stop_flag
+        self.signalled = False
+        self.stopped = False
+        self._previous = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def uninstall(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = True
+        print("received SIGTERM: saving a checkpoint at the end of this step, then stopping", flush=True)
+
+    def _requested(self) -> bool:
+        local = self.signalled or self.stop_flag.exists()
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return local
+        device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([1 if local else 0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._requested():
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _datasets(inputs: Inputs) -> tuple[Dataset, Dataset]:
+    config = inputs.config
+    if inputs.eval is not None:
+        train_rows, eval_rows = inputs.train.rows, inputs.eval.rows
+    else:
+        train_rows, eval_rows = split_rows(inputs.train.rows, config.eval_fraction, config.seed)
+    fmt = inputs.train.format
+    if config.method == "dpo":
+        render = lambda rows: render_dpo(rows, fmt)  # noqa: E731
+    else:
+        render = lambda rows: render_sft(rows, fmt, config.completion_only_loss)  # noqa: E731
+    return Dataset.from_list(render(train_rows)), Dataset.from_list(render(eval_rows))
+
+
+def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
+    bf16 = compute_dtype() == torch.bfloat16
+    return {
+        "output_dir": str(env.checkpoints_dir),
+        "seed": config.seed,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup_ratio,  # below 1: a fraction of the training steps (transformers 5)
+        "num_train_epochs": config.num_train_epochs,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "per_device_eval_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "max_length": config.max_length,
+        "eval_strategy": "steps",
+        "eval_steps": config.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": config.logging_steps,
+        "load_best_model_at_end": config.early_stopping_patience > 0,
+        "metric_for_best_model": "eval_loss",
+        "include_num_input_tokens_seen": "non_padding",
+        "bf16": bf16,
+        "report_to": "none",
+        "disable_tqdm": True,
+        **launch.distribution_args(config),
+    }
+
+
+def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[TrainerCallback]):
+    config = inputs.config
+    train_ds, eval_ds = _datasets(inputs)
+    model = load_model(config, inputs.model_source)
+    peft_config = lora_config(config) if config.trains_adapter else None
+    if config.early_stopping_patience:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
+    common = {
+        "model": model,
+        "train_dataset": train_ds,
+        "eval_dataset": eval_ds,
+        "processing_class": tokenizer,
+        "peft_config": peft_config,
+        "callbacks": callbacks,
+    }
+    if config.method == "dpo":
+        args = DPOConfig(**_trainer_args(config, env), beta=config.dpo_beta)
+        return DPOTrainer(args=args, **common)
+    args = SFTConfig(
+        **_trainer_args(config, env),
+        packing=config.packing,
+        # best-fit decreasing packing is padding-free: sequences are separated by position_ids, which
+        # flash-attention (varlen) and transformers' sdpa/eager masks both respect.
+        packing_strategy="bfd",
+        completion_only_loss=config.completion_only_loss,
+    )
+    return SFTTrainer(args=args, **common)
+
+
+def _is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def write_training_config(path: Path, inputs: Inputs, artifacts: dict[str, str], final: dict[str, float]) -> None:
+    versions = {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}
+    document = {
+        "schema_version": 1,
+        "config": inputs.config.model_dump(),
+        "model_source": inputs.model_source,
+        "dataset": {
+            "format": inputs.train.format,
+            "train_rows": len(inputs.train.rows),
+            "eval_channel": inputs.eval is not None,
+        },
+        "artifacts": artifacts,
+        "final_metrics": final,
+        "versions": versions,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def run(env: SageMakerEnv) -> int:
+    """Trains; returns 0 when done, STOP_EXIT_CODE when SIGTERM stopped it after a checkpoint."""
+    inputs = read_inputs(env)
+    config = inputs.config
+    if not launch.is_worker():
+        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
+        if layout is not None:
+            return launch.run_torchrun(env, layout)
+        env.stop_flag.unlink(missing_ok=True)
+    tokenizer = load_tokenizer(inputs.model_source, inputs.train.format)
+    stop = StopOnSignal(env.stop_flag)
+    stop.install()
+    try:
+        trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop])
+        resume = newest_checkpoint(env.checkpoints_dir)
+        if resume is not None:
+            print(f"resuming from {resume}", flush=True)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if stop.stopped:
+            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+            return 0 if launch.is_worker() else STOP_EXIT_CODE
+        final = trainer.evaluate()
+        kind = "adapter" if config.trains_adapter else "full"
+        trainer.save_model(str(env.model_dir / kind))
+    finally:
+        stop.uninstall()
+    if not _is_main_process():
+        return 0
+    artifacts = {kind: kind}
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if config.merge:
+        merge.merge_adapter(inputs.model_source, env.model_dir / "adapter", env.model_dir / "full")
+        artifacts["full"] = "full"
+    summary = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
+    write_training_config(env.model_dir / TRAINING_CONFIG, inputs, artifacts, summary)
+    print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
+    return 0
