@@ -75,5 +75,5 @@ class MetricsCallback(TrainerCallback):
             values["tokens_per_second"] = tokens / max(now - self._last_time, 1e-9)
             values["gpu_memory_peak_gib"] = gpu_memory_peak_gib()
             self._last_time, self._last_tokens = now, state.num_input_tokens_seen
-        if values:
+        if values.keys() - {"epoch"}:
             print(format_line(state.global_step, values), flush=True, file=sys.stdout)

@@ -235,6 +235,7 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
         "bf16": bf16,
         "report_to": "none",
         "disable_tqdm": True,
+        "dataloader_pin_memory": torch.cuda.is_available(),
         **launch.distribution_args(config),
     }
 
@@ -266,6 +267,14 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         completion_only_loss=config.completion_only_loss,
     )
     return SFTTrainer(args=args, **common)
+
+
+def _final_eval(trainer) -> dict[str, float]:
+    """The eval metrics at the last step (evaluated now unless the schedule just did)."""
+    last = [e for e in trainer.state.log_history if "eval_loss" in e]
+    if last and last[-1]["step"] == trainer.state.global_step:
+        return last[-1]
+    return trainer.evaluate()
 
 
 def _is_main_process() -> bool:
@@ -313,7 +322,7 @@ def run(env: SageMakerEnv) -> int:
         if stop.stopped:
             print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
             return 0 if launch.is_worker() else STOP_EXIT_CODE
-        final = trainer.evaluate()
+        final = _final_eval(trainer)
         kind = "adapter" if config.trains_adapter else "full"
         trainer.save_model(str(env.model_dir / kind))
     finally:
