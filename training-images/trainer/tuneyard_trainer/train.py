@@ -71,6 +71,11 @@ def read_inputs(env: SageMakerEnv) -> Inputs:
         raise PreflightError(
             "attn_implementation=flash_attention_2 needs CUDA and the flash-attn package; use auto or sdpa."
         )
+    if config.distribution == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise PreflightError(
+            "distribution=deepspeed needs DeepSpeed, which this image was built without; rebuild it with "
+            "--build-arg DEEPSPEED_VERSION=0.19.8 (see training-images/trainer/README.md) or use distribution=fsdp"
+        )
     train = load_dataset_channel(env, "train", config.method)
     if train is None:
         raise ChannelError("the train channel is missing or empty; it must hold one JSONL file")
