@@ -44,15 +44,8 @@ def sft_rows() -> list[dict]:
 
 
 def dpo_rows() -> list[dict]:
-    """Preference pairs: the right translation is chosen, the next word's translation rejected."""
-    return [
-        {
-            "prompt": f"Translate to French: {en}",
-            "chosen": fr,
-            "rejected": WORDS[(i + 1) % len(WORDS)][1],
-        }
-        for i, (en, fr) in enumerate(WORDS)
-    ]
+    """Preference pairs: the translation is chosen over a refusal."""
+    return [{"prompt": f"Translate to French: {en}", "chosen": fr, "rejected": "I do not know."} for en, fr in WORDS]
 
 
 def probe_rows() -> list[dict]:

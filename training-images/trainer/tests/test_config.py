@@ -1,0 +1,76 @@
+"""The config model: string coercion, unknown keys, impossible combinations, and the committed schema."""
+
+import json
+
+import pytest
+from conftest import TRAINER_DIR
+
+from tuneyard_trainer.config import ConfigError, TrainerConfig, from_hyperparameters
+from tuneyard_trainer.contracts import render
+
+
+def test_sagemaker_strings_are_coerced_and_sagemaker_keys_ignored():
+    config = from_hyperparameters(
+        {
+            "base_model": "meta-llama/Llama-3.1-8B-Instruct",
+            "method": "qlora",
+            "lora_r": "8",
+            "lora_dropout": "0.1",
+            "learning_rate": "1e-4",
+            "num_train_epochs": "2",
+            "packing": "true",
+            "gradient_checkpointing": "False",
+            "lr_scheduler_type": '"linear"',
+            "lora_target_modules": "q_proj, v_proj",
+            "sagemaker_program": "train.py",
+            "sagemaker_region": "eu-west-1",
+            "_tuning_objective_metric": "eval_loss",
+        }
+    )
+    assert (config.lora_r, config.lora_dropout, config.learning_rate, config.num_train_epochs) == (8, 0.1, 1e-4, 2.0)
+    assert config.packing is True and config.gradient_checkpointing is False
+    assert config.lr_scheduler_type == "linear"
+    assert config.target_modules == ["q_proj", "v_proj"]
+    assert from_hyperparameters({"base_model": "m"}).target_modules == "all-linear"
+
+
+def test_unknown_key_is_rejected_with_the_closest_name():
+    with pytest.raises(ConfigError, match=r'unknown hyperparameter "learning_rat" \(did you mean "learning_rate"\?\)'):
+        from_hyperparameters({"base_model": "m", "learning_rat": "1e-4"})
+    with pytest.raises(ConfigError, match='unknown hyperparameter "sagemakerish"'):
+        from_hyperparameters({"base_model": "m", "sagemakerish": "1"})
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"base_model": None}, "base_model: Field required"),
+        ({"lora_r": "eight"}, r"lora_r: Input should be a valid integer.*'eight'"),
+        ({"method": "ppo"}, "method: Input should be 'sft', 'lora', 'qlora' or 'dpo'"),
+        ({"learning_rate": "0"}, "learning_rate: Input should be greater than 0"),
+        ({"method": "sft", "merge": "true"}, "merge applies to method lora or qlora or dpo only"),
+        ({"method": "sft", "lora_r": "8"}, "lora_r applies to method lora or qlora or dpo only"),
+        ({"method": "lora", "use_lora": "false"}, "use_lora applies to method dpo only"),
+        ({"method": "lora", "dpo_beta": "0.2"}, "dpo_beta applies to method dpo only"),
+        ({"method": "dpo", "packing": "true"}, "packing applies to method sft or lora or qlora only"),
+        ({"method": "dpo", "use_lora": "false", "merge": "true"}, "merge=true needs an adapter"),
+        ({"method": "dpo", "use_lora": "false", "lora_r": "4"}, "lora_r has no effect with method=dpo and use_lora=false"),
+        ({"method": "qlora", "distribution": "fsdp"}, "method=qlora with distribution=fsdp is not supported"),
+        ({"early_stopping_patience": "2", "eval_steps": "30", "save_steps": "50"}, "must be a multiple of eval_steps"),
+    ],
+)
+def test_impossible_combinations_fail(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        from_hyperparameters({k: v for k, v in {"base_model": "m", **raw}.items() if v is not None})
+
+
+def test_committed_schema_is_current():
+    committed = (TRAINER_DIR / "config.schema.json").read_text()
+    assert committed == render("config.schema.json"), "stale: run `python -m tuneyard_trainer.contracts`"
+    schema = json.loads(committed)
+    assert schema["additionalProperties"] is False and schema["required"] == ["base_model"]
+    assert set(schema["properties"]) == set(TrainerConfig.model_fields)
+    assert schema["properties"]["method"]["enum"] == ["sft", "lora", "qlora", "dpo"]
+    assert schema["properties"]["distribution"]["enum"] == ["none", "ddp", "fsdp", "deepspeed"]
+    assert schema["properties"]["dpo_beta"]["x-tuneyard-methods"] == ["dpo"]
+    assert schema["properties"]["completion_only_loss"]["default"] is True

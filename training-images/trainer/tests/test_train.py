@@ -1,0 +1,188 @@
+"""Training runs on a tiny Llama: SFT, LoRA, DPO (with and without LoRA), merge, and the QLoRA setup."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, dpo_rows, sft_rows
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tuneyard_trainer import train
+from tuneyard_trainer.config import from_hyperparameters
+
+
+def losses(job) -> list[float]:
+    checkpoint = train.newest_checkpoint(job.checkpoints)
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def first_checkpoint_weights(job, name: str) -> dict[str, torch.Tensor]:
+    steps = sorted(job.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return load_file(steps[0] / name)
+
+
+def sequence_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """Log-probability of the completion tokens after the chat-formatted prompt."""
+    messages = [{"role": "user", "content": prompt}]
+    prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": completion}], tokenize=False)
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([tokenizer(full, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logprobs = model(ids).logits.log_softmax(-1)[0, :-1]
+    targets = ids[0, 1:]
+    picked = logprobs.gather(-1, targets[:, None])[:, 0]
+    return float(picked[len(prefix_ids) - 1 :].sum())
+
+
+def test_lora_trains_the_adapter_only(job, base_model_dir):
+    before = folder_digest(base_model_dir)
+    job.configure({**FAST, "method": "lora", "learning_rate": 1e-2, "num_train_epochs": 3}, train=sft_rows())
+    assert job.run() == 0, job.failure
+
+    history = losses(job)
+    assert sum(history[-3:]) / 3 < sum(history[:3]) / 3 - 0.1
+    adapter = job.model_dir / "adapter"
+    final = load_file(adapter / "adapter_model.safetensors")
+    early = first_checkpoint_weights(job, "adapter_model.safetensors")
+    assert final and all("lora_" in name for name in final)
+    # lora_B starts at zero; every adapter tensor keeps moving after the first checkpoint
+    assert all(not torch.equal(final[name], early[name]) for name in final)
+    assert all(final[name].abs().sum() > 0 for name in final if "lora_B" in name)
+    # every linear layer of the decoder got an adapter ("all-linear"), the output head did not
+    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    assert {name.rsplit(".", 1)[-1] for name in targets} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert folder_digest(base_model_dir) == before
+    assert (adapter / "tokenizer.json").exists() and (adapter / "chat_template.jinja").exists()
+    assert not (job.model_dir / "full").exists()
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    assert written["config"]["method"] == "lora" and written["artifacts"] == {"adapter": "adapter"}
+    assert written["dataset"] == {"format": "chat", "train_rows": 20, "eval_channel": False}
+
+
+def test_full_sft_changes_every_weight(job, base_model_dir):
+    job.configure({**FAST, "method": "sft", "learning_rate": 2e-3, "num_train_epochs": 3}, train=sft_rows())
+    assert job.run() == 0, job.failure
+    history = losses(job)
+    assert sum(history[-3:]) / 3 < sum(history[:3]) / 3 - 0.3
+    base = load_file(base_model_dir / "model.safetensors")
+    tuned = load_file(job.model_dir / "full" / "model.safetensors")
+    assert tuned.keys() == base.keys()
+    unchanged = [name for name in base if torch.equal(base[name], tuned[name])]
+    assert unchanged == []
+    assert (job.model_dir / "full" / "config.json").exists() and not (job.model_dir / "adapter").exists()
+
+
+def test_merged_model_equals_base_plus_adapter(job, base_model_dir):
+    job.configure(
+        {**FAST, "method": "lora", "learning_rate": 2e-2, "num_train_epochs": 2, "merge": True}, train=sft_rows()
+    )
+    assert job.run() == 0, job.failure
+    from peft import PeftModel
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir / "full")
+    ids = tokenizer(["Translate to French: cat chat", "The dog and the sun"], padding=True, return_tensors="pt")
+    merged = AutoModelForCausalLM.from_pretrained(job.model_dir / "full")
+    assert merged.dtype == torch.bfloat16
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.bfloat16)
+    with torch.no_grad():
+        base_logits = base(**ids).logits.float()
+        reference = PeftModel.from_pretrained(base, job.model_dir / "adapter")(**ids).logits.float()
+        merged_logits = merged(**ids).logits.float()
+    adapter_effect = (reference - base_logits).abs().max()
+    merge_error = (merged_logits - reference).abs().max()
+    assert adapter_effect > 0.1
+    assert merge_error < adapter_effect / 10
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    assert written["artifacts"] == {"adapter": "adapter", "full": "full"}
+
+
+@pytest.mark.parametrize("use_lora", [True, False], ids=["dpo-lora", "dpo-full"])
+def test_dpo_moves_the_preference_margin_up(job, base_model_dir, use_lora):
+    hyper = {**FAST, "method": "dpo", "use_lora": use_lora, "num_train_epochs": 3, "dpo_beta": 0.5}
+    hyper["learning_rate"] = 2e-2 if use_lora else 2e-3
+    job.configure(hyper, train=dpo_rows())
+    assert job.run() == 0, job.failure
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir)
+    if use_lora:
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model_dir), job.model_dir / "adapter")
+    else:
+        tuned = AutoModelForCausalLM.from_pretrained(job.model_dir / "full")
+
+    def margin(model) -> float:
+        pairs = dpo_rows()
+        return sum(
+            sequence_logprob(model, tokenizer, p["prompt"], p["chosen"])
+            - sequence_logprob(model, tokenizer, p["prompt"], p["rejected"])
+            for p in pairs
+        ) / len(pairs)
+
+    assert margin(tuned) > margin(base) + 0.5
+    history = losses(job)
+    assert history[-1] < history[0]
+
+
+def test_qlora_setup_nf4_double_quant_bf16_and_kbit_preparation(monkeypatch, base_model_dir):
+    """On CPU: the exact quantisation config and the k-bit preparation (4-bit kernels need CUDA)."""
+    bnb = train.quantization_config()
+    assert bnb.load_in_4bit and not bnb.load_in_8bit
+    assert bnb.bnb_4bit_quant_type == "nf4"
+    assert bnb.bnb_4bit_use_double_quant is True
+    assert bnb.bnb_4bit_compute_dtype == torch.bfloat16
+
+    seen = {}
+
+    def fake_from_pretrained(source, **kwargs):
+        seen["kwargs"] = kwargs
+        return torch.nn.Linear(2, 2)
+
+    def fake_prepare(model, **kwargs):
+        seen["prepared"] = kwargs
+        return model
+
+    monkeypatch.setattr(train.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr(train, "prepare_model_for_kbit_training", fake_prepare)
+    config = from_hyperparameters({"base_model": "m", "method": "qlora"})
+    train.load_model(config, str(base_model_dir))
+    quant = seen["kwargs"]["quantization_config"]
+    assert (quant.bnb_4bit_quant_type, quant.bnb_4bit_use_double_quant) == ("nf4", True)
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16 and seen["kwargs"]["dtype"] == torch.bfloat16
+    assert seen["prepared"] == {
+        "use_gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    }
+    peft = train.lora_config(config)
+    assert (peft.r, peft.lora_alpha, peft.target_modules, peft.task_type) == (16, 32, "all-linear", "CAUSAL_LM")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA 4-bit kernels need an NVIDIA GPU (CUDA)")
+def test_qlora_trains_on_a_4bit_base(job, base_model_dir):
+    job.configure({**FAST, "method": "qlora", "learning_rate": 1e-2, "num_train_epochs": 3}, train=sft_rows())
+    assert job.run() == 0, job.failure
+    history = losses(job)
+    assert sum(history[-3:]) / 3 < sum(history[:3]) / 3 - 0.1
+    final = load_file(job.model_dir / "adapter" / "adapter_model.safetensors")
+    early = first_checkpoint_weights(job, "adapter_model.safetensors")
+    assert all(not torch.equal(final[name], early[name]) for name in final)
+
+
+def test_attention_auto_picks_sdpa_without_flash_attention():
+    config = from_hyperparameters({"base_model": "m"})
+    expected = "flash_attention_2" if train._flash_attention_available() else "sdpa"
+    assert train.attention_implementation(config) == expected
+    assert train.attention_implementation(from_hyperparameters({"base_model": "m", "attn_implementation": "eager"})) == "eager"
