@@ -278,3 +278,26 @@ describe('DatasetStore grants', () => {
     expect(write).toContainEqual(expect.objectContaining({ Action: ['kms:Decrypt', 'kms:GenerateDataKey'] }));
   });
 });
+
+describe('DatasetStore metrics', () => {
+  test('bucket size and object count are the daily S3 storage metrics of the data bucket', () => {
+    // GIVEN
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Data');
+    // WHEN
+    const size = store.metricBucketSizeBytes();
+    const count = store.metricNumberOfObjects({ statistic: 'Maximum' });
+    // THEN
+    const bucketRef = { Ref: stack.resolve((store.bucket.node.defaultChild as s3.CfnBucket).logicalId) };
+    expect([size.namespace, size.metricName, size.statistic, size.period.toSeconds()]).toEqual(['AWS/S3', 'BucketSizeBytes', 'Average', 86400]);
+    expect(stack.resolve(size.dimensions)).toEqual({ BucketName: bucketRef, StorageType: 'StandardStorage' });
+    expect([count.namespace, count.metricName, count.statistic, count.period.toSeconds()]).toEqual(['AWS/S3', 'NumberOfObjects', 'Maximum', 86400]);
+    expect(stack.resolve(count.dimensions)).toEqual({ BucketName: bucketRef, StorageType: 'AllStorageTypes' });
+  });
+
+  test('an imported bucket is measured by its name', () => {
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Data', { bucket: s3.Bucket.fromBucketName(stack, 'Bucket', 'team-data') });
+    expect(store.metricNumberOfObjects().dimensions).toEqual({ BucketName: 'team-data', StorageType: 'AllStorageTypes' });
+  });
+});

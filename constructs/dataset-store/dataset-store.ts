@@ -1,4 +1,5 @@
 import { Annotations, Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -243,9 +244,43 @@ export class DatasetStore extends Construct {
     return this.grantPrefix(grantee, DATA_PREFIXES.evalReports, WRITE_ACTIONS, 'write');
   }
 
+  /**
+   * Bytes stored in the data bucket, noncurrent versions included (S3 storage metric
+   * `AWS/S3 BucketSizeBytes`, storage class S3 Standard).
+   *
+   * S3 publishes storage metrics once a day, so the default period is one day; a shorter period
+   * shows gaps, not more detail.
+   *
+   * @default - average over 1 day
+   */
+  public metricBucketSizeBytes(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.storageMetric('BucketSizeBytes', 'StandardStorage', props);
+  }
+
+  /**
+   * Objects in the data bucket, noncurrent versions included (S3 storage metric
+   * `AWS/S3 NumberOfObjects`, all storage classes). Published once a day.
+   *
+   * @default - average over 1 day
+   */
+  public metricNumberOfObjects(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.storageMetric('NumberOfObjects', 'AllStorageTypes', props);
+  }
+
   /** The `s3://bucket/prefix` URI of one of the layout's prefixes, for job and pipeline definitions. */
   public s3Uri(prefix: keyof typeof DATA_PREFIXES): string {
     return `s3://${this.bucket.bucketName}/${DATA_PREFIXES[prefix]}`;
+  }
+
+  private storageMetric(metricName: string, storageType: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: 'AWS/S3',
+      metricName,
+      dimensionsMap: { BucketName: this.bucket.bucketName, StorageType: storageType },
+      statistic: cloudwatch.Stats.AVERAGE,
+      period: Duration.days(1),
+      ...props,
+    });
   }
 
   private grantPrefix(grantee: iam.IGrantable, prefix: string, objectActions: string[], keyUse: 'read' | 'write' | 'readwrite'): iam.Grant {
