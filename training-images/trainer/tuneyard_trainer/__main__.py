@@ -15,6 +15,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     env = SageMakerEnv.from_environ()
+    env.failure_path.unlink(missing_ok=True)
     try:
         if argv[0] == "train":
             from . import train

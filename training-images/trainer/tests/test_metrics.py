@@ -1,0 +1,37 @@
+"""metrics.json is generated from the metric list, and every regex matches a real run's stdout."""
+
+import json
+import re
+
+from conftest import FAST, TRAINER_DIR, dpo_rows
+
+from tuneyard_trainer.contracts import render
+from tuneyard_trainer.metrics import METRICS
+
+
+def test_committed_metric_definitions_are_current():
+    committed = (TRAINER_DIR / "metrics.json").read_text()
+    assert committed == render("metrics.json"), "stale: run `python -m tuneyard_trainer.contracts`"
+    names = [m["Name"] for m in json.loads(committed)]
+    assert names == list(METRICS)
+    required = {"train_loss", "eval_loss", "eval_perplexity", "learning_rate", "epoch", "grad_norm"}
+    assert required | {"tokens_per_second", "gpu_memory_peak_gib"} <= set(names)
+
+
+def test_every_regex_captures_a_float_from_a_real_training_log(job):
+    """A DPO run (it logs every metric, the reward ones included) in its own process; stdout as SageMaker sees it."""
+    job.configure({**FAST, "method": "dpo", "learning_rate": 1e-2, "num_train_epochs": 1}, train=dpo_rows())
+    process = job.popen()
+    stdout = process.communicate(timeout=180)[0]
+    assert process.returncode == 0, stdout[-3000:]
+    lines = stdout.splitlines()
+    for definition in json.loads((TRAINER_DIR / "metrics.json").read_text()):
+        regex = re.compile(definition["Regex"])
+        captured = [m.group(1) for line in lines if (m := regex.search(line))]
+        assert captured, f"{definition['Name']}: no line matches {definition['Regex']}"
+        values = [float(c) for c in captured]
+        assert all(v == v for v in values), definition["Name"]
+    losses = [float(m.group(1)) for line in lines if (m := re.search(r" train_loss=([0-9.eE+-]+)", line))]
+    assert len(losses) == 5  # logging_steps=1, 5 optimiser steps
+    # a name never matches inside a longer one: eval_loss lines are not train_loss lines
+    assert not any(" train_loss=" in line and " eval_loss=" in line for line in lines)
