@@ -59,7 +59,8 @@ def plan(config: TrainerConfig, resources: ResourceConfig, nproc_per_node: int) 
         if nproc_per_node > 1:
             print(f"note: distribution=none trains on 1 of {nproc_per_node} GPUs; set distribution=ddp to use all")
         return None
-    layout = LaunchPlan(len(resources.hosts), resources.node_rank, nproc_per_node, resources.hosts[0])
+    hosts = sorted(resources.hosts)  # the same order on every host: rank 0 is the first name
+    layout = LaunchPlan(len(hosts), hosts.index(resources.current_host), nproc_per_node, hosts[0])
     return layout if layout.world_size > 1 else None
 
 

@@ -21,10 +21,6 @@ class ResourceConfig:
     current_host: str
     hosts: list[str]
 
-    @property
-    def node_rank(self) -> int:
-        return self.hosts.index(self.current_host)
-
 
 @dataclass(frozen=True)
 class SageMakerEnv:
@@ -66,7 +62,7 @@ class SageMakerEnv:
         if not path.exists():
             return ResourceConfig(current_host="localhost", hosts=["localhost"])
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return ResourceConfig(current_host=raw["current_host"], hosts=sorted(raw["hosts"]))
+        return ResourceConfig(current_host=raw["current_host"], hosts=raw["hosts"])
 
     def channel(self, name: str) -> Path | None:
         """The channel's folder, or None when the job has no such channel."""

@@ -241,6 +241,8 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        # without a GPU, torchrun workers form a gloo process group (accelerate only does so with use_cpu)
+        "use_cpu": not torch.cuda.is_available(),
         **launch.distribution_args(config),
     }
 

@@ -1,0 +1,84 @@
+"""The launcher: torchrun layouts from resourceconfig.json, FSDP/ZeRO-3 settings, and a real two-process
+DDP run on CPU (gloo)."""
+
+import json
+
+import pytest
+from conftest import FAST, sft_rows
+
+from tuneyard_trainer import launch
+from tuneyard_trainer.config import from_hyperparameters
+from tuneyard_trainer.sagemaker_env import ResourceConfig
+from tuneyard_trainer.train import newest_checkpoint
+
+
+def config(**values):
+    return from_hyperparameters({"base_model": "m", **values})
+
+
+def test_plan_spans_every_gpu_of_every_host():
+    hosts = ResourceConfig(current_host="algo-2", hosts=["algo-2", "algo-1"])
+    layout = launch.plan(config(distribution="ddp"), hosts, nproc_per_node=8)
+    assert layout == launch.LaunchPlan(nnodes=2, node_rank=1, nproc_per_node=8, master_addr="algo-1")
+    assert layout.world_size == 16
+    command = launch.torchrun_command(layout)
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert command[3:8] == [
+        "--nnodes=2", "--node_rank=1", "--nproc_per_node=8", "--master_addr=algo-1", "--master_port=29500"
+    ]
+    assert command[-3:] == ["-m", "tuneyard_trainer", "train"]
+
+
+def test_single_process_cases_and_distribution_none_on_many_hosts():
+    one = ResourceConfig(current_host="algo-1", hosts=["algo-1"])
+    assert launch.plan(config(distribution="ddp"), one, nproc_per_node=1) is None
+    assert launch.plan(config(), one, nproc_per_node=4) is None
+    with pytest.raises(ValueError, match="distribution=none runs on one host, but the job has 2 instances"):
+        launch.plan(config(), ResourceConfig("algo-1", ["algo-1", "algo-2"]), nproc_per_node=1)
+
+
+def test_fsdp_settings_are_accepted_by_the_training_arguments(tmp_path):
+    from trl import SFTConfig
+
+    args = launch.distribution_args(config(distribution="fsdp"))
+    assert args["fsdp"] is True and args["gradient_checkpointing"] is False
+    assert args["fsdp_config"] == {
+        "version": 2,
+        "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "reshard_after_forward": True,
+        "state_dict_type": "FULL_STATE_DICT",
+        "cpu_ram_efficient_loading": True,
+        "activation_checkpointing": True,
+    }
+    assert launch.distribution_args(config(distribution="fsdp", gradient_checkpointing="false"))["fsdp_config"][
+        "activation_checkpointing"
+    ] is False
+    parsed = SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False, **args)
+    assert parsed.fsdp is True and parsed.fsdp_config["version"] == 2
+    assert parsed.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+
+
+def test_zero3_config_defers_sizes_to_the_trainer():
+    args = launch.distribution_args(config(distribution="deepspeed"))
+    zero3 = json.loads(open(args["deepspeed"]).read())
+    assert zero3["zero_optimization"]["stage"] == 3
+    assert zero3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    # "auto" lets the Trainer fill in the values from our config, so the two cannot disagree
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+        assert zero3[key] == "auto"
+    assert zero3["bf16"] == {"enabled": "auto"}
+    assert launch.distribution_args(config(distribution="ddp")) == {}
+
+
+def test_two_process_ddp_run_on_cpu_through_the_launcher(job):
+    # 19 training rows, batch 4 per process: 3 steps per epoch on 2 processes (5 on one)
+    job.configure({**FAST, "method": "lora", "distribution": "ddp", "num_train_epochs": 2}, train=sft_rows())
+    process = job.popen(TUNEYARD_NPROC_PER_NODE="2")
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output[-4000:]
+    assert "launching: " in output and "--nproc_per_node=2" in output
+    state = json.loads((newest_checkpoint(job.checkpoints) / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert (job.model_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((job.model_dir / "training_config.json").read_text())["config"]["distribution"] == "ddp"
+    assert output.count("done: wrote adapter") == 1  # the main process writes the outputs
