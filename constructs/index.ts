@@ -1,1 +1,2 @@
 export * from './dataset-store';
+export * from './dataset-validator';

@@ -1,0 +1,301 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+import { DATA_PREFIXES } from '../../lib/layout';
+import { DatasetStore } from '../dataset-store';
+
+/** Properties of a {@link DatasetValidationFunction}. */
+export interface DatasetValidationFunctionProps {
+  /** The data bucket: the function reads `datasets/` and writes `datasets/<name>/<sha256>/validation-report.json`. */
+  readonly store: DatasetStore;
+
+  /**
+   * Memory of the function in MiB. It also buys CPU: at 1769 MiB Lambda gives one full vCPU.
+   *
+   * @default 2048 - one vCPU, which validates about 1 GB in 15-30 s (see benchmarks/validate-throughput.ts),
+   * plus room for the duplicate index (16 bytes a distinct row: ~160 MB for 10 million rows)
+   */
+  readonly memorySize?: number;
+
+  /**
+   * How long one validation may take.
+   *
+   * @default Duration.minutes(15) - the Lambda maximum
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * The VPC to run the function in (the plane's training jobs run in one). The subnets need a route to
+   * S3: an S3 gateway endpoint or a NAT gateway.
+   *
+   * @default - not in a VPC: the function reaches S3 over the AWS network with TLS
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Where in `vpc` to place the function.
+   *
+   * @default - the VPC's private subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the function in `vpc`.
+   *
+   * @default - a new security group with outbound access only
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+
+  /**
+   * Concurrent executions reserved for (and capped at) this function. Accounts whose concurrency
+   * limit is 10 (new accounts) cannot reserve any: ask for a limit increase first.
+   *
+   * @default 5
+   */
+  readonly reservedConcurrentExecutions?: number;
+
+  /**
+   * How long the function's logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * The KMS key that encrypts the function's log group. Its key policy must let CloudWatch Logs use it.
+   *
+   * @default - a new key with yearly rotation, whose policy allows this log group
+   */
+  readonly logEncryptionKey?: kms.IKey;
+
+  /**
+   * What happens to the log group (and the log key this construct creates) when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * The ValidateDataset step: a Lambda (Node.js 24, arm64) that streams a dataset version's
+ * `train.jsonl` (and `eval.jsonl`) from the data bucket through the Tuneyard dataset validator,
+ * writes `validation-report.json` beside them once, and returns a summary
+ * (`ValidateDatasetOutput`) or fails with the error `DatasetInvalid` whose message lists the first
+ * errors with their line numbers.
+ *
+ * Invoke it synchronously (Step Functions `LambdaInvoke`) with a `ValidateDatasetInput`.
+ * The handler is bundled in-process by esbuild at synth (no Docker).
+ */
+export class DatasetValidationFunction extends Construct {
+  /** The function. */
+  public readonly function: lambda.IFunction;
+  /** The function's execution role. */
+  public readonly role: iam.IRole;
+  /** The function's log group. */
+  public readonly logGroup: logs.ILogGroup;
+
+  constructor(scope: Construct, id: string, props: DatasetValidationFunctionProps) {
+    super(scope, id);
+    const memorySize = props.memorySize ?? 2048;
+    const timeout = props.timeout ?? Duration.minutes(15);
+    const reservedConcurrentExecutions = props.reservedConcurrentExecutions ?? 5;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.validateProps(props, memorySize, timeout, reservedConcurrentExecutions);
+
+    const logKey =
+      props.logEncryptionKey ??
+      new kms.Key(this, 'LogKey', {
+        description: 'Tuneyard dataset validation function logs',
+        enableKeyRotation: true,
+        removalPolicy,
+      });
+    const logGroup = new logs.LogGroup(this, 'LogGroup', {
+      encryptionKey: logKey,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
+      removalPolicy,
+    });
+    if (!props.logEncryptionKey) {
+      const stack = Stack.of(this);
+      logKey.addToResourcePolicy(
+        new iam.PolicyStatement({
+          principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+          actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+          resources: ['*'],
+          conditions: {
+            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+          },
+        }),
+      );
+    }
+
+    // An explicit role: no AWSLambdaBasicExecutionRole (its logs:* on every log group is wider than this one group).
+    const role = new iam.Role(this, 'ServiceRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Tuneyard ValidateDataset: reads dataset versions, writes their validation reports',
+    });
+    logGroup.grantWrite(role);
+    if (props.vpc) {
+      role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
+    }
+
+    const fn = new lambda.Function(this, 'Resource', {
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundleHandler(this)),
+      memorySize,
+      timeout,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      reservedConcurrentExecutions,
+      vpc: props.vpc,
+      vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
+      securityGroups: props.securityGroups,
+      environment: {
+        DATA_BUCKET: props.store.bucket.bucketName,
+      },
+      description: 'Tuneyard ValidateDataset: checks a dataset version against the format rules of lib/datasets',
+    });
+
+    props.store.grantReadDatasets(role);
+    this.grantWriteReports(props.store, role);
+    this.acknowledgeFindings(fn, role, props);
+
+    this.function = fn;
+    this.role = role;
+    this.logGroup = logGroup;
+  }
+
+  /** PutObject of `datasets/<name>/<sha256>/validation-report.json` only, and only with `If-None-Match`. */
+  private grantWriteReports(store: DatasetStore, role: iam.Role): void {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteValidationReportsOnce',
+        actions: ['s3:PutObject'],
+        resources: [store.bucket.arnForObjects(`${DATA_PREFIXES.datasets}*/validation-report.json`)],
+        conditions: { Null: { 's3:if-none-match': 'false' } },
+      }),
+    );
+    store.encryptionKey?.grant(role, 'kms:GenerateDataKey');
+  }
+
+  private validateProps(props: DatasetValidationFunctionProps, memorySize: number, timeout: Duration, reserved: number): void {
+    if (!Token.isUnresolved(memorySize) && (!Number.isInteger(memorySize) || memorySize < 512 || memorySize > 10240)) {
+      throw new TuneyardValidationError(
+        `memorySize must be a whole number of MiB from 512 to 10240; got ${memorySize}. The default, 2048, validates about 1 GB in well under the timeout.`,
+        this,
+      );
+    }
+    if (!timeout.isUnresolved() && (timeout.toSeconds() < 30 || timeout.toSeconds() > 900)) {
+      throw new TuneyardValidationError(
+        `timeout must be from 30 seconds to 15 minutes (the Lambda maximum); got ${timeout.toHumanString()}. Use e.g. Duration.minutes(15).`,
+        this,
+      );
+    }
+    if (!Token.isUnresolved(reserved) && (!Number.isInteger(reserved) || reserved < 1)) {
+      throw new TuneyardValidationError(
+        `reservedConcurrentExecutions must be a whole number of at least 1 (0 would throttle every validation); got ${reserved}. Use e.g. 5.`,
+        this,
+      );
+    }
+    if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
+      throw new TuneyardValidationError('vpcSubnets and securityGroups need a vpc; pass `vpc` too, or remove them.', this);
+    }
+  }
+
+  private acknowledgeFindings(fn: lambda.Function, role: iam.Role, props: DatasetValidationFunctionProps): void {
+    const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
+    const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
+    const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;
+    for (const [id, reason] of [
+      [
+        `AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*]`,
+        'Reads any dataset version under datasets/: the version to validate is chosen per run (name and sha256 in the input).',
+      ],
+      [
+        `AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*/validation-report.json]`,
+        'Writes only the validation-report.json of a dataset version (any version; chosen per run), and only with If-None-Match.',
+      ],
+      ['AwsSolutions-IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.'],
+    ] as const) {
+      Validations.of(policy).acknowledge({ id, reason });
+    }
+    if (props.vpc) {
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+        reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
+      });
+    }
+    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
+      Validations.of(policy).acknowledge({
+        id: `${pack}-IAMNoInlinePolicy`,
+        reason:
+          "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or the data key.",
+      });
+      if (pack !== 'PCI.DSS.321') {
+        Validations.of(fn).acknowledge({
+          id: `${pack}-LambdaDLQ`,
+          reason: 'Invoked synchronously by the state machine, which receives and handles every failure; a DLQ only applies to asynchronous invocations.',
+        });
+      }
+      if (!props.vpc) {
+        Validations.of(fn).acknowledge({
+          id: `${pack}-LambdaInsideVPC`,
+          reason: 'No VPC was given: the function only calls S3 over TLS with a role scoped to datasets/. Pass `vpc` to run it in the plane VPC.',
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Bundles the handler with esbuild in-process (no Docker, ~100 ms) into a directory named by the
+ * bundle's hash, so the asset hash only changes when the code does.
+ */
+function bundleHandler(scope: Construct): string {
+  const ts = path.join(__dirname, 'handler', 'index.ts');
+  const entry = fs.existsSync(ts) ? ts : path.join(__dirname, 'handler', 'index.js');
+  let esbuild: typeof import('esbuild');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    esbuild = require('esbuild');
+  } catch {
+    throw new TuneyardValidationError('bundling the dataset validation handler needs esbuild; install it with `npm install --save-dev esbuild`.', scope);
+  }
+  const result = esbuild.buildSync({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: true,
+    keepNames: true,
+    legalComments: 'none',
+    external: ['@aws-sdk/*'],
+    write: false,
+    outfile: 'index.js',
+    logLevel: 'silent',
+  });
+  const code = result.outputFiles[0].contents;
+  const digest = crypto.createHash('sha256').update(code).digest('hex').slice(0, 16);
+  const outDir = path.join(os.tmpdir(), 'tuneyard-assets', `dataset-validator-${digest}`);
+  const outFile = path.join(outDir, 'index.js');
+  if (!fs.existsSync(outFile)) {
+    fs.mkdirSync(outDir, { recursive: true });
+    const tmp = `${outFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, code);
+    fs.renameSync(tmp, outFile); // atomic: parallel synths never see half a file
+  }
+  return outDir;
+}

@@ -1,0 +1,6 @@
+export * from './dataset-validation-function';
+export type {
+  StoredValidationReport,
+  ValidateDatasetInput,
+  ValidateDatasetOutput,
+} from './handler';

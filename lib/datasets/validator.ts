@@ -1,0 +1,414 @@
+import { isUtf8 } from 'node:buffer';
+import {
+  canonicalRow,
+  checkRow,
+  DatasetError,
+  DatasetErrorCode,
+  DatasetFormat,
+  detectFormat,
+  estimateTokens,
+  isBlank,
+  isJsonObject,
+  jsonType,
+  methodError,
+  RowInvalid,
+  TrainingMethod,
+} from './formats';
+import { RowHashes } from './row-hashes';
+
+/** Options of a {@link DatasetValidator}. */
+export interface DatasetValidatorOptions {
+  /**
+   * The training method the file is checked for (`dpo` needs preference pairs, the others refuse them).
+   *
+   * @default - no method check: the report is a fact about the file alone, for {@link reportForMethod} to apply a method later
+   */
+  readonly method?: TrainingMethod;
+  /**
+   * The run's `max_length` in tokens: rows whose estimated length exceeds it are counted in `tokens.overLimit`
+   * (the trainer truncates them; they are not errors).
+   *
+   * @default - no limit: `tokens.overLimit` is empty
+   */
+  readonly maxLength?: number;
+  /**
+   * How many errors the report lists (`errorCount` counts them all).
+   *
+   * @default 50
+   */
+  readonly maxErrors?: number;
+  /**
+   * How many examples the report lists for duplicates, contamination and rows over `maxLength`.
+   *
+   * @default 10
+   */
+  readonly maxExamples?: number;
+  /**
+   * The hashes of the training file's rows, when this file is its eval file: eval rows found in it are
+   * contamination (their eval loss says nothing about generalisation).
+   *
+   * @default - no contamination check
+   */
+  readonly train?: RowHashes;
+  /**
+   * The longest line, in bytes, read into memory; longer lines are `line-too-long` errors. This bounds the
+   * validator's memory when a file is not JSONL (say, one JSON array on a single line).
+   *
+   * @default 64 MiB
+   */
+  readonly maxLineBytes?: number;
+}
+
+/** Estimated token lengths of the valid rows. */
+export interface TokenStats {
+  /** How lengths are estimated: characters / 4, plus 4 tokens a chat message. */
+  readonly estimator: 'chars/4';
+  readonly p50: number;
+  readonly p95: number;
+  readonly max: number;
+  readonly total: number;
+  /** The limit `overLimit` counts against, when one was given. */
+  readonly maxLength?: number;
+  /** Valid rows longer than `maxLength`: their number and the first lines (examples only when counted while streaming). */
+  readonly overLimit: { readonly count: number; readonly lines: number[] };
+  /** `[tokens, rows]` pairs, ascending: lets {@link reportForMethod} count rows over another limit. */
+  readonly histogram: Array<[number, number]>;
+}
+
+/** What a validator found in one file. */
+export interface DatasetReport {
+  /** The file's format (that of its first row with a recognisable format), null when none. */
+  readonly format: DatasetFormat | null;
+  /** The method the file was checked for, when one was given. */
+  readonly method?: TrainingMethod;
+  /** Non-blank lines, valid or not. */
+  readonly rows: number;
+  /** Rows without errors: what the trainer trains on. */
+  readonly validRows: number;
+  readonly bytes: number;
+  /** The first errors (file-level first, then by line). */
+  readonly errors: DatasetError[];
+  readonly errorCount: number;
+  /** Valid rows equal (in the fields the trainer uses) to an earlier row. */
+  readonly duplicates: { readonly count: number; readonly examples: Array<{ line: number; firstLine: number }> };
+  /** Rows of this (eval) file that are also in the training file; only when `train` was given. */
+  readonly contamination?: { readonly count: number; readonly examples: Array<{ line: number; trainLine: number }> };
+  readonly tokens: TokenStats;
+}
+
+const BOM = '\uFEFF';
+const NEWLINE = 0x0a;
+
+/**
+ * A streaming JSONL dataset validator: `push()` byte chunks from any source (a file stream, an S3
+ * GetObject body) in order, then `end()` for the report.
+ *
+ * Memory stays constant in the file size apart from one 12-byte slot per distinct valid row (for
+ * duplicates) and the longest line: lines are split on `\n` bytes, so chunk boundaries may fall
+ * anywhere, inside lines and inside multi-byte characters. Each line is checked as strict UTF-8.
+ */
+export class DatasetValidator {
+  private readonly options: DatasetValidatorOptions;
+  private readonly maxErrors: number;
+  private readonly maxExamples: number;
+  private readonly maxLineBytes: number;
+  private readonly rowHashes = new RowHashes();
+  private readonly histogram = new Map<number, number>();
+  private readonly errors: DatasetError[] = [];
+  private readonly duplicates: Array<{ line: number; firstLine: number }> = [];
+  private readonly contamination: Array<{ line: number; trainLine: number }> = [];
+  private readonly overLimit: number[] = [];
+  private carry = Buffer.alloc(0);
+  private carryLength = 0;
+  private skippingLongLine = false;
+  private line = 1;
+  private format: DatasetFormat | null = null;
+  private rows = 0;
+  private validRows = 0;
+  private bytes = 0;
+  private errorCount = 0;
+  private duplicateCount = 0;
+  private contaminationCount = 0;
+  private overLimitCount = 0;
+  private tokenTotal = 0;
+  private tokenMax = 0;
+  private ended = false;
+
+  constructor(options: DatasetValidatorOptions = {}) {
+    this.options = options;
+    this.maxErrors = options.maxErrors ?? 50;
+    this.maxExamples = options.maxExamples ?? 10;
+    this.maxLineBytes = options.maxLineBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** The hashes of the valid rows seen so far: pass them as `train` to the validator of the eval file. */
+  get hashes(): RowHashes {
+    return this.rowHashes;
+  }
+
+  /** Feeds the next bytes of the file. */
+  push(chunk: Uint8Array): void {
+    if (this.ended) throw new Error('DatasetValidator.push() after end(): create a new validator for each file');
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.bytes += buf.length;
+    let start = 0;
+    let nl = buf.indexOf(NEWLINE);
+    if (nl === -1) {
+      this.appendCarry(buf, 0, buf.length);
+      return;
+    }
+    // The line that started in an earlier chunk.
+    if (this.carryLength > 0 || this.skippingLongLine) {
+      this.appendCarry(buf, 0, nl);
+      this.finishCarriedLine();
+      start = nl + 1;
+      nl = buf.indexOf(NEWLINE, start);
+    }
+    const last = buf.lastIndexOf(NEWLINE);
+    if (nl !== -1 && last >= start) {
+      // Whole lines: when they are all valid UTF-8 (the usual case), decode them in one go.
+      if (isUtf8(buf.subarray(start, last))) {
+        const text = buf.toString('utf8', start, last);
+        let from = 0;
+        for (let to = text.indexOf('\n'); ; to = text.indexOf('\n', from)) {
+          const lineText = text.slice(from, to === -1 ? text.length : to);
+          // A character takes at most 3 UTF-8 bytes per UTF-16 unit: count exactly only when it may matter.
+          if (lineText.length * 3 > this.maxLineBytes && Buffer.byteLength(lineText) > this.maxLineBytes) this.lineTooLong();
+          else this.processLine(lineText);
+          this.line++;
+          if (to === -1) break;
+          from = to + 1;
+        }
+      } else {
+        for (let from = start; from <= last; ) {
+          const to = buf.indexOf(NEWLINE, from);
+          if (to - from > this.maxLineBytes) this.lineTooLong();
+          else this.processBytes(buf.subarray(from, to));
+          this.line++;
+          from = to + 1;
+        }
+      }
+      start = last + 1;
+    }
+    this.appendCarry(buf, start, buf.length);
+  }
+
+  /** Ends the file and returns the report. */
+  end(): DatasetReport {
+    if (this.ended) throw new Error('DatasetValidator.end() called twice');
+    this.ended = true;
+    this.finishCarriedLine();
+    const fileError = methodError(this.format, this.rows);
+    const report: DatasetReport = {
+      format: this.format,
+      rows: this.rows,
+      validRows: this.validRows,
+      bytes: this.bytes,
+      errors: fileError ? [fileError, ...this.errors].slice(0, this.maxErrors) : this.errors,
+      errorCount: this.errorCount + (fileError ? 1 : 0),
+      duplicates: { count: this.duplicateCount, examples: this.duplicates },
+      ...(this.options.train ? { contamination: { count: this.contaminationCount, examples: this.contamination } } : {}),
+      tokens: this.tokenStats(),
+    };
+    return this.options.method ? reportForMethod(report, this.options.method, this.options.maxLength, this.maxErrors) : report;
+  }
+
+  private appendCarry(buf: Buffer, from: number, to: number): void {
+    if (to <= from) return;
+    if (this.skippingLongLine) return;
+    const needed = this.carryLength + (to - from);
+    if (needed > this.maxLineBytes) {
+      this.skippingLongLine = true;
+      this.carry = Buffer.alloc(0);
+      this.carryLength = 0;
+      return;
+    }
+    if (needed > this.carry.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.carry.length * 2, 4096));
+      this.carry.copy(grown, 0, 0, this.carryLength);
+      this.carry = grown;
+    }
+    buf.copy(this.carry, this.carryLength, from, to);
+    this.carryLength = needed;
+  }
+
+  /** Processes the carried (possibly empty) line and starts the next one. */
+  private finishCarriedLine(): void {
+    if (this.skippingLongLine) {
+      this.lineTooLong();
+      this.skippingLongLine = false;
+    } else {
+      this.processBytes(this.carry.subarray(0, this.carryLength));
+    }
+    this.carryLength = 0;
+    if (this.carry.length > 1 << 20) this.carry = Buffer.alloc(0); // give back the memory of a long line
+    this.line++;
+  }
+
+  private processBytes(bytes: Buffer): void {
+    if (!isUtf8(bytes)) {
+      this.rows++;
+      const at = firstInvalidUtf8(bytes);
+      this.addError(
+        'invalid-utf8',
+        `the line is not valid UTF-8 (bad byte 0x${bytes[at].toString(16).padStart(2, '0')} at byte ${at}); re-encode the file as UTF-8`,
+      );
+      return;
+    }
+    this.processLine(bytes.toString('utf8'));
+  }
+
+  private lineTooLong(): void {
+    this.rows++;
+    this.addError(
+      'line-too-long',
+      `the line is longer than ${this.maxLineBytes} bytes; JSONL needs one JSON object per line (is the file a JSON array or pretty-printed JSON?)`,
+    );
+  }
+
+  private processLine(text: string): void {
+    const line = this.line === 1 && text.startsWith(BOM) ? text.slice(1) : text;
+    if (isBlank(line)) return;
+    this.rows++;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (err) {
+      this.addError('invalid-json', `not valid JSON (${(err as Error).message}); each line must be one complete JSON object`);
+      return;
+    }
+    if (!isJsonObject(value)) {
+      this.addError('not-object', `each line must be a JSON object, got ${jsonType(value)}`);
+      return;
+    }
+    const format = detectFormat(value);
+    if (format === null) {
+      this.addError(
+        'unknown-format',
+        `keys ${JSON.stringify(Object.keys(value).sort())} match no format; use messages, prompt/completion, instruction/input/output, text or prompt/chosen/rejected`,
+      );
+      return;
+    }
+    if (this.format === null) {
+      this.format = format;
+    } else if (format !== this.format) {
+      this.addError('mixed-format', `the row is ${format} but the file is ${this.format} (from its first row); use one format per file`);
+      return;
+    }
+    try {
+      checkRow(value, format);
+    } catch (err) {
+      if (!(err instanceof RowInvalid)) throw err;
+      this.addError(err.code, err.message);
+      return;
+    }
+    this.validRow(this.line, value, format);
+  }
+
+  private validRow(line: number, row: Record<string, unknown>, format: DatasetFormat): void {
+    this.validRows++;
+    const tokens = estimateTokens(row, format);
+    this.histogram.set(tokens, (this.histogram.get(tokens) ?? 0) + 1);
+    this.tokenTotal += tokens;
+    if (tokens > this.tokenMax) this.tokenMax = tokens;
+    if (this.options.maxLength !== undefined && tokens > this.options.maxLength) {
+      this.overLimitCount++;
+      if (this.overLimit.length < this.maxExamples) this.overLimit.push(line);
+    }
+    const [hi, lo] = RowHashes.of(canonicalRow(row, format));
+    if (this.options.train) {
+      const trainLine = this.options.train.lineOf(hi, lo);
+      if (trainLine !== 0) {
+        this.contaminationCount++;
+        if (this.contamination.length < this.maxExamples) this.contamination.push({ line, trainLine });
+      }
+    }
+    const firstLine = this.rowHashes.add(hi, lo, line);
+    if (firstLine !== 0) {
+      this.duplicateCount++;
+      if (this.duplicates.length < this.maxExamples) this.duplicates.push({ line, firstLine });
+    }
+  }
+
+  private addError(code: DatasetErrorCode, message: string): void {
+    this.errorCount++;
+    if (this.errors.length < this.maxErrors) this.errors.push({ line: this.line, code, message });
+  }
+
+  private tokenStats(): TokenStats {
+    const histogram = [...this.histogram.entries()].sort((a, b) => a[0] - b[0]);
+    return {
+      estimator: 'chars/4',
+      p50: percentile(histogram, this.validRows, 0.5),
+      p95: percentile(histogram, this.validRows, 0.95),
+      max: this.tokenMax,
+      total: this.tokenTotal,
+      ...(this.options.maxLength !== undefined ? { maxLength: this.options.maxLength } : {}),
+      overLimit: { count: this.overLimitCount, lines: this.overLimit },
+      histogram,
+    };
+  }
+}
+
+/**
+ * The report of a file for a training method and `max_length`: adds the file-level method error
+ * (`not-preference`, `preference-for-sft`) and counts the rows over `maxLength`. Lets one stored,
+ * method-independent report of an immutable dataset version serve every run.
+ */
+export function reportForMethod(report: DatasetReport, method: TrainingMethod, maxLength?: number, maxErrors = 50): DatasetReport {
+  const error = report.rows === 0 ? undefined : methodError(report.format, report.rows, method);
+  const tokens = report.tokens;
+  const sameLimit = maxLength === tokens.maxLength;
+  return {
+    ...report,
+    method,
+    errors: error ? [error, ...report.errors].slice(0, maxErrors) : report.errors,
+    errorCount: report.errorCount + (error ? 1 : 0),
+    tokens: sameLimit
+      ? tokens
+      : {
+          ...tokens,
+          maxLength,
+          overLimit: {
+            count: maxLength === undefined ? 0 : tokens.histogram.reduce((n, [t, rows]) => (t > maxLength ? n + rows : n), 0),
+            lines: [],
+          },
+        },
+  };
+}
+
+/** Validates a whole stream of byte chunks (`fs.createReadStream(file)`, an S3 GetObject `Body`). */
+export async function validateStream(source: AsyncIterable<Uint8Array>, options: DatasetValidatorOptions = {}): Promise<DatasetReport> {
+  const validator = new DatasetValidator(options);
+  for await (const chunk of source) validator.push(chunk);
+  return validator.end();
+}
+
+/** One error as `FILE:LINE: message (code)`, the form editors and CI logs link to. */
+export function formatError(file: string, error: DatasetError): string {
+  return `${file}:${error.line}: ${error.message} (${error.code})`;
+}
+
+/** Nearest-rank percentile over a sorted `[value, count]` histogram. */
+function percentile(histogram: Array<[number, number]>, n: number, p: number): number {
+  if (n === 0) return 0;
+  const rank = Math.ceil(p * n);
+  let seen = 0;
+  for (const [value, count] of histogram) {
+    seen += count;
+    if (seen >= rank) return value;
+  }
+  return histogram[histogram.length - 1][0];
+}
+
+/** The offset of the first byte that breaks UTF-8 (only called on lines known to be invalid). */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i];
+    const length = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (length === 0 || i + length > bytes.length) return i;
+    if (!isUtf8(bytes.subarray(i, i + length))) return i;
+    i += length;
+  }
+  return 0;
+}
