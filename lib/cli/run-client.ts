@@ -1,0 +1,580 @@
+import * as fs from 'node:fs';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchLogsClient, DescribeLogStreamsCommand, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DescribeModelPackageCommand,
+  DescribeTrainingJobCommand,
+  DescribeTrainingJobCommandOutput,
+  ListModelPackagesCommand,
+  ModelApprovalStatus,
+  ModelPackageSummary,
+  SageMakerClient,
+  StopTrainingJobCommand,
+  UpdateModelPackageCommand,
+} from '@aws-sdk/client-sagemaker';
+import { InvokeEndpointCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
+import {
+  DescribeExecutionCommand,
+  DescribeExecutionCommandOutput,
+  ExecutionListItem,
+  GetExecutionHistoryCommand,
+  HistoryEvent,
+  ListExecutionsCommand,
+  SFNClient,
+  StartExecutionCommand,
+  StopExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import { Upload } from '@aws-sdk/lib-storage';
+import { DATA_PREFIXES, datasetNameProblem, datasetVersionPrefix } from '../layout';
+import { DEFAULT_JOB_NAME_PREFIX } from '../run-request';
+import { CliError, isNotFound } from './errors';
+
+/** The AWS clients behind the CLI: injected so tests can point them at a moto server. */
+export interface AwsClients {
+  readonly cloudformation: CloudFormationClient;
+  readonly s3: S3Client;
+  readonly sfn: SFNClient;
+  readonly sagemaker: SageMakerClient;
+  readonly logs: CloudWatchLogsClient;
+  readonly runtime: SageMakerRuntimeClient;
+}
+
+export interface ClientOptions {
+  readonly region?: string;
+  readonly profile?: string;
+}
+
+/** Real clients, with the SDK's default credential chain (or `profile`) and region resolution. */
+export function createAwsClients(options: ClientOptions): AwsClients {
+  const config = { region: options.region, profile: options.profile };
+  return {
+    cloudformation: new CloudFormationClient(config),
+    s3: new S3Client(config),
+    sfn: new SFNClient(config),
+    sagemaker: new SageMakerClient(config),
+    logs: new CloudWatchLogsClient(config),
+    runtime: new SageMakerRuntimeClient(config),
+  };
+}
+
+/** What the CLI needs to know about a deployed plane: its stack's CloudFormation outputs. */
+export interface Plane {
+  readonly stackName: string;
+  readonly stateMachineArn: string;
+  readonly dataBucketName: string;
+  readonly notificationTopicArn?: string;
+  readonly modelPackageGroupName?: string;
+  readonly trainingJobPrefix?: string;
+}
+
+/** A dataset version: `name@sha256`. */
+export interface DatasetVersion {
+  readonly name: string;
+  readonly sha256: string;
+}
+
+export interface UploadFile {
+  /** The local file. */
+  readonly path: string;
+  /** Its size in bytes. */
+  readonly bytes: number;
+}
+
+export interface UploadRequest extends DatasetVersion {
+  readonly train: UploadFile;
+  readonly eval?: UploadFile;
+  /** manifest.json's content, written last. */
+  readonly manifest: object;
+  /** Called with the bytes sent so far over all files. */
+  readonly onProgress?: (sent: number, total: number) => void;
+}
+
+export interface UploadResult {
+  /** False when the version already existed: nothing was written. */
+  readonly created: boolean;
+}
+
+/** The summary of a run: its execution, pipeline stage and training job. */
+export interface RunStatus {
+  readonly runId: string;
+  readonly executionArn: string;
+  /** RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE. */
+  readonly status: string;
+  readonly startDate?: Date;
+  readonly stopDate?: Date;
+  /** The last state the execution entered (PlanRun, Train, Gate, ...). */
+  readonly stage?: string;
+  readonly error?: string;
+  readonly cause?: string;
+  /** The RunRequest the run was started with. */
+  readonly input?: Record<string, unknown>;
+  readonly trainingJob?: TrainingJobStatus;
+}
+
+export interface TrainingJobStatus {
+  readonly name: string;
+  readonly status: string;
+  readonly secondaryStatus?: string;
+  readonly startTime?: Date;
+  readonly endTime?: Date;
+  readonly failureReason?: string;
+  /** The latest value of each metric the job emitted (train_loss, eval_loss, epoch, ...). */
+  readonly metrics: Record<string, number>;
+  readonly billableSeconds?: number;
+}
+
+export interface LogLine {
+  readonly stream: string;
+  readonly timestamp: number;
+  readonly message: string;
+}
+
+/** The training job's log group in CloudWatch Logs (SageMaker's fixed name). */
+export const TRAINING_LOG_GROUP = '/aws/sagemaker/TrainingJobs';
+
+/** The name of a run's training job: `<TrainingJobPrefix output><run id>-train` (as `planRun` names it). */
+export function trainingJobName(plane: Pick<Plane, 'trainingJobPrefix'>, runId: string): string {
+  return `${plane.trainingJobPrefix ?? DEFAULT_JOB_NAME_PREFIX}${runId}-train`;
+}
+
+/**
+ * The version hash of a dataset: the sha256 of the train file's bytes when there is no eval
+ * file; otherwise the sha256 of the ASCII string `<sha256 of train>` + `<sha256 of eval>` (the
+ * two lower-case hex digests, concatenated, 128 characters). Either way it is 64 lower-case hex
+ * characters and it changes when either file changes.
+ */
+export { datasetVersionHash } from './dataset-hash';
+
+/**
+ * The plane's API, as the CLI uses it. One instance per command; the plane's outputs are looked
+ * up once, on first use.
+ */
+export class RunClient {
+  private planePromise?: Promise<Plane>;
+
+  constructor(
+    readonly clients: AwsClients,
+    readonly stackName: string,
+  ) {}
+
+  /** The plane's outputs; a missing stack or output is a CliError that says what to do. */
+  plane(): Promise<Plane> {
+    this.planePromise ??= this.loadPlane();
+    return this.planePromise;
+  }
+
+  private async loadPlane(): Promise<Plane> {
+    const out = await this.clients.cloudformation.send(new DescribeStacksCommand({ StackName: this.stackName }));
+    const stack = out.Stacks?.[0];
+    const outputs = new Map((stack?.Outputs ?? []).map((o) => [o.OutputKey ?? '', o.OutputValue ?? '']));
+    const need = (key: string): string => {
+      const value = outputs.get(key);
+      if (!value) {
+        throw new CliError(
+          `stack ${this.stackName} has no output "${key}": it is not a Tuneyard plane, or an older one; redeploy it with \`npx cdk deploy\` or pass --stack`,
+        );
+      }
+      return value;
+    };
+    return {
+      stackName: this.stackName,
+      stateMachineArn: need('StateMachineArn'),
+      dataBucketName: need('DataBucketName'),
+      notificationTopicArn: outputs.get('NotificationTopicArn') || undefined,
+      modelPackageGroupName: outputs.get('ModelPackageGroupName') || undefined,
+      trainingJobPrefix: outputs.get('TrainingJobPrefix') || undefined,
+    };
+  }
+
+  // ---------------------------------------------------------------- datasets
+
+  /** The newest version of a dataset (by its manifest's LastModified), or undefined. */
+  async latestDatasetVersion(name: string): Promise<DatasetVersion | undefined> {
+    const problem = datasetNameProblem(name);
+    if (problem) throw new CliError(problem);
+    const { dataBucketName } = await this.plane();
+    const prefix = `${DATA_PREFIXES.datasets}${name}/`;
+    let newest: { sha256: string; modified: number } | undefined;
+    let token: string | undefined;
+    do {
+      const page = await this.clients.s3.send(new ListObjectsV2Command({ Bucket: dataBucketName, Prefix: prefix, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) {
+        const match = /^[^/]+\/[^/]+\/([0-9a-f]{64})\/manifest\.json$/.exec(object.Key ?? '');
+        const modified = object.LastModified?.getTime() ?? 0;
+        if (match && (!newest || modified > newest.modified)) newest = { sha256: match[1], modified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return newest && { name, sha256: newest.sha256 };
+  }
+
+  /** Whether a dataset version is complete (its manifest exists). */
+  async datasetVersionExists(version: DatasetVersion): Promise<boolean> {
+    const { dataBucketName } = await this.plane();
+    try {
+      await this.clients.s3.send(new HeadObjectCommand({ Bucket: dataBucketName, Key: `${datasetVersionPrefix(version.name, version.sha256)}manifest.json` }));
+      return true;
+    } catch (e) {
+      if (isNotFound(e) || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * Writes a dataset version: train.jsonl, eval.jsonl, then manifest.json, each with
+   * `If-None-Match: *` (the bucket policy refuses writes without it). A version whose manifest
+   * exists is left alone (`created: false`); a file that exists already (412, from an earlier
+   * upload that stopped before its manifest) has the same bytes, since the key holds their hash.
+   */
+  async uploadDataset(request: UploadRequest): Promise<UploadResult> {
+    const { dataBucketName } = await this.plane();
+    if (await this.datasetVersionExists(request)) return { created: false };
+    const prefix = datasetVersionPrefix(request.name, request.sha256);
+    const total = request.train.bytes + (request.eval?.bytes ?? 0);
+    let before = 0;
+    const files: [string, UploadFile][] = [['train.jsonl', request.train]];
+    if (request.eval) files.push(['eval.jsonl', request.eval]);
+    for (const [key, file] of files) {
+      const upload = new Upload({
+        client: this.clients.s3,
+        params: {
+          Bucket: dataBucketName,
+          Key: prefix + key,
+          Body: fs.createReadStream(file.path),
+          ContentLength: file.bytes,
+          ContentType: 'application/jsonl',
+          IfNoneMatch: '*',
+        },
+        partSize: 16 * 1024 * 1024,
+        queueSize: 4,
+      });
+      const offset = before;
+      upload.on('httpUploadProgress', (p) => request.onProgress?.(offset + (p.loaded ?? 0), total));
+      try {
+        await upload.done();
+      } catch (e) {
+        if (!isPreconditionFailed(e)) throw e;
+      }
+      before += file.bytes;
+      request.onProgress?.(before, total);
+    }
+    try {
+      await this.clients.s3.send(
+        new PutObjectCommand({
+          Bucket: dataBucketName,
+          Key: `${prefix}manifest.json`,
+          Body: JSON.stringify(request.manifest, null, 2) + '\n',
+          ContentType: 'application/json',
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (e) {
+      // Another upload of the same bytes finished first: the version exists, as wanted.
+      if (isPreconditionFailed(e)) return { created: false };
+      throw e;
+    }
+    return { created: true };
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  /** The execution ARN of a run id (or the ARN itself when given one). */
+  async executionArn(run: string): Promise<string> {
+    if (run.startsWith('arn:')) return run;
+    const { stateMachineArn } = await this.plane();
+    return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${run}`;
+  }
+
+  /**
+   * Starts a run with its deterministic name. Starting the same request again is not an error:
+   * Step Functions returns the running execution (same name and input), or refuses with
+   * ExecutionAlreadyExists once it has finished; either way the existing run is reported.
+   */
+  async startRun(runId: string, request: object): Promise<{ executionArn: string; existing: boolean }> {
+    const { stateMachineArn } = await this.plane();
+    const input = JSON.stringify(request);
+    const executionArn = await this.executionArn(runId);
+    const existing = await this.findExecution(executionArn);
+    if (!existing) {
+      try {
+        const started = await this.clients.sfn.send(new StartExecutionCommand({ stateMachineArn, name: runId, input }));
+        return { executionArn: started.executionArn ?? executionArn, existing: false };
+      } catch (e) {
+        if (!(e instanceof Error) || e.name !== 'ExecutionAlreadyExists') throw e;
+      }
+    }
+    const found = existing ?? (await this.describeExecution(executionArn));
+    if (found.input !== undefined && !sameJson(found.input, input)) {
+      throw new CliError(
+        `run ${runId} already exists with a different request (Step Functions keeps execution names for 90 days): pass --run-name to start a new run`,
+      );
+    }
+    return { executionArn, existing: true };
+  }
+
+  private async findExecution(executionArn: string): Promise<DescribeExecutionCommandOutput | undefined> {
+    try {
+      return await this.clients.sfn.send(new DescribeExecutionCommand({ executionArn }));
+    } catch (e) {
+      if (e instanceof Error && e.name === 'ExecutionDoesNotExist') return undefined;
+      throw e;
+    }
+  }
+
+  /** The run's execution, stage and training job. */
+  async describeRun(run: string): Promise<RunStatus> {
+    const executionArn = await this.executionArn(run);
+    const execution = await this.describeExecution(executionArn);
+    const runId = execution.name ?? executionArn.split(':').pop()!;
+    const [stage, trainingJob] = await Promise.all([this.currentStage(executionArn), this.trainingJob(runId)]);
+    return {
+      runId,
+      executionArn,
+      status: execution.status ?? 'UNKNOWN',
+      startDate: execution.startDate,
+      stopDate: execution.stopDate,
+      stage,
+      error: execution.error,
+      cause: execution.cause,
+      input: parseObject(execution.input),
+      trainingJob,
+    };
+  }
+
+  private async describeExecution(executionArn: string): Promise<DescribeExecutionCommandOutput> {
+    try {
+      return await this.clients.sfn.send(new DescribeExecutionCommand({ executionArn }));
+    } catch (e) {
+      if (e instanceof Error && e.name === 'ExecutionDoesNotExist') {
+        throw new CliError(`run ${executionArn.split(':').pop()} not found in plane ${this.stackName}: list runs with \`tuneyard runs\``);
+      }
+      throw e;
+    }
+  }
+
+  /** The name of the last state the execution entered. */
+  async currentStage(executionArn: string): Promise<string | undefined> {
+    let token: string | undefined;
+    do {
+      const page = await this.clients.sfn.send(
+        new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 100, nextToken: token, includeExecutionData: false }),
+      );
+      const entered = (page.events ?? []).find((event: HistoryEvent) => event.stateEnteredEventDetails?.name);
+      if (entered) return entered.stateEnteredEventDetails!.name;
+      token = page.nextToken;
+    } while (token);
+    return undefined;
+  }
+
+  /** The run's training job, or undefined before the Train stage created it. */
+  async trainingJob(runId: string): Promise<TrainingJobStatus | undefined> {
+    const name = trainingJobName(await this.plane(), runId);
+    let job: DescribeTrainingJobCommandOutput;
+    try {
+      job = await this.clients.sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: name }));
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+    const metrics: Record<string, number> = {};
+    const latest: Record<string, number> = {};
+    for (const m of job.FinalMetricDataList ?? []) {
+      if (!m.MetricName || m.Value === undefined) continue;
+      const at = m.Timestamp?.getTime() ?? 0;
+      if (latest[m.MetricName] === undefined || at >= latest[m.MetricName]) {
+        latest[m.MetricName] = at;
+        metrics[m.MetricName] = m.Value;
+      }
+    }
+    return {
+      name: job.TrainingJobName ?? name,
+      status: job.TrainingJobStatus ?? 'Unknown',
+      secondaryStatus: job.SecondaryStatus,
+      startTime: job.TrainingStartTime,
+      endTime: job.TrainingEndTime,
+      failureReason: job.FailureReason,
+      metrics,
+      billableSeconds: job.BillableTimeInSeconds,
+    };
+  }
+
+  /** The newest runs first. */
+  async listRuns(max: number, status?: string): Promise<ExecutionListItem[]> {
+    const { stateMachineArn } = await this.plane();
+    const runs: ExecutionListItem[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clients.sfn.send(
+        new ListExecutionsCommand({
+          stateMachineArn,
+          maxResults: Math.min(max - runs.length, 1000),
+          nextToken: token,
+          statusFilter: status as never,
+        }),
+      );
+      runs.push(...(page.executions ?? []));
+      token = page.nextToken;
+    } while (token && runs.length < max);
+    return runs.sort((a, b) => (b.startDate?.getTime() ?? 0) - (a.startDate?.getTime() ?? 0));
+  }
+
+  /**
+   * Stops a run: its execution, and its training job when that is still in progress (a stopped
+   * execution does not stop a `.sync` task's job by itself in every case, so the CLI does it).
+   */
+  async cancelRun(run: string): Promise<{ runId: string; executionStopped: boolean; trainingJobStopped: boolean }> {
+    const executionArn = await this.executionArn(run);
+    const execution = await this.describeExecution(executionArn);
+    const runId = execution.name ?? run;
+    let executionStopped = false;
+    if (execution.status === 'RUNNING') {
+      await this.clients.sfn.send(new StopExecutionCommand({ executionArn, error: 'Tuneyard.Cancelled', cause: 'cancelled with `tuneyard cancel`' }));
+      executionStopped = true;
+    }
+    let trainingJobStopped = false;
+    const job = await this.trainingJob(runId);
+    if (job && job.status === 'InProgress') {
+      await this.clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: job.name }));
+      trainingJobStopped = true;
+    }
+    return { runId, executionStopped, trainingJobStopped };
+  }
+
+  /**
+   * The training job's log lines, oldest first, from every stream whose name starts with the
+   * job's name (one per instance: `<job>/algo-1-...`). `startTime` (ms) skips older lines.
+   */
+  async trainingLogs(runId: string, options: { startTime?: number; limit?: number } = {}): Promise<LogLine[]> {
+    const prefix = trainingJobName(await this.plane(), runId);
+    const streams: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.clients.logs.send(
+          new DescribeLogStreamsCommand({ logGroupName: TRAINING_LOG_GROUP, logStreamNamePrefix: prefix + '/', nextToken: token }),
+        );
+        streams.push(...(page.logStreams ?? []).map((s) => s.logStreamName ?? '').filter(Boolean));
+        token = page.nextToken;
+      } while (token);
+    } catch (e) {
+      if (e instanceof Error && e.name === 'ResourceNotFoundException') return [];
+      throw e;
+    }
+    const lines: LogLine[] = [];
+    for (const stream of streams) {
+      let next: string | undefined;
+      for (;;) {
+        const page = await this.clients.logs.send(
+          new GetLogEventsCommand({
+            logGroupName: TRAINING_LOG_GROUP,
+            logStreamName: stream,
+            startFromHead: true,
+            startTime: options.startTime,
+            nextToken: next,
+          }),
+        );
+        for (const event of page.events ?? []) lines.push({ stream, timestamp: event.timestamp ?? 0, message: event.message ?? '' });
+        // GetLogEvents signals the end by returning the token it was given.
+        if (!page.nextForwardToken || page.nextForwardToken === next || (page.events ?? []).length === 0) break;
+        next = page.nextForwardToken;
+      }
+    }
+    lines.sort((a, b) => a.timestamp - b.timestamp);
+    return options.limit ? lines.slice(-options.limit) : lines;
+  }
+
+  // ---------------------------------------------------------------- models
+
+  async modelPackageGroup(): Promise<string> {
+    const { modelPackageGroupName } = await this.plane();
+    if (!modelPackageGroupName) {
+      throw new CliError(`stack ${this.stackName} has no output "ModelPackageGroupName": redeploy the plane with \`npx cdk deploy\``);
+    }
+    return modelPackageGroupName;
+  }
+
+  /** The registered models, newest first. */
+  async listModels(): Promise<ModelPackageSummary[]> {
+    const group = await this.modelPackageGroup();
+    const models: ModelPackageSummary[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clients.sagemaker.send(
+        new ListModelPackagesCommand({ ModelPackageGroupName: group, SortBy: 'CreationTime', SortOrder: 'Descending', NextToken: token }),
+      );
+      models.push(...(page.ModelPackageSummaryList ?? []));
+      token = page.NextToken;
+    } while (token);
+    return models;
+  }
+
+  /** A model package by ARN, or by version number in the plane's group. */
+  async describeModel(model: string) {
+    const arn = model.startsWith('arn:') ? model : await this.modelArn(model);
+    try {
+      return await this.clients.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: arn }));
+    } catch (e) {
+      if (isNotFound(e)) throw new CliError(`model ${model} not found: list models with \`tuneyard models\``);
+      throw e;
+    }
+  }
+
+  private async modelArn(model: string): Promise<string> {
+    const version = /^(?:v)?(\d+)$/.exec(model)?.[1];
+    if (!version) throw new CliError(`model "${model}" is neither a model package ARN nor a version number (e.g. 3): see \`tuneyard models\``);
+    const found = (await this.listModels()).find((m) => String(m.ModelPackageVersion) === version);
+    if (!found?.ModelPackageArn) throw new CliError(`model version ${version} not found in ${await this.modelPackageGroup()}: see \`tuneyard models\``);
+    return found.ModelPackageArn;
+  }
+
+  async approveModel(arn: string, description: string): Promise<void> {
+    await this.clients.sagemaker.send(
+      new UpdateModelPackageCommand({ ModelPackageArn: arn, ModelApprovalStatus: ModelApprovalStatus.APPROVED, ApprovalDescription: description }),
+    );
+  }
+
+  /** Sends an OpenAI chat-completions request to a vLLM endpoint and returns the parsed reply. */
+  async invoke(endpointName: string, payload: object, inferenceComponentName?: string): Promise<unknown> {
+    const out = await this.clients.runtime.send(
+      new InvokeEndpointCommand({
+        EndpointName: endpointName,
+        ContentType: 'application/json',
+        Accept: 'application/json',
+        Body: new TextEncoder().encode(JSON.stringify(payload)),
+        InferenceComponentName: inferenceComponentName,
+      }),
+    );
+    const text = new TextDecoder().decode(out.Body);
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+}
+
+function isPreconditionFailed(e: unknown): boolean {
+  return (
+    e instanceof Error &&
+    (e.name === 'PreconditionFailed' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412)
+  );
+}
+
+function sameJson(a: string, b: string): boolean {
+  try {
+    return JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
+  } catch {
+    return a === b;
+  }
+}
+
+function parseObject(text: string | undefined): Record<string, unknown> | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text);
+    return value && typeof value === 'object' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}

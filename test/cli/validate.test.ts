@@ -1,0 +1,134 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cli } from './support';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures', 'datasets');
+interface Case {
+  file: string;
+  method: string;
+  format: string | null;
+  rows: number;
+  errors: Array<{ line: number; code: string }>;
+}
+const CASES: Case[] = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'cases.json'), 'utf8'));
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-validate-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('tuneyard validate on the shared fixture corpus', () => {
+  test.each(CASES.map((c) => [`${c.file} --method ${c.method}`, c] as const))('%s', async (_name, c) => {
+    // GIVEN a fixture and its expected result
+    const file = path.join(FIXTURES, c.file);
+
+    // WHEN it is validated for the case's method
+    const { code, stdout } = await cli(['validate', file, '--method', c.method]);
+
+    // THEN every expected error is printed as FILE:LINE: message (code), in order, and nothing else is
+    const errorLines = stdout.split('\n').filter((l) => l.startsWith(`${file}:`) && /^.+:\d+: /.test(l));
+    expect(errorLines.map((l) => [Number(/:(\d+): /.exec(l.slice(file.length))![1]), /\(([a-z0-9-]+)\)$/.exec(l)![1]])).toEqual(
+      c.errors.map((e) => [e.line, e.code]),
+    );
+    for (const l of errorLines) expect(l).toMatch(new RegExp(`^${escape(file)}:\\d+: \\S.* \\([a-z0-9-]+\\)$`));
+    // and the summary names the format and the number of examples
+    expect(stdout).toContain(`  format       ${c.format ?? 'unknown'} (checked for ${c.method})`);
+    expect(stdout).toMatch(new RegExp(`  examples     ${c.rows} \\(`));
+    // and the exit code says whether the file is usable
+    expect(code).toBe(c.errors.length === 0 ? 0 : 1);
+  });
+
+  test('--json prints the report with the same format, rows and errors', async () => {
+    const c = CASES.find((x) => x.errors.length > 1)!;
+    const { code, stdout } = await cli(['validate', path.join(FIXTURES, c.file), '--method', c.method, '--json']);
+    const out = JSON.parse(stdout);
+    expect(out.ok).toBe(false);
+    expect(out.train.report.format).toBe(c.format);
+    expect(out.train.report.rows).toBe(c.rows);
+    expect(out.train.report.errors.map((e: { line: number; code: string }) => ({ line: e.line, code: e.code }))).toEqual(c.errors);
+    expect(out.train.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(code).toBe(1);
+  });
+});
+
+describe('tuneyard validate output', () => {
+  test('prints the first 50 errors, then "... and N more"', async () => {
+    // GIVEN 63 invalid rows
+    const file = path.join(tmp, 'many-errors.jsonl');
+    fs.writeFileSync(file, Array.from({ length: 63 }, () => 'not json').join('\n') + '\n');
+
+    const { code, stdout } = await cli(['validate', file]);
+
+    const errorLines = stdout.split('\n').filter((l) => l.startsWith(`${file}:`) && /:\d+: /.test(l));
+    expect(errorLines).toHaveLength(50);
+    expect(errorLines[0]).toMatch(new RegExp(`^${escape(file)}:1: .*\\(invalid-json\\)$`));
+    expect(errorLines[49]).toMatch(new RegExp(`^${escape(file)}:50: `));
+    expect(stdout).toContain('... and 13 more\n');
+    expect(stdout).toContain(`${file}: 63 errors`);
+    expect(code).toBe(1);
+  });
+
+  test('summarises a clean file: examples, estimated tokens, duplicates, format', async () => {
+    const file = path.join(tmp, 'dupes.jsonl');
+    const row = JSON.stringify({ prompt: 'What is 2+2?', completion: 'Four.' });
+    fs.writeFileSync(file, [row, row, JSON.stringify({ prompt: 'Capital of France?', completion: 'Paris.' })].join('\n') + '\n');
+
+    const { code, stdout, stderr } = await cli(['validate', file, '--max-length', '2']);
+
+    expect(stdout).toContain(`${file}: ok`);
+    expect(stdout).toContain('  format       prompt-completion\n');
+    expect(stdout).toContain('  examples     3 (3 valid)');
+    expect(stdout).toMatch(/ {2}tokens {7}~\d+ estimated \(chars\/4;/);
+    expect(stdout).toContain('  duplicates   1 (e.g. line 2 repeats line 1)');
+    expect(stdout).toMatch(/ {2}too long {5}3 over 2 tokens/);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
+
+  test('checks the eval file too, including rows copied from the training file', async () => {
+    const train = path.join(tmp, 'train.jsonl');
+    const evalFile = path.join(tmp, 'eval.jsonl');
+    fs.writeFileSync(train, JSON.stringify({ text: 'alpha' }) + '\n' + JSON.stringify({ text: 'beta' }) + '\n');
+    fs.writeFileSync(evalFile, JSON.stringify({ text: 'beta' }) + '\n' + '{"text": 5}\n');
+
+    const { code, stdout } = await cli(['validate', train, '--eval', evalFile]);
+
+    expect(stdout).toContain(`${train}: ok`);
+    expect(stdout).toMatch(new RegExp(`^${escape(evalFile)}:2: .*\\(wrong-type\\)$`, 'm'));
+    expect(stdout).toContain('  in train     1 (e.g. line 1 is train line 2)');
+    expect(code).toBe(1);
+  });
+
+  test('fails when the file cannot be read', async () => {
+    const { code, stderr, stdout } = await cli(['validate', path.join(tmp, 'nope.jsonl')]);
+    expect(stderr).toMatch(/^error: .*nope\.jsonl: cannot read the file \(ENOENT\)\n$/);
+    expect(stdout).toBe('');
+    expect(code).toBe(1);
+  });
+
+  test('fails on an unknown --method, naming the choices', async () => {
+    const { code, stderr } = await cli(['validate', path.join(FIXTURES, 'chat.jsonl'), '--method', 'ppo']);
+    expect(stderr).toMatch(/option '--method <method>' argument 'ppo' is invalid\. Allowed choices are sft, lora, qlora, dpo/);
+    expect(code).toBe(1);
+  });
+
+  test('draws a progress bar on a TTY only, for large files', async () => {
+    // GIVEN a file over the 8 MiB threshold
+    const file = path.join(tmp, 'big.jsonl');
+    const row = JSON.stringify({ text: 'x'.repeat(1000) }) + '\n';
+    fs.writeFileSync(file, row.repeat(Math.ceil((9 * 1024 * 1024) / row.length)));
+
+    const tty = await cli(['validate', file], { tty: true });
+    const pipe = await cli(['validate', file], { tty: false });
+
+    expect(tty.stderr).toMatch(/checking .*big\.jsonl \[#+\] 100% 9\.0\/9\.0 MiB/);
+    expect(pipe.stderr).toBe('');
+    expect(tty.stdout).toBe(pipe.stdout);
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
