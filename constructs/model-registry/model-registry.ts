@@ -1,0 +1,168 @@
+import { Names, Stack, Tags, Token } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+import { acknowledgeOnGrantee, nagResource } from '../fine-tuning-job/acknowledge';
+
+/** Properties of a {@link ModelRegistry}. */
+export interface ModelRegistryProps {
+  /**
+   * The model package group's name (lower-case letters, digits and hyphens, up to 63).
+   *
+   * @default - a name unique to this construct, derived from its path
+   */
+  readonly modelPackageGroupName?: string;
+  /**
+   * The group's description.
+   *
+   * @default 'Models fine-tuned by Tuneyard, with their lineage and eval reports'
+   */
+  readonly description?: string;
+  /**
+   * The serving image that registered model packages name (the vLLM image of the endpoints).
+   *
+   * @default - none: pass `inferenceImageUri` to {@link ModelRegistry.registerState}
+   */
+  readonly inferenceImageUri?: string;
+}
+
+/** Options of the Register state. */
+export interface RegisterStateOptions {
+  /**
+   * The serving image URI written into the model package's InferenceSpecification.
+   *
+   * @default - the registry's `inferenceImageUri`
+   */
+  readonly inferenceImageUri?: string;
+  /** Where the CreateModelPackage result (`ModelPackageArn`) goes. @default '$.registration' */
+  readonly resultPath?: string;
+}
+
+/** The metadata keys a registered model package carries (CustomerMetadataProperties). */
+export const LINEAGE_KEYS = [
+  'runId',
+  'baseModel',
+  'datasetName',
+  'datasetSha256',
+  'method',
+  'recipe',
+  'trainingJobName',
+  'evalLossRatio',
+  'forgettingIncrease',
+  'evalReport',
+] as const;
+
+/**
+ * A SageMaker model package group: every tuned model that passes the gate is registered here as
+ * a model package version, with its lineage (base model, dataset version, recipe, training job,
+ * eval figures) and its eval report as model-quality statistics.
+ */
+export class ModelRegistry extends Construct {
+  /** The model package group. */
+  public readonly modelPackageGroup: sagemaker.CfnModelPackageGroup;
+  public readonly modelPackageGroupName: string;
+  public readonly modelPackageGroupArn: string;
+  private readonly inferenceImageUri?: string;
+  private readonly groupName: string;
+
+  constructor(scope: Construct, id: string, props: ModelRegistryProps = {}) {
+    super(scope, id);
+    const name = props.modelPackageGroupName ?? Names.uniqueResourceName(this, { maxLength: 63, separator: '-' }).toLowerCase();
+    if (!Token.isUnresolved(name) && !/^[a-z0-9](-*[a-z0-9]){0,62}$/.test(name)) {
+      throw new TuneyardValidationError(
+        `modelPackageGroupName "${name}" is invalid: use 1-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit (e.g. "tuneyard-models").`,
+        this,
+      );
+    }
+    this.modelPackageGroup = new sagemaker.CfnModelPackageGroup(this, 'Resource', {
+      modelPackageGroupName: name,
+      modelPackageGroupDescription: props.description ?? 'Models fine-tuned by Tuneyard, with their lineage and eval reports',
+    });
+    Tags.of(this.modelPackageGroup).add('tuneyard:component', 'model-registry');
+    this.modelPackageGroupName = name;
+    this.modelPackageGroupArn = this.modelPackageGroup.attrModelPackageGroupArn;
+    this.groupName = name;
+    this.inferenceImageUri = props.inferenceImageUri;
+  }
+
+  /**
+   * The Register state: `aws-sdk:sagemaker:createModelPackage` for the run's tuned model.
+   *
+   * - Approval: `$.plan.modelApprovalStatus` (`Approved` when the request set `autoApprove`,
+   *   else `PendingManualApproval`; computed by `planRun`).
+   * - Model data: the uncompressed training output `$.plan.modelArtifactS3Uri` (S3Prefix, no compression).
+   * - Lineage (CustomerMetadataProperties, string values of at most 256 characters): from
+   *   `$.plan.lineage` (runId, baseModel, datasetName, datasetSha256, method, recipe JSON),
+   *   `$.training.TrainingJobName`, `$.report.evalLossRatio` and `$.report.forgettingIncrease`
+   *   (numbers, or null without a probe), and the report's URI.
+   * - ModelMetrics.ModelQuality.Statistics: the eval report `$.plan.evalReport.s3Uri`.
+   */
+  public registerState(id: string, options: RegisterStateOptions = {}): sfn.CustomState {
+    const image = options.inferenceImageUri ?? this.inferenceImageUri;
+    if (!image) {
+      throw new TuneyardValidationError(
+        'registerState needs the serving image: pass inferenceImageUri to registerState() or to the ModelRegistry props.',
+        this,
+      );
+    }
+    return new sfn.CustomState(this, id, {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${Stack.of(this).partition}:states:::aws-sdk:sagemaker:createModelPackage`,
+        TimeoutSeconds: 300,
+        Parameters: {
+          ModelPackageGroupName: this.modelPackageGroupName,
+          'ModelPackageDescription.$': "States.Format('Tuneyard run {}', $.plan.runId)",
+          'ModelApprovalStatus.$': '$.plan.modelApprovalStatus',
+          InferenceSpecification: {
+            Containers: [
+              {
+                Image: image,
+                ModelDataSource: {
+                  S3DataSource: { 'S3Uri.$': '$.plan.modelArtifactS3Uri', S3DataType: 'S3Prefix', CompressionType: 'None' },
+                },
+              },
+            ],
+            SupportedContentTypes: ['application/json'],
+            SupportedResponseMIMETypes: ['application/json'],
+          },
+          CustomerMetadataProperties: {
+            'runId.$': '$.plan.lineage.runId',
+            'baseModel.$': '$.plan.lineage.baseModel',
+            'datasetName.$': '$.plan.lineage.datasetName',
+            'datasetSha256.$': '$.plan.lineage.datasetSha256',
+            'method.$': '$.plan.lineage.method',
+            'recipe.$': '$.plan.lineage.recipe',
+            'trainingJobName.$': '$.training.TrainingJobName',
+            'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
+            'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",
+            'evalReport.$': '$.plan.evalReport.s3Uri',
+          },
+          ModelMetrics: {
+            ModelQuality: { Statistics: { ContentType: 'application/json', 'S3Uri.$': '$.plan.evalReport.s3Uri' } },
+          },
+        },
+        ResultSelector: { 'ModelPackageArn.$': '$.ModelPackageArn' },
+        ResultPath: options.resultPath ?? '$.registration',
+      },
+    });
+  }
+
+  /** Lets a role (the pipeline's) register model package versions in this group. */
+  public grantRegister(grantee: iam.IGrantable): iam.Grant {
+    const stack = Stack.of(this);
+    const versions = stack.formatArn({ service: 'sagemaker', resource: 'model-package', resourceName: `${this.groupName}/*` });
+    const grant = iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['sagemaker:CreateModelPackage', 'sagemaker:DescribeModelPackageGroup'],
+      resourceArns: [this.modelPackageGroupArn, versions],
+    });
+    acknowledgeOnGrantee(grantee, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, versions)}]`]:
+        'Model package versions are numbered by SageMaker at registration; the grant is limited to the versions of this group.',
+    });
+    return grant;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * SageMaker GPU instance types for training and inference: one table, used by the preflight
+ * memory estimator, the run planner (KMS volume keys) and the endpoint constructs.
+ *
+ * Figures are the published ones (GPU memory is the nominal size per GPU; the usable part is a
+ * little smaller, which the estimator's framework overhead accounts for).
+ */
+export interface GpuInstance {
+  /** The SageMaker instance type, e.g. `ml.g5.2xlarge`. */
+  readonly instanceType: string;
+  /** GPUs on one instance. */
+  readonly gpus: number;
+  /** The GPU model. */
+  readonly gpuModel: 'T4' | 'A10G' | 'L4' | 'L40S' | 'V100' | 'A100' | 'H100' | 'H200';
+  /** Memory of one GPU in GiB (nominal). */
+  readonly gpuMemoryGiB: number;
+  /**
+   * Whether the instance has local NVMe instance storage. SageMaker refuses a KMS volume key
+   * (`VolumeKmsKeyId`, endpoint config `KmsKeyId`) on these: the instance store is encrypted by
+   * the hardware instead.
+   */
+  readonly localNvme: boolean;
+  /** vCPUs of one instance. */
+  readonly vcpus: number;
+  /** Whether the GPU computes in bfloat16 (Ampere and later); T4 and V100 do not. */
+  readonly bf16: boolean;
+}
+
+type Family = Pick<GpuInstance, 'gpuModel' | 'gpuMemoryGiB' | 'localNvme' | 'bf16'>;
+
+function family(prefix: string, spec: Family, sizes: Record<string, [gpus: number, vcpus: number]>): GpuInstance[] {
+  return Object.entries(sizes).map(([size, [gpus, vcpus]]) => ({ instanceType: `ml.${prefix}.${size}`, gpus, vcpus, ...spec }));
+}
+
+// g5, g6 and g6e share one shape: a single GPU up to 16xlarge, 4 GPUs on 12x/24x, 8 on 48x.
+const G_SHAPE: Record<string, [number, number]> = {
+  xlarge: [1, 4],
+  '2xlarge': [1, 8],
+  '4xlarge': [1, 16],
+  '8xlarge': [1, 32],
+  '16xlarge': [1, 64],
+  '12xlarge': [4, 48],
+  '24xlarge': [4, 96],
+  '48xlarge': [8, 192],
+};
+
+const TABLE: readonly GpuInstance[] = [
+  ...family('g4dn', { gpuModel: 'T4', gpuMemoryGiB: 16, localNvme: true, bf16: false }, {
+    xlarge: [1, 4],
+    '2xlarge': [1, 8],
+    '4xlarge': [1, 16],
+    '8xlarge': [1, 32],
+    '16xlarge': [1, 64],
+    '12xlarge': [4, 48],
+  }),
+  ...family('g5', { gpuModel: 'A10G', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
+  ...family('g6', { gpuModel: 'L4', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
+  ...family('g6e', { gpuModel: 'L40S', gpuMemoryGiB: 48, localNvme: true, bf16: true }, G_SHAPE),
+  ...family('p3', { gpuModel: 'V100', gpuMemoryGiB: 16, localNvme: false, bf16: false }, {
+    '2xlarge': [1, 8],
+    '8xlarge': [4, 32],
+    '16xlarge': [8, 64],
+  }),
+  ...family('p3dn', { gpuModel: 'V100', gpuMemoryGiB: 32, localNvme: true, bf16: false }, { '24xlarge': [8, 96] }),
+  ...family('p4d', { gpuModel: 'A100', gpuMemoryGiB: 40, localNvme: true, bf16: true }, { '24xlarge': [8, 96] }),
+  ...family('p4de', { gpuModel: 'A100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '24xlarge': [8, 96] }),
+  ...family('p5', { gpuModel: 'H100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
+  ...family('p5e', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
+  ...family('p5en', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
+];
+
+/** Every GPU instance type Tuneyard knows, keyed by instance type. */
+export const GPU_INSTANCES: ReadonlyMap<string, GpuInstance> = new Map(TABLE.map((i) => [i.instanceType, i]));
+
+/** The instance's specification, or undefined when Tuneyard does not know the type. */
+export function findGpuInstance(instanceType: string): GpuInstance | undefined {
+  return GPU_INSTANCES.get(instanceType);
+}
+
+/** The instance's specification; an unknown type throws with the list of known ones. */
+export function gpuInstance(instanceType: string): GpuInstance {
+  const found = GPU_INSTANCES.get(instanceType);
+  if (found) return found;
+  const families = [...new Set(TABLE.map((i) => i.instanceType.split('.')[1]))].map((f) => `ml.${f}.*`);
+  throw new Error(
+    `instance type "${instanceType}" is not a SageMaker GPU instance that Tuneyard knows; use one of ${families.join(', ')} ` +
+      '(e.g. "ml.g5.2xlarge")',
+  );
+}

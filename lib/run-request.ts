@@ -1,0 +1,342 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { gpuInstance } from './instances';
+import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
+import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
+import { RecipeSchema, renderHyperParameters, resolveRecipe } from './recipe';
+
+/**
+ * The run contract: a RunRequest is what `tuneyard train` builds and the state machine's
+ * execution input; {@link planRun} turns it into the run-dependent fragments of the
+ * CreateTrainingJob requests (PascalCase, exactly as the API wants them) that the pipeline's
+ * Train and Evaluate states read from `$.plan`.
+ */
+
+const DatasetRefSchema = z.strictObject({
+  name: z.string().regex(DATASET_NAME_PATTERN, 'must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit (e.g. "support-chats")'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the 64 lower-case hex characters that `tuneyard upload` printed'),
+});
+
+const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
+
+/** The longest run a request may ask for: 10 days (spot waits up to twice the runtime, within SageMaker's 28 days). */
+export const MAX_RUNTIME_HOURS = 240;
+
+export const RunRequestSchema = z.strictObject({
+  dataset: DatasetRefSchema.describe('The dataset version: datasets/<name>/<sha256>/{train.jsonl,eval.jsonl}.'),
+  probeDataset: DatasetRefSchema.optional().describe(
+    'A general-capability dataset version whose train.jsonl measures forgetting (base vs tuned loss). Default: none (forgettingIncrease is null).',
+  ),
+  baseModel: z
+    .string()
+    .min(1, 'must name the base model')
+    .refine((v) => v.startsWith('s3://') || /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(v), {
+      message: 'must be an s3:// folder of a staged Hugging Face model (s3://<bucket>/base-models/<name>/) or a Hub id such as "meta-llama/Llama-3.1-8B-Instruct"',
+    })
+    .describe('An S3 folder of a staged Hugging Face model under base-models/, or a Hub id (only when the plane allows Hub models).'),
+  recipe: RecipeSchema.describe('Method and hyperparameters.'),
+  instanceType: z.string().default('ml.g5.2xlarge').describe('SageMaker GPU instance type. Default: ml.g5.2xlarge.'),
+  instanceCount: z.number().int('must be a whole number').min(1, 'must be at least 1').max(16, 'must be at most 16').default(1).describe('Instances. Default: 1.'),
+  spot: z.boolean().default(true).describe('Managed spot training with checkpoints. Default: true.'),
+  maxRuntimeHours: z
+    .number()
+    .gt(0, 'must be above 0')
+    .max(MAX_RUNTIME_HOURS, `must be at most ${MAX_RUNTIME_HOURS} hours`)
+    .default(24)
+    .describe('Training time limit in hours. Default: 24.'),
+  thresholds: z
+    .strictObject({
+      maxEvalLossRatio: z.number().gt(0, 'must be above 0 (1.0: the tuned model must not be worse than the base)').default(1.0),
+      maxForgettingIncrease: z.number().min(0, 'must be 0 or more').default(0.1),
+    })
+    .default({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 })
+    .describe('The gate: tuned/base eval loss at most maxEvalLossRatio, probe loss increase at most maxForgettingIncrease.'),
+  autoApprove: z.boolean().default(false).describe('Register the model as Approved (true) or PendingManualApproval. Default: false.'),
+  deploy: z
+    .strictObject({
+      endpointName: z.string().regex(ENDPOINT_NAME, 'must be a SageMaker endpoint name (letters, digits, hyphens; up to 63)'),
+      adapterName: z.string().regex(ENDPOINT_NAME, 'must be letters, digits and hyphens, up to 63'),
+    })
+    .nullable()
+    .default(null)
+    .describe('Deploy the approved model to this endpoint as this adapter. Default: null (no deployment).'),
+  runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 letters, digits, spaces, ".", "_" or "-"').optional().describe('A label for people.'),
+  baseModelParameters: z.number().gt(0, 'must be a positive number of billions (e.g. 8)').optional().describe('Parameters of the base model in billions, when its name does not tell.'),
+});
+
+/** The request as the caller writes it (optional fields may be left out). */
+export type RunRequestInput = z.input<typeof RunRequestSchema>;
+/** The request with every default applied. */
+export type RunRequest = z.output<typeof RunRequestSchema>;
+
+/** Thrown when a RunRequest is invalid or cannot run; the message names each field and the fix. */
+export class RunRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunRequestError';
+  }
+}
+
+/** Validates a RunRequest and applies the defaults; errors name the path, the value and the fix. */
+export function parseRunRequest(raw: unknown): RunRequest {
+  const result = RunRequestSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const where = issue.path.join('.') || '(top level)';
+    if (issue.code === 'unrecognized_keys') return `${where === '(top level)' ? '' : `${where}.`}${issue.keys.join(', ')}: unknown field; remove it`;
+    const value = valueAt(raw, issue.path);
+    return `${where}: ${issue.message}${value === undefined ? '' : ` (got ${JSON.stringify(value)})`}`;
+  });
+  throw new RunRequestError(`invalid RunRequest:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
+}
+
+function valueAt(raw: unknown, at: PropertyKey[]): unknown {
+  return at.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), raw);
+}
+
+/** The longest run id (it also names the Step Functions execution and, with a prefix, the training jobs). */
+export const RUN_ID_MAX_LENGTH = 48;
+
+/**
+ * The deterministic id of a run: `<dataset name>-<method>-<12 hex>`, the hex being the start of
+ * the sha256 of the request's canonical JSON (keys sorted, defaults applied). It is the Step
+ * Functions execution name, so starting the same request twice starts one run.
+ */
+export function runIdFor(request: RunRequest): string {
+  const hash = createHash('sha256').update(canonicalJson(request)).digest('hex').slice(0, 12);
+  const suffix = `-${request.recipe.method}-${hash}`;
+  const name = request.dataset.name
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, RUN_ID_MAX_LENGTH - suffix.length)
+    .replace(/-+$/, '');
+  return `${name}${suffix}`;
+}
+
+/** JSON with object keys sorted at every level: the same request always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** What the plane tells the planner (the PlanRun Lambda's environment). */
+export interface PlanSettings {
+  /** The data bucket. */
+  readonly bucketName: string;
+  /** KMS key for the training volume (used only on instance types without local NVMe storage). */
+  readonly volumeKmsKeyArn: string;
+  /** KMS key for the job outputs in S3. */
+  readonly outputKmsKeyArn: string;
+  /** Whether a Hub id may be the base model (the job then runs without network isolation). */
+  readonly allowHubModels: boolean;
+  /**
+   * Prefix of the training job names (the state machine may only touch jobs with it).
+   * @default 'tuneyard-'
+   */
+  readonly jobNamePrefix?: string;
+}
+
+/** The default prefix of training job names. */
+export const DEFAULT_JOB_NAME_PREFIX = 'tuneyard-';
+/** SageMaker job names are at most 63 characters: prefix + run id (48) + "-train" (6). */
+export const MAX_JOB_NAME_PREFIX_LENGTH = 63 - RUN_ID_MAX_LENGTH - '-train'.length;
+
+/** The local path of spot checkpoints inside the container (the trainer resumes from it). */
+export const CHECKPOINT_LOCAL_PATH = '/opt/ml/checkpoints';
+
+export interface S3Channel {
+  ChannelName: string;
+  DataSource: { S3DataSource: { S3DataType: 'S3Prefix'; S3Uri: string; S3DataDistributionType: 'FullyReplicated' } };
+  ContentType?: string;
+  InputMode?: 'File';
+}
+
+export interface RunPlan {
+  readonly runId: string;
+  readonly trainingJobName: string;
+  readonly evaluationJobName: string;
+  readonly hyperParameters: Record<string, string>;
+  readonly evaluationHyperParameters: Record<string, string>;
+  readonly inputDataConfig: S3Channel[];
+  readonly evaluationInputDataConfig: S3Channel[];
+  readonly outputDataConfig: { S3OutputPath: string; KmsKeyId: string; CompressionType: 'NONE' };
+  readonly evaluationOutputDataConfig: { S3OutputPath: string; KmsKeyId: string; CompressionType: 'NONE' };
+  readonly resourceConfig: { InstanceType: string; InstanceCount: number; VolumeSizeInGB: number; VolumeKmsKeyId?: string };
+  readonly evaluationResourceConfig: { InstanceType: string; InstanceCount: number; VolumeSizeInGB: number; VolumeKmsKeyId?: string };
+  readonly stoppingCondition: { MaxRuntimeInSeconds: number; MaxWaitTimeInSeconds?: number };
+  readonly evaluationStoppingCondition: { MaxRuntimeInSeconds: number };
+  readonly enableManagedSpotTraining: boolean;
+  readonly checkpointConfig: { S3Uri: string; LocalPath: string };
+  /** Whether the jobs may run with network isolation (false only for a Hub base model). */
+  readonly enableNetworkIsolation: boolean;
+  /** Where the training job writes (`artifacts/<runId>/`). */
+  readonly outputS3Uri: string;
+  /** The trained model folder (uncompressed output): `artifacts/<runId>/<training job>/output/model/`. */
+  readonly modelArtifactS3Uri: string;
+  /** Where the evaluation job writes (`eval-reports/<runId>/`). */
+  readonly evalReportS3Uri: string;
+  /** The eval report object: `eval-reports/<runId>/<evaluation job>/output/model/eval.json`. */
+  readonly evalReport: { readonly bucket: string; readonly key: string; readonly s3Uri: string };
+  readonly datasetS3Uri: string;
+  readonly thresholds: RunRequest['thresholds'];
+  readonly autoApprove: boolean;
+  /** The registry's ModelApprovalStatus: `Approved` when the request auto-approves, else `PendingManualApproval`. */
+  readonly modelApprovalStatus: 'Approved' | 'PendingManualApproval';
+  readonly deploy: RunRequest['deploy'];
+  /**
+   * Lineage for the model registry's CustomerMetadataProperties (each value at most 256
+   * characters; the recipe JSON is truncated with a trailing "…" when longer).
+   */
+  readonly lineage: Record<string, string>;
+  readonly preflight: { readonly requiredGiB: number; readonly availableGiB: number; readonly fits: boolean; readonly breakdown: MemoryBreakdown; readonly advice: string };
+}
+
+/** The longest value of a model package's CustomerMetadataProperties. */
+export const METADATA_VALUE_MAX_LENGTH = 256;
+
+/**
+ * Plans a run: validates it against the plane (base model location, instance type, memory) and
+ * renders the CreateTrainingJob fragments of the training and the evaluation job.
+ * Throws a {@link RunRequestError} naming the fix when the run cannot work.
+ */
+export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
+  const prefix = settings.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX;
+  if (prefix.length > MAX_JOB_NAME_PREFIX_LENGTH || !/^[a-z0-9][a-z0-9-]*$/.test(prefix)) {
+    throw new RunRequestError(`jobNamePrefix "${prefix}" must be 1-${MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens (job names are at most 63 characters)`);
+  }
+  const runId = runIdFor(request);
+  const bucket = `s3://${settings.bucketName}/`;
+  const hub = !request.baseModel.startsWith('s3://');
+  if (hub && !settings.allowHubModels) {
+    throw new RunRequestError(
+      `baseModel "${request.baseModel}" is a Hugging Face Hub id, but training jobs run with network isolation and cannot download it. ` +
+        `Stage the model folder under ${bucket}${DATA_PREFIXES.baseModels}<name>/ and pass that s3:// URI, or deploy the plane with training.allowHubModels true.`,
+    );
+  }
+  const baseModelUri = hub ? undefined : request.baseModel.endsWith('/') ? request.baseModel : `${request.baseModel}/`;
+  if (baseModelUri && !baseModelUri.startsWith(`${bucket}${DATA_PREFIXES.baseModels}`)) {
+    throw new RunRequestError(
+      `baseModel "${request.baseModel}" is outside the plane's base-models/ prefix; the training role may only read ${bucket}${DATA_PREFIXES.baseModels}. ` +
+        'Copy the model folder there and pass its s3:// URI.',
+    );
+  }
+  let instance;
+  try {
+    instance = gpuInstance(request.instanceType);
+  } catch (e) {
+    throw new RunRequestError(`instanceType: ${(e as Error).message}`);
+  }
+
+  let parametersBillions: number;
+  try {
+    parametersBillions = resolveParameters(request.baseModel, request.baseModelParameters);
+  } catch (e) {
+    throw new RunRequestError((e as Error).message);
+  }
+  const recipe = resolveRecipe(request.recipe);
+  if (recipe.distribution === 'none' && request.instanceCount > 1) {
+    throw new RunRequestError(
+      `instanceCount is ${request.instanceCount} but recipe.distribution is "none" (one process): set distribution to "ddp" or "fsdp", or instanceCount to 1.`,
+    );
+  }
+  const estimate = estimateTrainingMemory({
+    method: recipe.method,
+    parametersBillions,
+    maxLength: recipe.maxLength,
+    batchSize: recipe.batchSize,
+    gradientCheckpointing: recipe.gradientCheckpointing,
+    loraR: recipe.loraR,
+    targetModules: recipe.targetModules,
+    useLora: recipe.useLora,
+    instanceType: request.instanceType,
+    instanceCount: request.instanceCount,
+    distribution: recipe.distribution,
+  });
+  if (!estimate.fits) throw new RunRequestError(`the run does not fit in GPU memory: ${estimate.advice}`);
+
+  const datasetS3Uri = `${bucket}${datasetVersionPrefix(request.dataset.name, request.dataset.sha256)}`;
+  const channel = (name: string, uri: string, contentType?: string): S3Channel => ({
+    ChannelName: name,
+    DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: uri, S3DataDistributionType: 'FullyReplicated' } },
+    ...(contentType ? { ContentType: contentType } : {}),
+    InputMode: 'File',
+  });
+  const modelChannel = baseModelUri ? [channel('model', baseModelUri)] : [];
+  const probe = request.probeDataset
+    ? [channel('probe', `${bucket}${datasetVersionPrefix(request.probeDataset.name, request.probeDataset.sha256)}train.jsonl`, 'application/jsonlines')]
+    : [];
+  const evalChannel = channel('eval', `${datasetS3Uri}eval.jsonl`, 'application/jsonlines');
+
+  const trainingJobName = `${prefix}${runId}-train`;
+  const evaluationJobName = `${prefix}${runId}-eval`;
+  const outputS3Uri = `${bucket}${DATA_PREFIXES.artifacts}${runId}/`;
+  const modelArtifactS3Uri = `${outputS3Uri}${trainingJobName}/output/model/`;
+  const evalReportS3Uri = `${bucket}${DATA_PREFIXES.evalReports}${runId}/`;
+  const evalReportKey = `${DATA_PREFIXES.evalReports}${runId}/${evaluationJobName}/output/model/eval.json`;
+
+  const volumeKms = instance.localNvme ? {} : { VolumeKmsKeyId: settings.volumeKmsKeyArn };
+  const volumeSize = volumeSizeGiB(parametersBillions, recipe.method === 'sft' || (recipe.method === 'dpo' && !recipe.useLora));
+  const runtime = Math.round(request.maxRuntimeHours * 3600);
+  const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
+
+  return {
+    runId,
+    trainingJobName,
+    evaluationJobName,
+    hyperParameters,
+    // `evaluate` reads the method and loss masking from the training output; these two keys are informative.
+    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method },
+    inputDataConfig: [channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'), evalChannel, ...modelChannel],
+    evaluationInputDataConfig: [...modelChannel, channel('adapter', modelArtifactS3Uri), evalChannel, ...probe],
+    outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
+    evaluationOutputDataConfig: { S3OutputPath: evalReportS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
+    resourceConfig: { InstanceType: request.instanceType, InstanceCount: request.instanceCount, VolumeSizeInGB: volumeSize, ...volumeKms },
+    evaluationResourceConfig: { InstanceType: request.instanceType, InstanceCount: 1, VolumeSizeInGB: volumeSize, ...volumeKms },
+    stoppingCondition: request.spot ? { MaxRuntimeInSeconds: runtime, MaxWaitTimeInSeconds: 2 * runtime } : { MaxRuntimeInSeconds: runtime },
+    evaluationStoppingCondition: { MaxRuntimeInSeconds: runtime },
+    enableManagedSpotTraining: request.spot,
+    checkpointConfig: { S3Uri: `${bucket}${DATA_PREFIXES.checkpoints}${runId}/`, LocalPath: CHECKPOINT_LOCAL_PATH },
+    enableNetworkIsolation: !hub,
+    outputS3Uri,
+    modelArtifactS3Uri,
+    evalReportS3Uri,
+    evalReport: { bucket: settings.bucketName, key: evalReportKey, s3Uri: `${bucket}${evalReportKey}` },
+    datasetS3Uri,
+    thresholds: request.thresholds,
+    autoApprove: request.autoApprove,
+    modelApprovalStatus: request.autoApprove ? 'Approved' : 'PendingManualApproval',
+    deploy: request.deploy,
+    lineage: {
+      runId,
+      baseModel: request.baseModel,
+      datasetName: request.dataset.name,
+      datasetSha256: request.dataset.sha256,
+      method: recipe.method,
+      recipe: truncate(canonicalJson(request.recipe), METADATA_VALUE_MAX_LENGTH),
+      trainingJobName,
+      ...(request.runName ? { runName: request.runName } : {}),
+    },
+    preflight: {
+      requiredGiB: estimate.requiredGiB,
+      availableGiB: estimate.availableGiB,
+      fits: estimate.fits,
+      breakdown: estimate.breakdown,
+      advice: estimate.advice,
+    },
+  };
+}
+
+/** Room for the base weights, checkpoints (with optimizer state when all weights train) and the outputs. */
+function volumeSizeGiB(parametersBillions: number, fullWeights: boolean): number {
+  const weightsGiB = parametersBillions * 2;
+  return Math.min(16384, Math.ceil(50 + weightsGiB * (fullWeights ? 10 : 3)));
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
