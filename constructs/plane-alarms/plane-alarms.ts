@@ -1,0 +1,339 @@
+import { Annotations, Duration, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+import { IEndpointMetricSource, IPipelineMetricSource } from '../plane-dashboard/metric-sources';
+import { RunbookEntry, runbookText } from '../plane-dashboard/runbook';
+
+/** How one alarm evaluates its metric. Every field is optional; the defaults are per alarm. */
+export interface AlarmTuning {
+  /**
+   * The threshold, in the unit the alarm's documentation names.
+   *
+   * @default - the alarm's default
+   */
+  readonly threshold?: number;
+  /**
+   * The period of one datapoint.
+   *
+   * @default - the alarm's default
+   */
+  readonly period?: Duration;
+  /**
+   * How many recent periods are evaluated.
+   *
+   * @default - the alarm's default
+   */
+  readonly evaluationPeriods?: number;
+  /**
+   * How many of the evaluated periods must breach.
+   *
+   * @default - the alarm's default
+   */
+  readonly datapointsToAlarm?: number;
+}
+
+/**
+ * An endpoint the plane alarms on. `VllmEndpoint` implements it; so can your own endpoint
+ * constructs.
+ */
+export interface IEndpointAlarmSource extends IEndpointMetricSource {
+  /**
+   * GPUs per instance, to read `GPUMemoryUtilization` (100 per GPU) as a percentage of all GPU memory.
+   *
+   * @default - 1, with a warning
+   */
+  readonly gpuCount?: number;
+
+  /**
+   * The endpoint's own alarm on its 5xx rate (the one its deployments roll back on). When set,
+   * `PlaneAlarms` notifies on it instead of creating a second 5xx alarm.
+   *
+   * @default - PlaneAlarms creates the 5xx-rate alarm
+   */
+  readonly errorRateAlarm?: cloudwatch.Alarm;
+
+  /**
+   * The endpoint's own alarm on its p99 model latency (the one its deployments roll back on).
+   * When set, `PlaneAlarms` notifies on it instead of creating a second latency alarm.
+   *
+   * @default - PlaneAlarms creates the p99 latency alarm
+   */
+  readonly latencyAlarm?: cloudwatch.Alarm;
+
+  /**
+   * `AWS/SageMaker NoCapacityInvocationFailures`: requests refused because no copy of the model
+   * is running (an endpoint scaled to zero). Only endpoints that can scale to zero have it.
+   */
+  metricNoCapacityInvocationFailures?(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+}
+
+/** Properties of {@link PlaneAlarms}. */
+export interface PlaneAlarmsProps {
+  /** The topic every alarm notifies (in the plane: `NotificationTopic.topic`). */
+  readonly topic: sns.ITopic;
+
+  /**
+   * The pipeline to alarm on: failed and timed-out runs.
+   *
+   * @default - no pipeline alarm
+   */
+  readonly pipeline?: IPipelineMetricSource;
+
+  /**
+   * The endpoints to alarm on: 5xx rate, p99 model latency, GPU memory saturation and, for
+   * endpoints that scale to zero, requests refused for lack of capacity.
+   *
+   * @default - no endpoint alarms
+   */
+  readonly endpoints?: IEndpointAlarmSource[];
+
+  /**
+   * Runs that failed or timed out (`ExecutionsFailed + ExecutionsTimedOut`, count per period).
+   *
+   * @default - threshold 1, period 5 minutes, 1 of 1 periods
+   */
+  readonly pipelineFailures?: AlarmTuning;
+
+  /**
+   * The share of requests answered with a 5xx, in percent (`100 * Invocation5XXErrors / Invocations`).
+   * Used only for endpoints without their own `errorRateAlarm`.
+   *
+   * @default - threshold 5 (%), period 1 minute, 3 of 5 periods
+   */
+  readonly endpointErrorRate?: AlarmTuning;
+
+  /**
+   * p99 of `ModelLatency`, in milliseconds. Used only for endpoints without their own
+   * `latencyAlarm`. A generation's latency grows with the tokens it produces: set this from
+   * your own traffic.
+   *
+   * @default - threshold 30000 (ms), period 1 minute, 3 of 5 periods
+   */
+  readonly endpointLatencyP99?: AlarmTuning;
+
+  /**
+   * Maximum GPU memory in use, in percent of all the GPU memory of an instance.
+   * vLLM reserves `gpu_memory_utilization` (0.9 by default) of each GPU when it starts, so a
+   * healthy endpoint sits near 90%.
+   *
+   * @default - threshold 95 (%), period 1 minute, 5 of 5 periods
+   */
+  readonly endpointGpuMemory?: AlarmTuning;
+
+  /**
+   * Requests refused because no copy of the model runs, per period (endpoints that scale to zero).
+   * Scaling out of zero takes minutes, so the default fires only when refusals last 15 minutes.
+   *
+   * @default - threshold 1, period 5 minutes, 3 of 3 periods
+   */
+  readonly endpointNoCapacity?: AlarmTuning;
+
+  /**
+   * The URL of the README whose `## Runbook` entries the alarm descriptions point to.
+   *
+   * @default - the descriptions name `README.md#<entry>`
+   */
+  readonly runbookUrl?: string;
+}
+
+type TuningKey = 'pipelineFailures' | 'endpointErrorRate' | 'endpointLatencyP99' | 'endpointGpuMemory' | 'endpointNoCapacity';
+
+interface AlarmSpec {
+  readonly id: string;
+  readonly metric: cloudwatch.IMetric;
+  readonly tuning: Required<AlarmTuning>;
+  readonly comparisonOperator: cloudwatch.ComparisonOperator;
+  readonly treatMissingData: cloudwatch.TreatMissingData;
+  readonly description: string;
+  readonly runbook: RunbookEntry;
+}
+
+/**
+ * The plane's alarms, each notifying the plane's SNS topic when it fires and when it recovers,
+ * with a description that names
+ * its runbook entry. Endpoints that already own alarms for their auto-rollback (5xx rate, p99
+ * latency) keep them: PlaneAlarms adds its notification to those instead of duplicating them,
+ * so one set of alarms both rolls deployments back and pages.
+ */
+export class PlaneAlarms extends Construct {
+  /** Every alarm that notifies the topic, the endpoints' own included. */
+  public readonly alarms: cloudwatch.IAlarm[] = [];
+
+  private readonly props: PlaneAlarmsProps;
+  private readonly action: cloudwatch.IAlarmAction;
+
+  constructor(scope: Construct, id: string, props: PlaneAlarmsProps) {
+    super(scope, id);
+    this.props = props;
+    this.action = new cloudwatchActions.SnsAction(props.topic);
+    const endpoints = props.endpoints ?? [];
+    if (!props.pipeline && endpoints.length === 0) {
+      throw new TuneyardValidationError('PlaneAlarms has nothing to alarm on: give a pipeline, endpoints, or both.', this);
+    }
+    if (props.pipeline) this.addPipelineAlarms(props.pipeline);
+    const ids = new Set<string>();
+    for (const endpoint of endpoints) {
+      if (ids.has(endpoint.node.id)) {
+        throw new TuneyardValidationError(
+          `two endpoints have the construct id "${endpoint.node.id}"; PlaneAlarms names its alarms after it. Give the endpoints distinct ids.`,
+          this,
+        );
+      }
+      ids.add(endpoint.node.id);
+      this.addEndpointAlarms(endpoint);
+    }
+  }
+
+  private addPipelineAlarms(pipeline: IPipelineMetricSource): void {
+    const tuning = this.tuning('pipelineFailures', { threshold: 1, period: Duration.minutes(5), evaluationPeriods: 1, datapointsToAlarm: 1 });
+    const counted = { statistic: cloudwatch.Stats.SUM, period: tuning.period };
+    this.create({
+      id: 'PipelineRunsFailed',
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: { failed: pipeline.metricExecutionsFailed(counted), timedOut: pipeline.metricExecutionsTimedOut(counted) },
+        label: 'runs failed or timed out',
+        period: tuning.period,
+      }),
+      tuning,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // Step Functions publishes execution metrics only when runs end: no data means no run failed.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      description: `Fine-tuning runs of ${pipeline.node.path} failed or timed out (quality-gate rejections included).`,
+      runbook: 'pipelineRunsFailed',
+    });
+  }
+
+  private addEndpointAlarms(endpoint: IEndpointAlarmSource): void {
+    const name = endpoint.node.id;
+    if (endpoint.errorRateAlarm) {
+      this.notifyOn(endpoint.errorRateAlarm);
+    } else {
+      const tuning = this.tuning('endpointErrorRate', { threshold: 5, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 3 });
+      const counted = { statistic: cloudwatch.Stats.SUM, period: tuning.period };
+      this.create({
+        id: `${name}ErrorRate`,
+        metric: new cloudwatch.MathExpression({
+          expression: 'IF(invocations > 0, 100 * errors / invocations, 0)',
+          usingMetrics: { errors: endpoint.metricInvocation5XXErrors(counted), invocations: endpoint.metricInvocations(counted) },
+          label: '5xx (% of requests)',
+          period: tuning.period,
+        }),
+        tuning,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        // An idle endpoint (or one scaled to zero) publishes no invocation metrics: no requests, no errors.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        description: `More than ${tuning.threshold}% of the requests to ${endpoint.node.path} ended in a 5xx.`,
+        runbook: 'endpoint5xxRate',
+      });
+    }
+
+    if (endpoint.latencyAlarm) {
+      this.notifyOn(endpoint.latencyAlarm);
+    } else {
+      const tuning = this.tuning('endpointLatencyP99', { threshold: 30_000, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 3 });
+      this.create({
+        id: `${name}LatencyP99`,
+        // ModelLatency is in microseconds; the threshold is in milliseconds.
+        metric: new cloudwatch.MathExpression({
+          expression: 'latency / 1000',
+          usingMetrics: { latency: endpoint.metricModelLatency({ statistic: 'p99', period: tuning.period }) },
+          label: 'p99 model latency (ms)',
+          period: tuning.period,
+        }),
+        tuning,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        // No requests, no latency: an idle endpoint is not slow.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        description: `p99 model latency of ${endpoint.node.path} is above ${tuning.threshold} ms.`,
+        runbook: 'endpointLatency',
+      });
+    }
+
+    const gpus = endpoint.gpuCount ?? 1;
+    if (endpoint.gpuCount === undefined) {
+      Annotations.of(this).addWarningV2(
+        'tuneyard:endpoint-gpu-count-unknown',
+        `${endpoint.node.path} does not say how many GPUs an instance has; the GPU memory alarm assumes 1. Set gpuCount on the endpoint.`,
+      );
+    } else if (!Token.isUnresolved(gpus) && (!Number.isInteger(gpus) || gpus < 1)) {
+      throw new TuneyardValidationError(`${endpoint.node.path} has gpuCount ${gpus}; it must be a whole number of GPUs, at least 1.`, this);
+    }
+    const memory = this.tuning('endpointGpuMemory', { threshold: 95, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 5 });
+    this.create({
+      id: `${name}GpuMemory`,
+      // GPUMemoryUtilization adds up 100 per GPU; divide by the GPUs to compare with a percentage.
+      metric: new cloudwatch.MathExpression({
+        expression: `memory / ${gpus}`,
+        usingMetrics: { memory: endpoint.metricGpuMemoryUtilization({ statistic: cloudwatch.Stats.MAXIMUM, period: memory.period }) },
+        label: 'GPU memory (% of all GPUs)',
+        period: memory.period,
+      }),
+      tuning: memory,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // An endpoint scaled to zero has no instance and no GPU memory in use.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      description: `GPU memory of ${endpoint.node.path} is above ${memory.threshold}% (vLLM alone reserves about 90%).`,
+      runbook: 'endpointGpuMemory',
+    });
+
+    if (endpoint.metricNoCapacityInvocationFailures) {
+      const tuning = this.tuning('endpointNoCapacity', { threshold: 1, period: Duration.minutes(5), evaluationPeriods: 3, datapointsToAlarm: 3 });
+      this.create({
+        id: `${name}NoCapacity`,
+        metric: endpoint.metricNoCapacityInvocationFailures({ statistic: cloudwatch.Stats.SUM, period: tuning.period }),
+        tuning,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        // The metric is published only when a request is refused: no data means no refusal.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        description: `${endpoint.node.path} has refused requests for lack of capacity for longer than a scale-out from zero takes.`,
+        runbook: 'endpointNoCapacity',
+      });
+    }
+  }
+
+  private tuning(key: TuningKey, defaults: Required<AlarmTuning>): Required<AlarmTuning> {
+    const given = this.props[key] ?? {};
+    const tuning = { ...defaults, ...dropUndefined(given) };
+    if (tuning.datapointsToAlarm > tuning.evaluationPeriods || tuning.datapointsToAlarm < 1) {
+      throw new TuneyardValidationError(
+        `${key}: datapointsToAlarm must be between 1 and evaluationPeriods (${tuning.evaluationPeriods}); got ${tuning.datapointsToAlarm}.`,
+        this,
+      );
+    }
+    const seconds = tuning.period.toSeconds();
+    if (!Token.isUnresolved(seconds) && (seconds < 60 || seconds % 60 !== 0)) {
+      throw new TuneyardValidationError(
+        `${key}: period must be a whole number of minutes (SageMaker and Step Functions publish per minute); got ${tuning.period.toHumanString()}.`,
+        this,
+      );
+    }
+    return tuning;
+  }
+
+  private create(spec: AlarmSpec): void {
+    const alarm = new cloudwatch.Alarm(this, spec.id, {
+      metric: spec.metric,
+      threshold: spec.tuning.threshold,
+      evaluationPeriods: spec.tuning.evaluationPeriods,
+      datapointsToAlarm: spec.tuning.datapointsToAlarm,
+      comparisonOperator: spec.comparisonOperator,
+      treatMissingData: spec.treatMissingData,
+      alarmDescription: `${spec.description} Runbook: ${runbookText(spec.runbook, this.props.runbookUrl)}`,
+    });
+    this.notifyOn(alarm);
+  }
+
+  private notifyOn(alarm: cloudwatch.Alarm): void {
+    alarm.addAlarmAction(this.action);
+    alarm.addOkAction(this.action);
+    this.alarms.push(alarm);
+  }
+}
+
+function dropUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

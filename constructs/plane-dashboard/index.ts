@@ -1,0 +1,3 @@
+export * from './metric-sources';
+export * from './plane-dashboard';
+export * from './runbook';

@@ -1,0 +1,69 @@
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { IConstruct } from 'constructs';
+
+/**
+ * What the plane's dashboard and alarms read from a fine-tuning pipeline
+ * (`FineTuningPipeline` implements it).
+ */
+export interface IPipelineMetricSource extends IConstruct {
+  /** `AWS/States ExecutionsStarted` of the state machine. */
+  metricExecutionsStarted(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/States ExecutionsSucceeded` of the state machine. */
+  metricExecutionsSucceeded(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/States ExecutionsFailed` of the state machine. */
+  metricExecutionsFailed(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/States ExecutionsTimedOut` of the state machine. */
+  metricExecutionsTimedOut(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/States ExecutionsAborted` of the state machine. */
+  metricExecutionsAborted(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/States ExecutionTime` of the state machine, in milliseconds. */
+  metricExecutionTime(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Runs the pipeline rejected (bad request, bad dataset, failed gate). */
+  metricRunsRejected(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+}
+
+/**
+ * What the dashboard reads from the training jobs of a pipeline (`FineTuningJob` implements it).
+ * The metrics are SEARCH expressions over `/aws/sagemaker/TrainingJobs`, since job names are only
+ * known at run time.
+ */
+export interface ITrainingMetricSource extends IConstruct {
+  /** The training loss that the trainer logs. */
+  metricTrainingLoss(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** The held-out loss that the trainer logs. */
+  metricEvalLoss(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** Training throughput in tokens per second. */
+  metricTokensPerSecond(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GPU utilisation of the training instances (100 per GPU). */
+  metricGpuUtilization(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GPU memory utilisation of the training instances (100 per GPU). */
+  metricGpuMemoryUtilization(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+}
+
+/**
+ * What the dashboard and alarms read from a serving endpoint (`VllmEndpoint` implements it).
+ */
+export interface IEndpointMetricSource extends IConstruct {
+  /** `AWS/SageMaker Invocations`. */
+  metricInvocations(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/SageMaker ModelLatency`, in microseconds. */
+  metricModelLatency(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/SageMaker OverheadLatency`, in microseconds. */
+  metricOverheadLatency(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/SageMaker Invocation4XXErrors`. */
+  metricInvocation4XXErrors(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/SageMaker Invocation5XXErrors`. */
+  metricInvocation5XXErrors(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `/aws/sagemaker/Endpoints GPUUtilization` (100 per GPU). */
+  metricGpuUtilization(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `/aws/sagemaker/Endpoints GPUMemoryUtilization` (100 per GPU). */
+  metricGpuMemoryUtilization(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+}
+
+/** What the dashboard reads from the data store (`DatasetStore` implements it). */
+export interface IDataMetricSource extends IConstruct {
+  /** `AWS/S3 BucketSizeBytes` of the data bucket (daily). */
+  metricBucketSizeBytes(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** `AWS/S3 NumberOfObjects` of the data bucket (daily). */
+  metricNumberOfObjects(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+}

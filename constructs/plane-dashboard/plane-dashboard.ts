@@ -1,0 +1,232 @@
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+import { IDataMetricSource, IEndpointMetricSource, IPipelineMetricSource, ITrainingMetricSource } from './metric-sources';
+import { RunbookEntry, runbookMarkdown } from './runbook';
+
+/** Properties of a {@link PlaneDashboard}. Every part is optional; give at least one. */
+export interface PlaneDashboardProps {
+  /**
+   * The dashboard's name.
+   *
+   * @default - a name that CloudFormation generates
+   */
+  readonly dashboardName?: string;
+
+  /**
+   * The fine-tuning pipeline whose runs the dashboard shows (started, succeeded, rejected,
+   * failed, timed out, aborted, duration).
+   *
+   * @default - no pipeline section
+   */
+  readonly pipeline?: IPipelineMetricSource;
+
+  /**
+   * The training job definition whose runs the dashboard shows (train/eval loss, tokens per
+   * second, GPU utilisation and memory), one line per job in the time range.
+   *
+   * @default - no training section
+   */
+  readonly trainingJob?: ITrainingMetricSource;
+
+  /**
+   * The serving endpoints the dashboard shows (invocations, 4xx/5xx, model and overhead latency
+   * p50/p90/p99, GPU utilisation and memory, capacity), one section each.
+   *
+   * @default - no endpoint section
+   */
+  readonly endpoints?: IEndpointMetricSource[];
+
+  /**
+   * The data store whose bucket size and object count the dashboard shows.
+   *
+   * @default - no data section
+   */
+  readonly dataStore?: IDataMetricSource;
+
+  /**
+   * Alarms to show in a status widget at the top (typically `PlaneAlarms.alarms`).
+   *
+   * @default - no alarm status widget
+   */
+  readonly alarms?: cloudwatch.IAlarm[];
+
+  /**
+   * The URL of the README whose `## Runbook` entries the section texts link to, e.g.
+   * `https://github.com/acme/tuneyard/blob/main/README.md`.
+   *
+   * @default - the texts name the README's runbook entries without a link
+   */
+  readonly runbookUrl?: string;
+
+  /**
+   * The time range the dashboard opens with.
+   *
+   * @default Duration.days(7)
+   */
+  readonly defaultInterval?: Duration;
+}
+
+const FULL = 24;
+const GRAPH_HEIGHT = 6;
+const MICROS_PER_MS = 1000;
+const MS_PER_MINUTE = 60_000;
+const BYTES_PER_GIB = 1024 ** 3;
+
+/**
+ * One CloudWatch dashboard for the fine-tuning plane: training, pipeline, endpoints and data,
+ * each section with a text that links to the README's runbook. Compose it in your own app with
+ * any subset of the parts.
+ */
+export class PlaneDashboard extends Construct {
+  /** The dashboard. */
+  public readonly dashboard: cloudwatch.Dashboard;
+
+  private readonly runbookUrl?: string;
+
+  constructor(scope: Construct, id: string, props: PlaneDashboardProps) {
+    super(scope, id);
+    const endpoints = props.endpoints ?? [];
+    if (!props.pipeline && !props.trainingJob && endpoints.length === 0 && !props.dataStore) {
+      throw new TuneyardValidationError(
+        'PlaneDashboard has nothing to show: give at least one of pipeline, trainingJob, endpoints or dataStore.',
+        this,
+      );
+    }
+    this.runbookUrl = props.runbookUrl;
+    this.dashboard = new cloudwatch.Dashboard(this, 'Resource', {
+      dashboardName: props.dashboardName,
+      defaultInterval: props.defaultInterval ?? Duration.days(7),
+    });
+
+    if (props.alarms && props.alarms.length > 0) {
+      this.dashboard.addWidgets(
+        new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: props.alarms, width: FULL, height: 3 }),
+      );
+    }
+    if (props.trainingJob) this.addTraining(props.trainingJob);
+    if (props.pipeline) this.addPipeline(props.pipeline);
+    for (const endpoint of endpoints) this.addEndpoint(endpoint);
+    if (props.dataStore) this.addData(props.dataStore);
+  }
+
+  private addTraining(job: ITrainingMetricSource): void {
+    this.section(
+      'Training',
+      'Loss, throughput and GPU use of the training jobs, one line per job in the time range (SEARCH over `/aws/sagemaker/TrainingJobs`). ' +
+        'SageMaker publishes no billable instance time to CloudWatch: see each job\'s `BillableTimeInSeconds` (DescribeTrainingJob) or Cost Explorer.',
+      ['training'],
+    );
+    this.dashboard.addWidgets(
+      graph('Training and eval loss', [job.metricTrainingLoss(), job.metricEvalLoss()], 8),
+      graph('Tokens per second', [job.metricTokensPerSecond()], 8),
+      graph('GPU utilisation and GPU memory (%, 100 per GPU)', [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], 8),
+    );
+  }
+
+  private addPipeline(pipeline: IPipelineMetricSource): void {
+    this.section('Pipeline', 'Runs of the fine-tuning state machine and how long they take.', ['pipelineRunsFailed']);
+    const hourly = { statistic: cloudwatch.Stats.SUM, period: Duration.hours(1) };
+    const duration = (statistic: string) =>
+      new cloudwatch.MathExpression({
+        expression: `${metricId('time', statistic)} / ${MS_PER_MINUTE}`,
+        usingMetrics: { [metricId('time', statistic)]: pipeline.metricExecutionTime({ statistic }) },
+        label: `${statistic} (minutes)`,
+        period: Duration.hours(1),
+      });
+    this.dashboard.addWidgets(
+      graph(
+        'Runs per hour',
+        [
+          pipeline.metricExecutionsStarted({ ...hourly, label: 'started' }),
+          pipeline.metricExecutionsSucceeded({ ...hourly, label: 'succeeded' }),
+          pipeline.metricRunsRejected({ ...hourly, label: 'rejected' }),
+          pipeline.metricExecutionsFailed({ ...hourly, label: 'failed' }),
+          pipeline.metricExecutionsTimedOut({ ...hourly, label: 'timed out' }),
+          pipeline.metricExecutionsAborted({ ...hourly, label: 'aborted' }),
+        ],
+        12,
+      ),
+      graph('Run duration (minutes)', [duration('p50'), duration('p90'), duration('Maximum')], 12),
+    );
+  }
+
+  private addEndpoint(endpoint: IEndpointMetricSource): void {
+    this.section(
+      `Endpoint ${endpoint.node.id}`,
+      'Requests, errors, latency and GPU use. ModelLatency is the time in the vLLM container; OverheadLatency is what SageMaker adds.',
+      ['endpoint5xxRate', 'endpointLatency', 'endpointGpuMemory', 'endpointNoCapacity'],
+    );
+    const perMinute = { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(1) };
+    const latency = (kind: 'model' | 'overhead', statistic: string) =>
+      new cloudwatch.MathExpression({
+        expression: `${metricId(kind, statistic)} / ${MICROS_PER_MS}`,
+        usingMetrics: {
+          [metricId(kind, statistic)]:
+            kind === 'model' ? endpoint.metricModelLatency({ statistic }) : endpoint.metricOverheadLatency({ statistic }),
+        },
+        label: `${statistic} (ms)`,
+        period: Duration.minutes(1),
+      });
+    const percentiles = ['p50', 'p90', 'p99'];
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Invocations and errors per minute',
+        left: [endpoint.metricInvocations({ ...perMinute, label: 'invocations' })],
+        right: [
+          endpoint.metricInvocation4XXErrors({ ...perMinute, label: '4xx' }),
+          endpoint.metricInvocation5XXErrors({ ...perMinute, label: '5xx' }),
+        ],
+        width: 6,
+        height: GRAPH_HEIGHT,
+      }),
+      graph('Model latency (ms)', percentiles.map((p) => latency('model', p)), 6),
+      graph('Overhead latency (ms)', percentiles.map((p) => latency('overhead', p)), 6),
+      graph(
+        'GPU utilisation and GPU memory (%, 100 per GPU)',
+        [endpoint.metricGpuUtilization({ label: 'GPU utilisation' }), endpoint.metricGpuMemoryUtilization({ label: 'GPU memory' })],
+        6,
+      ),
+    );
+  }
+
+  private addData(store: IDataMetricSource): void {
+    this.section(
+      'Data',
+      'The data bucket, all versions included. S3 publishes these once a day; one dataset version is 3-4 objects under `datasets/`.',
+      ['data'],
+    );
+    this.dashboard.addWidgets(
+      graph(
+        'Data bucket size (GiB)',
+        [
+          new cloudwatch.MathExpression({
+            expression: `b / ${BYTES_PER_GIB}`,
+            usingMetrics: { b: store.metricBucketSizeBytes() },
+            label: 'GiB (S3 Standard)',
+            period: Duration.days(1),
+          }),
+        ],
+        12,
+      ),
+      graph('Objects in the data bucket', [store.metricNumberOfObjects({ label: 'objects' })], 12),
+    );
+  }
+
+  private section(title: string, text: string, runbook: RunbookEntry[]): void {
+    const links = runbook.map((entry) => runbookMarkdown(entry, this.runbookUrl)).join(' · ');
+    this.dashboard.addWidgets(
+      new cloudwatch.TextWidget({ markdown: `## ${title}\n${text}\n\nRunbook: ${links}`, width: FULL, height: 2 }),
+    );
+  }
+}
+
+/** A math-expression id for one statistic of a metric: `time_p50`, `model_p99`, `time_maximum`. */
+function metricId(name: string, statistic: string): string {
+  return `${name}_${statistic.toLowerCase()}`;
+}
+
+function graph(title: string, left: cloudwatch.IMetric[], width: number): cloudwatch.GraphWidget {
+  return new cloudwatch.GraphWidget({ title, left, width, height: GRAPH_HEIGHT });
+}

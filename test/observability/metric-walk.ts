@@ -1,0 +1,219 @@
+/**
+ * Walks the metrics that a synthesized template's dashboards and alarms read, and finds the
+ * resource of the same template that publishes each one.
+ *
+ * Intrinsics are resolved to stable placeholder strings (`${Ref:X}`, `${GetAtt:X.Attr}`), so the
+ * dashboard body (an `Fn::Join`) parses as JSON and a dimension value can be compared with the
+ * resource it names.
+ */
+
+type Json = unknown;
+type Resources = Record<string, { Type: string; Properties?: Record<string, any> }>;
+
+/** Test values of the pseudo parameters. */
+const PSEUDO: Record<string, string> = {
+  'AWS::Region': 'us-east-1',
+  'AWS::AccountId': '123456789012',
+  'AWS::Partition': 'aws',
+  'AWS::URLSuffix': 'amazonaws.com',
+  'AWS::StackName': 'Tuneyard',
+};
+
+/** Replaces intrinsics with placeholder strings; `Fn::Join` joins them. */
+export function resolveIntrinsics(value: Json): Json {
+  if (Array.isArray(value)) return value.map(resolveIntrinsics);
+  if (value && typeof value === 'object') {
+    const obj = value as Record<string, Json>;
+    const keys = Object.keys(obj);
+    if (keys.length === 1) {
+      const [key] = keys;
+      const arg = obj[key];
+      if (key === 'Ref') return PSEUDO[arg as string] ?? `\${Ref:${arg as string}}`;
+      if (key === 'Fn::GetAtt') {
+        const [id, attr] = Array.isArray(arg) ? (arg as string[]) : (arg as string).split('.');
+        return `\${GetAtt:${id}.${attr}}`;
+      }
+      if (key === 'Fn::Join') {
+        const [sep, parts] = arg as [string, Json[]];
+        return (parts.map(resolveIntrinsics) as string[]).join(sep);
+      }
+      if (key.startsWith('Fn::')) throw new Error(`metric-walk: cannot resolve ${key} in ${JSON.stringify(value)}`);
+    }
+    return Object.fromEntries(keys.map((k) => [k, resolveIntrinsics(obj[k])]));
+  }
+  return value;
+}
+
+/** A metric read by a widget or an alarm. */
+export interface ReadMetric {
+  /** Where it is read: `dashboard X widget "title"` or `alarm X`. */
+  readonly where: string;
+  readonly namespace: string;
+  readonly metricName: string;
+  readonly dimensions: Record<string, string>;
+}
+
+/** A SEARCH expression read by a widget or an alarm. */
+export interface ReadSearch {
+  readonly where: string;
+  readonly expression: string;
+}
+
+export interface ReadMetrics {
+  readonly metrics: ReadMetric[];
+  readonly searches: ReadSearch[];
+  /** Math expressions that are not searches (they combine the metrics above). */
+  readonly expressions: string[];
+  /** Alarm ARNs shown in alarm status widgets. */
+  readonly alarmArns: string[];
+  /** How many metric widgets were read. */
+  readonly metricWidgets: number;
+}
+
+/** Every metric, search and expression that the template's dashboards and alarms read. */
+export function readMetrics(template: Record<string, any>): ReadMetrics {
+  const out = { metrics: [] as ReadMetric[], searches: [] as ReadSearch[], expressions: [] as string[], alarmArns: [] as string[], metricWidgets: 0 };
+  for (const [id, resource] of Object.entries(template.Resources as Resources)) {
+    if (resource.Type === 'AWS::CloudWatch::Dashboard') {
+      const body = JSON.parse(resolveIntrinsics(resource.Properties!.DashboardBody) as string) as { widgets: any[] };
+      for (const widget of body.widgets) {
+        const where = `dashboard ${id} widget "${widget.properties?.title ?? widget.type}"`;
+        if (widget.type === 'alarm') out.alarmArns.push(...(widget.properties.alarms as string[]));
+        if (widget.type !== 'metric') continue;
+        out.metricWidgets++;
+        for (const row of widget.properties.metrics as any[][]) readWidgetRow(row, where, out);
+      }
+    }
+    if (resource.Type === 'AWS::CloudWatch::Alarm') {
+      const p = resolveIntrinsics(resource.Properties) as Record<string, any>;
+      const where = `alarm ${id}`;
+      if (p.MetricName) {
+        out.metrics.push({ where, namespace: p.Namespace, metricName: p.MetricName, dimensions: dims(p.Dimensions) });
+      }
+      for (const query of (p.Metrics ?? []) as any[]) {
+        if (query.MetricStat) {
+          const m = query.MetricStat.Metric;
+          out.metrics.push({ where, namespace: m.Namespace, metricName: m.MetricName, dimensions: dims(m.Dimensions) });
+        } else if (query.Expression) {
+          readExpression(query.Expression, where, out);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function dims(list: { Name: string; Value: string }[] | undefined): Record<string, string> {
+  return Object.fromEntries((list ?? []).map((d) => [d.Name, d.Value]));
+}
+
+function readWidgetRow(row: any[], where: string, out: { metrics: ReadMetric[]; searches: ReadSearch[]; expressions: string[] }): void {
+  const strings = row.filter((x) => typeof x === 'string') as string[];
+  const options = row.find((x) => x && typeof x === 'object') as { expression?: string } | undefined;
+  if (strings.length === 0) {
+    if (!options?.expression) throw new Error(`metric-walk: ${where} has a row with neither a metric nor an expression: ${JSON.stringify(row)}`);
+    readExpression(options.expression, where, out);
+    return;
+  }
+  if (strings.includes('...') || strings.length % 2 !== 0) throw new Error(`metric-walk: ${where}: unexpected row ${JSON.stringify(row)}`);
+  const [namespace, metricName, ...pairs] = strings;
+  const dimensions: Record<string, string> = {};
+  for (let i = 0; i < pairs.length; i += 2) dimensions[pairs[i]] = pairs[i + 1];
+  out.metrics.push({ where, namespace, metricName, dimensions });
+}
+
+function readExpression(expression: string, where: string, out: { searches: ReadSearch[]; expressions: string[] }): void {
+  if (/SEARCH\s*\(/.test(expression)) out.searches.push({ where, expression });
+  else out.expressions.push(expression);
+}
+
+/** The metrics each AWS service publishes, by namespace, with the dimension sets it uses. */
+const STATES_METRICS = ['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted', 'ExecutionTime', 'ExecutionThrottled', 'ExecutionsRedriven'];
+const SAGEMAKER_INVOCATION_METRICS = [
+  'Invocations',
+  'Invocation4XXErrors',
+  'Invocation5XXErrors',
+  'InvocationModelErrors',
+  'InvocationsPerInstance',
+  'InvocationsPerCopy',
+  'ModelLatency',
+  'OverheadLatency',
+  'ModelSetupTime',
+  'NoCapacityInvocationFailures',
+  'ConcurrentRequestsPerModel',
+  'ConcurrentRequestsPerCopy',
+];
+const ENDPOINT_INSTANCE_METRICS = ['CPUUtilization', 'MemoryUtilization', 'DiskUtilization', 'GPUUtilization', 'GPUMemoryUtilization'];
+const S3_STORAGE_TYPES = ['StandardStorage', 'IntelligentTieringFAStorage', 'IntelligentTieringIAStorage', 'StandardIAStorage', 'OneZoneIAStorage', 'GlacierStorage', 'DeepArchiveStorage'];
+
+/**
+ * The logical id of the resource of `template` that publishes `metric`, or a reason why none does.
+ */
+export function publisherOf(metric: ReadMetric, template: Record<string, any>): { publisher?: string; problem?: string } {
+  const resources = template.Resources as Resources;
+  const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+  const keys = Object.keys(metric.dimensions).sort().join(',');
+  const fail = (problem: string) => ({ problem: `${metric.where}: ${metric.namespace} ${metric.metricName} ${JSON.stringify(metric.dimensions)}: ${problem}` });
+
+  switch (metric.namespace) {
+    case 'AWS/States': {
+      if (!STATES_METRICS.includes(metric.metricName)) return fail('Step Functions publishes no such metric');
+      if (keys !== 'StateMachineArn') return fail('AWS/States execution metrics have exactly the StateMachineArn dimension');
+      const machine = ofType('AWS::StepFunctions::StateMachine').find(([id]) => metric.dimensions.StateMachineArn === `\${Ref:${id}}`);
+      return machine ? { publisher: machine[0] } : fail('no state machine of this stack has that ARN');
+    }
+    case 'AWS/S3': {
+      const bucket = ofType('AWS::S3::Bucket').find(
+        ([id, r]) => metric.dimensions.BucketName === `\${Ref:${id}}` || metric.dimensions.BucketName === r.Properties?.BucketName,
+      );
+      if (keys !== 'BucketName,StorageType') return fail('S3 storage metrics have exactly the BucketName and StorageType dimensions');
+      if (metric.metricName === 'BucketSizeBytes' && !S3_STORAGE_TYPES.includes(metric.dimensions.StorageType)) return fail('not a storage class of BucketSizeBytes');
+      if (metric.metricName === 'NumberOfObjects' && metric.dimensions.StorageType !== 'AllStorageTypes') return fail('NumberOfObjects is published for AllStorageTypes only');
+      if (!['BucketSizeBytes', 'NumberOfObjects'].includes(metric.metricName)) return fail('only the daily storage metrics are free and always on; request metrics need a metrics configuration');
+      return bucket ? { publisher: bucket[0] } : fail('no bucket of this stack has that name');
+    }
+    case 'AWS/SageMaker':
+    case '/aws/sagemaker/Endpoints': {
+      const names = metric.namespace === 'AWS/SageMaker' ? SAGEMAKER_INVOCATION_METRICS : ENDPOINT_INSTANCE_METRICS;
+      if (!names.includes(metric.metricName)) return fail(`SageMaker publishes no ${metric.metricName} in ${metric.namespace}`);
+      if (keys === 'InferenceComponentName') {
+        const component = ofType('AWS::SageMaker::InferenceComponent').find(
+          // The resource has no name attribute (its Ref is the ARN): the name must be set on it.
+          ([, r]) => r.Properties?.InferenceComponentName !== undefined && metric.dimensions.InferenceComponentName === resolveIntrinsics(r.Properties.InferenceComponentName),
+        );
+        return component ? { publisher: component[0] } : fail('no inference component of this stack has that name');
+      }
+      if (keys !== 'EndpointName,VariantName') return fail('endpoint metrics have the EndpointName and VariantName dimensions');
+      for (const [id, r] of ofType('AWS::SageMaker::Endpoint')) {
+        const names = [`\${GetAtt:${id}.EndpointName}`, resolveIntrinsics(r.Properties?.EndpointName)];
+        if (!names.includes(metric.dimensions.EndpointName)) continue;
+        const variants = endpointVariants(r.Properties?.EndpointConfigName, resources);
+        return variants.includes(metric.dimensions.VariantName) ? { publisher: id } : fail(`endpoint ${id} has variants ${variants.join(', ')}`);
+      }
+      return fail('no endpoint of this stack has that name');
+    }
+    case '/aws/sagemaker/InferenceComponents':
+      return fail('use publisherOf with the inference component table (not needed yet)');
+    default: {
+      for (const [id, r] of ofType('AWS::Logs::MetricFilter')) {
+        for (const t of (r.Properties?.MetricTransformations ?? []) as any[]) {
+          if (t.MetricNamespace !== metric.namespace || t.MetricName !== metric.metricName) continue;
+          const filterKeys = ((t.Dimensions ?? []) as { Key: string }[]).map((d) => d.Key).sort().join(',');
+          return filterKeys === keys ? { publisher: id } : fail(`metric filter ${id} publishes it with dimensions [${filterKeys}]`);
+        }
+      }
+      return fail('no resource of this stack publishes this namespace and name');
+    }
+  }
+}
+
+function endpointVariants(configName: Json, resources: Resources): string[] {
+  const ref = resolveIntrinsics(configName) as string;
+  for (const [id, r] of Object.entries(resources)) {
+    if (r.Type !== 'AWS::SageMaker::EndpointConfig') continue;
+    // Ref of an endpoint config is its ARN, which an endpoint does not accept: only the name counts.
+    const names = [`\${GetAtt:${id}.EndpointConfigName}`, resolveIntrinsics(r.Properties?.EndpointConfigName)];
+    if (names.includes(ref)) return ((r.Properties?.ProductionVariants ?? []) as { VariantName: string }[]).map((v) => v.VariantName);
+  }
+  return [];
+}

@@ -1,0 +1,94 @@
+import { Template } from 'aws-cdk-lib/assertions';
+import { CfnResource } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { DatasetStore } from '../../constructs/dataset-store';
+import { PlaneDashboard } from '../../constructs/plane-dashboard';
+import { complianceFindings, testStack } from '../support/app';
+import { StubPipeline } from './fakes';
+import { publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
+
+function dashboardBody(template: Template): { widgets: { type: string; properties: Record<string, any> }[] } {
+  const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+  expect(dashboards).toHaveLength(1);
+  return JSON.parse(resolveIntrinsics(dashboards[0].Properties.DashboardBody) as string);
+}
+
+describe('PlaneDashboard with a pipeline and a data store', () => {
+  // GIVEN
+  const stack = testStack();
+  const pipeline = new StubPipeline(stack, 'Pipeline');
+  const dataStore = new DatasetStore(stack, 'Data');
+  // WHEN
+  new PlaneDashboard(stack, 'Dashboard', { pipeline, dataStore, runbookUrl: 'https://example.com/tuneyard/README.md' });
+  const template = Template.fromStack(stack);
+  const json = template.toJSON();
+
+  test('every metric on the dashboard is one that a resource of the stack publishes', () => {
+    const read = readMetrics(json);
+    expect(read.metrics.length).toBeGreaterThan(0);
+    const problems = read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined);
+    expect(problems).toEqual([]);
+    const publishers = new Set(read.metrics.map((m) => publisherOf(m, json).publisher));
+    // the state machine, the metric filter and the data bucket are all read
+    expect(publishers).toEqual(
+      new Set([
+        stack.resolve((pipeline.stateMachine.node.defaultChild as CfnResource).logicalId),
+        Object.keys(template.findResources('AWS::Logs::MetricFilter'))[0],
+        stack.resolve((dataStore.bucket.node.defaultChild as CfnResource).logicalId),
+      ]),
+    );
+  });
+
+  test('shows runs by outcome, run duration, bucket size and object count', () => {
+    const titles = dashboardBody(template).widgets.filter((w) => w.type === 'metric').map((w) => w.properties.title);
+    expect(titles).toEqual(['Runs per hour', 'Run duration (minutes)', 'Data bucket size (GiB)', 'Objects in the data bucket']);
+    const read = readMetrics(json);
+    const runs = read.metrics.filter((m) => m.where.includes('Runs per hour')).map((m) => m.metricName);
+    expect(runs).toEqual(['ExecutionsStarted', 'ExecutionsSucceeded', 'RunsRejected', 'ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted']);
+    // ExecutionTime is milliseconds, shown in minutes; BucketSizeBytes is shown in GiB
+    expect(read.expressions).toEqual(expect.arrayContaining(['time_p50 / 60000', 'time_p90 / 60000', 'time_maximum / 60000', `b / ${1024 ** 3}`]));
+  });
+
+  test('links each section to its runbook entries', () => {
+    const texts = dashboardBody(template).widgets.filter((w) => w.type === 'text').map((w) => w.properties.markdown as string);
+    expect(texts).toHaveLength(2);
+    expect(texts[0]).toMatch(/^## Pipeline\n/);
+    expect(texts[0]).toContain('[Pipeline runs failed](https://example.com/tuneyard/README.md#pipeline-runs-failed)');
+    expect(texts[1]).toContain('[Data bucket growth](https://example.com/tuneyard/README.md#data-bucket-growth)');
+  });
+
+  test('opens on the last week', () => {
+    expect(dashboardBody(template)).toMatchObject({ start: '-P7D' });
+  });
+});
+
+describe('PlaneDashboard props', () => {
+  test('passes the four compliance packs', () => {
+    const stack = testStack();
+    new PlaneDashboard(stack, 'Dashboard', { dataStore: new DatasetStore(stack, 'Data') });
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
+  test('shows an alarm status widget for the given alarms', () => {
+    const stack = testStack();
+    const dataStore = new DatasetStore(stack, 'Data');
+    const alarm = dataStore.metricNumberOfObjects().createAlarm(stack, 'TooMany', { threshold: 1e9, evaluationPeriods: 1 });
+    new PlaneDashboard(stack, 'Dashboard', { dataStore, alarms: [alarm], dashboardName: 'tuneyard' });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::CloudWatch::Dashboard', { DashboardName: 'tuneyard' });
+    const read = readMetrics(template.toJSON());
+    expect(read.alarmArns).toEqual([`\${GetAtt:${stack.resolve((alarm.node.defaultChild as cloudwatch.CfnAlarm).logicalId)}.Arn}`]);
+  });
+
+  test('names the runbook entries without a link when no URL is given', () => {
+    const stack = testStack();
+    new PlaneDashboard(stack, 'Dashboard', { dataStore: new DatasetStore(stack, 'Data') });
+    const text = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.type === 'text')!.properties.markdown;
+    expect(text).toContain('README.md, Runbook: *Data bucket growth*');
+  });
+
+  test('fails when it is given nothing to show', () => {
+    const stack = testStack();
+    expect(() => new PlaneDashboard(stack, 'Dashboard', {})).toThrow(/PlaneDashboard has nothing to show: give at least one of pipeline, trainingJob, endpoints or dataStore/);
+  });
+});
