@@ -238,8 +238,9 @@ export async function watchRun(ctx: CommandContext, run: string, intervalSeconds
   for (;;) {
     const status = await client.describeRun(run);
     const line = ctx.global.json ? JSON.stringify(watchJson(status, ctx.deps.now())) : watchLine(status, ctx.deps.now());
-    // Elapsed time changes every poll: compare without it so a line means something changed.
-    const key = line.replace(/elapsed [^,]*|"elapsedSeconds":\d+/g, '');
+    // The elapsed and remaining times change every poll: compare without them, so that a new
+    // line means the stage, the job or a metric changed.
+    const key = line.replace(/ \| elapsed .*$|"(elapsed|remaining)Seconds":\d+,?/g, '');
     if (key !== last) {
       ctx.io.out(line + '\n');
       last = key;
