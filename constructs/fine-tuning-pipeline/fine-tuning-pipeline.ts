@@ -1,0 +1,632 @@
+import * as path from 'node:path';
+import { Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
+import { TuneyardValidationError } from '../../lib/errors';
+import type { PlanSettings } from '../../lib/run-request';
+import { DatasetStore } from '../dataset-store';
+
+/** A Task-like state that the pipeline wires: it adds retries, a catch and the next state. */
+export type PipelineTaskState = sfn.State &
+  sfn.INextable & {
+    addRetry(props?: sfn.RetryProps): unknown;
+    addCatch(handler: sfn.IChainable, props?: sfn.CatchProps): unknown;
+  };
+
+/**
+ * What the pipeline needs from the training-job construct (`FineTuningJob` implements it).
+ * The states read the run plan at `$.plan.*` and must set their own `TimeoutSeconds`.
+ */
+export interface IPipelineTrainingJob {
+  /** The CreateTrainingJob `.sync` state that trains the model. */
+  trainState(id: string): PipelineTaskState;
+  /** The CreateTrainingJob `.sync` state that evaluates base and tuned model (writes eval.json). */
+  evaluateState(id: string): PipelineTaskState;
+  /** Lets the state machine start, describe and stop the jobs and pass their role. */
+  grantStart(grantee: iam.IGrantable): unknown;
+}
+
+/** What the pipeline needs from the model registry (`ModelRegistry` implements it). */
+export interface IPipelineModelRegistry {
+  /** The state that registers the tuned model with its lineage (reads `$.plan`, `$.training`, `$.report`). */
+  registerState(id: string): PipelineTaskState;
+  /** Lets the state machine register model packages. */
+  grantRegister(grantee: iam.IGrantable): unknown;
+}
+
+/** What a stage added to the pipeline (such as Deploy) gets to build its states. */
+export interface PipelineStageContext {
+  /** The state machine's role: grant the stage's permissions to it. */
+  readonly role: iam.IRole;
+  /** The notification topic. */
+  readonly topic: sns.ITopic;
+  /**
+   * A chain that notifies the failure of `stage` and ends in a Fail state named `failStateName`;
+   * catch the stage's errors into it with `resultPath: '$.error'`.
+   */
+  failure(failStateName: string, stage: string): sfn.IChainable;
+  /** Adds the pipeline's standard retries (throttling and transient errors, full jitter) to a state. */
+  addTransientRetries(state: PipelineTaskState, kind: 'lambda' | 'sagemaker' | 'sns'): void;
+}
+
+/** A stage that the pipeline runs after Register when the run asks for it (`$.plan.deploy` set). */
+export interface IPipelineStage {
+  /** Creates the stage's states in `scope`; the chain's end states are followed by NotifySucceeded. */
+  bind(scope: Construct, context: PipelineStageContext): sfn.IChainable;
+}
+
+/** Properties of a {@link FineTuningPipeline}. */
+export interface FineTuningPipelineProps {
+  /** The plane's data: the ReadEvalReport step reads eval reports and artifacts from it. */
+  readonly store: DatasetStore;
+  /** The training and evaluation job states. */
+  readonly trainingJob: IPipelineTrainingJob;
+  /** The model registry's Register state. */
+  readonly registry: IPipelineModelRegistry;
+  /**
+   * The dataset validation Lambda function: input `{datasetName, datasetSha256, method, maxLength?}`,
+   * throws an error named `DatasetInvalid` for a bad dataset.
+   */
+  readonly datasetValidator: lambda.IFunction;
+  /**
+   * The topic that receives run outcomes (succeeded, rejected, failed with stage and cause).
+   * Pass `NotificationTopic.topic` or any topic; the state machine's role is granted publish.
+   */
+  readonly topic: sns.ITopic;
+  /**
+   * The Deploy stage, run after Register when the run asks for a deployment.
+   *
+   * @default - no Deploy stage: PlanRun refuses a run whose request asks for a deployment
+   * (`RunRequestInvalid`), before any GPU time is spent
+   */
+  readonly deployStage?: IPipelineStage;
+  /**
+   * What the PlanRun Lambda gives `planRun` besides the request (bucket, KMS keys, Hub models,
+   * job name prefix).
+   */
+  readonly planSettings: PlanSettings;
+  /**
+   * How long the state machine's logs (and the Lambdas' logs) are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * The longest a run may take, end to end (queueing for spot capacity included).
+   * At most 24 days (Step Functions allows a year; SageMaker training at most 28 days).
+   *
+   * @default Duration.days(7)
+   */
+  readonly timeout?: Duration;
+  /**
+   * The key that encrypts the state machine's and the Lambdas' log groups.
+   *
+   * @default - a new key with rotation that CloudWatch Logs of this account and region may use
+   */
+  readonly logEncryptionKey?: kms.IKey;
+  /**
+   * The VPC that the pipeline's Lambda functions run in (they call S3 only: give the VPC an S3
+   * gateway endpoint).
+   *
+   * @default - the functions run outside a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Where in `vpc` the functions run.
+   *
+   * @default - the VPC's private subnets with egress, else its isolated subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * What happens to a key this construct creates, and the log groups, when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** The pipeline's state names that other code (CLI, dashboards, tests) relies on. */
+export const PIPELINE_STATES = {
+  planRun: 'PlanRun',
+  validateDataset: 'ValidateDataset',
+  train: 'Train',
+  evaluate: 'Evaluate',
+  readEvalReport: 'ReadEvalReport',
+  gate: 'Gate',
+  gateForgetting: 'GateForgetting',
+  register: 'Register',
+  deployRequested: 'DeployRequested',
+  notifySucceeded: 'NotifySucceeded',
+  succeeded: 'Succeeded',
+  notifyRejected: 'NotifyRejected',
+  rejected: 'Rejected',
+} as const;
+
+/** The Fail states of the pipeline, one per cause. */
+export const PIPELINE_FAILURES = {
+  runRequestInvalid: 'RunRequestInvalid',
+  planRunFailed: 'PlanRunFailed',
+  datasetInvalid: 'DatasetInvalid',
+  datasetValidationFailed: 'DatasetValidationFailed',
+  trainingFailed: 'TrainingFailed',
+  evaluationFailed: 'EvaluationFailed',
+  evalReportInvalid: 'EvalReportInvalid',
+  registrationFailed: 'RegistrationFailed',
+  rejected: 'Rejected',
+} as const;
+
+/** The error of the Fail state that ends a run the gate rejected. */
+export const GATE_REJECTED_ERROR = 'Tuneyard.GateRejected';
+
+/** The CloudWatch namespace of the pipeline's own metrics. */
+export const PIPELINE_METRICS_NAMESPACE = 'Tuneyard/Pipeline';
+
+const LAMBDA_TRANSIENT_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'Lambda.ClientExecutionTimeoutException',
+];
+// The optimized SageMaker integration folds throttling into SageMaker.AmazonSageMakerException (with
+// "Error Code: ThrottlingException" in the cause); a deterministic API error (ValidationException)
+// arrives under the same name and is retried a few times, which costs API calls, never a second job:
+// the job name is deterministic, so a repeated CreateTrainingJob fails with ResourceInUse.
+const SAGEMAKER_TRANSIENT_ERRORS = ['ThrottlingException', 'SageMaker.ThrottlingException', 'SageMaker.AmazonSageMakerException'];
+const SNS_TRANSIENT_ERRORS = ['SNS.ThrottledException', 'SNS.InternalErrorException', 'SNS.KMSThrottlingException', 'ThrottlingException'];
+
+/**
+ * The fine-tuning run as a Step Functions state machine (JSONPath, Standard workflow):
+ *
+ * PlanRun → ValidateDataset → Train → Evaluate → ReadEvalReport → Gate → Register
+ * → [DeployRequested → Deploy] → NotifySucceeded → Succeeded.
+ *
+ * A run the gate rejects goes NotifyRejected → Rejected (error `Tuneyard.GateRejected`, the
+ * report's summary as cause) and registers nothing. Every Task retries throttling and transient
+ * errors with exponential backoff and full jitter, never a deterministic failure, and catches
+ * everything else into a Notify…Failed step (run id, stage, error, cause) and a Fail state that
+ * names the stage and carries the original error and cause.
+ *
+ * The execution input is a RunRequest; the CLI names the execution `runIdFor(request)`. Starting
+ * a Standard workflow again with the same name and the same input is idempotent (StartExecution
+ * returns the running execution); the same name with a different input fails with
+ * `ExecutionAlreadyExists`, so a retried `tuneyard train` never launches a second run.
+ *
+ * Logs: ALL events with execution data to a KMS-encrypted log group; X-Ray tracing on.
+ */
+export class FineTuningPipeline extends Construct {
+  /** The state machine. */
+  public readonly stateMachine: sfn.StateMachine;
+  /** The state machine's role. */
+  public readonly role: iam.IRole;
+  /** The state machine's log group (execution history with data). */
+  public readonly logGroup: logs.ILogGroup;
+  /** The key that encrypts the log groups. */
+  public readonly logEncryptionKey: kms.IKey;
+  /** The PlanRun Lambda function. */
+  public readonly planRunFunction: lambda.IFunction;
+  /** The ReadEvalReport Lambda function. */
+  public readonly readEvalReportFunction: lambda.IFunction;
+
+  private readonly topic: sns.ITopic;
+  private readonly logRetention: logs.RetentionDays;
+  private readonly removalPolicy: RemovalPolicy;
+  private readonly props: FineTuningPipelineProps;
+
+  constructor(scope: Construct, id: string, props: FineTuningPipelineProps) {
+    super(scope, id);
+    const timeout = props.timeout ?? Duration.days(7);
+    const seconds = timeout.toSeconds({ integral: false });
+    if (!Token.isUnresolved(seconds) && (seconds < 60 || seconds > 24 * 24 * 3600)) {
+      throw new TuneyardValidationError(
+        `timeout must be between 1 minute and 24 days; got ${timeout.toHumanString()}. Use e.g. Duration.days(7).`,
+        this,
+      );
+    }
+    this.props = props;
+    this.topic = props.topic;
+    this.logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    this.removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const stack = Stack.of(this);
+
+    this.logEncryptionKey = props.logEncryptionKey ?? this.createLogKey();
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+      description: 'Tuneyard fine-tuning pipeline (Step Functions)',
+    });
+
+    this.planRunFunction = this.createFunction('PlanRunFunction', 'plan-run.ts', 'Tuneyard: validates a RunRequest and plans the run', {
+      TUNEYARD_BUCKET_NAME: props.planSettings.bucketName,
+      TUNEYARD_VOLUME_KMS_KEY_ARN: props.planSettings.volumeKmsKeyArn,
+      TUNEYARD_OUTPUT_KMS_KEY_ARN: props.planSettings.outputKmsKeyArn,
+      TUNEYARD_ALLOW_HUB_MODELS: props.planSettings.allowHubModels ? 'true' : 'false',
+      TUNEYARD_JOB_NAME_PREFIX: props.planSettings.jobNamePrefix ?? '',
+      TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
+    });
+    this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report.ts', 'Tuneyard: reads eval.json of an evaluation job');
+    props.store.grantReadEvalReports(this.readEvalReportFunction);
+    const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
+    const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;
+    Validations.of(this.readEvalReportFunction.role!.node.tryFindChild('DefaultPolicy') ?? this.readEvalReportFunction).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${bucketRef}/eval-reports/*]`,
+      reason: 'Reads the eval report of any run under eval-reports/: the run is chosen per execution (the plan names the object).',
+    });
+
+    const definition = this.buildDefinition();
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      // The /aws/vendedlogs/ prefix keeps CloudWatch Logs' resource policy small (one entry for all).
+      logGroupName: `/aws/vendedlogs/states/${Names.uniqueResourceName(this, { maxLength: 200, separator: '-' })}`,
+      encryptionKey: this.logEncryptionKey,
+      retention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+    this.logGroup = logGroup;
+
+    this.stateMachine = new sfn.StateMachine(this, 'Resource', {
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      role: this.role,
+      timeout,
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      comment: 'Tuneyard fine-tuning run: plan, validate, train, evaluate, gate, register, deploy, notify',
+    });
+
+    props.trainingJob.grantStart(this.role);
+    props.registry.grantRegister(this.role);
+    props.topic.grantPublish(this.role);
+    if (props.topic.masterKey) props.topic.masterKey.grant(this.role, 'kms:Decrypt', 'kms:GenerateDataKey');
+    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, props.datasetValidator]);
+
+    new logs.MetricFilter(this, 'RunsRejectedFilter', {
+      logGroup,
+      filterPattern: logs.FilterPattern.all(
+        logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'),
+        logs.FilterPattern.stringValue('$.details.error', '=', GATE_REJECTED_ERROR),
+      ),
+      metricNamespace: PIPELINE_METRICS_NAMESPACE,
+      metricName: 'RunsRejected',
+      metricValue: '1',
+      defaultValue: 0,
+    });
+  }
+
+  /** The state machine's ARN. */
+  public get stateMachineArn(): string {
+    return this.stateMachine.stateMachineArn;
+  }
+
+  /** Lets a principal start runs (and read them): what the CLI's role needs. */
+  public grantStartExecution(grantee: iam.IGrantable): iam.Grant {
+    this.stateMachine.grantRead(grantee);
+    return this.stateMachine.grantStartExecution(grantee);
+  }
+
+  /** Runs started. */
+  public metricExecutionsStarted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricStarted(props);
+  }
+
+  /** Runs that succeeded (registered, and deployed when asked). */
+  public metricExecutionsSucceeded(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricSucceeded(props);
+  }
+
+  /** Runs that failed, gate rejections included (see {@link metricRunsRejected}). */
+  public metricExecutionsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricFailed(props);
+  }
+
+  /** Runs that hit the state machine's timeout. */
+  public metricExecutionsTimedOut(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricTimedOut(props);
+  }
+
+  /** Runs stopped by someone. */
+  public metricExecutionsAborted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricAborted(props);
+  }
+
+  /** How long runs take, end to end (milliseconds). */
+  public metricExecutionTime(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricTime(props);
+  }
+
+  /**
+   * Runs the quality gate rejected (`Tuneyard.GateRejected`), from a metric filter on the
+   * state machine's log group. The metric has no dimensions: one pipeline per account and region.
+   */
+  public metricRunsRejected(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: PIPELINE_METRICS_NAMESPACE,
+      metricName: 'RunsRejected',
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+      ...props,
+    });
+  }
+
+  private buildDefinition(): sfn.IChainable {
+    const props = this.props;
+    const failure = (failName: string, stage: string) => this.failureChain(failName, stage);
+
+    const planRun = new tasks.LambdaInvoke(this, PIPELINE_STATES.planRun, {
+      lambdaFunction: this.planRunFunction,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({ request: sfn.JsonPath.entirePayload, executionName: sfn.JsonPath.executionName }),
+      // No ResultPath (the default, "$"): the Lambda's {request, plan, datasetCheck} replaces the raw input.
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(15)),
+      retryOnServiceExceptions: false,
+    });
+    this.addTransientRetries(planRun, 'lambda', true);
+    planRun.addCatch(failure(PIPELINE_FAILURES.runRequestInvalid, PIPELINE_STATES.planRun), { errors: ['RunRequestInvalid'], resultPath: '$.error' });
+    planRun.addCatch(failure(PIPELINE_FAILURES.planRunFailed, PIPELINE_STATES.planRun), { resultPath: '$.error' });
+
+    const validate = new tasks.LambdaInvoke(this, PIPELINE_STATES.validateDataset, {
+      lambdaFunction: props.datasetValidator,
+      payloadResponseOnly: true,
+      // {datasetName, datasetSha256, method, maxLength}, prepared by PlanRun.
+      inputPath: '$.datasetCheck',
+      resultPath: '$.validation',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(15)),
+      retryOnServiceExceptions: false,
+    });
+    this.addTransientRetries(validate, 'lambda', true);
+    validate.addCatch(failure(PIPELINE_FAILURES.datasetInvalid, PIPELINE_STATES.validateDataset), { errors: ['DatasetInvalid'], resultPath: '$.error' });
+    validate.addCatch(failure(PIPELINE_FAILURES.datasetValidationFailed, PIPELINE_STATES.validateDataset), { resultPath: '$.error' });
+
+    const train = props.trainingJob.trainState(PIPELINE_STATES.train);
+    this.addTransientRetries(train, 'sagemaker');
+    train.addCatch(failure(PIPELINE_FAILURES.trainingFailed, PIPELINE_STATES.train), { resultPath: '$.error' });
+
+    const evaluate = props.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
+    this.addTransientRetries(evaluate, 'sagemaker');
+    evaluate.addCatch(failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), { resultPath: '$.error' });
+
+    const readReport = new tasks.LambdaInvoke(this, PIPELINE_STATES.readEvalReport, {
+      lambdaFunction: this.readEvalReportFunction,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({
+        reportUri: sfn.JsonPath.stringAt('$.plan.evalReport.s3Uri'),
+        thresholds: sfn.JsonPath.objectAt('$.plan.thresholds'),
+      }),
+      resultPath: '$.report',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(15)),
+      retryOnServiceExceptions: false,
+    });
+    this.addTransientRetries(readReport, 'lambda', true);
+    readReport.addCatch(failure(PIPELINE_FAILURES.evalReportInvalid, PIPELINE_STATES.readEvalReport), { resultPath: '$.error' });
+
+    const register = props.registry.registerState(PIPELINE_STATES.register);
+    this.addTransientRetries(register, 'sagemaker');
+    register.addCatch(failure(PIPELINE_FAILURES.registrationFailed, PIPELINE_STATES.register), { resultPath: '$.error' });
+
+    const succeeded = this.notify(PIPELINE_STATES.notifySucceeded, 'Tuneyard run succeeded', {
+      outcome: 'SUCCEEDED',
+      runId: sfn.JsonPath.stringAt('$.plan.runId'),
+      execution: sfn.JsonPath.executionId,
+      report: sfn.JsonPath.stringAt('$.report.summary'),
+      reportUri: sfn.JsonPath.stringAt('$.report.reportUri'),
+    });
+    const end = new sfn.Succeed(this, PIPELINE_STATES.succeeded);
+    succeeded.addCatch(end, { resultPath: '$.notificationError' });
+    succeeded.next(end);
+
+    const rejectedFail = new sfn.Fail(this, PIPELINE_FAILURES.rejected, { error: GATE_REJECTED_ERROR, causePath: '$.report.summary' });
+    const rejected = this.notify(PIPELINE_STATES.notifyRejected, 'Tuneyard run rejected by the quality gate', {
+      outcome: 'REJECTED',
+      runId: sfn.JsonPath.stringAt('$.plan.runId'),
+      execution: sfn.JsonPath.executionId,
+      report: sfn.JsonPath.stringAt('$.report.summary'),
+      reportUri: sfn.JsonPath.stringAt('$.report.reportUri'),
+      thresholds: sfn.JsonPath.objectAt('$.plan.thresholds'),
+    });
+    rejected.addCatch(rejectedFail, { resultPath: '$.notificationError' });
+    rejected.next(rejectedFail);
+
+    // Forgetting is checked only when the run had a probe and a threshold for it.
+    const gateForgetting = new sfn.Choice(this, PIPELINE_STATES.gateForgetting)
+      .when(sfn.Condition.numberLessThanEqualsJsonPath('$.report.forgettingIncrease', '$.plan.thresholds.maxForgettingIncrease'), register)
+      .otherwise(rejected);
+    const gate = new sfn.Choice(this, PIPELINE_STATES.gate)
+      .when(
+        sfn.Condition.not(sfn.Condition.numberLessThanEqualsJsonPath('$.report.evalLossRatio', '$.plan.thresholds.maxEvalLossRatio')),
+        rejected,
+      )
+      .when(
+        // Not(IsX: true) rather than IsX: false: the same in Step Functions, and the form the local executor supports.
+        sfn.Condition.or(
+          sfn.Condition.not(sfn.Condition.isNumeric('$.report.forgettingIncrease')),
+          sfn.Condition.not(sfn.Condition.isPresent('$.plan.thresholds.maxForgettingIncrease')),
+          sfn.Condition.not(sfn.Condition.isNumeric('$.plan.thresholds.maxForgettingIncrease')),
+        ),
+        register,
+      )
+      .otherwise(gateForgetting);
+
+    if (props.deployStage) {
+      const deploy = props.deployStage.bind(this, {
+        role: this.role,
+        topic: this.topic,
+        failure,
+        addTransientRetries: (state, kind) => this.addTransientRetries(state, kind),
+      });
+      const deployRequested = new sfn.Choice(this, PIPELINE_STATES.deployRequested)
+        .when(sfn.Condition.and(sfn.Condition.isPresent('$.plan.deploy'), sfn.Condition.not(sfn.Condition.isNull('$.plan.deploy'))), sfn.Chain.start(deploy).next(succeeded))
+        .otherwise(succeeded);
+      register.next(deployRequested);
+    } else {
+      register.next(succeeded);
+    }
+
+    return sfn.Chain.start(planRun).next(validate).next(train).next(evaluate).next(readReport).next(gate);
+  }
+
+  /** Notify{Stage}Failed → Fail: the notification carries run id, stage, error and cause. */
+  private failureChain(failName: string, stage: string): sfn.IChainable {
+    const fail = new sfn.Fail(this, failName, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
+    const notify = this.notify(`Notify${failName}`, `Tuneyard run failed: ${stage}`, {
+      outcome: 'FAILED',
+      stage,
+      // PlanRun failures have no plan yet: the execution name is the run id the CLI chose.
+      runId: sfn.JsonPath.executionName,
+      execution: sfn.JsonPath.executionId,
+      error: sfn.JsonPath.stringAt('$.error.Error'),
+      cause: sfn.JsonPath.stringAt('$.error.Cause'),
+    });
+    // A failed notification must not hide the run's own failure.
+    notify.addCatch(fail, { resultPath: '$.notificationError' });
+    return notify.next(fail);
+  }
+
+  private notify(id: string, subject: string, message: Record<string, unknown>): tasks.SnsPublish {
+    const task = new tasks.SnsPublish(this, id, {
+      topic: this.topic,
+      subject,
+      message: sfn.TaskInput.fromObject(message),
+      resultPath: sfn.JsonPath.DISCARD,
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(1)),
+    });
+    this.addTransientRetries(task, 'sns');
+    return task;
+  }
+
+  /**
+   * Retries throttling and transient errors of one kind of task with exponential backoff and
+   * full jitter. `idempotent` tasks (pure or read-only Lambdas) also retry `States.Timeout`.
+   */
+  private addTransientRetries(state: PipelineTaskState, kind: 'lambda' | 'sagemaker' | 'sns', idempotent = false): void {
+    const scale = (s: number) => Duration.seconds(s);
+    const common = { backoffRate: 2, jitterStrategy: sfn.JitterType.FULL };
+    if (kind === 'lambda') {
+      state.addRetry({ ...common, errors: LAMBDA_TRANSIENT_ERRORS, interval: scale(2), maxAttempts: 6, maxDelay: scale(60) });
+      if (idempotent) state.addRetry({ ...common, errors: [sfn.Errors.TIMEOUT], interval: scale(5), maxAttempts: 1, maxDelay: scale(60) });
+    } else if (kind === 'sagemaker') {
+      state.addRetry({ ...common, errors: SAGEMAKER_TRANSIENT_ERRORS, interval: scale(20), maxAttempts: 4, maxDelay: scale(300) });
+    } else {
+      state.addRetry({ ...common, errors: SNS_TRANSIENT_ERRORS, interval: scale(1), maxAttempts: 4, maxDelay: scale(30) });
+    }
+  }
+
+  private createLogKey(): kms.Key {
+    const stack = Stack.of(this);
+    const key = new kms.Key(this, 'LogsKey', {
+      description: 'Tuneyard pipeline logs (state machine and Lambda log groups)',
+      enableKeyRotation: true,
+      removalPolicy: this.removalPolicy,
+    });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchLogs',
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
+        },
+      }),
+    );
+    return key;
+  }
+
+  private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+      encryptionKey: this.logEncryptionKey,
+      retention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+    // An explicit role: no AWSLambdaBasicExecutionRole (its logs:* on every log group is wider than this one group).
+    const role = new iam.Role(this, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
+    logGroup.grantWrite(role);
+    const vpc = this.props.vpc;
+    if (vpc) role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
+    const fn = new lambda.Function(this, id, {
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: bundledCode(path.join(__dirname, 'handler', entry)),
+      description,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      memorySize: 512,
+      timeout: Duration.minutes(1),
+      reservedConcurrentExecutions: 5,
+      environment,
+      tracing: lambda.Tracing.ACTIVE,
+      vpc,
+      vpcSubnets: vpc ? this.props.vpcSubnets : undefined,
+    });
+    this.acknowledgeFunctionFindings(fn, role);
+    return fn;
+  }
+
+  private acknowledgeRoleFindings(functions: lambda.IFunction[]): void {
+    const policy = this.role.node.tryFindChild('DefaultPolicy') ?? this.role;
+    const stack = Stack.of(this);
+    for (const fn of functions) {
+      const arn = stack.resolve(fn.functionArn);
+      const ref = typeof arn === 'string' ? arn : `<${arn['Fn::GetAtt']?.[0]}.Arn>`;
+      Validations.of(policy).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${ref}:*]`,
+        reason: 'lambda:InvokeFunction on the versions and aliases of this one function (the CDK grant for a Lambda task).',
+      });
+    }
+    Validations.of(policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      reason: "The SNS publish grant on the topic's own key (CDK's TopicGrants): SNS needs a data key of that one key to encrypt the message.",
+    });
+    Validations.of(policy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'X-Ray PutTraceSegments/GetSamplingRules and the CloudWatch Logs delivery actions (logs:*LogDelivery*) support no resource-level permissions.',
+    });
+    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
+      Validations.of(policy).acknowledge({
+        id: `${pack}-IAMNoInlinePolicy`,
+        reason: "The statements belong to the state machine's own role alone; each is scoped to one function, the training-job prefix, the topic or a key.",
+      });
+    }
+  }
+
+  private acknowledgeFunctionFindings(fn: lambda.Function, role: iam.Role): void {
+    const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
+    Validations.of(policy).acknowledge({ id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.' });
+    if (this.props.vpc) {
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+        reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
+      });
+    }
+    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
+      Validations.of(policy).acknowledge({
+        id: `${pack}-IAMNoInlinePolicy`,
+        reason: "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or a key.",
+      });
+      if (pack !== 'PCI.DSS.321') {
+        Validations.of(fn).acknowledge({
+          id: `${pack}-LambdaDLQ`,
+          reason: 'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
+        });
+      }
+      if (!this.props.vpc) {
+        Validations.of(fn).acknowledge({
+          id: `${pack}-LambdaInsideVPC`,
+          reason: 'No VPC was given: the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun). Pass `vpc` to run it in the plane VPC.',
+        });
+      }
+    }
+  }
+
+}

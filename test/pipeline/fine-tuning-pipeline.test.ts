@@ -1,0 +1,85 @@
+import { Duration } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { FineTuningPipeline, GATE_REJECTED_ERROR } from '../../constructs/fine-tuning-pipeline';
+import { complianceFindings } from '../support/app';
+import { definitionFromTemplate } from '../support/local-sfn';
+import { pipelineStack } from './pipeline-stack';
+
+const { stack, pipeline } = pipelineStack();
+const template = Template.fromStack(stack);
+const definition = definitionFromTemplate(template.toJSON());
+const states: Array<[string, any]> = Object.entries(definition.States);
+const taskStates = states.filter(([, s]) => s.Type === 'Task');
+
+describe('FineTuningPipeline template', () => {
+  test('logs ALL events with execution data to a KMS-encrypted log group with retention, with X-Ray on', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: true, Destinations: [Match.anyValue()] },
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: Match.stringLikeRegexp('^/aws/vendedlogs/states/'),
+      KmsKeyId: Match.anyValue(),
+      RetentionInDays: 365,
+    });
+  });
+
+  test('every Task retries only named transient errors, with backoff and full jitter, and catches everything', () => {
+    expect(taskStates.length).toBeGreaterThanOrEqual(15);
+    for (const [name, state] of taskStates) {
+      expect({ name, retry: state.Retry?.length > 0 }).toEqual({ name, retry: true });
+      for (const retrier of state.Retry) {
+        expect(retrier).toMatchObject({ JitterStrategy: 'FULL', BackoffRate: 2, MaxDelaySeconds: expect.any(Number) });
+        // Never States.ALL or States.TaskFailed: a failed training job or a bad dataset fails the same way twice.
+        expect(retrier.ErrorEquals).not.toContain('States.ALL');
+        expect(retrier.ErrorEquals).not.toContain('States.TaskFailed');
+      }
+      expect({ name, catchAll: state.Catch?.some((c: any) => c.ErrorEquals.includes('States.ALL')) }).toEqual({ name, catchAll: true });
+    }
+    // Timeouts are retried only by the Lambdas that are pure or read-only.
+    const timeoutRetried = taskStates.filter(([, s]) => s.Retry.some((r: any) => r.ErrorEquals.includes('States.Timeout'))).map(([n]) => n);
+    expect(timeoutRetried.sort()).toEqual(['PlanRun', 'ReadEvalReport', 'ValidateDataset']);
+  });
+
+  test('every Task has a timeout', () => {
+    for (const [name, state] of taskStates) {
+      expect({ name, timeout: state.TimeoutSeconds ?? state.TimeoutSecondsPath }).toEqual({ name, timeout: expect.anything() });
+    }
+    expect(definition.States.PlanRun.TimeoutSeconds).toBe(900);
+  });
+
+  test('every failure path ends in a Fail state named for its cause, after a notification', () => {
+    const fails = states.filter(([, s]) => s.Type === 'Fail').map(([n]) => n).sort();
+    expect(fails).toEqual(
+      ['DatasetInvalid', 'DatasetValidationFailed', 'EvalReportInvalid', 'EvaluationFailed', 'PlanRunFailed', 'RegistrationFailed', 'Rejected', 'RunRequestInvalid', 'TrainingFailed'].sort(),
+    );
+    for (const fail of fails) {
+      const notifier = states.find(([, s]) => s.Next === fail);
+      expect(notifier?.[1].Resource).toBe('arn:aws:states:::sns:publish');
+    }
+    expect(definition.States.Rejected).toEqual({ Type: 'Fail', Error: GATE_REJECTED_ERROR, CausePath: '$.report.summary' });
+    expect(definition.States.TrainingFailed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
+  });
+
+  test('counts gate rejections with a metric filter on the log group', () => {
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '{ ($.type = "ExecutionFailed") && ($.details.error = "Tuneyard.GateRejected") }',
+      MetricTransformations: [Match.objectLike({ MetricNamespace: 'Tuneyard/Pipeline', MetricName: 'RunsRejected', MetricValue: '1' })],
+    });
+    expect(stack.resolve(pipeline.metricRunsRejected().namespace)).toBe('Tuneyard/Pipeline');
+    expect(stack.resolve(pipeline.metricExecutionsFailed().metricName)).toBe('ExecutionsFailed');
+  });
+
+  test('passes the four compliance packs with no unacknowledged finding', () => {
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
+  test('fails when the timeout is longer than 24 days', () => {
+    expect(() => pipelineStack({ timeout: Duration.days(30) })).toThrow(/timeout must be between 1 minute and 24 days; got 30 days/);
+  });
+
+  test('is exported with its metrics', () => {
+    expect(typeof FineTuningPipeline.prototype.metricExecutionTime).toBe('function');
+  });
+});

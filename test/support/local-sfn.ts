@@ -1,0 +1,214 @@
+/**
+ * Runs a synthesized state machine definition locally with aws-local-stepfunctions, with local
+ * handlers standing in for Lambda, SageMaker and SNS. Used by test/pipeline/ and by anyone who
+ * adds states to the pipeline (Deploy): resolve the template's definition, run it, assert the
+ * path taken (`entered`), the final status and output or error.
+ */
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { TEST_ENV } from './app';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** A local stand-in for a Task state's resource: gets the state's effective input, returns its raw result. */
+export type LocalHandler = (input: any) => unknown;
+
+/** What a local run ended with. */
+export interface LocalRun {
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  /** The execution's output (SUCCEEDED only). */
+  readonly output?: any;
+  /** The execution's error and cause (FAILED only). */
+  readonly error?: string;
+  readonly cause?: string;
+  /** Every state entered, in order (a retried state appears once per entry, not per attempt). */
+  readonly entered: string[];
+  /** States that failed an attempt and were retried, in order. */
+  readonly retried: string[];
+  /** Every event of the execution. */
+  readonly events: any[];
+}
+
+/**
+ * The first (or the named) state machine's definition of a synthesized template, with its
+ * intrinsics (Fn::Join, Ref, Fn::GetAtt, pseudo parameters) replaced by fixed test values.
+ */
+export function definitionFromTemplate(template: any, logicalId?: string): any {
+  const resources: Record<string, any> = template.Resources ?? {};
+  const ids = Object.keys(resources).filter((id) => resources[id].Type === 'AWS::StepFunctions::StateMachine');
+  const id = logicalId ?? ids[0];
+  if (!id || !resources[id]) throw new Error(`no state machine ${logicalId ?? ''} in the template (found: ${ids.join(', ') || 'none'})`);
+  const definition = resolveIntrinsics(resources[id].Properties.DefinitionString, resources);
+  if (typeof definition !== 'string') throw new Error('DefinitionString did not resolve to a string');
+  return JSON.parse(definition);
+}
+
+/** The fake physical value of `Ref` to a resource: an ARN where the resource's Ref is one. */
+export function fakeRef(logicalId: string, type: string | undefined): string {
+  const { region, account } = TEST_ENV;
+  switch (type) {
+    case 'AWS::SNS::Topic':
+      return `arn:aws:sns:${region}:${account}:${logicalId}`;
+    case 'AWS::StepFunctions::StateMachine':
+      return `arn:aws:states:${region}:${account}:stateMachine:${logicalId}`;
+    case 'AWS::IAM::Role':
+    case 'AWS::Lambda::Function':
+    case 'AWS::S3::Bucket':
+    default:
+      return logicalId.toLowerCase();
+  }
+}
+
+/** The fake value of `Fn::GetAtt [logicalId, attribute]`. */
+export function fakeGetAtt(logicalId: string, attribute: string, type: string | undefined): string {
+  const { region, account } = TEST_ENV;
+  if (attribute === 'Arn') {
+    switch (type) {
+      case 'AWS::Lambda::Function':
+        return `arn:aws:lambda:${region}:${account}:function:${logicalId}`;
+      case 'AWS::IAM::Role':
+        return `arn:aws:iam::${account}:role/${logicalId}`;
+      case 'AWS::S3::Bucket':
+        return `arn:aws:s3:::${logicalId.toLowerCase()}`;
+      case 'AWS::KMS::Key':
+        return `arn:aws:kms:${region}:${account}:key/${logicalId}`;
+      case 'AWS::SNS::Topic':
+        return `arn:aws:sns:${region}:${account}:${logicalId}`;
+      default:
+        return `arn:aws:${(type ?? 'x::y').split('::')[1].toLowerCase()}:${region}:${account}:${logicalId}`;
+    }
+  }
+  return `${logicalId}.${attribute}`;
+}
+
+function resolveIntrinsics(value: any, resources: Record<string, any>): any {
+  if (Array.isArray(value)) return value.map((v) => resolveIntrinsics(v, resources));
+  if (!value || typeof value !== 'object') return value;
+  const keys = Object.keys(value);
+  if (keys.length === 1) {
+    const [key] = keys;
+    const arg = value[key];
+    if (key === 'Fn::Join') {
+      const [separator, parts] = arg;
+      return (resolveIntrinsics(parts, resources) as unknown[]).map(String).join(separator);
+    }
+    if (key === 'Ref') {
+      const pseudo: Record<string, string> = {
+        'AWS::Partition': 'aws',
+        'AWS::Region': TEST_ENV.region,
+        'AWS::AccountId': TEST_ENV.account,
+        'AWS::URLSuffix': 'amazonaws.com',
+        'AWS::StackName': 'Test',
+      };
+      if (arg in pseudo) return pseudo[arg];
+      return fakeRef(arg, resources[arg]?.Type);
+    }
+    if (key === 'Fn::GetAtt') {
+      const [id, attribute] = Array.isArray(arg) ? arg : String(arg).split('.');
+      return fakeGetAtt(id, attribute, resources[id]?.Type);
+    }
+    if (key.startsWith('Fn::')) throw new Error(`local-sfn cannot resolve ${key}; add it to resolveIntrinsics`);
+  }
+  return Object.fromEntries(keys.map((k) => [k, resolveIntrinsics(value[k], resources)]));
+}
+
+/** An error as Step Functions reports it: `name` is the Error, `message` the Cause. */
+export function stepFunctionsError(error: string, cause: string): Error {
+  const e = new Error(cause);
+  e.name = error;
+  return e;
+}
+
+/**
+ * A local stand-in for a Lambda Task that calls a real handler and reports a thrown error the
+ * way the Lambda integration does: Error = the error's name, Cause = the runtime's JSON.
+ */
+export function lambdaTask(fn: (event: any) => unknown): LocalHandler {
+  return async (input) => {
+    try {
+      return await fn(input);
+    } catch (e) {
+      const err = e as Error;
+      throw stepFunctionsError(err.name, JSON.stringify({ errorType: err.name, errorMessage: err.message, trace: [] }));
+    }
+  };
+}
+
+/** A handler that fails with `error` the first `times` calls, then behaves like `then`. */
+export function failingFirst(times: number, error: () => Error, then: LocalHandler): LocalHandler & { calls: number } {
+  const handler = Object.assign(
+    async (input: any) => {
+      handler.calls++;
+      if (handler.calls <= times) throw error();
+      return then(input);
+    },
+    { calls: 0 },
+  );
+  return handler;
+}
+
+/** Records what was published to SNS (the message object, the subject). */
+export function snsRecorder(): LocalHandler & { messages: Array<{ subject?: string; message: any }> } {
+  const messages: Array<{ subject?: string; message: any }> = [];
+  return Object.assign(
+    async (input: any) => {
+      messages.push({ subject: input.Subject, message: input.Message });
+      return { MessageId: `m-${messages.length}` };
+    },
+    { messages },
+  );
+}
+
+/** Options of {@link runLocal}. */
+export interface RunLocalOptions {
+  /** The execution's name (`$$.Execution.Name`). @default 'local-run' */
+  readonly executionName?: string;
+  /** Wait before each retry in milliseconds, for every state. @default 0 */
+  readonly retryIntervalMs?: number;
+}
+
+/**
+ * Executes `definition` on `input` with `handlers` (by Task state name) and reports how it ended.
+ * A Task without a handler fails the test: nothing here ever calls AWS.
+ */
+export async function runLocal(definition: any, input: Json, handlers: Record<string, LocalHandler>, options: RunLocalOptions = {}): Promise<LocalRun> {
+  const tasks = Object.entries(definition.States as Record<string, any>)
+    .filter(([, s]) => s.Type === 'Task')
+    .map(([name]) => name);
+  const taskResourceLocalHandlers: Record<string, LocalHandler> = {};
+  for (const name of tasks) {
+    taskResourceLocalHandlers[name] = handlers[name] ?? (() => { throw new Error(`local-sfn: no local handler for Task state ${name}`); });
+  }
+  const unknown = Object.keys(handlers).filter((name) => !tasks.includes(name));
+  if (unknown.length) throw new Error(`local-sfn: handlers for states that are not Tasks of the definition: ${unknown.join(', ')}`);
+
+  const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const executionName = options.executionName ?? 'local-run';
+  const retryIntervalOverrides = Object.fromEntries(tasks.map((name) => [name, options.retryIntervalMs ?? 0]));
+  const execution = machine.run(input, {
+    overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as any, retryIntervalOverrides },
+    context: {
+      Execution: {
+        Name: executionName,
+        Id: `arn:aws:states:${TEST_ENV.region}:${TEST_ENV.account}:execution:Pipeline:${executionName}`,
+      },
+    } as any,
+  });
+  const events: any[] = [];
+  const collecting = (async () => {
+    for await (const event of execution.eventLogs) events.push(event);
+  })();
+  let run: Pick<LocalRun, 'status' | 'output' | 'error' | 'cause'>;
+  try {
+    run = { status: 'SUCCEEDED', output: await execution.result };
+  } catch (e) {
+    if (!(e instanceof ExecutionError)) throw e;
+    const failure = (e as Error & { cause?: Error }).cause as Error;
+    run = { status: 'FAILED', error: failure.name, cause: failure.message };
+  }
+  await collecting;
+  return {
+    ...run,
+    entered: events.filter((e) => e.type === 'StateEntered').map((e) => e.state.name),
+    retried: events.filter((e) => e.type === 'StateRetried').map((e) => e.state.name),
+    events,
+  };
+}
