@@ -1,0 +1,194 @@
+import { Annotations, ArnFormat, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+
+/**
+ * The interface endpoints the plane creates, and why. Training jobs run with network isolation
+ * (their containers have no network), but SageMaker's agents on the instance reach these through
+ * the job's network interfaces; the Lambdas and endpoints in the VPC use them too.
+ */
+export const PLANE_INTERFACE_ENDPOINTS: Record<string, { service: ec2.InterfaceVpcEndpointAwsService; why: string }> = {
+  SageMakerApi: { service: ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API, why: 'SageMaker API calls from inside the VPC' },
+  SageMakerRuntime: { service: ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME, why: 'invoking endpoints from inside the VPC' },
+  Sts: { service: ec2.InterfaceVpcEndpointAwsService.STS, why: 'role credentials' },
+  Logs: { service: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS, why: 'job, endpoint and Lambda logs' },
+  EcrApi: { service: ec2.InterfaceVpcEndpointAwsService.ECR, why: 'image pulls (authorization, manifests)' },
+  EcrDocker: { service: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER, why: 'image pulls (layers come from S3 through the gateway endpoint)' },
+  Monitoring: { service: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING, why: 'job and endpoint metrics' },
+  Kms: { service: ec2.InterfaceVpcEndpointAwsService.KMS, why: 'the data key (S3 SSE-KMS, volumes)' },
+};
+
+/** Properties of a {@link PlaneNetwork}. */
+export interface PlaneNetworkProps {
+  /**
+   * An existing VPC (import it with `ec2.Vpc.fromVpcAttributes`: no lookups at synth). The plane
+   * then creates no VPC, endpoints or flow logs: the VPC's owner provides S3 and the interface
+   * endpoints of {@link PLANE_INTERFACE_ENDPOINTS} (or a NAT route).
+   *
+   * @default - a new VPC as described on {@link PlaneNetwork}
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * The subnets of the plane's jobs, endpoints and functions in an imported VPC.
+   *
+   * @default - the VPC's private subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * The new VPC's IPv4 range.
+   *
+   * @default '10.80.0.0/16'
+   */
+  readonly cidr?: string;
+  /**
+   * The new VPC's two Availability Zones.
+   *
+   * @default - `<region>a` and `<region>b` when the stack's region is known, else the first two
+   * zones of `Fn::GetAZs` (no context lookup either way)
+   */
+  readonly availabilityZones?: string[];
+  /**
+   * The ID of the region's S3 managed prefix list (`com.amazonaws.<region>.s3`), so security
+   * groups can allow HTTPS to the S3 gateway endpoint (`aws ec2 describe-managed-prefix-lists`).
+   *
+   * @default - unknown: the training security group then cannot reach S3 through the gateway
+   * endpoint, and a warning says so
+   */
+  readonly s3PrefixListId?: string;
+  /**
+   * How long VPC flow logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly flowLogRetention?: logs.RetentionDays;
+  /**
+   * What happens to the flow log group and its key when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * The plane's network: by default a VPC with private isolated subnets only in two Availability
+ * Zones (no internet gateway, no NAT), the S3 gateway endpoint, the interface endpoints of
+ * {@link PLANE_INTERFACE_ENDPOINTS} (private DNS, one security group admitting HTTPS from the VPC
+ * CIDR only), flow logs of all traffic to a KMS-encrypted log group, and the default security
+ * group stripped of its rules. Or an imported VPC.
+ *
+ * Cost of the default: 8 interface endpoints × 2 AZs × $0.01/h ≈ $117 per month plus $0.01 per
+ * GB processed (us-east-1 prices); the gateway endpoint is free; flow logs are billed as
+ * CloudWatch Logs ingestion and storage.
+ */
+export class PlaneNetwork extends Construct {
+  /** The VPC. */
+  public readonly vpc: ec2.IVpc;
+  /** The subnets the plane's jobs, endpoints and functions use. */
+  public readonly vpcSubnets: ec2.SubnetSelection;
+  /** The S3 managed prefix list ID, when known. */
+  public readonly s3PrefixListId?: string;
+  /** The security group of the interface endpoints (only for a VPC this construct created). */
+  public readonly endpointSecurityGroup?: ec2.ISecurityGroup;
+  /** The flow log group (only for a VPC this construct created). */
+  public readonly flowLogGroup?: logs.ILogGroup;
+
+  constructor(scope: Construct, id: string, props: PlaneNetworkProps = {}) {
+    super(scope, id);
+    this.s3PrefixListId = props.s3PrefixListId;
+    if (props.s3PrefixListId && !Token.isUnresolved(props.s3PrefixListId) && !/^pl-[0-9a-f]{8,17}$/.test(props.s3PrefixListId)) {
+      throw new TuneyardValidationError(
+        `s3PrefixListId "${props.s3PrefixListId}" is not a prefix list ID; use the pl-... ID of com.amazonaws.<region>.s3 (aws ec2 describe-managed-prefix-lists).`,
+        this,
+      );
+    }
+    if (props.vpc) {
+      if (props.cidr || props.availabilityZones || props.flowLogRetention) {
+        throw new TuneyardValidationError('cidr, availabilityZones and flowLogRetention configure a VPC that Tuneyard creates; remove them, or drop `vpc`.', this);
+      }
+      this.vpc = props.vpc;
+      this.vpcSubnets = props.vpcSubnets ?? {};
+      return;
+    }
+    if (props.vpcSubnets) throw new TuneyardValidationError('vpcSubnets applies to an imported `vpc` only; remove it.', this);
+
+    const stack = Stack.of(this);
+    const availabilityZones = props.availabilityZones ?? (Token.isUnresolved(stack.region) ? undefined : [`${stack.region}a`, `${stack.region}b`]);
+    if (availabilityZones && availabilityZones.length !== 2) {
+      throw new TuneyardValidationError(`availabilityZones must name exactly 2 zones; got ${JSON.stringify(availabilityZones)}.`, this);
+    }
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const cidr = props.cidr ?? '10.80.0.0/16';
+    const vpc = new ec2.Vpc(this, 'Resource', {
+      ipAddresses: ec2.IpAddresses.cidr(cidr),
+      ...(availabilityZones ? { availabilityZones } : { maxAzs: 2 }),
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 20 }],
+      restrictDefaultSecurityGroup: true,
+    });
+    this.vpc = vpc;
+    this.vpcSubnets = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
+
+    const key = new kms.Key(this, 'FlowLogKey', {
+      description: 'Tuneyard VPC flow logs',
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        resources: ['*'],
+        conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) } },
+      }),
+    );
+    const flowLogGroup = new logs.LogGroup(this, 'FlowLogs', {
+      encryptionKey: key,
+      retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
+      removalPolicy,
+    });
+    const flowLogRole = new iam.Role(this, 'FlowLogRole', { assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com') });
+    vpc.addFlowLog('FlowLog', { destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogGroup, flowLogRole), trafficType: ec2.FlowLogTrafficType.ALL });
+    const flowLogPolicy = flowLogRole.node.tryFindChild('DefaultPolicy');
+    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
+      if (flowLogPolicy) {
+        Validations.of(flowLogPolicy).acknowledge({
+          id: `${pack}-IAMNoInlinePolicy`,
+          reason: "The flow log role's own statements (write to this one log group), generated by the flow log; nothing to share.",
+        });
+      }
+    }
+    this.flowLogGroup = flowLogGroup;
+
+    vpc.addGatewayEndpoint('S3', { service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.vpcSubnets] });
+
+    const endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
+      vpc,
+      description: 'Tuneyard interface VPC endpoints: HTTPS from the VPC only',
+      allowAllOutbound: false,
+    });
+    // The literal range (not the VPC's CidrBlock attribute) so the compliance packs can see it is private.
+    endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), 'HTTPS from the VPC');
+    this.endpointSecurityGroup = endpointSecurityGroup;
+    for (const [endpointId, { service }] of Object.entries(PLANE_INTERFACE_ENDPOINTS)) {
+      vpc.addInterfaceEndpoint(endpointId, {
+        service,
+        privateDnsEnabled: true,
+        subnets: this.vpcSubnets,
+        securityGroups: [endpointSecurityGroup],
+        open: false,
+      });
+    }
+    if (!props.s3PrefixListId) {
+      Annotations.of(this).addWarningV2(
+        'tuneyard:no-s3-prefix-list',
+        'PlaneNetwork has no s3PrefixListId: security groups without 0.0.0.0/0 egress cannot reach S3 through the gateway endpoint. ' +
+          'Set network.s3PrefixListId to the pl-... ID of com.amazonaws.<region>.s3 (aws ec2 describe-managed-prefix-lists).',
+      );
+    }
+  }
+}
+
