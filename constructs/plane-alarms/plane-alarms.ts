@@ -4,6 +4,7 @@ import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
+import { findGpuInstance } from '../../lib/instances';
 import { IEndpointMetricSource, IPipelineMetricSource } from '../plane-dashboard/metric-sources';
 import { RunbookEntry, runbookText } from '../plane-dashboard/runbook';
 
@@ -36,38 +37,36 @@ export interface AlarmTuning {
 }
 
 /**
- * An endpoint the plane alarms on. `VllmEndpoint` implements it; so can your own endpoint
+ * An endpoint the plane alarms on. When it can scale to zero (`noCapacityAlarm`, its wake-up
+ * alarm, is set), PlaneAlarms does not notify on the wake-up alarm (it fires on every wake-up)
+ * but adds an alarm on refusals that last longer than a wake-up takes. `VllmEndpoint` implements it; so can your own endpoint
  * constructs.
  */
 export interface IEndpointAlarmSource extends IEndpointMetricSource {
   /**
-   * GPUs per instance, to read `GPUMemoryUtilization` (100 per GPU) as a percentage of all GPU memory.
+   * The SageMaker instance type, to read `GPUMemoryUtilization` (100 per GPU, summed over the
+   * GPUs of an instance) as a percentage. Not needed when the GPU memory metric is already
+   * normalized (`GPUMemoryUtilizationNormalized` of an inference component).
    *
-   * @default - 1, with a warning
+   * @default - 1 GPU per instance, with a warning
    */
-  readonly gpuCount?: number;
+  readonly instanceType?: string;
 
   /**
-   * The endpoint's own alarm on its 5xx rate (the one its deployments roll back on). When set,
-   * `PlaneAlarms` notifies on it instead of creating a second 5xx alarm.
+   * The endpoint's own 5xx alarm (the one its deployments roll back on). When set, `PlaneAlarms`
+   * notifies on it instead of creating its 5xx-rate alarm.
    *
-   * @default - PlaneAlarms creates the 5xx-rate alarm
+   * @default - PlaneAlarms creates a 5xx-rate alarm
    */
-  readonly errorRateAlarm?: cloudwatch.Alarm;
+  readonly invocation5xxAlarm?: cloudwatch.Alarm;
 
   /**
-   * The endpoint's own alarm on its p99 model latency (the one its deployments roll back on).
-   * When set, `PlaneAlarms` notifies on it instead of creating a second latency alarm.
+   * The endpoint's own p99 model latency alarm (the one its deployments roll back on). When set,
+   * `PlaneAlarms` notifies on it instead of creating its latency alarm.
    *
-   * @default - PlaneAlarms creates the p99 latency alarm
+   * @default - PlaneAlarms creates a p99 latency alarm
    */
-  readonly latencyAlarm?: cloudwatch.Alarm;
-
-  /**
-   * `AWS/SageMaker NoCapacityInvocationFailures`: requests refused because no copy of the model
-   * is running (an endpoint scaled to zero). Only endpoints that can scale to zero have it.
-   */
-  metricNoCapacityInvocationFailures?(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  readonly modelLatencyAlarm?: cloudwatch.Alarm;
 }
 
 /** Properties of {@link PlaneAlarms}. */
@@ -99,7 +98,7 @@ export interface PlaneAlarmsProps {
 
   /**
    * The share of requests answered with a 5xx, in percent (`100 * Invocation5XXErrors / Invocations`).
-   * Used only for endpoints without their own `errorRateAlarm`.
+   * Used only for endpoints without their own `invocation5xxAlarm`.
    *
    * @default - threshold 5 (%), period 1 minute, 3 of 5 periods
    */
@@ -107,7 +106,7 @@ export interface PlaneAlarmsProps {
 
   /**
    * p99 of `ModelLatency`, in milliseconds. Used only for endpoints without their own
-   * `latencyAlarm`. A generation's latency grows with the tokens it produces: set this from
+   * `modelLatencyAlarm`. A generation's latency grows with the tokens it produces: set this from
    * your own traffic.
    *
    * @default - threshold 30000 (ms), period 1 minute, 3 of 5 periods
@@ -115,7 +114,8 @@ export interface PlaneAlarmsProps {
   readonly endpointLatencyP99?: AlarmTuning;
 
   /**
-   * Maximum GPU memory in use, in percent of all the GPU memory of an instance.
+   * Maximum GPU memory in use, in percent of all the GPU memory of an instance (single-model
+   * endpoints) or of the GPUs reserved for the model (inference components).
    * vLLM reserves `gpu_memory_utilization` (0.9 by default) of each GPU when it starts, so a
    * healthy endpoint sits near 90%.
    *
@@ -209,8 +209,8 @@ export class PlaneAlarms extends Construct {
 
   private addEndpointAlarms(endpoint: IEndpointAlarmSource): void {
     const name = endpoint.node.id;
-    if (endpoint.errorRateAlarm) {
-      this.notifyOn(endpoint.errorRateAlarm);
+    if (endpoint.invocation5xxAlarm) {
+      this.notifyOn(endpoint.invocation5xxAlarm);
     } else {
       const tuning = this.tuning('endpointErrorRate', { threshold: 5, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 3 });
       const counted = { statistic: cloudwatch.Stats.SUM, period: tuning.period };
@@ -231,8 +231,8 @@ export class PlaneAlarms extends Construct {
       });
     }
 
-    if (endpoint.latencyAlarm) {
-      this.notifyOn(endpoint.latencyAlarm);
+    if (endpoint.modelLatencyAlarm) {
+      this.notifyOn(endpoint.modelLatencyAlarm);
     } else {
       const tuning = this.tuning('endpointLatencyP99', { threshold: 30_000, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 3 });
       this.create({
@@ -253,19 +253,11 @@ export class PlaneAlarms extends Construct {
       });
     }
 
-    const gpus = endpoint.gpuCount ?? 1;
-    if (endpoint.gpuCount === undefined) {
-      Annotations.of(this).addWarningV2(
-        'tuneyard:endpoint-gpu-count-unknown',
-        `${endpoint.node.path} does not say how many GPUs an instance has; the GPU memory alarm assumes 1. Set gpuCount on the endpoint.`,
-      );
-    } else if (!Token.isUnresolved(gpus) && (!Number.isInteger(gpus) || gpus < 1)) {
-      throw new TuneyardValidationError(`${endpoint.node.path} has gpuCount ${gpus}; it must be a whole number of GPUs, at least 1.`, this);
-    }
+    const gpus = this.gpusToDivideBy(endpoint);
     const memory = this.tuning('endpointGpuMemory', { threshold: 95, period: Duration.minutes(1), evaluationPeriods: 5, datapointsToAlarm: 5 });
     this.create({
       id: `${name}GpuMemory`,
-      // GPUMemoryUtilization adds up 100 per GPU; divide by the GPUs to compare with a percentage.
+      // GPUMemoryUtilization adds up 100 per GPU: divide by the GPUs to compare with a percentage.
       metric: new cloudwatch.MathExpression({
         expression: `memory / ${gpus}`,
         usingMetrics: { memory: endpoint.metricGpuMemoryUtilization({ statistic: cloudwatch.Stats.MAXIMUM, period: memory.period }) },
@@ -280,7 +272,7 @@ export class PlaneAlarms extends Construct {
       runbook: 'endpointGpuMemory',
     });
 
-    if (endpoint.metricNoCapacityInvocationFailures) {
+    if (endpoint.noCapacityAlarm && endpoint.metricNoCapacityInvocationFailures) {
       const tuning = this.tuning('endpointNoCapacity', { threshold: 1, period: Duration.minutes(5), evaluationPeriods: 3, datapointsToAlarm: 3 });
       this.create({
         id: `${name}NoCapacity`,
@@ -293,6 +285,21 @@ export class PlaneAlarms extends Construct {
         runbook: 'endpointNoCapacity',
       });
     }
+  }
+
+  /** 1 for a normalized metric (already 0-100); else the GPUs of the endpoint's instance type. */
+  private gpusToDivideBy(endpoint: IEndpointAlarmSource): number {
+    const metric = endpoint.metricGpuMemoryUtilization();
+    if (metric instanceof cloudwatch.Metric && metric.metricName.endsWith('Normalized')) return 1;
+    const instanceType = endpoint.instanceType;
+    const known = instanceType !== undefined && !Token.isUnresolved(instanceType) ? findGpuInstance(instanceType) : undefined;
+    if (known) return known.gpus;
+    Annotations.of(this).addWarningV2(
+      'tuneyard:endpoint-gpu-count-unknown',
+      `The GPUs per instance of ${endpoint.node.path} are unknown (instance type ${instanceType ?? 'not given'}); ` +
+        'its GPU memory alarm assumes 1 GPU, so on a multi-GPU instance it fires late. Use an instance type from lib/instances.ts.',
+    );
+    return 1;
   }
 
   private tuning(key: TuningKey, defaults: Required<AlarmTuning>): Required<AlarmTuning> {

@@ -54,10 +54,25 @@ export interface IEndpointMetricSource extends IConstruct {
   metricInvocation4XXErrors(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** `AWS/SageMaker Invocation5XXErrors`. */
   metricInvocation5XXErrors(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
-  /** `/aws/sagemaker/Endpoints GPUUtilization` (100 per GPU). */
+  /**
+   * GPU utilisation: `/aws/sagemaker/Endpoints GPUUtilization` (100 per GPU) of a single-model
+   * endpoint, or `/aws/sagemaker/InferenceComponents GPUUtilizationNormalized` (0-100).
+   */
   metricGpuUtilization(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
-  /** `/aws/sagemaker/Endpoints GPUMemoryUtilization` (100 per GPU). */
+  /** GPU memory, in the same namespaces as `metricGpuUtilization` (`GPUMemoryUtilization[Normalized]`). */
   metricGpuMemoryUtilization(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Concurrent requests per model or per copy: what target tracking scales on. */
+  metricConcurrentRequests?(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /**
+   * The alarm that scales the endpoint out of zero copies; set only when the endpoint can scale
+   * to zero.
+   */
+  readonly noCapacityAlarm?: cloudwatch.IAlarm;
+  /**
+   * `AWS/SageMaker NoCapacityInvocationFailures`: requests refused because no copy of the model
+   * runs. Read only when `noCapacityAlarm` is set.
+   */
+  metricNoCapacityInvocationFailures?(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
 }
 
 /** What the dashboard reads from the data store (`DatasetStore` implements it). */

@@ -155,7 +155,9 @@ export class PlaneDashboard extends Construct {
   private addEndpoint(endpoint: IEndpointMetricSource): void {
     this.section(
       `Endpoint ${endpoint.node.id}`,
-      'Requests, errors, latency and GPU use. ModelLatency is the time in the vLLM container; OverheadLatency is what SageMaker adds.',
+      'Requests, errors, latency, GPU use and capacity. ModelLatency is the time in the vLLM container; OverheadLatency is what SageMaker adds. ' +
+        'GPU figures are 100 per GPU on a single-model endpoint and 0-100 for an inference component. ' +
+        'SageMaker publishes no copy or instance count to CloudWatch: `aws sagemaker describe-inference-component` / `describe-endpoint` show them.',
       ['endpoint5xxRate', 'endpointLatency', 'endpointGpuMemory', 'endpointNoCapacity'],
     );
     const perMinute = { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(1) };
@@ -184,11 +186,19 @@ export class PlaneDashboard extends Construct {
       graph('Model latency (ms)', percentiles.map((p) => latency('model', p)), 6),
       graph('Overhead latency (ms)', percentiles.map((p) => latency('overhead', p)), 6),
       graph(
-        'GPU utilisation and GPU memory (%, 100 per GPU)',
+        'GPU utilisation and GPU memory (%)',
         [endpoint.metricGpuUtilization({ label: 'GPU utilisation' }), endpoint.metricGpuMemoryUtilization({ label: 'GPU memory' })],
         6,
       ),
     );
+    const capacity: cloudwatch.IMetric[] = [];
+    if (endpoint.metricConcurrentRequests) {
+      capacity.push(endpoint.metricConcurrentRequests({ statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1), label: 'concurrent requests (max)' }));
+    }
+    if (endpoint.noCapacityAlarm && endpoint.metricNoCapacityInvocationFailures) {
+      capacity.push(endpoint.metricNoCapacityInvocationFailures({ ...perMinute, label: 'refused: no capacity' }));
+    }
+    if (capacity.length > 0) this.dashboard.addWidgets(graph('Capacity: concurrency and refusals', capacity, FULL));
   }
 
   private addData(store: IDataMetricSource): void {

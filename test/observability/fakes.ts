@@ -56,9 +56,10 @@ export class StubPipeline extends Construct implements IPipelineMetricSource {
 /** Metrics of an endpoint named `endpointName`, variant AllTraffic, as VllmEndpoint publishes them. */
 abstract class EndpointMetrics extends Construct implements IEndpointAlarmSource {
   public abstract readonly endpointName: string;
-  public gpuCount?: number;
-  public errorRateAlarm?: cloudwatch.Alarm;
-  public latencyAlarm?: cloudwatch.Alarm;
+  public instanceType?: string;
+  public invocation5xxAlarm?: cloudwatch.Alarm;
+  public modelLatencyAlarm?: cloudwatch.Alarm;
+  public noCapacityAlarm?: cloudwatch.IAlarm;
 
   public metricInvocations(props?: cloudwatch.MetricOptions) {
     return this.metric('AWS/SageMaker', 'Invocations', props);
@@ -91,14 +92,14 @@ abstract class EndpointMetrics extends Construct implements IEndpointAlarmSource
 export class StubEndpoint extends EndpointMetrics {
   public readonly endpointName: string;
 
-  constructor(scope: Construct, id: string, options: { gpuCount?: number; variantName?: string } = {}) {
+  constructor(scope: Construct, id: string, options: { instanceType?: string; variantName?: string } = {}) {
     super(scope, id);
+    this.instanceType = options.instanceType ?? 'ml.g5.12xlarge';
     const config = new sagemaker.CfnEndpointConfig(this, 'Config', {
-      productionVariants: [{ variantName: options.variantName ?? 'AllTraffic', modelName: 'stub', initialInstanceCount: 1, instanceType: 'ml.g5.12xlarge' }],
+      productionVariants: [{ variantName: options.variantName ?? 'AllTraffic', modelName: 'stub', initialInstanceCount: 1, instanceType: this.instanceType }],
     });
     const endpoint = new sagemaker.CfnEndpoint(this, 'Resource', { endpointConfigName: config.attrEndpointConfigName });
     this.endpointName = endpoint.attrEndpointName;
-    this.gpuCount = options.gpuCount;
   }
 }
 
@@ -106,8 +107,10 @@ export class StubEndpoint extends EndpointMetrics {
 export class StubScaleToZeroEndpoint extends StubEndpoint {
   public readonly componentName: string;
 
-  constructor(scope: Construct, id: string, options: { gpuCount?: number } = {}) {
+  constructor(scope: Construct, id: string, options: { instanceType?: string } = {}) {
     super(scope, id, options);
+    // The wake-from-zero alarm belongs to the endpoint's scaling; an imported one keeps the template to PlaneAlarms' own.
+    this.noCapacityAlarm = cloudwatch.Alarm.fromAlarmName(this, 'Wake', `${id}-wake`);
     const component = new sagemaker.CfnInferenceComponent(this, 'Component', {
       endpointName: this.endpointName,
       inferenceComponentName: `${id.toLowerCase()}-adapter`,
@@ -135,6 +138,6 @@ export class ExternalEndpoint extends EndpointMetrics {
     public readonly endpointName: string,
   ) {
     super(scope, id);
-    this.gpuCount = 1;
+    this.instanceType = 'ml.g5.2xlarge';
   }
 }

@@ -144,6 +144,7 @@ const SAGEMAKER_INVOCATION_METRICS = [
   'ConcurrentRequestsPerCopy',
 ];
 const ENDPOINT_INSTANCE_METRICS = ['CPUUtilization', 'MemoryUtilization', 'DiskUtilization', 'GPUUtilization', 'GPUMemoryUtilization'];
+const COMPONENT_UTILIZATION_METRICS = ['CPUUtilizationNormalized', 'MemoryUtilizationNormalized', 'GPUUtilizationNormalized', 'GPUMemoryUtilizationNormalized'];
 const S3_STORAGE_TYPES = ['StandardStorage', 'IntelligentTieringFAStorage', 'IntelligentTieringIAStorage', 'StandardIAStorage', 'OneZoneIAStorage', 'GlacierStorage', 'DeepArchiveStorage'];
 
 /**
@@ -153,6 +154,13 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
   const resources = template.Resources as Resources;
   const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
   const keys = Object.keys(metric.dimensions).sort().join(',');
+  // An inference component has no name attribute (its Ref is the ARN): the name must be set on it.
+  const componentNamed = (name: string) => {
+    const found = ofType('AWS::SageMaker::InferenceComponent').find(
+      ([, r]) => r.Properties?.InferenceComponentName !== undefined && name === resolveIntrinsics(r.Properties.InferenceComponentName),
+    );
+    return found ? { publisher: found[0] } : undefined;
+  };
   const fail = (problem: string) => ({ problem: `${metric.where}: ${metric.namespace} ${metric.metricName} ${JSON.stringify(metric.dimensions)}: ${problem}` });
 
   switch (metric.namespace) {
@@ -177,11 +185,8 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
       const names = metric.namespace === 'AWS/SageMaker' ? SAGEMAKER_INVOCATION_METRICS : ENDPOINT_INSTANCE_METRICS;
       if (!names.includes(metric.metricName)) return fail(`SageMaker publishes no ${metric.metricName} in ${metric.namespace}`);
       if (keys === 'InferenceComponentName') {
-        const component = ofType('AWS::SageMaker::InferenceComponent').find(
-          // The resource has no name attribute (its Ref is the ARN): the name must be set on it.
-          ([, r]) => r.Properties?.InferenceComponentName !== undefined && metric.dimensions.InferenceComponentName === resolveIntrinsics(r.Properties.InferenceComponentName),
-        );
-        return component ? { publisher: component[0] } : fail('no inference component of this stack has that name');
+        if (metric.namespace !== 'AWS/SageMaker') return fail('instance metrics of inference components are in /aws/sagemaker/InferenceComponents');
+        return componentNamed(metric.dimensions.InferenceComponentName) ?? fail('no inference component of this stack has that name');
       }
       if (keys !== 'EndpointName,VariantName') return fail('endpoint metrics have the EndpointName and VariantName dimensions');
       for (const [id, r] of ofType('AWS::SageMaker::Endpoint')) {
@@ -192,8 +197,11 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
       }
       return fail('no endpoint of this stack has that name');
     }
-    case '/aws/sagemaker/InferenceComponents':
-      return fail('use publisherOf with the inference component table (not needed yet)');
+    case '/aws/sagemaker/InferenceComponents': {
+      if (!COMPONENT_UTILIZATION_METRICS.includes(metric.metricName)) return fail(`SageMaker publishes no ${metric.metricName} for inference components`);
+      if (keys !== 'InferenceComponentName') return fail('inference component metrics have exactly the InferenceComponentName dimension');
+      return componentNamed(metric.dimensions.InferenceComponentName) ?? fail('no inference component of this stack has that name');
+    }
     default: {
       for (const [id, r] of ofType('AWS::Logs::MetricFilter')) {
         for (const t of (r.Properties?.MetricTransformations ?? []) as any[]) {

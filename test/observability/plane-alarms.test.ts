@@ -24,8 +24,8 @@ describe('PlaneAlarms on a pipeline and two endpoints', () => {
   const stack = testStack();
   const topic = topicIn(stack);
   const pipeline = new StubPipeline(stack, 'Pipeline');
-  const chat = new StubEndpoint(stack, 'Chat', { gpuCount: 4 });
-  const adapters = new StubScaleToZeroEndpoint(stack, 'Adapters', { gpuCount: 1 });
+  const chat = new StubEndpoint(stack, 'Chat', { instanceType: 'ml.g5.12xlarge' });
+  const adapters = new StubScaleToZeroEndpoint(stack, 'Adapters', { instanceType: 'ml.g5.2xlarge' });
   // WHEN
   const plane = new PlaneAlarms(stack, 'Alarms', { topic, pipeline, endpoints: [chat, adapters], runbookUrl: 'https://example.com/README.md' });
   const template = Template.fromStack(stack);
@@ -172,26 +172,26 @@ describe('PlaneAlarms props', () => {
     const stack = testStack();
     const topic = topicIn(stack);
     const endpoint = new ExternalEndpoint(stack, 'Chat', 'chat');
-    endpoint.errorRateAlarm = endpoint.metricInvocation5XXErrors().createAlarm(stack, 'Own5xx', { threshold: 1, evaluationPeriods: 1 });
-    endpoint.latencyAlarm = endpoint.metricModelLatency({ statistic: 'p99' }).createAlarm(stack, 'OwnLatency', { threshold: 1, evaluationPeriods: 1 });
+    endpoint.invocation5xxAlarm = endpoint.metricInvocation5XXErrors().createAlarm(stack, 'Own5xx', { threshold: 1, evaluationPeriods: 1 });
+    endpoint.modelLatencyAlarm = endpoint.metricModelLatency({ statistic: 'p99' }).createAlarm(stack, 'OwnLatency', { threshold: 1, evaluationPeriods: 1 });
     // WHEN
     const plane = new PlaneAlarms(stack, 'Alarms', { topic, endpoints: [endpoint] });
     // THEN
     const template = Template.fromStack(stack);
     const all = alarms(template);
     expect(Object.keys(all)).toHaveLength(3); // the endpoint's two + GPU memory
-    for (const own of [endpoint.errorRateAlarm, endpoint.latencyAlarm]) {
+    for (const own of [endpoint.invocation5xxAlarm, endpoint.modelLatencyAlarm]) {
       expect(all[logicalId(stack, own)].AlarmActions).toEqual([{ Ref: logicalId(stack, topic) }]);
       expect(plane.alarms).toContain(own);
     }
   });
 
-  test('warns when an endpoint does not say how many GPUs it has', () => {
+  test('warns when the GPUs of an endpoint\'s instance type are unknown', () => {
     const stack = testStack();
     const endpoint = new ExternalEndpoint(stack, 'Chat', 'chat');
-    endpoint.gpuCount = undefined;
+    endpoint.instanceType = 'ml.x9.huge';
     new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), endpoints: [endpoint] });
-    Annotations.fromStack(stack).hasWarning('/Test/Alarms', Match.stringLikeRegexp('Chat does not say how many GPUs.*assumes 1'));
+    Annotations.fromStack(stack).hasWarning('/Test/Alarms', Match.stringLikeRegexp('GPUs per instance of Test/Chat are unknown \\(instance type ml.x9.huge\\).*assumes 1 GPU'));
   });
 
   test('fails when there is nothing to alarm on', () => {
@@ -211,13 +211,6 @@ describe('PlaneAlarms props', () => {
     expect(
       () => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipeline: new StubPipeline(stack, 'P'), pipelineFailures: { period: Duration.seconds(30) } }),
     ).toThrow(/pipelineFailures: period must be a whole number of minutes.*got 30 seconds/);
-  });
-
-  test('fails when an endpoint has a nonsensical GPU count', () => {
-    const stack = testStack();
-    const endpoint = new ExternalEndpoint(stack, 'Chat', 'chat');
-    endpoint.gpuCount = 0;
-    expect(() => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), endpoints: [endpoint] })).toThrow(/gpuCount 0; it must be a whole number of GPUs, at least 1/);
   });
 
   test('fails when two endpoints share a construct id', () => {
