@@ -3,3 +3,4 @@ export * from './image';
 export * from './model-data';
 export * from './model-fit';
 export * from './vllm-endpoint';
+export * from './deploy-stage';

@@ -400,6 +400,12 @@ export class VllmEndpoint extends Construct {
   public readonly environment: Readonly<Record<string, string>>;
   /** The InferenceAmiVersion of the variant. */
   public readonly inferenceAmiVersion: string;
+  /** The production variant (the Deploy stage copies it into the endpoint configs it creates). */
+  public readonly productionVariant: sagemaker.CfnEndpointConfig.ProductionVariantProperty;
+  /** The container image URI. */
+  public readonly imageUri: string;
+  /** The model's VPC configuration, when in a VPC. */
+  public readonly modelVpcConfig?: sagemaker.CfnModel.VpcConfigProperty;
 
   private readonly adapterComponents = new Map<string, sagemaker.CfnInferenceComponent>();
   private readonly createdRole?: iam.Role;
@@ -536,6 +542,9 @@ export class VllmEndpoint extends Construct {
           modelDataDownloadTimeoutInSeconds: download,
           routingConfig: { routingStrategy: 'LEAST_OUTSTANDING_REQUESTS' },
         };
+    this.productionVariant = variant;
+    this.imageUri = image.imageUri;
+    this.modelVpcConfig = vpcConfig;
     this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
       productionVariants: [variant],
       kmsKeyId: this.encryptionKey?.keyArn,
