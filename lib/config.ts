@@ -42,6 +42,38 @@ export const PlaneConfigSchema = z.strictObject({
         .describe('Use this existing KMS key for the data. Default: a new key with rotation.'),
     })
     .optional(),
+  network: z
+    .strictObject({
+      vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC ID such as vpc-0123456789abcdef0').optional().describe('Use this VPC instead of creating one (with subnetIds, availabilityZones, vpcCidrBlock). Default: a new isolated VPC.'),
+      subnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet ID such as subnet-0123456789abcdef0')).min(1, 'must name at least one subnet').optional().describe('Private subnets of vpcId for the jobs.'),
+      availabilityZones: z.array(z.string().regex(/^[a-z]{2}-[a-z]+-\d[a-z]$/, 'must be an Availability Zone such as us-east-1a')).optional().describe('AZs of the subnets (imported VPC) or of the new VPC (2).'),
+      vpcCidrBlock: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.0.0.0/16').optional().describe('The IPv4 range of vpcId, or of the new VPC. Default for a new VPC: 10.80.0.0/16.'),
+      s3PrefixListId: z.string().regex(/^pl-[0-9a-f]{8,17}$/, 'must be the pl-... ID of com.amazonaws.<region>.s3').optional().describe('The S3 managed prefix list, for HTTPS egress to the S3 gateway endpoint.'),
+    })
+    .superRefine((n, ctx) => {
+      if (n.vpcId && (!n.subnetIds || !n.availabilityZones || !n.vpcCidrBlock)) {
+        ctx.addIssue({ code: 'custom', path: ['vpcId'], message: 'an existing VPC needs subnetIds, availabilityZones and vpcCidrBlock too (no lookups at synth)' });
+      }
+      if (!n.vpcId && n.subnetIds) ctx.addIssue({ code: 'custom', path: ['subnetIds'], message: 'subnetIds applies to an existing vpcId only; remove it or set vpcId' });
+    })
+    .optional(),
+  training: z
+    .strictObject({
+      imageUri: z.string().regex(/^[\w.-]+(:\d+)?\/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/, 'must be an image URI such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:1.0').optional().describe('A prebuilt trainer image. Default: the bundled trainer, built at deploy.'),
+      allowHubModels: z.boolean().optional().describe('Allow Hugging Face Hub ids as base models (jobs then run without network isolation). Default: false.'),
+      jobNamePrefix: z.string().regex(/^[a-z0-9][a-z0-9-]{0,8}$/, 'must be 1-9 lower-case letters, digits or hyphens').optional().describe('Prefix of the training job names. Default: tuneyard-.'),
+    })
+    .optional(),
+  observability: z
+    .strictObject({
+      enabled: z.boolean().optional().describe('The plane dashboard (and, with the pipeline, its alarms). Default: true.'),
+      runbookUrl: z
+        .string()
+        .regex(/^https:\/\/\S+$/, 'must be the https:// URL of the README, such as https://github.com/acme/tuneyard/blob/main/README.md')
+        .optional()
+        .describe("Where the dashboard's runbook links point. Default: the texts name README.md's runbook entries."),
+    })
+    .optional(),
 });
 
 export type PlaneConfig = z.infer<typeof PlaneConfigSchema>;

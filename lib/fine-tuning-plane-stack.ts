@@ -3,7 +3,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DatasetStore } from '../constructs/dataset-store';
+import { PlaneDashboard } from '../constructs/plane-dashboard';
+import { FineTuningJob } from '../constructs/fine-tuning-job';
+import { ModelRegistry } from '../constructs/model-registry';
+import { PlaneNetwork } from '../constructs/plane-network';
+import { TrainingImage } from '../constructs/training-image';
 import { PlaneConfig, parsePlaneConfig } from './config';
 
 /** Properties of a {@link FineTuningPlaneStack}. */
@@ -24,6 +30,16 @@ export interface FineTuningPlaneStackProps extends StackProps {
 export class FineTuningPlaneStack extends Stack {
   /** Datasets, artifacts, checkpoints and eval reports. */
   public readonly dataStore: DatasetStore;
+  /** The plane's CloudWatch dashboard (absent when `observability.enabled` is false). */
+  public readonly dashboard?: PlaneDashboard;
+  /** The VPC of the jobs and endpoints. */
+  public readonly network: PlaneNetwork;
+  /** The trainer image. */
+  public readonly trainingImage: TrainingImage;
+  /** The training and evaluation jobs (role, security group, Step Functions states). */
+  public readonly trainingJob: FineTuningJob;
+  /** The model package group of the tuned models. */
+  public readonly modelRegistry: ModelRegistry;
 
   constructor(scope: Construct, id: string, props: FineTuningPlaneStackProps = {}) {
     super(scope, id, { description: 'Tuneyard: a fine-tuning plane for LLMs', ...props });
@@ -45,6 +61,42 @@ export class FineTuningPlaneStack extends Stack {
         : undefined,
       removalPolicy,
     });
+
+    const net = config.network ?? {};
+    this.network = new PlaneNetwork(this, 'Network', {
+      vpc: net.vpcId
+        ? ec2.Vpc.fromVpcAttributes(this, 'ImportedVpc', {
+            vpcId: net.vpcId,
+            availabilityZones: net.availabilityZones ?? [],
+            privateSubnetIds: net.subnetIds,
+            vpcCidrBlock: net.vpcCidrBlock,
+          })
+        : undefined,
+      cidr: net.vpcId ? undefined : net.vpcCidrBlock,
+      availabilityZones: net.vpcId ? undefined : net.availabilityZones,
+      s3PrefixListId: net.s3PrefixListId,
+      removalPolicy,
+    });
+    const training = config.training ?? {};
+    this.trainingImage = training.imageUri ? TrainingImage.fromImageUri(training.imageUri) : TrainingImage.fromBundled(this, 'TrainerImage');
+    this.trainingJob = new FineTuningJob(this, 'TrainingJob', {
+      store: this.dataStore,
+      image: this.trainingImage,
+      vpc: this.network.vpc,
+      vpcSubnets: this.network.vpcSubnets,
+      s3PrefixListId: this.network.s3PrefixListId,
+      jobNamePrefix: training.jobNamePrefix,
+      allowHubModels: training.allowHubModels,
+    });
+    this.modelRegistry = new ModelRegistry(this, 'ModelRegistry');
+    const observability = config.observability ?? {};
+    if (observability.enabled ?? true) {
+      this.dashboard = new PlaneDashboard(this, 'Dashboard', {
+        dataStore: this.dataStore,
+        trainingJob: this.trainingJob,
+        runbookUrl: observability.runbookUrl,
+      });
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import { GpuInstance, gpuInstance } from './instances';
+import type { Method } from './recipe';
 
 /**
  * GPU memory estimates for training and serving, so a recipe that cannot fit fails before a GPU
@@ -93,12 +94,11 @@ export function resolveParameters(baseModel: string, explicit?: number): number 
   return fromName;
 }
 
-export type TrainingMethod = 'sft' | 'lora' | 'qlora' | 'dpo';
 export type Distribution = 'none' | 'ddp' | 'fsdp' | 'deepspeed';
 
 /** What decides the GPU memory of a training job. */
 export interface TrainingMemoryInput {
-  readonly method: TrainingMethod;
+  readonly method: Method;
   /** Parameters of the base model in billions. */
   readonly parametersBillions: number;
   /** Tokens per sequence. */
@@ -235,7 +235,7 @@ function biggerInstance(input: TrainingMemoryInput, current: GpuInstance): strin
   return undefined;
 }
 
-const METHOD_NAMES: Record<TrainingMethod, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO' };
+const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO' };
 
 /** What decides the GPU memory of a vLLM endpoint. */
 export interface InferenceMemoryInput {

@@ -73,6 +73,14 @@ describe('plane configuration', () => {
     expect(() => loadPlaneConfig(() => 'x')).toThrow(/Both context keys "tuneyard" and "tuneyard:config" are set/);
   });
 
+  test('fails when network or training values are wrong', () => {
+    expect(() => parsePlaneConfig({ network: { vpcId: 'vpc-0123456789abcdef0' } }, 'cdk.json')).toThrow(/network\.vpcId: an existing VPC needs subnetIds, availabilityZones and vpcCidrBlock too/);
+    expect(() => parsePlaneConfig({ network: { s3PrefixListId: 's3' } }, 'cdk.json')).toThrow(/network\.s3PrefixListId: must be the pl-\.\.\. ID/);
+    expect(() => parsePlaneConfig({ training: { jobNamePrefix: 'Much_Too_Long_' } }, 'cdk.json')).toThrow(/training\.jobNamePrefix: must be 1-9 lower-case/);
+    expect(() => parsePlaneConfig({ training: { imageUri: 'not an image' } }, 'cdk.json')).toThrow(/training\.imageUri: must be an image URI/);
+    expect(parsePlaneConfig({ training: { allowHubModels: true, jobNamePrefix: 'ty-' } }, 'cdk.json')).toEqual({ training: { allowHubModels: true, jobNamePrefix: 'ty-' } });
+  });
+
   test('closest finds near misses only', () => {
     expect(closest('stackname', ['stackName', 'dataStore'])).toBe('stackName');
     expect(closest('zzzzzzzz', ['stackName', 'dataStore'])).toBeUndefined();

@@ -29,7 +29,9 @@ describe('FineTuningPlaneStack', () => {
       plane({ dataStore: { existingBucketName: 'team-data', existingKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k' } }),
     );
     template.resourceCountIs('AWS::S3::Bucket', 0);
-    template.resourceCountIs('AWS::KMS::Key', 0);
+    // the only key left is the VPC flow logs' own
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    template.hasResourceProperties('AWS::KMS::Key', { Description: 'Tuneyard VPC flow logs' });
   });
 
   test('fails synth when the configuration is wrong, naming the field, the value and the fix', () => {
