@@ -5,6 +5,8 @@
  * `test/fixtures/datasets/` (rules: its README.md).
  */
 
+import { RowHasher } from './row-hashes';
+
 /** The formats of a JSONL dataset, decided per row from its keys. */
 export const DATASET_FORMATS = ['chat', 'prompt-completion', 'alpaca', 'text', 'preference', 'preference-chat'] as const;
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
@@ -205,28 +207,41 @@ export function checkRow(row: JsonObject, format: DatasetFormat): void {
 }
 
 /**
- * The fields the trainer uses, in a fixed order: the canonical form of a valid row, hashed for
- * duplicate and contamination checks (ids, metadata and key order do not make two rows differ).
+ * The hash of a valid row's canonical form: the format and the fields the trainer uses, in a fixed
+ * order (ids, metadata, key order and JSON spacing do not make two rows differ). Used for the
+ * duplicate and contamination checks.
  */
-export function canonicalRow(row: JsonObject, format: DatasetFormat): string {
+export function rowHash(row: JsonObject, format: DatasetFormat): [number, number] {
+  const h = new RowHasher().add(format);
   switch (format) {
     case 'chat':
-      return JSON.stringify([format, messagePairs(row.messages)]);
+      addMessages(h, row.messages);
+      break;
     case 'prompt-completion':
-      return JSON.stringify([format, row.prompt, row.completion]);
+      h.add(row.prompt as string).add(row.completion as string);
+      break;
     case 'alpaca':
-      return JSON.stringify([format, row.instruction, row.input ?? '', row.output]);
+      h.add(row.instruction as string).add((row.input as string | undefined) ?? '').add(row.output as string);
+      break;
     case 'text':
-      return JSON.stringify([format, row.text]);
+      h.add(row.text as string);
+      break;
     case 'preference':
-      return JSON.stringify([format, row.prompt, row.chosen, row.rejected]);
+      h.add(row.prompt as string).add(row.chosen as string).add(row.rejected as string);
+      break;
     case 'preference-chat':
-      return JSON.stringify([format, messagePairs(row.prompt), messagePairs(row.chosen), messagePairs(row.rejected)]);
+      addMessages(h, row.prompt);
+      addMessages(h, row.chosen);
+      addMessages(h, row.rejected);
+      break;
   }
+  return h.digest();
 }
 
-function messagePairs(value: unknown): unknown[] {
-  return (value as JsonObject[]).map((m) => [m.role, m.content]);
+function addMessages(h: RowHasher, value: unknown): void {
+  const messages = value as JsonObject[];
+  h.add(String(messages.length));
+  for (const m of messages) h.add(m.role as string).add(m.content as string);
 }
 
 /** Chat-template overhead per message, in tokens, for the length estimate. */

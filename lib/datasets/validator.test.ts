@@ -155,6 +155,26 @@ describe('dataset-level checks', () => {
     expect(report.errors).toEqual([]);
   });
 
+  test('rows that differ only in where a field ends are not duplicates', () => {
+    // GIVEN rows whose concatenated fields are equal
+    const bytes = jsonl(
+      { prompt: 'ab', completion: 'c' },
+      { prompt: 'a', completion: 'bc' },
+      { prompt: 'abc', completion: 'x' },
+      { prompt: 'ab', completion: 'cx' },
+    );
+    // WHEN validated
+    // THEN none is a duplicate
+    expect(validate(bytes).duplicates.count).toBe(0);
+  });
+
+  test('100,000 distinct rows give no false duplicates', () => {
+    const bytes = utf8(Array.from({ length: 100_000 }, (_, i) => `{"text":"row ${i}"}`).join('\n'));
+    const report = validate(bytes, {}, 65_536);
+    expect(report.validRows).toBe(100_000);
+    expect(report.duplicates.count).toBe(0);
+  });
+
   test('examples are capped but the count is not', () => {
     // GIVEN 30 copies of one row
     const bytes = jsonl(...Array.from({ length: 30 }, () => ({ text: 'same' })));

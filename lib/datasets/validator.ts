@@ -1,6 +1,5 @@
 import { isUtf8 } from 'node:buffer';
 import {
-  canonicalRow,
   checkRow,
   DatasetError,
   DatasetErrorCode,
@@ -12,6 +11,7 @@ import {
   jsonType,
   methodError,
   RowInvalid,
+  rowHash,
   TrainingMethod,
 } from './formats';
 import { RowHashes } from './row-hashes';
@@ -315,7 +315,7 @@ export class DatasetValidator {
       this.overLimitCount++;
       if (this.overLimit.length < this.maxExamples) this.overLimit.push(line);
     }
-    const [hi, lo] = RowHashes.of(canonicalRow(row, format));
+    const [hi, lo] = rowHash(row, format);
     if (this.options.train) {
       const trainLine = this.options.train.lineOf(hi, lo);
       if (trainLine !== 0) {
