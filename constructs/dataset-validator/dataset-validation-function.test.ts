@@ -1,7 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { complianceFindings, testStack } from '../../test/support/app';
+import { complianceFindings, TEST_ENV, testApp, testStack } from '../../test/support/app';
 import { DatasetStore } from '../dataset-store';
 import { DatasetValidationFunction, DatasetValidationFunctionProps } from '.';
 
@@ -101,6 +104,25 @@ describe('DatasetValidationFunction', () => {
     expect(a.validator.function.functionArn).toBeDefined();
     const key = (t: Template) => Object.values(t.findResources('AWS::Lambda::Function'))[0].Properties.Code.S3Key;
     expect(key(a.template)).toEqual(key(b.template));
+  });
+
+  test('the bundle runs in plain Node with only the runtime-provided AWS SDK, and keeps its error names', () => {
+    // GIVEN the synthesized asset
+    const app = testApp({ 'aws:cdk:enable-asset-metadata': true });
+    const { template } = build({}, new Stack(app, 'Bundle', { env: TEST_ENV }));
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const bundle = path.join(app.outdir, fn.Metadata['aws:asset:path'], 'index.js');
+    const code = fs.readFileSync(bundle, 'utf8');
+    // THEN it holds no path of the build machine and does not bundle the SDK
+    expect(code).not.toContain(path.resolve(__dirname, '..', '..'));
+    expect(code).toContain('require("@aws-sdk/client-s3")');
+    // AND, run by node with the SDK on NODE_PATH (as in the Lambda runtime), the handler rejects bad input by name
+    const script = `require(${JSON.stringify(bundle)}).handler({ datasetName: 'x', datasetSha256: 'bad', method: 'sft' }).catch((e) => console.log(e.name + ': ' + e.message))`;
+    const out = execFileSync(process.execPath, ['-e', script], {
+      env: { ...process.env, NODE_PATH: path.resolve(__dirname, '..', '..', 'node_modules'), DATA_BUCKET: 'data', NODE_NO_WARNINGS: '1' },
+      encoding: 'utf8',
+    });
+    expect(out).toMatch(/^InvalidInput: dataset version "bad" is not a sha256/);
   });
 
   test('memory, timeout and concurrency are configurable', () => {

@@ -21,8 +21,9 @@ export interface DatasetValidationFunctionProps {
   /**
    * Memory of the function in MiB. It also buys CPU: at 1769 MiB Lambda gives one full vCPU.
    *
-   * @default 2048 - one vCPU, which validates about 1 GB in 15-30 s (see benchmarks/validate-throughput.ts),
-   * plus room for the duplicate index (16 bytes a distinct row: ~160 MB for 10 million rows)
+   * @default 2048 - more than one vCPU: at the ~150 MB/s the validator reaches on one x86 core
+   * (benchmarks/validate-throughput.ts; not measured on Lambda arm64) 1 GB takes seconds to tens of seconds,
+   * bounded by the S3 read; plus room for the duplicate index (~16 bytes a distinct row: ~160 MB for 10 million rows)
    */
   readonly memorySize?: number;
 
