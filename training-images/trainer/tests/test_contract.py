@@ -1,0 +1,101 @@
+"""The cross-language contract, Python side: every HyperParameters object that lib/recipe.ts renders (the
+committed fixture test/fixtures/contracts/hyperparameters.json, which lib/recipe.contract.test.ts keeps
+current) parses here to the values the recipe meant. The MetricDefinitions side of the contract is in
+test_metrics.py."""
+
+import json
+
+import pytest
+from conftest import REPO_ROOT
+
+from tuneyard_trainer.config import TrainerConfig, from_hyperparameters
+
+CASES = json.loads((REPO_ROOT / "test" / "fixtures" / "contracts" / "hyperparameters.json").read_text())["cases"]
+BY_NAME = {case["name"]: case["hyperParameters"] for case in CASES}
+
+# Recipe field (TypeScript, camelCase) -> trainer key: lib/recipe.ts RECIPE_FIELDS, written out again here so
+# that a renamed key on either side fails this test.
+RECIPE_KEYS = {
+    "method": "method",
+    "useLora": "use_lora",
+    "loraR": "lora_r",
+    "loraAlpha": "lora_alpha",
+    "loraDropout": "lora_dropout",
+    "targetModules": "lora_target_modules",
+    "learningRate": "learning_rate",
+    "lrScheduler": "lr_scheduler_type",
+    "warmupRatio": "warmup_ratio",
+    "epochs": "num_train_epochs",
+    "batchSize": "per_device_train_batch_size",
+    "gradientAccumulation": "gradient_accumulation_steps",
+    "maxLength": "max_length",
+    "packing": "packing",
+    "completionOnlyLoss": "completion_only_loss",
+    "seed": "seed",
+    "evalFraction": "eval_fraction",
+    "evalSteps": "eval_steps",
+    "saveSteps": "save_steps",
+    "loggingSteps": "logging_steps",
+    "earlyStoppingPatience": "early_stopping_patience",
+    "merge": "merge",
+    "gradientCheckpointing": "gradient_checkpointing",
+    "attnImplementation": "attn_implementation",
+    "dpoBeta": "dpo_beta",
+    "distribution": "distribution",
+}
+
+
+def intended(case: dict) -> dict:
+    """The typed value the recipe meant for every rendered key: the recipe's own value where it sets the field,
+    otherwise the trainer's default (the renderer's defaults are declared to be the trainer's)."""
+    values = {"base_model": case["baseModel"]}
+    by_key = {RECIPE_KEYS[field]: value for field, value in case["recipe"].items()}
+    for key in case["hyperParameters"]:
+        if key != "base_model":
+            values[key] = by_key[key] if key in by_key else TrainerConfig.model_fields[key].default
+    return values
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_rendered_hyperparameters_parse_to_the_recipe_values(case):
+    rendered = case["hyperParameters"]
+    assert all(isinstance(value, str) for value in rendered.values()), "SageMaker passes strings only"
+    assert set(case["recipe"]) <= set(RECIPE_KEYS), "a recipe field this test does not know: add it to RECIPE_KEYS"
+    unknown = set(rendered) - set(TrainerConfig.model_fields)
+    assert not unknown, f"keys the trainer does not have: {sorted(unknown)}"
+
+    config = from_hyperparameters(rendered)
+
+    assert config.model_fields_set == set(rendered)
+    for key, expected in intended(case).items():
+        parsed = getattr(config, key)
+        if key == "lora_target_modules" and isinstance(expected, list):
+            assert config.target_modules == expected, key
+            continue
+        if isinstance(expected, bool):
+            assert parsed is expected, key
+        elif TrainerConfig.model_fields[key].annotation is float:
+            assert isinstance(parsed, float) and parsed == float(expected), (key, parsed, expected)
+        else:
+            assert type(parsed) is type(expected) and parsed == expected, (key, parsed, expected)
+
+
+def test_spot_checks_of_typed_values():
+    """A few values written out by hand, so the test does not only compare the fixture with itself."""
+    qlora = from_hyperparameters(BY_NAME["qlora, every LoRA/SFT field set"])
+    assert (qlora.method, qlora.lora_r, qlora.lora_alpha) == ("qlora", 32, 64)
+    assert qlora.packing is True and qlora.completion_only_loss is False and qlora.merge is True
+    assert qlora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert (qlora.learning_rate, qlora.lora_dropout, qlora.num_train_epochs) == (1e-4, 0.1, 2.5)
+    assert qlora.lr_scheduler_type == "cosine_with_restarts" and qlora.trains_adapter
+
+    dpo_full = from_hyperparameters(BY_NAME["dpo on all weights, sharded"])
+    assert dpo_full.use_lora is False and not dpo_full.trains_adapter
+    assert (dpo_full.learning_rate, dpo_full.dpo_beta, dpo_full.gradient_checkpointing) == (5e-7, 0.2, False)
+
+    dpo_lora = from_hyperparameters(BY_NAME["dpo with a LoRA adapter"])
+    assert dpo_lora.trains_adapter and dpo_lora.target_modules == "all-linear" and dpo_lora.lora_r == 8
+
+    sft = from_hyperparameters(BY_NAME["sft with defaults"])
+    assert sft.method == "sft" and not sft.trains_adapter and sft.packing is False
+    assert sft.base_model == "s3://tuneyard-data/base-models/qwen2.5-0.5b/"
