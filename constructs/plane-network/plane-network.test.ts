@@ -1,7 +1,10 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { PLANE_INTERFACE_ENDPOINTS, PlaneNetwork } from './plane-network';
+import { DatasetStore } from '../dataset-store';
+import { FineTuningJob } from '../fine-tuning-job';
+import { TrainingImage } from '../training-image';
 import { complianceFindings, testStack } from '../../test/support/app';
 
 describe('PlaneNetwork', () => {
@@ -74,5 +77,86 @@ describe('PlaneNetwork', () => {
     expect(() => new PlaneNetwork(stack, 'A', { vpc, cidr: '10.0.0.0/16' })).toThrow(/configure a VPC that Tuneyard creates/);
     expect(() => new PlaneNetwork(stack, 'B', { s3PrefixListId: 's3' })).toThrow(/s3PrefixListId "s3" is not a prefix list ID/);
     expect(() => new PlaneNetwork(stack, 'C', { availabilityZones: ['us-east-1a'] })).toThrow(/exactly 2 zones/);
+  });
+
+  describe('S3 prefix list', () => {
+    test('is looked up at deploy time when not given, and the training egress rule uses the lookup', () => {
+      // GIVEN
+      const stack = testStack();
+      // WHEN
+      const network = new PlaneNetwork(stack, 'Network');
+      new FineTuningJob(stack, 'Job', {
+        store: new DatasetStore(stack, 'Store'),
+        vpc: network.vpc,
+        vpcSubnets: network.vpcSubnets,
+        s3PrefixListId: network.s3PrefixListId,
+        image: TrainingImage.fromImageUri('123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:test'),
+      });
+      // THEN
+      const template = Template.fromStack(stack);
+      const lookups = template.findResources('Custom::S3PrefixListLookup');
+      expect(Object.keys(lookups)).toHaveLength(1);
+      const [lookupId, lookup] = Object.entries(lookups)[0];
+      for (const phase of ['Create', 'Update']) {
+        expect(JSON.parse(lookup.Properties[phase])).toEqual({
+          service: 'EC2',
+          action: 'describeManagedPrefixLists',
+          parameters: { Filters: [{ Name: 'prefix-list-name', Values: ['com.amazonaws.us-east-1.s3'] }] },
+          physicalResourceId: { id: 'com.amazonaws.us-east-1.s3' },
+          outputPaths: ['PrefixLists.0.PrefixListId'],
+        });
+      }
+      // the Lambda's own SDK, nothing fetched from npm (the plane has no internet route)
+      expect(lookup.Properties.InstallLatestAwsSdk).toBe(false);
+      const prefixListId = { 'Fn::GetAtt': [lookupId, 'PrefixLists.0.PrefixListId'] };
+      expect(stack.resolve(network.s3PrefixListId)).toEqual(prefixListId);
+      // a token peer cannot be inlined: the rule is its own resource on the training group
+      const [trainingGroupId] = Object.keys(template.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('^Tuneyard training jobs') } }));
+      template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+        GroupId: { 'Fn::GetAtt': [trainingGroupId, 'GroupId'] },
+        IpProtocol: 'tcp',
+        FromPort: 443,
+        ToPort: 443,
+        DestinationPrefixListId: prefixListId,
+        Description: 'HTTPS to S3 through the gateway endpoint',
+      });
+      // the provider may only describe prefix lists
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        PolicyName: Match.stringLikeRegexp('S3PrefixList'),
+        PolicyDocument: { Statement: [{ Effect: 'Allow', Action: 'ec2:DescribeManagedPrefixLists', Resource: '*' }], Version: '2012-10-17' },
+      });
+      // the provider runs on the latest Node.js runtime aws-cdk-lib knows
+      const providers = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => /AWS679f53fa/.test(JSON.stringify(f.Properties.Role)));
+      expect(providers.map((f) => f.Properties.Runtime)).toEqual(['nodejs24.x']);
+      Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('s3PrefixListId'));
+      expect(complianceFindings(stack)).toEqual([]);
+    });
+
+    test('names the region in an environment-agnostic stack', () => {
+      const stack = new Stack(new App(), 'Agnostic');
+      new PlaneNetwork(stack, 'Network');
+      const [lookup] = Object.values(Template.fromStack(stack).findResources('Custom::S3PrefixListLookup'));
+      const create = JSON.stringify(stack.resolve(lookup.Properties.Create));
+      expect(create).toContain('com.amazonaws.');
+      expect(create).toContain('{"Ref":"AWS::Region"}');
+    });
+
+    test('is looked up for an imported VPC too', () => {
+      const stack = testStack();
+      const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Imported', { vpcId: 'vpc-1234', availabilityZones: ['us-east-1a'], isolatedSubnetIds: ['subnet-1'], isolatedSubnetRouteTableIds: ['rtb-1'] });
+      const network = new PlaneNetwork(stack, 'Network', { vpc });
+      Template.fromStack(stack).resourceCountIs('Custom::S3PrefixListLookup', 1);
+      expect(JSON.stringify(stack.resolve(network.s3PrefixListId))).toContain('PrefixLists.0.PrefixListId');
+      expect(complianceFindings(stack)).toEqual([]);
+    });
+
+    test('an explicit id is used as is, with no custom resource', () => {
+      const stack = testStack();
+      const network = new PlaneNetwork(stack, 'Network', { s3PrefixListId: 'pl-63a5400a' });
+      expect(network.s3PrefixListId).toBe('pl-63a5400a');
+      const template = Template.fromStack(stack);
+      template.resourceCountIs('Custom::S3PrefixListLookup', 0);
+      expect(Object.keys(template.findResources('AWS::Lambda::Function')).filter((id) => id.startsWith('AWS679f53fa'))).toEqual([]);
+    });
   });
 });
