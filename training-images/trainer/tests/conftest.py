@@ -3,6 +3,7 @@ job folders. Nothing is downloaded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -199,3 +200,45 @@ FAST = {
     "lr_scheduler_type": "constant",
     "gradient_checkpointing": False,
 }
+
+
+def folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def base_model_digest(base_model_dir) -> str:
+    """The base model's files before the shared runs train on it (they must leave it untouched)."""
+    return folder_digest(base_model_dir)
+
+
+# Trained runs shared by every test that only reads their outputs (each costs seconds of CPU on 2 cores).
+# LoRA: test_train (adapter, archive), test_evaluate (the adapter channel), test_resume (the uninterrupted
+# reference: 4 epochs of 5 steps, checkpoints at 10 and 20).
+LORA_RUN = {**FAST, "method": "lora", "learning_rate": 1e-2, "num_train_epochs": 4, "save_steps": 10, "eval_steps": 10}
+# DPO with an adapter, in its own process (stdout as SageMaker sees it): test_metrics (every metric line) and
+# test_train (the preference margin moved).
+DPO_LORA_RUN = {**FAST, "method": "dpo", "use_lora": True, "num_train_epochs": 3, "dpo_beta": 0.5, "learning_rate": 2e-2}
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory, base_model_dir, base_model_digest) -> Job:
+    job = Job(tmp_path_factory.mktemp("lora-run") / "ml", base_model_dir)
+    job.configure(LORA_RUN, train=sft_rows())
+    assert job.run() == 0, job.failure
+    return job
+
+
+@pytest.fixture(scope="session")
+def dpo_lora_run(tmp_path_factory, base_model_dir) -> tuple[Job, str]:
+    """The job and its stdout."""
+    job = Job(tmp_path_factory.mktemp("dpo-lora-run") / "ml", base_model_dir)
+    job.configure(DPO_LORA_RUN, train=dpo_rows())
+    process = job.popen()
+    stdout = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, stdout[-3000:]
+    return job, stdout

@@ -1,35 +1,27 @@
-"""`evaluate`: eval.json for the pipeline's gate, from a real training output."""
+"""`evaluate`: eval.json for the pipeline's gate, from a real training output (the shared LoRA run)."""
 
 import json
 import math
 
 import pytest
-from conftest import FAST, probe_rows, sft_rows
+from conftest import probe_rows, sft_rows
+
+from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
 KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, base_model_dir):
-    from conftest import Job
-
-    job = Job(tmp_path_factory.mktemp("trained") / "ml", base_model_dir)
-    job.configure({**FAST, "method": "lora", "learning_rate": 2e-2, "num_train_epochs": 4}, train=sft_rows())
-    assert job.run() == 0, job.failure
-    return job
-
-
-def evaluation(make_job, trained, **channels):
+def evaluation(make_job, lora_run, **channels):
     job = make_job("evaluate").configure({}, **channels)
-    (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
+    (job.root / "input" / "data" / "adapter").symlink_to(lora_run.model_dir, target_is_directory=True)
     assert job.run("evaluate") == 0, job.failure
     report = json.loads((job.model_dir / "eval.json").read_text())
     assert (job.root / "output" / "data" / "eval.json").read_text() == (job.model_dir / "eval.json").read_text()
     return report
 
 
-def test_eval_report_compares_base_and_tuned_with_the_probe(make_job, trained):
-    report = evaluation(make_job, trained, eval=sft_rows()[:8], probe=probe_rows())
+def test_eval_report_compares_base_and_tuned_with_the_probe(make_job, lora_run):
+    report = evaluation(make_job, lora_run, eval=sft_rows()[:8], probe=probe_rows())
     assert set(report) == KEYS
     assert report["schema_version"] == 1 and report["examples"] == 8
     for side in ("base", "tuned"):
@@ -43,8 +35,8 @@ def test_eval_report_compares_base_and_tuned_with_the_probe(make_job, trained):
     assert report["forgetting_increase"] != 0
 
 
-def test_without_a_probe_the_forgetting_figures_are_null(make_job, trained):
-    report = evaluation(make_job, trained, eval=sft_rows()[:4])
+def test_without_a_probe_the_forgetting_figures_are_null(make_job, lora_run):
+    report = evaluation(make_job, lora_run, eval=sft_rows()[:4])
     assert report["base"]["probe_loss"] is None and report["tuned"]["probe_loss"] is None
     assert report["forgetting_increase"] is None and report["examples"] == 4
 
@@ -53,3 +45,20 @@ def test_evaluate_without_channels_fails_with_a_reason(job):
     job.configure({})
     assert job.run("evaluate") == 1
     assert "evaluate needs the model (base weights) and adapter (training output) channels" in job.failure
+
+
+def test_a_training_output_is_read_as_a_folder_and_a_lone_tarball_is_extracted(tmp_path, lora_run):
+    """The adapter channel is the training job's model/ output, adapter.tar.gz included: it is read as the folder
+    (so training_config.json is found); a channel that is only a compressed model.tar.gz is extracted."""
+    env = SageMakerEnv(tmp_path)
+    channel = tmp_path / "input" / "data" / "adapter"
+    channel.parent.mkdir(parents=True)
+    channel.symlink_to(lora_run.model_dir, target_is_directory=True)
+    assert (channel / "adapter.tar.gz").exists()
+    assert env.channel_model("adapter", tmp_path / "scratch") == channel
+
+    compressed = tmp_path / "input" / "data" / "model"
+    compressed.mkdir()
+    (compressed / "model.tar.gz").write_bytes((lora_run.model_dir / "adapter.tar.gz").read_bytes())
+    extracted = env.channel_model("model", tmp_path / "scratch")
+    assert extracted == tmp_path / "scratch" / "model" and (extracted / "adapter_config.json").exists()

@@ -3,7 +3,7 @@
 import json
 import re
 
-from conftest import FAST, TRAINER_DIR, dpo_rows
+from conftest import TRAINER_DIR
 
 from tuneyard_trainer.contracts import render
 from tuneyard_trainer.metrics import METRICS
@@ -18,12 +18,9 @@ def test_committed_metric_definitions_are_current():
     assert required | {"tokens_per_second", "gpu_memory_peak_gib"} <= set(names)
 
 
-def test_every_regex_captures_a_float_from_a_real_training_log(job):
+def test_every_regex_captures_a_float_from_a_real_training_log(dpo_lora_run):
     """A DPO run (it logs every metric, the reward ones included) in its own process; stdout as SageMaker sees it."""
-    job.configure({**FAST, "method": "dpo", "learning_rate": 1e-2, "num_train_epochs": 1}, train=dpo_rows())
-    process = job.popen()
-    stdout = process.communicate(timeout=180)[0]
-    assert process.returncode == 0, stdout[-3000:]
+    _, stdout = dpo_lora_run
     lines = stdout.splitlines()
     for definition in json.loads((TRAINER_DIR / "metrics.json").read_text()):
         regex = re.compile(definition["Regex"])
@@ -32,6 +29,6 @@ def test_every_regex_captures_a_float_from_a_real_training_log(job):
         values = [float(c) for c in captured]
         assert all(v == v for v in values), definition["Name"]
     losses = [float(m.group(1)) for line in lines if (m := re.search(r" train_loss=([0-9.eE+-]+)", line))]
-    assert len(losses) == 5  # logging_steps=1, 5 optimiser steps
+    assert len(losses) == 15  # logging_steps=1, 15 optimiser steps (3 epochs of 5)
     # a name never matches inside a longer one: eval_loss lines are not train_loss lines
     assert not any(" train_loss=" in line and " eval_loss=" in line for line in lines)

@@ -1,31 +1,23 @@
 """Training runs on a tiny Llama: SFT, LoRA, DPO (with and without LoRA), merge, and the QLoRA setup."""
 
-import hashlib
 import json
-from pathlib import Path
+import tarfile
 
 import pytest
 import torch
-from conftest import FAST, dpo_rows, sft_rows
+from conftest import FAST, dpo_rows, folder_digest, sft_rows
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneyard_trainer import train
 from tuneyard_trainer.config import from_hyperparameters
+from tuneyard_trainer.sagemaker_env import write_adapter_archive
 
 
 def losses(job) -> list[float]:
     checkpoint = train.newest_checkpoint(job.checkpoints)
     history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
     return [entry["loss"] for entry in history if "loss" in entry]
-
-
-def folder_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def first_checkpoint_weights(job, name: str) -> dict[str, torch.Tensor]:
@@ -47,11 +39,8 @@ def sequence_logprob(model, tokenizer, prompt: str, completion: str) -> float:
     return float(picked[len(prefix_ids) - 1 :].sum())
 
 
-def test_lora_trains_the_adapter_only(job, base_model_dir):
-    before = folder_digest(base_model_dir)
-    job.configure({**FAST, "method": "lora", "learning_rate": 1e-2, "num_train_epochs": 3}, train=sft_rows())
-    assert job.run() == 0, job.failure
-
+def test_lora_trains_the_adapter_only(lora_run, base_model_dir, base_model_digest):
+    job = lora_run
     history = losses(job)
     assert sum(history[-3:]) / 3 < sum(history[:3]) / 3 - 0.1
     adapter = job.model_dir / "adapter"
@@ -64,12 +53,37 @@ def test_lora_trains_the_adapter_only(job, base_model_dir):
     # every linear layer of the decoder got an adapter ("all-linear"), the output head did not
     targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
     assert {name.rsplit(".", 1)[-1] for name in targets} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    assert folder_digest(base_model_dir) == before
+    assert folder_digest(base_model_dir) == base_model_digest
     assert (adapter / "tokenizer.json").exists() and (adapter / "chat_template.jinja").exists()
     assert not (job.model_dir / "full").exists()
     written = json.loads((job.model_dir / "training_config.json").read_text())
-    assert written["config"]["method"] == "lora" and written["artifacts"] == {"adapter": "adapter"}
+    assert written["config"]["method"] == "lora"
+    assert written["artifacts"] == {"adapter": "adapter", "adapter_archive": "adapter.tar.gz"}
     assert written["dataset"] == {"format": "chat", "train_rows": 20, "eval_channel": False}
+
+
+def test_adapter_archive_holds_the_adapter_files_at_its_root_deterministically(lora_run, tmp_path):
+    """model/adapter.tar.gz is what an adapter inference component loads (ArtifactUrl): the adapter's files at
+    the root, byte for byte, and the same bytes every time it is built."""
+    adapter = lora_run.model_dir / "adapter"
+    archive = lora_run.model_dir / "adapter.tar.gz"
+    files = sorted(p.name for p in adapter.iterdir() if p.is_file())
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(files)
+    assert all(p.is_file() for p in adapter.iterdir())  # no sub-folders to flatten
+
+    with tarfile.open(archive, "r:gz") as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == files  # sorted, at the root, nothing else
+        assert all(m.isfile() and (m.mtime, m.uid, m.gid, m.mode) == (0, 0, 0, 0o644) for m in members)
+        tar.extractall(tmp_path / "extracted", filter="data")
+    for name in files:
+        assert (tmp_path / "extracted" / name).read_bytes() == (adapter / name).read_bytes(), name
+    raw = archive.read_bytes()
+    assert raw[4:8] == b"\0\0\0\0"  # gzip header mtime
+
+    write_adapter_archive(adapter, tmp_path / "again.tar.gz")
+    assert (tmp_path / "again.tar.gz").read_bytes() == raw
+    assert not list(lora_run.model_dir.glob("*.partial"))
 
 
 def test_full_sft_changes_every_weight(job, base_model_dir):
@@ -83,6 +97,7 @@ def test_full_sft_changes_every_weight(job, base_model_dir):
     unchanged = [name for name in base if torch.equal(base[name], tuned[name])]
     assert unchanged == []
     assert (job.model_dir / "full" / "config.json").exists() and not (job.model_dir / "adapter").exists()
+    assert not (job.model_dir / "adapter.tar.gz").exists()
 
 
 def test_merged_model_equals_base_plus_adapter(job, base_model_dir):
@@ -106,15 +121,19 @@ def test_merged_model_equals_base_plus_adapter(job, base_model_dir):
     assert adapter_effect > 0.1
     assert merge_error < adapter_effect / 10
     written = json.loads((job.model_dir / "training_config.json").read_text())
-    assert written["artifacts"] == {"adapter": "adapter", "full": "full"}
+    assert written["artifacts"] == {"adapter": "adapter", "adapter_archive": "adapter.tar.gz", "full": "full"}
 
 
 @pytest.mark.parametrize("use_lora", [True, False], ids=["dpo-lora", "dpo-full"])
-def test_dpo_moves_the_preference_margin_up(job, base_model_dir, use_lora):
-    hyper = {**FAST, "method": "dpo", "use_lora": use_lora, "num_train_epochs": 3, "dpo_beta": 0.5}
-    hyper["learning_rate"] = 2e-2 if use_lora else 2e-3
-    job.configure(hyper, train=dpo_rows())
-    assert job.run() == 0, job.failure
+def test_dpo_moves_the_preference_margin_up(request, base_model_dir, use_lora):
+    if use_lora:  # the shared run (conftest.DPO_LORA_RUN: 3 epochs, beta 0.5, learning rate 2e-2)
+        job, _ = request.getfixturevalue("dpo_lora_run")
+    else:
+        job = request.getfixturevalue("job")
+        hyper = {**FAST, "method": "dpo", "use_lora": False, "num_train_epochs": 3, "dpo_beta": 0.5}
+        job.configure({**hyper, "learning_rate": 2e-3}, train=dpo_rows())
+        assert job.run() == 0, job.failure
+    assert (job.model_dir / "adapter.tar.gz").exists() is use_lora
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     base = AutoModelForCausalLM.from_pretrained(base_model_dir)
     if use_lora:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tarfile
@@ -86,10 +87,12 @@ class SageMakerEnv:
         folder = self.channel(name)
         if folder is None:
             return None
-        archives = list(folder.glob("*.tar.gz"))
-        if len(archives) == 1 and not (folder / "config.json").exists():
+        entries = list(folder.iterdir())
+        # only a folder that is nothing but the archive: a training job's uncompressed model/ output also holds
+        # adapter.tar.gz, beside the adapter/ folder and training_config.json that evaluate reads
+        if len(entries) == 1 and entries[0].name.endswith(".tar.gz") and entries[0].is_file():
             target = scratch / name
-            with tarfile.open(archives[0]) as archive:
+            with tarfile.open(entries[0]) as archive:
                 archive.extractall(target, filter="data")
             return target
         return folder
@@ -97,3 +100,22 @@ class SageMakerEnv:
     def write_failure(self, reason: str) -> None:
         self.failure_path.parent.mkdir(parents=True, exist_ok=True)
         self.failure_path.write_text(reason.strip() + "\n", encoding="utf-8")
+
+
+def write_adapter_archive(adapter_dir: Path, archive: Path) -> None:
+    """The adapter folder's files at the root of a gzip tarball: what a SageMaker adapter inference component
+    loads (its ArtifactUrl). Deterministic: sorted entries, mtime 0, owner 0/root, mode 0644, gzip mtime 0, so
+    the same adapter always gives the same bytes."""
+    partial = archive.with_name(archive.name + ".partial")
+    with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+                info = tarfile.TarInfo(path.relative_to(adapter_dir).as_posix())
+                info.size = path.stat().st_size
+                info.mode = 0o644
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                with open(path, "rb") as content:
+                    tar.addfile(info, content)
+    os.replace(partial, archive)

@@ -29,9 +29,10 @@ from . import launch, merge
 from .config import TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback
-from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv
+from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv, write_adapter_archive
 
 TRAINING_CONFIG = "training_config.json"
+ADAPTER_ARCHIVE = "adapter.tar.gz"  # the ArtifactUrl of an adapter inference component (constructs/vllm-endpoint)
 
 
 class PreflightError(ValueError):
@@ -337,6 +338,9 @@ def run(env: SageMakerEnv) -> int:
     if not _is_main_process():
         return 0
     artifacts = {kind: kind}
+    if kind == "adapter":
+        write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
+        artifacts["adapter_archive"] = ADAPTER_ARCHIVE
     del trainer
     gc.collect()
     if torch.cuda.is_available():
