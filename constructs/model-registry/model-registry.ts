@@ -40,19 +40,26 @@ export interface RegisterStateOptions {
   readonly resultPath?: string;
 }
 
-/** The metadata keys a registered model package carries (CustomerMetadataProperties). */
+/**
+ * The metadata keys a registered model package carries (CustomerMetadataProperties). CreateModelPackage
+ * takes at most 50 of them; keys of 1-128 and values of 1-256 characters, both only letters, digits,
+ * spaces and `_ . : / = + - @`. The recipe (JSON: braces, quotes, commas) cannot be a value: it
+ * goes into the ModelPackageDescription instead.
+ */
 export const LINEAGE_KEYS = [
   'runId',
   'baseModel',
   'datasetName',
   'datasetSha256',
   'method',
-  'recipe',
   'trainingJobName',
   'evalLossRatio',
   'forgettingIncrease',
   'evalReport',
 ] as const;
+
+/** The Register state's TimeoutSeconds: CreateModelPackage answers in seconds. */
+export const REGISTER_STATE_TIMEOUT_SECONDS = 300;
 
 /**
  * A SageMaker model package group: every tuned model that passes the gate is registered here as
@@ -62,7 +69,9 @@ export const LINEAGE_KEYS = [
 export class ModelRegistry extends Construct {
   /** The model package group. */
   public readonly modelPackageGroup: sagemaker.CfnModelPackageGroup;
+  /** The model package group's name. */
   public readonly modelPackageGroupName: string;
+  /** The model package group's ARN. */
   public readonly modelPackageGroupArn: string;
   private readonly inferenceImageUri?: string;
   private readonly groupName: string;
@@ -93,10 +102,12 @@ export class ModelRegistry extends Construct {
    * - Approval: `$.plan.modelApprovalStatus` (`Approved` when the request set `autoApprove`,
    *   else `PendingManualApproval`; computed by `planRun`).
    * - Model data: the uncompressed training output `$.plan.modelArtifactS3Uri` (S3Prefix, no compression).
-   * - Lineage (CustomerMetadataProperties, string values of at most 256 characters): from
-   *   `$.plan.lineage` (runId, baseModel, datasetName, datasetSha256, method, recipe JSON),
-   *   `$.training.TrainingJobName`, `$.report.evalLossRatio` and `$.report.forgettingIncrease`
-   *   (numbers, or null without a probe), and the report's URI.
+   * - Lineage (CustomerMetadataProperties, {@link LINEAGE_KEYS}): from `$.plan.lineage` (runId,
+   *   baseModel, datasetName, datasetSha256, method), `$.training.TrainingJobName`,
+   *   `$.report.evalLossRatio` and `$.report.forgettingIncrease` (numbers, or null without a
+   *   probe), and the report's URI.
+   * - Description: `Tuneyard run <runId>; recipe <$.plan.lineage.recipe>` (the recipe JSON, at
+   *   most 256 characters; descriptions take up to 1024 and any punctuation, metadata values do not).
    * - ModelMetrics.ModelQuality.Statistics: the eval report `$.plan.evalReport.s3Uri`.
    */
   public registerState(id: string, options: RegisterStateOptions = {}): sfn.CustomState {
@@ -111,10 +122,10 @@ export class ModelRegistry extends Construct {
       stateJson: {
         Type: 'Task',
         Resource: `arn:${Stack.of(this).partition}:states:::aws-sdk:sagemaker:createModelPackage`,
-        TimeoutSeconds: 300,
+        TimeoutSeconds: REGISTER_STATE_TIMEOUT_SECONDS,
         Parameters: {
           ModelPackageGroupName: this.modelPackageGroupName,
-          'ModelPackageDescription.$': "States.Format('Tuneyard run {}', $.plan.runId)",
+          'ModelPackageDescription.$': "States.Format('Tuneyard run {}; recipe {}', $.plan.runId, $.plan.lineage.recipe)",
           'ModelApprovalStatus.$': '$.plan.modelApprovalStatus',
           InferenceSpecification: {
             Containers: [
@@ -134,7 +145,6 @@ export class ModelRegistry extends Construct {
             'datasetName.$': '$.plan.lineage.datasetName',
             'datasetSha256.$': '$.plan.lineage.datasetSha256',
             'method.$': '$.plan.lineage.method',
-            'recipe.$': '$.plan.lineage.recipe',
             'trainingJobName.$': '$.training.TrainingJobName',
             'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
             'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",
