@@ -57,7 +57,8 @@ export interface FineTuningJobProps {
   /**
    * The ID of the S3 managed prefix list (`com.amazonaws.<region>.s3`), for the security group's
    * egress rule to the S3 gateway endpoint. SageMaker downloads the channels and uploads the
-   * outputs and checkpoints through the jobs' network interfaces.
+   * outputs and checkpoints through the jobs' network interfaces. A token is fine: pass
+   * `PlaneNetwork.s3PrefixListId`, which is looked up at deploy time when not configured.
    *
    * @default - no S3 prefix-list rule: S3 must be reachable through an interface endpoint in the
    * VPC (covered by the HTTPS rule to the VPC CIDR); a warning says so
@@ -184,7 +185,7 @@ export class FineTuningJob extends Construct {
       Annotations.of(this).addWarningV2(
         'tuneyard:no-s3-prefix-list',
         'No s3PrefixListId: the training security group allows HTTPS to the VPC CIDR only, so S3 must be reachable through an S3 interface endpoint. ' +
-          'With an S3 gateway endpoint, pass the ID of the com.amazonaws.<region>.s3 prefix list.',
+          'With an S3 gateway endpoint, pass PlaneNetwork.s3PrefixListId (looked up at deploy time) or the ID of the com.amazonaws.<region>.s3 prefix list.',
       );
     }
     this.securityGroup = securityGroup;
