@@ -64,6 +64,31 @@ export const PlaneConfigSchema = z.strictObject({
       jobNamePrefix: z.string().regex(/^[a-z0-9][a-z0-9-]{0,8}$/, 'must be 1-9 lower-case letters, digits or hyphens').optional().describe('Prefix of the training job names. Default: tuneyard-.'),
     })
     .optional(),
+  pipeline: z
+    .strictObject({
+      timeoutDays: z.number().int('must be a whole number of days').min(1, 'must be at least 1 day').max(24, 'must be at most 24 days').optional().describe('The longest a run may take end to end, spot waits included. Default: 7.'),
+    })
+    .optional(),
+  serving: z
+    .strictObject({
+      instanceType: z.string().regex(/^ml\.[a-z0-9-]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.g5.2xlarge').describe('Instance type of the vLLM endpoint.'),
+      baseModel: z.string().min(1).describe('The served model\'s name, for the memory preflight (e.g. meta-llama/Llama-3.1-8B-Instruct).'),
+      modelPrefix: z
+        .string()
+        .regex(/^(base-models|artifacts)\/[A-Za-z0-9._\/-]+\/$/, 'must be a folder of the data bucket under base-models/ or artifacts/, ending in "/", such as base-models/llama-3.1-8b/')
+        .describe('The uncompressed model folder in the data bucket that the endpoint serves.'),
+      parametersBillions: z.number().positive('must be positive').optional().describe('Model size when the name does not tell it.'),
+      endpointName: z.string().regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'must be 1-63 letters, digits and hyphens').optional().describe('Default: derived from the stack.'),
+      adapters: z
+        .strictObject({
+          minCopies: z.number().int().min(0, 'must be 0 (scale to zero) or more').optional().describe('Copies of the base model kept at least; 0 scales to zero when idle. Default: 1.'),
+          maxCopies: z.number().int().min(1, 'must be at least 1').optional().describe('The most copies autoscaling may reach. Default: max(minCopies, 1).'),
+        })
+        .optional()
+        .describe('Serve LoRA adapters as inference components on this endpoint (the Deploy stage adds each run\'s adapter).'),
+    })
+    .optional()
+    .describe('A vLLM endpoint and the pipeline\'s Deploy stage. Default: none (an endpoint costs money every hour).'),
   observability: z
     .strictObject({
       enabled: z.boolean().optional().describe('The plane dashboard (and, with the pipeline, its alarms). Default: true.'),

@@ -1,10 +1,15 @@
-import { Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DatasetStore } from '../constructs/dataset-store';
+import { DatasetValidationFunction } from '../constructs/dataset-validator';
+import { FineTuningPipeline } from '../constructs/fine-tuning-pipeline';
+import { NotificationTopic } from '../constructs/notification-topic';
+import { VllmDeployStage, VllmEndpoint, VllmImage, VllmModelData } from '../constructs/vllm-endpoint';
+import { PlaneAlarms } from '../constructs/plane-alarms';
 import { PlaneDashboard } from '../constructs/plane-dashboard';
 import { FineTuningJob } from '../constructs/fine-tuning-job';
 import { ModelRegistry } from '../constructs/model-registry';
@@ -32,6 +37,8 @@ export class FineTuningPlaneStack extends Stack {
   public readonly dataStore: DatasetStore;
   /** The plane's CloudWatch dashboard (absent when `observability.enabled` is false). */
   public readonly dashboard?: PlaneDashboard;
+  /** The plane's alarms, notifying the topic (absent when `observability.enabled` is false). */
+  public readonly alarms?: PlaneAlarms;
   /** The VPC of the jobs and endpoints. */
   public readonly network: PlaneNetwork;
   /** The trainer image. */
@@ -40,6 +47,14 @@ export class FineTuningPlaneStack extends Stack {
   public readonly trainingJob: FineTuningJob;
   /** The model package group of the tuned models. */
   public readonly modelRegistry: ModelRegistry;
+  /** The encrypted, TLS-only topic that receives run outcomes and alarms. */
+  public readonly notifications: NotificationTopic;
+  /** The Lambda function that validates a dataset version before training. */
+  public readonly datasetValidator: DatasetValidationFunction;
+  /** The vLLM endpoint (only when `serving` is configured). */
+  public readonly endpoint?: VllmEndpoint;
+  /** The Step Functions pipeline: validate, train, evaluate, gate, register, deploy, notify. */
+  public readonly pipeline: FineTuningPipeline;
 
   constructor(scope: Construct, id: string, props: FineTuningPlaneStackProps = {}) {
     super(scope, id, { description: 'Tuneyard: a fine-tuning plane for LLMs', ...props });
@@ -88,15 +103,78 @@ export class FineTuningPlaneStack extends Stack {
       jobNamePrefix: training.jobNamePrefix,
       allowHubModels: training.allowHubModels,
     });
-    this.modelRegistry = new ModelRegistry(this, 'ModelRegistry');
+    // Registered models name the vLLM image that serves them.
+    const servingImage = VllmImage.dlc();
+    this.modelRegistry = new ModelRegistry(this, 'ModelRegistry', { inferenceImageUri: servingImage.bind(this).imageUri });
+    this.notifications = new NotificationTopic(this, 'Notifications', { removalPolicy });
+    this.datasetValidator = new DatasetValidationFunction(this, 'DatasetValidator', {
+      store: this.dataStore,
+      vpc: this.network.vpc,
+      vpcSubnets: this.network.vpcSubnets,
+      removalPolicy,
+    });
+
+    const serving = config.serving;
+    if (serving) {
+      this.endpoint = new VllmEndpoint(this, 'Endpoint', {
+        instanceType: serving.instanceType,
+        baseModel: serving.baseModel,
+        parametersBillions: serving.parametersBillions,
+        modelData: VllmModelData.fromS3Prefix(this.dataStore.bucket, serving.modelPrefix),
+        image: servingImage,
+        endpointName: serving.endpointName,
+        inferenceComponents: serving.adapters ? { minCopies: serving.adapters.minCopies, maxCopies: serving.adapters.maxCopies } : undefined,
+        vllm: serving.adapters ? { enableLora: true } : undefined,
+        vpc: this.network.vpc,
+        vpcSubnets: this.network.vpcSubnets,
+      });
+    }
+
+    this.pipeline = new FineTuningPipeline(this, 'Pipeline', {
+      store: this.dataStore,
+      trainingJob: this.trainingJob,
+      registry: this.modelRegistry,
+      datasetValidator: this.datasetValidator.function,
+      topic: this.notifications.topic,
+      deployStage: this.endpoint ? new VllmDeployStage({ endpoint: this.endpoint }) : undefined,
+      planSettings: {
+        bucketName: this.dataStore.bucket.bucketName,
+        volumeKmsKeyArn: this.trainingJob.encryptionKey.keyArn,
+        outputKmsKeyArn: this.trainingJob.encryptionKey.keyArn,
+        allowHubModels: this.trainingJob.allowHubModels,
+        jobNamePrefix: this.trainingJob.jobNamePrefix,
+      },
+      timeout: config.pipeline?.timeoutDays === undefined ? undefined : Duration.days(config.pipeline.timeoutDays),
+      vpc: this.network.vpc,
+      vpcSubnets: this.network.vpcSubnets,
+      removalPolicy,
+    });
+
     const observability = config.observability ?? {};
     if (observability.enabled ?? true) {
+      this.alarms = new PlaneAlarms(this, 'Alarms', {
+        topic: this.notifications.topic,
+        pipeline: this.pipeline,
+        endpoints: this.endpoint ? [this.endpoint] : [],
+        runbookUrl: observability.runbookUrl,
+      });
       this.dashboard = new PlaneDashboard(this, 'Dashboard', {
         dataStore: this.dataStore,
         trainingJob: this.trainingJob,
+        pipeline: this.pipeline,
+        endpoints: this.endpoint ? [this.endpoint] : undefined,
+        alarms: this.alarms.alarms,
         runbookUrl: observability.runbookUrl,
       });
     }
+
+    // What the `tuneyard` CLI reads to find the plane.
+    new CfnOutput(this, 'StateMachineArn', { value: this.pipeline.stateMachine.stateMachineArn, description: 'The fine-tuning pipeline' });
+    new CfnOutput(this, 'DataBucketName', { value: this.dataStore.bucket.bucketName, description: 'Datasets, artifacts, checkpoints, eval reports' });
+    new CfnOutput(this, 'NotificationTopicArn', { value: this.notifications.topic.topicArn, description: 'Run outcomes and alarms' });
+    new CfnOutput(this, 'ModelPackageGroupName', { value: this.modelRegistry.modelPackageGroupName, description: 'The model registry' });
+    new CfnOutput(this, 'TrainingJobPrefix', { value: this.trainingJob.jobNamePrefix, description: 'Prefix of the training job names' });
+    if (this.endpoint) new CfnOutput(this, 'EndpointName', { value: this.endpoint.endpointName, description: 'The vLLM endpoint' });
   }
 }
 

@@ -29,9 +29,42 @@ describe('FineTuningPlaneStack', () => {
       plane({ dataStore: { existingBucketName: 'team-data', existingKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k' } }),
     );
     template.resourceCountIs('AWS::S3::Bucket', 0);
-    // the only key left is the VPC flow logs' own
-    template.resourceCountIs('AWS::KMS::Key', 1);
-    template.hasResourceProperties('AWS::KMS::Key', { Description: 'Tuneyard VPC flow logs' });
+    // no data key is created; the keys left are the operational ones (logs, notifications)
+    const descriptions = Object.values(template.findResources('AWS::KMS::Key')).map((k) => k.Properties.Description as string);
+    expect(descriptions.some((d) => /datasets/.test(d))).toBe(false);
+    // the jobs encrypt their volumes and outputs with the given key
+    expect(JSON.stringify(template.toJSON())).toContain('arn:aws:kms:us-east-1:123456789012:key/k');
+  });
+
+  test('exposes the outputs the tuneyard CLI reads to find the plane', () => {
+    const outputs = Template.fromStack(plane()).toJSON().Outputs;
+    for (const name of ['StateMachineArn', 'DataBucketName', 'NotificationTopicArn', 'ModelPackageGroupName', 'TrainingJobPrefix']) {
+      expect(outputs[name]).toBeDefined();
+    }
+    expect(outputs.TrainingJobPrefix.Value).toBe('tuneyard-');
+    expect(outputs.EndpointName).toBeUndefined();
+  });
+
+  test('adds a vLLM endpoint and the Deploy stage when serving is configured', () => {
+    // GIVEN
+    const stack = plane({
+      serving: { instanceType: 'ml.g5.12xlarge', baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/', adapters: { minCopies: 0, maxCopies: 2 } },
+    });
+    // WHEN
+    const template = Template.fromStack(stack);
+    // THEN
+    template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
+    template.resourceCountIs('AWS::SageMaker::InferenceComponent', 1);
+    expect(template.toJSON().Outputs.EndpointName).toBeDefined();
+    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(definition).toContain('createInferenceComponent');
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
+  test('fails synth when the served model cannot fit the serving instance', () => {
+    expect(() =>
+      plane({ serving: { instanceType: 'ml.g5.2xlarge', baseModel: 'meta-llama/Llama-3.1-70B-Instruct', modelPrefix: 'base-models/llama-3.1-70b/' } }),
+    ).toThrow(/70/);
   });
 
   test('fails synth when the configuration is wrong, naming the field, the value and the fix', () => {

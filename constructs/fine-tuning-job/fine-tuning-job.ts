@@ -8,7 +8,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DatasetStore } from '../dataset-store';
-import { acknowledgeOnGrantee, nagResource } from './acknowledge';
+import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import { trainerDirectory, TrainingImage } from '../training-image';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';

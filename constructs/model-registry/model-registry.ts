@@ -4,7 +4,7 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
-import { acknowledgeOnGrantee, nagResource } from '../fine-tuning-job/acknowledge';
+import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 
 /** Properties of a {@link ModelRegistry}. */
 export interface ModelRegistryProps {

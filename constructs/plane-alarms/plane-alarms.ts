@@ -193,16 +193,22 @@ export class PlaneAlarms extends Construct {
     this.create({
       id: 'PipelineRunsFailed',
       metric: new cloudwatch.MathExpression({
-        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
-        usingMetrics: { failed: pipeline.metricExecutionsFailed(counted), timedOut: pipeline.metricExecutionsTimedOut(counted) },
-        label: 'runs failed or timed out',
+        // A gate rejection ends the execution as failed too, but it is the gate doing its job (and is
+        // notified on its own): only operational failures page.
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0) - FILL(rejected, 0)',
+        usingMetrics: {
+          failed: pipeline.metricExecutionsFailed(counted),
+          timedOut: pipeline.metricExecutionsTimedOut(counted),
+          rejected: pipeline.metricRunsRejected(counted),
+        },
+        label: 'runs failed or timed out (gate rejections excluded)',
         period: tuning.period,
       }),
       tuning,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       // Step Functions publishes execution metrics only when runs end: no data means no run failed.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      description: `Fine-tuning runs of ${pipeline.node.path} failed or timed out (quality-gate rejections included).`,
+      description: `Fine-tuning runs of ${pipeline.node.path} failed or timed out (quality-gate rejections excluded).`,
       runbook: 'pipelineRunsFailed',
     });
   }

@@ -18,7 +18,7 @@ export interface IPipelineMetricSource extends IConstruct {
   metricExecutionsAborted(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** `AWS/States ExecutionTime` of the state machine, in milliseconds. */
   metricExecutionTime(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
-  /** Runs the pipeline rejected (bad request, bad dataset, failed gate). */
+  /** Runs the quality gate rejected (error `Tuneyard.GateRejected`). */
   metricRunsRejected(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
 }
 

@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import type { IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
 import { VllmEndpoint } from './vllm-endpoint';
 
@@ -158,6 +159,10 @@ export class VllmDeployStage implements IPipelineStage {
         resultPath: '$.deployment.describe',
       });
       for (const task of [find, create, update, describe]) context.addTransientRetries(task, 'sagemaker');
+      acknowledgeOnGrantee(context.role, {
+        [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(scope), componentArn)}]`]:
+          'The adapter component is named by each run request (deploy.adapterName), so its name is not known at synth; the actions are limited to creating, updating and describing inference components.',
+      });
       // An adapter that does not exist yet is created; any other describe error leads there too,
       // and CreateInferenceComponent then fails on its own (an existing name is refused).
       find.addCatch(create, { resultPath: '$.deployment.findError' });

@@ -84,8 +84,8 @@ export abstract class VllmImage {
     return new EcrImage(repository, tag);
   }
 
-  /** Resolves the URI and grants `role` what pulling the image needs. */
-  public abstract bind(scope: Construct, role: iam.IGrantable): VllmImageConfig;
+  /** Resolves the URI and grants `role` (when given) what pulling the image needs. */
+  public abstract bind(scope: Construct, role?: iam.IGrantable): VllmImageConfig;
 }
 
 class DlcImage extends VllmImage {
@@ -93,7 +93,7 @@ class DlcImage extends VllmImage {
     super();
   }
 
-  public bind(scope: Construct, role: iam.IGrantable): VllmImageConfig {
+  public bind(scope: Construct, role?: iam.IGrantable): VllmImageConfig {
     const stack = Stack.of(scope);
     let account: string;
     let suffix: string;
@@ -118,7 +118,7 @@ class DlcImage extends VllmImage {
       suffix = stack.region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
     }
     const repositoryArn = stack.formatArn({ service: 'ecr', account, resource: 'repository', resourceName: VLLM_DLC_REPOSITORY });
-    grantPull(role, [repositoryArn]);
+    if (role) grantPull(role, [repositoryArn]);
     return { imageUri: `${account}.dkr.ecr.${stack.region}.${suffix}/${VLLM_DLC_REPOSITORY}:${this.tag}` };
   }
 }
@@ -142,8 +142,8 @@ class EcrImage extends VllmImage {
     super();
   }
 
-  public bind(_scope: Construct, role: iam.IGrantable): VllmImageConfig {
-    grantPull(role, [this.repository.repositoryArn]);
+  public bind(_scope: Construct, role?: iam.IGrantable): VllmImageConfig {
+    if (role) grantPull(role, [this.repository.repositoryArn]);
     return { imageUri: this.repository.repositoryUriForTag(this.tag) };
   }
 }

@@ -65,6 +65,8 @@ describe('PlaneAlarms on a pipeline and two endpoints', () => {
     expect(publishers).toEqual(
       new Set([
         logicalId(stack, pipeline.stateMachine),
+        // the gate-rejection metric filter on the state machine's log group
+        Object.keys(template.findResources('AWS::Logs::MetricFilter'))[0],
         logicalId(stack, chat),
         logicalId(stack, adapters),
         Object.keys(template.findResources('AWS::SageMaker::InferenceComponent'))[0],
@@ -72,7 +74,7 @@ describe('PlaneAlarms on a pipeline and two endpoints', () => {
     );
   });
 
-  test('pipeline runs: failed plus timed out, at least 1 in 5 minutes, no data is no failure', () => {
+  test('pipeline runs: failed plus timed out minus gate rejections, at least 1 in 5 minutes, no data is no failure', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       AlarmDescription: Match.stringLikeRegexp('Fine-tuning runs .* failed or timed out.*#pipeline-runs-failed'),
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -81,9 +83,10 @@ describe('PlaneAlarms on a pipeline and two endpoints', () => {
       DatapointsToAlarm: 1,
       TreatMissingData: 'notBreaching',
       Metrics: Match.arrayWith([
-        Match.objectLike({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0)' }),
+        Match.objectLike({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0) - FILL(rejected, 0)' }),
         Match.objectLike({ Id: 'failed', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ExecutionsFailed' }), Period: 300, Stat: 'Sum' }) }),
         Match.objectLike({ Id: 'timedOut', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ExecutionsTimedOut' }), Period: 300, Stat: 'Sum' }) }),
+        Match.objectLike({ Id: 'rejected', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'RunsRejected' }), Period: 300, Stat: 'Sum' }) }),
       ]),
     });
   });
