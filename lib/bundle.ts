@@ -14,7 +14,8 @@ export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
  * changes when the code does.
  *
  * The AWS SDK v3 (`@aws-sdk/*`) is left out of the bundle: the Lambda runtime provides it.
- * `entry` is a `.ts` file exporting `handler`.
+ * `entry` is the handler's path without extension: its `.ts` source in the repository, or the
+ * compiled `.js` beside it in the published package. It exports `handler`.
  */
 export function bundledCode(entry: string): lambda.Code {
   let esbuild: typeof import('esbuild');
@@ -23,11 +24,12 @@ export function bundledCode(entry: string): lambda.Code {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     esbuild = require('esbuild');
   } catch {
-    throw new TuneyardValidationError(`bundling the Lambda handler ${entry} needs esbuild; install it with \`npm install --save-dev esbuild\`.`);
+    throw new TuneyardValidationError(`bundling the Lambda handler ${entry} needs esbuild; install it with \`npm install esbuild\`.`);
   }
-  if (!fs.existsSync(entry)) throw new TuneyardValidationError(`the Lambda handler ${entry} does not exist.`);
+  const source = ['.ts', '.js'].map((ext) => entry + ext).find((file) => fs.existsSync(file));
+  if (!source) throw new TuneyardValidationError(`the Lambda handler ${entry}.ts (or .js) does not exist.`);
   const result = esbuild.buildSync({
-    entryPoints: [entry],
+    entryPoints: [source],
     bundle: true,
     platform: 'node',
     target: 'node22',

@@ -1,4 +1,8 @@
 import { z } from 'zod';
+import { METHODS, Method } from './methods';
+
+export { METHODS };
+export type { Method };
 
 /**
  * A training recipe: how to fine-tune (method and hyperparameters), in camelCase TypeScript.
@@ -10,12 +14,10 @@ import { z } from 'zod';
  * default differs), over the committed fixture `test/fixtures/contracts/hyperparameters.json`.
  */
 
-export const METHODS = ['sft', 'lora', 'qlora', 'dpo'] as const;
 export const LR_SCHEDULERS = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
 export const DISTRIBUTIONS = ['none', 'ddp', 'fsdp', 'deepspeed'] as const;
 export const ATTN_IMPLEMENTATIONS = ['auto', 'flash_attention_2', 'sdpa', 'eager'] as const;
 
-export type Method = (typeof METHODS)[number];
 
 const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo'];
 const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];

@@ -1,6 +1,3 @@
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -9,6 +6,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { DatasetStore } from '../dataset-store';
@@ -149,10 +147,10 @@ export class DatasetValidationFunction extends Construct {
     }
 
     const fn = new lambda.Function(this, 'Resource', {
-      runtime: lambda.Runtime.NODEJS_24_X,
+      runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       handler: 'index.handler',
-      code: lambda.Code.fromAsset(bundleHandler(this)),
+      code: bundledCode(path.join(__dirname, 'handler', 'index')),
       memorySize,
       timeout,
       role,
@@ -258,45 +256,4 @@ export class DatasetValidationFunction extends Construct {
       }
     }
   }
-}
-
-/**
- * Bundles the handler with esbuild in-process (no Docker, ~100 ms) into a directory named by the
- * bundle's hash, so the asset hash only changes when the code does.
- */
-function bundleHandler(scope: Construct): string {
-  const ts = path.join(__dirname, 'handler', 'index.ts');
-  const entry = fs.existsSync(ts) ? ts : path.join(__dirname, 'handler', 'index.js');
-  let esbuild: typeof import('esbuild');
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    esbuild = require('esbuild');
-  } catch {
-    throw new TuneyardValidationError('bundling the dataset validation handler needs esbuild; install it with `npm install --save-dev esbuild`.', scope);
-  }
-  const result = esbuild.buildSync({
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: true,
-    keepNames: true,
-    legalComments: 'none',
-    external: ['@aws-sdk/*'],
-    write: false,
-    outfile: 'index.js',
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0].contents;
-  const digest = crypto.createHash('sha256').update(code).digest('hex').slice(0, 16);
-  const outDir = path.join(os.tmpdir(), 'tuneyard-assets', `dataset-validator-${digest}`);
-  const outFile = path.join(outDir, 'index.js');
-  if (!fs.existsSync(outFile)) {
-    fs.mkdirSync(outDir, { recursive: true });
-    const tmp = `${outFile}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, code);
-    fs.renameSync(tmp, outFile); // atomic: parallel synths never see half a file
-  }
-  return outDir;
 }

@@ -246,7 +246,7 @@ export class FineTuningPipeline extends Construct {
       description: 'Tuneyard fine-tuning pipeline (Step Functions)',
     });
 
-    this.planRunFunction = this.createFunction('PlanRunFunction', 'plan-run.ts', 'Tuneyard: validates a RunRequest and plans the run', {
+    this.planRunFunction = this.createFunction('PlanRunFunction', 'plan-run', 'Tuneyard: validates a RunRequest and plans the run', {
       TUNEYARD_BUCKET_NAME: props.planSettings.bucketName,
       TUNEYARD_VOLUME_KMS_KEY_ARN: props.planSettings.volumeKmsKeyArn,
       TUNEYARD_OUTPUT_KMS_KEY_ARN: props.planSettings.outputKmsKeyArn,
@@ -254,7 +254,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_JOB_NAME_PREFIX: props.planSettings.jobNamePrefix ?? '',
       TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
     });
-    this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report.ts', 'Tuneyard: reads eval.json of an evaluation job');
+    this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
     const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
     const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;

@@ -6,6 +6,7 @@
  */
 
 import { RowHasher } from './row-hashes';
+import { METHODS, Method } from '../methods';
 
 /** The formats of a JSONL dataset, decided per row from its keys. */
 export const DATASET_FORMATS = ['chat', 'prompt-completion', 'alpaca', 'text', 'preference', 'preference-chat'] as const;
@@ -14,9 +15,9 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 /** The formats that hold preference pairs (the only ones `dpo` accepts). */
 export const PREFERENCE_FORMATS: readonly DatasetFormat[] = ['preference', 'preference-chat'];
 
-/** The training methods, as in the trainer's config (`method`). */
-export const TRAINING_METHODS = ['sft', 'lora', 'qlora', 'dpo'] as const;
-export type TrainingMethod = (typeof TRAINING_METHODS)[number];
+/** The training methods (the recipe's list), for the per-method format check. */
+export const TRAINING_METHODS = METHODS;
+export type TrainingMethod = Method;
 
 /** The error codes of the shared corpus (test/fixtures/datasets/README.md), plus `line-too-long`. */
 export type DatasetErrorCode =
