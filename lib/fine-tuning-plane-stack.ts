@@ -105,7 +105,7 @@ export class FineTuningPlaneStack extends Stack {
     });
     // Registered models name the vLLM image that serves them.
     const servingImage = VllmImage.dlc();
-    this.modelRegistry = new ModelRegistry(this, 'ModelRegistry', { inferenceImageUri: servingImage.bind(this).imageUri });
+    this.modelRegistry = new ModelRegistry(this, 'ModelRegistry', { inferenceImageUri: servingImage.bind(this).imageUri, removalPolicy });
     this.notifications = new NotificationTopic(this, 'Notifications', { removalPolicy });
     this.datasetValidator = new DatasetValidationFunction(this, 'DatasetValidator', {
       store: this.dataStore,
@@ -127,6 +127,7 @@ export class FineTuningPlaneStack extends Stack {
         vllm: serving.adapters ? { enableLora: true } : undefined,
         vpc: this.network.vpc,
         vpcSubnets: this.network.vpcSubnets,
+        s3PrefixListId: this.network.s3PrefixListId,
       });
     }
 

@@ -58,6 +58,10 @@ describe('FineTuningPlaneStack', () => {
     expect(template.toJSON().Outputs.EndpointName).toBeDefined();
     const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
     expect(definition).toContain('createInferenceComponent');
+    // the endpoint reads its weights from S3 through the gateway endpoint: HTTPS to the looked-up prefix list
+    const endpointGroup = Object.entries(template.findResources('AWS::EC2::SecurityGroup')).find(([, g]) => /vLLM endpoint/.test(g.Properties.GroupDescription))![0];
+    const egress = Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).filter((e) => e.Properties.GroupId['Fn::GetAtt']?.[0] === endpointGroup);
+    expect(egress).toContainEqual(expect.objectContaining({ Properties: expect.objectContaining({ DestinationPrefixListId: expect.anything(), FromPort: 443 }) }));
     expect(complianceFindings(stack)).toEqual([]);
   });
 

@@ -167,3 +167,11 @@ describe('ModelRegistry', () => {
     });
   });
 });
+
+describe('ModelRegistry removal', () => {
+  test('retains the model package group on stack deletion by default', () => {
+    const stack = testStack();
+    new ModelRegistry(stack, 'Registry');
+    Template.fromStack(stack).hasResource('AWS::SageMaker::ModelPackageGroup', { DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+  });
+});

@@ -1,4 +1,4 @@
-import { Names, Stack, Tags, Token } from 'aws-cdk-lib';
+import { Names, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -26,6 +26,13 @@ export interface ModelRegistryProps {
    * @default - none: pass `inferenceImageUri` to {@link ModelRegistry.registerState}
    */
   readonly inferenceImageUri?: string;
+  /**
+   * What happens to the model package group when it leaves the stack. CloudFormation cannot delete
+   * a group that still holds versions, and the versions are the record of every released model.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /** Options of the Register state. */
@@ -90,6 +97,7 @@ export class ModelRegistry extends Construct {
       modelPackageGroupDescription: props.description ?? 'Models fine-tuned by Tuneyard, with their lineage and eval reports',
     });
     Tags.of(this.modelPackageGroup).add('tuneyard:component', 'model-registry');
+    this.modelPackageGroup.applyRemovalPolicy(props.removalPolicy ?? RemovalPolicy.RETAIN);
     this.modelPackageGroupName = name;
     this.modelPackageGroupArn = this.modelPackageGroup.attrModelPackageGroupArn;
     this.groupName = name;

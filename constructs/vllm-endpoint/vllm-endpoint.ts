@@ -302,6 +302,14 @@ export interface VllmEndpointProps {
    */
   readonly securityGroups?: ec2.ISecurityGroup[];
   /**
+   * The ID of the S3 managed prefix list (`com.amazonaws.<region>.s3`): the new security group then
+   * allows HTTPS to S3 through the VPC's gateway endpoint, where the model's weights are read. A
+   * token is fine (pass `PlaneNetwork.s3PrefixListId`). Ignored with `securityGroups`.
+   *
+   * @default - HTTPS to the VPC range only: S3 must be reachable through an interface endpoint
+   */
+  readonly s3PrefixListId?: string;
+  /**
    * The key that encrypts the instances' ML storage volume. SageMaker refuses a volume key on
    * instance types with local NVMe storage (g4dn, g5, g6, g6e, p4d, p5 and others), whose instance
    * store is encrypted by the hardware: on those no key is set, whatever is given, and a warning
@@ -889,7 +897,11 @@ export class VllmEndpoint extends Construct {
         allowAllOutbound: false,
       }),
     ];
-    if (!props.securityGroups) groups[0].addEgressRule(ec2.Peer.ipv4(props.vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS to the VPC endpoints');
+    if (!props.securityGroups) {
+      groups[0].addEgressRule(ec2.Peer.ipv4(props.vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS to the VPC endpoints');
+      // The model's weights come from S3: through a gateway endpoint, that is the S3 prefix list, not the VPC range.
+      if (props.s3PrefixListId) groups[0].addEgressRule(ec2.Peer.prefixList(props.s3PrefixListId), ec2.Port.tcp(443), 'HTTPS to S3 through the gateway endpoint');
+    }
     const subnets = props.vpc.selectSubnets(props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
