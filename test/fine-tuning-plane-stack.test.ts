@@ -68,7 +68,7 @@ describe('FineTuningPlaneStack', () => {
   test('fails synth when the served model cannot fit the serving instance', () => {
     expect(() =>
       plane({ serving: { instanceType: 'ml.g5.2xlarge', baseModel: 'meta-llama/Llama-3.1-70B-Instruct', modelPrefix: 'base-models/llama-3.1-70b/' } }),
-    ).toThrow(/70/);
+    ).toThrow(/Serving a 70B model .* needs ~\d+(\.\d)? GiB per GPU; ml\.g5\.2xlarge gives vLLM 21\.6 GiB per GPU.*The smallest instance that fits is ml\./);
   });
 
   test('fails synth when the configuration is wrong, naming the field, the value and the fix', () => {

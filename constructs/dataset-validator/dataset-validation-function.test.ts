@@ -101,7 +101,8 @@ describe('DatasetValidationFunction', () => {
     const a = build();
     const b = build({}, testStack('Other'));
     // THEN the function is usable by a LambdaInvoke task and the asset hash is deterministic
-    expect(a.validator.function.functionArn).toBeDefined();
+    const [fnId] = Object.keys(a.template.findResources('AWS::Lambda::Function'));
+    expect(a.stack.resolve(a.validator.function.functionArn)).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });
     const key = (t: Template) => Object.values(t.findResources('AWS::Lambda::Function'))[0].Properties.Code.S3Key;
     expect(key(a.template)).toEqual(key(b.template));
   });

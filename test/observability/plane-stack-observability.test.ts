@@ -17,7 +17,8 @@ describe('observability in the plane stack', () => {
     expect(read.metrics.length).toBeGreaterThan(0);
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     // training searches name the stack's training-job prefix, which the jobs it starts use
-    const prefix = (stack as unknown as { trainingJob?: { jobNamePrefix: string } }).trainingJob?.jobNamePrefix;
+    const prefix = stack.trainingJob.jobNamePrefix;
+    expect(read.searches.length).toBeGreaterThan(0);
     for (const search of read.searches) {
       expect(search.expression).toContain("SEARCH('{/aws/sagemaker/TrainingJobs,Host}");
       expect(search.expression).toContain(`Host="${prefix}"`);

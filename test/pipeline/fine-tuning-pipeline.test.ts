@@ -1,6 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { FineTuningPipeline, GATE_REJECTED_ERROR } from '../../constructs/fine-tuning-pipeline';
+import { GATE_REJECTED_ERROR } from '../../constructs/fine-tuning-pipeline';
 import { complianceFindings } from '../support/app';
 import { definitionFromTemplate } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
@@ -79,7 +79,9 @@ describe('FineTuningPipeline template', () => {
     expect(() => pipelineStack({ timeout: Duration.days(30) })).toThrow(/timeout must be between 1 minute and 24 days; got 30 days/);
   });
 
-  test('is exported with its metrics', () => {
-    expect(typeof FineTuningPipeline.prototype.metricExecutionTime).toBe('function');
+  test('measures run duration with the state machine\'s ExecutionTime metric', () => {
+    const time = pipeline.metricExecutionTime();
+    expect([time.namespace, time.metricName]).toEqual(['AWS/States', 'ExecutionTime']);
+    expect(stack.resolve(time.dimensions)).toEqual({ StateMachineArn: stack.resolve(pipeline.stateMachine.stateMachineArn) });
   });
 });
