@@ -200,8 +200,10 @@ def test_qlora_trains_on_a_4bit_base(job, base_model_dir):
     assert all(not torch.equal(final[name], early[name]) for name in final)
 
 
-def test_attention_auto_picks_sdpa_without_flash_attention():
+def test_attention_auto_picks_flash_attention_when_available_else_sdpa(monkeypatch):
     config = from_hyperparameters({"base_model": "m"})
-    expected = "flash_attention_2" if train._flash_attention_available() else "sdpa"
-    assert train.attention_implementation(config) == expected
+    monkeypatch.setattr(train, "_flash_attention_available", lambda: False)
+    assert train.attention_implementation(config) == "sdpa"
+    monkeypatch.setattr(train, "_flash_attention_available", lambda: True)
+    assert train.attention_implementation(config) == "flash_attention_2"
     assert train.attention_implementation(from_hyperparameters({"base_model": "m", "attn_implementation": "eager"})) == "eager"
