@@ -66,6 +66,8 @@ export interface IEndpointMetricSource extends IConstruct {
   /**
    * The alarm that scales the endpoint out of zero copies; set only when the endpoint can scale
    * to zero.
+   *
+   * @default - no alarm: the endpoint cannot scale to zero
    */
   readonly noCapacityAlarm?: cloudwatch.IAlarm;
   /**

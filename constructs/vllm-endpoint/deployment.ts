@@ -6,6 +6,7 @@ import { TuneyardValidationError } from '../../lib/errors';
 export interface CapacitySize {
   /** `CAPACITY_PERCENT`, `INSTANCE_COUNT` (endpoints) or `COPY_COUNT` (inference components). */
   readonly type: 'CAPACITY_PERCENT' | 'INSTANCE_COUNT' | 'COPY_COUNT';
+  /** The percentage (1-100) or the number of instances or copies. */
   readonly value: number;
 }
 

@@ -59,6 +59,7 @@ export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
 
 /** What an image gives the model: its URI, after granting the role what pulling it needs. */
 export interface VllmImageConfig {
+  /** The image URI the model's container runs. */
   readonly imageUri: string;
 }
 

@@ -19,7 +19,11 @@ export interface VllmModelDataConfig {
   readonly container: Pick<CfnModel.ContainerDefinitionProperty, 'modelDataSource' | 'modelPackageName'>;
   /** A name for the weights in messages. */
   readonly description: string;
-  /** The prefix the role may read (for its acknowledgement of the prefix wildcard). */
+  /**
+   * The prefix the role may read (for its acknowledgement of the prefix wildcard).
+   *
+   * @default - no prefix wildcard finding is acknowledged for the role
+   */
   readonly readPrefix?: S3Location;
 }
 
