@@ -31,10 +31,14 @@ describe('observability in the plane stack', () => {
     expect(resolveIntrinsics(dashboard.Properties.DashboardBody)).toContain('https://github.com/acme/tuneyard/blob/main/README.md#data-bucket-growth');
   });
 
-  test('observability.enabled: false leaves the dashboard out', () => {
+  test('observability.enabled: false leaves the dashboard and the alarms out', () => {
     const stack = plane({ observability: { enabled: false } });
     expect(stack.dashboard).toBeUndefined();
-    Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+    // and the default plane has both
+    Template.fromStack(plane()).resourceCountIs('AWS::CloudWatch::Alarm', 1);
   });
 
   test('fails when an observability value is wrong, naming the field and the value', () => {
