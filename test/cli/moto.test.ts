@@ -21,7 +21,20 @@ import * as path from 'node:path';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateModelPackageCommand, CreateModelPackageGroupCommand, CreateTrainingJobCommand, ListModelPackagesCommand, SageMakerClient } from '@aws-sdk/client-sagemaker';
+import {
+  CreateEndpointCommand,
+  CreateEndpointConfigCommand,
+  CreateModelCommand,
+  CreateModelPackageCommand,
+  CreateModelPackageGroupCommand,
+  CreateTrainingJobCommand,
+  DeleteEndpointCommand,
+  DescribeEndpointCommand,
+  DescribeEndpointConfigCommand,
+  DescribeModelCommand,
+  DescribeModelPackageCommand,
+  SageMakerClient,
+} from '@aws-sdk/client-sagemaker';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { AwsClients } from '../../lib/cli/run-client';
@@ -337,21 +350,130 @@ describe('models', () => {
     expect(code).toBe(0);
   });
 
-  test('deploy approves the model version and prints the next step', async () => {
-    const { code, stdout } = await cli(['deploy', '1', '--adapter', 'greeter', '--endpoint', 'chat'], { clients: factory });
-    expect(stdout).toMatch(/^approved model version 1\n {2}arn:aws:sagemaker:us-east-1:\d+:model-package\/tuneyard-models\/1\n/);
-    expect(stdout).toContain('tuneyard train ... --deploy-endpoint chat --adapter greeter\n');
-    expect(code).toBe(0);
-    const listed = await clients.sagemaker.send(new ListModelPackagesCommand({ ModelPackageGroupName: GROUP }));
-    expect(Object.fromEntries(listed.ModelPackageSummaryList!.map((m) => [m.ModelPackageVersion, m.ModelApprovalStatus]))).toEqual({ 1: 'Approved', 2: 'PendingManualApproval' });
+  test('deploy fails on an unknown version', async () => {
+    const { code, stderr } = await cli(['deploy', '9', '--endpoint', 'chat'], { clients: factory });
+    expect(stderr).toBe(`error: model version 9 not found in ${GROUP}: see \`tuneyard models\`\n`);
+    expect(code).toBe(1);
+  });
+});
 
-    const again = await cli(['deploy', '1'], { clients: factory });
-    expect(again.stdout).toMatch(/^model version 1 was already approved\n/);
+/**
+ * `deploy` to a single-model endpoint, against moto's SageMaker with the real SDK clients.
+ * What moto simulates, and what it does not (moto 5.2.5):
+ * - DescribeEndpoint/DescribeEndpointConfig/DescribeModel, CreateModel and CreateEndpointConfig
+ *   are moto's: the model and config the CLI creates are read back from moto below. Endpoints are
+ *   born InService; endpoint configs accept only moto's older instance list (ml.g4dn.xlarge here).
+ * - moto keeps no EnableNetworkIsolation (DescribeModel says false) and no LastDeploymentConfig,
+ *   so the CLI copies "false" and reports SageMaker's default deployment.
+ * - moto has no UpdateEndpoint: a middleware on this test's SageMaker client stands in for it,
+ *   records the request, and replaces the endpoint in moto (DeleteEndpoint + CreateEndpoint on the
+ *   new config): the end state of a successful blue/green update, which `--wait` then reads.
+ * - Inference components are not in moto: that form is covered with fake clients (deploy.test.ts).
+ */
+describe('deploy to a single-model endpoint', () => {
+  const ROLE = 'arn:aws:iam::123456789012:role/TuneyardServing';
+  const IMAGE = '763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128';
+  const MODEL_DATA = `s3://${BUCKET}/artifacts/run-1/tuneyard-run-1-train/output/model/`;
+  const updates: Record<string, unknown>[] = [];
+  let packageArn: string;
+  let name: string;
+  let deployClients: AwsClients;
+
+  beforeAll(async () => {
+    const pkg = await clients.sagemaker.send(
+      new CreateModelPackageCommand({
+        ModelPackageGroupName: GROUP,
+        ModelPackageDescription: 'support qlora',
+        ModelApprovalStatus: 'PendingManualApproval',
+        InferenceSpecification: {
+          Containers: [{ Image: IMAGE, ModelDataSource: { S3DataSource: { S3Uri: MODEL_DATA, S3DataType: 'S3Prefix', CompressionType: 'None' } } }],
+          SupportedContentTypes: ['application/json'],
+          SupportedResponseMIMETypes: ['application/json'],
+        },
+      }),
+    );
+    packageArn = pkg.ModelPackageArn!;
+    name = `chat-${sha256(packageArn).slice(0, 8)}`;
+    await clients.sagemaker.send(
+      new CreateModelCommand({
+        ModelName: 'chat-model-1',
+        ExecutionRoleArn: ROLE,
+        PrimaryContainer: {
+          Image: IMAGE,
+          Environment: { SM_VLLM_SERVED_MODEL_NAME: 'chat', SM_VLLM_MAX_MODEL_LEN: '8192' },
+          ModelDataSource: { S3DataSource: { S3Uri: `s3://${BUCKET}/base-models/llama/`, S3DataType: 'S3Prefix', CompressionType: 'None' } },
+        },
+        VpcConfig: { Subnets: ['subnet-0a'], SecurityGroupIds: ['sg-0a'] },
+      }),
+    );
+    await clients.sagemaker.send(
+      new CreateEndpointConfigCommand({
+        EndpointConfigName: 'chat-config-1',
+        ProductionVariants: [{ VariantName: 'AllTraffic', ModelName: 'chat-model-1', InstanceType: 'ml.g4dn.xlarge', InitialInstanceCount: 1, InitialVariantWeight: 1 }],
+      }),
+    );
+    await clients.sagemaker.send(new CreateEndpointCommand({ EndpointName: 'chat', EndpointConfigName: 'chat-config-1' }));
+
+    const sagemaker = new SageMakerClient({ region: REGION, endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+    sagemaker.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'UpdateEndpointCommand') return next(args);
+        const input = args.input as { EndpointName: string; EndpointConfigName: string };
+        updates.push(input);
+        await clients.sagemaker.send(new DeleteEndpointCommand({ EndpointName: input.EndpointName }));
+        const created = await clients.sagemaker.send(new CreateEndpointCommand({ EndpointName: input.EndpointName, EndpointConfigName: input.EndpointConfigName }));
+        return { output: { $metadata: {}, EndpointArn: created.EndpointArn }, response: {} } as never;
+      },
+      { step: 'initialize', name: 'motoUpdateEndpoint' },
+    );
+    deployClients = { ...clients, sagemaker };
   });
 
-  test('deploy fails on an unknown version', async () => {
-    const { code, stderr } = await cli(['deploy', '9'], { clients: factory });
-    expect(stderr).toBe(`error: model version 9 not found in ${GROUP}: see \`tuneyard models\`\n`);
+  afterAll(() => deployClients?.sagemaker.destroy());
+
+  test('refuses the pending package without --approve and leaves it pending', async () => {
+    const { code, stderr } = await cli(['deploy', packageArn, '--endpoint', 'chat'], { clients: () => deployClients });
+    expect(stderr).toMatch(/^error: model version \d+ is PendingManualApproval, not Approved: approve it with --approve or in the registry\n$/);
+    expect(code).toBe(1);
+    const pkg = await clients.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: packageArn }));
+    expect(pkg.ModelApprovalStatus).toBe('PendingManualApproval');
+  });
+
+  test('--approve --wait approves the package, creates the model and config in moto, updates the endpoint and waits for InService', async () => {
+    const { code, stdout, stderr } = await cli(['deploy', packageArn, '--endpoint', 'chat', '--approve', '--wait', '--json'], { clients: () => deployClients });
+
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ endpoint: 'chat', form: 'single-model', endpointConfig: name, outcome: 'deployed', status: 'InService', model: { arn: packageArn, approvedNow: true } });
+    const pkg = await clients.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: packageArn }));
+    expect(pkg.ModelApprovalStatus).toBe('Approved');
+    const model = await clients.sagemaker.send(new DescribeModelCommand({ ModelName: name }));
+    expect(model).toMatchObject({
+      ExecutionRoleArn: ROLE,
+      VpcConfig: { Subnets: ['subnet-0a'], SecurityGroupIds: ['sg-0a'] },
+      PrimaryContainer: {
+        Image: IMAGE,
+        Environment: { SM_VLLM_SERVED_MODEL_NAME: 'chat', SM_VLLM_MAX_MODEL_LEN: '8192' },
+        ModelDataSource: { S3DataSource: { S3Uri: `${MODEL_DATA}full/`, S3DataType: 'S3Prefix', CompressionType: 'None' } },
+      },
+    });
+    const config = await clients.sagemaker.send(new DescribeEndpointConfigCommand({ EndpointConfigName: name }));
+    expect(config.ProductionVariants).toEqual([expect.objectContaining({ VariantName: 'AllTraffic', ModelName: name, InstanceType: 'ml.g4dn.xlarge', InitialInstanceCount: 1 })]);
+    expect(updates).toEqual([{ EndpointName: 'chat', EndpointConfigName: name }]);
+    const ep = await clients.sagemaker.send(new DescribeEndpointCommand({ EndpointName: 'chat' }));
+    expect(ep).toMatchObject({ EndpointStatus: 'InService', EndpointConfigName: name });
+  });
+
+  test('deploying the same package again sends nothing', async () => {
+    const { code, stdout } = await cli(['deploy', packageArn, '--endpoint', 'chat'], { clients: () => deployClients });
+    expect(stdout).toContain(`chat already runs ${name}: nothing sent\n`);
+    expect(code).toBe(0);
+    expect(updates).toHaveLength(1);
+  });
+
+  test('fails with a clear message when the endpoint does not exist', async () => {
+    const { code, stderr } = await cli(['deploy', packageArn, '--endpoint', 'missing'], { clients: () => deployClients });
+    expect(stderr).toBe("error: endpoint missing not found: check --endpoint, --region and --profile (the plane's EndpointName output names its endpoint)\n");
     expect(code).toBe(1);
   });
 });

@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import { positiveInt, nonNegativeNumber } from '../args';
 import { CliError } from '../errors';
-import { table, time } from '../format';
+import { applyDeployment, DeployStep, planDeployment, WAIT_INTERVAL_MS, WAIT_POLLS, waitForDeployment } from '../deploy';
+import { duration, table, time } from '../format';
 import type { CommandContext } from '../program';
 
 export function registerModelCommands(program: Command, ctx: CommandContext): void {
@@ -32,37 +33,68 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
   program
     .command('deploy')
     .description(
-      'Approve a registered model for deployment and print how to serve it. It does not create or update an endpoint: ' +
-        'the pipeline deploys inside a run (`tuneyard train --deploy-endpoint E --adapter A`).',
+      'Deploy a registered model to a vLLM endpoint, with the same calls as the pipeline\'s Deploy stage: ' +
+        'an adapter component (inference-component endpoints, --adapter) or an update to the merged model with the endpoint\'s own deployment config (single-model endpoints).',
     )
     .argument('<model>', 'model version (from `tuneyard models`) or model package ARN')
-    .option('--adapter <name>', 'the adapter name to serve it as (printed in the next step)')
-    .option('--endpoint <name>', 'the vLLM endpoint meant to serve it (printed in the next step)')
-    .action(async (model: string, opts: { adapter?: string; endpoint?: string }, command: Command) => {
+    .requiredOption('--endpoint <name>', 'the SageMaker endpoint to deploy to')
+    .option('--adapter <name>', 'the adapter component to create or update (inference-component endpoints)')
+    .option('--approve', 'approve the model package first when it is PendingManualApproval', false)
+    .option('--wait', `wait until the deployment is InService, failed or rolled back (at most ${duration(WAIT_POLLS * WAIT_INTERVAL_MS)})`, false)
+    .action(async (model: string, opts: { endpoint: string; adapter?: string; approve: boolean; wait: boolean }, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
+      const sagemaker = ctx.clients().sagemaker;
       const described = await client.describeModel(model);
       const arn = described.ModelPackageArn!;
       const version = described.ModelPackageVersion;
-      if (described.ModelApprovalStatus === 'Rejected') {
-        throw new CliError(`model version ${version} was rejected (${described.ApprovalDescription ?? 'no reason given'}): not approving it; pick another with \`tuneyard models\``);
+      const label = version !== undefined ? `model version ${version}` : `model ${arn}`;
+      const approval = described.ModelApprovalStatus;
+      if (approval === 'Rejected') {
+        throw new CliError(`${label} was rejected (${described.ApprovalDescription ?? 'no reason given'}): not deploying it; pick another with \`tuneyard models\``);
       }
-      const wasApproved = described.ModelApprovalStatus === 'Approved';
-      if (!wasApproved) await client.approveModel(arn, `approved with \`tuneyard deploy\`${opts.endpoint ? ` for ${opts.endpoint}` : ''}`);
+      if (approval !== 'Approved' && !opts.approve) {
+        throw new CliError(`${label} is ${approval}, not Approved: approve it with --approve or in the registry`);
+      }
       const container = described.InferenceSpecification?.Containers?.[0];
-      const artifacts = container?.ModelDataSource?.S3DataSource?.S3Uri ?? container?.ModelDataUrl;
-      const adapter = opts.adapter ?? `model-v${version}`;
-      const endpoint = opts.endpoint ?? '<endpoint>';
-      ctx.print(
-        { arn, version, approval: 'Approved', wasApproved, artifacts, adapter, endpoint: opts.endpoint },
-        `${wasApproved ? 'model version ' + version + ' was already approved' : 'approved model version ' + version}\n` +
-          `  ${arn}\n` +
-          (artifacts ? `  artifacts: ${artifacts}\n` : '') +
-          'next: serve it with a VllmEndpoint in your CDK app (endpoint.addAdapter(...) with these artifacts), ' +
-          'or let a run deploy it:\n' +
-          `  tuneyard train ... --deploy-endpoint ${endpoint} --adapter ${adapter}\n` +
-          `then: tuneyard invoke --endpoint ${endpoint} --adapter ${adapter} "Hello"\n`,
-      );
+      const modelData = container?.ModelDataSource?.S3DataSource?.S3Uri ?? container?.ModelDataUrl ?? '(none)';
+      const plan = await planDeployment(sagemaker, { endpointName: opts.endpoint, adapterName: opts.adapter, modelPackageArn: arn, modelData });
+      const approvedNow = approval !== 'Approved';
+      if (approvedNow) await client.approveModel(arn, `approved with \`tuneyard deploy --approve\` for ${opts.endpoint}`);
+      await applyDeployment(sagemaker, plan);
+
+      const summary = {
+        model: { arn, version, approvedNow },
+        endpoint: plan.endpointName,
+        form: plan.form,
+        ...('component' in plan.waitFor ? { adapter: plan.waitFor.component } : { endpointConfig: plan.waitFor.endpointConfigName }),
+        artifact: plan.artifact,
+        sent: plan.steps,
+        notes: plan.notes,
+      };
+      const text =
+        (approvedNow ? `approved ${label}\n` : '') +
+        `deploying ${label} to ${plan.endpointName} (${plan.form}): ${plan.artifact}\n` +
+        plan.steps.map((s) => `  ${s.action} ${stepTarget(s)}\n`).join('') +
+        plan.notes.map((n) => `  ${n}\n`).join('');
+      if (!opts.wait) {
+        const again = `tuneyard deploy ${model} --endpoint ${opts.endpoint}${opts.adapter ? ` --adapter ${opts.adapter}` : ''} --wait`;
+        ctx.print(summary, text + `follow it: ${again}\n`);
+        return;
+      }
+      if (!ctx.global.json) ctx.io.out(text);
+      const what = 'component' in plan.waitFor ? `adapter ${plan.waitFor.component}` : `endpoint ${plan.endpointName}`;
+      const outcome = await waitForDeployment(sagemaker, plan, {
+        sleep: ctx.deps.sleep,
+        onStatus: (status) => {
+          if (!ctx.global.json) ctx.io.out(`[${status}] ${what}\n`);
+        },
+      });
+      if (outcome.outcome !== 'deployed') {
+        if (ctx.global.json) ctx.io.out(JSON.stringify({ ...summary, ...outcome }, null, 2) + '\n');
+        throw new CliError(outcome.message);
+      }
+      ctx.print({ ...summary, ...outcome }, `deployed: ${outcome.message}\n`);
     });
 
   program
@@ -102,4 +134,26 @@ export function chatPayload(prompt: string, opts: { adapter?: string; model?: st
     max_tokens: opts.maxTokens,
     ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
   };
+}
+
+/** The resource a deploy step writes, for the text output. */
+function stepTarget(step: DeployStep): string {
+  switch (step.action) {
+    case 'CreateModel':
+      return step.input.ModelName!;
+    case 'CreateEndpointConfig':
+      return step.input.EndpointConfigName!;
+    case 'UpdateEndpoint':
+      return `${step.input.EndpointName} -> ${step.input.EndpointConfigName}${step.input.DeploymentConfig ? ' (its deployment config: ' + deploymentKind(step.input) + ')' : ''}`;
+    case 'CreateInferenceComponent':
+    case 'UpdateInferenceComponent':
+      return `${step.input.InferenceComponentName} on ${step.input.Specification?.BaseInferenceComponentName}`;
+  }
+}
+
+function deploymentKind(input: { DeploymentConfig?: { BlueGreenUpdatePolicy?: { TrafficRoutingConfiguration?: { Type?: string } }; RollingUpdatePolicy?: unknown; AutoRollbackConfiguration?: { Alarms?: { AlarmName?: string }[] } } }): string {
+  const config = input.DeploymentConfig!;
+  const kind = config.RollingUpdatePolicy ? 'rolling' : `blue/green ${config.BlueGreenUpdatePolicy?.TrafficRoutingConfiguration?.Type ?? ''}`.trim();
+  const alarms = (config.AutoRollbackConfiguration?.Alarms ?? []).map((a) => a.AlarmName).filter(Boolean);
+  return alarms.length ? `${kind}, rollback on ${alarms.join(', ')}` : `${kind}, no rollback alarms`;
 }
