@@ -13,6 +13,20 @@ export function addCompliancePacks(app: App): void {
   Validations.of(app).addPlugins(...compliancePacks(app));
 }
 
+/** The packs whose rules share names: their findings read `<pack>-<rule>`. */
+export const CONTROL_PACKS = ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321'] as const;
+
+/** `{ '<pack>-<rule>': reason }` for one rule of the control packs (all three, unless `packs` narrows them). */
+export function inControlPacks(rule: string, reason: string, packs: readonly string[] = CONTROL_PACKS): Record<string, string> {
+  return Object.fromEntries(packs.map((pack) => [`${pack}-${rule}`, reason]));
+}
+
+/** Acknowledges each finding (id → reason) on `scope` and what it contains; nothing when there is no scope. */
+export function acknowledge(scope: IConstruct | undefined, findings: Record<string, string>): void {
+  if (!scope) return;
+  for (const [id, reason] of Object.entries(findings)) Validations.of(scope).acknowledge({ id, reason });
+}
+
 /** A policy resource as cdk-nag names it in an IAM5 finding (intrinsics flattened to `<Id.Attr>`, `<AWS::Partition>`). */
 export function nagResource(stack: Stack, arn: string): string {
   const visit = (node: unknown): string => {

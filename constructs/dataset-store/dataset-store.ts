@@ -6,6 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
+import { inControlPacks } from '../../lib/nag';
 
 /** Properties of a {@link DatasetStore}. */
 export interface DatasetStoreProps {
@@ -187,7 +188,7 @@ export class DatasetStore extends Construct {
       ],
     });
     this.addWriteOncePolicy(bucket, props.datasetAdminRole);
-    const replication = perPack(
+    const replication = inControlPacks(
       'S3BucketReplicationEnabled',
       'Cross-region replication doubles storage cost and copies training data to a second region, which data-residency rules often forbid; ' +
         'versioning and retention protect against loss in-region. Teams that need it add a replication rule to this bucket.',
@@ -340,18 +341,13 @@ const WRITE_ACTIONS = ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultip
 
 const LOG_BUCKET_ACKNOWLEDGEMENTS: Record<string, string> = {
   'AwsSolutions-S1': "This bucket is the target of the data bucket's server access logs; logging it to itself would loop.",
-  ...perPack('S3BucketLoggingEnabled', "This bucket is the target of the data bucket's server access logs; logging it to itself would loop."),
-  ...perPack(
+  ...inControlPacks('S3BucketLoggingEnabled', "This bucket is the target of the data bucket's server access logs; logging it to itself would loop."),
+  ...inControlPacks(
     'S3BucketReplicationEnabled',
     "Access logs are an audit trail kept in-region for their retention period; copying them to another region is left to the account's central log archive.",
   ),
-  ...perPack('S3DefaultEncryptionKMS', 'S3 server access log delivery supports SSE-S3 only; a KMS default key would make log delivery fail.'),
+  ...inControlPacks('S3DefaultEncryptionKMS', 'S3 server access log delivery supports SSE-S3 only; a KMS default key would make log delivery fail.'),
 };
-
-/** The same finding of the HIPAA, NIST 800-53 rev 5 and PCI DSS packs, with one reason. */
-function perPack(rule: string, reason: string): Record<string, string> {
-  return Object.fromEntries(['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321'].map((pack) => [`${pack}-${rule}`, reason]));
-}
 
 function requireWholeDays(scope: Construct, prop: string, value: Duration): void {
   const days = value.toDays({ integral: false });

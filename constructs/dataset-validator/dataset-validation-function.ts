@@ -10,6 +10,7 @@ import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { DatasetStore } from '../dataset-store';
+import { acknowledge, inControlPacks } from '../../lib/nag';
 
 /** Properties of a {@link DatasetValidationFunction}. */
 export interface DatasetValidationFunctionProps {
@@ -236,24 +237,26 @@ export class DatasetValidationFunction extends Construct {
         reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
       });
     }
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      Validations.of(policy).acknowledge({
-        id: `${pack}-IAMNoInlinePolicy`,
-        reason:
-          "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or the data key.",
-      });
-      if (pack !== 'PCI.DSS.321') {
-        Validations.of(fn).acknowledge({
-          id: `${pack}-LambdaDLQ`,
-          reason: 'Invoked synchronously by the state machine, which receives and handles every failure; a DLQ only applies to asynchronous invocations.',
-        });
-      }
-      if (!props.vpc) {
-        Validations.of(fn).acknowledge({
-          id: `${pack}-LambdaInsideVPC`,
-          reason: 'No VPC was given: the function only calls S3 over TLS with a role scoped to datasets/. Pass `vpc` to run it in the plane VPC.',
-        });
-      }
+    acknowledge(
+      policy,
+      inControlPacks(
+        'IAMNoInlinePolicy',
+        "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or the data key.",
+      ),
+    );
+    acknowledge(
+      fn,
+      inControlPacks(
+        'LambdaDLQ',
+        'Invoked synchronously by the state machine, which receives and handles every failure; a DLQ only applies to asynchronous invocations.',
+        ['HIPAA.Security', 'NIST.800.53.R5'],
+      ),
+    );
+    if (!props.vpc) {
+      acknowledge(
+        fn,
+        inControlPacks('LambdaInsideVPC', 'No VPC was given: the function only calls S3 over TLS with a role scoped to datasets/. Pass `vpc` to run it in the plane VPC.'),
+      );
     }
   }
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Annotations, ArnFormat, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -8,7 +8,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DatasetStore } from '../dataset-store';
-import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
+import { acknowledge, acknowledgeOnGrantee, inControlPacks, nagResource } from '../../lib/nag';
 import { trainerDirectory, TrainingImage } from '../training-image';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
@@ -171,12 +171,13 @@ export class FineTuningJob extends Construct {
       allowAllOutbound: false,
     });
     securityGroup.addIngressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      Validations.of(securityGroup).acknowledge({
-        id: `${pack}-EC2RestrictedCommonPorts`,
-        reason: 'The only ingress rule admits the group itself (the containers of one distributed job: NCCL picks its ports at run time); nothing outside the group can connect.',
-      });
-    }
+    acknowledge(
+      securityGroup,
+      inControlPacks(
+        'EC2RestrictedCommonPorts',
+        'The only ingress rule admits the group itself (the containers of one distributed job: NCCL picks its ports at run time); nothing outside the group can connect.',
+      ),
+    );
     securityGroup.addEgressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
     securityGroup.addEgressRule(ec2.Peer.ipv4(props.vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS to the interface VPC endpoints');
     if (props.s3PrefixListId) {
@@ -412,11 +413,13 @@ export class FineTuningJob extends Construct {
       const arn = store.bucket.arnForObjects(`${DATA_PREFIXES[prefix as keyof typeof DATA_PREFIXES]}*`);
       findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, arn)}]`] = reason;
     }
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      findings[`${pack}-IAMNoInlinePolicy`] =
-        "The statements belong to the training jobs' own execution role alone (nothing to share or version separately); each is scoped to a prefix, the key, the log group or the VPC.";
-    }
-    acknowledgeOnGrantee(role, findings);
+    acknowledgeOnGrantee(role, {
+      ...findings,
+      ...inControlPacks(
+        'IAMNoInlinePolicy',
+        "The statements belong to the training jobs' own execution role alone (nothing to share or version separately); each is scoped to a prefix, the key, the log group or the VPC.",
+      ),
+    });
   }
 }
 

@@ -14,6 +14,7 @@ import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
 import { TuneyardValidationError } from '../../lib/errors';
 import type { PlanSettings } from '../../lib/run-request';
 import { DatasetStore } from '../dataset-store';
+import { acknowledge, inControlPacks } from '../../lib/nag';
 
 /** A Task-like state that the pipeline wires: it adds retries, a catch and the next state. */
 export type PipelineTaskState = sfn.State &
@@ -592,12 +593,10 @@ export class FineTuningPipeline extends Construct {
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason: 'X-Ray PutTraceSegments/GetSamplingRules and the CloudWatch Logs delivery actions (logs:*LogDelivery*) support no resource-level permissions.',
     });
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      Validations.of(policy).acknowledge({
-        id: `${pack}-IAMNoInlinePolicy`,
-        reason: "The statements belong to the state machine's own role alone; each is scoped to one function, the training-job prefix, the topic or a key.",
-      });
-    }
+    acknowledge(
+      policy,
+      inControlPacks('IAMNoInlinePolicy', "The statements belong to the state machine's own role alone; each is scoped to one function, the training-job prefix, the topic or a key."),
+    );
   }
 
   private acknowledgeFunctionFindings(fn: lambda.Function, role: iam.Role): void {
@@ -609,23 +608,29 @@ export class FineTuningPipeline extends Construct {
         reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
       });
     }
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      Validations.of(policy).acknowledge({
-        id: `${pack}-IAMNoInlinePolicy`,
-        reason: "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or a key.",
-      });
-      if (pack !== 'PCI.DSS.321') {
-        Validations.of(fn).acknowledge({
-          id: `${pack}-LambdaDLQ`,
-          reason: 'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
-        });
-      }
-      if (!this.props.vpc) {
-        Validations.of(fn).acknowledge({
-          id: `${pack}-LambdaInsideVPC`,
-          reason: 'No VPC was given: the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun). Pass `vpc` to run it in the plane VPC.',
-        });
-      }
+    acknowledge(
+      policy,
+      inControlPacks(
+        'IAMNoInlinePolicy',
+        "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or a key.",
+      ),
+    );
+    acknowledge(
+      fn,
+      inControlPacks(
+        'LambdaDLQ',
+        'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
+        ['HIPAA.Security', 'NIST.800.53.R5'],
+      ),
+    );
+    if (!this.props.vpc) {
+      acknowledge(
+        fn,
+        inControlPacks(
+          'LambdaInsideVPC',
+          'No VPC was given: the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun). Pass `vpc` to run it in the plane VPC.',
+        ),
+      );
     }
   }
 

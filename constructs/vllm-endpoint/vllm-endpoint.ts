@@ -14,6 +14,7 @@ import { ApiDeploymentConfig, toCfnProperties, VllmDeployment } from './deployme
 import { VllmImage } from './image';
 import { S3Location, VllmModelData } from './model-data';
 import { checkServingFit } from './model-fit';
+import { acknowledge, inControlPacks } from '../../lib/nag';
 
 /**
  * The InferenceAmiVersion Tuneyard uses by default: NVIDIA driver 550, CUDA 12.4, with the CUDA
@@ -560,12 +561,13 @@ export class VllmEndpoint extends Construct {
       dataCaptureConfig: props.dataCapture ? this.dataCaptureConfig(props.dataCapture) : undefined,
     });
     if (nvme) {
-      for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-        Validations.of(this.endpointConfig).acknowledge({
-          id: `${pack}-SageMakerEndpointConfigurationKMSKeyConfigured`,
-          reason: `${props.instanceType} has local NVMe instance storage: SageMaker refuses an endpoint KmsKeyId on it and encrypts the instance store in hardware.`,
-        });
-      }
+      acknowledge(
+        this.endpointConfig,
+        inControlPacks(
+          'SageMakerEndpointConfigurationKMSKeyConfigured',
+          `${props.instanceType} has local NVMe instance storage: SageMaker refuses an endpoint KmsKeyId on it and encrypts the instance store in hardware.`,
+        ),
+      );
     }
     if (this.createdRole) this.endpointConfig.node.addDependency(this.createdRole);
 
@@ -820,12 +822,14 @@ export class VllmEndpoint extends Construct {
       alarm.addAlarmAction(new cwActions.SnsAction(topic));
       return;
     }
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5']) {
-      Validations.of(alarm).acknowledge({
-        id: `${pack}-CloudWatchAlarmAction`,
-        reason: "SageMaker's auto-rollback watches this alarm's state during deployments (DeploymentConfig.AutoRollbackConfiguration); no alarmTopic was given to notify.",
-      });
-    }
+    acknowledge(
+      alarm,
+      inControlPacks(
+        'CloudWatchAlarmAction',
+        "SageMaker's auto-rollback watches this alarm's state during deployments (DeploymentConfig.AutoRollbackConfiguration); no alarmTopic was given to notify.",
+        ['HIPAA.Security', 'NIST.800.53.R5'],
+      ),
+    );
   }
 
   /** Acknowledges, one by one, the findings on the role that this construct creates. */
@@ -855,12 +859,13 @@ export class VllmEndpoint extends Construct {
       wildcards.push([`Resource::${nagResource(stack, capture.bucket.arnForObjects(`${capture.key}*`))}`, 'Data capture files that SageMaker writes under the capture prefix (write only).']);
     }
     for (const [finding, reason] of wildcards) Validations.of(policy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
-    for (const pack of ['HIPAA.Security', 'NIST.800.53.R5', 'PCI.DSS.321']) {
-      Validations.of(policy).acknowledge({
-        id: `${pack}-IAMNoInlinePolicy`,
-        reason: "The statements belong to this endpoint's own execution role alone (nothing to share or version separately); each is scoped to the model's prefix, the image repository, the log group or a key.",
-      });
-    }
+    acknowledge(
+      policy,
+      inControlPacks(
+        'IAMNoInlinePolicy',
+        "The statements belong to this endpoint's own execution role alone (nothing to share or version separately); each is scoped to the model's prefix, the image repository, the log group or a key.",
+      ),
+    );
   }
 
   private grantHostingPermissions(): void {
