@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Times `cdk synth` of the full plane (cdk.json's app) against the floor (benchmarks/empty-app.ts),
-// same CLI, same runner, one process each, alternating runs; reports medians and the ratio and
-// rewrites the "Synth time" section of benchmarks/RESULTS.md.
+// same CLI, same runner and App options, one process each, alternating runs; reports medians and
+// the ratio and rewrites the measured block of the "Synth time" section of benchmarks/RESULTS.md.
 // Usage: node benchmarks/synth-time.js [runs=5]
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -49,7 +49,8 @@ const section = [
 
 const results = path.join(__dirname, 'RESULTS.md');
 let text = fs.existsSync(results) ? fs.readFileSync(results, 'utf8') : '# Benchmark results\n\n';
-const pattern = /## Synth time[\s\S]*?(?=\n## |$)/;
+// Only the measured block is rewritten; the notes after the ratio line stay.
+const pattern = /## Synth time[\s\S]*?Ratio plane \/ floor:[^\n]*\n/;
 text = pattern.test(text) ? text.replace(pattern, section.trimEnd() + '\n') : `${text.trimEnd()}\n\n${section}`;
 fs.writeFileSync(results, text);
 console.log(section);
