@@ -103,8 +103,13 @@ export interface JobStateOptions {
   readonly comment?: string;
 }
 
-/** The fields of the `.sync` result (DescribeTrainingJob) that the states keep. */
-export const JOB_RESULT_FIELDS = ['TrainingJobName', 'TrainingJobStatus', 'SecondaryStatus', 'ModelArtifacts', 'FinalMetricDataList', 'BillableTimeInSeconds'] as const;
+/**
+ * The fields of the `.sync` result (DescribeTrainingJob) that the states keep: only fields every
+ * completed job has, since a ResultSelector path that points to nothing fails the state
+ * (`States.Runtime`). FinalMetricDataList (absent when no metric line was matched) and
+ * BillableTimeInSeconds are read with DescribeTrainingJob (`tuneyard describe`) instead.
+ */
+export const JOB_RESULT_FIELDS = ['TrainingJobName', 'TrainingJobStatus', 'SecondaryStatus', 'ModelArtifacts'] as const;
 
 /**
  * SageMaker training and evaluation jobs for the pipeline: the execution role, the security

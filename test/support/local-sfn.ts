@@ -105,6 +105,15 @@ function resolveIntrinsics(value: any, resources: Record<string, any>): any {
       const [id, attribute] = Array.isArray(arg) ? arg : String(arg).split('.');
       return fakeGetAtt(id, attribute, resources[id]?.Type);
     }
+    if (key === 'Fn::Sub') {
+      // "${Name}" / "${Logical.Attr}" in a string, with optional explicit variables (the image asset URI uses it)
+      const [text, variables] = Array.isArray(arg) ? arg : [arg, {}];
+      return String(text).replace(/\$\{([^}]+)\}/g, (_: string, name: string) => {
+        if (name in variables) return String(resolveIntrinsics(variables[name], resources));
+        const [id, attribute] = name.split('.');
+        return String(resolveIntrinsics(attribute ? { 'Fn::GetAtt': [id, attribute] } : { Ref: id }, resources));
+      });
+    }
     if (key.startsWith('Fn::')) throw new Error(`local-sfn cannot resolve ${key}; add it to resolveIntrinsics`);
   }
   return Object.fromEntries(keys.map((k) => [k, resolveIntrinsics(value[k], resources)]));
@@ -183,8 +192,14 @@ export async function runLocal(definition: any, input: Json, handlers: Record<st
   const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
   const executionName = options.executionName ?? 'local-run';
   const retryIntervalOverrides = Object.fromEntries(tasks.map((name) => [name, options.retryIntervalMs ?? 0]));
+  // Wait states (the Deploy stage's poll loop) take no time locally.
+  const waitTimeOverrides = Object.fromEntries(
+    Object.entries(definition.States as Record<string, any>)
+      .filter(([, s]) => s.Type === 'Wait')
+      .map(([name]) => [name, 0]),
+  );
   const execution = machine.run(input, {
-    overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as any, retryIntervalOverrides },
+    overrides: { taskResourceLocalHandlers: taskResourceLocalHandlers as any, retryIntervalOverrides, waitTimeOverrides },
     context: {
       Execution: {
         Name: executionName,
