@@ -27,10 +27,13 @@ export function acknowledge(scope: IConstruct | undefined, findings: Record<stri
   for (const [id, reason] of Object.entries(findings)) Validations.of(scope).acknowledge({ id, reason });
 }
 
-/** A policy resource as cdk-nag names it in an IAM5 finding (intrinsics flattened to `<Id.Attr>`, `<AWS::Partition>`). */
+/**
+ * A policy resource as cdk-nag names it in an IAM5 finding (intrinsics flattened to `<Id.Attr>`,
+ * `<AWS::Partition>`; `${...}` of an Fn::Sub string to `<...>`).
+ */
 export function nagResource(stack: Stack, arn: string): string {
   const visit = (node: unknown): string => {
-    if (typeof node === 'string') return node;
+    if (typeof node === 'string') return node.replace(/\$\{/g, '<').replace(/}/g, '>');
     const o = node as Record<string, unknown>;
     if (o['Fn::Join']) {
       const [delimiter, items] = o['Fn::Join'] as [string, unknown[]];

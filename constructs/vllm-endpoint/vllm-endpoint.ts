@@ -14,7 +14,7 @@ import { ApiDeploymentConfig, toCfnProperties, VllmDeployment } from './deployme
 import { VllmImage } from './image';
 import { S3Location, VllmModelData } from './model-data';
 import { checkServingFit } from './model-fit';
-import { acknowledge, inControlPacks } from '../../lib/nag';
+import { acknowledge, inControlPacks, nagResource } from '../../lib/nag';
 
 /**
  * The InferenceAmiVersion Tuneyard uses by default: NVIDIA driver 550, CUDA 12.4, with the CUDA
@@ -1017,25 +1017,6 @@ export class VllmEndpoint extends Construct {
     alarm.addAlarmAction(new cwActions.ApplicationScalingAction(wake));
     return alarm;
   }
-}
-
-/** A policy resource as cdk-nag names it in an IAM5 finding (intrinsics flattened to `<Id.Attr>`). */
-function nagResource(stack: Stack, arn: string): string {
-  const visit = (node: unknown): string => {
-    if (typeof node === 'string') return node.replace(/\$\{/g, '<').replace(/}/g, '>');
-    const o = node as Record<string, unknown>;
-    if (o['Fn::Join']) {
-      const [delimiter, items] = o['Fn::Join'] as [string, unknown[]];
-      return items.map(visit).join(delimiter);
-    }
-    if (o['Fn::GetAtt']) {
-      const [resource, attribute] = o['Fn::GetAtt'] as [unknown, unknown];
-      return `<${visit(resource)}.${visit(attribute)}>`;
-    }
-    if (o.Ref) return `<${visit(o.Ref)}>`;
-    return JSON.stringify(node);
-  };
-  return visit(stack.resolve(arn));
 }
 
 function componentName(scope: Construct, suffix: string): string {
