@@ -65,6 +65,16 @@ describe('FineTuningPlaneStack', () => {
     expect(complianceFindings(stack)).toEqual([]);
   });
 
+  test('adds a single-model vLLM endpoint whose Deploy stage rolls the endpoint to the merged model', () => {
+    const stack = plane({ serving: { instanceType: 'ml.g6e.2xlarge', baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/' } });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
+    template.resourceCountIs('AWS::SageMaker::InferenceComponent', 0);
+    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(definition).toContain('updateEndpoint');
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
   test('fails synth when the served model cannot fit the serving instance', () => {
     expect(() =>
       plane({ serving: { instanceType: 'ml.g5.2xlarge', baseModel: 'meta-llama/Llama-3.1-70B-Instruct', modelPrefix: 'base-models/llama-3.1-70b/' } }),

@@ -270,6 +270,16 @@ export class VllmDeployStage implements IPipelineStage {
       describe.next(status);
       wait.next(describe);
       start = createModel;
+      const created = ['model', 'endpoint-config'].map((resource) => stack.formatArn({ service: 'sagemaker', resource, resourceName: 'tuneyard-*' }));
+      acknowledgeOnGrantee(
+        context.role,
+        Object.fromEntries(
+          created.map((arn) => [
+            `AwsSolutions-IAM5[Resource::${nagResource(stack, arn)}]`,
+            'Each run creates its own model and endpoint config, named tuneyard-<hash of the run id> at run time; the grant covers only names with that prefix.',
+          ]),
+        ),
+      );
       // UpdateEndpoint passes the execution role to the new model's endpoint config and checks the rollback alarms.
       context.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [ep.role.roleArn] }));
       context.role.addToPrincipalPolicy(
