@@ -139,6 +139,8 @@ describe('FineTuningJob', () => {
             Action: ['sagemaker:AddTags', 'sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:StopTrainingJob'],
             Resource: 'arn:aws:sagemaker:us-east-1:123456789012:training-job/tuneyard-*',
           }),
+          // The Step Functions IAM policy for CreateTrainingJob .sync: without ListTags the Train state fails with AccessDenied.
+          Match.objectLike({ Action: 'sagemaker:ListTags', Resource: '*' }),
           Match.objectLike({ Action: 'iam:PassRole', Condition: { StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } }, Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^JobRole'), 'Arn'] } }),
           Match.objectLike({
             Action: ['events:DescribeRule', 'events:PutRule', 'events:PutTargets'],

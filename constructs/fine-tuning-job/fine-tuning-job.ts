@@ -293,7 +293,7 @@ export class FineTuningJob extends Construct {
 
   /**
    * Lets a state machine role run the Train and Evaluate states: create, describe, stop and tag
-   * jobs named with the prefix, pass the execution role to SageMaker, manage the EventBridge rule
+   * jobs named with the prefix, read job tags (`sagemaker:ListTags`, which `.sync` needs), pass the execution role to SageMaker, manage the EventBridge rule
    * that `.sync` uses, and use the key for the volume and outputs. The pipeline must call it.
    */
   public grantStart(grantee: iam.IGrantable): iam.Grant {
@@ -304,6 +304,9 @@ export class FineTuningJob extends Construct {
       actions: ['sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:StopTrainingJob', 'sagemaker:AddTags'],
       resourceArns: [jobs],
     });
+    // The `.sync` integration reads the job's tags (the IAM policy Step Functions documents for
+    // CreateTrainingJob `.sync` grants sagemaker:ListTags on "*").
+    iam.Grant.addToPrincipal({ grantee, actions: ['sagemaker:ListTags'], resourceArns: ['*'] });
     iam.Grant.addToPrincipal({
       grantee,
       actions: ['iam:PassRole'],
@@ -317,6 +320,8 @@ export class FineTuningJob extends Construct {
     });
     this.encryptionKey.grant(grantee, 'kms:CreateGrant', 'kms:DescribeKey');
     acknowledgeOnGrantee(grantee, {
+      'AwsSolutions-IAM5[Resource::*]':
+        'sagemaker:ListTags on "*" is what Step Functions documents for the CreateTrainingJob .sync integration (it reads the tags of the job it tracks).',
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, jobs)}]`]:
         'Training job names are derived from each run at run time; the state machine may only touch jobs with the plane prefix.',
     });
