@@ -51,6 +51,11 @@ export interface PipelineStageContext {
   /** The notification topic. */
   readonly topic: sns.ITopic;
   /**
+   * The plane's data store: the run's model (`$.plan.modelArtifactS3Uri`) is under its
+   * `artifacts/` prefix, which whatever loads the model (an endpoint's role) must be able to read.
+   */
+  readonly store: DatasetStore;
+  /**
    * A chain that notifies the failure of `stage` and ends in a Fail state named `failStateName`;
    * catch the stage's errors into it with `resultPath: '$.error'`.
    */
@@ -461,6 +466,7 @@ export class FineTuningPipeline extends Construct {
       const deploy = props.deployStage.bind(this, {
         role: this.role,
         topic: this.topic,
+        store: props.store,
         failure,
         addTransientRetries: (state, kind) => this.addTransientRetries(state, kind),
       });

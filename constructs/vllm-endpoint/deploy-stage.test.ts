@@ -1,5 +1,5 @@
 import { Duration, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -8,6 +8,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { definitionFromTemplate, runLocal, snsRecorder } from '../../test/support/local-sfn';
 import { testStack } from '../../test/support/app';
 import { DEPLOY_FAILURES, VllmDeployStage, VllmEndpoint, VllmModelData } from '.';
+import { DatasetStore } from '../dataset-store';
 
 /** The Deploy stage in a state machine of its own, wired the way the pipeline wires its stages. */
 function machine(inferenceComponents: boolean) {
@@ -20,12 +21,14 @@ function machine(inferenceComponents: boolean) {
     endpointName: 'support-llm',
     ...(inferenceComponents ? { inferenceComponents: { minCopies: 1 } } : {}),
   });
+  const store = new DatasetStore(stack, 'Store');
   const topic = new sns.Topic(stack, 'Topic');
   const role = new iam.Role(stack, 'MachineRole', { assumedBy: new iam.ServicePrincipal('states.amazonaws.com') });
   const stage = new VllmDeployStage({ endpoint, pollInterval: Duration.seconds(0), maxPolls: 3 });
   const chain = stage.bind(stack, {
     role,
     topic,
+    store,
     failure: (name, stageName) => {
       const fail = new sfn.Fail(stack, name, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
       return new tasks.SnsPublish(stack, `Notify${name}`, {
@@ -39,6 +42,25 @@ function machine(inferenceComponents: boolean) {
   new sfn.StateMachine(stack, 'Machine', { role, definitionBody: sfn.DefinitionBody.fromChainable(sfn.Chain.start(chain).next(new sfn.Succeed(stack, 'Done'))) });
   const template = Template.fromStack(stack);
   return { endpoint, template, definition: definitionFromTemplate(template.toJSON()) };
+}
+
+/**
+ * SageMaker loads the run's adapter (ArtifactUrl) or merged model (ModelDataSource) under artifacts/
+ * with the endpoint's execution role: without read access there, the component or the update fails.
+ */
+function expectEndpointReadsArtifacts(template: Template) {
+  template.hasResourceProperties('AWS::IAM::Policy', {
+    Roles: [{ Ref: Match.stringLikeRegexp('^ServingRole') }],
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Action: Match.arrayWith(['s3:GetObject']),
+          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^Store'), 'Arn'] }, '/artifacts/*']] },
+        }),
+        Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': 'artifacts/*' } } }),
+      ]),
+    },
+  });
 }
 
 const input = (overrides: Record<string, unknown> = {}) => ({
@@ -139,10 +161,14 @@ describe('VllmDeployStage on a single-model endpoint', () => {
     expect(statements).toContain('cloudwatch:DescribeAlarms');
     expect(statements).toContain('sagemaker:UpdateEndpoint');
   });
+
+  test("lets the endpoint's role read the run's merged model under artifacts/", () => expectEndpointReadsArtifacts(template));
 });
 
 describe('VllmDeployStage on an inference-component endpoint', () => {
-  const { definition, endpoint } = machine(true);
+  const { definition, endpoint, template } = machine(true);
+
+  test("lets the endpoint's role read the run's adapter under artifacts/", () => expectEndpointReadsArtifacts(template));
 
   test('creates the adapter component on the base when it does not exist, and polls it to InService', async () => {
     const created: any[] = [];

@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { DATA_PREFIXES } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import type { IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
 import { VllmEndpoint } from './vllm-endpoint';
@@ -89,6 +90,7 @@ export class VllmDeployStage implements IPipelineStage {
 
   public bind(scope: Construct, context: PipelineStageContext): sfn.IChainable {
     const ep = this.props.endpoint;
+    this.grantEndpointReadArtifacts(context);
     // One notify-and-fail chain per Fail state, shared by every path that ends there.
     const failures = new Map<string, sfn.IChainable>();
     const fail = (name: string) => {
@@ -310,6 +312,21 @@ export class VllmDeployStage implements IPipelineStage {
         ),
       );
     return sfn.Chain.custom(target, [deployed], deployed);
+  }
+
+  /**
+   * SageMaker loads the run's adapter (`ArtifactUrl`) or merged model (`ModelDataSource`) with
+   * the endpoint's execution role, which by itself may read only the endpoint's base model: give
+   * it read access to the runs' outputs under `artifacts/`.
+   */
+  private grantEndpointReadArtifacts(context: PipelineStageContext): void {
+    const role = this.props.endpoint.role;
+    context.store.grantReadArtifacts(role);
+    const stack = Stack.of(this.props.endpoint);
+    acknowledgeOnGrantee(role, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, context.store.bucket.arnForObjects(`${DATA_PREFIXES.artifacts}*`))}]`]:
+        'The Deploy stage serves the adapter or merged model of each run from artifacts/<run id>/, named at run time; read-only.',
+    });
   }
 }
 
