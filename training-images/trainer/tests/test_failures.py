@@ -68,3 +68,27 @@ def test_usage_error():
     from tuneyard_trainer.__main__ import main
 
     assert main([]) == 2 and main(["fit"]) == 2
+
+
+def test_s3_base_model_without_the_model_channel_fails_before_loading(job):
+    """Our plans pass the base model's S3 prefix as base_model and as the model channel; the URI is never
+    something from_pretrained could download."""
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+    from tuneyard_trainer.train import read_inputs
+
+    uri = "s3://tuneyard-data/base-models/llama-3.1-8b/"
+    job.configure({**FAST, "base_model": uri}, train=sft_rows())
+    assert read_inputs(SageMakerEnv(job.root)).model_source == str(job.root / "input" / "data" / "model")
+    (job.root / "input" / "data" / "model").unlink()
+    assert job.run() == 1
+    assert f"PreflightError: base_model is {uri}, but the model channel is missing or empty" in job.failure
+
+
+def test_a_worker_dying_without_a_reason_still_leaves_one(job, monkeypatch):
+    """torchrun returns 1 when a worker is killed (out of memory): output/failure must still say something."""
+    from tuneyard_trainer import train
+
+    monkeypatch.setattr(train, "run", lambda env: 1)
+    job.configure(FAST, train=sft_rows())
+    assert job.run() == 1
+    assert job.failure.startswith("train failed: the training processes exited with code 1 without a reason")

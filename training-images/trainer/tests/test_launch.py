@@ -82,3 +82,28 @@ def test_two_process_ddp_run_on_cpu_through_the_launcher(job):
     assert (job.model_dir / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((job.model_dir / "training_config.json").read_text())["config"]["distribution"] == "ddp"
     assert output.count("done: wrote adapter") == 1  # the main process writes the outputs
+
+
+def test_workers_use_the_network_interface_from_resourceconfig(tmp_path):
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
+    config_dir = tmp_path / "input" / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "resourceconfig.json").write_text(
+        json.dumps({
+            "current_host": "algo-1",
+            "current_instance_type": "ml.g5.12xlarge",
+            "current_group_name": "homogeneousCluster",
+            "hosts": ["algo-1", "algo-2"],
+            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "ml.g5.12xlarge",
+                                 "hosts": ["algo-1", "algo-2"]}],
+            "network_interface_name": "eth0",
+        })
+    )
+    resources = SageMakerEnv(tmp_path).read_resource_config()
+    layout = launch.plan(config(distribution="ddp"), resources, nproc_per_node=4)
+    env = launch.torchrun_environment(layout, {"PATH": "/usr/bin"})
+    assert env["NCCL_SOCKET_IFNAME"] == "eth0" and env["GLOO_SOCKET_IFNAME"] == "eth0" and env["PATH"] == "/usr/bin"
+    assert launch.torchrun_environment(layout, {"NCCL_SOCKET_IFNAME": "ens5"})["NCCL_SOCKET_IFNAME"] == "ens5"
+    one_host = launch.LaunchPlan(1, 0, 4, "algo-1", "eth0")
+    assert "NCCL_SOCKET_IFNAME" not in launch.torchrun_environment(one_host, {})

@@ -207,3 +207,66 @@ def test_attention_auto_picks_flash_attention_when_available_else_sdpa(monkeypat
     monkeypatch.setattr(train, "_flash_attention_available", lambda: True)
     assert train.attention_implementation(config) == "flash_attention_2"
     assert train.attention_implementation(from_hyperparameters({"base_model": "m", "attn_implementation": "eager"})) == "eager"
+
+
+def test_qlora_loads_each_process_onto_its_own_gpu(monkeypatch, base_model_dir):
+    """Under torchrun every process loads its 4-bit copy onto GPU LOCAL_RANK, not all onto GPU 0."""
+    seen = {}
+
+    def fake_from_pretrained(source, **kwargs):
+        seen.update(kwargs)
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(train.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr(train, "prepare_model_for_kbit_training", lambda model, **kwargs: model)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    train.load_model(from_hyperparameters({"base_model": "m", "method": "qlora"}), str(base_model_dir))
+    assert seen["device_map"] == {"": 3}
+
+
+@pytest.mark.parametrize("method", ["lora", "dpo"])
+def test_training_arguments_are_built_before_the_weights_load(job, monkeypatch, method):
+    """Building them sets up the process group, this process's GPU and FSDP's low-memory loading, which
+    from_pretrained relies on."""
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
+    job.configure({**FAST, "method": method}, train=dpo_rows() if method == "dpo" else sft_rows())
+    order = []
+    name = "DPOConfig" if method == "dpo" else "SFTConfig"
+    real = getattr(train, name)
+    monkeypatch.setattr(train, name, lambda **kwargs: order.append("args") or real(**kwargs))
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(config, source):
+        order.append("model")
+        raise Loaded
+
+    monkeypatch.setattr(train, "load_model", fake_load)
+    env = SageMakerEnv(job.root)
+    inputs = train.read_inputs(env)
+    with pytest.raises(Loaded):
+        train.build_trainer(inputs, env, train.load_tokenizer(inputs.model_source, inputs.train.format), [])
+    assert order == ["args", "model"]
+
+
+def test_resume_skips_a_checkpoint_that_only_partly_reached_s3(lora_run, tmp_path):
+    """A spot restart downloads whatever SageMaker had uploaded: trainer_state.json can be there without the
+    weights or the optimizer. Such a checkpoint is skipped for the previous complete one."""
+    import shutil
+
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(lora_run.checkpoints, folder)
+    assert train.newest_checkpoint(folder).name == "checkpoint-20"
+    assert (folder / "checkpoint-20" / train.CHECKPOINT_MANIFEST).exists()
+    (folder / "checkpoint-20" / "optimizer.pt").unlink()
+    assert train.newest_checkpoint(folder).name == "checkpoint-10"
+    weights = folder / "checkpoint-10" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])  # a file cut short
+    assert train.newest_checkpoint(folder) is None
+    shutil.copytree(lora_run.checkpoints / "checkpoint-10", folder / "checkpoint-30")
+    (folder / "checkpoint-30" / train.CHECKPOINT_MANIFEST).unlink()  # no manifest: never proven complete
+    assert train.newest_checkpoint(folder) is None

@@ -35,6 +35,12 @@ def main(argv: list[str]) -> int:
             f"Training stopped by SIGTERM (spot interruption or StopTrainingJob) after saving a checkpoint to "
             f"{env.checkpoints_dir}; running the job again resumes from it. Exit code {STOP_EXIT_CODE}."
         )
+    elif code != 0 and not env.failure_path.exists():
+        # torchrun's exit code when a worker died without a reason of its own (killed for memory, a signal)
+        env.write_failure(
+            f"{argv[0]} failed: the training processes exited with code {code} without a reason; see the job's "
+            "log (a worker killed for memory exits with -9)."
+        )
     return code
 
 

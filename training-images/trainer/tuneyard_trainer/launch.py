@@ -31,6 +31,7 @@ class LaunchPlan:
     node_rank: int
     nproc_per_node: int
     master_addr: str
+    network_interface_name: str | None = None
 
     @property
     def world_size(self) -> int:
@@ -60,7 +61,9 @@ def plan(config: TrainerConfig, resources: ResourceConfig, nproc_per_node: int) 
             print(f"note: distribution=none trains on 1 of {nproc_per_node} GPUs; set distribution=ddp to use all")
         return None
     hosts = sorted(resources.hosts)  # the same order on every host: rank 0 is the first name
-    layout = LaunchPlan(len(hosts), hosts.index(resources.current_host), nproc_per_node, hosts[0])
+    layout = LaunchPlan(
+        len(hosts), hosts.index(resources.current_host), nproc_per_node, hosts[0], resources.network_interface_name
+    )
     return layout if layout.world_size > 1 else None
 
 
@@ -78,6 +81,17 @@ def torchrun_command(layout: LaunchPlan) -> list[str]:
         "tuneyard_trainer",
         "train",
     ]
+
+
+def torchrun_environment(layout: LaunchPlan, environ: dict[str, str]) -> dict[str, str]:
+    """The workers' environment: NCCL (and gloo) pinned to the interface SageMaker names in resourceconfig.json, as
+    the SageMaker training toolkit does; left to NCCL's own choice they may pick an interface the other hosts
+    cannot reach and hang at the first collective. A value already set wins."""
+    env = dict(environ)
+    if layout.nnodes > 1 and layout.network_interface_name:
+        env.setdefault("NCCL_SOCKET_IFNAME", layout.network_interface_name)
+        env.setdefault("GLOO_SOCKET_IFNAME", layout.network_interface_name)
+    return env
 
 
 def distribution_args(config: TrainerConfig) -> dict[str, Any]:
@@ -107,7 +121,7 @@ def run_torchrun(env: SageMakerEnv, layout: LaunchPlan) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     command = torchrun_command(layout)
     print("launching: " + " ".join(command), flush=True)
-    code = subprocess.call(command)
+    code = subprocess.call(command, env=torchrun_environment(layout, dict(os.environ)))
     env.stop_flag.unlink(missing_ok=True)
     if stopping and code == 0:
         return STOP_EXIT_CODE

@@ -21,6 +21,8 @@ class ChannelError(ValueError):
 class ResourceConfig:
     current_host: str
     hosts: list[str]
+    # the interface the hosts reach each other on (SageMaker: "eth0"); NCCL must use it across hosts
+    network_interface_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class SageMakerEnv:
         if not path.exists():
             return ResourceConfig(current_host="localhost", hosts=["localhost"])
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return ResourceConfig(current_host=raw["current_host"], hosts=raw["hosts"])
+        return ResourceConfig(
+            current_host=raw["current_host"], hosts=raw["hosts"], network_interface_name=raw.get("network_interface_name")
+        )
 
     def channel(self, name: str) -> Path | None:
         """The channel's folder, or None when the job has no such channel."""

@@ -6,6 +6,7 @@ import gc
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import signal
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ def read_inputs(env: SageMakerEnv) -> Inputs:
             f"the eval channel is {eval_report.format} but the train channel is {train.format}; use one format"
         )
     model_dir = env.channel("model")
+    if model_dir is None and "://" in config.base_model:
+        # an S3 (or other) URI is what the model channel is filled from, never a Hub id: without the channel
+        # from_pretrained would try to download it from the Hub (and fail obscurely, or hang under isolation)
+        raise PreflightError(
+            f"base_model is {config.base_model}, but the model channel is missing or empty: pass that prefix as the "
+            "job's `model` channel (input/data/model/, a Hugging Face model folder), or set base_model to a Hub id"
+        )
     return Inputs(config, str(model_dir) if model_dir else config.base_model, train, eval_report)
 
 
@@ -131,7 +139,8 @@ def load_model(config: TrainerConfig, source: str) -> torch.nn.Module:
         kwargs["quantization_config"] = quantization_config()
         kwargs["dtype"] = torch.bfloat16
         if torch.cuda.is_available():
-            kwargs["device_map"] = {"": torch.cuda.current_device()}
+            # one 4-bit copy per process on its own GPU: under torchrun this process's GPU is LOCAL_RANK
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if config.method == "qlora":
         model = prepare_model_for_kbit_training(
@@ -152,14 +161,54 @@ def lora_config(config: TrainerConfig) -> LoraConfig:
     )
 
 
+CHECKPOINT_MANIFEST = "tuneyard-checkpoint.json"
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """True when every file the manifest lists is there with its size. SageMaker uploads a checkpoint to S3 file by
+    file (small files such as trainer_state.json land first) and a spot restart downloads whatever reached S3, so
+    the presence of one file proves nothing about the others."""
+    try:
+        listed = json.loads((path / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if "trainer_state.json" not in listed:
+        return False
+    for name, size in listed.items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != size:
+            return False
+    return True
+
+
 def newest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the highest step whose trainer state was written (a save that completed)."""
+    """The checkpoint with the highest step that is complete (see checkpoint_complete)."""
     found = []
     for path in folder.glob("checkpoint-*"):
         match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and (path / "trainer_state.json").exists():
+        if match and checkpoint_complete(path):
             found.append((int(match.group(1)), path))
     return max(found)[1] if found else None
+
+
+class CheckpointManifest(TrainerCallback):
+    """After every checkpoint save, the main process lists the checkpoint's files and sizes (written last, once
+    every process has saved its part)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            files = {
+                p.relative_to(folder).as_posix(): p.stat().st_size
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != CHECKPOINT_MANIFEST
+            }
+            partial = folder / (CHECKPOINT_MANIFEST + ".partial")
+            partial.write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+            os.replace(partial, folder / CHECKPOINT_MANIFEST)
+        return control
 
 
 class StopOnSignal(TrainerCallback):
@@ -251,30 +300,33 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
 def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[TrainerCallback]):
     config = inputs.config
     train_ds, eval_ds = _datasets(inputs)
+    # The arguments first: building them sets up the process group, this process's GPU and the FSDP loading
+    # environment (cpu_ram_efficient_loading), which from_pretrained reads.
+    if config.method == "dpo":
+        args = DPOConfig(**_trainer_args(config, env), beta=config.dpo_beta)
+    else:
+        args = SFTConfig(
+            **_trainer_args(config, env),
+            packing=config.packing,
+            # best-fit decreasing packing is padding-free: sequences are separated by position_ids, which
+            # flash-attention (varlen) and transformers' sdpa/eager masks both respect.
+            packing_strategy="bfd",
+            completion_only_loss=config.completion_only_loss,
+        )
     model = load_model(config, inputs.model_source)
     peft_config = lora_config(config) if config.trains_adapter else None
     if config.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
     common = {
         "model": model,
+        "args": args,
         "train_dataset": train_ds,
         "eval_dataset": eval_ds,
         "processing_class": tokenizer,
         "peft_config": peft_config,
         "callbacks": callbacks,
     }
-    if config.method == "dpo":
-        args = DPOConfig(**_trainer_args(config, env), beta=config.dpo_beta)
-        return DPOTrainer(args=args, **common)
-    args = SFTConfig(
-        **_trainer_args(config, env),
-        packing=config.packing,
-        # best-fit decreasing packing is padding-free: sequences are separated by position_ids, which
-        # flash-attention (varlen) and transformers' sdpa/eager masks both respect.
-        packing_strategy="bfd",
-        completion_only_loss=config.completion_only_loss,
-    )
-    return SFTTrainer(args=args, **common)
+    return DPOTrainer(**common) if config.method == "dpo" else SFTTrainer(**common)
 
 
 def _final_eval(trainer) -> dict[str, float]:
@@ -322,7 +374,7 @@ def run(env: SageMakerEnv) -> int:
     stop = StopOnSignal(env.stop_flag)
     stop.install()
     try:
-        trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop])
+        trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop, CheckpointManifest()])
         resume = newest_checkpoint(env.checkpoints_dir)
         if resume is not None:
             print(f"resuming from {resume}", flush=True)
