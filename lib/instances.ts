@@ -20,6 +20,11 @@ export interface GpuInstance {
    * the hardware instead.
    */
   readonly localNvme: boolean;
+  /**
+   * The total local NVMe instance storage in GB, on instances that have it. SageMaker trains on
+   * that storage instead of an EBS volume and refuses a `VolumeSizeInGB` above it.
+   */
+  readonly localStorageGB?: number;
   /** vCPUs of one instance. */
   readonly vcpus: number;
   /** Whether the GPU computes in bfloat16 (Ampere and later); T4 and V100 do not. */
@@ -69,8 +74,37 @@ const TABLE: readonly GpuInstance[] = [
   ...family('p5en', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
 ];
 
+// Total local NVMe storage in GB (the EC2 instance store table; the ml. types have the same hardware).
+const G_STORAGE: Record<string, number> = {
+  xlarge: 250,
+  '2xlarge': 450,
+  '4xlarge': 600,
+  '8xlarge': 900,
+  '16xlarge': 1900,
+  '12xlarge': 3760,
+  '24xlarge': 3760,
+  '48xlarge': 7520,
+};
+const LOCAL_STORAGE_GB: Record<string, number> = {
+  ...Object.fromEntries(['g5', 'g6', 'g6e'].flatMap((f) => Object.entries(G_STORAGE).map(([size, gb]) => [`ml.${f}.${size}`, gb]))),
+  'ml.g4dn.xlarge': 125,
+  'ml.g4dn.2xlarge': 225,
+  'ml.g4dn.4xlarge': 225,
+  'ml.g4dn.8xlarge': 900,
+  'ml.g4dn.16xlarge': 900,
+  'ml.g4dn.12xlarge': 900,
+  'ml.p3dn.24xlarge': 1800,
+  'ml.p4d.24xlarge': 8000,
+  'ml.p4de.24xlarge': 8000,
+  'ml.p5.48xlarge': 30400,
+  'ml.p5e.48xlarge': 30400,
+  'ml.p5en.48xlarge': 30400,
+};
+
 /** Every GPU instance type Tuneyard knows, keyed by instance type. */
-export const GPU_INSTANCES: ReadonlyMap<string, GpuInstance> = new Map(TABLE.map((i) => [i.instanceType, i]));
+export const GPU_INSTANCES: ReadonlyMap<string, GpuInstance> = new Map(
+  TABLE.map((i) => [i.instanceType, i.localNvme ? { ...i, localStorageGB: LOCAL_STORAGE_GB[i.instanceType] } : i]),
+);
 
 /** The instance's specification, or undefined when Tuneyard does not know the type. */
 export function findGpuInstance(instanceType: string): GpuInstance | undefined {

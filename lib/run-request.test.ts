@@ -136,4 +136,12 @@ describe('planRun', () => {
   test('fails when several instances run one process', () => {
     expect(() => planRun(request({ instanceCount: 2 }), SETTINGS)).toThrow(/instanceCount is 2 but recipe.distribution is "none"/);
   });
+
+  test('never asks for a VolumeSizeInGB above the local NVMe storage (SageMaker refuses it)', () => {
+    // A 13B QLoRA run fits a T4's memory, but needs more disk than ml.g4dn.xlarge's 125 GB instance store.
+    const big = request({ baseModel: 's3://tuneyard-data/base-models/llama-2-13b/', instanceType: 'ml.g4dn.xlarge', recipe: { method: 'qlora', batchSize: 1, maxLength: 1024 } });
+    expect(() => planRun(big, SETTINGS)).toThrow(/needs ~128 GB of disk .* ml\.g4dn\.xlarge trains on its local NVMe storage of 125 GB/);
+    const plan = planRun(request(), SETTINGS);
+    expect(plan.resourceConfig.VolumeSizeInGB).toBeLessThanOrEqual(450);
+  });
 });

@@ -281,6 +281,15 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
 
   const volumeKms = instance.localNvme ? {} : { VolumeKmsKeyId: settings.volumeKmsKeyArn };
   const volumeSize = volumeSizeGiB(parametersBillions, recipe.method === 'sft' || (recipe.method === 'dpo' && !recipe.useLora));
+  // On instances with local NVMe, SageMaker trains on the instance store and refuses (ValidationException)
+  // a VolumeSizeInGB above its size: refuse the run here, before any job starts.
+  if (instance.localStorageGB !== undefined && volumeSize > instance.localStorageGB) {
+    throw new RunRequestError(
+      `instanceType: the run needs ~${volumeSize} GB of disk (base weights, checkpoints and outputs of a ${parametersBillions}B model), ` +
+        `but ${request.instanceType} trains on its local NVMe storage of ${instance.localStorageGB} GB and SageMaker refuses a larger VolumeSizeInGB. ` +
+        'Use a larger size of the instance family (more local storage) or a smaller model.',
+    );
+  }
   const runtime = Math.round(request.maxRuntimeHours * 3600);
   const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
 
