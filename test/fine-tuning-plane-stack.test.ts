@@ -1,4 +1,4 @@
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FineTuningPlaneStack } from '../lib/fine-tuning-plane-stack';
 import { complianceFindings, TEST_ENV, testApp } from './support/app';
 
@@ -58,6 +58,10 @@ describe('FineTuningPlaneStack', () => {
     expect(template.toJSON().Outputs.EndpointName).toBeDefined();
     const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
     expect(definition).toContain('createInferenceComponent');
+    // PlanRun refuses runs that write no adapter, or whose jobs could outlast the pipeline's 7-day timeout
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TUNEYARD_DEPLOY_STAGE: 'enabled', TUNEYARD_DEPLOYS: 'adapter', TUNEYARD_RUN_TIMEOUT_SECONDS: String(7 * 24 * 3600) }) },
+    });
     // the endpoint reads its weights from S3 through the gateway endpoint: HTTPS to the looked-up prefix list
     const endpointGroup = Object.entries(template.findResources('AWS::EC2::SecurityGroup')).find(([, g]) => /vLLM endpoint/.test(g.Properties.GroupDescription))![0];
     const egress = Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).filter((e) => e.Properties.GroupId['Fn::GetAtt']?.[0] === endpointGroup);
@@ -72,6 +76,7 @@ describe('FineTuningPlaneStack', () => {
     template.resourceCountIs('AWS::SageMaker::InferenceComponent', 0);
     const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
     expect(definition).toContain('updateEndpoint');
+    template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ TUNEYARD_DEPLOYS: 'full-weights' }) } });
     expect(complianceFindings(stack)).toEqual([]);
   });
 

@@ -5,7 +5,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { FineTuningJob, FineTuningJobProps, JOB_RESULT_FIELDS } from './fine-tuning-job';
+import { FineTuningJob, FineTuningJobProps, JOB_RESULT_FIELDS, TRAINER_ENTRYPOINT } from './fine-tuning-job';
 import { complianceFindings, testStack } from '../../test/support/app';
 import { DatasetStore } from '../dataset-store';
 import { TrainingImage } from '../training-image';
@@ -49,7 +49,7 @@ describe('FineTuningJob', () => {
       'EnableManagedSpotTraining.$': '$.plan.enableManagedSpotTraining',
       'CheckpointConfig.$': '$.plan.checkpointConfig',
       RoleArn: { 'Fn::GetAtt': [expect.stringMatching(/^JobRole/), 'Arn'] },
-      AlgorithmSpecification: { TrainingImage: IMAGE, TrainingInputMode: 'File', MetricDefinitions: METRICS, ContainerArguments: ['train'] },
+      AlgorithmSpecification: { TrainingImage: IMAGE, TrainingInputMode: 'File', MetricDefinitions: METRICS, ContainerEntrypoint: ['python', '-m', 'tuneyard_trainer'], ContainerArguments: ['train'] },
       VpcConfig: { SecurityGroupIds: [{ 'Fn::GetAtt': [expect.stringMatching(/^JobSecurityGroup/), 'GroupId'] }], Subnets: expect.arrayContaining([{ Ref: expect.stringMatching(/^VpcisolatedSubnet1/) }]) },
       EnableNetworkIsolation: true,
       EnableInterContainerTrafficEncryption: true,
@@ -189,4 +189,11 @@ describe('FineTuningJob', () => {
     expect(() => setup({ jobNamePrefix: 'Tuneyard_' })).toThrow(/jobNamePrefix "Tuneyard_" is invalid/);
     expect(() => setup({ jobNamePrefix: 'much-too-long-' })).toThrow(/jobNamePrefix "much-too-long-" is invalid: use 1-9/);
   });
+});
+
+test('the states run the trainer image with the entrypoint its Dockerfile declares', () => {
+  const dockerfile = fs.readFileSync(path.join(__dirname, '..', '..', 'training-images', 'trainer', 'Dockerfile'), 'utf8');
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+  expect(entrypoint).not.toBeNull();
+  expect(JSON.parse(entrypoint![1])).toEqual(TRAINER_ENTRYPOINT);
 });

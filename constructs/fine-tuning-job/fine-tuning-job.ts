@@ -103,6 +103,9 @@ export interface JobStateOptions {
   readonly comment?: string;
 }
 
+/** The trainer image's ENTRYPOINT (training-images/trainer/Dockerfile); `train` or `evaluate` follows it. */
+export const TRAINER_ENTRYPOINT = ['python', '-m', 'tuneyard_trainer'];
+
 /**
  * The fields of the `.sync` result (DescribeTrainingJob) that the states keep: only fields every
  * completed job has, since a ResultSelector path that points to nothing fails the state
@@ -381,6 +384,9 @@ export class FineTuningJob extends Construct {
           TrainingImage: this.image.imageUri,
           TrainingInputMode: 'File',
           MetricDefinitions: this.metricDefinitions,
+          // The image's own ENTRYPOINT, stated so that the mode argument follows it whatever SageMaker's
+          // default invocation (`train`) would be: the container runs `python -m tuneyard_trainer <mode>`.
+          ContainerEntrypoint: TRAINER_ENTRYPOINT,
           ContainerArguments: [mode],
         },
         VpcConfig: { SecurityGroupIds: [this.securityGroup.securityGroupId], Subnets: this.subnetIds },

@@ -13,6 +13,9 @@ import { Construct } from 'constructs';
 import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
 import { TuneyardValidationError } from '../../lib/errors';
 import type { PlanSettings } from '../../lib/run-request';
+import type { DeployArtifact } from './handler/plan-run';
+
+export type { DeployArtifact };
 import { DatasetStore } from '../dataset-store';
 import { acknowledge, inControlPacks } from '../../lib/nag';
 
@@ -66,6 +69,11 @@ export interface PipelineStageContext {
 
 /** A stage that the pipeline runs after Register when the run asks for it (`$.plan.deploy` set). */
 export interface IPipelineStage {
+  /**
+   * What the stage deploys from a run's output: its LoRA adapter, or its full (merged) weights.
+   * PlanRun refuses a run that asks for a deployment but will not write it.
+   */
+  readonly deploys?: DeployArtifact;
   /** Creates the stage's states in `scope`; the chain's end states are followed by NotifySucceeded. */
   bind(scope: Construct, context: PipelineStageContext): sfn.IChainable;
 }
@@ -259,6 +267,8 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_ALLOW_HUB_MODELS: props.planSettings.allowHubModels ? 'true' : 'false',
       TUNEYARD_JOB_NAME_PREFIX: props.planSettings.jobNamePrefix ?? '',
       TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
+      TUNEYARD_DEPLOYS: props.deployStage?.deploys ?? '',
+      TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);

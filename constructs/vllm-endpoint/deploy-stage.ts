@@ -5,7 +5,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
-import type { IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
+import type { DeployArtifact, IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
 import { VllmEndpoint } from './vllm-endpoint';
 
 /** The states of the Deploy stage (names are a contract with tests and dashboards). */
@@ -87,6 +87,11 @@ export interface VllmDeployStageProps {
  */
 export class VllmDeployStage implements IPipelineStage {
   constructor(private readonly props: VllmDeployStageProps) {}
+
+  /** An inference-component endpoint takes the run's adapter; a single-model endpoint its full weights. */
+  public get deploys(): DeployArtifact {
+    return this.props.endpoint.usesInferenceComponents ? 'adapter' : 'full-weights';
+  }
 
   public bind(scope: Construct, context: PipelineStageContext): sfn.IChainable {
     const ep = this.props.endpoint;

@@ -16,10 +16,17 @@ export interface PlanRunResult {
   readonly datasetCheck: { datasetName: string; datasetSha256: string; method: string; maxLength: number };
 }
 
+/** What a Deploy stage takes from a run's output: the LoRA adapter, or the full (merged) weights. */
+export type DeployArtifact = 'adapter' | 'full-weights';
+
 /** What the plane tells PlanRun besides the request. */
 export interface PlanRunEnvironment extends PlanSettings {
   /** Whether the pipeline has a Deploy stage (a request that asks for a deployment is refused without one). */
   readonly deployStage: boolean;
+  /** What the Deploy stage deploys, when it says (a run that would not write it is refused). */
+  readonly deploys?: DeployArtifact;
+  /** The state machine's timeout: a run whose jobs could outlast it is refused. */
+  readonly runTimeoutSeconds?: number;
 }
 
 /** The request cannot run; the message names each field and the fix. Never retried. */
@@ -51,6 +58,34 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment): PlanR
     );
   }
   const recipe = resolveRecipe(request.recipe);
+  if (request.deploy && env.deploys) {
+    const writesAdapter = recipe.method === 'lora' || recipe.method === 'qlora' || (recipe.method === 'dpo' && recipe.useLora);
+    const writesFullWeights = !writesAdapter || recipe.merge;
+    if (env.deploys === 'adapter' && !writesAdapter) {
+      throw new RunRequestInvalid(
+        `deploy: endpoint "${request.deploy.endpointName}" serves LoRA adapters, but method ${recipe.method}${recipe.method === 'dpo' ? ' with useLora false' : ''} trains all weights and writes no adapter. ` +
+          'Use method lora or qlora (or dpo with useLora true), or deploy the model to a single-model endpoint.',
+      );
+    }
+    if (env.deploys === 'full-weights' && !writesFullWeights) {
+      throw new RunRequestInvalid(
+        `deploy: endpoint "${request.deploy.endpointName}" serves full models, but this ${recipe.method} run writes only a LoRA adapter. ` +
+          'Set recipe.merge to true so the run also writes the merged model.',
+      );
+    }
+  }
+  if (env.runTimeoutSeconds !== undefined) {
+    // Worst case: the training job waits for spot capacity up to MaxWait, then the evaluation job runs to its limit.
+    const training = plan.stoppingCondition.MaxWaitTimeInSeconds ?? plan.stoppingCondition.MaxRuntimeInSeconds;
+    const evaluation = plan.evaluationStoppingCondition.MaxRuntimeInSeconds;
+    if (training + evaluation > env.runTimeoutSeconds) {
+      const hours = (seconds: number) => `${Math.round((seconds / 3600) * 10) / 10} h`;
+      throw new RunRequestInvalid(
+        `maxRuntimeHours: training (up to ${hours(training)}${plan.stoppingCondition.MaxWaitTimeInSeconds ? ' with spot waits' : ''}) and evaluation (up to ${hours(evaluation)}) ` +
+          `could outlast the pipeline's timeout of ${hours(env.runTimeoutSeconds)}. Lower maxRuntimeHours, or raise the pipeline's timeout (config pipeline.timeoutDays).`,
+      );
+    }
+  }
   return {
     request,
     plan,
@@ -77,6 +112,8 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
     allowHubModels: env.TUNEYARD_ALLOW_HUB_MODELS === 'true',
     jobNamePrefix: env.TUNEYARD_JOB_NAME_PREFIX || undefined,
     deployStage: env.TUNEYARD_DEPLOY_STAGE === 'enabled',
+    deploys: env.TUNEYARD_DEPLOYS === 'adapter' || env.TUNEYARD_DEPLOYS === 'full-weights' ? env.TUNEYARD_DEPLOYS : undefined,
+    runTimeoutSeconds: env.TUNEYARD_RUN_TIMEOUT_SECONDS ? Number(env.TUNEYARD_RUN_TIMEOUT_SECONDS) : undefined,
   };
 }
 
