@@ -40,7 +40,8 @@ export const RunRequestSchema = z.strictObject({
   spot: z.boolean().default(true).describe('Managed spot training with checkpoints. Default: true.'),
   maxRuntimeHours: z
     .number()
-    .gt(0, 'must be above 0')
+    // SageMaker counts whole seconds: a limit under a minute rounds to nothing useful
+    .min(1 / 60, 'must be at least 1/60 hour (one minute)')
     .max(MAX_RUNTIME_HOURS, `must be at most ${MAX_RUNTIME_HOURS} hours`)
     .default(24)
     .describe('Training time limit in hours. Default: 24.'),
