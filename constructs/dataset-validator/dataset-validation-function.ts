@@ -1,16 +1,16 @@
 import * as path from 'node:path';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
+import { createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { DatasetStore } from '../dataset-store';
-import { acknowledge, inControlPacks } from '../../lib/nag';
+import { acknowledge } from '../../lib/nag';
 
 /** Properties of a {@link DatasetValidationFunction}. */
 export interface DatasetValidationFunctionProps {
@@ -118,11 +118,6 @@ export class DatasetValidationFunction extends Construct {
         enableKeyRotation: true,
         removalPolicy,
       });
-    const logGroup = new logs.LogGroup(this, 'LogGroup', {
-      encryptionKey: logKey,
-      retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
-      removalPolicy,
-    });
     if (!props.logEncryptionKey) {
       const stack = Stack.of(this);
       logKey.addToResourcePolicy(
@@ -137,40 +132,27 @@ export class DatasetValidationFunction extends Construct {
       );
     }
 
-    // An explicit role: no AWSLambdaBasicExecutionRole (its logs:* on every log group is wider than this one group).
-    const role = new iam.Role(this, 'ServiceRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'Tuneyard ValidateDataset: reads dataset versions, writes their validation reports',
-    });
-    logGroup.grantWrite(role);
-    if (props.vpc) {
-      role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
-    }
-
-    const fn = new lambda.Function(this, 'Resource', {
-      runtime: LAMBDA_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'index.handler',
-      code: bundledCode(path.join(__dirname, 'handler', 'index')),
+    const { function: fn, role, logGroup } = createPlaneFunction(this, {
+      ids: { function: 'Resource', role: 'ServiceRole', logGroup: 'LogGroup' },
+      entry: path.join(__dirname, 'handler', 'index'),
+      description: 'Tuneyard ValidateDataset: checks a dataset version against the format rules of lib/datasets',
       memorySize,
       timeout,
-      role,
-      logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      tracing: lambda.Tracing.ACTIVE,
       reservedConcurrentExecutions,
+      environment: { DATA_BUCKET: props.store.bucket.bucketName },
+      logEncryptionKey: logKey,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
+      removalPolicy,
       vpc: props.vpc,
-      vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
+      vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
-      environment: {
-        DATA_BUCKET: props.store.bucket.bucketName,
-      },
-      description: 'Tuneyard ValidateDataset: checks a dataset version against the format rules of lib/datasets',
+      outsideVpcReason: 'the function only calls S3 over TLS with a role scoped to datasets/.',
+      policyScope: 'a prefix, the log group or the data key',
     });
 
     props.store.grantReadDatasets(role);
     this.grantWriteReports(props.store, role);
-    this.acknowledgeFindings(fn, role, props);
+    this.acknowledgeFindings(role, props);
 
     this.function = fn;
     this.role = role;
@@ -214,49 +196,15 @@ export class DatasetValidationFunction extends Construct {
     }
   }
 
-  private acknowledgeFindings(fn: lambda.Function, role: iam.Role, props: DatasetValidationFunctionProps): void {
-    const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
+  private acknowledgeFindings(role: iam.Role, props: DatasetValidationFunctionProps): void {
     const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
     const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;
-    for (const [id, reason] of [
-      [
-        `AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*]`,
+    acknowledge(role.node.tryFindChild('DefaultPolicy') ?? role, {
+      [`AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*]`]:
         'Reads any dataset version under datasets/: the version to validate is chosen per run (name and sha256 in the input).',
-      ],
-      [
-        `AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*/validation-report.json]`,
+      [`AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*/validation-report.json]`]:
         'Writes only the validation-report.json of a dataset version (any version; chosen per run), and only with If-None-Match.',
-      ],
-      ['AwsSolutions-IAM5[Resource::*]', 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.'],
-    ] as const) {
-      Validations.of(policy).acknowledge({ id, reason });
-    }
-    if (props.vpc) {
-      Validations.of(role).acknowledge({
-        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
-        reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
-      });
-    }
-    acknowledge(
-      policy,
-      inControlPacks(
-        'IAMNoInlinePolicy',
-        "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or the data key.",
-      ),
-    );
-    acknowledge(
-      fn,
-      inControlPacks(
-        'LambdaDLQ',
-        'Invoked synchronously by the state machine, which receives and handles every failure; a DLQ only applies to asynchronous invocations.',
-        ['HIPAA.Security', 'NIST.800.53.R5'],
-      ),
-    );
-    if (!props.vpc) {
-      acknowledge(
-        fn,
-        inControlPacks('LambdaInsideVPC', 'No VPC was given: the function only calls S3 over TLS with a role scoped to datasets/. Pass `vpc` to run it in the plane VPC.'),
-      );
-    }
+    });
   }
+
 }

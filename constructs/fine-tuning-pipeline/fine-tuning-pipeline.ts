@@ -10,7 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { bundledCode, LAMBDA_RUNTIME } from '../../lib/bundle';
+import { createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import type { PlanSettings } from '../../lib/run-request';
 import type { DeployArtifact } from './handler/plan-run';
@@ -558,38 +558,6 @@ export class FineTuningPipeline extends Construct {
     return key;
   }
 
-  private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
-    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
-      encryptionKey: this.logEncryptionKey,
-      retention: this.logRetention,
-      removalPolicy: this.removalPolicy,
-    });
-    // An explicit role: no AWSLambdaBasicExecutionRole (its logs:* on every log group is wider than this one group).
-    const role = new iam.Role(this, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
-    logGroup.grantWrite(role);
-    const vpc = this.props.vpc;
-    if (vpc) role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
-    const fn = new lambda.Function(this, id, {
-      runtime: LAMBDA_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'index.handler',
-      code: bundledCode(path.join(__dirname, 'handler', entry)),
-      description,
-      role,
-      logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      memorySize: 512,
-      timeout: Duration.minutes(1),
-      reservedConcurrentExecutions: 5,
-      environment,
-      tracing: lambda.Tracing.ACTIVE,
-      vpc,
-      vpcSubnets: vpc ? this.props.vpcSubnets : undefined,
-    });
-    this.acknowledgeFunctionFindings(fn, role);
-    return fn;
-  }
-
   private acknowledgeRoleFindings(functions: lambda.IFunction[]): void {
     const policy = this.role.node.tryFindChild('DefaultPolicy') ?? this.role;
     const stack = Stack.of(this);
@@ -614,40 +582,24 @@ export class FineTuningPipeline extends Construct {
       inControlPacks('IAMNoInlinePolicy', "The statements belong to the state machine's own role alone; each is scoped to one function, the training-job prefix, the topic or a key."),
     );
   }
-
-  private acknowledgeFunctionFindings(fn: lambda.Function, role: iam.Role): void {
-    const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
-    Validations.of(policy).acknowledge({ id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.' });
-    if (this.props.vpc) {
-      Validations.of(role).acknowledge({
-        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
-        reason: 'The AWS-managed policy holds exactly the ENI permissions Lambda needs to attach to the VPC (they allow no resource scoping).',
-      });
-    }
-    acknowledge(
-      policy,
-      inControlPacks(
-        'IAMNoInlinePolicy',
-        "The statements belong to this function's own role alone (nothing to share or version separately); each is scoped to a prefix, the log group or a key.",
-      ),
-    );
-    acknowledge(
-      fn,
-      inControlPacks(
-        'LambdaDLQ',
-        'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
-        ['HIPAA.Security', 'NIST.800.53.R5'],
-      ),
-    );
-    if (!this.props.vpc) {
-      acknowledge(
-        fn,
-        inControlPacks(
-          'LambdaInsideVPC',
-          'No VPC was given: the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun). Pass `vpc` to run it in the plane VPC.',
-        ),
-      );
-    }
+  private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
+    return createPlaneFunction(this, {
+      ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
+      entry: path.join(__dirname, 'handler', entry),
+      description,
+      memorySize: 512,
+      timeout: Duration.minutes(1),
+      reservedConcurrentExecutions: 5,
+      environment,
+      logEncryptionKey: this.logEncryptionKey,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+      vpc: this.props.vpc,
+      vpcSubnets: this.props.vpcSubnets,
+      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun).',
+      policyScope: 'a prefix, the log group or a key',
+    }).function;
   }
+
 
 }
