@@ -56,11 +56,15 @@ export const RunRequestSchema = z.strictObject({
   deploy: z
     .strictObject({
       endpointName: z.string().regex(ENDPOINT_NAME, 'must be a SageMaker endpoint name (letters, digits, hyphens; up to 63)'),
-      adapterName: z.string().regex(ENDPOINT_NAME, 'must be letters, digits and hyphens, up to 63'),
+      adapterName: z
+        .string()
+        .regex(ENDPOINT_NAME, 'must be letters, digits and hyphens, up to 63')
+        .optional()
+        .describe('The adapter component to create or update; required by endpoints that serve adapters as inference components.'),
     })
     .nullable()
     .default(null)
-    .describe('Deploy the approved model to this endpoint as this adapter. Default: null (no deployment).'),
+    .describe('Deploy the approved model to this endpoint (as adapterName on an adapter endpoint). Default: null (no deployment).'),
   runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 letters, digits, spaces, ".", "_" or "-"').optional().describe('A label for people.'),
   baseModelParameters: z.number().gt(0, 'must be a positive number of billions (e.g. 8)').optional().describe('Parameters of the base model in billions, when its name does not tell.'),
 });

@@ -239,11 +239,12 @@ describe('train', () => {
     expect(calls.map((c) => c.command)).not.toContain('StartExecutionCommand');
   });
 
-  test('--deploy-endpoint needs --adapter', async () => {
-    const { factory } = fakeClients({ ...PLANE_OUTPUTS });
-    const { code, stderr } = await cli(['train', '--dataset', `greetings@${'a'.repeat(64)}`, '--base-model', 'org/model-8B', '--deploy-endpoint', 'chat'], { clients: factory });
-    expect(stderr).toBe("error: --deploy-endpoint needs --adapter NAME (the adapter's name on the endpoint)\n");
+  test('--adapter needs --deploy-endpoint', async () => {
+    const { factory, calls } = fakeClients({ ...PLANE_OUTPUTS });
+    const { code, stderr } = await cli(['train', '--dataset', `greetings@${'a'.repeat(64)}`, '--base-model', 'org/model-8B', '--adapter', 'chat-v1'], { clients: factory });
+    expect(stderr).toBe('error: --adapter needs --deploy-endpoint NAME\n');
     expect(code).toBe(1);
+    expect(calls.map((c) => c.command)).not.toContain('StartExecutionCommand');
   });
 });
 

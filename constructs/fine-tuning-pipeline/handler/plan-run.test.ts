@@ -32,6 +32,12 @@ describe('PlanRun', () => {
     expect(() => planRunStep(request(recipe), { ...ENV, deploys: 'adapter' })).toThrow(message);
   });
 
+  test('fails when an adapter endpoint is asked to deploy without an adapter name', () => {
+    expect(() => planRunStep(request({ method: 'qlora' }, { deploy: { endpointName: 'chat' } }), { ...ENV, deploys: 'adapter' })).toThrow(
+      /deploy\.adapterName: endpoint "chat" serves LoRA adapters as inference components; name the run's adapter/,
+    );
+  });
+
   test('fails when a single-model endpoint is asked to deploy a LoRA run that does not merge, and accepts it with merge', () => {
     expect(() => planRunStep(request({ method: 'qlora' }), { ...ENV, deploys: 'full-weights' })).toThrow(
       /serves full models, but this qlora run writes only a LoRA adapter\. Set recipe\.merge to true/,

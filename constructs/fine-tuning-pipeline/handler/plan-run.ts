@@ -61,6 +61,11 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment): PlanR
   if (request.deploy && env.deploys) {
     const writesAdapter = recipe.method === 'lora' || recipe.method === 'qlora' || (recipe.method === 'dpo' && recipe.useLora);
     const writesFullWeights = !writesAdapter || recipe.merge;
+    if (env.deploys === 'adapter' && !request.deploy.adapterName) {
+      throw new RunRequestInvalid(
+        `deploy.adapterName: endpoint "${request.deploy.endpointName}" serves LoRA adapters as inference components; name the run's adapter (tuneyard train --adapter NAME).`,
+      );
+    }
     if (env.deploys === 'adapter' && !writesAdapter) {
       throw new RunRequestInvalid(
         `deploy: endpoint "${request.deploy.endpointName}" serves LoRA adapters, but method ${recipe.method}${recipe.method === 'dpo' ? ' with useLora false' : ''} trains all weights and writes no adapter. ` +

@@ -55,7 +55,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--max-eval-loss-ratio <ratio>', 'gate: tuned/base eval loss at most this (default: 1.0)', positiveNumber)
     .option('--max-forgetting-increase <n>', 'gate: probe loss increase at most this (default: 0.1)', nonNegativeNumber)
     .option('--auto-approve', 'register the model as Approved instead of PendingManualApproval')
-    .option('--deploy-endpoint <name>', 'after approval, deploy to this vLLM endpoint (needs --adapter)')
+    .option('--deploy-endpoint <name>', 'after approval, deploy to this vLLM endpoint (with --adapter when it serves adapters as inference components)')
     .option('--adapter <name>', 'the adapter name on --deploy-endpoint')
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
     .option('--wait', 'watch the run until it ends (exit code as `tuneyard watch`)')
@@ -203,7 +203,6 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     }
     if (!recipe || typeof recipe !== 'object' || Array.isArray(recipe)) throw new CliError(`${opts.recipe}: a recipe is a JSON object such as {"method":"lora","epochs":2}`);
   }
-  if (opts.deployEndpoint && !opts.adapter) throw new CliError('--deploy-endpoint needs --adapter NAME (the adapter\'s name on the endpoint)');
   if (opts.adapter && !opts.deployEndpoint) throw new CliError('--adapter needs --deploy-endpoint NAME');
   const thresholds =
     opts.maxEvalLossRatio !== undefined || opts.maxForgettingIncrease !== undefined
