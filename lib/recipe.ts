@@ -10,7 +10,7 @@ export type { Method };
  * It is one side of the cross-language contract with the trainer's pydantic config
  * (`training-images/trainer/config.schema.json`): {@link renderHyperParameters} turns a recipe
  * into the SageMaker HyperParameters (snake_case keys, every value a string) that the trainer
- * parses. `test/recipe.contract.test.ts` fails when the two drift (a key, an enum value or a
+ * parses. `lib/recipe.contract.test.ts` fails when the two drift (a key, an enum value or a
  * default differs), over the committed fixture `test/fixtures/contracts/hyperparameters.json`.
  */
 
