@@ -151,6 +151,14 @@ export const DEFAULT_JOB_NAME_PREFIX = 'tuneyard-';
 /** SageMaker job names are at most 63 characters: prefix + run id (48) + "-train" (6). */
 export const MAX_JOB_NAME_PREFIX_LENGTH = 63 - RUN_ID_MAX_LENGTH - '-train'.length;
 
+/** The names of a run's training and evaluation jobs (the state machine may only touch jobs with the prefix). */
+export function jobNamesFor(runId: string, prefix: string = DEFAULT_JOB_NAME_PREFIX): { training: string; evaluation: string } {
+  return { training: `${prefix}${runId}-train`, evaluation: `${prefix}${runId}-eval` };
+}
+
+/** The error of the Fail state that ends a run the quality gate rejected (`tuneyard watch` exits 2 on it). */
+export const GATE_REJECTED_ERROR = 'Tuneyard.GateRejected';
+
 /** The local path of spot checkpoints inside the container (the trainer resumes from it). */
 export const CHECKPOINT_LOCAL_PATH = '/opt/ml/checkpoints';
 
@@ -277,8 +285,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     : [];
   const evalChannel = channel('eval', `${datasetS3Uri}eval.jsonl`, 'application/jsonlines');
 
-  const trainingJobName = `${prefix}${runId}-train`;
-  const evaluationJobName = `${prefix}${runId}-eval`;
+  const { training: trainingJobName, evaluation: evaluationJobName } = jobNamesFor(runId, prefix);
   const outputS3Uri = `${bucket}${DATA_PREFIXES.artifacts}${runId}/`;
   const modelArtifactS3Uri = `${outputS3Uri}${trainingJobName}/output/model/`;
   const evalReportS3Uri = `${bucket}${DATA_PREFIXES.evalReports}${runId}/`;

@@ -10,7 +10,7 @@ import { createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { DatasetStore } from '../dataset-store';
-import { acknowledge } from '../../lib/nag';
+import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 
 /** Properties of a {@link DatasetValidationFunction}. */
 export interface DatasetValidationFunctionProps {
@@ -197,12 +197,11 @@ export class DatasetValidationFunction extends Construct {
   }
 
   private acknowledgeFindings(role: iam.Role, props: DatasetValidationFunctionProps): void {
-    const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
-    const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;
-    acknowledge(role.node.tryFindChild('DefaultPolicy') ?? role, {
-      [`AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*]`]:
+    const datasets = nagResource(Stack.of(this), props.store.bucket.arnForObjects(`${DATA_PREFIXES.datasets}*`));
+    acknowledgeOnGrantee(role, {
+      [`AwsSolutions-IAM5[Resource::${datasets}]`]:
         'Reads any dataset version under datasets/: the version to validate is chosen per run (name and sha256 in the input).',
-      [`AwsSolutions-IAM5[Resource::${bucketRef}/${DATA_PREFIXES.datasets}*/validation-report.json]`]:
+      [`AwsSolutions-IAM5[Resource::${datasets}/validation-report.json]`]:
         'Writes only the validation-report.json of a dataset version (any version; chosen per run), and only with If-None-Match.',
     });
   }

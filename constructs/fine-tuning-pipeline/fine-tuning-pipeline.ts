@@ -12,12 +12,15 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
-import type { PlanSettings } from '../../lib/run-request';
+import { DATA_PREFIXES } from '../../lib/layout';
+import { GATE_REJECTED_ERROR, type PlanSettings } from '../../lib/run-request';
+
+export { GATE_REJECTED_ERROR };
 import type { DeployArtifact } from './handler/plan-run';
 
 export type { DeployArtifact };
 import { DatasetStore } from '../dataset-store';
-import { acknowledge, inControlPacks } from '../../lib/nag';
+import { acknowledge, acknowledgeOnGrantee, inControlPacks, nagResource } from '../../lib/nag';
 
 /** A Task-like state that the pipeline wires: it adds retries, a catch and the next state. */
 export type PipelineTaskState = sfn.State &
@@ -178,8 +181,6 @@ export const PIPELINE_FAILURES = {
   rejected: 'Rejected',
 } as const;
 
-/** The error of the Fail state that ends a run the gate rejected. */
-export const GATE_REJECTED_ERROR = 'Tuneyard.GateRejected';
 
 /** The CloudWatch namespace of the pipeline's own metrics. */
 export const PIPELINE_METRICS_NAMESPACE = 'Tuneyard/Pipeline';
@@ -272,11 +273,9 @@ export class FineTuningPipeline extends Construct {
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
-    const bucketArn = Stack.of(this).resolve(props.store.bucket.bucketArn);
-    const bucketRef = typeof bucketArn === 'string' ? bucketArn : `<${bucketArn['Fn::GetAtt']?.[0]}.Arn>`;
-    Validations.of(this.readEvalReportFunction.role!.node.tryFindChild('DefaultPolicy') ?? this.readEvalReportFunction).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${bucketRef}/eval-reports/*]`,
-      reason: 'Reads the eval report of any run under eval-reports/: the run is chosen per execution (the plan names the object).',
+    acknowledgeOnGrantee(this.readEvalReportFunction, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this), props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*`))}]`]:
+        'Reads the eval report of any run under eval-reports/: the run is chosen per execution (the plan names the object).',
     });
 
     const definition = this.buildDefinition();
@@ -562,10 +561,8 @@ export class FineTuningPipeline extends Construct {
     const policy = this.role.node.tryFindChild('DefaultPolicy') ?? this.role;
     const stack = Stack.of(this);
     for (const fn of functions) {
-      const arn = stack.resolve(fn.functionArn);
-      const ref = typeof arn === 'string' ? arn : `<${arn['Fn::GetAtt']?.[0]}.Arn>`;
       Validations.of(policy).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${ref}:*]`,
+        id: `AwsSolutions-IAM5[Resource::${nagResource(stack, fn.functionArn)}:*]`,
         reason: 'lambda:InvokeFunction on the versions and aliases of this one function (the CDK grant for a Lambda task).',
       });
     }

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { DatasetReport, DatasetValidator, TrainingMethod } from '../datasets';
+import { DatasetReport, DatasetValidator } from '../datasets';
 import { CliError } from './errors';
 import { CliIo, progressBar } from './io';
+import type { Method } from '../methods';
 
 /** One local file, validated and hashed in a single streaming read. */
 export interface CheckedFile {
@@ -19,7 +20,7 @@ export interface CheckedDataset {
 }
 
 export interface CheckOptions {
-  readonly method?: TrainingMethod;
+  readonly method?: Method;
   readonly maxLength?: number;
 }
 

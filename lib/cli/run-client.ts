@@ -27,7 +27,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
 import { DATA_PREFIXES, datasetNameProblem, datasetVersionPrefix } from '../layout';
-import { DEFAULT_JOB_NAME_PREFIX } from '../run-request';
+import { DEFAULT_JOB_NAME_PREFIX, jobNamesFor } from '../run-request';
 import { CliError, isNotFound } from './errors';
 
 /** The AWS clients behind the CLI: injected so tests can point them at a moto server. */
@@ -135,7 +135,7 @@ export const TRAINING_LOG_GROUP = '/aws/sagemaker/TrainingJobs';
 
 /** The name of a run's training job: `<TrainingJobPrefix output><run id>-train` (as `planRun` names it). */
 export function trainingJobName(plane: Pick<Plane, 'trainingJobPrefix'>, runId: string): string {
-  return `${plane.trainingJobPrefix ?? DEFAULT_JOB_NAME_PREFIX}${runId}-train`;
+  return jobNamesFor(runId, plane.trainingJobPrefix ?? DEFAULT_JOB_NAME_PREFIX).training;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 
 import { RowHasher } from './row-hashes';
-import { METHODS, Method } from '../methods';
+import type { Method } from '../methods';
 
 /** The formats of a JSONL dataset, decided per row from its keys. */
 export const DATASET_FORMATS = ['chat', 'prompt-completion', 'alpaca', 'text', 'preference', 'preference-chat'] as const;
@@ -15,9 +15,6 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 /** The formats that hold preference pairs (the only ones `dpo` accepts). */
 export const PREFERENCE_FORMATS: readonly DatasetFormat[] = ['preference', 'preference-chat'];
 
-/** The training methods (the recipe's list), for the per-method format check. */
-export const TRAINING_METHODS = METHODS;
-export type TrainingMethod = Method;
 
 /** The error codes of the shared corpus (test/fixtures/datasets/README.md), plus `line-too-long`. */
 export type DatasetErrorCode =
@@ -282,7 +279,7 @@ function conversationTokens(value: unknown): number {
 }
 
 /** The file-level error of a dataset for a training method, or undefined when the format suits it. */
-export function methodError(format: DatasetFormat | null, rows: number, method?: TrainingMethod): DatasetError | undefined {
+export function methodError(format: DatasetFormat | null, rows: number, method?: Method): DatasetError | undefined {
   if (rows === 0) {
     return { line: 1, code: 'empty-file', message: 'the file has no rows; a dataset needs at least one JSON object per line' };
   }

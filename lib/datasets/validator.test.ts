@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { DatasetReport, DatasetValidator, DatasetValidatorOptions, formatError, reportForMethod, TrainingMethod, validateStream } from '.';
+import { DatasetReport, DatasetValidator, DatasetValidatorOptions, formatError, reportForMethod, validateStream } from '.';
+import type { Method } from '../methods';
 
 const CORPUS = path.join(__dirname, '..', '..', 'test', 'fixtures', 'datasets');
 
 interface Case {
   file: string;
-  method: TrainingMethod;
+  method: Method;
   format: string | null;
   rows: number;
   errors: Array<{ line: number; code: string }>;

@@ -12,9 +12,9 @@ import {
   methodError,
   RowInvalid,
   rowHash,
-  TrainingMethod,
 } from './formats';
 import { RowHashes } from './row-hashes';
+import type { Method } from '../methods';
 
 /** Options of a {@link DatasetValidator}. */
 export interface DatasetValidatorOptions {
@@ -23,7 +23,7 @@ export interface DatasetValidatorOptions {
    *
    * @default - no method check: the report is a fact about the file alone, for {@link reportForMethod} to apply a method later
    */
-  readonly method?: TrainingMethod;
+  readonly method?: Method;
   /**
    * The run's `max_length` in tokens: rows whose estimated length exceeds it are counted in `tokens.overLimit`
    * (the trainer truncates them; they are not errors).
@@ -80,7 +80,7 @@ export interface DatasetReport {
   /** The file's format (that of its first row with a recognisable format), null when none. */
   readonly format: DatasetFormat | null;
   /** The method the file was checked for, when one was given. */
-  readonly method?: TrainingMethod;
+  readonly method?: Method;
   /** Non-blank lines, valid or not. */
   readonly rows: number;
   /** Rows without errors: what the trainer trains on. */
@@ -355,7 +355,7 @@ export class DatasetValidator {
  * (`not-preference`, `preference-for-sft`) and counts the rows over `maxLength`. Lets one stored,
  * method-independent report of an immutable dataset version serve every run.
  */
-export function reportForMethod(report: DatasetReport, method: TrainingMethod, maxLength?: number, maxErrors = 50): DatasetReport {
+export function reportForMethod(report: DatasetReport, method: Method, maxLength?: number, maxErrors = 50): DatasetReport {
   const error = report.rows === 0 ? undefined : methodError(report.format, report.rows, method);
   const tokens = report.tokens;
   const sameLimit = maxLength === tokens.maxLength;

@@ -7,9 +7,10 @@
  * from aws-cdk-lib here.
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { DatasetFormat, DatasetReport, TrainingMethod } from '../../../lib/datasets';
-import { DatasetValidator, formatError, reportForMethod, TRAINING_METHODS } from '../../../lib/datasets';
+import type { DatasetFormat, DatasetReport } from '../../../lib/datasets';
+import { DatasetValidator, formatError, reportForMethod } from '../../../lib/datasets';
 import { datasetVersionPrefix } from '../../../lib/layout';
+import { METHODS, type Method } from '../../../lib/methods';
 
 /** The Lambda's input (the state machine passes it from the RunRequest). */
 export interface ValidateDatasetInput {
@@ -18,7 +19,7 @@ export interface ValidateDatasetInput {
   readonly datasetName: string;
   /** The dataset version: the sha256 of the training file, as uploaded by `tuneyard upload`. */
   readonly datasetSha256: string;
-  readonly method: TrainingMethod;
+  readonly method: Method;
   /** The run's `max_length` in tokens: rows estimated longer are counted (not an error; the trainer truncates them). */
   readonly maxLength?: number;
 }
@@ -145,8 +146,8 @@ export async function validateDatasetVersion(input: ValidateDatasetInput, deps: 
 function parseInput(input: ValidateDatasetInput, defaultBucket?: string) {
   const bucket = input.bucket ?? defaultBucket;
   if (!bucket) throw new InvalidInput('no bucket: pass "bucket" in the input or set DATA_BUCKET on the function');
-  if (!TRAINING_METHODS.includes(input.method)) {
-    throw new InvalidInput(`method ${JSON.stringify(input.method)} is not one of ${TRAINING_METHODS.join(', ')}`);
+  if (!METHODS.includes(input.method)) {
+    throw new InvalidInput(`method ${JSON.stringify(input.method)} is not one of ${METHODS.join(', ')}`);
   }
   if (input.maxLength !== undefined && !(Number.isInteger(input.maxLength) && input.maxLength > 0)) {
     throw new InvalidInput(`maxLength must be a positive integer number of tokens; got ${JSON.stringify(input.maxLength)}`);
@@ -162,7 +163,7 @@ function parseInput(input: ValidateDatasetInput, defaultBucket?: string) {
 
 function summarize(
   stored: StoredValidationReport,
-  ctx: { bucket: string; prefix: string; reportKey: string; method: TrainingMethod; maxLength?: number; reused: boolean; errorsInMessage: number },
+  ctx: { bucket: string; prefix: string; reportKey: string; method: Method; maxLength?: number; reused: boolean; errorsInMessage: number },
 ): ValidateDatasetOutput {
   const train = reportForMethod(stored.train, ctx.method, ctx.maxLength);
   const evalReport = stored.eval ? reportForMethod(stored.eval, ctx.method, ctx.maxLength) : undefined;

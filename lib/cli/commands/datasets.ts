@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DatasetReport, formatError, TRAINING_METHODS } from '../../datasets';
+import { DatasetReport, formatError } from '../../datasets';
 import { datasetNameProblem } from '../../layout';
 import { positiveInt } from '../args';
 import { datasetVersionHash } from '../dataset-hash';
@@ -8,6 +8,7 @@ import { CliError } from '../errors';
 import { count } from '../format';
 import { progressBar } from '../io';
 import type { CommandContext } from '../program';
+import { METHODS } from '../../methods';
 
 /** Errors printed per file before "... and N more". */
 export const MAX_PRINTED_ERRORS = 50;
@@ -17,10 +18,10 @@ export function registerDatasetCommands(program: Command, ctx: CommandContext): 
     .command('validate')
     .description('Check a JSONL dataset locally with the same rules as the pipeline (nothing is uploaded).')
     .argument('<file>', 'training data, JSONL')
-    .addOption(new Option('--method <method>', 'the training method the data is for').choices(TRAINING_METHODS))
+    .addOption(new Option('--method <method>', 'the training method the data is for').choices(METHODS))
     .option('--eval <file>', 'held-out eval data, JSONL (also checked for rows copied from the training file)')
     .option('--max-length <tokens>', 'count rows longer than this many (estimated) tokens', positiveInt)
-    .action(async (file: string, opts: { method?: (typeof TRAINING_METHODS)[number]; eval?: string; maxLength?: number }, command: Command) => {
+    .action(async (file: string, opts: { method?: (typeof METHODS)[number]; eval?: string; maxLength?: number }, command: Command) => {
       ctx.use(command);
       const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, maxLength: opts.maxLength });
       const ok = errorCount(checked) === 0;

@@ -1,15 +1,13 @@
 import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { METHODS } from '../../recipe';
-import { parseRunRequest, planRun, RunRequest, RunRequestError, runIdFor } from '../../run-request';
+import { GATE_REJECTED_ERROR, parseRunRequest, planRun, RunRequest, RunRequestError, runIdFor } from '../../run-request';
 import { nonNegativeNumber, positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
 import { duration, metric, table, time } from '../format';
 import type { CommandContext } from '../program';
 import { RunStatus } from '../run-client';
 
-/** The error a run rejected by the eval gate fails with: the pipeline's GATE_REJECTED_ERROR, copied so the CLI does not load aws-cdk-lib (a test checks they match). */
-export const GATE_REJECTED_ERROR = 'Tuneyard.GateRejected';
 
 /** Exit codes of `watch` (and `train --wait`): 0 succeeded, 1 failed/aborted/timed out, 2 rejected by the gate. */
 export function runExitCode(status: Pick<RunStatus, 'status' | 'error'>): number | undefined {
