@@ -50,14 +50,8 @@ const G_SHAPE: Record<string, [number, number]> = {
 };
 
 const TABLE: readonly GpuInstance[] = [
-  ...family('g4dn', { gpuModel: 'T4', gpuMemoryGiB: 16, localNvme: true, bf16: false }, {
-    xlarge: [1, 4],
-    '2xlarge': [1, 8],
-    '4xlarge': [1, 16],
-    '8xlarge': [1, 32],
-    '16xlarge': [1, 64],
-    '12xlarge': [4, 48],
-  }),
+  // g4dn has the same shape without the 24xlarge and 48xlarge sizes.
+  ...family('g4dn', { gpuModel: 'T4', gpuMemoryGiB: 16, localNvme: true, bf16: false }, Object.fromEntries(Object.entries(G_SHAPE).filter(([size]) => size !== '24xlarge' && size !== '48xlarge'))),
   ...family('g5', { gpuModel: 'A10G', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
   ...family('g6', { gpuModel: 'L4', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
   ...family('g6e', { gpuModel: 'L40S', gpuMemoryGiB: 48, localNvme: true, bf16: true }, G_SHAPE),

@@ -15,10 +15,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from .data import PREFERENCE_FORMATS, DatasetReport, render_sft, to_prompt_completion, validate_file
+from .data import PREFERENCE_FORMATS, DatasetReport, render_sft, to_prompt_completion
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
-from .train import TRAINING_CONFIG, PreflightError, compute_dtype
+from .train import TRAINING_CONFIG, compute_dtype, load_dataset_channel
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
@@ -35,16 +35,6 @@ def locate_tuned(folder: Path) -> tuple[str, Path]:
         f"the adapter channel ({folder}) holds neither a LoRA adapter (adapter_config.json) nor a model "
         "(config.json); point it at the training job's model output"
     )
-
-
-def _read_report(env: SageMakerEnv, channel: str, method: str) -> DatasetReport | None:
-    path = env.channel_jsonl(channel)
-    if path is None:
-        return None
-    report = validate_file(path, method)
-    if report.errors:
-        raise PreflightError(f"channel {channel}: invalid rows:\n{report.describe_errors()}")
-    return report
 
 
 def _loss_rows(report: DatasetReport, completion_only_loss: bool) -> list[dict[str, Any]]:
@@ -87,10 +77,10 @@ def run(env: SageMakerEnv) -> int:
         kind, tuned = locate_tuned(tuned_root)
         training = _training_config(tuned_root)
         method = training.get("method", "sft")
-        eval_report = _read_report(env, "eval", method)
+        eval_report = load_dataset_channel(env, "eval", method)
         if eval_report is None:
             raise ChannelError("evaluate needs the eval channel (one JSONL file of held-out rows)")
-        probe_report = _read_report(env, "probe", "sft")
+        probe_report = load_dataset_channel(env, "probe", "sft")
         completion_only = training.get("completion_only_loss", True)
         max_length = int(training.get("max_length", DEFAULT_MAX_LENGTH))
         eval_rows = _loss_rows(eval_report, completion_only)
