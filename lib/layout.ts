@@ -19,6 +19,16 @@ export const DATA_PREFIXES = {
 
 export type DataPrefix = keyof typeof DATA_PREFIXES;
 
+/**
+ * Inside a training job's uncompressed `model/` output (what the registry registers): the LoRA
+ * adapter as the tarball an inference component loads, and the full (or merged) weights folder a
+ * single-model endpoint serves. The trainer writes both (training-images/trainer/README.md).
+ */
+export const MODEL_OUTPUT = {
+  adapterArchive: 'adapter.tar.gz',
+  fullWeights: 'full/',
+} as const;
+
 /** Dataset names: lower-case letters, digits, `-`, `_` and `.`, starting with a letter or digit. */
 export const DATASET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;

@@ -4,6 +4,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { DATA_PREFIXES } from '../../lib/layout';
+import { MODEL_OUTPUT } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import type { DeployArtifact, IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
 import { VllmEndpoint } from './vllm-endpoint';
@@ -125,7 +126,7 @@ export class VllmDeployStage implements IPipelineStage {
     let start: sfn.IChainable;
     let status: sfn.Choice;
     if (ep.usesInferenceComponents) {
-      const adapterArtifact = this.props.adapterArtifact ?? 'adapter.tar.gz';
+      const adapterArtifact = this.props.adapterArtifact ?? MODEL_OUTPUT.adapterArchive;
       const specification = {
         BaseInferenceComponentName: ep.baseComponentName,
         Container: { 'ArtifactUrl.$': `States.Format('{}${adapterArtifact}', $.plan.modelArtifactS3Uri)` },
@@ -188,7 +189,7 @@ export class VllmDeployStage implements IPipelineStage {
       wait.next(describe);
       start = find;
     } else {
-      const mergedFolder = this.props.mergedModelFolder ?? 'full/';
+      const mergedFolder = this.props.mergedModelFolder ?? MODEL_OUTPUT.fullWeights;
       const newName = "States.Format('tuneyard-{}', States.Hash($.plan.runId, 'MD5'))";
       const stack = Stack.of(scope);
       const createModel = new tasks.CallAwsService(scope, DEPLOY_STATES.createModel, {

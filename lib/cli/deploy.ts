@@ -24,16 +24,13 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { duration } from './format';
 import { CliError, isNotFound } from './errors';
+import { MODEL_OUTPUT } from '../layout';
 
 /**
  * `tuneyard deploy`: the same SageMaker calls as the pipeline's Deploy stage
  * (constructs/vllm-endpoint/deploy-stage.ts), made from the CLI for a registered model package.
  * A plan is built with reads only, so every refusal happens before anything is written.
  */
-
-/** Where the pipeline puts the adapter tarball and the merged weights in the run's model folder (the Deploy stage's defaults). */
-export const ADAPTER_ARTIFACT = 'adapter.tar.gz';
-export const MERGED_MODEL_FOLDER = 'full/';
 
 /** Polls of `--wait` and the wait between two: 90 minutes, as the Deploy stage. */
 export const WAIT_POLLS = 180;
@@ -85,7 +82,7 @@ export async function planDeployment(sagemaker: SageMakerClient, request: Deploy
   }
   if (!request.modelData.startsWith('s3://') || !request.modelData.endsWith('/')) {
     throw new CliError(
-      `model package ${request.modelPackageArn} has model data ${request.modelData}, not an S3 folder: tuneyard deploy serves the pipeline's uncompressed model/ folder (${ADAPTER_ARTIFACT}, ${MERGED_MODEL_FOLDER}); deploy other packages yourself`,
+      `model package ${request.modelPackageArn} has model data ${request.modelData}, not an S3 folder: tuneyard deploy serves the pipeline's uncompressed model/ folder (${MODEL_OUTPUT.adapterArchive}, ${MODEL_OUTPUT.fullWeights}); deploy other packages yourself`,
     );
   }
   const endpoint = await describeEndpoint(sagemaker, endpointName);
@@ -139,7 +136,7 @@ async function planAdapter(sagemaker: SageMakerClient, request: DeployRequest, e
     );
   }
   const base = bases[0];
-  const artifact = request.modelData + ADAPTER_ARTIFACT;
+  const artifact = request.modelData + MODEL_OUTPUT.adapterArchive;
   const Specification = { BaseInferenceComponentName: base, Container: { ArtifactUrl: artifact } };
   const existing = components.find((c) => c.InferenceComponentName === adapterName);
   const plan = { form: 'inference-components' as const, endpointName, waitFor: { component: adapterName }, artifact, notes: [] as string[] };
@@ -177,7 +174,7 @@ async function planSingleModel(
     );
   }
   const name = deploymentName(endpointName, request.modelPackageArn);
-  const artifact = request.modelData + MERGED_MODEL_FOLDER;
+  const artifact = request.modelData + MODEL_OUTPUT.fullWeights;
   const plan = { form: 'single-model' as const, endpointName, artifact, waitFor: { endpointConfigName: name } };
   if (endpoint.EndpointConfigName === name) {
     return { ...plan, steps: [], notes: [`${endpointName} already runs ${name}: nothing sent`] };
