@@ -8,4 +8,5 @@ export * from './plane-alarms';
 export * from './plane-dashboard';
 export * from './plane-network';
 export * from './training-image';
+export * from './usage-metrics';
 export * from './vllm-endpoint';

@@ -30,6 +30,12 @@ export interface PlaneFunctionOptions {
   readonly outsideVpcReason: string;
   /** What the role's own statements are scoped to, for the inline-policy acknowledgement. */
   readonly policyScope: string;
+  /**
+   * Why the function needs no dead-letter queue.
+   *
+   * @default - it is invoked synchronously by the state machine, which catches and notifies every failure
+   */
+  readonly dlqReason?: string;
 }
 
 /** A function made by {@link createPlaneFunction}. */
@@ -44,8 +50,7 @@ export interface PlaneFunction {
  * current Node.js runtime, X-Ray on, JSON logs into a KMS-encrypted log group with retention, an
  * explicit role (no AWSLambdaBasicExecutionRole: its logs:* on every log group is wider than this
  * one group), reserved concurrency, optionally in a VPC; and the compliance findings that every such
- * function raises, acknowledged with their reasons. Functions are invoked synchronously by the
- * state machine, which catches and notifies every failure.
+ * function raises, acknowledged with their reasons.
  */
 export function createPlaneFunction(scope: Construct, options: PlaneFunctionOptions): PlaneFunction {
   const logGroup = new logs.LogGroup(scope, options.ids.logGroup, {
@@ -93,7 +98,8 @@ export function createPlaneFunction(scope: Construct, options: PlaneFunctionOpti
   acknowledge(fn, {
     ...inControlPacks(
       'LambdaDLQ',
-      'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
+      options.dlqReason ??
+        'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
       ['HIPAA.Security', 'NIST.800.53.R5'],
     ),
     ...(vpc ? {} : inControlPacks('LambdaInsideVPC', `No VPC was given: ${options.outsideVpcReason} Pass \`vpc\` to run it in the plane VPC.`)),

@@ -11,11 +11,8 @@
  * - moto honours `If-None-Match: *` on PutObject (412 PreconditionFailed) — asserted below, since
  *   the CLI's write-once path relies on it.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
@@ -39,28 +36,20 @@ import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { AwsClients } from '../../lib/cli/run-client';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
+import { MotoServer, startMoto } from '../support/moto';
 import { cli } from './support';
 
 const REGION = 'us-east-1';
 const BUCKET = 'tuneyard-data-moto';
 const GROUP = 'tuneyard-models';
-let server: ChildProcess;
-let endpoint: string;
+let moto: MotoServer;
 let clients: AwsClients;
 let tmp: string;
 const factory = () => clients;
 
 beforeAll(async () => {
-  process.env.AWS_ACCESS_KEY_ID = 'testing';
-  process.env.AWS_SECRET_ACCESS_KEY = 'testing';
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  const venv = process.env.TUNEYARD_VENV ?? execFileSync('bash', [path.join(__dirname, '..', '..', 'scripts', 'python-env.sh')], { encoding: 'utf8' }).trim();
-  const port = await freePort();
-  endpoint = `http://127.0.0.1:${port}`;
-  server = spawn(path.join(venv, 'bin', 'moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  await waitForServer(endpoint);
-
-  const config = { region: REGION, endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
+  moto = await startMoto(REGION);
+  const config = moto.clientConfig;
   clients = {
     cloudformation: new CloudFormationClient(config),
     s3: new S3Client({ ...config, forcePathStyle: true }),
@@ -76,11 +65,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const client of Object.values(clients ?? {})) client.destroy();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill();
-    await exited;
-  }
+  await moto?.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -414,7 +399,7 @@ describe('deploy to a single-model endpoint', () => {
     );
     await clients.sagemaker.send(new CreateEndpointCommand({ EndpointName: 'chat', EndpointConfigName: 'chat-config-1' }));
 
-    const sagemaker = new SageMakerClient({ region: REGION, endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+    const sagemaker = new SageMakerClient(moto.clientConfig);
     sagemaker.middlewareStack.add(
       (next, context) => async (args) => {
         if (context.commandName !== 'UpdateEndpointCommand') return next(args);
@@ -485,30 +470,3 @@ describe('finding the plane', () => {
     expect(code).toBe(1);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForServer(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const req = http.get(`${url}/moto-api/`, { agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      });
-      req.on('error', () => resolve(false));
-    });
-    if (up) return;
-    if (Date.now() > deadline) throw new Error(`moto_server did not start at ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

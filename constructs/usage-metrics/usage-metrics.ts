@@ -1,0 +1,380 @@
+import * as path from 'node:path';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { TuneyardValidationError } from '../../lib/errors';
+import { acknowledge, nagResource } from '../../lib/nag';
+import { createPlaneFunction } from '../../lib/plane-function';
+import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageMetricKey, WatchedEndpoint } from './usage-contract';
+
+/** Training jobs whose instance-hours are published: all jobs whose names start with the prefix (`FineTuningJob` is one). */
+export interface IUsageTrainingJobs {
+  /** The prefix of the job names. */
+  readonly jobNamePrefix: string;
+}
+
+/** An endpoint whose instances (and copies) are published (`VllmEndpoint` is one). */
+export interface IUsageEndpoint {
+  readonly endpointName: string;
+  readonly endpointArn: string;
+  /** Whether the endpoint serves inference components: then their copies are published too. */
+  readonly usesInferenceComponents: boolean;
+}
+
+/** Properties of {@link UsageMetrics}. Give at least one training-job prefix or endpoint. */
+export interface UsageMetricsProps {
+  /**
+   * Training jobs whose instance-hours (wall-clock and billable) are published when they end.
+   *
+   * @default - no training metrics
+   */
+  readonly trainingJobs?: IUsageTrainingJobs[];
+
+  /**
+   * Endpoints whose current and desired instances (and, for inference components, copies) are
+   * published on every run.
+   *
+   * @default - no endpoint metrics
+   */
+  readonly endpoints?: IUsageEndpoint[];
+
+  /**
+   * How often the publisher runs: the resolution of the instance and copy graphs.
+   *
+   * @default Duration.minutes(1)
+   */
+  readonly schedule?: Duration;
+
+  /**
+   * How far back each run looks for ended training jobs. Each run republishes every job that
+   * ended in this window (the same value at the same timestamp), so a run that fails is made good
+   * by the next one; keep it well above `schedule`.
+   *
+   * @default Duration.hours(1)
+   */
+  readonly trainingLookback?: Duration;
+
+  /**
+   * The CloudWatch namespace of the metrics.
+   *
+   * @default 'Tuneyard'
+   */
+  readonly namespace?: string;
+
+  /**
+   * The VPC to run the publisher in. It calls the SageMaker API and CloudWatch, so the subnets
+   * need interface endpoints for both (`PlaneNetwork` has them) or a NAT gateway.
+   *
+   * @default - not in a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Where in `vpc` to place the function.
+   *
+   * @default - the VPC's private subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * The KMS key that encrypts the function's log group. Its key policy must let CloudWatch Logs use it.
+   *
+   * @default - a new key with yearly rotation, whose policy allows the function's log group
+   */
+  readonly logEncryptionKey?: kms.IKey;
+
+  /**
+   * How long the function's logs are kept.
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * What happens to the log group (and the log key this construct creates) when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** Options of the training instance-hours expressions. */
+export interface UsageExpressionOptions {
+  /**
+   * The period each value sums.
+   *
+   * @default Duration.days(1)
+   */
+  readonly period?: Duration;
+  /**
+   * The label of the line.
+   *
+   * @default - a label that names the metric and the total over the graph's time range
+   */
+  readonly label?: string;
+}
+
+const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level permissions';
+
+/**
+ * Publishes what SageMaker does not put into CloudWatch: the instance-hours of training jobs and
+ * the instances and model copies behind endpoints. A small Lambda function runs on a schedule,
+ * reads DescribeTrainingJob, DescribeEndpoint and DescribeInferenceComponent, and puts the
+ * figures into the `Tuneyard` namespace (see `usage-contract.ts` for the metrics and their
+ * dimensions). The `metric*` methods read them back, for dashboards and alarms.
+ *
+ * Cost: one invocation per `schedule` (43,200 a month at one minute, within Lambda's free tier
+ * at 128 MiB) and the custom metrics, billed per metric and hour published: 2-3 per endpoint, 2
+ * per inference component, and 2 per training job in the hour it is published.
+ */
+export class UsageMetrics extends Construct {
+  /** The publisher function. */
+  public readonly function: lambda.IFunction;
+  /** The schedule that runs it. */
+  public readonly rule: events.Rule;
+  /** The CloudWatch namespace of the metrics. */
+  public readonly namespace: string;
+  /** The training-job prefixes whose instance-hours are published. */
+  public readonly trainingJobPrefixes: readonly string[];
+
+  private readonly endpoints: readonly IUsageEndpoint[];
+
+  constructor(scope: Construct, id: string, props: UsageMetricsProps) {
+    super(scope, id);
+    this.trainingJobPrefixes = (props.trainingJobs ?? []).map((job) => job.jobNamePrefix);
+    this.endpoints = props.endpoints ?? [];
+    this.namespace = props.namespace ?? DEFAULT_USAGE_NAMESPACE;
+    const schedule = props.schedule ?? Duration.minutes(1);
+    const lookback = props.trainingLookback ?? Duration.hours(1);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.validate(schedule, lookback);
+
+    const logKey = props.logEncryptionKey ?? this.createLogKey(removalPolicy);
+    const stack = Stack.of(this);
+    const watched: WatchedEndpoint[] = this.endpoints.map((e) => ({ name: e.endpointName, components: e.usesInferenceComponents }));
+    const { function: fn, role } = createPlaneFunction(this, {
+      ids: { function: 'Resource', role: 'ServiceRole', logGroup: 'LogGroup' },
+      entry: path.join(__dirname, 'handler', 'index'),
+      description: 'Tuneyard usage metrics: training instance-hours and endpoint instances and copies, into CloudWatch',
+      memorySize: 256,
+      timeout: Duration.seconds(Math.min(50, schedule.toSeconds() - 5)),
+      // One run at a time: a run that overlaps the next would only publish the same figures twice.
+      reservedConcurrentExecutions: 1,
+      environment: {
+        [USAGE_ENV.namespace]: this.namespace,
+        [USAGE_ENV.trainingJobPrefixes]: stack.toJsonString(this.trainingJobPrefixes),
+        [USAGE_ENV.endpoints]: stack.toJsonString(watched),
+        [USAGE_ENV.lookbackMinutes]: String(lookback.toMinutes()),
+      },
+      logEncryptionKey: logKey,
+      logRetention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      outsideVpcReason: 'the function only calls the SageMaker Describe/List APIs and CloudWatch PutMetricData over TLS.',
+      policyScope: 'the watched training-job prefixes and endpoints, the log group, or (List*, PutMetricData) one namespace',
+      dlqReason:
+        'Run by a schedule; each run republishes the whole look-back window, so a failed run is made good by the next one, and a dead-letter queue would only hold stale ticks.',
+    });
+    // A tick that failed is not worth retrying: the next one comes within `schedule`.
+    fn.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.seconds(Math.max(60, schedule.toSeconds())) });
+    this.grantReads(role);
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'PutUsageMetrics',
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': this.namespace } },
+      }),
+    );
+
+    this.rule = new events.Rule(this, 'Schedule', {
+      description: 'Runs the Tuneyard usage-metrics publisher',
+      schedule: events.Schedule.rate(schedule),
+      targets: [new targets.LambdaFunction(fn, { retryAttempts: 0, maxEventAge: Duration.seconds(Math.max(60, schedule.toSeconds())) })],
+    });
+    this.function = fn;
+  }
+
+  /**
+   * Instance-hours of the training jobs per `period`: wall-clock training time × instances, summed
+   * over the jobs that ended in each period (a SEARCH over the per-job series, so it can be graphed
+   * but not alarmed on).
+   */
+  public metricTrainingInstanceHours(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.trainingHours('trainingInstanceHours', 'training instance-hours', options);
+  }
+
+  /** Billable instance-hours of the training jobs per `period` (managed spot bills less than it runs). */
+  public metricBillableInstanceHours(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.trainingHours('billableInstanceHours', 'billable instance-hours', options);
+  }
+
+  /** Whether this publisher watches the endpoint (its `metricEndpoint*` methods need that). */
+  public watches(endpoint: Pick<IUsageEndpoint, 'endpointName'>): boolean {
+    return this.endpoints.some((e) => e.endpointName === endpoint.endpointName);
+  }
+
+  /** Instances running behind the endpoint (Maximum per minute). */
+  public metricEndpointInstances(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return this.endpointMetric('endpointInstances', endpoint, props);
+  }
+
+  /** Instances the endpoint is scaling to (Maximum per minute). */
+  public metricEndpointDesiredInstances(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return this.endpointMetric('endpointDesiredInstances', endpoint, props);
+  }
+
+  /** Model copies running on the endpoint, over all its inference components (Maximum per minute). */
+  public metricEndpointCopies(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return this.endpointMetric('endpointCopies', endpoint, props);
+  }
+
+  /** Copies of each inference component of the endpoint, one line per component (a SEARCH: graph only). */
+  public metricComponentCopies(endpoint: IUsageEndpoint, options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
+    this.checkWatched(endpoint, true);
+    const metric = USAGE_METRICS.componentCopies;
+    const period = options.period ?? Duration.minutes(1);
+    return new cloudwatch.MathExpression({
+      expression: `SEARCH('${this.schema(metric.dimensions)} MetricName="${metric.name}" EndpointName="${endpoint.endpointName}"', 'Maximum', ${period.toSeconds()})`,
+      usingMetrics: {},
+      label: options.label ?? '',
+      period,
+    });
+  }
+
+  private trainingHours(key: UsageMetricKey, what: string, options: UsageExpressionOptions): cloudwatch.MathExpression {
+    if (this.trainingJobPrefixes.length === 0) {
+      throw new TuneyardValidationError(`this UsageMetrics watches no training jobs, so it has no ${what}: pass \`trainingJobs\`.`, this);
+    }
+    const metric = USAGE_METRICS[key];
+    const period = options.period ?? Duration.days(1);
+    const prefixes = this.trainingJobPrefixes.map((p) => `TrainingJobPrefix="${p}"`).join(' OR ');
+    // Each job republishes one value at its end time: Maximum per job, then the sum over jobs.
+    return new cloudwatch.MathExpression({
+      expression: `SUM(SEARCH('${this.schema(metric.dimensions)} MetricName="${metric.name}" (${prefixes})', 'Maximum', ${period.toSeconds()}))`,
+      usingMetrics: {},
+      label: options.label ?? `${what} (total in range: \${SUM})`,
+      period,
+    });
+  }
+
+  private checkWatched(endpoint: IUsageEndpoint, copies: boolean): void {
+    if (!this.watches(endpoint)) {
+      throw new TuneyardValidationError(`this UsageMetrics does not watch endpoint ${endpoint.endpointName}: add it to \`endpoints\`.`, this);
+    }
+    if (copies && !endpoint.usesInferenceComponents) {
+      throw new TuneyardValidationError(`endpoint ${endpoint.endpointName} serves a single model, which has no copies: graph its instances instead.`, this);
+    }
+  }
+
+  private endpointMetric(key: UsageMetricKey, endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions): cloudwatch.Metric {
+    this.checkWatched(endpoint, key === 'endpointCopies');
+    return new cloudwatch.Metric({
+      namespace: this.namespace,
+      metricName: USAGE_METRICS[key].name,
+      dimensionsMap: { EndpointName: endpoint.endpointName },
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.minutes(1),
+      ...props,
+    });
+  }
+
+  /** The `{namespace,dims}` schema of a SEARCH; names with other than letters and digits are quoted. */
+  private schema(dimensions: readonly string[]): string {
+    const quote = (name: string) => (/^[A-Za-z0-9]+$/.test(name) ? name : `"${name}"`);
+    return `{${[this.namespace, ...dimensions].map(quote).join(',')}}`;
+  }
+
+  private grantReads(role: iam.Role): void {
+    const stack = Stack.of(this);
+    const arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'sagemaker', resource, resourceName });
+    if (this.trainingJobPrefixes.length > 0) {
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ListTrainingJobs', actions: ['sagemaker:ListTrainingJobs'], resources: ['*'] }));
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'DescribeTrainingJobs',
+          actions: ['sagemaker:DescribeTrainingJob'],
+          resources: this.trainingJobPrefixes.map((prefix) => arn('training-job', `${prefix}*`)),
+        }),
+      );
+    }
+    if (this.endpoints.length > 0) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ sid: 'DescribeEndpoints', actions: ['sagemaker:DescribeEndpoint'], resources: this.endpoints.map((e) => e.endpointArn) }),
+      );
+    }
+    const componentArn = arn('inference-component', '*');
+    if (this.endpoints.some((e) => e.usesInferenceComponents)) {
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ListComponents', actions: ['sagemaker:ListInferenceComponents'], resources: ['*'] }));
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'DescribeComponents', actions: ['sagemaker:DescribeInferenceComponent'], resources: [componentArn] }));
+    }
+    const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
+    acknowledge(policy, {
+      'AwsSolutions-IAM5[Resource::*]': `${SAGEMAKER_LIST_REASON} (ListTrainingJobs, ListInferenceComponents), cloudwatch:PutMetricData is limited to the ${this.namespace} namespace by condition, and X-Ray's actions take no resource.`,
+      ...Object.fromEntries(
+        this.trainingJobPrefixes.map((prefix) => [
+          `AwsSolutions-IAM5[Resource::${nagResource(stack, arn('training-job', `${prefix}*`))}]`,
+          `DescribeTrainingJob on the jobs of the ${prefix} prefix: their names are made per run.`,
+        ]),
+      ),
+      ...(this.endpoints.some((e) => e.usesInferenceComponents)
+        ? {
+            [`AwsSolutions-IAM5[Resource::${nagResource(stack, componentArn)}]`]:
+              "DescribeInferenceComponent (read-only) on the endpoint's components: adapters are added per run under names the run chooses.",
+          }
+        : {}),
+    });
+  }
+
+  private createLogKey(removalPolicy: RemovalPolicy): kms.Key {
+    const stack = Stack.of(this);
+    const key = new kms.Key(this, 'LogKey', { description: 'Tuneyard usage metrics function logs', enableKeyRotation: true, removalPolicy });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+        },
+      }),
+    );
+    return key;
+  }
+
+  private validate(schedule: Duration, lookback: Duration): void {
+    if (this.trainingJobPrefixes.length === 0 && this.endpoints.length === 0) {
+      throw new TuneyardValidationError('UsageMetrics has nothing to publish: give at least one of trainingJobs or endpoints.', this);
+    }
+    if (!Token.isUnresolved(this.namespace) && (!/^[A-Za-z0-9._\-/#:]{1,255}$/.test(this.namespace) || this.namespace.startsWith('AWS/'))) {
+      throw new TuneyardValidationError(
+        `namespace "${this.namespace}" is invalid: use 1-255 letters, digits or . _ - / # :, not starting with AWS/ (reserved for AWS services), e.g. "Tuneyard".`,
+        this,
+      );
+    }
+    if (schedule.isUnresolved() || lookback.isUnresolved()) return;
+    const minutes = schedule.toSeconds() / 60;
+    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) {
+      throw new TuneyardValidationError(
+        `schedule must be a whole number of minutes from 1 to 60; got ${schedule.toHumanString()}. Use e.g. Duration.minutes(1).`,
+        this,
+      );
+    }
+    const lookbackMinutes = lookback.toSeconds() / 60;
+    if (!Number.isInteger(lookbackMinutes) || lookbackMinutes < 2 * minutes || lookbackMinutes > 13 * 24 * 60) {
+      throw new TuneyardValidationError(
+        `trainingLookback must be a whole number of minutes, at least twice the schedule (${2 * minutes} minutes) and at most 13 days ` +
+          `(CloudWatch refuses datapoints older than two weeks); got ${lookback.toHumanString()}. Use e.g. Duration.hours(1).`,
+        this,
+      );
+    }
+  }
+}
