@@ -92,6 +92,12 @@ export const PlaneConfigSchema = z.strictObject({
   observability: z
     .strictObject({
       enabled: z.boolean().optional().describe('The plane dashboard (and, with the pipeline, its alarms). Default: true.'),
+      usageMetrics: z
+        .boolean()
+        .optional()
+        .describe(
+          'Publish training instance-hours and endpoint instances and copies (a Lambda function runs once a minute; SageMaker publishes neither). Default: true when enabled.',
+        ),
       runbookUrl: z
         .string()
         .regex(/^https:\/\/\S+$/, 'must be the https:// URL of the README, such as https://github.com/acme/tuneyard/blob/main/README.md')

@@ -15,6 +15,7 @@ import { FineTuningJob } from '../constructs/fine-tuning-job';
 import { ModelRegistry } from '../constructs/model-registry';
 import { PlaneNetwork } from '../constructs/plane-network';
 import { TrainingImage } from '../constructs/training-image';
+import { UsageMetrics } from '../constructs/usage-metrics';
 import { PlaneConfig, parsePlaneConfig } from './config';
 
 /** Properties of a {@link FineTuningPlaneStack}. */
@@ -37,6 +38,11 @@ export class FineTuningPlaneStack extends Stack {
   public readonly dataStore: DatasetStore;
   /** The plane's CloudWatch dashboard (absent when `observability.enabled` is false). */
   public readonly dashboard?: PlaneDashboard;
+  /**
+   * Publishes training instance-hours and the endpoint's instances and copies (absent when
+   * `observability.enabled` or `observability.usageMetrics` is false).
+   */
+  public readonly usage?: UsageMetrics;
   /** The plane's alarms, notifying the topic (absent when `observability.enabled` is false). */
   public readonly alarms?: PlaneAlarms;
   /** The VPC of the jobs and endpoints. */
@@ -153,6 +159,16 @@ export class FineTuningPlaneStack extends Stack {
 
     const observability = config.observability ?? {};
     if (observability.enabled ?? true) {
+      if (observability.usageMetrics ?? true) {
+        this.usage = new UsageMetrics(this, 'Usage', {
+          trainingJobs: [this.trainingJob],
+          endpoints: this.endpoint ? [this.endpoint] : [],
+          vpc: this.network.vpc,
+          vpcSubnets: this.network.vpcSubnets,
+          logEncryptionKey: this.pipeline.logEncryptionKey,
+          removalPolicy,
+        });
+      }
       this.alarms = new PlaneAlarms(this, 'Alarms', {
         topic: this.notifications.topic,
         pipeline: this.pipeline,
@@ -164,6 +180,7 @@ export class FineTuningPlaneStack extends Stack {
         trainingJob: this.trainingJob,
         pipeline: this.pipeline,
         endpoints: this.endpoint ? [this.endpoint] : undefined,
+        usage: this.usage,
         alarms: this.alarms.alarms,
         runbookUrl: observability.runbookUrl,
       });

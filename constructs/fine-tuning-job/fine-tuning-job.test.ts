@@ -152,9 +152,10 @@ describe('FineTuningJob', () => {
     expect(complianceFindings(stack).filter((f) => / at (Job|PipelineRole)/.test(f))).toEqual([]);
   });
 
-  test('metrics are SEARCH expressions over the job-name prefix', () => {
+  test('metrics are SEARCH expressions matching the words of the job-name prefix in Host (unquoted: a token match)', () => {
     const { job } = setup({ jobNamePrefix: 'team-a-' });
-    expect(job.metricTrainingLoss().expression).toBe(`SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName="train_loss" Host="team-a-"', 'Average', 300)`);
+    expect(job.metricTrainingLoss().expression).toBe(`SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName="train_loss" (Host=team AND Host=a)', 'Average', 300)`);
+    expect(setup({ jobNamePrefix: 'tuneyard-' }).job.metricTrainingLoss().expression).toContain(`MetricName="train_loss" Host=tuneyard'`);
     expect(job.metricEvalLoss().expression).toContain('MetricName="eval_loss"');
     expect(job.metricTokensPerSecond().expression).toContain('MetricName="tokens_per_second"');
     expect(job.metricGpuUtilization().expression).toContain('MetricName="GPUUtilization"');

@@ -359,14 +359,17 @@ export class FineTuningJob extends Construct {
   /**
    * A SEARCH over the training-jobs namespace: SageMaker publishes both instance metrics and the
    * MetricDefinitions' metrics there with the dimension `Host` = `<job name>/algo-<n>`. The job
-   * names are unknown at synth, so the search matches the prefix (a partial match on `Host`),
-   * one line per job and host.
+   * names are unknown at synth, so the search matches the prefix's words: CloudWatch splits
+   * dimension values into tokens at punctuation, and an unquoted `Host=word` matches a value with
+   * that token (a quoted `Host="..."` would need the whole value). One line per job and host.
+   * Another prefix with the same words (`tuneyard-` and `tuneyard-dev-`) matches too: give each
+   * plane a prefix with a word of its own.
    */
   private searchMetric(metricName: string, statistic: string, label: string, props: cloudwatch.MathExpressionOptions): cloudwatch.MathExpression {
     const period = props.period ?? Duration.minutes(5);
-    const expression =
-      `SEARCH('{${TRAINING_JOBS_NAMESPACE},Host} MetricName="${metricName}" Host="${this.jobNamePrefix}"', ` +
-      `'${statistic}', ${period.toSeconds()})`;
+    const words = this.jobNamePrefix.split('-').filter((word) => word !== '');
+    const host = words.length === 1 ? `Host=${words[0]}` : `(${words.map((word) => `Host=${word}`).join(' AND ')})`;
+    const expression = `SEARCH('{${TRAINING_JOBS_NAMESPACE},Host} MetricName="${metricName}" ${host}', '${statistic}', ${period.toSeconds()})`;
     return new cloudwatch.MathExpression({ label, ...props, period, expression, usingMetrics: {} });
   }
 

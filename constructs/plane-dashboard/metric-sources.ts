@@ -1,3 +1,4 @@
+import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { IConstruct } from 'constructs';
 
@@ -44,6 +45,10 @@ export interface ITrainingMetricSource extends IConstruct {
  * What the dashboard and alarms read from a serving endpoint (`VllmEndpoint` implements it).
  */
 export interface IEndpointMetricSource extends IConstruct {
+  /** The endpoint's name. */
+  readonly endpointName: string;
+  /** Whether it serves inference components (copies) rather than one model. */
+  readonly usesInferenceComponents: boolean;
   /** `AWS/SageMaker Invocations`. */
   metricInvocations(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** `AWS/SageMaker ModelLatency`, in microseconds. */
@@ -83,4 +88,34 @@ export interface IDataMetricSource extends IConstruct {
   metricBucketSizeBytes(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** `AWS/S3 NumberOfObjects` of the data bucket (daily). */
   metricNumberOfObjects(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+}
+
+/** An endpoint, as the usage metrics name it. */
+export interface IUsageEndpointRef {
+  readonly endpointName: string;
+  readonly usesInferenceComponents: boolean;
+}
+
+/**
+ * What the dashboard reads from the usage publisher (`UsageMetrics` implements it): the
+ * instance-hours of training jobs and the instances and copies of endpoints, which SageMaker does
+ * not publish.
+ */
+export interface IUsageMetricSource extends IConstruct {
+  /** The training-job prefixes whose instance-hours are published (none: no training metrics). */
+  readonly trainingJobPrefixes: readonly string[];
+  /** Wall-clock instance-hours of the training jobs, per period. */
+  metricTrainingInstanceHours(options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
+  /** Billable instance-hours of the training jobs, per period. */
+  metricBillableInstanceHours(options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
+  /** Whether the endpoint's instances (and copies) are published. */
+  watches(endpoint: IUsageEndpointRef): boolean;
+  /** Instances running behind the endpoint. */
+  metricEndpointInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Instances the endpoint is scaling to. */
+  metricEndpointDesiredInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Model copies on the endpoint, over all its inference components. */
+  metricEndpointCopies(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Copies of each inference component, one line each. */
+  metricComponentCopies(endpoint: IUsageEndpointRef, options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
 }

@@ -2,7 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
-import { IDataMetricSource, IEndpointMetricSource, IPipelineMetricSource, ITrainingMetricSource } from './metric-sources';
+import { IDataMetricSource, IEndpointMetricSource, IPipelineMetricSource, ITrainingMetricSource, IUsageMetricSource } from './metric-sources';
 import { RunbookEntry, runbookMarkdown } from './runbook';
 
 /** Properties of a {@link PlaneDashboard}. Every part is optional; give at least one. */
@@ -46,6 +46,14 @@ export interface PlaneDashboardProps {
   readonly dataStore?: IDataMetricSource;
 
   /**
+   * The usage publisher (`UsageMetrics`): with it, the training section shows instance-hours and
+   * each endpoint it watches shows its instances and copies. SageMaker publishes neither.
+   *
+   * @default - no instance-hours, instances or copies
+   */
+  readonly usage?: IUsageMetricSource;
+
+  /**
    * Alarms to show in a status widget at the top (typically `PlaneAlarms.alarms`).
    *
    * @default - no alarm status widget
@@ -84,6 +92,7 @@ export class PlaneDashboard extends Construct {
   public readonly dashboard: cloudwatch.Dashboard;
 
   private readonly runbookUrl?: string;
+  private readonly usage?: IUsageMetricSource;
 
   constructor(scope: Construct, id: string, props: PlaneDashboardProps) {
     super(scope, id);
@@ -95,6 +104,7 @@ export class PlaneDashboard extends Construct {
       );
     }
     this.runbookUrl = props.runbookUrl;
+    this.usage = props.usage;
     this.dashboard = new cloudwatch.Dashboard(this, 'Resource', {
       dashboardName: props.dashboardName,
       defaultInterval: props.defaultInterval ?? Duration.days(7),
@@ -112,17 +122,33 @@ export class PlaneDashboard extends Construct {
   }
 
   private addTraining(job: ITrainingMetricSource): void {
+    const usage = this.usage && this.usage.trainingJobPrefixes.length > 0 ? this.usage : undefined;
     this.section(
       'Training',
       'Loss, throughput and GPU use of the training jobs, one line per job in the time range (SEARCH over `/aws/sagemaker/TrainingJobs`). ' +
-        'SageMaker publishes no billable instance time to CloudWatch: see each job\'s `BillableTimeInSeconds` (DescribeTrainingJob) or Cost Explorer.',
+        (usage
+          ? "Instance-hours (training time × instances) are Tuneyard's own metrics, counted when a job ends; billable hours are lower under managed spot."
+          : 'SageMaker publishes no instance time to CloudWatch: add `UsageMetrics` for instance-hours, or see each job\'s `BillableTimeInSeconds`.'),
       ['training'],
     );
-    this.dashboard.addWidgets(
-      graph('Training and eval loss', [job.metricTrainingLoss(), job.metricEvalLoss()], 8),
-      graph('Tokens per second', [job.metricTokensPerSecond()], 8),
-      graph('GPU utilisation and GPU memory (%, 100 per GPU)', [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], 8),
-    );
+    const width = usage ? 6 : 8;
+    const widgets = [
+      graph('Training and eval loss', [job.metricTrainingLoss(), job.metricEvalLoss()], width),
+      graph('Tokens per second', [job.metricTokensPerSecond()], width),
+      graph('GPU utilisation and GPU memory (%, 100 per GPU)', [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], width),
+    ];
+    if (usage) {
+      widgets.push(
+        new cloudwatch.GraphWidget({
+          title: 'Instance-hours per day',
+          left: [usage.metricTrainingInstanceHours(), usage.metricBillableInstanceHours()],
+          view: cloudwatch.GraphWidgetView.BAR,
+          width,
+          height: GRAPH_HEIGHT,
+        }),
+      );
+    }
+    this.dashboard.addWidgets(...widgets);
   }
 
   private addPipeline(pipeline: IPipelineMetricSource): void {
@@ -157,7 +183,9 @@ export class PlaneDashboard extends Construct {
       `Endpoint ${endpoint.node.id}`,
       'Requests, errors, latency, GPU use and capacity. ModelLatency is the time in the vLLM container; OverheadLatency is what SageMaker adds. ' +
         'GPU figures are 100 per GPU on a single-model endpoint and 0-100 for an inference component. ' +
-        'SageMaker publishes no copy or instance count to CloudWatch: `aws sagemaker describe-inference-component` / `describe-endpoint` show them.',
+        (this.usage?.watches(endpoint)
+          ? "Instances and copies are Tuneyard's own metrics, read from SageMaker every minute."
+          : 'SageMaker publishes no copy or instance count to CloudWatch: add `UsageMetrics` for them.'),
       ['endpoint5xxRate', 'endpointLatency', 'endpointGpuMemory', 'endpointNoCapacity'],
     );
     const perMinute = { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(1) };
@@ -198,7 +226,33 @@ export class PlaneDashboard extends Construct {
     if (endpoint.noCapacityAlarm && endpoint.metricNoCapacityInvocationFailures) {
       capacity.push(endpoint.metricNoCapacityInvocationFailures({ ...perMinute, label: 'refused: no capacity' }));
     }
-    if (capacity.length > 0) this.dashboard.addWidgets(graph('Capacity: concurrency and refusals', capacity, FULL));
+    const fleet = this.usage?.watches(endpoint) ? this.usage : undefined;
+    const width = fleet && capacity.length > 0 ? FULL / 2 : FULL;
+    const widgets = [
+      ...(fleet ? [this.fleetWidget(fleet, endpoint, width)] : []),
+      ...(capacity.length > 0 ? [graph('Capacity: concurrency and refusals', capacity, width)] : []),
+    ];
+    if (widgets.length > 0) this.dashboard.addWidgets(...widgets);
+  }
+
+  /** Instances (current and desired) and, on an inference-component endpoint, copies in all and per component. */
+  private fleetWidget(usage: IUsageMetricSource, endpoint: IEndpointMetricSource, width: number): cloudwatch.GraphWidget {
+    const left = [
+      usage.metricEndpointInstances(endpoint, { label: 'instances' }),
+      usage.metricEndpointDesiredInstances(endpoint, { label: 'instances (desired)' }),
+    ];
+    const right = endpoint.usesInferenceComponents
+      ? [usage.metricEndpointCopies(endpoint, { label: 'copies (all components)' }), usage.metricComponentCopies(endpoint, { label: 'copies:' })]
+      : [];
+    return new cloudwatch.GraphWidget({
+      title: endpoint.usesInferenceComponents ? 'Instances (left) and model copies (right)' : 'Instances',
+      left,
+      right,
+      leftYAxis: { min: 0 },
+      rightYAxis: { min: 0 },
+      width,
+      height: GRAPH_HEIGHT,
+    });
   }
 
   private addData(store: IDataMetricSource): void {

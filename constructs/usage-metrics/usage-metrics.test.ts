@@ -104,6 +104,12 @@ describe('UsageMetrics', () => {
     expect(() => usage.metricTrainingInstanceHours()).toThrow(/watches no training jobs.*pass `trainingJobs`/);
   });
 
+  test('for training jobs alone it runs every five minutes', () => {
+    const stack = testStack();
+    new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: 'team-a-' }] });
+    Template.fromStack(stack).hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(5 minutes)', Targets: [Match.objectLike({ RetryPolicy: { MaximumEventAgeInSeconds: 300, MaximumRetryAttempts: 0 } })] });
+  });
+
   test('fails when the props are wrong, naming the value and the fix', () => {
     expect(() => new UsageMetrics(testStack(), 'Usage', {})).toThrow(/nothing to publish: give at least one of trainingJobs or endpoints/);
     expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], namespace: 'AWS/SageMaker' })).toThrow(/namespace "AWS\/SageMaker" is invalid.*not starting with AWS\//);

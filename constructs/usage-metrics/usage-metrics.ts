@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { acknowledge, nagResource } from '../../lib/nag';
 import { createPlaneFunction } from '../../lib/plane-function';
+import { IUsageEndpointRef, IUsageMetricSource } from '../plane-dashboard/metric-sources';
 import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageMetricKey, WatchedEndpoint } from './usage-contract';
 
 /** Training jobs whose instance-hours are published: all jobs whose names start with the prefix (`FineTuningJob` is one). */
@@ -21,11 +22,9 @@ export interface IUsageTrainingJobs {
 }
 
 /** An endpoint whose instances (and copies) are published (`VllmEndpoint` is one). */
-export interface IUsageEndpoint {
-  readonly endpointName: string;
+export interface IUsageEndpoint extends IUsageEndpointRef {
+  /** The endpoint's ARN: the publisher may describe this endpoint only. */
   readonly endpointArn: string;
-  /** Whether the endpoint serves inference components: then their copies are published too. */
-  readonly usesInferenceComponents: boolean;
 }
 
 /** Properties of {@link UsageMetrics}. Give at least one training-job prefix or endpoint. */
@@ -48,7 +47,7 @@ export interface UsageMetricsProps {
   /**
    * How often the publisher runs: the resolution of the instance and copy graphs.
    *
-   * @default Duration.minutes(1)
+   * @default - Duration.minutes(1) with endpoints; Duration.minutes(5) for training jobs alone
    */
   readonly schedule?: Duration;
 
@@ -130,11 +129,11 @@ const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level
  * figures into the `Tuneyard` namespace (see `usage-contract.ts` for the metrics and their
  * dimensions). The `metric*` methods read them back, for dashboards and alarms.
  *
- * Cost: one invocation per `schedule` (43,200 a month at one minute, within Lambda's free tier
- * at 128 MiB) and the custom metrics, billed per metric and hour published: 2-3 per endpoint, 2
+ * Cost: one invocation per `schedule` (43,200 a month at one minute, 8,640 at five; each a second
+ * or two at 256 MiB, within Lambda's free tier) and the custom metrics, billed per metric and hour published: 2-3 per endpoint, 2
  * per inference component, and 2 per training job in the hour it is published.
  */
-export class UsageMetrics extends Construct {
+export class UsageMetrics extends Construct implements IUsageMetricSource {
   /** The publisher function. */
   public readonly function: lambda.IFunction;
   /** The schedule that runs it. */
@@ -151,7 +150,7 @@ export class UsageMetrics extends Construct {
     this.trainingJobPrefixes = (props.trainingJobs ?? []).map((job) => job.jobNamePrefix);
     this.endpoints = props.endpoints ?? [];
     this.namespace = props.namespace ?? DEFAULT_USAGE_NAMESPACE;
-    const schedule = props.schedule ?? Duration.minutes(1);
+    const schedule = props.schedule ?? Duration.minutes(this.endpoints.length > 0 ? 1 : 5);
     const lookback = props.trainingLookback ?? Duration.hours(1);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.validate(schedule, lookback);
@@ -218,27 +217,27 @@ export class UsageMetrics extends Construct {
   }
 
   /** Whether this publisher watches the endpoint (its `metricEndpoint*` methods need that). */
-  public watches(endpoint: Pick<IUsageEndpoint, 'endpointName'>): boolean {
+  public watches(endpoint: IUsageEndpointRef): boolean {
     return this.endpoints.some((e) => e.endpointName === endpoint.endpointName);
   }
 
   /** Instances running behind the endpoint (Maximum per minute). */
-  public metricEndpointInstances(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+  public metricEndpointInstances(endpoint: IUsageEndpointRef, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
     return this.endpointMetric('endpointInstances', endpoint, props);
   }
 
   /** Instances the endpoint is scaling to (Maximum per minute). */
-  public metricEndpointDesiredInstances(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+  public metricEndpointDesiredInstances(endpoint: IUsageEndpointRef, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
     return this.endpointMetric('endpointDesiredInstances', endpoint, props);
   }
 
   /** Model copies running on the endpoint, over all its inference components (Maximum per minute). */
-  public metricEndpointCopies(endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+  public metricEndpointCopies(endpoint: IUsageEndpointRef, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
     return this.endpointMetric('endpointCopies', endpoint, props);
   }
 
   /** Copies of each inference component of the endpoint, one line per component (a SEARCH: graph only). */
-  public metricComponentCopies(endpoint: IUsageEndpoint, options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
+  public metricComponentCopies(endpoint: IUsageEndpointRef, options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
     this.checkWatched(endpoint, true);
     const metric = USAGE_METRICS.componentCopies;
     const period = options.period ?? Duration.minutes(1);
@@ -266,7 +265,7 @@ export class UsageMetrics extends Construct {
     });
   }
 
-  private checkWatched(endpoint: IUsageEndpoint, copies: boolean): void {
+  private checkWatched(endpoint: IUsageEndpointRef, copies: boolean): void {
     if (!this.watches(endpoint)) {
       throw new TuneyardValidationError(`this UsageMetrics does not watch endpoint ${endpoint.endpointName}: add it to \`endpoints\`.`, this);
     }
@@ -275,7 +274,7 @@ export class UsageMetrics extends Construct {
     }
   }
 
-  private endpointMetric(key: UsageMetricKey, endpoint: IUsageEndpoint, props: cloudwatch.MetricOptions): cloudwatch.Metric {
+  private endpointMetric(key: UsageMetricKey, endpoint: IUsageEndpointRef, props: cloudwatch.MetricOptions): cloudwatch.Metric {
     this.checkWatched(endpoint, key === 'endpointCopies');
     return new cloudwatch.Metric({
       namespace: this.namespace,

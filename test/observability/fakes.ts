@@ -56,6 +56,7 @@ export class StubPipeline extends Construct implements IPipelineMetricSource {
 /** Metrics of an endpoint named `endpointName`, variant AllTraffic, as VllmEndpoint publishes them. */
 abstract class EndpointMetrics extends Construct implements IEndpointAlarmSource {
   public abstract readonly endpointName: string;
+  public usesInferenceComponents = false;
   public instanceType?: string;
   public invocation5xxAlarm?: cloudwatch.Alarm;
   public modelLatencyAlarm?: cloudwatch.Alarm;
@@ -111,6 +112,7 @@ export class StubScaleToZeroEndpoint extends StubEndpoint {
     super(scope, id, options);
     // The wake-from-zero alarm belongs to the endpoint's scaling; an imported one keeps the template to PlaneAlarms' own.
     this.noCapacityAlarm = cloudwatch.Alarm.fromAlarmName(this, 'Wake', `${id}-wake`);
+    this.usesInferenceComponents = true;
     const component = new sagemaker.CfnInferenceComponent(this, 'Component', {
       endpointName: this.endpointName,
       inferenceComponentName: `${id.toLowerCase()}-adapter`,

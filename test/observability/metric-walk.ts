@@ -2,10 +2,15 @@
  * Walks the metrics that a synthesized template's dashboards and alarms read, and finds the
  * resource of the same template that publishes each one.
  *
+ * SEARCH expressions are checked too: their schema, metric name and dimension terms must match
+ * what a resource publishes (`searchProblem`).
+ *
  * Intrinsics are resolved to stable placeholder strings (`${Ref:X}`, `${GetAtt:X.Attr}`), so the
  * dashboard body (an `Fn::Join`) parses as JSON and a dimension value can be compared with the
  * resource it names.
  */
+
+import { USAGE_ENV, USAGE_METRICS, WatchedEndpoint } from '../../constructs/usage-metrics/usage-contract';
 
 type Json = unknown;
 type Resources = Record<string, { Type: string; Properties?: Record<string, any> }>;
@@ -36,6 +41,9 @@ export function resolveIntrinsics(value: Json): Json {
       if (key === 'Fn::Join') {
         const [sep, parts] = arg as [string, Json[]];
         return (parts.map(resolveIntrinsics) as string[]).join(sep);
+      }
+      if (key === 'Fn::Sub' && typeof arg === 'string') {
+        return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) => PSEUDO[name] ?? (name.includes('.') ? `\${GetAtt:${name}}` : `\${Ref:${name}}`));
       }
       if (key.startsWith('Fn::')) throw new Error(`metric-walk: cannot resolve ${key} in ${JSON.stringify(value)}`);
     }
@@ -203,6 +211,14 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
       return componentNamed(metric.dimensions.InferenceComponentName) ?? fail('no inference component of this stack has that name');
     }
     default: {
+      const usage = usagePublishers(template).find((p) => p.namespace === metric.namespace);
+      if (usage) {
+        const published = Object.values(USAGE_METRICS).find((m) => m.name === metric.metricName);
+        if (!published) return fail(`the usage publisher ${usage.id} publishes no such metric`);
+        if ([...published.dimensions].sort().join(',') !== keys) return fail(`${usage.id} publishes it with dimensions [${published.dimensions.join(',')}]`);
+        const problem = usage.problemWith(published.name, metric.dimensions);
+        return problem ? fail(problem) : { publisher: usage.id };
+      }
       for (const [id, r] of ofType('AWS::Logs::MetricFilter')) {
         for (const t of (r.Properties?.MetricTransformations ?? []) as any[]) {
           if (t.MetricNamespace !== metric.namespace || t.MetricName !== metric.metricName) continue;
@@ -224,4 +240,137 @@ function endpointVariants(configName: Json, resources: Resources): string[] {
     if (names.includes(ref)) return ((r.Properties?.ProductionVariants ?? []) as { VariantName: string }[]).map((v) => v.VariantName);
   }
   return [];
+}
+
+/** A Tuneyard usage publisher of the template: a scheduled function that may put one namespace. */
+interface UsagePublisher {
+  readonly id: string;
+  readonly namespace: string;
+  /** Why the publisher does not publish this metric with these dimension values, if it does not. */
+  problemWith(metricName: string, dimensions: Record<string, string>): string | undefined;
+}
+
+/** The usage-metrics functions of the template that a schedule runs and whose role may put their namespace. */
+function usagePublishers(template: Record<string, any>): UsagePublisher[] {
+  const resources = template.Resources as Resources;
+  const publishers: UsagePublisher[] = [];
+  for (const [id, r] of Object.entries(resources)) {
+    if (r.Type !== 'AWS::Lambda::Function') continue;
+    const env = resolveIntrinsics(r.Properties?.Environment?.Variables ?? {}) as Record<string, string>;
+    const namespace = env[USAGE_ENV.namespace];
+    if (!namespace) continue;
+    const scheduled = Object.values(resources).some(
+      (rule) => rule.Type === 'AWS::Events::Rule' && rule.Properties?.ScheduleExpression && JSON.stringify(rule.Properties.Targets ?? []).includes(`"${id}"`),
+    );
+    const roleId = /^\$\{GetAtt:(.+)\.Arn\}$/.exec(resolveIntrinsics(r.Properties?.Role) as string)?.[1];
+    const mayPut = Object.values(resources).some(
+      (policy) =>
+        policy.Type === 'AWS::IAM::Policy' &&
+        (resolveIntrinsics(policy.Properties?.Roles ?? []) as string[]).includes(`\${Ref:${roleId}}`) &&
+        (policy.Properties?.PolicyDocument?.Statement ?? []).some(
+          (st: any) => st.Effect === 'Allow' && [st.Action].flat().includes('cloudwatch:PutMetricData') && st.Condition?.StringEquals?.['cloudwatch:namespace'] === namespace,
+        ),
+    );
+    if (!scheduled || !mayPut) continue;
+    const prefixes = JSON.parse(env[USAGE_ENV.trainingJobPrefixes]) as string[];
+    const endpoints = JSON.parse(env[USAGE_ENV.endpoints]) as WatchedEndpoint[];
+    publishers.push({
+      id,
+      namespace,
+      problemWith: (metricName, dimensions) => {
+        if (dimensions.TrainingJobPrefix !== undefined && !prefixes.includes(dimensions.TrainingJobPrefix)) {
+          return `${id} publishes training jobs of [${prefixes.join(', ')}] only`;
+        }
+        if (dimensions.EndpointName !== undefined) {
+          const endpoint = endpoints.find((e) => e.name === dimensions.EndpointName);
+          if (!endpoint) return `${id} watches endpoints [${endpoints.map((e) => e.name).join(', ')}] only`;
+          if (/Copies$/.test(metricName) && !endpoint.components) return `${id} publishes no copies of ${endpoint.name}: it serves a single model`;
+        }
+        return undefined;
+      },
+    });
+  }
+  return publishers;
+}
+
+/** The parts of a `SEARCH('{schema} terms', 'stat', period)` expression. */
+export interface ParsedSearch {
+  readonly namespace: string;
+  readonly dimensions: string[];
+  readonly metricName?: string;
+  /** Designated terms: dimension name → values, with whether each was quoted (an exact match). */
+  readonly terms: Record<string, { value: string; exact: boolean }[]>;
+}
+
+export function parseSearch(expression: string): ParsedSearch {
+  const match = /SEARCH\('\{([^}]*)\}\s*(.*?)',\s*'\w+',\s*\d+\)/.exec(expression);
+  if (!match) throw new Error(`metric-walk: cannot parse the SEARCH in ${expression}`);
+  const [namespace, ...dimensions] = match[1].split(',').map((part) => part.trim().replace(/^"(.*)"$/, '$1'));
+  const terms: ParsedSearch['terms'] = {};
+  for (const term of match[2].matchAll(/(\w+)=(?:"([^"]*)"|([^\s()]+))/g)) {
+    (terms[term[1]] ??= []).push({ value: term[2] ?? term[3], exact: term[2] !== undefined });
+  }
+  const metricName = terms.MetricName?.[0]?.value;
+  delete terms.MetricName;
+  return { namespace, dimensions, metricName, terms };
+}
+
+/** Instance metrics SageMaker publishes for training jobs, per host. */
+const TRAINING_INSTANCE_METRICS = ['CPUUtilization', 'MemoryUtilization', 'DiskUtilization', 'GPUUtilization', 'GPUMemoryUtilization'];
+
+/** Why no resource of the template publishes what a SEARCH expression looks for, if none does. */
+export function searchProblem(search: ReadSearch, template: Record<string, any>): string | undefined {
+  const parsed = parseSearch(search.expression);
+  const fail = (problem: string) => `${search.where}: ${search.expression}: ${problem}`;
+  if (parsed.namespace === '/aws/sagemaker/TrainingJobs') {
+    if (parsed.dimensions.join(',') !== 'Host') return fail('training-job metrics have exactly the Host dimension');
+    const defined = metricDefinitionNames(template);
+    if (!parsed.metricName || (!TRAINING_INSTANCE_METRICS.includes(parsed.metricName) && !defined.includes(parsed.metricName))) {
+      return fail(`neither an instance metric nor one of the jobs' MetricDefinitions [${defined.join(', ')}]`);
+    }
+    const hosts = parsed.terms.Host ?? [];
+    if (hosts.length === 0 || hosts.some((h) => h.exact)) return fail('Host is <job name>/algo-<n>: match the prefix by its words, unquoted');
+    const prefixes = jobNamePrefixes(template);
+    const words = hosts.map((h) => h.value).join('-') + '-';
+    return prefixes.includes(words) ? undefined : fail(`the Host words do not spell a job-name prefix the pipeline uses [${prefixes.join(', ')}]`);
+  }
+  const usage = usagePublishers(template).find((p) => p.namespace === parsed.namespace);
+  if (!usage) return fail('no resource of this stack publishes this namespace');
+  const published = Object.values(USAGE_METRICS).find((m) => m.name === parsed.metricName);
+  if (!published) return fail(`the usage publisher ${usage.id} publishes no such metric`);
+  if (parsed.dimensions.join(',') !== published.dimensions.join(',')) return fail(`${usage.id} publishes it with dimensions [${published.dimensions.join(',')}]`);
+  for (const [name, values] of Object.entries(parsed.terms)) {
+    for (const { value, exact } of values) {
+      if (!exact) return fail(`${name}=${value} is a partial match; the usage dimensions are matched exactly`);
+      const problem = usage.problemWith(published.name, { [name]: value });
+      if (problem) return fail(problem);
+    }
+  }
+  return undefined;
+}
+
+/** Names of the MetricDefinitions of every training job the template's state machines start. */
+function metricDefinitionNames(template: Record<string, any>): string[] {
+  const names = new Set<string>();
+  const walk = (value: Json): void => {
+    if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === 'object') {
+      for (const [key, child] of Object.entries(value)) {
+        if (key === 'MetricDefinitions' && Array.isArray(child)) for (const d of child as { Name: string }[]) names.add(d.Name);
+        else walk(child);
+      }
+    }
+  };
+  for (const r of Object.values(template.Resources as Resources)) {
+    if (r.Type === 'AWS::StepFunctions::StateMachine') walk(JSON.parse(resolveIntrinsics(r.Properties!.DefinitionString) as string));
+  }
+  return [...names];
+}
+
+/** The job-name prefixes the template's run planners give their jobs (`TUNEYARD_JOB_NAME_PREFIX`). */
+function jobNamePrefixes(template: Record<string, any>): string[] {
+  return Object.values(template.Resources as Resources)
+    .filter((r) => r.Type === 'AWS::Lambda::Function')
+    .map((r) => r.Properties?.Environment?.Variables?.TUNEYARD_JOB_NAME_PREFIX)
+    .filter((prefix): prefix is string => typeof prefix === 'string' && prefix !== '');
 }

@@ -4,10 +4,11 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { DatasetStore } from '../../constructs/dataset-store';
 import { PlaneDashboard } from '../../constructs/plane-dashboard';
 import { complianceFindings, testStack } from '../support/app';
-import { StubPipeline } from './fakes';
+import { UsageMetrics } from '../../constructs/usage-metrics';
+import { StubEndpoint, StubPipeline } from './fakes';
 import { publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
 
-function dashboardBody(template: Template): { widgets: { type: string; properties: Record<string, any> }[] } {
+function dashboardBody(template: Template): { widgets: { type: string; width: number; properties: Record<string, any> }[] } {
   const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
   expect(dashboards).toHaveLength(1);
   return JSON.parse(resolveIntrinsics(dashboards[0].Properties.DashboardBody) as string);
@@ -85,6 +86,26 @@ describe('PlaneDashboard props', () => {
     new PlaneDashboard(stack, 'Dashboard', { dataStore: new DatasetStore(stack, 'Data') });
     const text = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.type === 'text')!.properties.markdown;
     expect(text).toContain('README.md, Runbook: *Data bucket growth*');
+  });
+
+  test('with the usage publisher watching a single-model endpoint, graphs its instances (no copies), full width', () => {
+    // GIVEN
+    const stack = testStack();
+    const endpoint = new StubEndpoint(stack, 'Endpoint');
+    const usage = new UsageMetrics(stack, 'Usage', {
+      endpoints: [{ endpointName: endpoint.endpointName, endpointArn: 'arn:aws:sagemaker:us-east-1:123456789012:endpoint/stub', usesInferenceComponents: false }],
+    });
+    // WHEN
+    new PlaneDashboard(stack, 'Dashboard', { endpoints: [endpoint], usage });
+    // THEN
+    const json = Template.fromStack(stack).toJSON();
+    const widget = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.properties.title === 'Instances')!;
+    expect(widget.width).toBe(24);
+    const read = readMetrics(json);
+    expect(read.metrics.filter((m) => m.where.includes('"Instances"')).map((m) => m.metricName)).toEqual(['EndpointInstances', 'EndpointDesiredInstances']);
+    expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
+    const text = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.type === 'text')!.properties.markdown;
+    expect(text).toContain("Instances and copies are Tuneyard's own metrics");
   });
 
   test('fails when it is given nothing to show', () => {

@@ -1,8 +1,10 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { parsePlaneConfig } from '../../lib/config';
 import { FineTuningPlaneStack } from '../../lib/fine-tuning-plane-stack';
 import { TEST_ENV, testApp } from '../support/app';
-import { publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
+import { publisherOf, readMetrics, resolveIntrinsics, searchProblem } from './metric-walk';
 
 function plane(config = {}) {
   return new FineTuningPlaneStack(testApp(), 'Tuneyard', { env: TEST_ENV, config });
@@ -16,13 +18,49 @@ describe('observability in the plane stack', () => {
     const read = readMetrics(json);
     expect(read.metrics.length).toBeGreaterThan(0);
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
-    // training searches name the stack's training-job prefix, which the jobs it starts use
-    const prefix = stack.trainingJob.jobNamePrefix;
-    expect(read.searches.length).toBeGreaterThan(0);
-    for (const search of read.searches) {
-      expect(search.expression).toContain("SEARCH('{/aws/sagemaker/TrainingJobs,Host}");
-      expect(search.expression).toContain(`Host="${prefix}"`);
-    }
+    // every SEARCH looks for what a resource publishes: the training jobs the pipeline starts, or the usage publisher
+    expect(read.searches.map((s) => s.expression)).toEqual(
+      expect.arrayContaining([expect.stringContaining("SEARCH('{/aws/sagemaker/TrainingJobs,Host}"), expect.stringContaining("SEARCH('{Tuneyard,TrainingJobPrefix")]),
+    );
+    expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);
+  });
+
+  test('with an adapter endpoint, the dashboard graphs its instances and copies from the usage publisher', () => {
+    const { stackName: _, ...config } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'config', 'serving.json'), 'utf8'));
+    const stack = plane(config);
+    const json = Template.fromStack(stack).toJSON();
+    const read = readMetrics(json);
+    const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard').map((m) => m.metricName);
+    expect(usage.sort()).toEqual(['EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
+    expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining('MetricName="ComponentCopies"')]));
+    expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
+    expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);
+  });
+
+  test('the search check fails on what no resource publishes (so the checks above can fail)', () => {
+    const json = Template.fromStack(plane()).toJSON();
+    const problem = (expression: string) => searchProblem({ where: 'test', expression }, json);
+    const training = (term: string, name = 'train_loss') => `SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName="${name}" ${term}', 'Average', 300)`;
+    expect(problem(training('Host=tuneyard'))).toBeUndefined();
+    expect(problem(training('Host="tuneyard-"'))).toMatch(/match the prefix by its words, unquoted/);
+    expect(problem(training('Host=other'))).toMatch(/do not spell a job-name prefix the pipeline uses \[tuneyard-\]/);
+    expect(problem(training('Host=tuneyard', 'accuracy'))).toMatch(/neither an instance metric nor one of the jobs' MetricDefinitions/);
+    const usage = (term: string) => `SUM(SEARCH('{Tuneyard,TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" ${term}', 'Maximum', 86400))`;
+    expect(problem(usage('TrainingJobPrefix="tuneyard-"'))).toBeUndefined();
+    expect(problem(usage('TrainingJobPrefix="other-"'))).toMatch(/publishes training jobs of \[tuneyard-\] only/);
+    expect(problem(usage('TrainingJobPrefix=tuneyard'))).toMatch(/partial match/);
+    expect(problem(`SEARCH('{Tuneyard,EndpointName,InferenceComponentName} MetricName="ComponentCopies" EndpointName="chat"', 'Maximum', 60)`)).toMatch(
+      /watches endpoints \[\] only/,
+    );
+  });
+
+  test('observability.usageMetrics: false leaves the publisher out, and the dashboard says how to get it back', () => {
+    const stack = plane({ observability: { usageMetrics: false } });
+    expect(stack.usage).toBeUndefined();
+    const json = Template.fromStack(stack).toJSON();
+    expect(readMetrics(json).searches.some((s) => s.expression.includes('{Tuneyard'))).toBe(false);
+    const dashboard = Object.values(json.Resources as Record<string, any>).find((r) => r.Type === 'AWS::CloudWatch::Dashboard');
+    expect(resolveIntrinsics(dashboard.Properties.DashboardBody)).toContain('add `UsageMetrics` for instance-hours');
   });
 
   test('links the runbook to the configured URL', () => {
