@@ -163,6 +163,7 @@ export class FineTuningPlaneStack extends Stack {
         this.usage = new UsageMetrics(this, 'Usage', {
           trainingJobs: [this.trainingJob],
           endpoints: this.endpoint ? [this.endpoint] : [],
+          dataStore: this.dataStore,
           vpc: this.network.vpc,
           vpcSubnets: this.network.vpcSubnets,
           logEncryptionKey: this.pipeline.logEncryptionKey,

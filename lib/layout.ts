@@ -29,6 +29,9 @@ export const MODEL_OUTPUT = {
   fullWeights: 'full/',
 } as const;
 
+/** The file that completes a dataset version: uploads write it last, so a version counts once it exists. */
+export const DATASET_MANIFEST = 'manifest.json';
+
 /** Dataset names: lower-case letters, digits, `-`, `_` and `.`, starting with a letter or digit. */
 export const DATASET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -47,4 +50,15 @@ export function datasetVersionPrefix(name: string, sha256: string): string {
     throw new Error(`dataset version "${sha256}" is not a sha256: expected 64 lower-case hex characters`);
   }
   return `${DATA_PREFIXES.datasets}${name}/${sha256}/`;
+}
+
+/**
+ * The dataset version whose manifest `key` is (`datasets/<name>/<sha256>/manifest.json`), or
+ * undefined for any other key.
+ */
+export function datasetVersionOfManifest(key: string): { name: string; sha256: string } | undefined {
+  const parts = key.split('/');
+  if (parts.length !== 4 || `${parts[0]}/` !== DATA_PREFIXES.datasets || parts[3] !== DATASET_MANIFEST) return undefined;
+  const [, name, sha256] = parts;
+  return DATASET_NAME_PATTERN.test(name) && SHA256_PATTERN.test(sha256) ? { name, sha256 } : undefined;
 }

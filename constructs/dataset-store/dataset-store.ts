@@ -210,6 +210,17 @@ export class DatasetStore extends Construct {
     return this.grantPrefix(grantee, DATA_PREFIXES.datasets, WRITE_ACTIONS, 'write');
   }
 
+  /** Listing of `datasets/` only: the keys, not the objects (no object read, no use of the key). */
+  public grantListDatasets(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipalOrResource({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [this.bucket.bucketArn],
+      resource: this.bucket,
+      conditions: { StringLike: { 's3:prefix': `${DATA_PREFIXES.datasets}*` } },
+    });
+  }
+
   /** Read access to training artifacts (adapters, merged models). */
   public grantReadArtifacts(grantee: iam.IGrantable): iam.Grant {
     return this.grantPrefix(grantee, DATA_PREFIXES.artifacts, READ_ACTIONS, 'read');

@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { IConstruct } from 'constructs';
 
 /**
@@ -84,6 +85,8 @@ export interface IEndpointMetricSource extends IConstruct {
 
 /** What the dashboard reads from the data store (`DatasetStore` implements it). */
 export interface IDataMetricSource extends IConstruct {
+  /** The data bucket. */
+  readonly bucket: s3.IBucket;
   /** `AWS/S3 BucketSizeBytes` of the data bucket (daily). */
   metricBucketSizeBytes(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** `AWS/S3 NumberOfObjects` of the data bucket (daily). */
@@ -102,6 +105,12 @@ export interface IUsageEndpointRef {
  * not publish.
  */
 export interface IUsageMetricSource extends IConstruct {
+  /** The data bucket whose dataset versions are counted, if any. */
+  readonly dataBucketName?: string;
+  /** Complete dataset versions in the data bucket (hourly). */
+  metricDatasetVersions(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  /** Datasets with at least one complete version (hourly). */
+  metricDatasets(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** The training-job prefixes whose instance-hours are published (none: no training metrics). */
   readonly trainingJobPrefixes: readonly string[];
   /** Wall-clock instance-hours of the training jobs, per period. */

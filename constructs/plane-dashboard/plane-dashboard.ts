@@ -256,11 +256,16 @@ export class PlaneDashboard extends Construct {
   }
 
   private addData(store: IDataMetricSource): void {
+    const counted = this.usage?.dataBucketName !== undefined && this.usage.dataBucketName === store.bucket.bucketName ? this.usage : undefined;
     this.section(
       'Data',
-      'The data bucket, all versions included. S3 publishes these once a day; one dataset version is 3-4 objects under `datasets/`.',
+      'The data bucket, all versions included. S3 publishes its size and object count once a day. ' +
+        (counted
+          ? "Dataset versions (complete: with a manifest) are Tuneyard's own count, hourly."
+          : 'One dataset version is 3-4 objects under `datasets/`; add `UsageMetrics` with `dataStore` to count versions.'),
       ['data'],
     );
+    const width = counted ? 8 : 12;
     this.dashboard.addWidgets(
       graph(
         'Data bucket size (GiB)',
@@ -272,9 +277,10 @@ export class PlaneDashboard extends Construct {
             period: Duration.days(1),
           }),
         ],
-        12,
+        width,
       ),
-      graph('Objects in the data bucket', [store.metricNumberOfObjects({ label: 'objects' })], 12),
+      graph('Objects in the data bucket', [store.metricNumberOfObjects({ label: 'objects' })], width),
+      ...(counted ? [graph('Dataset versions', [counted.metricDatasetVersions({ label: 'versions' }), counted.metricDatasets({ label: 'datasets' })], width)] : []),
     );
   }
 

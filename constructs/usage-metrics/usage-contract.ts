@@ -2,9 +2,9 @@
  * The metrics that the usage publisher (`UsageMetrics` and its handler) puts into CloudWatch: one
  * definition for the construct that reads them, the handler that writes them and the tests.
  *
- * SageMaker publishes neither instance-hours nor the instance and copy counts of an endpoint, so
- * Tuneyard publishes them itself from DescribeTrainingJob, DescribeEndpoint and
- * DescribeInferenceComponent.
+ * SageMaker publishes neither instance-hours nor the instance and copy counts of an endpoint, and
+ * S3 counts objects, not dataset versions, so Tuneyard publishes them itself from
+ * DescribeTrainingJob, DescribeEndpoint, DescribeInferenceComponent and a listing of `datasets/`.
  */
 
 /** The default CloudWatch namespace of Tuneyard's own metrics. */
@@ -30,6 +30,10 @@ export const USAGE_METRICS = {
   componentCopies: { name: 'ComponentCopies', dimensions: ['EndpointName', 'InferenceComponentName'] },
   /** Copies one inference component is scaling to (`DesiredCopyCount`). */
   componentDesiredCopies: { name: 'ComponentDesiredCopies', dimensions: ['EndpointName', 'InferenceComponentName'] },
+  /** Complete dataset versions in the data bucket (`datasets/<name>/<sha256>/manifest.json`), counted hourly. */
+  datasetVersions: { name: 'DatasetVersions', dimensions: ['BucketName'] },
+  /** Datasets (distinct names with at least one complete version), counted hourly. */
+  datasets: { name: 'Datasets', dimensions: ['BucketName'] },
 } as const;
 
 /** One of the metrics above. */
@@ -52,4 +56,11 @@ export const USAGE_ENV = {
   endpoints: 'ENDPOINTS',
   /** How far back (minutes) ended training jobs are looked for on each run. */
   lookbackMinutes: 'TRAINING_LOOKBACK_MINUTES',
+  /** The data bucket whose dataset versions are counted (empty: none). */
+  dataBucket: 'DATA_BUCKET',
 } as const;
+
+/** What a scheduled run does: the frequent fleet-and-jobs run, or the hourly dataset count. */
+export interface UsageEvent {
+  readonly task?: 'fleet' | 'datasets';
+}

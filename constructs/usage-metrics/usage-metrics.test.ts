@@ -1,7 +1,8 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import { CfnResource, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { complianceFindings, testStack } from '../../test/support/app';
+import { DatasetStore } from '../dataset-store';
 import { USAGE_ENV } from './usage-contract';
 import { IUsageEndpoint, UsageMetrics } from './usage-metrics';
 
@@ -29,8 +30,9 @@ describe('UsageMetrics', () => {
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(1 minute)',
-      Targets: [Match.objectLike({ RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 } })],
+      Targets: [Match.objectLike({ Input: '{"task":"fleet"}', RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 } })],
     });
+    template.resourceCountIs('AWS::Events::Rule', 1);
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 0 });
     const fn = functionOf(stack);
     expect(fn.ReservedConcurrentExecutions).toBe(1);
@@ -102,6 +104,26 @@ describe('UsageMetrics', () => {
     expect(() => usage.metricEndpointCopies(single)).toThrow(/endpoint merged serves a single model, which has no copies/);
     expect(() => usage.metricComponentCopies(single)).toThrow(/no copies/);
     expect(() => usage.metricTrainingInstanceHours()).toThrow(/watches no training jobs.*pass `trainingJobs`/);
+    expect(() => usage.metricDatasetVersions()).toThrow(/counts no dataset versions: pass `dataStore`/);
+  });
+
+  test('with a data store, an hourly run counts dataset versions, allowed to list datasets/ and nothing more', () => {
+    // GIVEN
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Data');
+    // WHEN
+    const usage = new UsageMetrics(stack, 'Usage', { dataStore: store });
+    // THEN only the hourly schedule (nothing else to watch)
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::Events::Rule', 1);
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)', Targets: [Match.objectLike({ Input: '{"task":"datasets"}' })] });
+    expect(functionOf(stack).Environment.Variables[USAGE_ENV.dataBucket]).toEqual({ Ref: stack.resolve((store.bucket.node.defaultChild as CfnResource).logicalId) });
+    const list = statements(stack).filter((st) => st.Action === 's3:ListBucket');
+    expect(list).toEqual([expect.objectContaining({ Condition: { StringLike: { 's3:prefix': 'datasets/*' } } })]);
+    expect(statements(stack).flatMap((st) => [st.Action].flat()).filter((a: string) => a.startsWith('s3:') || a.startsWith('kms:'))).toEqual(['s3:ListBucket']);
+    const versions = usage.metricDatasetVersions();
+    expect([versions.metricName, versions.statistic, versions.period.toHours()]).toEqual(['DatasetVersions', 'Maximum', 1]);
+    expect(complianceFindings(stack)).toEqual([]);
   });
 
   test('for training jobs alone it runs every five minutes', () => {
@@ -111,7 +133,7 @@ describe('UsageMetrics', () => {
   });
 
   test('fails when the props are wrong, naming the value and the fix', () => {
-    expect(() => new UsageMetrics(testStack(), 'Usage', {})).toThrow(/nothing to publish: give at least one of trainingJobs or endpoints/);
+    expect(() => new UsageMetrics(testStack(), 'Usage', {})).toThrow(/nothing to publish: give at least one of trainingJobs, endpoints or dataStore/);
     expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], namespace: 'AWS/SageMaker' })).toThrow(/namespace "AWS\/SageMaker" is invalid.*not starting with AWS\//);
     expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], schedule: Duration.seconds(30) })).toThrow(
       /schedule must be a whole number of minutes from 1 to 60; got 30 seconds/,

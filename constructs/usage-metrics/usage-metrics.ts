@@ -8,12 +8,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { acknowledge, nagResource } from '../../lib/nag';
 import { createPlaneFunction } from '../../lib/plane-function';
 import { IUsageEndpointRef, IUsageMetricSource } from '../plane-dashboard/metric-sources';
-import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageMetricKey, WatchedEndpoint } from './usage-contract';
+import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageEvent, UsageMetricKey, WatchedEndpoint } from './usage-contract';
 
 /** Training jobs whose instance-hours are published: all jobs whose names start with the prefix (`FineTuningJob` is one). */
 export interface IUsageTrainingJobs {
@@ -27,7 +28,14 @@ export interface IUsageEndpoint extends IUsageEndpointRef {
   readonly endpointArn: string;
 }
 
-/** Properties of {@link UsageMetrics}. Give at least one training-job prefix or endpoint. */
+/** A data store whose dataset versions are counted (`DatasetStore` is one). */
+export interface IUsageDataStore {
+  readonly bucket: s3.IBucket;
+  /** Allows listing `datasets/` (keys only). */
+  grantListDatasets(grantee: iam.IGrantable): iam.Grant;
+}
+
+/** Properties of {@link UsageMetrics}. Give at least one training-job prefix, endpoint or data store. */
 export interface UsageMetricsProps {
   /**
    * Training jobs whose instance-hours (wall-clock and billable) are published when they end.
@@ -43,6 +51,14 @@ export interface UsageMetricsProps {
    * @default - no endpoint metrics
    */
   readonly endpoints?: IUsageEndpoint[];
+
+  /**
+   * The data store whose complete dataset versions (and datasets) are counted, once an hour, by
+   * listing `datasets/`.
+   *
+   * @default - no dataset counts
+   */
+  readonly dataStore?: IUsageDataStore;
 
   /**
    * How often the publisher runs: the resolution of the instance and copy graphs.
@@ -124,9 +140,10 @@ const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level
 
 /**
  * Publishes what SageMaker does not put into CloudWatch: the instance-hours of training jobs and
- * the instances and model copies behind endpoints. A small Lambda function runs on a schedule,
- * reads DescribeTrainingJob, DescribeEndpoint and DescribeInferenceComponent, and puts the
- * figures into the `Tuneyard` namespace (see `usage-contract.ts` for the metrics and their
+ * the instances and model copies behind endpoints, and the dataset versions of the data bucket. A
+ * small Lambda function runs on a schedule, reads DescribeTrainingJob, DescribeEndpoint,
+ * DescribeInferenceComponent and (hourly) a listing of `datasets/`, and puts the figures into the
+ * `Tuneyard` namespace (see `usage-contract.ts` for the metrics and their
  * dimensions). The `metric*` methods read them back, for dashboards and alarms.
  *
  * Cost: one invocation per `schedule` (43,200 a month at one minute, 8,640 at five; each a second
@@ -136,8 +153,12 @@ const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level
 export class UsageMetrics extends Construct implements IUsageMetricSource {
   /** The publisher function. */
   public readonly function: lambda.IFunction;
-  /** The schedule that runs it. */
-  public readonly rule: events.Rule;
+  /** The schedule that runs it (training jobs and endpoints). */
+  public readonly rule?: events.Rule;
+  /** The hourly schedule that counts dataset versions (only with `dataStore`). */
+  public readonly datasetsRule?: events.Rule;
+  /** The bucket whose dataset versions are counted. */
+  public readonly dataBucketName?: string;
   /** The CloudWatch namespace of the metrics. */
   public readonly namespace: string;
   /** The training-job prefixes whose instance-hours are published. */
@@ -149,6 +170,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     super(scope, id);
     this.trainingJobPrefixes = (props.trainingJobs ?? []).map((job) => job.jobNamePrefix);
     this.endpoints = props.endpoints ?? [];
+    this.dataBucketName = props.dataStore?.bucket.bucketName;
     this.namespace = props.namespace ?? DEFAULT_USAGE_NAMESPACE;
     const schedule = props.schedule ?? Duration.minutes(this.endpoints.length > 0 ? 1 : 5);
     const lookback = props.trainingLookback ?? Duration.hours(1);
@@ -171,6 +193,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
         [USAGE_ENV.trainingJobPrefixes]: stack.toJsonString(this.trainingJobPrefixes),
         [USAGE_ENV.endpoints]: stack.toJsonString(watched),
         [USAGE_ENV.lookbackMinutes]: String(lookback.toMinutes()),
+        [USAGE_ENV.dataBucket]: this.dataBucketName ?? '',
       },
       logEncryptionKey: logKey,
       logRetention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -178,13 +201,14 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       vpc: props.vpc,
       vpcSubnets: props.vpcSubnets,
       outsideVpcReason: 'the function only calls the SageMaker Describe/List APIs and CloudWatch PutMetricData over TLS.',
-      policyScope: 'the watched training-job prefixes and endpoints, the log group, or (List*, PutMetricData) one namespace',
+      policyScope: 'the watched training-job prefixes and endpoints, the datasets/ prefix, the log group, or (List*, PutMetricData) one namespace',
       dlqReason:
         'Run by a schedule; each run republishes the whole look-back window, so a failed run is made good by the next one, and a dead-letter queue would only hold stale ticks.',
     });
-    // A tick that failed is not worth retrying: the next one comes within `schedule`.
-    fn.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.seconds(Math.max(60, schedule.toSeconds())) });
+    // A tick that failed is not worth retrying: the next one comes within `schedule` (or the hour).
+    fn.configureAsyncInvoke({ retryAttempts: 0 });
     this.grantReads(role);
+    props.dataStore?.grantListDatasets(role);
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'PutUsageMetrics',
@@ -194,11 +218,21 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       }),
     );
 
-    this.rule = new events.Rule(this, 'Schedule', {
-      description: 'Runs the Tuneyard usage-metrics publisher',
-      schedule: events.Schedule.rate(schedule),
-      targets: [new targets.LambdaFunction(fn, { retryAttempts: 0, maxEventAge: Duration.seconds(Math.max(60, schedule.toSeconds())) })],
-    });
+    const maxEventAge = Duration.seconds(Math.max(60, schedule.toSeconds()));
+    if (this.trainingJobPrefixes.length > 0 || this.endpoints.length > 0) {
+      this.rule = new events.Rule(this, 'Schedule', {
+        description: 'Runs the Tuneyard usage-metrics publisher (training jobs, endpoints)',
+        schedule: events.Schedule.rate(schedule),
+        targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ task: 'fleet' } satisfies UsageEvent), retryAttempts: 0, maxEventAge })],
+      });
+    }
+    if (props.dataStore) {
+      this.datasetsRule = new events.Rule(this, 'DatasetsSchedule', {
+        description: 'Runs the Tuneyard usage-metrics publisher (dataset versions)',
+        schedule: events.Schedule.rate(Duration.hours(1)),
+        targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ task: 'datasets' } satisfies UsageEvent), retryAttempts: 0, maxEventAge: Duration.hours(1) })],
+      });
+    }
     this.function = fn;
   }
 
@@ -214,6 +248,16 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
   /** Billable instance-hours of the training jobs per `period` (managed spot bills less than it runs). */
   public metricBillableInstanceHours(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
     return this.trainingHours('billableInstanceHours', 'billable instance-hours', options);
+  }
+
+  /** Complete dataset versions in the data bucket (Maximum per hour). */
+  public metricDatasetVersions(props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return this.dataMetric('datasetVersions', props);
+  }
+
+  /** Datasets with at least one complete version (Maximum per hour). */
+  public metricDatasets(props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return this.dataMetric('datasets', props);
   }
 
   /** Whether this publisher watches the endpoint (its `metricEndpoint*` methods need that). */
@@ -262,6 +306,20 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       usingMetrics: {},
       label: options.label ?? `${what} (total in range: \${SUM})`,
       period,
+    });
+  }
+
+  private dataMetric(key: UsageMetricKey, props: cloudwatch.MetricOptions): cloudwatch.Metric {
+    if (this.dataBucketName === undefined) {
+      throw new TuneyardValidationError('this UsageMetrics counts no dataset versions: pass `dataStore`.', this);
+    }
+    return new cloudwatch.Metric({
+      namespace: this.namespace,
+      metricName: USAGE_METRICS[key].name,
+      dimensionsMap: { BucketName: this.dataBucketName },
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.hours(1),
+      ...props,
     });
   }
 
@@ -350,8 +408,8 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
   }
 
   private validate(schedule: Duration, lookback: Duration): void {
-    if (this.trainingJobPrefixes.length === 0 && this.endpoints.length === 0) {
-      throw new TuneyardValidationError('UsageMetrics has nothing to publish: give at least one of trainingJobs or endpoints.', this);
+    if (this.trainingJobPrefixes.length === 0 && this.endpoints.length === 0 && this.dataBucketName === undefined) {
+      throw new TuneyardValidationError('UsageMetrics has nothing to publish: give at least one of trainingJobs, endpoints or dataStore.', this);
     }
     if (!Token.isUnresolved(this.namespace) && (!/^[A-Za-z0-9._\-/#:]{1,255}$/.test(this.namespace) || this.namespace.startsWith('AWS/'))) {
       throw new TuneyardValidationError(

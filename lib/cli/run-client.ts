@@ -26,7 +26,7 @@ import {
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
-import { DATA_PREFIXES, datasetNameProblem, datasetVersionPrefix } from '../layout';
+import { DATA_PREFIXES, DATASET_MANIFEST, datasetNameProblem, datasetVersionPrefix } from '../layout';
 import { DEFAULT_JOB_NAME_PREFIX, jobNamesFor } from '../run-request';
 import { CliError, isNotFound } from './errors';
 
@@ -213,7 +213,7 @@ export class RunClient {
   async datasetVersionExists(version: DatasetVersion): Promise<boolean> {
     const { dataBucketName } = await this.plane();
     try {
-      await this.clients.s3.send(new HeadObjectCommand({ Bucket: dataBucketName, Key: `${datasetVersionPrefix(version.name, version.sha256)}manifest.json` }));
+      await this.clients.s3.send(new HeadObjectCommand({ Bucket: dataBucketName, Key: `${datasetVersionPrefix(version.name, version.sha256)}${DATASET_MANIFEST}` }));
       return true;
     } catch (e) {
       if (isNotFound(e) || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
@@ -263,7 +263,7 @@ export class RunClient {
       await this.clients.s3.send(
         new PutObjectCommand({
           Bucket: dataBucketName,
-          Key: `${prefix}manifest.json`,
+          Key: `${prefix}${DATASET_MANIFEST}`,
           Body: JSON.stringify(request.manifest, null, 2) + '\n',
           ContentType: 'application/json',
           IfNoneMatch: '*',

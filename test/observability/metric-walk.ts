@@ -274,12 +274,16 @@ function usagePublishers(template: Record<string, any>): UsagePublisher[] {
     if (!scheduled || !mayPut) continue;
     const prefixes = JSON.parse(env[USAGE_ENV.trainingJobPrefixes]) as string[];
     const endpoints = JSON.parse(env[USAGE_ENV.endpoints]) as WatchedEndpoint[];
+    const dataBucket = env[USAGE_ENV.dataBucket];
     publishers.push({
       id,
       namespace,
       problemWith: (metricName, dimensions) => {
         if (dimensions.TrainingJobPrefix !== undefined && !prefixes.includes(dimensions.TrainingJobPrefix)) {
           return `${id} publishes training jobs of [${prefixes.join(', ')}] only`;
+        }
+        if (dimensions.BucketName !== undefined && dimensions.BucketName !== dataBucket) {
+          return `${id} counts the dataset versions of ${dataBucket || 'no bucket'} only`;
         }
         if (dimensions.EndpointName !== undefined) {
           const endpoint = endpoints.find((e) => e.name === dimensions.EndpointName);

@@ -31,7 +31,7 @@ describe('observability in the plane stack', () => {
     const json = Template.fromStack(stack).toJSON();
     const read = readMetrics(json);
     const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard').map((m) => m.metricName);
-    expect(usage.sort()).toEqual(['EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
+    expect(usage.sort()).toEqual(['DatasetVersions', 'Datasets', 'EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
     expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining('MetricName="ComponentCopies"')]));
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);

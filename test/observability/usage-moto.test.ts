@@ -8,6 +8,7 @@
  * it has no inference components.
  */
 import { CloudWatchClient, Dimension, GetMetricStatisticsCommand, ListMetricsCommand } from '@aws-sdk/client-cloudwatch';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateEndpointCommand, CreateEndpointConfigCommand, CreateModelCommand, CreateTrainingJobCommand, SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { run } from '../../constructs/usage-metrics/handler';
 import { USAGE_ENV, USAGE_METRICS } from '../../constructs/usage-metrics/usage-contract';
@@ -16,11 +17,13 @@ import { MotoServer, startMoto } from '../support/moto';
 let moto: MotoServer;
 let sagemaker: SageMakerClient;
 let cloudwatch: CloudWatchClient;
+let s3: S3Client;
 
 beforeAll(async () => {
   moto = await startMoto();
   sagemaker = new SageMakerClient(moto.clientConfig);
   cloudwatch = new CloudWatchClient(moto.clientConfig);
+  s3 = new S3Client({ ...moto.clientConfig, forcePathStyle: true });
   for (const name of ['team-a-run1-train', 'team-b-run1-train']) {
     await sagemaker.send(
       new CreateTrainingJobCommand({
@@ -52,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   sagemaker?.destroy();
   cloudwatch?.destroy();
+  s3?.destroy();
   await moto?.stop();
 });
 
@@ -80,8 +84,8 @@ test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable
     [USAGE_ENV.lookbackMinutes]: '60',
   };
   const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  const first = await run({ sagemaker, cloudwatch }, env, new Date());
-  await run({ sagemaker, cloudwatch }, env, new Date());
+  const first = await run({ sagemaker, cloudwatch, s3 }, env, new Date());
+  await run({ sagemaker, cloudwatch, s3 }, env, new Date());
   log.mockRestore();
 
   // THEN
@@ -101,4 +105,33 @@ test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable
   // moto's job has no training time: 0 hours, put twice at the same end time, one Maximum
   expect(await maximum('TrainingInstanceHours', jobDims)).toEqual([0]);
   expect(await maximum('EndpointInstances', [{ Name: 'EndpointName', Value: 'chat' }])).toEqual([3]);
+});
+
+test('the hourly run counts complete dataset versions (with a manifest) and datasets, from a listing of datasets/', async () => {
+  // GIVEN two complete versions of two datasets, one upload that stopped before its manifest, and a non-dataset manifest
+  const sha = (c: string) => c.repeat(64);
+  await s3.send(new CreateBucketCommand({ Bucket: 'tuneyard-data' }));
+  for (const key of [
+    `datasets/chats/${sha('a')}/train.jsonl`,
+    `datasets/chats/${sha('a')}/manifest.json`,
+    `datasets/chats/${sha('b')}/train.jsonl`,
+    `datasets/code/${sha('c')}/manifest.json`,
+    'artifacts/run-1/manifest.json',
+  ]) {
+    await s3.send(new PutObjectCommand({ Bucket: 'tuneyard-data', Key: key, Body: '{}' }));
+  }
+  const env = {
+    [USAGE_ENV.namespace]: 'Tuneyard',
+    [USAGE_ENV.trainingJobPrefixes]: '[]',
+    [USAGE_ENV.endpoints]: '[]',
+    [USAGE_ENV.lookbackMinutes]: '60',
+    [USAGE_ENV.dataBucket]: 'tuneyard-data',
+  };
+  // WHEN
+  const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  await run({ sagemaker, cloudwatch, s3 }, env, new Date(), { task: 'datasets' });
+  log.mockRestore();
+  // THEN
+  expect(await maximum('DatasetVersions', [{ Name: 'BucketName', Value: 'tuneyard-data' }])).toEqual([2]);
+  expect(await maximum('Datasets', [{ Name: 'BucketName', Value: 'tuneyard-data' }])).toEqual([2]);
 });

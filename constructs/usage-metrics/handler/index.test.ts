@@ -15,7 +15,7 @@ const ENV = {
 function clientsFor(handlers: Record<string, Handler>): { clients: UsageClients; calls: Call[] } {
   const { factory, calls } = fakeClients({ PutMetricDataCommand: () => ({}), ...handlers });
   const client = factory({} as never).sagemaker;
-  return { clients: { sagemaker: client, cloudwatch: client } as unknown as UsageClients, calls };
+  return { clients: { sagemaker: client, cloudwatch: client, s3: client } as unknown as UsageClients, calls };
 }
 
 /** Every datum put, as `Name{dim=value,...}=value@iso`. */
@@ -170,11 +170,35 @@ describe('usage metrics handler: endpoints', () => {
   });
 });
 
+describe('usage metrics handler: dataset versions', () => {
+  const env = { ...ENV, [USAGE_ENV.trainingJobPrefixes]: '[]', [USAGE_ENV.dataBucket]: 'tuneyard-data' };
+  const sha = (c: string) => c.repeat(64);
+
+  test('counts the manifests of every page of datasets/, and the distinct dataset names', async () => {
+    const { clients, calls } = clientsFor({
+      ListObjectsV2Command: (input) =>
+        input.ContinuationToken
+          ? { Contents: [{ Key: `datasets/code/${sha('c')}/manifest.json` }, { Key: `datasets/code/${sha('c')}/eval.jsonl` }], IsTruncated: false }
+          : { Contents: [{ Key: `datasets/chats/${sha('a')}/manifest.json` }, { Key: `datasets/chats/${sha('b')}/manifest.json` }], IsTruncated: true, NextContinuationToken: 't2' },
+    });
+    expect(await run(clients, env, NOW, { task: 'datasets' })).toEqual({ published: 2, trainingJobs: 0, problems: [] });
+    expect(calls.find((c) => c.command === 'ListObjectsV2Command')!.input).toMatchObject({ Bucket: 'tuneyard-data', Prefix: 'datasets/' });
+    expect(published(calls)).toEqual([`DatasetVersions{BucketName=tuneyard-data}=3@${NOW.toISOString()}`, `Datasets{BucketName=tuneyard-data}=2@${NOW.toISOString()}`]);
+    // the dataset run does not touch SageMaker
+    expect(calls.some((c) => c.command.startsWith('List') && c.command !== 'ListObjectsV2Command')).toBe(false);
+  });
+
+  test('fails when no data bucket is configured', async () => {
+    const { clients } = clientsFor({});
+    await expect(run(clients, ENV, NOW, { task: 'datasets' })).rejects.toThrow('usage metrics: the dataset count needs DATA_BUCKET');
+  });
+});
+
 describe('usage metrics handler: settings', () => {
   test('fails when the environment is missing a value or has a wrong one, naming the variable', () => {
     const { [USAGE_ENV.namespace]: _, ...withoutNamespace } = ENV;
     expect(() => settingsFromEnv(withoutNamespace)).toThrow('usage metrics: environment variable METRICS_NAMESPACE is not set');
     expect(() => settingsFromEnv({ ...ENV, [USAGE_ENV.lookbackMinutes]: '1.5' })).toThrow('TRAINING_LOOKBACK_MINUTES must be a whole number of minutes; got 1.5');
-    expect(settingsFromEnv(ENV)).toEqual({ namespace: 'Tuneyard', trainingJobPrefixes: ['team-a-'], endpoints: [], lookbackMinutes: 60 });
+    expect(settingsFromEnv(ENV)).toEqual({ namespace: 'Tuneyard', trainingJobPrefixes: ['team-a-'], endpoints: [], lookbackMinutes: 60, dataBucket: undefined });
   });
 });

@@ -8,7 +8,9 @@ import {
   ListTrainingJobsCommand,
   SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
-import { USAGE_ENV, USAGE_METRICS, UsageMetricKey, WatchedEndpoint } from '../usage-contract';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DATA_PREFIXES, datasetVersionOfManifest } from '../../../lib/layout';
+import { USAGE_ENV, USAGE_METRICS, UsageEvent, UsageMetricKey, WatchedEndpoint } from '../usage-contract';
 
 /** What one run publishes, read from the function's environment. */
 export interface UsageSettings {
@@ -17,12 +19,15 @@ export interface UsageSettings {
   readonly endpoints: readonly WatchedEndpoint[];
   /** How far back ended training jobs are looked for. */
   readonly lookbackMinutes: number;
+  /** The data bucket whose dataset versions the hourly run counts. */
+  readonly dataBucket?: string;
 }
 
 /** The clients a run needs (so tests can pass fakes or clients pointed at moto). */
 export interface UsageClients {
   readonly sagemaker: Pick<SageMakerClient, 'send'>;
   readonly cloudwatch: Pick<CloudWatchClient, 'send'>;
+  readonly s3: Pick<S3Client, 'send'>;
 }
 
 /** What one run did. */
@@ -56,6 +61,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): UsageSett
     trainingJobPrefixes: JSON.parse(read(USAGE_ENV.trainingJobPrefixes)) as string[],
     endpoints: JSON.parse(read(USAGE_ENV.endpoints)) as WatchedEndpoint[],
     lookbackMinutes,
+    dataBucket: env[USAGE_ENV.dataBucket] || undefined,
   };
 }
 
@@ -93,10 +99,39 @@ export async function publishUsage(clients: UsageClients, settings: UsageSetting
       problems.push(`endpoint ${endpoint.name}: ${describeError(error)}`);
     }
   }
-  for (let i = 0; i < data.length; i += BATCH) {
-    await clients.cloudwatch.send(new PutMetricDataCommand({ Namespace: settings.namespace, MetricData: data.slice(i, i + BATCH) }));
-  }
+  await put(clients.cloudwatch, settings.namespace, data);
   return { published: data.length, trainingJobs, problems };
+}
+
+/**
+ * The hourly run: counts the complete dataset versions (those with a manifest) and the datasets
+ * of the data bucket by listing `datasets/`.
+ */
+export async function publishDatasetCounts(clients: UsageClients, settings: UsageSettings, now: Date): Promise<UsageResult> {
+  const bucket = settings.dataBucket;
+  if (!bucket) throw new Error(`usage metrics: the dataset count needs ${USAGE_ENV.dataBucket}`);
+  let versions = 0;
+  const names = new Set<string>();
+  let ContinuationToken: string | undefined;
+  do {
+    const page = await clients.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: DATA_PREFIXES.datasets, ContinuationToken }));
+    for (const object of page.Contents ?? []) {
+      const version = datasetVersionOfManifest(object.Key ?? '');
+      if (!version) continue;
+      versions++;
+      names.add(version.name);
+    }
+    ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (ContinuationToken);
+  const data = [datum('datasetVersions', [bucket], versions, 'Count', now), datum('datasets', [bucket], names.size, 'Count', now)];
+  await put(clients.cloudwatch, settings.namespace, data);
+  return { published: data.length, trainingJobs: 0, problems: [] };
+}
+
+async function put(cloudwatch: UsageClients['cloudwatch'], namespace: string, data: MetricDatum[]): Promise<void> {
+  for (let i = 0; i < data.length; i += BATCH) {
+    await cloudwatch.send(new PutMetricDataCommand({ Namespace: namespace, MetricData: data.slice(i, i + BATCH) }));
+  }
 }
 
 /** Names of the jobs with this prefix that ended (or changed) since `since`. */
@@ -192,8 +227,9 @@ function describeError(error: unknown): string {
  * One scheduled run: reads the settings, publishes, and fails (so the function's Errors metric
  * counts it) when anything could not be read, after publishing everything else.
  */
-export async function run(clients: UsageClients, env: NodeJS.ProcessEnv, now: Date): Promise<UsageResult> {
-  const result = await publishUsage(clients, settingsFromEnv(env), now);
+export async function run(clients: UsageClients, env: NodeJS.ProcessEnv, now: Date, event: UsageEvent = {}): Promise<UsageResult> {
+  const settings = settingsFromEnv(env);
+  const result = event.task === 'datasets' ? await publishDatasetCounts(clients, settings, now) : await publishUsage(clients, settings, now);
   console.log(JSON.stringify({ message: 'usage metrics published', ...result }));
   if (result.problems.length > 0) throw new Error(`usage metrics: ${result.problems.length} could not be read: ${result.problems.join('; ')}`);
   return result;
@@ -201,7 +237,7 @@ export async function run(clients: UsageClients, env: NodeJS.ProcessEnv, now: Da
 
 let clients: UsageClients | undefined;
 
-export async function handler(): Promise<UsageResult> {
-  clients ??= { sagemaker: new SageMakerClient({}), cloudwatch: new CloudWatchClient({}) };
-  return run(clients, process.env, new Date());
+export async function handler(event: UsageEvent = {}): Promise<UsageResult> {
+  clients ??= { sagemaker: new SageMakerClient({}), cloudwatch: new CloudWatchClient({}), s3: new S3Client({}) };
+  return run(clients, process.env, new Date(), event);
 }
