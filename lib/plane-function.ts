@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -105,4 +105,25 @@ export function createPlaneFunction(scope: Construct, options: PlaneFunctionOpti
     ...(vpc ? {} : inControlPacks('LambdaInsideVPC', `No VPC was given: ${options.outsideVpcReason} Pass \`vpc\` to run it in the plane VPC.`)),
   });
   return { function: fn, role, logGroup };
+}
+
+/**
+ * A KMS key with yearly rotation for the plane's log groups: its policy lets CloudWatch Logs of
+ * this region use it for any log group of this account (the encryption context names the group).
+ */
+export function createLogKey(scope: Construct, id: string, description: string, removalPolicy: RemovalPolicy): kms.Key {
+  const stack = Stack.of(scope);
+  const key = new kms.Key(scope, id, { description, enableKeyRotation: true, removalPolicy });
+  key.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'AllowCloudWatchLogs',
+      principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      resources: ['*'],
+      conditions: {
+        ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+      },
+    }),
+  );
+  return key;
 }

@@ -1,12 +1,12 @@
 import * as path from 'node:path';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { createPlaneFunction } from '../../lib/plane-function';
+import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { DatasetStore } from '../dataset-store';
@@ -111,26 +111,7 @@ export class DatasetValidationFunction extends Construct {
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.validateProps(props, memorySize, timeout, reservedConcurrentExecutions);
 
-    const logKey =
-      props.logEncryptionKey ??
-      new kms.Key(this, 'LogKey', {
-        description: 'Tuneyard dataset validation function logs',
-        enableKeyRotation: true,
-        removalPolicy,
-      });
-    if (!props.logEncryptionKey) {
-      const stack = Stack.of(this);
-      logKey.addToResourcePolicy(
-        new iam.PolicyStatement({
-          principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-          actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-          resources: ['*'],
-          conditions: {
-            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
-          },
-        }),
-      );
-    }
+    const logKey = props.logEncryptionKey ?? createLogKey(this, 'LogKey', 'Tuneyard dataset validation function logs', removalPolicy);
 
     const { function: fn, role, logGroup } = createPlaneFunction(this, {
       ids: { function: 'Resource', role: 'ServiceRole', logGroup: 'LogGroup' },

@@ -10,7 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { createPlaneFunction } from '../../lib/plane-function';
+import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { GATE_REJECTED_ERROR, type PlanSettings } from '../../lib/run-request';
@@ -253,7 +253,8 @@ export class FineTuningPipeline extends Construct {
     this.removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const stack = Stack.of(this);
 
-    this.logEncryptionKey = props.logEncryptionKey ?? this.createLogKey();
+    this.logEncryptionKey =
+      props.logEncryptionKey ?? createLogKey(this, 'LogsKey', 'Tuneyard pipeline logs (state machine and Lambda log groups)', this.removalPolicy);
     this.role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('states.amazonaws.com', {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
@@ -534,27 +535,6 @@ export class FineTuningPipeline extends Construct {
     } else {
       state.addRetry({ ...common, errors: SNS_TRANSIENT_ERRORS, interval: scale(1), maxAttempts: 4, maxDelay: scale(30) });
     }
-  }
-
-  private createLogKey(): kms.Key {
-    const stack = Stack.of(this);
-    const key = new kms.Key(this, 'LogsKey', {
-      description: 'Tuneyard pipeline logs (state machine and Lambda log groups)',
-      enableKeyRotation: true,
-      removalPolicy: this.removalPolicy,
-    });
-    key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AllowCloudWatchLogs',
-        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: {
-          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
-        },
-      }),
-    );
-    return key;
   }
 
   private acknowledgeRoleFindings(functions: lambda.IFunction[]): void {

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -12,7 +12,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { acknowledge, nagResource } from '../../lib/nag';
-import { createPlaneFunction } from '../../lib/plane-function';
+import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { IUsageEndpointRef, IUsageMetricSource } from '../plane-dashboard/metric-sources';
 import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageEvent, UsageMetricKey, WatchedEndpoint } from './usage-contract';
 
@@ -177,7 +177,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.validate(schedule, lookback);
 
-    const logKey = props.logEncryptionKey ?? this.createLogKey(removalPolicy);
+    const logKey = props.logEncryptionKey ?? createLogKey(this, 'LogKey', 'Tuneyard usage metrics function logs', removalPolicy);
     const stack = Stack.of(this);
     const watched: WatchedEndpoint[] = this.endpoints.map((e) => ({ name: e.endpointName, components: e.usesInferenceComponents }));
     const { function: fn, role } = createPlaneFunction(this, {
@@ -313,14 +313,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     if (this.dataBucketName === undefined) {
       throw new TuneyardValidationError('this UsageMetrics counts no dataset versions: pass `dataStore`.', this);
     }
-    return new cloudwatch.Metric({
-      namespace: this.namespace,
-      metricName: USAGE_METRICS[key].name,
-      dimensionsMap: { BucketName: this.dataBucketName },
-      statistic: cloudwatch.Stats.MAXIMUM,
-      period: Duration.hours(1),
-      ...props,
-    });
+    return this.maximum(key, { BucketName: this.dataBucketName }, Duration.hours(1), props);
   }
 
   private checkWatched(endpoint: IUsageEndpointRef, copies: boolean): void {
@@ -334,14 +327,12 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
 
   private endpointMetric(key: UsageMetricKey, endpoint: IUsageEndpointRef, props: cloudwatch.MetricOptions): cloudwatch.Metric {
     this.checkWatched(endpoint, key === 'endpointCopies');
-    return new cloudwatch.Metric({
-      namespace: this.namespace,
-      metricName: USAGE_METRICS[key].name,
-      dimensionsMap: { EndpointName: endpoint.endpointName },
-      statistic: cloudwatch.Stats.MAXIMUM,
-      period: Duration.minutes(1),
-      ...props,
-    });
+    return this.maximum(key, { EndpointName: endpoint.endpointName }, Duration.minutes(1), props);
+  }
+
+  /** A metric with fixed dimensions, read with Maximum (a count published once a period). */
+  private maximum(key: UsageMetricKey, dimensionsMap: Record<string, string>, period: Duration, props: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: this.namespace, metricName: USAGE_METRICS[key].name, dimensionsMap, statistic: cloudwatch.Stats.MAXIMUM, period, ...props });
   }
 
   /** The `{namespace,dims}` schema of a SEARCH; names with other than letters and digits are quoted. */
@@ -389,22 +380,6 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
           }
         : {}),
     });
-  }
-
-  private createLogKey(removalPolicy: RemovalPolicy): kms.Key {
-    const stack = Stack.of(this);
-    const key = new kms.Key(this, 'LogKey', { description: 'Tuneyard usage metrics function logs', enableKeyRotation: true, removalPolicy });
-    key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: {
-          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
-        },
-      }),
-    );
-    return key;
   }
 
   private validate(schedule: Duration, lookback: Duration): void {
