@@ -212,7 +212,9 @@ export class PlaneDashboard extends Construct {
         height: GRAPH_HEIGHT,
       }),
       graph('Model latency (ms)', percentiles.map((p) => latency('model', p)), 6),
-      graph('Overhead latency (ms)', percentiles.map((p) => latency('overhead', p)), 6),
+      // SageMaker documents percentiles for ModelLatency but not for OverheadLatency: the average
+      // shows even where the percentiles come back empty.
+      graph('Overhead latency (ms)', [...percentiles, 'Average'].map((p) => latency('overhead', p)), 6),
       graph(
         'GPU utilisation and GPU memory (%)',
         [endpoint.metricGpuUtilization({ label: 'GPU utilisation' }), endpoint.metricGpuMemoryUtilization({ label: 'GPU memory' })],

@@ -33,6 +33,8 @@ describe('observability in the plane stack', () => {
     const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard').map((m) => m.metricName);
     expect(usage.sort()).toEqual(['DatasetVersions', 'Datasets', 'EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
     expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining('MetricName="ComponentCopies"')]));
+    // latency in ms: p50/p90/p99 of both, and the overhead's average (its percentiles are not documented)
+    expect(read.expressions).toEqual(expect.arrayContaining(['model_p99 / 1000', 'overhead_p50 / 1000', 'overhead_average / 1000']));
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);
   });
