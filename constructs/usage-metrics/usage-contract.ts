@@ -8,7 +8,7 @@
  */
 
 /** The default CloudWatch namespace of Tuneyard's own metrics. */
-export const DEFAULT_USAGE_NAMESPACE = 'Tuneyard';
+export const DEFAULT_USAGE_NAMESPACE = 'Tuneyard/Usage';
 
 /** Metric names, and the dimensions each one is published with (in this order). */
 export const USAGE_METRICS = {

@@ -38,7 +38,7 @@ describe('UsageMetrics', () => {
     expect(fn.ReservedConcurrentExecutions).toBe(1);
     expect(fn.Timeout).toBe(50);
     const env = fn.Environment.Variables;
-    expect(env[USAGE_ENV.namespace]).toBe('Tuneyard');
+    expect(env[USAGE_ENV.namespace]).toBe('Tuneyard/Usage');
     expect(JSON.parse(env[USAGE_ENV.trainingJobPrefixes])).toEqual(['team-a-']);
     expect(JSON.parse(env[USAGE_ENV.endpoints])).toEqual([
       { name: 'chat', components: true },
@@ -80,7 +80,7 @@ describe('UsageMetrics', () => {
     const stack = testStack();
     const usage = new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
     expect(usage.metricTrainingInstanceHours().expression).toBe(
-      `SUM(SEARCH('{Tuneyard,TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" (TrainingJobPrefix="team-a-" OR TrainingJobPrefix="team-b-")', 'Maximum', 86400))`,
+      `SUM(SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" (TrainingJobPrefix="team-a-" OR TrainingJobPrefix="team-b-")', 'Maximum', 86400))`,
     );
     expect(usage.metricBillableInstanceHours({ period: Duration.hours(1) }).expression).toContain(`MetricName="BillableInstanceHours"`);
     expect(usage.metricBillableInstanceHours({ period: Duration.hours(1) }).expression).toMatch(/'Maximum', 3600\)\)$/);

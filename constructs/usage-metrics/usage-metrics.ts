@@ -79,7 +79,7 @@ export interface UsageMetricsProps {
   /**
    * The CloudWatch namespace of the metrics.
    *
-   * @default 'Tuneyard'
+   * @default 'Tuneyard/Usage'
    */
   readonly namespace?: string;
 
@@ -143,7 +143,7 @@ const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level
  * the instances and model copies behind endpoints, and the dataset versions of the data bucket. A
  * small Lambda function runs on a schedule, reads DescribeTrainingJob, DescribeEndpoint,
  * DescribeInferenceComponent and (hourly) a listing of `datasets/`, and puts the figures into the
- * `Tuneyard` namespace (see `usage-contract.ts` for the metrics and their
+ * `Tuneyard/Usage` namespace (see `usage-contract.ts` for the metrics and their
  * dimensions). The `metric*` methods read them back, for dashboards and alarms.
  *
  * Cost: one invocation per `schedule` (43,200 a month at one minute, 8,640 at five; each a second
@@ -388,7 +388,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     }
     if (!Token.isUnresolved(this.namespace) && (!/^[A-Za-z0-9._\-/#:]{1,255}$/.test(this.namespace) || this.namespace.startsWith('AWS/'))) {
       throw new TuneyardValidationError(
-        `namespace "${this.namespace}" is invalid: use 1-255 letters, digits or . _ - / # :, not starting with AWS/ (reserved for AWS services), e.g. "Tuneyard".`,
+        `namespace "${this.namespace}" is invalid: use 1-255 letters, digits or . _ - / # :, not starting with AWS/ (reserved for AWS services), e.g. "Tuneyard/Usage".`,
         this,
       );
     }

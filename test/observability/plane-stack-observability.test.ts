@@ -20,7 +20,7 @@ describe('observability in the plane stack', () => {
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     // every SEARCH looks for what a resource publishes: the training jobs the pipeline starts, or the usage publisher
     expect(read.searches.map((s) => s.expression)).toEqual(
-      expect.arrayContaining([expect.stringContaining("SEARCH('{/aws/sagemaker/TrainingJobs,Host}"), expect.stringContaining("SEARCH('{Tuneyard,TrainingJobPrefix")]),
+      expect.arrayContaining([expect.stringContaining("SEARCH('{/aws/sagemaker/TrainingJobs,Host}"), expect.stringContaining(`SEARCH('{"Tuneyard/Usage",TrainingJobPrefix`)]),
     );
     expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);
   });
@@ -30,7 +30,7 @@ describe('observability in the plane stack', () => {
     const stack = plane(config);
     const json = Template.fromStack(stack).toJSON();
     const read = readMetrics(json);
-    const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard').map((m) => m.metricName);
+    const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard/Usage').map((m) => m.metricName);
     expect(usage.sort()).toEqual(['DatasetVersions', 'Datasets', 'EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
     expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining('MetricName="ComponentCopies"')]));
     // latency in ms: p50/p90/p99 of both, and the overhead's average (its percentiles are not documented)
@@ -47,11 +47,11 @@ describe('observability in the plane stack', () => {
     expect(problem(training('Host="tuneyard-"'))).toMatch(/match the prefix by its words, unquoted/);
     expect(problem(training('Host=other'))).toMatch(/do not spell a job-name prefix the pipeline uses \[tuneyard-\]/);
     expect(problem(training('Host=tuneyard', 'accuracy'))).toMatch(/neither an instance metric nor one of the jobs' MetricDefinitions/);
-    const usage = (term: string) => `SUM(SEARCH('{Tuneyard,TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" ${term}', 'Maximum', 86400))`;
+    const usage = (term: string) => `SUM(SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" ${term}', 'Maximum', 86400))`;
     expect(problem(usage('TrainingJobPrefix="tuneyard-"'))).toBeUndefined();
     expect(problem(usage('TrainingJobPrefix="other-"'))).toMatch(/publishes training jobs of \[tuneyard-\] only/);
     expect(problem(usage('TrainingJobPrefix=tuneyard'))).toMatch(/partial match/);
-    expect(problem(`SEARCH('{Tuneyard,EndpointName,InferenceComponentName} MetricName="ComponentCopies" EndpointName="chat"', 'Maximum', 60)`)).toMatch(
+    expect(problem(`SEARCH('{"Tuneyard/Usage",EndpointName,InferenceComponentName} MetricName="ComponentCopies" EndpointName="chat"', 'Maximum', 60)`)).toMatch(
       /watches endpoints \[\] only/,
     );
   });
@@ -60,7 +60,7 @@ describe('observability in the plane stack', () => {
     const stack = plane({ observability: { usageMetrics: false } });
     expect(stack.usage).toBeUndefined();
     const json = Template.fromStack(stack).toJSON();
-    expect(readMetrics(json).searches.some((s) => s.expression.includes('{Tuneyard'))).toBe(false);
+    expect(readMetrics(json).searches.some((s) => s.expression.includes('Tuneyard/Usage'))).toBe(false);
     const dashboard = Object.values(json.Resources as Record<string, any>).find((r) => r.Type === 'AWS::CloudWatch::Dashboard');
     expect(resolveIntrinsics(dashboard.Properties.DashboardBody)).toContain('add `UsageMetrics` for instance-hours');
   });

@@ -63,7 +63,7 @@ async function maximum(metricName: string, dimensions: Dimension[]): Promise<num
   const now = Date.now();
   const stats = await cloudwatch.send(
     new GetMetricStatisticsCommand({
-      Namespace: 'Tuneyard',
+      Namespace: 'Tuneyard/Usage',
       MetricName: metricName,
       Dimensions: dimensions,
       StartTime: new Date(now - 3600_000),
@@ -78,7 +78,7 @@ async function maximum(metricName: string, dimensions: Dimension[]): Promise<num
 test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable by name, dimensions and Maximum', async () => {
   // WHEN one run, and a second that republishes the same job
   const env = {
-    [USAGE_ENV.namespace]: 'Tuneyard',
+    [USAGE_ENV.namespace]: 'Tuneyard/Usage',
     [USAGE_ENV.trainingJobPrefixes]: JSON.stringify(['team-a-']),
     [USAGE_ENV.endpoints]: JSON.stringify([{ name: 'chat', components: false }]),
     [USAGE_ENV.lookbackMinutes]: '60',
@@ -90,7 +90,7 @@ test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable
 
   // THEN
   expect(first).toEqual({ published: 4, trainingJobs: 1, problems: [] });
-  const listed = await cloudwatch.send(new ListMetricsCommand({ Namespace: 'Tuneyard' }));
+  const listed = await cloudwatch.send(new ListMetricsCommand({ Namespace: 'Tuneyard/Usage' }));
   // moto lists a metric once per put of a past timestamp (CloudWatch lists it once): compare the distinct names
   const names = [...new Set((listed.Metrics ?? []).map((m) => `${m.MetricName}{${(m.Dimensions ?? []).map((d) => `${d.Name}=${d.Value}`).join(',')}}`))].sort();
   expect(names).toEqual(
@@ -121,7 +121,7 @@ test('the hourly run counts complete dataset versions (with a manifest) and data
     await s3.send(new PutObjectCommand({ Bucket: 'tuneyard-data', Key: key, Body: '{}' }));
   }
   const env = {
-    [USAGE_ENV.namespace]: 'Tuneyard',
+    [USAGE_ENV.namespace]: 'Tuneyard/Usage',
     [USAGE_ENV.trainingJobPrefixes]: '[]',
     [USAGE_ENV.endpoints]: '[]',
     [USAGE_ENV.lookbackMinutes]: '60',

@@ -6,7 +6,7 @@ const NOW = new Date('2026-11-22T12:00:00Z');
 const minutesAgo = (m: number) => new Date(NOW.getTime() - m * 60_000);
 
 const ENV = {
-  [USAGE_ENV.namespace]: 'Tuneyard',
+  [USAGE_ENV.namespace]: 'Tuneyard/Usage',
   [USAGE_ENV.trainingJobPrefixes]: JSON.stringify(['team-a-']),
   [USAGE_ENV.endpoints]: JSON.stringify([]),
   [USAGE_ENV.lookbackMinutes]: '60',
@@ -72,7 +72,7 @@ describe('usage metrics handler: training jobs', () => {
     expect(list).toMatchObject({ NameContains: 'team-a-', LastModifiedTimeAfter: minutesAgo(60) });
     expect(calls.filter((c) => c.command === 'DescribeTrainingJobCommand').map((c) => c.input.TrainingJobName)).toEqual(['team-a-run1-train', 'team-a-run2-eval']);
     const put = calls.find((c) => c.command === 'PutMetricDataCommand')!.input;
-    expect(put.Namespace).toBe('Tuneyard');
+    expect(put.Namespace).toBe('Tuneyard/Usage');
     expect(published(calls)).toEqual([
       `TrainingInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run1-train,InstanceType=ml.g5.12xlarge}=2@${minutesAgo(30).toISOString()}`,
       `BillableInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run1-train,InstanceType=ml.g5.12xlarge}=1@${minutesAgo(30).toISOString()}`,
@@ -199,6 +199,6 @@ describe('usage metrics handler: settings', () => {
     const { [USAGE_ENV.namespace]: _, ...withoutNamespace } = ENV;
     expect(() => settingsFromEnv(withoutNamespace)).toThrow('usage metrics: environment variable METRICS_NAMESPACE is not set');
     expect(() => settingsFromEnv({ ...ENV, [USAGE_ENV.lookbackMinutes]: '1.5' })).toThrow('TRAINING_LOOKBACK_MINUTES must be a whole number of minutes; got 1.5');
-    expect(settingsFromEnv(ENV)).toEqual({ namespace: 'Tuneyard', trainingJobPrefixes: ['team-a-'], endpoints: [], lookbackMinutes: 60, dataBucket: undefined });
+    expect(settingsFromEnv(ENV)).toEqual({ namespace: 'Tuneyard/Usage', trainingJobPrefixes: ['team-a-'], endpoints: [], lookbackMinutes: 60, dataBucket: undefined });
   });
 });
