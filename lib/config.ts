@@ -96,7 +96,7 @@ export const PlaneConfigSchema = z.strictObject({
         .boolean()
         .optional()
         .describe(
-          'Publish training instance-hours and endpoint instances and copies (a Lambda function runs once a minute; SageMaker publishes neither). Default: true when enabled.',
+          'Publish training instance-hours, endpoint instances and copies, and dataset versions (a Lambda function on a schedule: every minute with serving, else every 5 minutes, plus hourly; SageMaker and S3 publish none of these). Default: true when enabled.',
         ),
       runbookUrl: z
         .string()

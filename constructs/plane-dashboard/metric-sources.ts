@@ -113,10 +113,10 @@ export interface IUsageMetricSource extends IConstruct {
   metricDatasets(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** The training-job prefixes whose instance-hours are published (none: no training metrics). */
   readonly trainingJobPrefixes: readonly string[];
-  /** Wall-clock instance-hours of the training jobs, per period. */
-  metricTrainingInstanceHours(options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
-  /** Billable instance-hours of the training jobs, per period. */
-  metricBillableInstanceHours(options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
+  /** Wall-clock instance-hours of the training jobs that ended in each clock hour. */
+  metricTrainingInstanceHours(options?: { label?: string; color?: string }): cloudwatch.IMetric;
+  /** Billable instance-hours of the training jobs that ended in each clock hour. */
+  metricBillableInstanceHours(options?: { label?: string; color?: string }): cloudwatch.IMetric;
   /** Whether the endpoint's instances (and copies) are published. */
   watches(endpoint: IUsageEndpointRef): boolean;
   /** Instances running behind the endpoint. */

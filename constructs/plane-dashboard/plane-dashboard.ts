@@ -139,13 +139,7 @@ export class PlaneDashboard extends Construct {
     ];
     if (usage) {
       widgets.push(
-        new cloudwatch.GraphWidget({
-          title: 'Instance-hours per day',
-          left: [usage.metricTrainingInstanceHours(), usage.metricBillableInstanceHours()],
-          view: cloudwatch.GraphWidgetView.BAR,
-          width,
-          height: GRAPH_HEIGHT,
-        }),
+        graph('Instance-hours of the jobs that ended, per hour', [usage.metricTrainingInstanceHours(), usage.metricBillableInstanceHours()], width),
       );
     }
     this.dashboard.addWidgets(...widgets);

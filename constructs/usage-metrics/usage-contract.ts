@@ -20,11 +20,20 @@ export const USAGE_METRICS = {
   trainingInstanceHours: { name: 'TrainingInstanceHours', dimensions: ['TrainingJobPrefix', 'TrainingJobName', 'InstanceType'] },
   /** Billable instance-hours of one training job (`BillableTimeInSeconds` × instances: spot savings show here). */
   billableInstanceHours: { name: 'BillableInstanceHours', dimensions: ['TrainingJobPrefix', 'TrainingJobName', 'InstanceType'] },
+  /**
+   * Instance-hours of all jobs of a prefix that ended in one clock hour, stamped at the start of
+   * the hour. Read with Maximum at a one-hour period; Sum over a range is then the range's total.
+   * Fixed dimensions: it can back an alarm and needs no SEARCH (which finds at most 500 series,
+   * of the last two weeks).
+   */
+  prefixInstanceHours: { name: 'TrainingInstanceHours', dimensions: ['TrainingJobPrefix'] },
+  /** Billable instance-hours of all jobs of a prefix that ended in one clock hour. */
+  prefixBillableInstanceHours: { name: 'BillableInstanceHours', dimensions: ['TrainingJobPrefix'] },
   /** Instances running behind an endpoint (`CurrentInstanceCount`, summed over its variants). */
   endpointInstances: { name: 'EndpointInstances', dimensions: ['EndpointName'] },
   /** Instances an endpoint is scaling to (`DesiredInstanceCount`, summed over its variants). */
   endpointDesiredInstances: { name: 'EndpointDesiredInstances', dimensions: ['EndpointName'] },
-  /** Model copies running on an endpoint, over all of its inference components. */
+  /** Model copies running on an endpoint, over its inference components with compute of their own (adapters run inside their base's copies). */
   endpointCopies: { name: 'EndpointCopies', dimensions: ['EndpointName'] },
   /** Copies of one inference component (`CurrentCopyCount`). */
   componentCopies: { name: 'ComponentCopies', dimensions: ['EndpointName', 'InferenceComponentName'] },

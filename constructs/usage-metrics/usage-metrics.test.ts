@@ -1,5 +1,6 @@
 import { CfnResource, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { complianceFindings, testStack } from '../../test/support/app';
 import { DatasetStore } from '../dataset-store';
@@ -44,7 +45,7 @@ describe('UsageMetrics', () => {
       { name: 'chat', components: true },
       { name: 'merged', components: false },
     ]);
-    expect(env[USAGE_ENV.lookbackMinutes]).toBe('60');
+    expect(env[USAGE_ENV.lookbackMinutes]).toBe('120');
     expect(complianceFindings(stack)).toEqual([]);
   });
 
@@ -76,14 +77,25 @@ describe('UsageMetrics', () => {
     expect(functionOf(stack).VpcConfig.SubnetIds).toHaveLength(3);
   });
 
-  test('training instance-hours sum the per-job Maximum over every watched prefix', () => {
+  test('training instance-hours are the hourly totals per prefix (Maximum, one hour), added up over the prefixes', () => {
     const stack = testStack();
-    const usage = new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
-    expect(usage.metricTrainingInstanceHours().expression).toBe(
-      `SUM(SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" (TrainingJobPrefix="team-a-" OR TrainingJobPrefix="team-b-")', 'Maximum', 86400))`,
+    const one = new UsageMetrics(stack, 'One', { trainingJobs: [{ jobNamePrefix: 'team-a-' }] });
+    const hours = one.metricTrainingInstanceHours() as cloudwatch.Metric;
+    expect([hours.namespace, hours.metricName, hours.dimensions, hours.statistic, hours.period.toSeconds()]).toEqual([
+      'Tuneyard/Usage',
+      'TrainingInstanceHours',
+      { TrainingJobPrefix: 'team-a-' },
+      'Maximum',
+      3600,
+    ]);
+    expect(hours.label).toBe('training instance-hours per hour (total in range: ${SUM})');
+    const two = new UsageMetrics(stack, 'Two', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
+    const billable = two.metricBillableInstanceHours() as cloudwatch.MathExpression;
+    expect(billable.expression).toBe('FILL(p0, 0) + FILL(p1, 0)');
+    expect(Object.values(billable.usingMetrics).map((m) => (m as cloudwatch.Metric).dimensions)).toEqual([{ TrainingJobPrefix: 'team-a-' }, { TrainingJobPrefix: 'team-b-' }]);
+    expect(two.metricInstanceHoursByJob().expression).toBe(
+      `SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" (TrainingJobPrefix="team-a-" OR TrainingJobPrefix="team-b-")', 'Maximum', 3600)`,
     );
-    expect(usage.metricBillableInstanceHours({ period: Duration.hours(1) }).expression).toContain(`MetricName="BillableInstanceHours"`);
-    expect(usage.metricBillableInstanceHours({ period: Duration.hours(1) }).expression).toMatch(/'Maximum', 3600\)\)$/);
   });
 
   test('endpoint metrics read the EndpointName dimension; component copies are a SEARCH with a quoted namespace', () => {
@@ -138,8 +150,8 @@ describe('UsageMetrics', () => {
     expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], schedule: Duration.seconds(30) })).toThrow(
       /schedule must be a whole number of minutes from 1 to 60; got 30 seconds/,
     );
-    expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], schedule: Duration.minutes(10), trainingLookback: Duration.minutes(15) })).toThrow(
-      /trainingLookback must be .* at least twice the schedule \(20 minutes\).*got 15 minutes/,
+    expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], schedule: Duration.minutes(10), trainingLookback: Duration.minutes(75) })).toThrow(
+      /trainingLookback must be .* at least an hour plus two schedules \(80 minutes\).*got 1 hour 15 minutes/,
     );
     expect(() => new UsageMetrics(testStack(), 'Usage', { endpoints: [single], trainingLookback: Duration.days(14) })).toThrow(/at most 13 days/);
   });

@@ -16,7 +16,11 @@ import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { IUsageEndpointRef, IUsageMetricSource } from '../plane-dashboard/metric-sources';
 import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageEvent, UsageMetricKey, WatchedEndpoint } from './usage-contract';
 
-/** Training jobs whose instance-hours are published: all jobs whose names start with the prefix (`FineTuningJob` is one). */
+/**
+ * Training jobs whose instance-hours are published: all jobs whose names start with the prefix
+ * (`FineTuningJob` is one). A prefix that starts another's (`tuneyard-` and `tuneyard-dev-`)
+ * counts that one's jobs too: give each plane of an account and region a prefix of its own.
+ */
 export interface IUsageTrainingJobs {
   /** The prefix of the job names. */
   readonly jobNamePrefix: string;
@@ -24,7 +28,10 @@ export interface IUsageTrainingJobs {
 
 /** An endpoint whose instances (and copies) are published (`VllmEndpoint` is one). */
 export interface IUsageEndpoint extends IUsageEndpointRef {
-  /** The endpoint's ARN: the publisher may describe this endpoint only. */
+  /**
+   * The endpoint's ARN, as SageMaker reports it (`CfnEndpoint.attrEndpointArn`: the name in lower
+   * case): the publisher may describe this endpoint only.
+   */
   readonly endpointArn: string;
 }
 
@@ -33,6 +40,22 @@ export interface IUsageDataStore {
   readonly bucket: s3.IBucket;
   /** Allows listing `datasets/` (keys only). */
   grantListDatasets(grantee: iam.IGrantable): iam.Grant;
+}
+
+/** Options of the hourly training totals (their period and statistic are fixed). */
+export interface UsageTotalOptions {
+  /**
+   * The label of the line.
+   *
+   * @default - the metric and the total over the graph's range
+   */
+  readonly label?: string;
+  /**
+   * The colour of the line, e.g. '#1f77b4'.
+   *
+   * @default - automatic
+   */
+  readonly color?: string;
 }
 
 /** Properties of {@link UsageMetrics}. Give at least one training-job prefix, endpoint or data store. */
@@ -70,9 +93,10 @@ export interface UsageMetricsProps {
   /**
    * How far back each run looks for ended training jobs. Each run republishes every job that
    * ended in this window (the same value at the same timestamp), so a run that fails is made good
-   * by the next one; keep it well above `schedule`.
+   * by the next one. It must exceed an hour plus two schedules, so that some run sees every job of
+   * each clock hour (the hourly totals).
    *
-   * @default Duration.hours(1)
+   * @default - Duration.hours(2), or an hour plus two schedules when that is longer
    */
   readonly trainingLookback?: Duration;
 
@@ -84,8 +108,9 @@ export interface UsageMetricsProps {
   readonly namespace?: string;
 
   /**
-   * The VPC to run the publisher in. It calls the SageMaker API and CloudWatch, so the subnets
-   * need interface endpoints for both (`PlaneNetwork` has them) or a NAT gateway.
+   * The VPC to run the publisher in. It calls the SageMaker API, CloudWatch and (with
+   * `dataStore`) S3, so the subnets need interface endpoints for the first two and an S3 gateway
+   * endpoint (`PlaneNetwork` has all three), or a NAT gateway.
    *
    * @default - not in a VPC
    */
@@ -120,18 +145,18 @@ export interface UsageMetricsProps {
   readonly removalPolicy?: RemovalPolicy;
 }
 
-/** Options of the training instance-hours expressions. */
+/** Options of the usage SEARCH expressions. */
 export interface UsageExpressionOptions {
   /**
-   * The period each value sums.
+   * The period of each value.
    *
-   * @default Duration.days(1)
+   * @default - one hour for training jobs, one minute for copies
    */
   readonly period?: Duration;
   /**
-   * The label of the line.
+   * The label of the lines.
    *
-   * @default - a label that names the metric and the total over the graph's time range
+   * @default - the name of each series
    */
   readonly label?: string;
 }
@@ -147,8 +172,10 @@ const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level
  * dimensions). The `metric*` methods read them back, for dashboards and alarms.
  *
  * Cost: one invocation per `schedule` (43,200 a month at one minute, 8,640 at five; each a second
- * or two at 256 MiB, within Lambda's free tier) and the custom metrics, billed per metric and hour published: 2-3 per endpoint, 2
- * per inference component, and 2 per training job in the hour it is published.
+ * or two at 256 MiB, within Lambda's free tier) and the custom metrics, billed per metric and hour
+ * published: 2 per endpoint (3 with inference components), 2 per inference component, 2 per
+ * training-job prefix, 2 for the data bucket, and 2 per training job for the two or three hours it
+ * is republished.
  */
 export class UsageMetrics extends Construct implements IUsageMetricSource {
   /** The publisher function. */
@@ -173,7 +200,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     this.dataBucketName = props.dataStore?.bucket.bucketName;
     this.namespace = props.namespace ?? DEFAULT_USAGE_NAMESPACE;
     const schedule = props.schedule ?? Duration.minutes(this.endpoints.length > 0 ? 1 : 5);
-    const lookback = props.trainingLookback ?? Duration.hours(1);
+    const lookback = props.trainingLookback ?? Duration.minutes(Math.max(120, 60 + 2 * Math.ceil(schedule.toMinutes({ integral: false }))));
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.validate(schedule, lookback);
 
@@ -200,7 +227,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       removalPolicy,
       vpc: props.vpc,
       vpcSubnets: props.vpcSubnets,
-      outsideVpcReason: 'the function only calls the SageMaker Describe/List APIs and CloudWatch PutMetricData over TLS.',
+      outsideVpcReason: 'the function only calls the SageMaker Describe/List APIs, S3 ListObjectsV2 and CloudWatch PutMetricData over TLS.',
       policyScope: 'the watched training-job prefixes and endpoints, the datasets/ prefix, the log group, or (List*, PutMetricData) one namespace',
       dlqReason:
         'Run by a schedule; each run republishes the whole look-back window, so a failed run is made good by the next one, and a dead-letter queue would only hold stale ticks.',
@@ -237,17 +264,34 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
   }
 
   /**
-   * Instance-hours of the training jobs per `period`: wall-clock training time × instances, summed
-   * over the jobs that ended in each period (a SEARCH over the per-job series, so it can be graphed
-   * but not alarmed on).
+   * Instance-hours (wall-clock training time × instances) of the training jobs that ended in each
+   * clock hour, over every watched prefix: Maximum at a one-hour period (each run republishes the
+   * same totals), so the period and statistic are fixed. A graph's `${SUM}` label gives the
+   * range's total. Fixed dimensions: it can back an alarm.
    */
-  public metricTrainingInstanceHours(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
-    return this.trainingHours('trainingInstanceHours', 'training instance-hours', options);
+  public metricTrainingInstanceHours(props: UsageTotalOptions = {}): cloudwatch.IMetric {
+    return this.prefixTotal('prefixInstanceHours', 'training instance-hours', props);
   }
 
-  /** Billable instance-hours of the training jobs per `period` (managed spot bills less than it runs). */
-  public metricBillableInstanceHours(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
-    return this.trainingHours('billableInstanceHours', 'billable instance-hours', options);
+  /** Billable instance-hours of the training jobs that ended in each clock hour (managed spot bills less than it runs). */
+  public metricBillableInstanceHours(props: UsageTotalOptions = {}): cloudwatch.IMetric {
+    return this.prefixTotal('prefixBillableInstanceHours', 'billable instance-hours', props);
+  }
+
+  /**
+   * Instance-hours of each training job, one line per job (a SEARCH: graph only; it finds at most
+   * 500 series, with data in the last two weeks).
+   */
+  public metricInstanceHoursByJob(options: UsageExpressionOptions = {}): cloudwatch.MathExpression {
+    const metric = USAGE_METRICS.trainingInstanceHours;
+    const period = options.period ?? Duration.hours(1);
+    const prefixes = this.trainingPrefixes('instance-hours by job').map((p) => `TrainingJobPrefix="${p}"`).join(' OR ');
+    return new cloudwatch.MathExpression({
+      expression: `SEARCH('${this.schema(metric.dimensions)} MetricName="${metric.name}" (${prefixes})', 'Maximum', ${period.toSeconds()})`,
+      usingMetrics: {},
+      label: options.label ?? '',
+      period,
+    });
   }
 
   /** Complete dataset versions in the data bucket (Maximum per hour). */
@@ -293,19 +337,24 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     });
   }
 
-  private trainingHours(key: UsageMetricKey, what: string, options: UsageExpressionOptions): cloudwatch.MathExpression {
+  private trainingPrefixes(what: string): readonly string[] {
     if (this.trainingJobPrefixes.length === 0) {
       throw new TuneyardValidationError(`this UsageMetrics watches no training jobs, so it has no ${what}: pass \`trainingJobs\`.`, this);
     }
-    const metric = USAGE_METRICS[key];
-    const period = options.period ?? Duration.days(1);
-    const prefixes = this.trainingJobPrefixes.map((p) => `TrainingJobPrefix="${p}"`).join(' OR ');
-    // Each job republishes one value at its end time: Maximum per job, then the sum over jobs.
+    return this.trainingJobPrefixes;
+  }
+
+  /** The hourly totals of every prefix, added up (a missing hour of one prefix counts 0). */
+  private prefixTotal(key: UsageMetricKey, what: string, props: UsageTotalOptions): cloudwatch.IMetric {
+    const label = props.label ?? `${what} per hour (total in range: \${SUM})`;
+    const metrics = this.trainingPrefixes(what).map((prefix) => this.maximum(key, { TrainingJobPrefix: prefix }, Duration.hours(1), { color: props.color }));
+    if (metrics.length === 1) return metrics[0].with({ label });
     return new cloudwatch.MathExpression({
-      expression: `SUM(SEARCH('${this.schema(metric.dimensions)} MetricName="${metric.name}" (${prefixes})', 'Maximum', ${period.toSeconds()}))`,
-      usingMetrics: {},
-      label: options.label ?? `${what} (total in range: \${SUM})`,
-      period,
+      expression: metrics.map((_, i) => `FILL(p${i}, 0)`).join(' + '),
+      usingMetrics: Object.fromEntries(metrics.map((m, i) => [`p${i}`, m])),
+      label,
+      color: props.color,
+      period: Duration.hours(1),
     });
   }
 
@@ -401,10 +450,11 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       );
     }
     const lookbackMinutes = lookback.toSeconds() / 60;
-    if (!Number.isInteger(lookbackMinutes) || lookbackMinutes < 2 * minutes || lookbackMinutes > 13 * 24 * 60) {
+    const least = 60 + 2 * minutes;
+    if (!Number.isInteger(lookbackMinutes) || lookbackMinutes < least || lookbackMinutes > 13 * 24 * 60) {
       throw new TuneyardValidationError(
-        `trainingLookback must be a whole number of minutes, at least twice the schedule (${2 * minutes} minutes) and at most 13 days ` +
-          `(CloudWatch refuses datapoints older than two weeks); got ${lookback.toHumanString()}. Use e.g. Duration.hours(1).`,
+        `trainingLookback must be a whole number of minutes, at least an hour plus two schedules (${least} minutes) and at most 13 days ` +
+          `(CloudWatch refuses datapoints older than two weeks); got ${lookback.toHumanString()}. Use e.g. Duration.hours(2).`,
         this,
       );
     }

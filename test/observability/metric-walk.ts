@@ -213,9 +213,10 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
     default: {
       const usage = usagePublishers(template).find((p) => p.namespace === metric.namespace);
       if (usage) {
-        const published = Object.values(USAGE_METRICS).find((m) => m.name === metric.metricName);
-        if (!published) return fail(`the usage publisher ${usage.id} publishes no such metric`);
-        if ([...published.dimensions].sort().join(',') !== keys) return fail(`${usage.id} publishes it with dimensions [${published.dimensions.join(',')}]`);
+        const named = Object.values(USAGE_METRICS).filter((m) => m.name === metric.metricName);
+        if (named.length === 0) return fail(`the usage publisher ${usage.id} publishes no such metric`);
+        const published = named.find((m) => [...m.dimensions].sort().join(',') === keys);
+        if (!published) return fail(`${usage.id} publishes it with dimensions ${named.map((m) => `[${m.dimensions.join(',')}]`).join(' or ')}`);
         const problem = usage.problemWith(published.name, metric.dimensions);
         return problem ? fail(problem) : { publisher: usage.id };
       }
@@ -340,9 +341,10 @@ export function searchProblem(search: ReadSearch, template: Record<string, any>)
   }
   const usage = usagePublishers(template).find((p) => p.namespace === parsed.namespace);
   if (!usage) return fail('no resource of this stack publishes this namespace');
-  const published = Object.values(USAGE_METRICS).find((m) => m.name === parsed.metricName);
-  if (!published) return fail(`the usage publisher ${usage.id} publishes no such metric`);
-  if (parsed.dimensions.join(',') !== published.dimensions.join(',')) return fail(`${usage.id} publishes it with dimensions [${published.dimensions.join(',')}]`);
+  const named = Object.values(USAGE_METRICS).filter((m) => m.name === parsed.metricName);
+  if (named.length === 0) return fail(`the usage publisher ${usage.id} publishes no such metric`);
+  const published = named.find((m) => m.dimensions.join(',') === parsed.dimensions.join(','));
+  if (!published) return fail(`${usage.id} publishes it with dimensions ${named.map((m) => `[${m.dimensions.join(',')}]`).join(' or ')}`);
   for (const [name, values] of Object.entries(parsed.terms)) {
     for (const { value, exact } of values) {
       if (!exact) return fail(`${name}=${value} is a partial match; the usage dimensions are matched exactly`);

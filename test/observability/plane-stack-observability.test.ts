@@ -18,10 +18,16 @@ describe('observability in the plane stack', () => {
     const read = readMetrics(json);
     expect(read.metrics.length).toBeGreaterThan(0);
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
-    // every SEARCH looks for what a resource publishes: the training jobs the pipeline starts, or the usage publisher
-    expect(read.searches.map((s) => s.expression)).toEqual(
-      expect.arrayContaining([expect.stringContaining("SEARCH('{/aws/sagemaker/TrainingJobs,Host}"), expect.stringContaining(`SEARCH('{"Tuneyard/Usage",TrainingJobPrefix`)]),
-    );
+    // the training instance-hours are the usage publisher's hourly totals of the pipeline's prefix (fixed dimensions)
+    const prefix = stack.trainingJob.jobNamePrefix;
+    expect(read.metrics.filter((m) => m.namespace === 'Tuneyard/Usage')).toEqual([
+      expect.objectContaining({ metricName: 'TrainingInstanceHours', dimensions: { TrainingJobPrefix: prefix } }),
+      expect.objectContaining({ metricName: 'BillableInstanceHours', dimensions: { TrainingJobPrefix: prefix } }),
+      expect.objectContaining({ metricName: 'DatasetVersions' }),
+      expect.objectContaining({ metricName: 'Datasets' }),
+    ]);
+    // every SEARCH looks for what a resource publishes: here, the training jobs the pipeline starts
+    expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining("SEARCH('{/aws/sagemaker/TrainingJobs,Host}")]));
     expect(read.searches.map((s) => searchProblem(s, json)).filter((p) => p !== undefined)).toEqual([]);
   });
 
@@ -31,7 +37,7 @@ describe('observability in the plane stack', () => {
     const json = Template.fromStack(stack).toJSON();
     const read = readMetrics(json);
     const usage = read.metrics.filter((m) => m.namespace === 'Tuneyard/Usage').map((m) => m.metricName);
-    expect(usage.sort()).toEqual(['DatasetVersions', 'Datasets', 'EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances']);
+    expect(usage.sort()).toEqual(['BillableInstanceHours', 'DatasetVersions', 'Datasets', 'EndpointCopies', 'EndpointDesiredInstances', 'EndpointInstances', 'TrainingInstanceHours']);
     expect(read.searches.map((s) => s.expression)).toEqual(expect.arrayContaining([expect.stringContaining('MetricName="ComponentCopies"')]));
     // latency in ms: p50/p90/p99 of both, and the overhead's average (its percentiles are not documented)
     expect(read.expressions).toEqual(expect.arrayContaining(['model_p99 / 1000', 'overhead_p50 / 1000', 'overhead_average / 1000']));
@@ -47,7 +53,7 @@ describe('observability in the plane stack', () => {
     expect(problem(training('Host="tuneyard-"'))).toMatch(/match the prefix by its words, unquoted/);
     expect(problem(training('Host=other'))).toMatch(/do not spell a job-name prefix the pipeline uses \[tuneyard-\]/);
     expect(problem(training('Host=tuneyard', 'accuracy'))).toMatch(/neither an instance metric nor one of the jobs' MetricDefinitions/);
-    const usage = (term: string) => `SUM(SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" ${term}', 'Maximum', 86400))`;
+    const usage = (term: string) => `SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" ${term}', 'Maximum', 3600)`;
     expect(problem(usage('TrainingJobPrefix="tuneyard-"'))).toBeUndefined();
     expect(problem(usage('TrainingJobPrefix="other-"'))).toMatch(/publishes training jobs of \[tuneyard-\] only/);
     expect(problem(usage('TrainingJobPrefix=tuneyard'))).toMatch(/partial match/);
@@ -60,7 +66,7 @@ describe('observability in the plane stack', () => {
     const stack = plane({ observability: { usageMetrics: false } });
     expect(stack.usage).toBeUndefined();
     const json = Template.fromStack(stack).toJSON();
-    expect(readMetrics(json).searches.some((s) => s.expression.includes('Tuneyard/Usage'))).toBe(false);
+    expect(readMetrics(json).metrics.filter((m) => m.namespace === 'Tuneyard/Usage')).toEqual([]);
     const dashboard = Object.values(json.Resources as Record<string, any>).find((r) => r.Type === 'AWS::CloudWatch::Dashboard');
     expect(resolveIntrinsics(dashboard.Properties.DashboardBody)).toContain('add `UsageMetrics` for instance-hours');
   });

@@ -89,7 +89,7 @@ test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable
   log.mockRestore();
 
   // THEN
-  expect(first).toEqual({ published: 4, trainingJobs: 1, problems: [] });
+  expect(first).toEqual({ published: 6, trainingJobs: 1, problems: [] });
   const listed = await cloudwatch.send(new ListMetricsCommand({ Namespace: 'Tuneyard/Usage' }));
   // moto lists a metric once per put of a past timestamp (CloudWatch lists it once): compare the distinct names
   const names = [...new Set((listed.Metrics ?? []).map((m) => `${m.MetricName}{${(m.Dimensions ?? []).map((d) => `${d.Name}=${d.Value}`).join(',')}}`))].sort();
@@ -99,6 +99,8 @@ test('publishes the prefix\'s ended jobs and the endpoint\'s instances, readable
       'EndpointDesiredInstances{EndpointName=chat}',
       'EndpointInstances{EndpointName=chat}',
       'TrainingInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run1-train,InstanceType=ml.g5.2xlarge}',
+      'BillableInstanceHours{TrainingJobPrefix=team-a-}',
+      'TrainingInstanceHours{TrainingJobPrefix=team-a-}',
     ].sort(),
   );
   const jobDims = USAGE_METRICS.trainingInstanceHours.dimensions.map((Name, i) => ({ Name, Value: ['team-a-', 'team-a-run1-train', 'ml.g5.2xlarge'][i] }));

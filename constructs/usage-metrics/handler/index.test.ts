@@ -67,7 +67,7 @@ describe('usage metrics handler: training jobs', () => {
     // WHEN
     const result = await run(clients, ENV, NOW);
     // THEN
-    expect(result).toEqual({ published: 4, trainingJobs: 2, problems: [] });
+    expect(result).toEqual({ published: 6, trainingJobs: 2, problems: [] });
     const list = calls.find((c) => c.command === 'ListTrainingJobsCommand')!.input;
     expect(list).toMatchObject({ NameContains: 'team-a-', LastModifiedTimeAfter: minutesAgo(60) });
     expect(calls.filter((c) => c.command === 'DescribeTrainingJobCommand').map((c) => c.input.TrainingJobName)).toEqual(['team-a-run1-train', 'team-a-run2-eval']);
@@ -78,7 +78,40 @@ describe('usage metrics handler: training jobs', () => {
       `BillableInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run1-train,InstanceType=ml.g5.12xlarge}=1@${minutesAgo(30).toISOString()}`,
       `TrainingInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run2-eval,InstanceType=ml.g5.2xlarge}=${10 / 60}@${minutesAgo(10).toISOString()}`,
       `BillableInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-run2-eval,InstanceType=ml.g5.2xlarge}=0@${minutesAgo(10).toISOString()}`,
+      // both ended between 11:00 and 12:00: the prefix's total for that hour, stamped at 11:00
+      `TrainingInstanceHours{TrainingJobPrefix=team-a-}=${2 + 10 / 60}@2026-11-22T11:00:00.000Z`,
+      `BillableInstanceHours{TrainingJobPrefix=team-a-}=1@2026-11-22T11:00:00.000Z`,
     ]);
+  });
+
+  test('counts the instances of every instance group, and falls back to the last change when the end time is missing', async () => {
+    const { clients, calls } = clientsFor({
+      ListTrainingJobsCommand: () => ({ TrainingJobSummaries: [{ TrainingJobName: 'team-a-hetero-train', TrainingJobStatus: 'Stopped' }] }),
+      DescribeTrainingJobCommand: () =>
+        job('team-a-hetero-train', {
+          ResourceConfig: { InstanceGroups: [{ InstanceType: 'ml.p4d.24xlarge', InstanceCount: 2 }, { InstanceType: 'ml.c5.xlarge', InstanceCount: 1 }] },
+          TrainingTimeInSeconds: 1800,
+          BillableTimeInSeconds: 1800,
+          LastModifiedTime: minutesAgo(3),
+        }),
+    });
+    await run(clients, ENV, NOW);
+    expect(published(calls)[0]).toBe(
+      `TrainingInstanceHours{TrainingJobPrefix=team-a-,TrainingJobName=team-a-hetero-train,InstanceType=ml.p4d.24xlarge+ml.c5.xlarge}=1.5@${minutesAgo(3).toISOString()}`,
+    );
+  });
+
+  test('a job that cannot be described is reported; the other jobs and the hourly total are still published', async () => {
+    const { clients, calls } = clientsFor({
+      ListTrainingJobsCommand: () => ({ TrainingJobSummaries: summaries }),
+      DescribeTrainingJobCommand: (input) => {
+        if (input.TrainingJobName === 'team-a-run2-eval') throw awsError('ThrottlingException', 'Rate exceeded');
+        return jobs[input.TrainingJobName as string];
+      },
+    });
+    await expect(run(clients, ENV, NOW)).rejects.toThrow('usage metrics: 1 could not be read: training job team-a-run2-eval: ThrottlingException: Rate exceeded');
+    expect(published(calls)).toEqual(expect.arrayContaining([`TrainingInstanceHours{TrainingJobPrefix=team-a-}=2@2026-11-22T11:00:00.000Z`]));
+    expect(published(calls)).toHaveLength(4);
   });
 
   test('a second run republishes the same values at the same timestamps (read with Maximum, a job counts once)', async () => {
@@ -110,7 +143,8 @@ describe('usage metrics handler: training jobs', () => {
         job(input.TrainingJobName as string, { TrainingTimeInSeconds: 60, BillableTimeInSeconds: 60, TrainingEndTime: minutesAgo(5), ResourceConfig: { InstanceCount: 1, InstanceType: 'ml.g5.xlarge' } }),
     });
     await run(clients, ENV, NOW);
-    expect(calls.filter((c) => c.command === 'PutMetricDataCommand').map((c) => (c.input.MetricData as unknown[]).length)).toEqual([1000, 200]);
+    // 1200 per-job datapoints and the two hourly totals
+    expect(calls.filter((c) => c.command === 'PutMetricDataCommand').map((c) => (c.input.MetricData as unknown[]).length)).toEqual([1000, 202]);
   });
 });
 
@@ -156,6 +190,37 @@ describe('usage metrics handler: endpoints', () => {
     expect(calls.some((c) => c.command === 'ListInferenceComponentsCommand')).toBe(false);
   });
 
+  test('a blue/green deployment\'s new fleet counts too; adapters add no copies of their own; a component that vanished is reported, the rest published', async () => {
+    const { clients, calls } = clientsFor({
+      DescribeEndpointCommand: () => ({
+        ProductionVariants: [{ VariantName: 'AllTraffic', CurrentInstanceCount: 2, DesiredInstanceCount: 2 }],
+        PendingDeploymentSummary: { EndpointConfigName: 'next', ProductionVariants: [{ VariantName: 'AllTraffic', CurrentInstanceCount: 1, DesiredInstanceCount: 2 }] },
+      }),
+      ListInferenceComponentsCommand: () => ({
+        InferenceComponents: [{ InferenceComponentName: 'chat-base' }, { InferenceComponentName: 'support-bot' }, { InferenceComponentName: 'gone' }],
+      }),
+      DescribeInferenceComponentCommand: (input) => {
+        if (input.InferenceComponentName === 'gone') throw awsError('ValidationException', 'Could not find inference component "gone".');
+        return input.InferenceComponentName === 'chat-base'
+          ? { Specification: { ModelName: 'base' }, RuntimeConfig: { CurrentCopyCount: 3, DesiredCopyCount: 3 } }
+          : { Specification: { BaseInferenceComponentName: 'chat-base' }, RuntimeConfig: { CurrentCopyCount: 3, DesiredCopyCount: 3 } };
+      },
+    });
+    await expect(run(clients, env([{ name: 'chat', components: true }]), new Date(NOW.getTime() + 17_500))).rejects.toThrow(
+      'inference component gone of chat: ValidationException: Could not find inference component "gone".',
+    );
+    const at = NOW.toISOString(); // stamped at the start of the minute
+    expect(published(calls)).toEqual([
+      `EndpointInstances{EndpointName=chat}=3@${at}`,
+      `EndpointDesiredInstances{EndpointName=chat}=4@${at}`,
+      `ComponentCopies{EndpointName=chat,InferenceComponentName=chat-base}=3@${at}`,
+      `ComponentDesiredCopies{EndpointName=chat,InferenceComponentName=chat-base}=3@${at}`,
+      `ComponentCopies{EndpointName=chat,InferenceComponentName=support-bot}=3@${at}`,
+      `ComponentDesiredCopies{EndpointName=chat,InferenceComponentName=support-bot}=3@${at}`,
+      `EndpointCopies{EndpointName=chat}=3@${at}`,
+    ]);
+  });
+
   test('fails after publishing the rest when an endpoint cannot be read, naming it and the error', async () => {
     const { clients, calls } = clientsFor({
       DescribeEndpointCommand: (input) => {
@@ -199,6 +264,7 @@ describe('usage metrics handler: settings', () => {
     const { [USAGE_ENV.namespace]: _, ...withoutNamespace } = ENV;
     expect(() => settingsFromEnv(withoutNamespace)).toThrow('usage metrics: environment variable METRICS_NAMESPACE is not set');
     expect(() => settingsFromEnv({ ...ENV, [USAGE_ENV.lookbackMinutes]: '1.5' })).toThrow('TRAINING_LOOKBACK_MINUTES must be a whole number of minutes; got 1.5');
+    expect(() => settingsFromEnv({ ...ENV, [USAGE_ENV.endpoints]: '[{' })).toThrow(/^usage metrics: ENDPOINTS is not JSON: /);
     expect(settingsFromEnv(ENV)).toEqual({ namespace: 'Tuneyard/Usage', trainingJobPrefixes: ['team-a-'], endpoints: [], lookbackMinutes: 60, dataBucket: undefined });
   });
 });

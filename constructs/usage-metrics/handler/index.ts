@@ -56,10 +56,18 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): UsageSett
   if (!Number.isInteger(lookbackMinutes) || lookbackMinutes < 1) {
     throw new Error(`usage metrics: ${USAGE_ENV.lookbackMinutes} must be a whole number of minutes; got ${env[USAGE_ENV.lookbackMinutes]}`);
   }
+  const json = <T>(key: string): T => {
+    try {
+      return JSON.parse(read(key)) as T;
+    } catch (error) {
+      if (error instanceof SyntaxError) throw new Error(`usage metrics: ${key} is not JSON: ${error.message}`);
+      throw error;
+    }
+  };
   return {
     namespace: read(USAGE_ENV.namespace),
-    trainingJobPrefixes: JSON.parse(read(USAGE_ENV.trainingJobPrefixes)) as string[],
-    endpoints: JSON.parse(read(USAGE_ENV.endpoints)) as WatchedEndpoint[],
+    trainingJobPrefixes: json<string[]>(USAGE_ENV.trainingJobPrefixes),
+    endpoints: json<WatchedEndpoint[]>(USAGE_ENV.endpoints),
     lookbackMinutes,
     dataBucket: env[USAGE_ENV.dataBucket] || undefined,
   };
@@ -72,18 +80,29 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): UsageSett
  * `Maximum`.
  */
 export async function publishUsage(clients: UsageClients, settings: UsageSettings, now: Date): Promise<UsageResult> {
-  const data: MetricDatum[] = [];
   const problems: string[] = [];
+  let published = 0;
+  // Endpoints first, each section put as soon as it is read: a run that times out still leaves them.
+  const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000);
+  const fleet: MetricDatum[] = [];
+  for (const endpoint of settings.endpoints) {
+    try {
+      fleet.push(...(await endpointUsage(clients.sagemaker, endpoint, minute, problems)));
+    } catch (error) {
+      problems.push(`endpoint ${endpoint.name}: ${describeError(error)}`);
+    }
+  }
+  await put(clients.cloudwatch, settings.namespace, fleet);
+  published += fleet.length;
+
   let trainingJobs = 0;
   for (const prefix of settings.trainingJobPrefixes) {
+    const jobs: JobUsage[] = [];
     try {
       for (const name of await endedTrainingJobs(clients.sagemaker, prefix, new Date(now.getTime() - settings.lookbackMinutes * 60_000))) {
         try {
-          const job = await clients.sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: name }));
-          const usage = trainingJobUsage(job, prefix);
-          if (now.getTime() - usage.timestamp.getTime() > MAX_AGE_MS) continue;
-          data.push(...usage.data);
-          trainingJobs++;
+          const usage = trainingJobUsage(await clients.sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: name })), prefix);
+          if (now.getTime() - usage.timestamp.getTime() <= MAX_AGE_MS) jobs.push(usage);
         } catch (error) {
           problems.push(`training job ${name}: ${describeError(error)}`);
         }
@@ -91,16 +110,42 @@ export async function publishUsage(clients: UsageClients, settings: UsageSetting
     } catch (error) {
       problems.push(`training jobs ${prefix}*: ${describeError(error)}`);
     }
+    const data = [...jobs.flatMap((job) => job.data), ...hourlyTotals(prefix, jobs)];
+    await put(clients.cloudwatch, settings.namespace, data);
+    published += data.length;
+    trainingJobs += jobs.length;
   }
-  for (const endpoint of settings.endpoints) {
-    try {
-      data.push(...(await endpointUsage(clients.sagemaker, endpoint, now)));
-    } catch (error) {
-      problems.push(`endpoint ${endpoint.name}: ${describeError(error)}`);
-    }
+  return { published, trainingJobs, problems };
+}
+
+/** One ended job's instance-hours. */
+interface JobUsage {
+  readonly data: MetricDatum[];
+  readonly timestamp: Date;
+  readonly instanceHours: number;
+  readonly billableHours: number;
+}
+
+/**
+ * The prefix's totals per clock hour of the jobs' end times, stamped at the start of the hour.
+ * Each run sees every job that ended in the look-back window, so an hour's total only grows while
+ * the hour is fully inside the window and shrinks once it starts to leave it: read with Maximum,
+ * each hour counts every job once (the construct keeps the window over an hour longer than the
+ * schedule).
+ */
+function hourlyTotals(prefix: string, jobs: readonly JobUsage[]): MetricDatum[] {
+  const hours = new Map<number, { instance: number; billable: number }>();
+  for (const job of jobs) {
+    const hour = Math.floor(job.timestamp.getTime() / 3600_000) * 3600_000;
+    const total = hours.get(hour) ?? { instance: 0, billable: 0 };
+    total.instance += job.instanceHours;
+    total.billable += job.billableHours;
+    hours.set(hour, total);
   }
-  await put(clients.cloudwatch, settings.namespace, data);
-  return { published: data.length, trainingJobs, problems };
+  return [...hours.entries()].flatMap(([hour, total]) => [
+    datum('prefixInstanceHours', [prefix], total.instance, 'None', new Date(hour)),
+    datum('prefixBillableInstanceHours', [prefix], total.billable, 'None', new Date(hour)),
+  ]);
 }
 
 /**
@@ -155,7 +200,7 @@ async function endedTrainingJobs(sagemaker: UsageClients['sagemaker'], prefix: s
  * is `BillableTimeInSeconds`, 0 when absent. Both are per instance: SageMaker bills them once per
  * instance of the cluster.
  */
-export function trainingJobUsage(job: DescribeTrainingJobCommandOutput, prefix: string): { data: MetricDatum[]; timestamp: Date } {
+export function trainingJobUsage(job: DescribeTrainingJobCommandOutput, prefix: string): JobUsage {
   const config = job.ResourceConfig;
   const groups = config?.InstanceGroups ?? [];
   const instances = config?.InstanceCount ?? (groups.length > 0 ? groups.reduce((n, g) => n + (g.InstanceCount ?? 0), 0) : 1);
@@ -166,26 +211,34 @@ export function trainingJobUsage(job: DescribeTrainingJobCommandOutput, prefix: 
   const billable = job.BillableTimeInSeconds ?? 0;
   const timestamp = job.TrainingEndTime ?? job.LastModifiedTime ?? job.CreationTime ?? new Date();
   const values = [prefix, job.TrainingJobName ?? 'unknown', instanceType];
+  const instanceHours = (seconds * instances) / 3600;
+  const billableHours = (billable * instances) / 3600;
   return {
     timestamp,
+    instanceHours,
+    billableHours,
     data: [
-      datum('trainingInstanceHours', values, (seconds * instances) / 3600, 'None', timestamp),
-      datum('billableInstanceHours', values, (billable * instances) / 3600, 'None', timestamp),
+      datum('trainingInstanceHours', values, instanceHours, 'None', timestamp),
+      datum('billableInstanceHours', values, billableHours, 'None', timestamp),
     ],
   };
 }
 
-/** Current and desired instances of an endpoint; for inference components, their copies too. */
-async function endpointUsage(sagemaker: UsageClients['sagemaker'], endpoint: WatchedEndpoint, now: Date): Promise<MetricDatum[]> {
+/**
+ * Current and desired instances of an endpoint (a blue/green deployment's new fleet included); for
+ * inference components, their copies too. A component that cannot be described (one deleted since
+ * the listing, say) is reported in `problems` and left out; the others are still published.
+ */
+async function endpointUsage(sagemaker: UsageClients['sagemaker'], endpoint: WatchedEndpoint, at: Date, problems: string[]): Promise<MetricDatum[]> {
   const described = await sagemaker.send(new DescribeEndpointCommand({ EndpointName: endpoint.name }));
-  const variants = described.ProductionVariants ?? [];
+  const variants = [...(described.ProductionVariants ?? []), ...(described.PendingDeploymentSummary?.ProductionVariants ?? [])];
   const data: MetricDatum[] = [];
   const sum = (field: 'CurrentInstanceCount' | 'DesiredInstanceCount') =>
     variants.some((v) => v[field] !== undefined) ? variants.reduce((n, v) => n + (v[field] ?? 0), 0) : undefined;
   const current = sum('CurrentInstanceCount');
   const desired = sum('DesiredInstanceCount');
-  if (current !== undefined) data.push(datum('endpointInstances', [endpoint.name], current, 'Count', now));
-  if (desired !== undefined) data.push(datum('endpointDesiredInstances', [endpoint.name], desired, 'Count', now));
+  if (current !== undefined) data.push(datum('endpointInstances', [endpoint.name], current, 'Count', at));
+  if (desired !== undefined) data.push(datum('endpointDesiredInstances', [endpoint.name], desired, 'Count', at));
   if (!endpoint.components) return data;
 
   let copies = 0;
@@ -194,17 +247,25 @@ async function endpointUsage(sagemaker: UsageClients['sagemaker'], endpoint: Wat
     const page = await sagemaker.send(new ListInferenceComponentsCommand({ EndpointNameEquals: endpoint.name, MaxResults: 100, NextToken }));
     for (const summary of page.InferenceComponents ?? []) {
       const name = summary.InferenceComponentName!;
-      const component = await sagemaker.send(new DescribeInferenceComponentCommand({ InferenceComponentName: name }));
-      const runtime = component.RuntimeConfig;
-      if (runtime?.CurrentCopyCount !== undefined) {
-        copies += runtime.CurrentCopyCount;
-        data.push(datum('componentCopies', [endpoint.name, name], runtime.CurrentCopyCount, 'Count', now));
+      let component;
+      try {
+        component = await sagemaker.send(new DescribeInferenceComponentCommand({ InferenceComponentName: name }));
+      } catch (error) {
+        problems.push(`inference component ${name} of ${endpoint.name}: ${describeError(error)}`);
+        continue;
       }
-      if (runtime?.DesiredCopyCount !== undefined) data.push(datum('componentDesiredCopies', [endpoint.name, name], runtime.DesiredCopyCount, 'Count', now));
+      const runtime = component.RuntimeConfig;
+      // An adapter runs inside its base component's copies: only components with compute of their own add copies.
+      const ownCompute = component.Specification?.BaseInferenceComponentName === undefined;
+      if (runtime?.CurrentCopyCount !== undefined) {
+        if (ownCompute) copies += runtime.CurrentCopyCount;
+        data.push(datum('componentCopies', [endpoint.name, name], runtime.CurrentCopyCount, 'Count', at));
+      }
+      if (runtime?.DesiredCopyCount !== undefined) data.push(datum('componentDesiredCopies', [endpoint.name, name], runtime.DesiredCopyCount, 'Count', at));
     }
     NextToken = page.NextToken;
   } while (NextToken);
-  data.push(datum('endpointCopies', [endpoint.name], copies, 'Count', now));
+  data.push(datum('endpointCopies', [endpoint.name], copies, 'Count', at));
   return data;
 }
 
