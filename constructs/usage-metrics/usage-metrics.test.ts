@@ -98,6 +98,33 @@ describe('UsageMetrics', () => {
     );
   });
 
+  test('the hourly totals can back an alarm (as in the README), for one prefix and for several', () => {
+    // GIVEN
+    const stack = testStack();
+    const one = new UsageMetrics(stack, 'One', { trainingJobs: [{ jobNamePrefix: 'team-a-' }] });
+    const two = new UsageMetrics(stack, 'Two', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
+    // WHEN
+    one.metricTrainingInstanceHours().createAlarm(stack, 'OneSpend', { threshold: 40, evaluationPeriods: 1 });
+    two.metricTrainingInstanceHours().createAlarm(stack, 'TwoSpend', { threshold: 40, evaluationPeriods: 1 });
+    // THEN
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Threshold: 40,
+      Metrics: [
+        Match.objectLike({
+          MetricStat: {
+            Metric: { Namespace: 'Tuneyard/Usage', MetricName: 'TrainingInstanceHours', Dimensions: [{ Name: 'TrainingJobPrefix', Value: 'team-a-' }] },
+            Stat: 'Maximum',
+            Period: 3600,
+          },
+        }),
+      ],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(p0, 0) + FILL(p1, 0)' })]),
+    });
+  });
+
   test('endpoint metrics read the EndpointName dimension; component copies are a SEARCH with a quoted namespace', () => {
     const stack = testStack();
     const usage = new UsageMetrics(stack, 'Usage', { endpoints: [adapters], namespace: 'Acme/FineTuning' });

@@ -269,12 +269,12 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
    * same totals), so the period and statistic are fixed. A graph's `${SUM}` label gives the
    * range's total. Fixed dimensions: it can back an alarm.
    */
-  public metricTrainingInstanceHours(props: UsageTotalOptions = {}): cloudwatch.IMetric {
+  public metricTrainingInstanceHours(props: UsageTotalOptions = {}): cloudwatch.Metric | cloudwatch.MathExpression {
     return this.prefixTotal('prefixInstanceHours', 'training instance-hours', props);
   }
 
   /** Billable instance-hours of the training jobs that ended in each clock hour (managed spot bills less than it runs). */
-  public metricBillableInstanceHours(props: UsageTotalOptions = {}): cloudwatch.IMetric {
+  public metricBillableInstanceHours(props: UsageTotalOptions = {}): cloudwatch.Metric | cloudwatch.MathExpression {
     return this.prefixTotal('prefixBillableInstanceHours', 'billable instance-hours', props);
   }
 
@@ -345,7 +345,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
   }
 
   /** The hourly totals of every prefix, added up (a missing hour of one prefix counts 0). */
-  private prefixTotal(key: UsageMetricKey, what: string, props: UsageTotalOptions): cloudwatch.IMetric {
+  private prefixTotal(key: UsageMetricKey, what: string, props: UsageTotalOptions): cloudwatch.Metric | cloudwatch.MathExpression {
     const label = props.label ?? `${what} per hour (total in range: \${SUM})`;
     const metrics = this.trainingPrefixes(what).map((prefix) => this.maximum(key, { TrainingJobPrefix: prefix }, Duration.hours(1), { color: props.color }));
     if (metrics.length === 1) return metrics[0].with({ label });
