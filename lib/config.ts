@@ -20,6 +20,12 @@ export const PlaneConfigSchema = z.strictObject({
     .enum(['retain', 'destroy'])
     .optional()
     .describe('What happens to the data key and buckets when the stack is deleted. Default: retain.'),
+  reserveLambdaConcurrency: z
+    .boolean()
+    .optional()
+    .describe(
+      "Reserve concurrency for the plane's Lambda functions (16 units in all). Accounts whose Lambda concurrency limit is 10 (new accounts) cannot reserve any: set false there. Default: true.",
+    ),
   dataStore: z
     .strictObject({
       noncurrentVersionExpirationDays: days().describe('Days a noncurrent artifact/checkpoint/eval-report version is kept. Default: 30.'),

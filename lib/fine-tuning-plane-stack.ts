@@ -113,8 +113,10 @@ export class FineTuningPlaneStack extends Stack {
     const servingImage = VllmImage.dlc();
     this.modelRegistry = new ModelRegistry(this, 'ModelRegistry', { inferenceImageUri: servingImage.bind(this).imageUri, removalPolicy });
     this.notifications = new NotificationTopic(this, 'Notifications', { removalPolicy });
+    const reserveConcurrency = config.reserveLambdaConcurrency;
     this.datasetValidator = new DatasetValidationFunction(this, 'DatasetValidator', {
       store: this.dataStore,
+      reserveConcurrency,
       vpc: this.network.vpc,
       vpcSubnets: this.network.vpcSubnets,
       removalPolicy,
@@ -152,6 +154,7 @@ export class FineTuningPlaneStack extends Stack {
         jobNamePrefix: this.trainingJob.jobNamePrefix,
       },
       timeout: config.pipeline?.timeoutDays === undefined ? undefined : Duration.days(config.pipeline.timeoutDays),
+      reserveConcurrency,
       vpc: this.network.vpc,
       vpcSubnets: this.network.vpcSubnets,
       removalPolicy,
@@ -167,6 +170,7 @@ export class FineTuningPlaneStack extends Stack {
           vpc: this.network.vpc,
           vpcSubnets: this.network.vpcSubnets,
           logEncryptionKey: this.pipeline.logEncryptionKey,
+          reserveConcurrency,
           removalPolicy,
         });
       }

@@ -15,7 +15,8 @@ export interface PlaneFunctionOptions {
   readonly description: string;
   readonly memorySize: number;
   readonly timeout: Duration;
-  readonly reservedConcurrentExecutions: number;
+  /** Reserved (and capped) concurrency; undefined reserves none (an account whose limit is 10 cannot). */
+  readonly reservedConcurrentExecutions?: number;
   readonly environment?: Record<string, string>;
   /** The key that encrypts the function's log group. */
   readonly logEncryptionKey: kms.IKey;
@@ -102,6 +103,13 @@ export function createPlaneFunction(scope: Construct, options: PlaneFunctionOpti
         'Invoked synchronously by the state machine, which catches and notifies every failure; a DLQ only applies to asynchronous invocations.',
       ['HIPAA.Security', 'NIST.800.53.R5'],
     ),
+    ...(options.reservedConcurrentExecutions === undefined
+      ? inControlPacks(
+          'LambdaConcurrency',
+          'Reservation turned off (reserveConcurrency: false): Lambda keeps 100 units of the account limit unreserved, so an account whose limit is 10 cannot reserve any.',
+          ['HIPAA.Security', 'NIST.800.53.R5'],
+        )
+      : {}),
     ...(vpc ? {} : inControlPacks('LambdaInsideVPC', `No VPC was given: ${options.outsideVpcReason} Pass \`vpc\` to run it in the plane VPC.`)),
   });
   return { function: fn, role, logGroup };

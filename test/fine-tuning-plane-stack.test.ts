@@ -11,6 +11,17 @@ describe('FineTuningPlaneStack', () => {
     expect(complianceFindings(plane())).toEqual([]);
   });
 
+  test('reserves 16 concurrent executions for its functions, or none with reserveLambdaConcurrency: false (still compliant)', () => {
+    const reserved = (stack: FineTuningPlaneStack) =>
+      Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))
+        .map((f: any) => f.Properties.ReservedConcurrentExecutions)
+        .filter((r) => r !== undefined);
+    expect(reserved(plane()).sort()).toEqual([1, 5, 5, 5]);
+    const unreserved = plane({ reserveLambdaConcurrency: false });
+    expect(reserved(unreserved)).toEqual([]);
+    expect(complianceFindings(unreserved)).toEqual([]);
+  });
+
   test('matches the reviewed snapshot (asset hashes normalised)', () => {
     expect(Template.fromStack(plane()).toJSON()).toMatchSnapshot();
   });

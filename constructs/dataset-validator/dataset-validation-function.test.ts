@@ -143,6 +143,12 @@ describe('DatasetValidationFunction', () => {
     expect(() => build({ reservedConcurrentExecutions: 0 })).toThrow(/reservedConcurrentExecutions must be a whole number of at least 1.*got 0/);
   });
 
+  test('fails when a reservation is given with reserveConcurrency: false, which reserves none', () => {
+    expect(() => build({ reserveConcurrency: false, reservedConcurrentExecutions: 2 })).toThrow(
+      /reservedConcurrentExecutions \(2\) needs reserveConcurrency: remove one of them/,
+    );
+  });
+
   test('fails when subnets are given without a VPC', () => {
     expect(() => build({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } })).toThrow(/vpcSubnets and securityGroups need a vpc/);
   });

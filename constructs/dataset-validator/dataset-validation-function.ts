@@ -56,12 +56,20 @@ export interface DatasetValidationFunctionProps {
   readonly securityGroups?: ec2.ISecurityGroup[];
 
   /**
-   * Concurrent executions reserved for (and capped at) this function. Accounts whose concurrency
-   * limit is 10 (new accounts) cannot reserve any: ask for a limit increase first.
+   * Concurrent executions reserved for (and capped at) this function, when `reserveConcurrency` is on.
    *
    * @default 5
    */
   readonly reservedConcurrentExecutions?: number;
+
+  /**
+   * Whether the function reserves concurrency (and is capped at it). Lambda keeps 100
+   * units of an account's limit unreserved, so an account whose limit is 10 (new accounts) cannot
+   * reserve any and the deployment fails: set this to false there, or ask for a limit increase.
+   *
+   * @default true
+   */
+  readonly reserveConcurrency?: boolean;
 
   /**
    * How long the function's logs are kept.
@@ -107,7 +115,7 @@ export class DatasetValidationFunction extends Construct {
     super(scope, id);
     const memorySize = props.memorySize ?? 2048;
     const timeout = props.timeout ?? Duration.minutes(15);
-    const reservedConcurrentExecutions = props.reservedConcurrentExecutions ?? 5;
+    const reservedConcurrentExecutions = props.reserveConcurrency === false ? undefined : (props.reservedConcurrentExecutions ?? 5);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.validateProps(props, memorySize, timeout, reservedConcurrentExecutions);
 
@@ -153,7 +161,7 @@ export class DatasetValidationFunction extends Construct {
     store.encryptionKey?.grant(role, 'kms:GenerateDataKey');
   }
 
-  private validateProps(props: DatasetValidationFunctionProps, memorySize: number, timeout: Duration, reserved: number): void {
+  private validateProps(props: DatasetValidationFunctionProps, memorySize: number, timeout: Duration, reserved: number | undefined): void {
     if (!Token.isUnresolved(memorySize) && (!Number.isInteger(memorySize) || memorySize < 512 || memorySize > 10240)) {
       throw new TuneyardValidationError(
         `memorySize must be a whole number of MiB from 512 to 10240; got ${memorySize}. The default, 2048, validates about 1 GB in well under the timeout.`,
@@ -166,7 +174,13 @@ export class DatasetValidationFunction extends Construct {
         this,
       );
     }
-    if (!Token.isUnresolved(reserved) && (!Number.isInteger(reserved) || reserved < 1)) {
+    if (props.reserveConcurrency === false && props.reservedConcurrentExecutions !== undefined) {
+      throw new TuneyardValidationError(
+        `reservedConcurrentExecutions (${props.reservedConcurrentExecutions}) needs reserveConcurrency: remove one of them.`,
+        this,
+      );
+    }
+    if (reserved !== undefined && !Token.isUnresolved(reserved) && (!Number.isInteger(reserved) || reserved < 1)) {
       throw new TuneyardValidationError(
         `reservedConcurrentExecutions must be a whole number of at least 1 (0 would throttle every validation); got ${reserved}. Use e.g. 5.`,
         this,

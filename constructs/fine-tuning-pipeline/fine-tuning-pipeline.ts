@@ -125,6 +125,15 @@ export interface FineTuningPipelineProps {
    */
   readonly timeout?: Duration;
   /**
+   * Whether the PlanRun and ReadEvalReport functions reserve 5 concurrent executions each (and are
+   * capped at them). Lambda keeps 100 units of an account's limit unreserved, so an account whose
+   * limit is 10 (new accounts) cannot reserve any and the deployment fails: set this to false there,
+   * or ask for a limit increase.
+   *
+   * @default true
+   */
+  readonly reserveConcurrency?: boolean;
+  /**
    * The key that encrypts the state machine's and the Lambdas' log groups.
    *
    * @default - a new key with rotation that CloudWatch Logs of this account and region may use
@@ -566,7 +575,7 @@ export class FineTuningPipeline extends Construct {
       description,
       memorySize: 512,
       timeout: Duration.minutes(1),
-      reservedConcurrentExecutions: 5,
+      reservedConcurrentExecutions: this.props.reserveConcurrency === false ? undefined : 5,
       environment,
       logEncryptionKey: this.logEncryptionKey,
       logRetention: this.logRetention,

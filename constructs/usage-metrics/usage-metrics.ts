@@ -124,6 +124,15 @@ export interface UsageMetricsProps {
   readonly vpcSubnets?: ec2.SubnetSelection;
 
   /**
+   * Whether the function reserves one concurrent execution (and is capped at it: runs never
+   * overlap). Lambda keeps 100 units of an account's limit unreserved, so an account whose limit is
+   * 10 (new accounts) cannot reserve any and the deployment fails: set this to false there, or ask
+   * for a limit increase.
+   *
+   * @default true
+   */
+  readonly reserveConcurrency?: boolean;
+  /**
    * The KMS key that encrypts the function's log group. Its key policy must let CloudWatch Logs use it.
    *
    * @default - a new key with yearly rotation, whose policy allows the function's log group
@@ -214,7 +223,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
       memorySize: 256,
       timeout: Duration.seconds(Math.min(50, schedule.toSeconds() - 5)),
       // One run at a time: a run that overlaps the next would only publish the same figures twice.
-      reservedConcurrentExecutions: 1,
+      reservedConcurrentExecutions: props.reserveConcurrency === false ? undefined : 1,
       environment: {
         [USAGE_ENV.namespace]: this.namespace,
         [USAGE_ENV.trainingJobPrefixes]: stack.toJsonString(this.trainingJobPrefixes),
