@@ -31,7 +31,7 @@ describe('plane configuration', () => {
   });
 
   test('fails when a top-level key is unknown and nothing is close, listing the valid keys', () => {
-    expect(() => parsePlaneConfig({ frobnicate: true }, 'cdk.json')).toThrow(/frobnicate: unknown key; valid keys: stackName, removalPolicy, dataStore/);
+    expect(() => parsePlaneConfig({ frobnicate: true }, 'cdk.json')).toThrow(/frobnicate: unknown key; valid keys: stackName, removalPolicy, reserveLambdaConcurrency, dataStore/);
   });
 
   test('fails when a value has the wrong type, naming the field and the value', () => {
