@@ -219,7 +219,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     const { function: fn, role } = createPlaneFunction(this, {
       ids: { function: 'Resource', role: 'ServiceRole', logGroup: 'LogGroup' },
       entry: path.join(__dirname, 'handler', 'index'),
-      description: 'Tuneyard usage metrics: training instance-hours and endpoint instances and copies, into CloudWatch',
+      description: 'Tuneyard usage metrics: training instance-hours, endpoint instances and copies, dataset versions, into CloudWatch',
       memorySize: 256,
       timeout: Duration.seconds(Math.min(50, schedule.toSeconds() - 5)),
       // One run at a time: a run that overlaps the next would only publish the same figures twice.
