@@ -3,8 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { DATA_PREFIXES } from '../../lib/layout';
-import { MODEL_OUTPUT } from '../../lib/layout';
+import { DATA_PREFIXES, DEPLOY_WAIT, MODEL_OUTPUT } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import type { DeployArtifact, IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
 import { VllmEndpoint } from './vllm-endpoint';
@@ -56,13 +55,13 @@ export interface VllmDeployStageProps {
   /**
    * The wait between two status polls.
    *
-   * @default Duration.seconds(30)
+   * @default Duration.seconds(30) (`DEPLOY_WAIT`, shared with `tuneyard deploy --wait`)
    */
   readonly pollInterval?: Duration;
   /**
    * Polls before the stage gives up (the deployment itself goes on, and rolls back on its alarms).
    *
-   * @default 180 (90 minutes at the default interval)
+   * @default 180 (90 minutes at the default interval; `DEPLOY_WAIT`)
    */
   readonly maxPolls?: number;
 }
@@ -112,9 +111,9 @@ export class VllmDeployStage implements IPipelineStage {
     });
 
     // Polling: Wait → Describe → Status (Choice) → CountPoll → Wait, at most maxPolls times.
-    const maxPolls = this.props.maxPolls ?? 180;
+    const maxPolls = this.props.maxPolls ?? DEPLOY_WAIT.maxPolls;
     const startPolling = new sfn.Pass(scope, DEPLOY_STATES.startPolling, { result: sfn.Result.fromObject({ count: 0 }), resultPath: '$.deployment.polls' });
-    const wait = new sfn.Wait(scope, DEPLOY_STATES.wait, { time: sfn.WaitTime.duration(this.props.pollInterval ?? Duration.seconds(30)) });
+    const wait = new sfn.Wait(scope, DEPLOY_STATES.wait, { time: sfn.WaitTime.duration(this.props.pollInterval ?? Duration.seconds(DEPLOY_WAIT.pollSeconds)) });
     const countPoll = new sfn.Pass(scope, DEPLOY_STATES.countPoll, {
       parameters: { 'count.$': 'States.MathAdd($.deployment.polls.count, 1)' },
       resultPath: '$.deployment.polls',

@@ -24,7 +24,7 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { duration } from './format';
 import { CliError, isNotFound } from './errors';
-import { MODEL_OUTPUT } from '../layout';
+import { DEPLOY_WAIT, MODEL_OUTPUT } from '../layout';
 
 /**
  * `tuneyard deploy`: the same SageMaker calls as the pipeline's Deploy stage
@@ -32,9 +32,9 @@ import { MODEL_OUTPUT } from '../layout';
  * A plan is built with reads only, so every refusal happens before anything is written.
  */
 
-/** Polls of `--wait` and the wait between two: 90 minutes, as the Deploy stage. */
-export const WAIT_POLLS = 180;
-export const WAIT_INTERVAL_MS = 30_000;
+/** Polls of `--wait` and the wait between two: as the Deploy stage ({@link DEPLOY_WAIT}). */
+export const WAIT_POLLS = DEPLOY_WAIT.maxPolls;
+export const WAIT_INTERVAL_MS = DEPLOY_WAIT.pollSeconds * 1000;
 
 const NAME_PATTERN = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
