@@ -29,13 +29,6 @@ export const MODEL_OUTPUT = {
   fullWeights: 'full/',
 } as const;
 
-/**
- * How long a deployment is awaited, by the pipeline's Deploy stage and by `tuneyard deploy --wait`:
- * a status poll every 30 seconds, 180 times (90 minutes). The deployment itself goes on after
- * that, and rolls back on its alarms.
- */
-export const DEPLOY_WAIT = { pollSeconds: 30, maxPolls: 180 } as const;
-
 /** The file that completes a dataset version: uploads write it last, so a version counts once it exists. */
 export const DATASET_MANIFEST = 'manifest.json';
 

@@ -50,7 +50,7 @@ export interface PlaneFunction {
  * One of the plane's Lambda functions, all made the same way: bundled at synth, arm64 on the
  * current Node.js runtime, X-Ray on, JSON logs into a KMS-encrypted log group with retention, an
  * explicit role (no AWSLambdaBasicExecutionRole: its logs:* on every log group is wider than this
- * one group), reserved concurrency, optionally in a VPC; and the compliance findings that every such
+ * one group), reserved concurrency unless turned off, optionally in a VPC; and the compliance findings that every such
  * function raises, acknowledged with their reasons.
  */
 export function createPlaneFunction(scope: Construct, options: PlaneFunctionOptions): PlaneFunction {

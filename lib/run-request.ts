@@ -156,6 +156,13 @@ export function jobNamesFor(runId: string, prefix: string = DEFAULT_JOB_NAME_PRE
   return { training: `${prefix}${runId}-train`, evaluation: `${prefix}${runId}-eval` };
 }
 
+/**
+ * How long a deployment is awaited, by the pipeline's Deploy stage and by `tuneyard deploy --wait`:
+ * a status poll every 30 seconds, 180 times (90 minutes). The deployment itself goes on after
+ * that, and rolls back on its alarms.
+ */
+export const DEPLOY_WAIT = { pollSeconds: 30, maxPolls: 180 } as const;
+
 /** The error of the Fail state that ends a run the quality gate rejected (`tuneyard watch` exits 2 on it). */
 export const GATE_REJECTED_ERROR = 'Tuneyard.GateRejected';
 

@@ -30,6 +30,8 @@ export interface IPipelineMetricSource extends IConstruct {
  * known at run time.
  */
 export interface ITrainingMetricSource extends IConstruct {
+  /** The prefix of the job names (what the usage metrics of these jobs are keyed by). */
+  readonly jobNamePrefix: string;
   /** The training loss that the trainer logs. */
   metricTrainingLoss(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
   /** The held-out loss that the trainer logs. */

@@ -122,7 +122,7 @@ export class PlaneDashboard extends Construct {
   }
 
   private addTraining(job: ITrainingMetricSource): void {
-    const usage = this.usage && this.usage.trainingJobPrefixes.length > 0 ? this.usage : undefined;
+    const usage = this.usage?.trainingJobPrefixes.includes(job.jobNamePrefix) ? this.usage : undefined;
     this.section(
       'Training',
       'Loss, throughput and GPU use of the training jobs, one line per job in the time range (SEARCH over `/aws/sagemaker/TrainingJobs`). ' +

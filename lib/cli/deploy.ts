@@ -24,7 +24,8 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { duration } from './format';
 import { CliError, isNotFound } from './errors';
-import { DEPLOY_WAIT, MODEL_OUTPUT } from '../layout';
+import { MODEL_OUTPUT } from '../layout';
+import { DEPLOY_WAIT } from '../run-request';
 
 /**
  * `tuneyard deploy`: the same SageMaker calls as the pipeline's Deploy stage

@@ -26,7 +26,7 @@ import {
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
-import { DATA_PREFIXES, DATASET_MANIFEST, datasetNameProblem, datasetVersionPrefix } from '../layout';
+import { DATA_PREFIXES, DATASET_MANIFEST, datasetNameProblem, datasetVersionOfManifest, datasetVersionPrefix } from '../layout';
 import { DEFAULT_JOB_NAME_PREFIX, jobNamesFor } from '../run-request';
 import { CliError, isNotFound } from './errors';
 
@@ -200,9 +200,9 @@ export class RunClient {
     do {
       const page = await this.clients.s3.send(new ListObjectsV2Command({ Bucket: dataBucketName, Prefix: prefix, ContinuationToken: token }));
       for (const object of page.Contents ?? []) {
-        const match = /^[^/]+\/[^/]+\/([0-9a-f]{64})\/manifest\.json$/.exec(object.Key ?? '');
+        const version = datasetVersionOfManifest(object.Key ?? '');
         const modified = object.LastModified?.getTime() ?? 0;
-        if (match && (!newest || modified > newest.modified)) newest = { sha256: match[1], modified };
+        if (version?.name === name && (!newest || modified > newest.modified)) newest = { sha256: version.sha256, modified };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

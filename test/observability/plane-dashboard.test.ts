@@ -4,6 +4,9 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { DatasetStore } from '../../constructs/dataset-store';
 import { PlaneDashboard } from '../../constructs/plane-dashboard';
 import { complianceFindings, testStack } from '../support/app';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { FineTuningJob } from '../../constructs/fine-tuning-job';
+import { TrainingImage } from '../../constructs/training-image';
 import { UsageMetrics } from '../../constructs/usage-metrics';
 import { StubEndpoint, StubPipeline } from './fakes';
 import { publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
@@ -106,6 +109,28 @@ describe('PlaneDashboard props', () => {
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     const text = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.type === 'text')!.properties.markdown;
     expect(text).toContain("Instances and copies are Tuneyard's own metrics");
+  });
+
+  test('graphs training instance-hours only when the usage publisher watches the job\'s own prefix', () => {
+    // GIVEN a training job with prefix team-a- and publishers watching team-a- or team-b-
+    const titles = (watched: string) => {
+      const stack = testStack();
+      const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+      const trainingJob = new FineTuningJob(stack, 'Job', {
+        store: new DatasetStore(stack, 'Store'),
+        vpc,
+        image: TrainingImage.fromImageUri('123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:1'),
+        s3PrefixListId: 'pl-63a5400a',
+        jobNamePrefix: 'team-a-',
+      });
+      const usage = new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: watched }] });
+      // WHEN
+      new PlaneDashboard(stack, 'Dashboard', { trainingJob, usage });
+      // THEN
+      return dashboardBody(Template.fromStack(stack)).widgets.map((w) => w.properties.title);
+    };
+    expect(titles('team-a-')).toContain('Instance-hours of the jobs that ended, per hour');
+    expect(titles('team-b-')).not.toContain('Instance-hours of the jobs that ended, per hour');
   });
 
   test('fails when it is given nothing to show', () => {

@@ -130,8 +130,8 @@ interface JobUsage {
  * The prefix's totals per clock hour of the jobs' end times, stamped at the start of the hour.
  * Each run sees every job that ended in the look-back window, so an hour's total only grows while
  * the hour is fully inside the window and shrinks once it starts to leave it: read with Maximum,
- * each hour counts every job once (the construct keeps the window over an hour longer than the
- * schedule).
+ * each hour counts every job once (the construct keeps the window at least an hour plus two
+ * schedules long, so some run sees all of an hour's jobs).
  */
 function hourlyTotals(prefix: string, jobs: readonly JobUsage[]): MetricDatum[] {
   const hours = new Map<number, { instance: number; billable: number }>();
