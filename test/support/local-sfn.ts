@@ -5,11 +5,20 @@
  * path taken (`entered`), the final status and output or error.
  */
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { ApiRequest, requestOfTask, validateRequests } from './api-model';
 import { TEST_ENV } from './app';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** A local stand-in for a Task state's resource: gets the state's effective input, returns its raw result. */
 export type LocalHandler = (input: any) => unknown;
+
+/** A request a Task state sent (one per attempt), as the service's API takes it. */
+export interface RecordedRequest extends ApiRequest {
+  /** The Task state that sent it. */
+  readonly state: string;
+  /** The state's Resource. */
+  readonly resource: string;
+}
 
 /** What a local run ended with. */
 export interface LocalRun {
@@ -25,6 +34,13 @@ export interface LocalRun {
   readonly retried: string[];
   /** Every event of the execution. */
   readonly events: any[];
+  /** Every request the Task states sent, in order (a retried state sends one per attempt). */
+  readonly requests: RecordedRequest[];
+  /**
+   * What the services' API models refuse in {@link requests}, as `<state>: <Operation>.<member>: <problem>`
+   * (see test/support/api-model.ts); empty when every request is valid or `validateRequests` is false.
+   */
+  readonly requestErrors: string[];
 }
 
 /**
@@ -172,6 +188,12 @@ export interface RunLocalOptions {
   readonly executionName?: string;
   /** Wait before each retry in milliseconds, for every state. @default 0 */
   readonly retryIntervalMs?: number;
+  /**
+   * Check every request the Task states sent against the services' API models after the run
+   * (`requestErrors`). The run's status does not depend on it: assert `requestErrors` to make it count.
+   * @default true
+   */
+  readonly validateRequests?: boolean;
 }
 
 /**
@@ -183,8 +205,15 @@ export async function runLocal(definition: any, input: Json, handlers: Record<st
     .filter(([, s]) => s.Type === 'Task')
     .map(([name]) => name);
   const taskResourceLocalHandlers: Record<string, LocalHandler> = {};
+  const sent: Array<{ state: string; resource: string; params: unknown }> = [];
   for (const name of tasks) {
-    taskResourceLocalHandlers[name] = handlers[name] ?? (() => { throw new Error(`local-sfn: no local handler for Task state ${name}`); });
+    const handler = handlers[name] ?? (() => { throw new Error(`local-sfn: no local handler for Task state ${name}`); });
+    const resource: string = definition.States[name].Resource;
+    taskResourceLocalHandlers[name] = (input) => {
+      // a copy: what was sent, whatever the handler does with its input
+      sent.push({ state: name, resource, params: input === undefined ? undefined : JSON.parse(JSON.stringify(input)) });
+      return handler(input);
+    };
   }
   const unknown = Object.keys(handlers).filter((name) => !tasks.includes(name));
   if (unknown.length) throw new Error(`local-sfn: handlers for states that are not Tasks of the definition: ${unknown.join(', ')}`);
@@ -220,10 +249,24 @@ export async function runLocal(definition: any, input: Json, handlers: Record<st
     run = { status: 'FAILED', error: failure.name, cause: failure.message };
   }
   await collecting;
+  const requests: RecordedRequest[] = [];
+  const requestErrors: string[] = [];
+  for (const { state, resource, params } of sent) {
+    try {
+      requests.push({ state, resource, ...requestOfTask(resource, params) });
+    } catch (e) {
+      requestErrors.push(`${state}: local-sfn cannot tell the API request of resource ${resource}: ${(e as Error).message}`);
+    }
+  }
+  if (options.validateRequests ?? true) {
+    validateRequests(requests).forEach((errors, i) => requestErrors.push(...errors.map((e) => `${requests[i].state}: ${e}`)));
+  }
   return {
     ...run,
     entered: events.filter((e) => e.type === 'StateEntered').map((e) => e.state.name),
     retried: events.filter((e) => e.type === 'StateRetried').map((e) => e.state.name),
     events,
+    requests,
+    requestErrors,
   };
 }
