@@ -2,6 +2,8 @@ import * as path from 'node:path';
 import { Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -13,7 +15,7 @@ import { Construct } from 'constructs';
 import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
-import { GATE_REJECTED_ERROR, type PlanSettings } from '../../lib/run-request';
+import { DEFAULT_JOB_NAME_PREFIX, GATE_REJECTED_ERROR, type PlanSettings } from '../../lib/run-request';
 
 export { GATE_REJECTED_ERROR };
 import type { DeployArtifact } from './handler/plan-run';
@@ -68,6 +70,27 @@ export interface PipelineStageContext {
   failure(failStateName: string, stage: string): sfn.IChainable;
   /** Adds the pipeline's standard retries (throttling and transient errors, full jitter) to a state. */
   addTransientRetries(state: PipelineTaskState, kind: 'lambda' | 'sagemaker' | 'sns'): void;
+  /**
+   * A Lambda function made the pipeline's way (bundled, its log key, retention, removal policy,
+   * VPC and concurrency setting), in the pipeline's scope with construct id `id`.
+   */
+  createFunction(id: string, options: PipelineFunctionOptions): lambda.IFunction;
+}
+
+/** A stage's Lambda function (see {@link PipelineStageContext.createFunction}). */
+export interface PipelineFunctionOptions {
+  /** The handler's path without extension; it exports `handler`. */
+  readonly entry: string;
+  readonly description: string;
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  /** Reserved (and capped) concurrency, unless the pipeline reserves none (`reserveConcurrency: false`). */
+  readonly reservedConcurrentExecutions: number;
+  readonly environment?: Record<string, string>;
+  /** Why the function may run outside a VPC, when the pipeline has none. */
+  readonly outsideVpcReason: string;
+  /** What the role's own statements are scoped to, for the inline-policy acknowledgement. */
+  readonly policyScope: string;
 }
 
 /** A stage that the pipeline runs after Register when the run asks for it (`$.plan.deploy` set). */
@@ -165,10 +188,11 @@ export const PIPELINE_STATES = {
   planRun: 'PlanRun',
   validateDataset: 'ValidateDataset',
   train: 'Train',
+  inspectTraining: 'InspectTraining',
   evaluate: 'Evaluate',
+  inspectEvaluation: 'InspectEvaluation',
   readEvalReport: 'ReadEvalReport',
   gate: 'Gate',
-  gateForgetting: 'GateForgetting',
   register: 'Register',
   deployRequested: 'DeployRequested',
   notifySucceeded: 'NotifySucceeded',
@@ -201,11 +225,14 @@ const LAMBDA_TRANSIENT_ERRORS = [
   'Lambda.TooManyRequestsException',
   'Lambda.ClientExecutionTimeoutException',
 ];
-// The optimized SageMaker integration folds throttling into SageMaker.AmazonSageMakerException (with
-// "Error Code: ThrottlingException" in the cause); a deterministic API error (ValidationException)
-// arrives under the same name and is retried a few times, which costs API calls, never a second job:
-// the job name is deterministic, so a repeated CreateTrainingJob fails with ResourceInUse.
-const SAGEMAKER_TRANSIENT_ERRORS = ['ThrottlingException', 'SageMaker.ThrottlingException', 'SageMaker.AmazonSageMakerException'];
+// The optimized SageMaker integration (CreateTrainingJob .sync) folds throttling, ValidationException and
+// ResourceInUse alike into SageMaker.AmazonSageMakerException: a Retry cannot tell them apart, and a blind
+// retry of a create whose answer was lost meets ResourceInUse while the job runs on unwatched. So the Train
+// and Evaluate states retry nothing; their failures go to InspectTraining/InspectEvaluation, which look at the
+// job (adopt a running one, go on with a completed one) and retry only a create refused for throttling.
+// The aws-sdk:sagemaker integration reports throttling as SageMaker.SageMakerException (with ValidationException:
+// a deterministic error is then retried a few times, seconds apart; the tasks that use it are idempotent).
+const SAGEMAKER_SDK_TRANSIENT_ERRORS = ['SageMaker.SageMakerException', 'SageMaker.InternalFailureException', 'SageMaker.ServiceUnavailableException', 'ThrottlingException'];
 const SNS_TRANSIENT_ERRORS = ['SNS.ThrottledException', 'SNS.InternalErrorException', 'SNS.KMSThrottlingException', 'ThrottlingException'];
 
 /**
@@ -240,6 +267,8 @@ export class FineTuningPipeline extends Construct {
   public readonly planRunFunction: lambda.IFunction;
   /** The ReadEvalReport Lambda function. */
   public readonly readEvalReportFunction: lambda.IFunction;
+  /** The function that looks at a training or evaluation job after its state failed (InspectTraining, InspectEvaluation). */
+  public readonly inspectJobFunction: lambda.IFunction;
 
   private readonly topic: sns.ITopic;
   private readonly logRetention: logs.RetentionDays;
@@ -283,6 +312,12 @@ export class FineTuningPipeline extends Construct {
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
+    this.inspectJobFunction = this.createFunction('InspectJobFunction', 'inspect-job', 'Tuneyard: looks at a training or evaluation job whose pipeline state failed');
+    const jobs = stack.formatArn({ service: 'sagemaker', resource: 'training-job', resourceName: `${props.planSettings.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX}*` });
+    this.inspectJobFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sagemaker:DescribeTrainingJob'], resources: [jobs] }));
+    acknowledgeOnGrantee(this.inspectJobFunction, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, jobs)}]`]: "Describes the run's own training and evaluation jobs, named at run time with the plane's job name prefix; read-only.",
+    });
     acknowledgeOnGrantee(this.readEvalReportFunction, {
       [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this), props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*`))}]`]:
         'Reads the eval report of any run under eval-reports/: the run is chosen per execution (the plan names the object).',
@@ -313,7 +348,8 @@ export class FineTuningPipeline extends Construct {
     props.registry.grantRegister(this.role);
     props.topic.grantPublish(this.role);
     if (props.topic.masterKey) props.topic.masterKey.grant(this.role, 'kms:Decrypt', 'kms:GenerateDataKey');
-    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, props.datasetValidator]);
+    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, this.inspectJobFunction, props.datasetValidator]);
+    this.notifyAbortedRuns(props.topic);
 
     new logs.MetricFilter(this, 'RunsRejectedFilter', {
       logGroup,
@@ -412,20 +448,13 @@ export class FineTuningPipeline extends Construct {
     validate.addCatch(failure(PIPELINE_FAILURES.datasetInvalid, PIPELINE_STATES.validateDataset), { errors: ['DatasetInvalid'], resultPath: '$.error' });
     validate.addCatch(failure(PIPELINE_FAILURES.datasetValidationFailed, PIPELINE_STATES.validateDataset), { resultPath: '$.error' });
 
-    const train = props.trainingJob.trainState(PIPELINE_STATES.train);
-    this.addTransientRetries(train, 'sagemaker');
-    train.addCatch(failure(PIPELINE_FAILURES.trainingFailed, PIPELINE_STATES.train), { resultPath: '$.error' });
-
-    const evaluate = props.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
-    this.addTransientRetries(evaluate, 'sagemaker');
-    evaluate.addCatch(failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), { resultPath: '$.error' });
-
     const readReport = new tasks.LambdaInvoke(this, PIPELINE_STATES.readEvalReport, {
       lambdaFunction: this.readEvalReportFunction,
       payloadResponseOnly: true,
       payload: sfn.TaskInput.fromObject({
         reportUri: sfn.JsonPath.stringAt('$.plan.evalReport.s3Uri'),
         thresholds: sfn.JsonPath.objectAt('$.plan.thresholds'),
+        forgettingProbe: sfn.JsonPath.objectAt('$.plan.forgettingProbe'),
       }),
       resultPath: '$.report',
       taskTimeout: sfn.Timeout.duration(Duration.minutes(15)),
@@ -433,6 +462,11 @@ export class FineTuningPipeline extends Construct {
     });
     this.addTransientRetries(readReport, 'lambda', true);
     readReport.addCatch(failure(PIPELINE_FAILURES.evalReportInvalid, PIPELINE_STATES.readEvalReport), { resultPath: '$.error' });
+
+    const train = props.trainingJob.trainState(PIPELINE_STATES.train);
+    const evaluate = props.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
+    this.recoverJob(train, 'Train', '$.training', failure(PIPELINE_FAILURES.trainingFailed, PIPELINE_STATES.train), evaluate);
+    this.recoverJob(evaluate, 'Evaluate', '$.evaluation', failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), readReport);
 
     const register = props.registry.registerState(PIPELINE_STATES.register);
     this.addTransientRetries(register, 'sagemaker');
@@ -461,25 +495,12 @@ export class FineTuningPipeline extends Construct {
     rejected.addCatch(rejectedFail, { resultPath: '$.notificationError' });
     rejected.next(rejectedFail);
 
-    // Forgetting is checked only when the run had a probe and a threshold for it.
-    const gateForgetting = new sfn.Choice(this, PIPELINE_STATES.gateForgetting)
-      .when(sfn.Condition.numberLessThanEqualsJsonPath('$.report.forgettingIncrease', '$.plan.thresholds.maxForgettingIncrease'), register)
-      .otherwise(rejected);
+    // ReadEvalReport decides (every threshold the run asked for, measured, or the run fails closed): one
+    // definition in TypeScript (`gateDecision`), tested on the real trainer's reports; the Choice only routes.
     const gate = new sfn.Choice(this, PIPELINE_STATES.gate)
-      .when(
-        sfn.Condition.not(sfn.Condition.numberLessThanEqualsJsonPath('$.report.evalLossRatio', '$.plan.thresholds.maxEvalLossRatio')),
-        rejected,
-      )
-      .when(
-        // Not(IsX: true) rather than IsX: false: the same in Step Functions, and the form the local executor supports.
-        sfn.Condition.or(
-          sfn.Condition.not(sfn.Condition.isNumeric('$.report.forgettingIncrease')),
-          sfn.Condition.not(sfn.Condition.isPresent('$.plan.thresholds.maxForgettingIncrease')),
-          sfn.Condition.not(sfn.Condition.isNumeric('$.plan.thresholds.maxForgettingIncrease')),
-        ),
-        register,
-      )
-      .otherwise(gateForgetting);
+      .when(sfn.Condition.and(sfn.Condition.isBoolean('$.report.passed'), sfn.Condition.booleanEquals('$.report.passed', true)), register)
+      .otherwise(rejected);
+    readReport.next(gate);
 
     if (props.deployStage) {
       const deploy = props.deployStage.bind(this, {
@@ -488,6 +509,17 @@ export class FineTuningPipeline extends Construct {
         store: props.store,
         failure,
         addTransientRetries: (state, kind) => this.addTransientRetries(state, kind),
+        createFunction: (id, options) =>
+          createPlaneFunction(this, {
+            ...options,
+            ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
+            reservedConcurrentExecutions: props.reserveConcurrency === false ? undefined : options.reservedConcurrentExecutions,
+            logEncryptionKey: this.logEncryptionKey,
+            logRetention: this.logRetention,
+            removalPolicy: this.removalPolicy,
+            vpc: props.vpc,
+            vpcSubnets: props.vpcSubnets,
+          }).function,
       });
       const deployRequested = new sfn.Choice(this, PIPELINE_STATES.deployRequested)
         .when(sfn.Condition.and(sfn.Condition.isPresent('$.plan.deploy'), sfn.Condition.not(sfn.Condition.isNull('$.plan.deploy'))), sfn.Chain.start(deploy).next(succeeded))
@@ -497,7 +529,75 @@ export class FineTuningPipeline extends Construct {
       register.next(succeeded);
     }
 
-    return sfn.Chain.start(planRun).next(validate).next(train).next(evaluate).next(readReport).next(gate);
+    return sfn.Chain.start(planRun).next(validate).next(train);
+  }
+
+  /**
+   * What follows a failed Train or Evaluate state: Inspect{Stage} looks at the job (its name is
+   * deterministic) and the run adopts a running job (waits for it), goes on with a completed one,
+   * creates it again after throttling (a few times), or fails with the job's reason and a fix.
+   */
+  private recoverJob(task: PipelineTaskState, stage: 'Train' | 'Evaluate', resultPath: string, failed: sfn.IChainable, next: sfn.IChainable): void {
+    const what = stage === 'Train' ? 'Training' : 'Evaluation';
+    const inspectionPath = stage === 'Train' ? '$.trainInspection' : '$.evaluateInspection';
+    const inspect = new tasks.LambdaInvoke(this, stage === 'Train' ? PIPELINE_STATES.inspectTraining : PIPELINE_STATES.inspectEvaluation, {
+      lambdaFunction: this.inspectJobFunction,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({ stage, state: sfn.JsonPath.entirePayload }),
+      resultPath: inspectionPath,
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(2)),
+      retryOnServiceExceptions: false,
+    });
+    this.addTransientRetries(inspect, 'lambda', true);
+    // The inspection's own failure must not hide the job's: notify the original error.
+    inspect.addCatch(failed, { resultPath: '$.inspectionError' });
+    task.addCatch(inspect, { resultPath: '$.error' });
+    task.next(next);
+
+    const adopted = new sfn.Pass(this, `${what}JobCompleted`, { inputPath: `${inspectionPath}.job`, resultPath });
+    const waitForJob = new sfn.Wait(this, `${what}JobRunning`, { time: sfn.WaitTime.secondsPath(`${inspectionPath}.waitSeconds`) });
+    const waitToRetry = new sfn.Wait(this, `${what}CreateThrottled`, { time: sfn.WaitTime.secondsPath(`${inspectionPath}.waitSeconds`) });
+    const explained = new sfn.Pass(this, `${what}JobFailed`, { inputPath: `${inspectionPath}.error`, resultPath: '$.error' });
+    const outcome = `${inspectionPath}.outcome`;
+    inspect.next(
+      new sfn.Choice(this, `${what}JobOutcome`)
+        .when(sfn.Condition.stringEquals(outcome, 'completed'), adopted.next(next))
+        .when(sfn.Condition.stringEquals(outcome, 'running'), waitForJob.next(inspect))
+        .when(sfn.Condition.stringEquals(outcome, 'retry'), waitToRetry.next(task))
+        .otherwise(explained.next(failed)),
+    );
+  }
+
+  /**
+   * A stopped execution (`tuneyard cancel`, StopExecution, the console) ends without running a state,
+   * so the state machine cannot say so itself: an EventBridge rule on the execution's status change
+   * publishes it to the topic, with the error and cause StopExecution was given (`tuneyard cancel`
+   * names who cancelled).
+   */
+  private notifyAbortedRuns(topic: sns.ITopic): void {
+    const field = (path: string) => events.EventField.fromPath(path);
+    new events.Rule(this, 'RunsAborted', {
+      description: 'Tuneyard: notifies fine-tuning runs that were stopped',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED'], stateMachineArn: [this.stateMachine.stateMachineArn] },
+      },
+      targets: [
+        new targets.SnsTopic(topic, {
+          message: events.RuleTargetInput.fromObject({
+            outcome: 'ABORTED',
+            runId: field('$.detail.name'),
+            execution: field('$.detail.executionArn'),
+            error: field('$.detail.error'),
+            cause: field('$.detail.cause'),
+            stoppedAt: field('$.time'),
+          }),
+        }),
+      ],
+    });
+    // EventBridge publishes with the topic's key (a key policy edit; a no-op on an imported key, whose owner grants it).
+    topic.masterKey?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey');
   }
 
   /** Notify{Stage}Failed → Fail: the notification carries run id, stage, error and cause. */
@@ -540,7 +640,7 @@ export class FineTuningPipeline extends Construct {
       state.addRetry({ ...common, errors: LAMBDA_TRANSIENT_ERRORS, interval: scale(2), maxAttempts: 6, maxDelay: scale(60) });
       if (idempotent) state.addRetry({ ...common, errors: [sfn.Errors.TIMEOUT], interval: scale(5), maxAttempts: 1, maxDelay: scale(60) });
     } else if (kind === 'sagemaker') {
-      state.addRetry({ ...common, errors: SAGEMAKER_TRANSIENT_ERRORS, interval: scale(20), maxAttempts: 4, maxDelay: scale(300) });
+      state.addRetry({ ...common, errors: SAGEMAKER_SDK_TRANSIENT_ERRORS, interval: scale(5), maxAttempts: 5, maxDelay: scale(60) });
     } else {
       state.addRetry({ ...common, errors: SNS_TRANSIENT_ERRORS, interval: scale(1), maxAttempts: 4, maxDelay: scale(30) });
     }

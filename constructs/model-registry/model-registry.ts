@@ -133,6 +133,9 @@ export class ModelRegistry extends Construct {
         TimeoutSeconds: REGISTER_STATE_TIMEOUT_SECONDS,
         Parameters: {
           ModelPackageGroupName: this.modelPackageGroupName,
+          // Idempotent per run: a retried CreateModelPackage (throttled, or its answer lost) returns the
+          // version the first call registered instead of registering a second one.
+          'ClientToken.$': "States.Hash($.plan.runId, 'MD5')",
           'ModelPackageDescription.$': "States.Format('Tuneyard run {}; recipe {}', $.plan.runId, $.plan.lineage.recipe)",
           'ModelApprovalStatus.$': '$.plan.modelApprovalStatus',
           InferenceSpecification: {

@@ -28,8 +28,10 @@ describe('FineTuningPipeline template', () => {
   test('every Task retries only named transient errors, with backoff and full jitter, and catches everything', () => {
     expect(taskStates.length).toBeGreaterThanOrEqual(15);
     for (const [name, state] of taskStates) {
-      expect({ name, retry: state.Retry?.length > 0 }).toEqual({ name, retry: true });
-      for (const retrier of state.Retry) {
+      // The job states retry nothing: their failures go to the inspection (see the next test).
+      const jobState = name === 'Train' || name === 'Evaluate';
+      expect({ name, retry: state.Retry?.length > 0 }).toEqual({ name, retry: !jobState });
+      for (const retrier of state.Retry ?? []) {
         expect(retrier).toMatchObject({ JitterStrategy: 'FULL', BackoffRate: 2, MaxDelaySeconds: expect.any(Number) });
         // Never States.ALL or States.TaskFailed: a failed training job or a bad dataset fails the same way twice.
         expect(retrier.ErrorEquals).not.toContain('States.ALL');
@@ -38,8 +40,45 @@ describe('FineTuningPipeline template', () => {
       expect({ name, catchAll: state.Catch?.some((c: any) => c.ErrorEquals.includes('States.ALL')) }).toEqual({ name, catchAll: true });
     }
     // Timeouts are retried only by the Lambdas that are pure or read-only.
-    const timeoutRetried = taskStates.filter(([, s]) => s.Retry.some((r: any) => r.ErrorEquals.includes('States.Timeout'))).map(([n]) => n);
-    expect(timeoutRetried.sort()).toEqual(['PlanRun', 'ReadEvalReport', 'ValidateDataset']);
+    const timeoutRetried = taskStates.filter(([, s]) => (s.Retry ?? []).some((r: any) => r.ErrorEquals.includes('States.Timeout'))).map(([n]) => n);
+    expect(timeoutRetried.sort()).toEqual(['InspectEvaluation', 'InspectTraining', 'PlanRun', 'ReadEvalReport', 'ValidateDataset']);
+  });
+
+  test('a failed Train or Evaluate state is inspected, never blindly retried: a retried create whose answer was lost would meet ResourceInUse', () => {
+    for (const [job, inspect] of [['Train', 'InspectTraining'], ['Evaluate', 'InspectEvaluation']]) {
+      expect(definition.States[job].Retry).toBeUndefined();
+      expect(definition.States[job].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: inspect }]);
+    }
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'sagemaker:DescribeTrainingJob', Resource: 'arn:aws:sagemaker:us-east-1:123456789012:training-job/tuneyard-*' })]) },
+      Roles: [{ Ref: Match.stringLikeRegexp('InspectJobFunctionRole') }],
+    });
+  });
+
+  test('notifies stopped runs with an EventBridge rule on the execution status, with the cause StopExecution was given', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED'], stateMachineArn: [{ Ref: Match.stringLikeRegexp('^Pipeline') }] },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { Ref: Match.stringLikeRegexp('^Topic') },
+          InputTransformer: {
+            InputPathsMap: { 'detail-name': '$.detail.name', 'detail-cause': '$.detail.cause', 'detail-error': '$.detail.error', 'detail-executionArn': '$.detail.executionArn', time: '$.time' },
+            InputTemplate: Match.stringLikeRegexp('"outcome":"ABORTED".*"runId":<detail-name>.*"cause":<detail-cause>'),
+          },
+        }),
+      ],
+    });
+    // EventBridge may publish to the topic and use its key.
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'sns:Publish', Principal: { Service: 'events.amazonaws.com' } })]) },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Principal: { Service: Match.arrayWith(['events.amazonaws.com']) } })]) },
+    });
   });
 
   test('every Task has a timeout', () => {

@@ -1,4 +1,7 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
+import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../constructs/fine-tuning-pipeline/handler/inspect-job';
 import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
@@ -18,22 +21,38 @@ const ENV: PlanRunEnvironment = {
 
 const REQUEST = {
   dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
+  probeDataset: { name: 'general-probe', sha256: 'c'.repeat(64) },
   baseModel: 's3://data-bucket/base-models/llama-3.1-8b/',
   recipe: { method: 'qlora' },
 };
+const { probeDataset: _probe, ...REQUEST_WITHOUT_PROBE } = REQUEST;
 const RUN_ID = runIdFor(parseRunRequest(REQUEST));
 
-function evalJson(overrides: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    schema_version: 1,
-    base: { eval_loss: 2.0, eval_perplexity: 7.39, probe_loss: 1.5 },
-    tuned: { eval_loss: 1.5, eval_perplexity: 4.48, probe_loss: 1.55 },
-    eval_loss_ratio: 0.75,
-    forgetting_increase: 0.05,
-    examples: 200,
-    ...overrides,
-  });
+/**
+ * The eval.json the real trainer wrote (training-images/trainer/tests/test_evaluate.py keeps these
+ * fixtures current), with a probe or without one.
+ */
+function trainerReport(probe: boolean): any {
+  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'contracts', probe ? 'eval-report-probe.json' : 'eval-report.json'), 'utf8'));
 }
+
+/**
+ * The trainer's report with the tuned model's losses moved, its derived figures recomputed the way the
+ * trainer computes them (evaluate.py): a report the trainer could have written for another model.
+ */
+function movedReport(probe: boolean, tuned: { evalLossRatio?: number; forgettingIncrease?: number }): any {
+  const report = trainerReport(probe);
+  if (tuned.evalLossRatio !== undefined) {
+    report.tuned.eval_loss = report.base.eval_loss * tuned.evalLossRatio;
+    report.tuned.eval_perplexity = Math.exp(report.tuned.eval_loss);
+  }
+  if (tuned.forgettingIncrease !== undefined) report.tuned.probe_loss = report.base.probe_loss + tuned.forgettingIncrease;
+  report.eval_loss_ratio = report.tuned.eval_loss / report.base.eval_loss;
+  report.forgetting_increase = probe ? report.tuned.probe_loss - report.base.probe_loss : null;
+  return report;
+}
+
+const evalJson = (report: any = trainerReport(true)) => JSON.stringify(report);
 
 /** An S3 client that serves one object per key and records the keys read. */
 function fakeS3(objects: Record<string, string>): S3Reader & { keys: string[] } {
@@ -50,6 +69,21 @@ function fakeS3(objects: Record<string, string>): S3Reader & { keys: string[] } 
   };
 }
 
+/** SageMaker as the inspection sees it: DescribeTrainingJob answers from `jobs` (a missing job: ValidationException). */
+function fakeSageMaker(jobs: Record<string, Array<Record<string, unknown>>>) {
+  const described: string[] = [];
+  return {
+    described,
+    send: (async (command: any) => {
+      const name = command.input.TrainingJobName;
+      described.push(name);
+      const answers = jobs[name];
+      if (!answers?.length) throw stepFunctionsError('ValidationException', 'Requested resource not found.');
+      return answers.length > 1 ? answers.shift() : answers[0];
+    }) as any,
+  };
+}
+
 function describeJob(input: any, status: Record<string, unknown> = {}) {
   return {
     TrainingJobName: input.TrainingJobName,
@@ -62,29 +96,39 @@ function describeJob(input: any, status: Record<string, unknown> = {}) {
 }
 
 /** The handlers of a run where everything works; override some to take another path. */
-function world(report = evalJson()) {
+function world(report = evalJson(), jobs: Record<string, Array<Record<string, unknown>>> = {}, runId = RUN_ID) {
   const calls: Record<string, any[]> = {};
   const record = (name: string, fn: LocalHandler): LocalHandler => async (input) => {
     (calls[name] ??= []).push(input);
     return fn(input);
   };
   const sns = snsRecorder();
-  const s3 = fakeS3({ [`data-bucket/eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/eval.json`]: report });
+  const s3 = fakeS3({ [`data-bucket/eval-reports/${runId}/tuneyard-${runId}-eval/output/model/eval.json`]: report });
+  const sagemaker = fakeSageMaker(jobs);
   const handlers: Record<string, LocalHandler> = {
     PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, ENV))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ format: 'chat', rows: 1000, evalRows: 200 }))),
     Train: record('Train', (input) => describeJob(input)),
+    InspectTraining: record('InspectTraining', lambdaTask((event) => inspectJob(event, sagemaker))),
     Evaluate: record('Evaluate', (input) => describeJob(input)),
+    InspectEvaluation: record('InspectEvaluation', lambdaTask((event) => inspectJob(event, sagemaker))),
     ReadEvalReport: record('ReadEvalReport', lambdaTask((event) => readEvalReport(event, s3))),
     Register: record('Register', () => ({ ModelPackageArn: 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/1' })),
   };
   for (const name of Object.keys(definition.States)) {
     if (name.startsWith('Notify')) handlers[name] = record(name, sns);
   }
-  return { handlers, calls, sns, s3 };
+  return { handlers, calls, sns, s3, sagemaker };
 }
 
 const run = (handlers: Record<string, LocalHandler>, input: any = REQUEST) => runLocal(definition, input, handlers, { executionName: RUN_ID });
+const TRAINING_JOB = `tuneyard-${RUN_ID}-train`;
+const ARTIFACTS = `s3://data-bucket/artifacts/${RUN_ID}/${TRAINING_JOB}/output/model/`;
+/** What Step Functions reports when CreateTrainingJob (optimized integration) is refused. */
+const apiError = (code: string, message: string) => () =>
+  stepFunctionsError('SageMaker.AmazonSageMakerException', `${message} (Service: AmazonSageMaker; Status Code: 400; Error Code: ${code}; Request ID: 1f2e)`);
+/** What a `.sync` Task reports when its job ends Failed or Stopped: the whole DescribeTrainingJob. */
+const jobEnded = (describe: Record<string, unknown>) => () => stepFunctionsError('States.TaskFailed', JSON.stringify({ ...describe, HyperParameters: { recipe: 'x'.repeat(3000) } }));
 
 describe('FineTuningPipeline, executed locally', () => {
   test('a good run is planned, validated, trained, evaluated, gated, registered and notified', async () => {
@@ -93,36 +137,45 @@ describe('FineTuningPipeline, executed locally', () => {
     // WHEN
     const result = await run(w.handlers);
     // THEN
-    expect(result.status).toBe('SUCCEEDED');
-    expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'GateForgetting', 'Register', 'NotifySucceeded', 'Succeeded']);
+    expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
     expect(w.calls.ValidateDataset[0]).toEqual({ datasetName: 'support-chats', datasetSha256: 'a'.repeat(64), method: 'qlora', maxLength: expect.any(Number) });
-    expect(w.calls.Train[0]).toMatchObject({ TrainingJobName: `tuneyard-${RUN_ID}-train`, EnableManagedSpotTraining: true, AlgorithmSpecification: { ContainerArguments: ['train'] } });
+    expect(w.calls.Train[0]).toMatchObject({ TrainingJobName: TRAINING_JOB, EnableManagedSpotTraining: true, AlgorithmSpecification: { ContainerArguments: ['train'] } });
     expect(w.calls.Evaluate[0]).toMatchObject({ TrainingJobName: `tuneyard-${RUN_ID}-eval`, AlgorithmSpecification: { ContainerArguments: ['evaluate'] } });
     expect(w.s3.keys).toEqual([`data-bucket/eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/eval.json`]);
     // The registry gets the lineage: base model, dataset hash, recipe, training job, and the eval report.
+    const reportUri = `s3://data-bucket/eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/eval.json`;
     expect(w.calls.Register[0]).toMatchObject({
-      CustomerMetadataProperties: { runId: RUN_ID, baseModel: REQUEST.baseModel, datasetSha256: 'a'.repeat(64), method: 'qlora', trainingJobName: `tuneyard-${RUN_ID}-train` },
-      EvalReport: `s3://data-bucket/eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/eval.json`,
+      CustomerMetadataProperties: { runId: RUN_ID, baseModel: REQUEST.baseModel, datasetSha256: 'a'.repeat(64), method: 'qlora', trainingJobName: TRAINING_JOB, evalReport: reportUri },
+      ModelMetrics: { ModelQuality: { Statistics: { S3Uri: reportUri } } },
     });
+    const report = trainerReport(true);
     expect(w.sns.messages).toEqual([
-      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringContaining('eval_loss_ratio=0.75') }) },
+      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringMatching(/^passed \| eval_loss_ratio=0\.93/) }) },
     ]);
-    expect(result.output).toMatchObject({ plan: { runId: RUN_ID }, report: { evalLossRatio: 0.75, forgettingIncrease: 0.05 }, registration: { ModelPackageArn: expect.any(String) } });
+    expect(result.output).toMatchObject({
+      plan: { runId: RUN_ID, forgettingProbe: true },
+      report: { passed: true, evalLossRatio: report.tuned.eval_loss / report.base.eval_loss, forgettingIncrease: report.tuned.probe_loss - report.base.probe_loss },
+      registration: { ModelPackageArn: expect.any(String) },
+    });
+    expect(w.sagemaker.described).toEqual([]);
   });
 
-  test('a run without a forgetting probe passes the forgetting check', async () => {
-    const w = world(evalJson({ forgetting_increase: null, base: { eval_loss: 2, eval_perplexity: 7.39, probe_loss: null }, tuned: { eval_loss: 1.5, eval_perplexity: 4.48, probe_loss: null } }));
-    const result = await run(w.handlers);
+  test('a run without a forgetting probe is gated on its eval loss alone', async () => {
+    const runId = runIdFor(parseRunRequest(REQUEST_WITHOUT_PROBE));
+    const w = world(evalJson(trainerReport(false)), {}, runId);
+    const result = await runLocal(definition, REQUEST_WITHOUT_PROBE, w.handlers, { executionName: runId });
     expect(result.status).toBe('SUCCEEDED');
-    expect(result.entered).toEqual(expect.arrayContaining(['Gate', 'Register']));
-    expect(result.entered).not.toContain('GateForgetting');
+    expect(result.output.report).toMatchObject({ passed: true, forgettingIncrease: null, summary: expect.stringContaining('forgetting_increase=none (no probe)') });
   });
 
   test.each([
-    ['the eval loss ratio is above the threshold', evalJson({ eval_loss_ratio: 1.08 }), /eval_loss_ratio=1\.08 \(max 1\)/],
-    ['the forgetting increase is above the threshold', evalJson({ forgetting_increase: 0.25 }), /forgetting_increase=0\.25 \(max 0\.1\)/],
+    ['the eval loss ratio is above the threshold', movedReport(true, { evalLossRatio: 1.08 }), /rejected: eval_loss_ratio 1\.08 is above the maximum 1 \|/],
+    ['the forgetting increase is above the threshold', movedReport(true, { forgettingIncrease: 0.25 }), /rejected: forgetting_increase 0\.25 is above the maximum 0\.1 \|/],
+    // The plan says a probe was measured; a report without its figure fails closed.
+    ['the run planned a probe but the report has no forgetting figure', trainerReport(false), /rejected: forgetting_increase was not measured although the run planned a probe/],
   ])('a run is rejected, registers nothing and fails as Tuneyard.GateRejected when %s', async (_, report, summary) => {
-    const w = world(report);
+    const w = world(evalJson(report));
     const result = await run(w.handlers);
     expect(result.status).toBe('FAILED');
     expect(result.error).toBe('Tuneyard.GateRejected');
@@ -130,6 +183,19 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.entered.slice(-2)).toEqual(['NotifyRejected', 'Rejected']);
     expect(w.calls.Register).toBeUndefined();
     expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', runId: RUN_ID, thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 } }) }]);
+  });
+
+  test('a report whose ratio disagrees with its own losses is refused, not trusted (EvalReportInvalid)', async () => {
+    // GIVEN the trainer's report for a model 30% worse than the base, whose ratio was rewritten to 0.8
+    const report = movedReport(true, { evalLossRatio: 1.3 });
+    report.eval_loss_ratio = 0.8;
+    const w = world(evalJson(report));
+    // WHEN
+    const result = await run(w.handlers);
+    // THEN
+    expect(result.error).toBe('EvalReportInvalid');
+    expect(JSON.parse(result.cause!).errorMessage).toMatch(/eval_loss_ratio 0\.8 disagrees with the losses it summarises .* = 1\.3\)/);
+    expect(w.calls.Register).toBeUndefined();
   });
 
   test('an invalid dataset starts no training job and fails as DatasetInvalid after a notification', async () => {
@@ -166,56 +232,127 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.cause).toMatch(/no Deploy stage/);
   });
 
-  test('a failed training job ends in a notified TrainingFailed that carries the failure reason', async () => {
-    const w = world();
-    const describe = { TrainingJobName: `tuneyard-${RUN_ID}-train`, TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'AlgorithmError: CUDA out of memory' };
-    w.handlers.Train = failingFirst(Infinity, () => stepFunctionsError('States.TaskFailed', JSON.stringify(describe)), () => ({}));
+  test.each([
+    [
+      'out of GPU memory',
+      { TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'AlgorithmError: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' },
+      'Tuneyard.TrainingFailed',
+      /CUDA out of memory.* Fix: The GPU ran out of memory: lower recipe\.batchSize/,
+    ],
+    [
+      'stopped after waiting for spot capacity',
+      { TrainingJobStatus: 'Stopped', SecondaryStatus: 'MaxWaitTimeExceeded' },
+      'Tuneyard.TrainingStopped',
+      /is Stopped \(MaxWaitTimeExceeded\).* Fix: No spot capacity came within MaxWaitTimeInSeconds: run again with spot false/,
+    ],
+    [
+      'missing its base-model channel',
+      { TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'ClientError: No S3 objects found under S3 URL "s3://data-bucket/base-models/llama-3.1-8b/" given in input data source.' },
+      'Tuneyard.TrainingFailed',
+      /No S3 objects found.* Fix: A channel is missing or empty: the base model must be a complete Hugging Face model folder/,
+    ],
+  ])('a training job %s fails the run with its FailureReason and a fix, not the raw describe', async (_, describe, error, cause) => {
+    // GIVEN a job that ended badly; the .sync Task reports the whole DescribeTrainingJob (several KB)
+    const ended = { TrainingJobName: TRAINING_JOB, ...describe };
+    const w = world(evalJson(), { [TRAINING_JOB]: [ended] });
+    w.handlers.Train = failingFirst(Infinity, jobEnded(ended), () => ({}));
+    // WHEN
     const result = await run(w.handlers);
-    expect(result.status).toBe('FAILED');
-    expect(result.error).toBe('States.TaskFailed');
-    expect(JSON.parse(result.cause!)).toMatchObject({ FailureReason: 'AlgorithmError: CUDA out of memory' });
-    expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'NotifyTrainingFailed', 'TrainingFailed']);
+    // THEN
+    expect([result.status, result.error]).toEqual(['FAILED', error]);
+    expect(result.cause).toMatch(cause);
+    expect(result.cause!.length).toBeLessThanOrEqual(MAX_CAUSE_LENGTH);
+    expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'InspectTraining', 'TrainingJobOutcome', 'TrainingJobFailed', 'NotifyTrainingFailed', 'TrainingFailed']);
     // A failed job is never retried: a second job would cost the same GPU hours and fail the same way.
-    expect(result.retried).toEqual([]);
     expect((w.handlers.Train as any).calls).toBe(1);
-    expect(w.sns.messages[0].message).toMatchObject({ outcome: 'FAILED', stage: 'Train', error: 'States.TaskFailed', cause: expect.stringContaining('CUDA out of memory') });
-  });
-
-  test('a spot job that waited past MaxWaitTimeInSeconds ends in a notified TrainingFailed naming MaxWaitTimeExceeded', async () => {
-    const w = world();
-    const describe = { TrainingJobName: `tuneyard-${RUN_ID}-train`, TrainingJobStatus: 'Stopped', SecondaryStatus: 'MaxWaitTimeExceeded' };
-    w.handlers.Train = () => {
-      throw stepFunctionsError('States.TaskFailed', JSON.stringify(describe));
-    };
-    const result = await run(w.handlers);
-    expect(result.status).toBe('FAILED');
-    expect(result.entered.slice(-2)).toEqual(['NotifyTrainingFailed', 'TrainingFailed']);
-    expect(result.cause).toContain('MaxWaitTimeExceeded');
-    expect(w.sns.messages[0].message.cause).toContain('MaxWaitTimeExceeded');
+    expect(w.sns.messages[0].message).toMatchObject({ outcome: 'FAILED', stage: 'Train', error, cause: result.cause });
     expect(w.calls.Evaluate).toBeUndefined();
   });
 
-  test('a SageMaker API error (ResourceLimitExceeded) is retried, then caught and notified', async () => {
+  test('a create whose answer was lost is adopted: the run waits for the job that runs instead of failing on ResourceInUse', async () => {
+    // GIVEN CreateTrainingJob reached SageMaker but its answer was lost; Step Functions reports an API error
+    const w = world(evalJson(), {
+      [TRAINING_JOB]: [
+        { TrainingJobName: TRAINING_JOB, TrainingJobStatus: 'InProgress', SecondaryStatus: 'Training' },
+        { TrainingJobName: TRAINING_JOB, TrainingJobStatus: 'InProgress', SecondaryStatus: 'Uploading' },
+        { TrainingJobName: TRAINING_JOB, TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: ARTIFACTS } },
+      ],
+    });
+    const train = failingFirst(Infinity, apiError('InternalFailure', 'We encountered an internal error. Please try again.'), () => ({}));
+    w.handlers.Train = train;
+    // WHEN
+    const result = await run(w.handlers);
+    // THEN no second create; the adopted job's result is what the rest of the run reads
+    expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    expect(train.calls).toBe(1);
+    expect(w.sagemaker.described).toEqual([TRAINING_JOB, TRAINING_JOB, TRAINING_JOB]);
+    expect(result.entered.slice(2, 11)).toEqual([
+      'Train', 'InspectTraining', 'TrainingJobOutcome', 'TrainingJobRunning', 'InspectTraining', 'TrainingJobOutcome', 'TrainingJobRunning', 'InspectTraining', 'TrainingJobOutcome',
+    ]);
+    expect(result.entered).toContain('TrainingJobCompleted');
+    expect(w.calls.Evaluate[0].InputDataConfig).toEqual(expect.arrayContaining([expect.objectContaining({ ChannelName: 'adapter', DataSource: { S3DataSource: expect.objectContaining({ S3Uri: ARTIFACTS }) } })]));
+    expect(result.output.training).toEqual({ TrainingJobName: TRAINING_JOB, TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: ARTIFACTS } });
+  });
+
+  test('a throttled create is tried again after the inspection finds no job, and the run succeeds', async () => {
     const w = world();
-    const train = failingFirst(Infinity, () => stepFunctionsError('SageMaker.AmazonSageMakerException', 'The account-level service limit is 0 Instances (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded)'), () => ({}));
+    const train = failingFirst(1, apiError('ThrottlingException', 'Rate exceeded'), w.handlers.Train);
+    const validate = failingFirst(1, () => stepFunctionsError('Lambda.TooManyRequestsException', 'Rate exceeded'), w.handlers.ValidateDataset);
+    w.handlers.Train = train;
+    w.handlers.ValidateDataset = validate;
+    const result = await run(w.handlers);
+    expect(result.status).toBe('SUCCEEDED');
+    expect(result.retried).toEqual(['ValidateDataset']);
+    expect(validate.calls).toBe(2);
+    expect(train.calls).toBe(2);
+    expect(result.entered.slice(2, 7)).toEqual(['Train', 'InspectTraining', 'TrainingJobOutcome', 'TrainingCreateThrottled', 'Train']);
+  });
+
+  test(`a create throttled ${MAX_CREATE_RETRIES + 1} times fails the run, notified`, async () => {
+    const w = world();
+    const train = failingFirst(Infinity, apiError('ThrottlingException', 'Rate exceeded'), () => ({}));
     w.handlers.Train = train;
     const result = await run(w.handlers);
     expect(result.error).toBe('SageMaker.AmazonSageMakerException');
-    expect(train.calls).toBe(5); // 1 + 4 retries
+    expect(train.calls).toBe(MAX_CREATE_RETRIES + 1);
+    expect(result.cause).toMatch(/still refused after 4 retries/);
+  });
+
+  test.each([
+    ['ResourceLimitExceeded', 'The account-level service limit is 0 Instances', /Fix: The account's SageMaker quota/],
+    ['ValidationException', 'Invalid hyperparameter value', /Fix: SageMaker refused the request as invalid/],
+  ])('a create refused with %s fails at once with a fix, never retried', async (code, message, fix) => {
+    const w = world();
+    const train = failingFirst(Infinity, apiError(code, message), () => ({}));
+    w.handlers.Train = train;
+    const result = await run(w.handlers);
+    expect(result.error).toBe('SageMaker.AmazonSageMakerException');
+    expect(train.calls).toBe(1);
+    expect(result.cause).toContain(`Error Code: ${code}`);
+    expect(result.cause).toMatch(fix);
     expect(result.entered.slice(-2)).toEqual(['NotifyTrainingFailed', 'TrainingFailed']);
   });
 
-  test('a throttled Lambda invocation and a throttled training start are retried and the run succeeds', async () => {
-    const w = world();
-    const validate = failingFirst(1, () => stepFunctionsError('Lambda.TooManyRequestsException', 'Rate exceeded'), w.handlers.ValidateDataset);
-    const train = failingFirst(1, () => stepFunctionsError('ThrottlingException', 'Rate exceeded'), w.handlers.Train);
-    w.handlers.ValidateDataset = validate;
-    w.handlers.Train = train;
+  test('a failed evaluation job is explained the same way', async () => {
+    const ended = { TrainingJobName: `tuneyard-${RUN_ID}-eval`, TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'AlgorithmError: CUDA out of memory' };
+    const w = world(evalJson(), { [`tuneyard-${RUN_ID}-eval`]: [ended] });
+    w.handlers.Evaluate = failingFirst(Infinity, jobEnded(ended), () => ({}));
     const result = await run(w.handlers);
-    expect(result.status).toBe('SUCCEEDED');
-    expect(result.retried).toEqual(['ValidateDataset', 'Train']);
-    expect(validate.calls).toBe(2);
-    expect(train.calls).toBe(2);
+    expect(result.error).toBe('Tuneyard.EvaluationFailed');
+    expect(result.cause).toMatch(/The evaluation job .* is Failed: AlgorithmError: CUDA out of memory Fix: The GPU ran out of memory/);
+    expect(result.entered.slice(-2)).toEqual(['NotifyEvaluationFailed', 'EvaluationFailed']);
+  });
+
+  test('a failing inspection does not hide the job failure it was looking at', async () => {
+    const w = world();
+    w.handlers.Train = failingFirst(Infinity, jobEnded({ TrainingJobName: TRAINING_JOB, TrainingJobStatus: 'Failed', FailureReason: 'AlgorithmError: boom' }), () => ({}));
+    w.handlers.InspectTraining = () => {
+      throw stepFunctionsError('Lambda.Unknown', 'The function crashed');
+    };
+    const result = await run(w.handlers);
+    expect(result.error).toBe('States.TaskFailed');
+    expect(result.cause).toContain('AlgorithmError: boom');
+    expect(result.entered.slice(-2)).toEqual(['NotifyTrainingFailed', 'TrainingFailed']);
   });
 
   test('a missing eval report ends in EvalReportInvalid, registering nothing', async () => {
@@ -225,6 +362,23 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.error).toBe('EvalReportInvalid');
     expect(result.entered.slice(-2)).toEqual(['NotifyEvalReportInvalid', 'EvalReportInvalid']);
     expect(w.calls.Register).toBeUndefined();
+  });
+
+  test('a throttled registration is retried (through the SDK integration throttling is SageMaker.SageMakerException) and registers once', async () => {
+    const w = world();
+    const tokens: string[] = [];
+    const register = failingFirst(1, () => stepFunctionsError('SageMaker.SageMakerException', 'Rate exceeded (Service: SageMaker, Status Code: 400, Request ID: 9a)'), w.handlers.Register);
+    w.handlers.Register = (input) => {
+      tokens.push(input.ClientToken);
+      return register(input);
+    };
+    const result = await run(w.handlers);
+    expect(result.status).toBe('SUCCEEDED');
+    expect(result.retried).toEqual(['Register']);
+    // The retry carries the same idempotency token, so SageMaker answers it with the first registration.
+    expect(tokens).toHaveLength(2);
+    expect(tokens[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(tokens[1]).toBe(tokens[0]);
   });
 
   test('a failed registration is notified and ends in RegistrationFailed', async () => {

@@ -9,8 +9,19 @@ export interface ReadEvalReportEvent {
    * (`.../model.tar.gz`, or the uncompressed `.../model/` prefix), or the S3 URI of eval.json itself.
    */
   readonly reportUri: string;
-  /** The run's thresholds, only to word the summary (the Gate state decides). */
-  readonly thresholds?: { readonly maxEvalLossRatio?: number | null; readonly maxForgettingIncrease?: number | null };
+  /** The run's thresholds (the plan's, every default applied). */
+  readonly thresholds?: GateThresholds;
+  /**
+   * Whether the run planned a forgetting probe (`plan.forgettingProbe`): a report without its figure
+   * then fails the gate (closed), instead of passing for want of a measurement.
+   */
+  readonly forgettingProbe?: boolean;
+}
+
+/** The gate's thresholds: a missing or null threshold is not checked. */
+export interface GateThresholds {
+  readonly maxEvalLossRatio?: number | null;
+  readonly maxForgettingIncrease?: number | null;
 }
 
 /** One model's figures in the report. */
@@ -23,13 +34,18 @@ export interface EvalFigures {
 /** What the Gate state compares, plus the report itself for the registry and the notification. */
 export interface EvalReportResult {
   readonly reportUri: string;
+  /** tuned / base eval loss, computed here from the losses (the report's own ratio must agree). */
   readonly evalLossRatio: number;
   /** `null` when the run had no general-capability probe: the forgetting check then passes. */
   readonly forgettingIncrease: number | null;
   readonly examples: number;
   readonly base: EvalFigures;
   readonly tuned: EvalFigures;
-  /** One line for people: the figures against the thresholds (the Rejected state's cause). */
+  /** The gate's decision: every threshold the run asked for was measured and met. */
+  readonly passed: boolean;
+  /** Each threshold that was not met or not measured, one line each (empty when passed). */
+  readonly failures: string[];
+  /** One line for people: the decision and the figures against the thresholds (the Rejected state's cause). */
   readonly summary: string;
 }
 
@@ -63,14 +79,21 @@ export async function readEvalReport(event: ReadEvalReportEvent, s3: S3Reader): 
     text = (await getObject(s3, bucket, reportKey)).toString('utf8');
   }
   const reportUri = `s3://${bucket}/${reportKey}`;
-  return { reportUri, ...parseReport(text, reportUri, event.thresholds) };
+  return { reportUri, ...parseReport(text, reportUri, event.thresholds, event.forgettingProbe ?? false) };
 }
 
-/** Validates eval.json (schema version 1) and picks the gate's numbers. */
+/** How far a ratio or difference written in the report may be from the one computed from its losses (float rounding). */
+const CONSISTENCY_TOLERANCE = 1e-6;
+
+/**
+ * Validates eval.json (schema version 1), recomputes the gate's figures from the losses, and decides
+ * the gate: every threshold measured and met, or the run is rejected.
+ */
 export function parseReport(
   text: string,
   where: string,
-  thresholds: ReadEvalReportEvent['thresholds'] = {},
+  thresholds: GateThresholds = {},
+  forgettingProbe = false,
 ): Omit<EvalReportResult, 'reportUri'> {
   let raw: unknown;
   try {
@@ -82,22 +105,76 @@ export function parseReport(
   if (!report || typeof report !== 'object' || report.schema_version !== 1) {
     throw new EvalReportInvalid(`${where}: schema_version must be 1, got ${JSON.stringify(report?.schema_version)}.`);
   }
-  const evalLossRatio = finite(report.eval_loss_ratio, 'eval_loss_ratio', where);
-  const forgettingIncrease = report.forgetting_increase === null ? null : finite(report.forgetting_increase, 'forgetting_increase', where);
   const examples = report.examples;
   if (typeof examples !== 'number' || !Number.isInteger(examples) || examples < 1) {
     throw new EvalReportInvalid(`${where}: examples must be a positive integer, got ${JSON.stringify(examples)}.`);
   }
   const base = figures(report.base, 'base', where);
   const tuned = figures(report.tuned, 'tuned', where);
+  if (!(base.eval_loss > 0)) throw new EvalReportInvalid(`${where}: base.eval_loss must be above 0 to compare with, got ${base.eval_loss}.`);
+
+  // The figures the gate compares are computed from the losses; a report whose own ratio or difference
+  // disagrees was not written by the trainer's rules (a custom image, a bug): it is refused, not trusted.
+  const evalLossRatio = tuned.eval_loss / base.eval_loss;
+  const writtenRatio = finite(report.eval_loss_ratio, 'eval_loss_ratio', where);
+  if (!agrees(writtenRatio, evalLossRatio)) {
+    throw new EvalReportInvalid(
+      `${where}: eval_loss_ratio ${writtenRatio} disagrees with the losses it summarises (tuned ${tuned.eval_loss} / base ${base.eval_loss} = ${round(evalLossRatio)}). ` +
+        'The report is inconsistent: fix the evaluation that wrote it (eval_loss_ratio = tuned.eval_loss / base.eval_loss).',
+    );
+  }
+  const measured = base.probe_loss !== null && tuned.probe_loss !== null;
+  const forgettingIncrease = measured ? tuned.probe_loss! - base.probe_loss! : null;
+  const writtenIncrease = report.forgetting_increase === null || report.forgetting_increase === undefined ? null : finite(report.forgetting_increase, 'forgetting_increase', where);
+  if ((writtenIncrease === null) !== (forgettingIncrease === null) || (writtenIncrease !== null && !agrees(writtenIncrease, forgettingIncrease!))) {
+    throw new EvalReportInvalid(
+      `${where}: forgetting_increase ${JSON.stringify(writtenIncrease)} disagrees with the probe losses (tuned ${tuned.probe_loss} - base ${base.probe_loss}). ` +
+        'The report is inconsistent: fix the evaluation that wrote it (forgetting_increase = tuned.probe_loss - base.probe_loss, null only without a probe).',
+    );
+  }
+
+  const failures = gateFailures({ evalLossRatio, forgettingIncrease }, thresholds, forgettingProbe);
+  const passed = failures.length === 0;
   const parts = [`eval_loss_ratio=${round(evalLossRatio)} (max ${thresholds.maxEvalLossRatio ?? 'none'})`];
   parts.push(
     forgettingIncrease === null
-      ? 'forgetting_increase=none (no probe)'
+      ? forgettingProbe
+        ? 'forgetting_increase=missing (a probe was planned)'
+        : 'forgetting_increase=none (no probe)'
       : `forgetting_increase=${round(forgettingIncrease)} (max ${thresholds.maxForgettingIncrease ?? 'none'})`,
   );
   parts.push(`eval_loss ${round(base.eval_loss)} -> ${round(tuned.eval_loss)} on ${examples} examples`);
-  return { evalLossRatio, forgettingIncrease, examples, base, tuned, summary: parts.join('; ') };
+  const summary = `${passed ? 'passed' : `rejected: ${failures.join('; ')}`} | ${parts.join('; ')}`;
+  return { evalLossRatio, forgettingIncrease, examples, base, tuned, passed, failures, summary };
+}
+
+/**
+ * The gate: every threshold the run asked for, measured and met. A threshold whose figure was planned
+ * but is missing fails (closed). NaN never passes: the comparisons are written so that it fails them.
+ */
+export function gateFailures(
+  figures: { readonly evalLossRatio: number; readonly forgettingIncrease: number | null },
+  thresholds: GateThresholds,
+  forgettingProbe: boolean,
+): string[] {
+  const failures: string[] = [];
+  const maxRatio = thresholds.maxEvalLossRatio;
+  if (maxRatio !== undefined && maxRatio !== null && !(figures.evalLossRatio <= maxRatio)) {
+    failures.push(`eval_loss_ratio ${round(figures.evalLossRatio)} is above the maximum ${maxRatio}`);
+  }
+  const maxIncrease = thresholds.maxForgettingIncrease;
+  if (maxIncrease !== undefined && maxIncrease !== null) {
+    if (figures.forgettingIncrease === null) {
+      if (forgettingProbe) failures.push(`forgetting_increase was not measured although the run planned a probe (maximum ${maxIncrease})`);
+    } else if (!(figures.forgettingIncrease <= maxIncrease)) {
+      failures.push(`forgetting_increase ${round(figures.forgettingIncrease)} is above the maximum ${maxIncrease}`);
+    }
+  }
+  return failures;
+}
+
+function agrees(written: number, computed: number): boolean {
+  return Math.abs(written - computed) <= CONSISTENCY_TOLERANCE * Math.max(1, Math.abs(computed));
 }
 
 function figures(value: unknown, field: string, where: string): EvalFigures {

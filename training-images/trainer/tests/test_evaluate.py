@@ -2,13 +2,33 @@
 
 import json
 import math
+import os
 
 import pytest
-from conftest import probe_rows, sft_rows
+from conftest import REPO_ROOT, probe_rows, sft_rows
 
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
 KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples"}
+
+# The real reports this trainer writes, committed for the pipeline's ReadEvalReport tests (the TypeScript side
+# of the eval.json contract reads them instead of a hand-written copy). TUNEYARD_UPDATE_FIXTURES=1 rewrites them.
+FIXTURES = REPO_ROOT / "test" / "fixtures" / "contracts"
+
+
+def shape(value):
+    """The key tree and JSON types of a report, without its numbers."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+def check_fixture(name: str, report: dict) -> None:
+    path = FIXTURES / name
+    if os.environ.get("TUNEYARD_UPDATE_FIXTURES") == "1":
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    committed = json.loads(path.read_text(encoding="utf-8"))
+    assert shape(committed) == shape(report), f"{path} no longer has the shape evaluate writes: rerun with TUNEYARD_UPDATE_FIXTURES=1"
 
 
 def evaluation(make_job, lora_run, **channels):
@@ -33,12 +53,14 @@ def test_eval_report_compares_base_and_tuned_with_the_probe(make_job, lora_run):
     assert report["eval_loss_ratio"] == pytest.approx(report["tuned"]["eval_loss"] / report["base"]["eval_loss"])
     assert report["forgetting_increase"] == pytest.approx(report["tuned"]["probe_loss"] - report["base"]["probe_loss"])
     assert report["forgetting_increase"] != 0
+    check_fixture("eval-report-probe.json", report)
 
 
 def test_without_a_probe_the_forgetting_figures_are_null(make_job, lora_run):
     report = evaluation(make_job, lora_run, eval=sft_rows()[:4])
     assert report["base"]["probe_loss"] is None and report["tuned"]["probe_loss"] is None
     assert report["forgetting_increase"] is None and report["examples"] == 4
+    check_fixture("eval-report.json", report)
 
 
 def test_evaluate_without_channels_fails_with_a_reason(job):
