@@ -204,6 +204,8 @@ export interface RunPlan {
   readonly evalReport: { readonly bucket: string; readonly key: string; readonly s3Uri: string };
   readonly datasetS3Uri: string;
   readonly thresholds: RunRequest['thresholds'];
+  /** Whether the evaluation measures forgetting on a probe dataset: the gate then fails closed without the figure. */
+  readonly forgettingProbe: boolean;
   readonly autoApprove: boolean;
   /** The registry's ModelApprovalStatus: `Approved` when the request auto-approves, else `PendingManualApproval`. */
   readonly modelApprovalStatus: 'Approved' | 'PendingManualApproval';
@@ -336,6 +338,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     evalReport: { bucket: settings.bucketName, key: evalReportKey, s3Uri: `${bucket}${evalReportKey}` },
     datasetS3Uri,
     thresholds: request.thresholds,
+    forgettingProbe: request.probeDataset !== undefined,
     autoApprove: request.autoApprove,
     modelApprovalStatus: request.autoApprove ? 'Approved' : 'PendingManualApproval',
     deploy: request.deploy,
