@@ -27,8 +27,14 @@ import {
 } from '@aws-sdk/client-sfn';
 import { Upload } from '@aws-sdk/lib-storage';
 import { DATA_PREFIXES, DATASET_MANIFEST, datasetNameProblem, datasetVersionOfManifest, datasetVersionPrefix } from '../layout';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { DEFAULT_JOB_NAME_PREFIX, jobNamesFor } from '../run-request';
 import { CliError, isNotFound } from './errors';
+
+/** The error a run stopped with `tuneyard cancel` ends with. */
+export const CANCELLED_ERROR = 'Tuneyard.Cancelled';
+/** StopExecution's cause is at most 32,768 characters; a cancel reason needs far fewer. */
+const CANCEL_CAUSE_MAX_LENGTH = 1024;
 
 /** The AWS clients behind the CLI: injected so tests can point them at a moto server. */
 export interface AwsClients {
@@ -38,6 +44,8 @@ export interface AwsClients {
   readonly sagemaker: SageMakerClient;
   readonly logs: CloudWatchLogsClient;
   readonly runtime: SageMakerRuntimeClient;
+  /** Who is calling (`tuneyard cancel` records it in the stopped execution's cause). */
+  readonly sts: STSClient;
 }
 
 export interface ClientOptions {
@@ -55,6 +63,7 @@ export function createAwsClients(options: ClientOptions): AwsClients {
     sagemaker: new SageMakerClient(config),
     logs: new CloudWatchLogsClient(config),
     runtime: new SageMakerRuntimeClient(config),
+    sts: new STSClient(config),
   };
 }
 
@@ -423,13 +432,16 @@ export class RunClient {
    * Stops a run: its execution, and its training job when that is still in progress (a stopped
    * execution does not stop a `.sync` task's job by itself in every case, so the CLI does it).
    */
-  async cancelRun(run: string): Promise<{ runId: string; executionStopped: boolean; trainingJobStopped: boolean }> {
+  async cancelRun(run: string, reason?: string): Promise<{ runId: string; executionStopped: boolean; trainingJobStopped: boolean; cause?: string }> {
     const executionArn = await this.executionArn(run);
     const execution = await this.describeExecution(executionArn);
     const runId = execution.name ?? run;
     let executionStopped = false;
+    let cause: string | undefined;
     if (execution.status === 'RUNNING') {
-      await this.clients.sfn.send(new StopExecutionCommand({ executionArn, error: 'Tuneyard.Cancelled', cause: 'cancelled with `tuneyard cancel`' }));
+      // The plane notifies a stopped run with this cause (EventBridge rule RunsAborted): say who and why.
+      cause = `cancelled with tuneyard cancel by ${await this.callerArn()}${reason ? `: ${reason}` : ''}`.slice(0, CANCEL_CAUSE_MAX_LENGTH);
+      await this.clients.sfn.send(new StopExecutionCommand({ executionArn, error: CANCELLED_ERROR, cause }));
       executionStopped = true;
     }
     let trainingJobStopped = false;
@@ -438,7 +450,16 @@ export class RunClient {
       await this.clients.sagemaker.send(new StopTrainingJobCommand({ TrainingJobName: job.name }));
       trainingJobStopped = true;
     }
-    return { runId, executionStopped, trainingJobStopped };
+    return { runId, executionStopped, trainingJobStopped, ...(cause ? { cause } : {}) };
+  }
+
+  /** The caller's ARN (STS GetCallerIdentity), or a note that it could not be read: cancelling must not depend on it. */
+  private async callerArn(): Promise<string> {
+    try {
+      return (await this.clients.sts.send(new GetCallerIdentityCommand({}))).Arn ?? 'an unnamed caller';
+    } catch (e) {
+      return `an unknown caller (GetCallerIdentity failed: ${(e as Error).name})`;
+    }
   }
 
   /**

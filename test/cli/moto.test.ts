@@ -34,6 +34,7 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { STSClient } from '@aws-sdk/client-sts';
 import { AwsClients } from '../../lib/cli/run-client';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { MotoServer, startMoto } from '../support/moto';
@@ -57,6 +58,7 @@ beforeAll(async () => {
     sagemaker: new SageMakerClient(config),
     logs: new CloudWatchLogsClient(config),
     runtime: new SageMakerRuntimeClient(config),
+    sts: new STSClient(config),
   };
   await clients.cloudformation.send(new CreateStackCommand({ StackName: 'Tuneyard', TemplateBody: JSON.stringify(PLANE_STAND_IN) }));
   await clients.sagemaker.send(new CreateModelPackageGroupCommand({ ModelPackageGroupName: GROUP }));
@@ -288,8 +290,13 @@ describe('runs', () => {
   });
 
   test('cancel stops the execution (the Completed training job is left alone), and watch then exits 1', async () => {
-    const { code, stdout } = await cli(['cancel', runId], { clients: factory });
-    expect(stdout).toBe(`run ${runId}: execution stopped; no training job in progress\n`);
+    const { code, stdout } = await cli(['cancel', runId, '--reason', 'superseded', '--json'], { clients: factory });
+    expect(JSON.parse(stdout)).toEqual({
+      runId,
+      executionStopped: true,
+      trainingJobStopped: false,
+      cause: expect.stringMatching(/^cancelled with tuneyard cancel by arn:aws:(sts|iam)::\d{12}:\S+: superseded$/),
+    });
     expect(code).toBe(0);
 
     const watched = await cli(['watch', runId], { clients: factory });

@@ -191,12 +191,33 @@ describe('cancel', () => {
       StopExecutionCommand: () => ({}),
       DescribeTrainingJobCommand: (input) => ({ TrainingJobName: input.TrainingJobName, TrainingJobStatus: 'InProgress' }),
       StopTrainingJobCommand: () => ({}),
+      GetCallerIdentityCommand: () => ({ Arn: 'arn:aws:sts::123456789012:assumed-role/ml-platform/ana' }),
     });
-    const { code, stdout } = await cli(['cancel', 'greetings-qlora-0123456789ab'], { clients: factory });
+    const { code, stdout } = await cli(['cancel', 'greetings-qlora-0123456789ab', '--reason', 'wrong dataset'], { clients: factory });
     expect(stdout).toBe('run greetings-qlora-0123456789ab: execution stopped; training job stopping\n');
     expect(code).toBe(0);
-    expect(calls.find((c) => c.command === 'StopExecutionCommand')?.input).toMatchObject({ executionArn: EXECUTION });
+    // The plane's RunsAborted rule notifies this error and cause: who cancelled, and why.
+    expect(calls.find((c) => c.command === 'StopExecutionCommand')?.input).toEqual({
+      executionArn: EXECUTION,
+      error: 'Tuneyard.Cancelled',
+      cause: 'cancelled with tuneyard cancel by arn:aws:sts::123456789012:assumed-role/ml-platform/ana: wrong dataset',
+    });
     expect(calls.find((c) => c.command === 'StopTrainingJobCommand')?.input).toEqual({ TrainingJobName: 'tuneyard-greetings-qlora-0123456789ab-train' });
+  });
+
+  test('still cancels when the caller cannot be named, and says so in the cause', async () => {
+    const { factory, calls } = fakeClients({
+      ...PLANE_OUTPUTS,
+      DescribeExecutionCommand: () => ({ name: 'greetings-qlora-0123456789ab', status: 'RUNNING' }),
+      StopExecutionCommand: () => ({}),
+      DescribeTrainingJobCommand: (input) => ({ TrainingJobName: input.TrainingJobName, TrainingJobStatus: 'Completed' }),
+      GetCallerIdentityCommand: () => {
+        throw awsError('AccessDenied', 'not allowed');
+      },
+    });
+    const { code } = await cli(['cancel', 'greetings-qlora-0123456789ab'], { clients: factory });
+    expect(code).toBe(0);
+    expect(calls.find((c) => c.command === 'StopExecutionCommand')?.input).toMatchObject({ cause: 'cancelled with tuneyard cancel by an unknown caller (GetCallerIdentity failed: AccessDenied)' });
   });
 });
 

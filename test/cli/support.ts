@@ -44,7 +44,7 @@ export function fakeClients(handlers: Record<string, Handler>, region = 'us-east
       return handler(command.input);
     },
   };
-  const clients = { cloudformation: client, s3: client, sfn: client, sagemaker: client, logs: client, runtime: client } as unknown as AwsClients;
+  const clients = { cloudformation: client, s3: client, sfn: client, sagemaker: client, logs: client, runtime: client, sts: client } as unknown as AwsClients;
   return { factory: () => clients, calls };
 }
 

@@ -133,9 +133,10 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .command('cancel')
     .description('Stop a run: its execution, and its training job when that is still in progress.')
     .argument('<run>', 'run id (or execution ARN)')
-    .action(async (run: string, _opts: unknown, command: Command) => {
+    .option('--reason <text>', 'why: recorded with your identity in the stopped execution and its notification')
+    .action(async (run: string, opts: { reason?: string }, command: Command) => {
       ctx.use(command);
-      const result = await ctx.runClient().cancelRun(run);
+      const result = await ctx.runClient().cancelRun(run, opts.reason);
       const parts = [
         result.executionStopped ? 'execution stopped' : 'execution had already ended',
         result.trainingJobStopped ? 'training job stopping' : 'no training job in progress',
