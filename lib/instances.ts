@@ -27,45 +27,53 @@ export interface GpuInstance {
   readonly localStorageGB?: number;
   /** vCPUs of one instance. */
   readonly vcpus: number;
+  /**
+   * The instance's host memory (RAM) in GiB, as AWS publishes it for the EC2 instance type (the
+   * ml. type runs on the same hardware). The OS, Docker and SageMaker's agents take part of it.
+   */
+  readonly hostMemoryGiB: number;
   /** Whether the GPU computes in bfloat16 (Ampere and later); T4 and V100 do not. */
   readonly bf16: boolean;
 }
 
 type Family = Pick<GpuInstance, 'gpuModel' | 'gpuMemoryGiB' | 'localNvme' | 'bf16'>;
 
-function family(prefix: string, spec: Family, sizes: Record<string, [gpus: number, vcpus: number]>): GpuInstance[] {
-  return Object.entries(sizes).map(([size, [gpus, vcpus]]) => ({ instanceType: `ml.${prefix}.${size}`, gpus, vcpus, ...spec }));
+function family(prefix: string, spec: Family, sizes: Record<string, [gpus: number, vcpus: number, hostMemoryGiB: number]>): GpuInstance[] {
+  return Object.entries(sizes).map(([size, [gpus, vcpus, hostMemoryGiB]]) => ({ instanceType: `ml.${prefix}.${size}`, gpus, vcpus, hostMemoryGiB, ...spec }));
 }
 
-// g5, g6 and g6e share one shape: a single GPU up to 16xlarge, 4 GPUs on 12x/24x, 8 on 48x.
-const G_SHAPE: Record<string, [number, number]> = {
-  xlarge: [1, 4],
-  '2xlarge': [1, 8],
-  '4xlarge': [1, 16],
-  '8xlarge': [1, 32],
-  '16xlarge': [1, 64],
-  '12xlarge': [4, 48],
-  '24xlarge': [4, 96],
-  '48xlarge': [8, 192],
+// g4dn, g5 and g6 share one shape: a single GPU up to 16xlarge, 4 GPUs on 12x/24x, 8 on 48x, and
+// 4 GiB of host memory per vCPU (g5.xlarge: 4 vCPUs, 16 GiB). g6e has the same GPUs and vCPUs with
+// twice the memory (g6e.xlarge: 32 GiB). Figures: the EC2 accelerated computing instance specifications.
+const G_SHAPE: Record<string, [number, number, number]> = {
+  xlarge: [1, 4, 16],
+  '2xlarge': [1, 8, 32],
+  '4xlarge': [1, 16, 64],
+  '8xlarge': [1, 32, 128],
+  '16xlarge': [1, 64, 256],
+  '12xlarge': [4, 48, 192],
+  '24xlarge': [4, 96, 384],
+  '48xlarge': [8, 192, 768],
 };
+const G6E_SHAPE: Record<string, [number, number, number]> = Object.fromEntries(Object.entries(G_SHAPE).map(([size, [gpus, vcpus, memory]]) => [size, [gpus, vcpus, memory * 2]]));
 
 const TABLE: readonly GpuInstance[] = [
   // g4dn has the same shape without the 24xlarge and 48xlarge sizes.
   ...family('g4dn', { gpuModel: 'T4', gpuMemoryGiB: 16, localNvme: true, bf16: false }, Object.fromEntries(Object.entries(G_SHAPE).filter(([size]) => size !== '24xlarge' && size !== '48xlarge'))),
   ...family('g5', { gpuModel: 'A10G', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
   ...family('g6', { gpuModel: 'L4', gpuMemoryGiB: 24, localNvme: true, bf16: true }, G_SHAPE),
-  ...family('g6e', { gpuModel: 'L40S', gpuMemoryGiB: 48, localNvme: true, bf16: true }, G_SHAPE),
+  ...family('g6e', { gpuModel: 'L40S', gpuMemoryGiB: 48, localNvme: true, bf16: true }, G6E_SHAPE),
   ...family('p3', { gpuModel: 'V100', gpuMemoryGiB: 16, localNvme: false, bf16: false }, {
-    '2xlarge': [1, 8],
-    '8xlarge': [4, 32],
-    '16xlarge': [8, 64],
+    '2xlarge': [1, 8, 61],
+    '8xlarge': [4, 32, 244],
+    '16xlarge': [8, 64, 488],
   }),
-  ...family('p3dn', { gpuModel: 'V100', gpuMemoryGiB: 32, localNvme: true, bf16: false }, { '24xlarge': [8, 96] }),
-  ...family('p4d', { gpuModel: 'A100', gpuMemoryGiB: 40, localNvme: true, bf16: true }, { '24xlarge': [8, 96] }),
-  ...family('p4de', { gpuModel: 'A100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '24xlarge': [8, 96] }),
-  ...family('p5', { gpuModel: 'H100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
-  ...family('p5e', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
-  ...family('p5en', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192] }),
+  ...family('p3dn', { gpuModel: 'V100', gpuMemoryGiB: 32, localNvme: true, bf16: false }, { '24xlarge': [8, 96, 768] }),
+  ...family('p4d', { gpuModel: 'A100', gpuMemoryGiB: 40, localNvme: true, bf16: true }, { '24xlarge': [8, 96, 1152] }),
+  ...family('p4de', { gpuModel: 'A100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '24xlarge': [8, 96, 1152] }),
+  ...family('p5', { gpuModel: 'H100', gpuMemoryGiB: 80, localNvme: true, bf16: true }, { '48xlarge': [8, 192, 2048] }),
+  ...family('p5e', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192, 2048] }),
+  ...family('p5en', { gpuModel: 'H200', gpuMemoryGiB: 141, localNvme: true, bf16: true }, { '48xlarge': [8, 192, 2048] }),
 ];
 
 // Total local NVMe storage in GB (the EC2 instance store table; the ml. types have the same hardware).
