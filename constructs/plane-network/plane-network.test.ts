@@ -150,6 +150,30 @@ describe('PlaneNetwork', () => {
       expect(complianceFindings(stack)).toEqual([]);
     });
 
+    test("the lookup function logs to a log group of its own, encrypted with the network's key like every other log group", () => {
+      for (const imported of [false, true]) {
+        // GIVEN a created VPC, then an imported one
+        const stack = testStack();
+        const vpc = imported
+          ? ec2.Vpc.fromVpcAttributes(stack, 'Imported', { vpcId: 'vpc-1234', availabilityZones: ['us-east-1a'], isolatedSubnetIds: ['subnet-1'] })
+          : undefined;
+        // WHEN
+        new PlaneNetwork(stack, 'Network', { vpc });
+        // THEN
+        const template = Template.fromStack(stack);
+        const logGroups = template.findResources('AWS::Logs::LogGroup');
+        expect(Object.keys(logGroups).length).toBe(imported ? 1 : 2);
+        for (const [id, group] of Object.entries(logGroups)) {
+          expect([id, group.Properties.KmsKeyId]).toEqual([id, { 'Fn::GetAtt': [expect.stringMatching(/^NetworkFlowLogKey/), 'Arn'] }]);
+        }
+        const [lookupLogs] = Object.keys(template.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 365 } })).filter((id) => /S3PrefixListLookupLogs/.test(id));
+        const providers = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => /AWS679f53fa/.test(JSON.stringify(f.Properties.Role)));
+        expect(providers.map((f) => f.Properties.LoggingConfig)).toEqual([{ LogGroup: { Ref: lookupLogs } }]);
+        template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true, Description: Match.stringLikeRegexp('S3 prefix-list lookup') });
+        expect(complianceFindings(stack)).toEqual([]);
+      }
+    });
+
     test('an explicit id is used as is, with no custom resource', () => {
       const stack = testStack();
       const network = new PlaneNetwork(stack, 'Network', { s3PrefixListId: 'pl-63a5400a' });

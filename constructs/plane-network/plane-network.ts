@@ -24,6 +24,32 @@ export const PLANE_INTERFACE_ENDPOINTS: Record<string, { service: ec2.InterfaceV
   Kms: { service: ec2.InterfaceVpcEndpointAwsService.KMS, why: 'the data key (S3 SSE-KMS, volumes)' },
 };
 
+/**
+ * Lets SageMaker attach a job's or an endpoint's containers to `vpc` with `grantee` (its execution
+ * role): create and delete network interfaces only in that VPC (the `ec2:Vpc` condition on the
+ * network interface, subnet and security group), and the EC2 Describe calls, which have no
+ * resource-level permissions. Returns the resource patterns that carry a wildcard, for the owner
+ * of the role to acknowledge (each is limited to the VPC by the condition).
+ */
+export function grantVpcAttachment(grantee: iam.IGrantable, vpc: ec2.IVpc): string[] {
+  const stack = Stack.of(vpc);
+  const inVpc = ['network-interface', 'subnet', 'security-group'].map((resource) => stack.formatArn({ service: 'ec2', resource, resourceName: '*' }));
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ['ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface', 'ec2:DeleteNetworkInterfacePermission'],
+      resources: inVpc,
+      conditions: { ArnEquals: { 'ec2:Vpc': stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: vpc.vpcId }) } },
+    }),
+  );
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeVpcs', 'ec2:DescribeDhcpOptions', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups'],
+      resources: ['*'],
+    }),
+  );
+  return inVpc;
+}
+
 /** Properties of a {@link PlaneNetwork}. */
 export interface PlaneNetworkProps {
   /**
@@ -68,7 +94,8 @@ export interface PlaneNetworkProps {
    */
   readonly flowLogRetention?: logs.RetentionDays;
   /**
-   * What happens to the flow log group and its key when they leave the stack.
+   * What happens to the network's log groups (flow logs, the S3 prefix-list lookup) and their key
+   * when they leave the stack.
    *
    * @default RemovalPolicy.RETAIN
    */
@@ -100,6 +127,11 @@ export class PlaneNetwork extends Construct {
   public readonly endpointSecurityGroup?: ec2.ISecurityGroup;
   /** The flow log group (only for a VPC this construct created). */
   public readonly flowLogGroup?: logs.ILogGroup;
+  /**
+   * The customer-managed key (with rotation) of the network's log groups: the flow logs and the
+   * S3 prefix-list lookup's function logs (none when the construct creates neither).
+   */
+  public readonly logEncryptionKey?: kms.IKey;
 
   constructor(scope: Construct, id: string, props: PlaneNetworkProps = {}) {
     super(scope, id);
@@ -109,7 +141,9 @@ export class PlaneNetwork extends Construct {
         this,
       );
     }
-    this.s3PrefixListId = props.s3PrefixListId ?? this.lookUpS3PrefixList();
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    if (!props.vpc || props.s3PrefixListId === undefined) this.logEncryptionKey = this.createLogKey(removalPolicy);
+    this.s3PrefixListId = props.s3PrefixListId ?? this.lookUpS3PrefixList(removalPolicy);
     if (props.vpc) {
       if (props.cidr || props.availabilityZones || props.flowLogRetention) {
         throw new TuneyardValidationError('cidr, availabilityZones and flowLogRetention configure a VPC that Tuneyard creates; remove them, or drop `vpc`.', this);
@@ -125,7 +159,6 @@ export class PlaneNetwork extends Construct {
     if (availabilityZones && availabilityZones.length !== 2) {
       throw new TuneyardValidationError(`availabilityZones must name exactly 2 zones; got ${JSON.stringify(availabilityZones)}.`, this);
     }
-    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const cidr = props.cidr ?? '10.80.0.0/16';
     const vpc = new ec2.Vpc(this, 'Resource', {
       ipAddresses: ec2.IpAddresses.cidr(cidr),
@@ -137,21 +170,8 @@ export class PlaneNetwork extends Construct {
     this.vpc = vpc;
     this.vpcSubnets = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
 
-    const key = new kms.Key(this, 'FlowLogKey', {
-      description: 'Tuneyard VPC flow logs',
-      enableKeyRotation: true,
-      removalPolicy,
-    });
-    key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-        resources: ['*'],
-        conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) } },
-      }),
-    );
     const flowLogGroup = new logs.LogGroup(this, 'FlowLogs', {
-      encryptionKey: key,
+      encryptionKey: this.logEncryptionKey,
       retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
       removalPolicy,
     });
@@ -186,6 +206,29 @@ export class PlaneNetwork extends Construct {
   }
 
   /**
+   * The key of the network's log groups, which CloudWatch Logs may use for this account's log
+   * groups. Its id stays 'FlowLogKey' (the key of the first release's flow logs) so that an
+   * update does not replace it.
+   */
+  private createLogKey(removalPolicy: RemovalPolicy): kms.Key {
+    const stack = Stack.of(this);
+    const key = new kms.Key(this, 'FlowLogKey', {
+      description: 'Tuneyard network logs (VPC flow logs, S3 prefix-list lookup)',
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        resources: ['*'],
+        conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) } },
+      }),
+    );
+    return key;
+  }
+
+  /**
    * A custom resource that reads the ID of the region's S3 prefix list at deploy time. Its
    * provider is the stack's singleton AwsCustomResource Lambda (the latest Node.js runtime that
    * aws-cdk-lib knows for the region; the SDK built into the runtime, nothing installed from npm).
@@ -193,11 +236,18 @@ export class PlaneNetwork extends Construct {
    * The Lambda runs outside the VPC: it makes one read-only EC2 call at deploy time and handles no
    * plane data. Inside the isolated VPC it would need an EC2 interface endpoint (~$15 a month for
    * one call per deployment) and HTTPS egress to S3 for its CloudFormation response, through the
-   * very prefix list it looks up; in an imported VPC neither can be assumed.
+   * very prefix list it looks up; in an imported VPC neither can be assumed. Its logs go to a log
+   * group of this construct, encrypted with {@link logEncryptionKey} and kept a year (the
+   * provider is the stack's singleton: the first AwsCustomResource of the stack names its log group).
    */
-  private lookUpS3PrefixList(): string {
+  private lookUpS3PrefixList(removalPolicy: RemovalPolicy): string {
     const stack = Stack.of(this);
     const prefixListName = `com.amazonaws.${stack.region}.s3`;
+    const logGroup = new logs.LogGroup(this, 'S3PrefixListLookupLogs', {
+      encryptionKey: this.logEncryptionKey,
+      retention: logs.RetentionDays.ONE_YEAR,
+      removalPolicy,
+    });
     const lookup = new cr.AwsCustomResource(this, 'S3PrefixList', {
       resourceType: 'Custom::S3PrefixListLookup',
       onUpdate: {
@@ -211,6 +261,7 @@ export class PlaneNetwork extends Construct {
         new iam.PolicyStatement({ actions: ['ec2:DescribeManagedPrefixLists'], resources: ['*'] }),
       ]),
       installLatestAwsSdk: false,
+      logGroup,
     });
     const policy = lookup.node.tryFindChild('CustomResourcePolicy');
     if (policy) {
@@ -244,14 +295,6 @@ function acknowledgeCustomResourceProvider(stack: Stack): void {
       reason: 'The AwsCustomResource provider role that aws-cdk-lib creates: the AWS managed policy only lets the function write its own CloudWatch logs.',
     });
   }
-  const logGroup = provider.node.tryFindChild('LogGroup');
-  acknowledge(
-    logGroup,
-    inControlPacks(
-      'CloudWatchLogGroupEncrypted',
-      "The AwsCustomResource provider's log group holds CloudFormation request metadata and SDK call parameters (API response data is not logged), no plane data; CloudWatch Logs encrypts it at rest with its own keys.",
-    ),
-  );
   acknowledge(fn, {
     ...inControlPacks(
       'LambdaInsideVPC',
