@@ -40,12 +40,27 @@ export interface TrafficShiftOptions extends DeploymentTimingOptions {
 /** Rolling updates (the only strategy inference components support). */
 export interface RollingOptions extends DeploymentTimingOptions {
   /**
-   * How much capacity each batch updates.
+   * How much capacity each batch updates (MaximumBatchSize; a rollback rolls back in batches of the
+   * same size). SageMaker accepts 5-50% of the fleet: a percentage from 5 to 50, or a count of
+   * instances (endpoints) or copies (inference components) within 5-50% of every size the fleet
+   * can have, so one copy out of one (100%) is refused.
    *
-   * @default { type: 'CAPACITY_PERCENT', value: 25 } for endpoints, { type: 'COPY_COUNT', value: 1 } for inference components
+   * @default { type: 'CAPACITY_PERCENT', value: 50 }: half the fleet per batch
    */
   readonly batchSize?: CapacitySize;
 }
+
+/** The sizes a fleet can have while it is updated: instances of an endpoint or copies of a component. */
+export interface FleetSize {
+  /** The fewest instances or copies (the autoscaling minimum, or the fixed count). */
+  readonly minimum: number;
+  /** The most instances or copies (the autoscaling maximum, or the fixed count). */
+  readonly maximum: number;
+}
+
+/** The share of the fleet a rolling batch may update: SageMaker's documented MaximumBatchSize range. */
+const ROLLING_BATCH_PERCENT = { min: 5, max: 50 };
+const DEFAULT_ROLLING_BATCH: CapacitySize = { type: 'CAPACITY_PERCENT', value: 50 };
 
 /** The `DeploymentConfig` of UpdateEndpoint/UpdateInferenceComponent, in the API's PascalCase shape. */
 export type ApiDeploymentConfig = Record<string, unknown>;
@@ -83,13 +98,17 @@ export class VllmDeployment {
     private readonly size?: CapacitySize,
   ) {}
 
-  /** The endpoint's DeploymentConfig (PascalCase, as UpdateEndpoint and CloudFormation take it). */
-  public renderForEndpoint(scope: IConstruct, alarmNames: string[]): ApiDeploymentConfig {
+  /**
+   * The endpoint's DeploymentConfig (PascalCase, as UpdateEndpoint and CloudFormation take it).
+   *
+   * @param instances the variant's instance counts, to check a rolling batch given as INSTANCE_COUNT
+   */
+  public renderForEndpoint(scope: IConstruct, alarmNames: string[], instances?: FleetSize): ApiDeploymentConfig {
     const wait = this.waitSeconds(scope);
     const timeout = this.options.maximumExecutionTimeout?.toSeconds();
     const rollback = { AutoRollbackConfiguration: { Alarms: alarmNames.map((AlarmName) => ({ AlarmName })) } };
     if (this.kind === 'ROLLING') {
-      const batch = this.checkSize(scope, this.size ?? { type: 'CAPACITY_PERCENT', value: 25 }, ['CAPACITY_PERCENT', 'INSTANCE_COUNT']);
+      const batch = this.rollingBatch(scope, 'INSTANCE_COUNT', instances);
       return {
         RollingUpdatePolicy: {
           MaximumBatchSize: capacity(batch),
@@ -113,16 +132,20 @@ export class VllmDeployment {
     };
   }
 
-  /** An inference component's DeploymentConfig: rolling only (SageMaker's contract for components). */
-  public renderForInferenceComponent(scope: IConstruct, alarmNames: string[]): ApiDeploymentConfig {
+  /**
+   * An inference component's DeploymentConfig: rolling only (SageMaker's contract for components).
+   *
+   * @param copies the component's copy counts, to check a rolling batch given as COPY_COUNT
+   */
+  public renderForInferenceComponent(scope: IConstruct, alarmNames: string[], copies?: FleetSize): ApiDeploymentConfig {
     if (this.kind !== 'ROLLING') {
       throw new TuneyardValidationError(
         `inference components are updated with rolling deployments only; got a ${this.kind.toLowerCase().replace(/_/g, '-')} blue/green strategy. ` +
-          'Use VllmDeployment.rolling({ batchSize: { type: "COPY_COUNT", value: 1 } }), or serve without inference components.',
+          'Use VllmDeployment.rolling(), or serve without inference components.',
         scope,
       );
     }
-    const batch = this.checkSize(scope, this.size ?? { type: 'COPY_COUNT', value: 1 }, ['CAPACITY_PERCENT', 'COPY_COUNT']);
+    const batch = this.rollingBatch(scope, 'COPY_COUNT', copies);
     const timeout = this.options.maximumExecutionTimeout?.toSeconds();
     return {
       RollingUpdatePolicy: {
@@ -141,6 +164,42 @@ export class VllmDeployment {
       throw new TuneyardValidationError(`deployment waitInterval must be 0-3600 seconds (SageMaker's limit); got ${wait}. Use e.g. Duration.minutes(10).`, scope);
     }
     return wait;
+  }
+
+  /**
+   * The rolling batch, within SageMaker's 5-50% of the fleet: a percentage from 5 to 50, or a count
+   * that is at least 5% of the largest fleet and at most 50% of the smallest.
+   */
+  private rollingBatch(scope: IConstruct, countType: 'INSTANCE_COUNT' | 'COPY_COUNT', fleet?: FleetSize): CapacitySize {
+    const size = this.checkSize(scope, this.size ?? DEFAULT_ROLLING_BATCH, ['CAPACITY_PERCENT', countType]);
+    const { min, max } = ROLLING_BATCH_PERCENT;
+    if (size.type === 'CAPACITY_PERCENT') {
+      if (size.value < min || size.value > max) {
+        throw new TuneyardValidationError(
+          `a rolling batch of ${size.value}% is outside the ${min}-${max}% of the fleet that SageMaker accepts (MaximumBatchSize). ` +
+            `Use a batchSize from ${min} to ${max} percent, e.g. { type: 'CAPACITY_PERCENT', value: 50 }.`,
+          scope,
+        );
+      }
+      return size;
+    }
+    if (!fleet) return size;
+    const unit = countType === 'INSTANCE_COUNT' ? 'instance' : 'copy';
+    const units = countType === 'INSTANCE_COUNT' ? 'instances' : 'copies';
+    const lowest = Math.ceil((fleet.maximum * min) / 100);
+    const highest = Math.floor((fleet.minimum * max) / 100);
+    if (size.value < lowest || size.value > highest) {
+      const fleetSize = fleet.minimum === fleet.maximum ? `${fleet.minimum}` : `${fleet.minimum}-${fleet.maximum}`;
+      const share = Math.round((size.value / (size.value > highest ? fleet.minimum : fleet.maximum)) * 100);
+      throw new TuneyardValidationError(
+        `a rolling batch of ${size.value} ${size.value === 1 ? unit : units} (${countType}) is ${share}% of a fleet of ${fleetSize} ${units}; ` +
+          `SageMaker accepts ${min}-${max}% of the fleet (MaximumBatchSize). ` +
+          (lowest <= highest ? `Use ${lowest === highest ? lowest : `${lowest}-${highest}`} ${units}, or a percentage` : 'Use a percentage') +
+          `: { type: 'CAPACITY_PERCENT', value: 50 }.`,
+        scope,
+      );
+    }
+    return size;
   }
 
   private checkSize(scope: IConstruct, size: CapacitySize, allowed: CapacitySize['type'][]): CapacitySize {

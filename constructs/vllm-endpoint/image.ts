@@ -12,12 +12,21 @@ import { TuneyardValidationError } from '../../lib/errors';
  */
 export const DEFAULT_VLLM_DLC_TAG = 'server-sagemaker-cuda-v1.3';
 
+/**
+ * The NVIDIA driver (major version) that the CUDA 13 vLLM DLC tags need: `server-sagemaker-cuda-v2.0`
+ * and later bundle CUDA 13.0.2 and require driver 580 or later (the DLC changelog), which on
+ * SageMaker means InferenceAmiVersion `al2023-ami-sagemaker-inference-gpu-4-1`. The v1.x tags
+ * (CUDA 12.9.1) run on the default `al2-ami-sagemaker-inference-gpu-3-1`.
+ */
+export const VLLM_DLC_V2_MIN_DRIVER = 580;
+
 /** The ECR repository of the vLLM DLC in the DLC registry account of each region. */
 export const VLLM_DLC_REPOSITORY = 'vllm';
 
 /**
- * The account that hosts AWS Deep Learning Containers in each region (AWS DLC "Available images"
- * region table). Most regions share 763104351884; opt-in regions have their own.
+ * The account that hosts AWS Deep Learning Containers in each region: the region table of the
+ * deep-learning-containers project (docs/reference/region_availability.md). Most regions share
+ * 763104351884; opt-in regions have their own (ap-east-2 975050140332, ap-southeast-6 633930458069, ...).
  */
 export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
   'us-east-1': '763104351884',
@@ -26,7 +35,7 @@ export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
   'us-west-2': '763104351884',
   'af-south-1': '626614931356',
   'ap-east-1': '871362719292',
-  'ap-east-2': '763104351884',
+  'ap-east-2': '975050140332',
   'ap-south-1': '763104351884',
   'ap-south-2': '772153158452',
   'ap-southeast-1': '763104351884',
@@ -34,6 +43,7 @@ export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
   'ap-southeast-3': '907027046896',
   'ap-southeast-4': '457447274322',
   'ap-southeast-5': '550225433462',
+  'ap-southeast-6': '633930458069',
   'ap-southeast-7': '590183813437',
   'ap-northeast-1': '763104351884',
   'ap-northeast-2': '763104351884',
@@ -51,6 +61,7 @@ export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
   'il-central-1': '780543022126',
   'me-south-1': '217643126080',
   'me-central-1': '914824155844',
+  'me-west-1': '124382933778',
   'mx-central-1': '637423239942',
   'sa-east-1': '763104351884',
   'cn-north-1': '727897471807',
@@ -61,6 +72,14 @@ export const DLC_ACCOUNTS: Readonly<Record<string, string>> = {
 export interface VllmImageConfig {
   /** The image URI the model's container runs. */
   readonly imageUri: string;
+  /**
+   * The oldest NVIDIA driver (major version) the image runs on, when Tuneyard knows it: the
+   * endpoint then refuses an InferenceAmiVersion with an older driver, and picks one that has it
+   * by default.
+   *
+   * @default - unknown: no check
+   */
+  readonly minimumNvidiaDriver?: number;
 }
 
 /** The container image that serves the model. */
@@ -120,7 +139,12 @@ class DlcImage extends VllmImage {
     }
     const repositoryArn = stack.formatArn({ service: 'ecr', account, resource: 'repository', resourceName: VLLM_DLC_REPOSITORY });
     if (role) grantPull(role, [repositoryArn]);
-    return { imageUri: `${account}.dkr.ecr.${stack.region}.${suffix}/${VLLM_DLC_REPOSITORY}:${this.tag}` };
+    // server-sagemaker-cuda-vMAJOR[.MINOR]: v2 and later are built on CUDA 13.
+    const major = /-cuda-v(\d+)(\.|$)/.exec(this.tag)?.[1];
+    return {
+      imageUri: `${account}.dkr.ecr.${stack.region}.${suffix}/${VLLM_DLC_REPOSITORY}:${this.tag}`,
+      minimumNvidiaDriver: major !== undefined && Number(major) >= 2 ? VLLM_DLC_V2_MIN_DRIVER : undefined,
+    };
   }
 }
 

@@ -1,3 +1,4 @@
+import { Annotations, Token } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { findGpuInstance, GPU_INSTANCES, GpuInstance } from '../../lib/instances';
@@ -137,6 +138,57 @@ export function checkServingFit(scope: IConstruct, input: ServingFitInput): Serv
     }
   }
   return { instance, tensorParallelDegree: tp, parametersBillions: billions, estimate, skipped };
+}
+
+/**
+ * The share of an instance's host memory (RAM) that Tuneyard reserves for the model copies on it
+ * (inference components' `MinMemoryRequiredInMb`, summed over the copies the GPUs allow). The rest
+ * is left to the OS, Docker and SageMaker's agents on the host; AWS does not publish how much those
+ * take, and a copy that asks for all of the host's memory is never placed (16384 MiB on a 16 GiB
+ * ml.g5.xlarge). Three quarters leaves 4 GiB of a 16 GiB host free and grows with the host.
+ * The reservation is a floor for placement, not a cap: vLLM may use more when it is free.
+ */
+export const COPY_HOST_MEMORY_SHARE = 0.75;
+
+/**
+ * Host memory reserved per copy of the model, in MiB: given, or the copy's GPUs' part of
+ * {@link COPY_HOST_MEMORY_SHARE} of the instance's RAM (ml.g5.xlarge: 12288; ml.g5.12xlarge at
+ * tensor parallel 2: 73728). Fails when the copies that the instance's GPUs hold would need more
+ * than its whole memory, and warns (`tuneyard:copy-memory-tight`) above Tuneyard's share.
+ */
+export function copyMemoryMb(scope: IConstruct, instance: GpuInstance | undefined, gpusPerCopy: number, given?: number): number {
+  if (given !== undefined && Token.isUnresolved(given)) return given;
+  if (given !== undefined && (!Number.isInteger(given) || given < 128)) {
+    throw new TuneyardValidationError(`inferenceComponents.minMemoryRequiredInMb must be a whole number of MiB, at least 128 (SageMaker's minimum); got ${given}.`, scope);
+  }
+  if (!instance) {
+    if (given !== undefined) return given;
+    throw new TuneyardValidationError(
+      'the instance type is not in Tuneyard\'s table, so the host memory of each model copy cannot be derived from its RAM. ' +
+        'Set inferenceComponents.minMemoryRequiredInMb (e.g. 75% of the instance\'s memory in MiB, divided by the copies per instance).',
+      scope,
+    );
+  }
+  const copies = Math.max(1, Math.floor(instance.gpus / gpusPerCopy));
+  const hostMb = instance.hostMemoryGiB * 1024;
+  const share = Math.floor((hostMb * COPY_HOST_MEMORY_SHARE) / copies);
+  if (given === undefined) return share;
+  if (given * copies >= hostMb) {
+    throw new TuneyardValidationError(
+      `inferenceComponents.minMemoryRequiredInMb ${given} × ${copies} cop${copies === 1 ? 'y' : 'ies'} per instance needs ${given * copies} MiB; ` +
+        `${instance.instanceType} has ${hostMb} MiB (${instance.hostMemoryGiB} GiB) of host memory, part of which the OS and SageMaker's agents keep, so SageMaker cannot place the copies. ` +
+        `Use ${share} or less (leave it unset for that default), or an instance with more memory.`,
+      scope,
+    );
+  }
+  if (given > share) {
+    Annotations.of(scope).addWarningV2(
+      'tuneyard:copy-memory-tight',
+      `inferenceComponents.minMemoryRequiredInMb ${given} leaves less than a quarter of ${instance.instanceType}'s ${instance.hostMemoryGiB} GiB to the OS and SageMaker's agents; ` +
+        `SageMaker may fail to place the copies. ${share} MiB is Tuneyard's default.`,
+    );
+  }
+  return given;
 }
 
 function instancesWith(gpus: number): string {

@@ -4,7 +4,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { complianceFindings, TEST_ENV, testApp, testStack } from '../../test/support/app';
-import { VllmDeployment, VllmEndpoint, VllmEndpointProps, VllmImage, VllmModelData } from '.';
+import { DLC_ACCOUNTS, VllmDeployment, VllmEndpoint, VllmEndpointProps, VllmImage, VllmModelData } from '.';
+import { PlaneNetwork } from '../plane-network';
 
 function setup(stack: Stack = testStack()) {
   const key = new kms.Key(stack, 'DataKey', { enableKeyRotation: true });
@@ -164,7 +165,7 @@ describe('VllmEndpoint, inference components with adapters and scale to zero', (
     });
   });
 
-  test('the base component starts with one copy (never 0) on tensor-parallel GPUs, updated by rolling with auto-rollback', () => {
+  test('the base component starts with one copy (never 0) on tensor-parallel GPUs, updated by rolling half the copies per batch with auto-rollback', () => {
     template.hasResourceProperties('AWS::SageMaker::InferenceComponent', {
       InferenceComponentName: ep.baseComponentName,
       EndpointName: ep.endpointName,
@@ -172,11 +173,12 @@ describe('VllmEndpoint, inference components with adapters and scale to zero', (
       RuntimeConfig: { CopyCount: 1 },
       Specification: {
         ModelName: { 'Fn::GetAtt': [Match.stringLikeRegexp('ServingModel'), 'ModelName'] },
-        ComputeResourceRequirements: { NumberOfAcceleratorDevicesRequired: 2, MinMemoryRequiredInMb: 16384 },
+        // 2 of the 4 GPUs: half of three quarters of the 192 GiB host
+        ComputeResourceRequirements: { NumberOfAcceleratorDevicesRequired: 2, MinMemoryRequiredInMb: 73728 },
         StartupParameters: { ContainerStartupHealthCheckTimeoutInSeconds: 840, ModelDataDownloadTimeoutInSeconds: 720 },
       },
       DeploymentConfig: {
-        RollingUpdatePolicy: Match.objectLike({ MaximumBatchSize: { Type: 'COPY_COUNT', Value: 1 } }),
+        RollingUpdatePolicy: Match.objectLike({ MaximumBatchSize: { Type: 'CAPACITY_PERCENT', Value: 50 }, RollbackMaximumBatchSize: { Type: 'CAPACITY_PERCENT', Value: 50 } }),
         AutoRollbackConfiguration: { Alarms: Match.arrayWith([{ AlarmName: { Ref: Match.stringLikeRegexp('ServingInvocation5xxAlarm') } }]) },
       },
     });
@@ -308,7 +310,7 @@ describe('VllmEndpoint options', () => {
         }),
       }),
     });
-    const rolling = endpoint({ deployment: VllmDeployment.rolling({ batchSize: { type: 'INSTANCE_COUNT', value: 1 } }) });
+    const rolling = endpoint({ instanceCount: 2, deployment: VllmDeployment.rolling({ batchSize: { type: 'INSTANCE_COUNT', value: 1 } }) });
     rolling.template.hasResourceProperties('AWS::SageMaker::Endpoint', {
       DeploymentConfig: Match.objectLike({ RollingUpdatePolicy: Match.objectLike({ MaximumBatchSize: { Type: 'INSTANCE_COUNT', Value: 1 } }) }),
     });
@@ -387,5 +389,182 @@ describe('VllmEndpoint preflight and validation', () => {
   test('warns, with an id, when the model size is unknown', () => {
     const { stack } = endpoint({ baseModel: undefined });
     Annotations.fromStack(stack).hasWarning('/Test/Serving', Match.stringLikeRegexp('tuneyard:serving-preflight-partial'));
+  });
+});
+
+describe('VllmEndpoint auto-rollback permissions', () => {
+  /** The statements of the policies attached to the endpoint's own role. */
+  function roleStatements(template: Template): Array<Record<string, unknown>> {
+    return Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes('ServingRole'))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+  }
+  const describeAlarms = {
+    Effect: 'Allow',
+    Action: 'cloudwatch:DescribeAlarms',
+    Resource: [
+      { 'Fn::GetAtt': [expect.stringMatching(/^ServingInvocation5xxAlarm/), 'Arn'] },
+      { 'Fn::GetAtt': [expect.stringMatching(/^ServingModelLatencyAlarm/), 'Arn'] },
+    ],
+  };
+
+  test('the execution role of a single-model endpoint (the model\'s ExecutionRoleArn) reads exactly its two rollback alarms', () => {
+    // GIVEN / WHEN a blue/green endpoint
+    const { template } = endpoint();
+    // THEN
+    template.hasResourceProperties('AWS::SageMaker::Model', { ExecutionRoleArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ServingRole'), 'Arn'] } });
+    expect(roleStatements(template)).toContainEqual(describeAlarms);
+  });
+
+  test('the execution role of an inference-component endpoint (the endpoint config\'s ExecutionRoleArn) reads them too, with no wildcard finding', () => {
+    // GIVEN / WHEN a rolling-update endpoint
+    const { template, stack } = endpoint({ inferenceComponents: {} });
+    // THEN
+    template.hasResourceProperties('AWS::SageMaker::EndpointConfig', { ExecutionRoleArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ServingRole'), 'Arn'] } });
+    expect(roleStatements(template)).toContainEqual(describeAlarms);
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+});
+
+describe('VllmEndpoint image and host AMI', () => {
+  test('pulls the DLC from the right account in every region of the DLC table, including ap-east-2 and ap-southeast-6', () => {
+    // GIVEN the deep-learning-containers region table's opt-in accounts
+    expect(DLC_ACCOUNTS).toMatchObject({ 'ap-east-2': '975050140332', 'ap-southeast-6': '633930458069', 'me-west-1': '124382933778', 'us-east-1': '763104351884' });
+    for (const [region, account] of [
+      ['ap-east-2', '975050140332'],
+      ['ap-southeast-6', '633930458069'],
+    ]) {
+      // WHEN
+      const { template } = endpoint({}, new Stack(testApp(), `In${region.replace(/-/g, '')}`, { env: { account: TEST_ENV.account, region } }));
+      // THEN
+      template.hasResourceProperties('AWS::SageMaker::Model', { PrimaryContainer: { Image: `${account}.dkr.ecr.${region}.amazonaws.com/vllm:server-sagemaker-cuda-v1.3` } });
+    }
+    const agnostic = Template.fromStack(endpoint({}, new Stack(new App(), 'Agnostic')).stack);
+    expect(agnostic.toJSON().Mappings.TuneyardDlcAccounts).toMatchObject({ 'ap-east-2': { account: '975050140332' }, 'ap-southeast-6': { account: '633930458069' } });
+  });
+
+  test('runs a CUDA 13 DLC tag (v2.x) on the driver 580 AMI by default, and v1.x on the default AMI', () => {
+    const v2 = endpoint({ image: VllmImage.dlc('server-sagemaker-cuda-v2.5') });
+    v2.template.hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      ProductionVariants: [Match.objectLike({ InferenceAmiVersion: 'al2023-ami-sagemaker-inference-gpu-4-1' })],
+    });
+    expect(v2.ep.productionVariant.inferenceAmiVersion).toBe('al2023-ami-sagemaker-inference-gpu-4-1');
+    const v1 = endpoint({ image: VllmImage.dlc('server-sagemaker-cuda-v1.4'), inferenceAmiVersion: 'al2023-ami-sagemaker-inference-gpu-4-1' });
+    expect(v1.ep.inferenceAmiVersion).toBe('al2023-ami-sagemaker-inference-gpu-4-1');
+    expect(endpoint().ep.inferenceAmiVersion).toBe('al2-ami-sagemaker-inference-gpu-3-1');
+  });
+
+  test('fails when a CUDA 13 DLC tag is paired with an AMI whose driver is older than 580', () => {
+    expect(() => endpoint({ image: VllmImage.dlc('server-sagemaker-cuda-v2.0'), inferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-3-1' })).toThrow(
+      /vllm:server-sagemaker-cuda-v2\.0 needs NVIDIA driver 580 or later; inferenceAmiVersion al2-ami-sagemaker-inference-gpu-3-1 has driver 550\. Use inferenceAmiVersion 'al2023-ami-sagemaker-inference-gpu-4-1'/,
+    );
+  });
+});
+
+describe('VllmEndpoint inference component sizing and rolling batches', () => {
+  test('reserves three quarters of a 16 GiB host for the one copy of an ml.g5.xlarge, so SageMaker can place it', () => {
+    // GIVEN / WHEN a 16 GiB host (the old default of 16384 MiB could never be placed on it)
+    const { template } = endpoint({ instanceType: 'ml.g5.xlarge', inferenceComponents: {} });
+    // THEN
+    template.hasResourceProperties('AWS::SageMaker::InferenceComponent', {
+      Specification: Match.objectLike({ ComputeResourceRequirements: { NumberOfAcceleratorDevicesRequired: 1, MinMemoryRequiredInMb: 12288 } }),
+    });
+    for (const type of ['ml.g6.xlarge', 'ml.g4dn.xlarge']) {
+      const small = endpoint({ instanceType: type, baseModel: 'Qwen/Qwen2.5-1.5B-Instruct', inferenceComponents: {} });
+      small.template.hasResourceProperties('AWS::SageMaker::InferenceComponent', {
+        Specification: Match.objectLike({ ComputeResourceRequirements: Match.objectLike({ MinMemoryRequiredInMb: 12288 }) }),
+      });
+    }
+  });
+
+  test('takes a given reservation, and warns with an id when it leaves less than a quarter of the host', () => {
+    const { template, stack } = endpoint({ instanceType: 'ml.g5.xlarge', inferenceComponents: { minMemoryRequiredInMb: 14336 } });
+    template.hasResourceProperties('AWS::SageMaker::InferenceComponent', {
+      Specification: Match.objectLike({ ComputeResourceRequirements: Match.objectLike({ MinMemoryRequiredInMb: 14336 }) }),
+    });
+    Annotations.fromStack(stack).hasWarning('/Test/Serving', Match.stringLikeRegexp('tuneyard:copy-memory-tight'));
+  });
+
+  test('fails when the copies would need all of the host memory, with the numbers and the fix', () => {
+    expect(() => endpoint({ instanceType: 'ml.g5.xlarge', inferenceComponents: { minMemoryRequiredInMb: 16384 } })).toThrow(
+      /minMemoryRequiredInMb 16384 × 1 copy per instance needs 16384 MiB; ml\.g5\.xlarge has 16384 MiB \(16 GiB\) of host memory.*Use 12288 or less/,
+    );
+    // 4 GPUs / tensor parallel 1 = 4 copies of 60 GiB on a 192 GiB host
+    expect(() =>
+      endpoint({ instanceType: 'ml.g5.12xlarge', vllm: { tensorParallelDegree: 1 }, inferenceComponents: { minMemoryRequiredInMb: 61440 } }),
+    ).toThrow(/61440 × 4 copies per instance needs 245760 MiB; ml\.g5\.12xlarge has 196608 MiB/);
+  });
+
+  test('fails when the host memory cannot be derived for an instance type Tuneyard does not know', () => {
+    expect(() => endpoint({ instanceType: 'ml.g7.2xlarge', vllm: { tensorParallelDegree: 1 }, inferenceComponents: {} })).toThrow(
+      /not in Tuneyard's table, so the host memory of each model copy cannot be derived.*Set inferenceComponents\.minMemoryRequiredInMb/,
+    );
+  });
+
+  test('a count batch within 5-50% of every fleet size is kept: one copy out of 2-4, one instance out of 2', () => {
+    const ic = endpoint({
+      instanceType: 'ml.g5.12xlarge',
+      inferenceComponents: { minCopies: 2, maxCopies: 4 },
+      vllm: { tensorParallelDegree: 1 },
+      deployment: VllmDeployment.rolling({ batchSize: { type: 'COPY_COUNT', value: 1 } }),
+    });
+    expect(ic.ep.apiDeploymentConfig).toMatchObject({ RollingUpdatePolicy: { MaximumBatchSize: { Type: 'COPY_COUNT', Value: 1 } } });
+    const single = endpoint({ instanceCount: 2, deployment: VllmDeployment.rolling({ batchSize: { type: 'INSTANCE_COUNT', value: 1 } }) });
+    expect(single.ep.apiDeploymentConfig).toMatchObject({ RollingUpdatePolicy: { MaximumBatchSize: { Type: 'INSTANCE_COUNT', Value: 1 } } });
+  });
+
+  test('fails when a rolling batch of one copy is 100% of a one-copy component', () => {
+    expect(() => endpoint({ inferenceComponents: { minCopies: 1, maxCopies: 1 }, deployment: VllmDeployment.rolling({ batchSize: { type: 'COPY_COUNT', value: 1 } }) })).toThrow(
+      /a rolling batch of 1 copy \(COPY_COUNT\) is 100% of a fleet of 1 copies; SageMaker accepts 5-50% of the fleet \(MaximumBatchSize\)\. Use a percentage: \{ type: 'CAPACITY_PERCENT', value: 50 \}/,
+    );
+    // scale to zero: the update still starts from one copy
+    expect(() => endpoint({ inferenceComponents: { minCopies: 0, maxCopies: 3 }, deployment: VllmDeployment.rolling({ batchSize: { type: 'COPY_COUNT', value: 1 } }) })).toThrow(
+      /is 100% of a fleet of 1-3 copies/,
+    );
+  });
+
+  test('fails when a count batch is under 5% of the largest fleet or a percentage is outside 5-50', () => {
+    expect(() => endpoint({ autoScaling: { minInstances: 2, maxInstances: 30 }, deployment: VllmDeployment.rolling({ batchSize: { type: 'INSTANCE_COUNT', value: 1 } }) })).toThrow(
+      /a rolling batch of 1 instance \(INSTANCE_COUNT\) is 3% of a fleet of 2-30 instances.*Use a percentage/,
+    );
+    expect(() => endpoint({ instanceCount: 4, deployment: VllmDeployment.rolling({ batchSize: { type: 'INSTANCE_COUNT', value: 3 } }) })).toThrow(
+      /3 instances \(INSTANCE_COUNT\) is 75% of a fleet of 4 instances.*Use 1-2 instances, or a percentage/,
+    );
+    expect(() => endpoint({ inferenceComponents: {}, deployment: VllmDeployment.rolling({ batchSize: { type: 'CAPACITY_PERCENT', value: 100 } }) })).toThrow(
+      /a rolling batch of 100% is outside the 5-50% of the fleet that SageMaker accepts \(MaximumBatchSize\)\. Use a batchSize from 5 to 50 percent/,
+    );
+  });
+});
+
+describe('VllmEndpoint in a VPC', () => {
+  test('creates and deletes network interfaces only in its VPC (ec2:Vpc), describes the network on *, and passes the packs', () => {
+    // GIVEN the plane's network
+    const stack = testStack();
+    const network = new PlaneNetwork(stack, 'Network', { s3PrefixListId: 'pl-63a5400a' });
+    // WHEN
+    const { template } = endpoint({ vpc: network.vpc, vpcSubnets: network.vpcSubnets, s3PrefixListId: network.s3PrefixListId }, stack);
+    // THEN
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^ServingRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          // the Describe calls have no resource-level permissions (merged with the other actions on *)
+          Match.objectLike({
+            Action: Match.arrayWith(['ec2:DescribeDhcpOptions', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSecurityGroups', 'ec2:DescribeSubnets', 'ec2:DescribeVpcs']),
+            Resource: '*',
+          }),
+          {
+            Effect: 'Allow',
+            Action: ['ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface', 'ec2:DeleteNetworkInterfacePermission'],
+            Resource: ['network-interface', 'security-group', 'subnet'].map((r) => `arn:aws:ec2:us-east-1:123456789012:${r}/*`),
+            Condition: { ArnEquals: { 'ec2:Vpc': { 'Fn::Join': ['', ['arn:aws:ec2:us-east-1:123456789012:vpc/', { Ref: Match.stringLikeRegexp('^Network') }]] } } },
+          },
+        ]),
+      },
+    });
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const unconditioned = statements.filter((st) => [st.Action].flat().some((a: string) => /^ec2:(Create|Delete)/.test(a)) && !st.Condition);
+    expect(unconditioned).toEqual([]);
+    expect(complianceFindings(stack)).toEqual([]);
   });
 });

@@ -10,19 +10,31 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
-import { ApiDeploymentConfig, toCfnProperties, VllmDeployment } from './deployment';
+import { ApiDeploymentConfig, FleetSize, toCfnProperties, VllmDeployment } from './deployment';
 import { VllmImage } from './image';
 import { S3Location, VllmModelData } from './model-data';
-import { checkServingFit } from './model-fit';
+import { checkServingFit, copyMemoryMb } from './model-fit';
 import { acknowledge, inControlPacks, nagResource } from '../../lib/nag';
+import { grantVpcAttachment } from '../plane-network';
 
 /**
  * The InferenceAmiVersion Tuneyard uses by default: NVIDIA driver 550, CUDA 12.4, with the CUDA
  * compatibility mount disabled, which AWS's vLLM DLC documentation pairs with its CUDA 12.9
- * SageMaker image. `al2023-ami-sagemaker-inference-gpu-4-1` (driver 580, CUDA 13.0) is the choice
- * for images built on CUDA 13.
+ * SageMaker image (tags `server-sagemaker-cuda-v1.x`). Images built on CUDA 13 (the v2.x tags)
+ * get {@link CUDA13_INFERENCE_AMI_VERSION} instead.
  */
 export const DEFAULT_INFERENCE_AMI_VERSION = 'al2-ami-sagemaker-inference-gpu-3-1';
+
+/** The InferenceAmiVersion with NVIDIA driver 580 and CUDA 13.0, which the CUDA 13 vLLM DLC tags (v2.x) need. */
+export const CUDA13_INFERENCE_AMI_VERSION = 'al2023-ami-sagemaker-inference-gpu-4-1';
+
+/** The NVIDIA driver (major version) of each GPU InferenceAmiVersion (SageMaker's ProductionVariant reference). */
+const INFERENCE_AMI_DRIVERS: Readonly<Record<string, number>> = {
+  'al2-ami-sagemaker-inference-gpu-2': 535,
+  'al2-ami-sagemaker-inference-gpu-2-1': 535,
+  'al2-ami-sagemaker-inference-gpu-3-1': 550,
+  [CUDA13_INFERENCE_AMI_VERSION]: 580,
+};
 
 /** vLLM engine settings, passed as `SM_VLLM_*` environment variables (each becomes a `vllm serve` flag). */
 export interface VllmEngineOptions {
@@ -114,9 +126,11 @@ export interface InferenceComponentOptions {
    */
   readonly targetConcurrentRequestsPerCopy?: number;
   /**
-   * Host memory reserved per copy, in MiB.
+   * Host memory reserved per copy, in MiB (`MinMemoryRequiredInMb`): SageMaker places a copy only
+   * on an instance with this much memory free. Synth fails when the copies that the instance's
+   * GPUs hold would need all of its memory.
    *
-   * @default 16384
+   * @default - the copy's GPUs' part of three quarters of the instance's host memory (ml.g5.xlarge: 12288; ml.g5.12xlarge at tensor parallel 2: 73728), leaving the rest to the OS and SageMaker's agents
    */
   readonly minMemoryRequiredInMb?: number;
   /**
@@ -254,7 +268,7 @@ export interface VllmEndpointProps {
   /**
    * How updates reach the endpoint. Inference components support rolling only.
    *
-   * @default - blue/green all at once with 10 minutes of baking (single model); rolling one copy at a time (inference components)
+   * @default - blue/green all at once with 10 minutes of baking (single model); rolling half the copies per batch (inference components)
    */
   readonly deployment?: VllmDeployment;
   /**
@@ -265,9 +279,10 @@ export interface VllmEndpointProps {
   readonly rollbackAlarms?: RollbackAlarmOptions;
   /**
    * The InferenceAmiVersion of the variant: the host's NVIDIA driver and CUDA, which must serve
-   * the image's CUDA.
+   * the image's CUDA. Synth fails when the image needs a newer driver than the AMI has (the vLLM
+   * DLC v2.x tags need driver 580: `al2023-ami-sagemaker-inference-gpu-4-1`).
    *
-   * @default DEFAULT_INFERENCE_AMI_VERSION
+   * @default - CUDA13_INFERENCE_AMI_VERSION for an image that needs driver 580 (vLLM DLC v2.x), otherwise DEFAULT_INFERENCE_AMI_VERSION
    */
   readonly inferenceAmiVersion?: string;
   /**
@@ -338,7 +353,8 @@ export interface VllmEndpointProps {
    */
   readonly alarmTopic?: sns.ITopic;
   /**
-   * The role SageMaker assumes to pull the image, read the weights and write logs.
+   * The role SageMaker assumes to pull the image, read the weights, write logs and read the
+   * auto-rollback alarms (`cloudwatch:DescribeAlarms`) during deployments.
    *
    * @default - a new role with exactly those permissions
    */
@@ -417,9 +433,13 @@ export class VllmEndpoint extends Construct {
   public readonly modelVpcConfig?: sagemaker.CfnModel.VpcConfigProperty;
 
   private readonly adapterComponents = new Map<string, sagemaker.CfnInferenceComponent>();
+  /** The fleet a deployment updates: instances (single model) or base copies (inference components). */
+  private readonly fleet: FleetSize;
   private readonly createdRole?: iam.Role;
   /** Prefixes the role writes under (data capture), for the acknowledgement of their wildcards. */
   private readonly writePrefixes: S3Location[] = [];
+  /** The network-interface, subnet and security-group patterns the role may use in the VPC (by the ec2:Vpc condition). */
+  private vpcResources: string[] = [];
 
   constructor(scope: Construct, id: string, props: VllmEndpointProps) {
     super(scope, id);
@@ -519,13 +539,18 @@ export class VllmEndpoint extends Construct {
     this.model.node.addDependency(this.role);
 
     // --- Endpoint configuration ---
-    this.inferenceAmiVersion = props.inferenceAmiVersion ?? DEFAULT_INFERENCE_AMI_VERSION;
+    this.inferenceAmiVersion = this.pairAmi(props.inferenceAmiVersion, image.imageUri, image.minimumNvidiaDriver);
     const startup = seconds(this, 'containerStartupHealthCheckTimeout', props.containerStartupHealthCheckTimeout, billions, 30);
     const download = seconds(this, 'modelDataDownloadTimeout', props.modelDataDownloadTimeout, billions, 15);
     const gpus = fit.instance?.gpus ?? this.tensorParallelDegree;
     const copiesPerInstance = Math.max(1, Math.floor(gpus / this.tensorParallelDegree));
     const minCopies = ic?.minCopies ?? 1;
     const maxCopies = ic?.maxCopies ?? Math.max(minCopies, 1);
+    // A component is updated with at least one copy (it starts with one); a variant with its instance count or autoscaling range.
+    const instances = props.autoScaling?.maxInstances ?? props.instanceCount ?? 1;
+    this.fleet = ic
+      ? { minimum: Math.max(1, minCopies), maximum: maxCopies }
+      : { minimum: props.autoScaling?.minInstances ?? props.instanceCount ?? 1, maximum: instances };
 
     const variant: sagemaker.CfnEndpointConfig.ProductionVariantProperty = ic
       ? {
@@ -595,13 +620,18 @@ export class VllmEndpoint extends Construct {
     });
     const alarmNames = [this.invocation5xxAlarm.alarmName, this.modelLatencyAlarm.alarmName];
     for (const alarm of [this.invocation5xxAlarm, this.modelLatencyAlarm]) this.notifyOrAcknowledge(alarm, props.alarmTopic);
+    // SageMaker reads the auto-rollback alarms with the execution role (the model's, and the endpoint
+    // config's for inference components) when an update starts and while it bakes.
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: [this.invocation5xxAlarm.alarmArn, this.modelLatencyAlarm.alarmArn] }),
+    );
 
     // --- Endpoint ---
     this.deployment = props.deployment ?? (ic ? VllmDeployment.rolling() : VllmDeployment.allAtOnce());
     this.endpoint = new sagemaker.CfnEndpoint(this, 'Resource', {
       endpointName: this.endpointName,
       endpointConfigName: this.endpointConfig.attrEndpointConfigName,
-      deploymentConfig: ic ? undefined : (toCfnProperties(this.deployment.renderForEndpoint(this, alarmNames)) as sagemaker.CfnEndpoint.DeploymentConfigProperty),
+      deploymentConfig: ic ? undefined : (toCfnProperties(this.deployment.renderForEndpoint(this, alarmNames, this.fleet)) as sagemaker.CfnEndpoint.DeploymentConfigProperty),
     });
     this.endpointArn = this.endpoint.attrEndpointArn;
 
@@ -616,12 +646,12 @@ export class VllmEndpoint extends Construct {
           startupParameters: { containerStartupHealthCheckTimeoutInSeconds: startup, modelDataDownloadTimeoutInSeconds: download },
           computeResourceRequirements: {
             numberOfAcceleratorDevicesRequired: this.tensorParallelDegree,
-            minMemoryRequiredInMb: ic.minMemoryRequiredInMb ?? 16384,
+            minMemoryRequiredInMb: copyMemoryMb(this, fit.instance, this.tensorParallelDegree, ic.minMemoryRequiredInMb),
           },
         },
         // A component cannot be created with 0 copies: it starts with one and scales in to minCopies.
         runtimeConfig: { copyCount: Math.max(1, minCopies) },
-        deploymentConfig: toCfnProperties(this.deployment.renderForInferenceComponent(this, alarmNames)) as sagemaker.CfnInferenceComponent.InferenceComponentDeploymentConfigProperty,
+        deploymentConfig: toCfnProperties(this.deployment.renderForInferenceComponent(this, alarmNames, this.fleet)) as sagemaker.CfnInferenceComponent.InferenceComponentDeploymentConfigProperty,
       });
       this.baseComponent.node.addDependency(this.endpoint);
       for (const [name, location] of Object.entries(ic.adapters ?? {})) this.addAdapter(name, location);
@@ -631,13 +661,13 @@ export class VllmEndpoint extends Construct {
       this.scalableTarget = this.scaleInstances(props.autoScaling);
     }
     if (this.noCapacityAlarm && props.alarmTopic) this.noCapacityAlarm.addAlarmAction(new cwActions.SnsAction(props.alarmTopic));
-    this.acknowledgeRoleFindings(weights.readPrefix, !!props.vpc);
+    this.acknowledgeRoleFindings(weights.readPrefix, this.vpcResources);
   }
 
   /** The API-shaped DeploymentConfig that UpdateEndpoint (single model) or UpdateInferenceComponent takes. */
   public get apiDeploymentConfig(): ApiDeploymentConfig {
     const alarms = [this.invocation5xxAlarm.alarmName, this.modelLatencyAlarm.alarmName];
-    return this.baseComponent ? this.deployment.renderForInferenceComponent(this, alarms) : this.deployment.renderForEndpoint(this, alarms);
+    return this.baseComponent ? this.deployment.renderForInferenceComponent(this, alarms, this.fleet) : this.deployment.renderForEndpoint(this, alarms, this.fleet);
   }
 
   /** Whether the endpoint serves inference components. */
@@ -777,6 +807,25 @@ export class VllmEndpoint extends Construct {
       : { EndpointName: this.endpointName, VariantName: VARIANT_NAME };
   }
 
+  /**
+   * The variant's InferenceAmiVersion: given, or the one whose NVIDIA driver the image needs. Fails
+   * when a known AMI's driver is older than the image needs (a CUDA 13 image on a driver 550 host
+   * fails its health check only after the instances are paid for).
+   */
+  private pairAmi(given: string | undefined, imageUri: string, minimumDriver: number | undefined): string {
+    if (given === undefined) return minimumDriver !== undefined && minimumDriver > INFERENCE_AMI_DRIVERS[DEFAULT_INFERENCE_AMI_VERSION] ? CUDA13_INFERENCE_AMI_VERSION : DEFAULT_INFERENCE_AMI_VERSION;
+    const driver = Token.isUnresolved(given) ? undefined : INFERENCE_AMI_DRIVERS[given];
+    if (minimumDriver !== undefined && driver !== undefined && driver < minimumDriver) {
+      const fits = Object.entries(INFERENCE_AMI_DRIVERS).filter(([, d]) => d >= minimumDriver).map(([ami]) => ami);
+      throw new TuneyardValidationError(
+        `the image ${imageUri} needs NVIDIA driver ${minimumDriver} or later; inferenceAmiVersion ${given} has driver ${driver}. ` +
+          `Use inferenceAmiVersion ${fits.map((ami) => `'${ami}'`).join(' or ')} (or leave it unset to get it), or a vLLM DLC tag of the v1.x series.`,
+        this,
+      );
+    }
+    return given;
+  }
+
   private validate(props: VllmEndpointProps): void {
     const ic = props.inferenceComponents;
     if (props.endpointName !== undefined && !Token.isUnresolved(props.endpointName) && !NAME_PATTERN.test(props.endpointName)) {
@@ -833,7 +882,7 @@ export class VllmEndpoint extends Construct {
   }
 
   /** Acknowledges, one by one, the findings on the role that this construct creates. */
-  private acknowledgeRoleFindings(readPrefix: S3Location | undefined, vpc: boolean): void {
+  private acknowledgeRoleFindings(readPrefix: S3Location | undefined, vpcResources: string[]): void {
     const policy = this.createdRole?.node.tryFindChild('DefaultPolicy');
     if (!policy) return;
     const stack = Stack.of(this);
@@ -841,7 +890,7 @@ export class VllmEndpoint extends Construct {
       [
         'Resource::*',
         'ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited to the SageMaker namespaces by condition)' +
-          (vpc ? ' and the EC2 network-interface actions SageMaker needs to attach to the VPC' : '') +
+          (vpcResources.length ? ' and the EC2 Describe calls SageMaker makes to attach to the VPC' : '') +
           ' have no resource-level permissions.',
       ],
       [
@@ -853,6 +902,12 @@ export class VllmEndpoint extends Construct {
       wildcards.push([
         `Resource::${nagResource(stack, readPrefix.bucket.arnForObjects(`${readPrefix.key}*`))}`,
         'The objects of the model folder that SageMaker copies to /opt/ml/model (read only).',
+      ]);
+    }
+    for (const arn of vpcResources) {
+      wildcards.push([
+        `Resource::${nagResource(stack, arn)}`,
+        "SageMaker creates and deletes the model containers' network interfaces at run time, in subnets and security groups chosen by the VpcConfig; the ec2:Vpc condition limits them to the endpoint's VPC.",
       ]);
     }
     for (const capture of this.writePrefixes) {
@@ -908,22 +963,7 @@ export class VllmEndpoint extends Construct {
       if (props.s3PrefixListId) groups[0].addEgressRule(ec2.Peer.prefixList(props.s3PrefixListId), ec2.Port.tcp(443), 'HTTPS to S3 through the gateway endpoint');
     }
     const subnets = props.vpc.selectSubnets(props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
-    this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'ec2:CreateNetworkInterface',
-          'ec2:CreateNetworkInterfacePermission',
-          'ec2:DeleteNetworkInterface',
-          'ec2:DeleteNetworkInterfacePermission',
-          'ec2:DescribeNetworkInterfaces',
-          'ec2:DescribeVpcs',
-          'ec2:DescribeDhcpOptions',
-          'ec2:DescribeSubnets',
-          'ec2:DescribeSecurityGroups',
-        ],
-        resources: ['*'],
-      }),
-    );
+    this.vpcResources = grantVpcAttachment(this.role, props.vpc);
     return { subnets: subnets.subnetIds, securityGroupIds: groups.map((g) => g.securityGroupId) };
   }
 
