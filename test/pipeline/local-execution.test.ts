@@ -121,7 +121,12 @@ function world(report = evalJson(), jobs: Record<string, Array<Record<string, un
   return { handlers, calls, sns, s3, sagemaker };
 }
 
-const run = (handlers: Record<string, LocalHandler>, input: any = REQUEST) => runLocal(definition, input, handlers, { executionName: RUN_ID });
+/** Runs the pipeline; in every scenario, each request a state sent must be one the service's API model accepts. */
+async function run(handlers: Record<string, LocalHandler>, input: any = REQUEST, executionName = RUN_ID) {
+  const result = await runLocal(definition, input, handlers, { executionName });
+  expect(result.requestErrors).toEqual([]);
+  return result;
+}
 const TRAINING_JOB = `tuneyard-${RUN_ID}-train`;
 const ARTIFACTS = `s3://data-bucket/artifacts/${RUN_ID}/${TRAINING_JOB}/output/model/`;
 /** What Step Functions reports when CreateTrainingJob (optimized integration) is refused. */
@@ -139,6 +144,11 @@ describe('FineTuningPipeline, executed locally', () => {
     // THEN
     expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
     expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+    // Every request the states sent (Lambda, CreateTrainingJob x2, CreateModelPackage, SNS) is one the API models accept.
+    expect(result.requests.map((r) => `${r.service}:${r.operation}`)).toEqual([
+      'lambda:Invoke', 'lambda:Invoke', 'sagemaker:CreateTrainingJob', 'sagemaker:CreateTrainingJob', 'lambda:Invoke', 'sagemaker:CreateModelPackage', 'sns:Publish',
+    ]);
+    expect(result.requestErrors).toEqual([]);
     expect(w.calls.ValidateDataset[0]).toEqual({ datasetName: 'support-chats', datasetSha256: 'a'.repeat(64), method: 'qlora', maxLength: expect.any(Number) });
     expect(w.calls.Train[0]).toMatchObject({ TrainingJobName: TRAINING_JOB, EnableManagedSpotTraining: true, AlgorithmSpecification: { ContainerArguments: ['train'] } });
     expect(w.calls.Evaluate[0]).toMatchObject({ TrainingJobName: `tuneyard-${RUN_ID}-eval`, AlgorithmSpecification: { ContainerArguments: ['evaluate'] } });
@@ -164,7 +174,7 @@ describe('FineTuningPipeline, executed locally', () => {
   test('a run without a forgetting probe is gated on its eval loss alone', async () => {
     const runId = runIdFor(parseRunRequest(REQUEST_WITHOUT_PROBE));
     const w = world(evalJson(trainerReport(false)), {}, runId);
-    const result = await runLocal(definition, REQUEST_WITHOUT_PROBE, w.handlers, { executionName: runId });
+    const result = await run(w.handlers, REQUEST_WITHOUT_PROBE, runId);
     expect(result.status).toBe('SUCCEEDED');
     expect(result.output.report).toMatchObject({ passed: true, forgettingIncrease: null, summary: expect.stringContaining('forgetting_increase=none (no probe)') });
   });

@@ -4,6 +4,7 @@
  * adds states to the pipeline (Deploy): resolve the template's definition, run it, assert the
  * path taken (`entered`), the final status and output or error.
  */
+import { createHash } from 'node:crypto';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { ApiRequest, requestOfTask, validateRequests } from './api-model';
 import { TEST_ENV } from './app';
@@ -57,10 +58,25 @@ export function definitionFromTemplate(template: any, logicalId?: string): any {
   return JSON.parse(definition);
 }
 
-/** The fake physical value of `Ref` to a resource: an ARN where the resource's Ref is one. */
+/** A fake AWS resource id with the service's shape (`sg-0123...`), the same for the same logical id. */
+function fakeId(prefix: string, logicalId: string, hexLength = 17): string {
+  return `${prefix}${createHash('sha256').update(logicalId).digest('hex').slice(0, hexLength)}`;
+}
+
+/** The fake physical value of `Ref` to a resource: an ARN or an id of the service's shape where the resource's Ref is one. */
 export function fakeRef(logicalId: string, type: string | undefined): string {
   const { region, account } = TEST_ENV;
   switch (type) {
+    case 'AWS::EC2::SecurityGroup':
+      return fakeId('sg-', logicalId);
+    case 'AWS::EC2::Subnet':
+      return fakeId('subnet-', logicalId);
+    case 'AWS::EC2::VPC':
+      return fakeId('vpc-', logicalId);
+    case 'AWS::KMS::Key': {
+      const hex = fakeId('', logicalId, 32);
+      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    }
     case 'AWS::SNS::Topic':
       return `arn:aws:sns:${region}:${account}:${logicalId}`;
     case 'AWS::StepFunctions::StateMachine':
@@ -92,6 +108,7 @@ export function fakeGetAtt(logicalId: string, attribute: string, type: string | 
         return `arn:aws:${(type ?? 'x::y').split('::')[1].toLowerCase()}:${region}:${account}:${logicalId}`;
     }
   }
+  if (attribute === 'GroupId') return fakeRef(logicalId, 'AWS::EC2::SecurityGroup');
   return `${logicalId}.${attribute}`;
 }
 
