@@ -1,4 +1,7 @@
-import { parseRunRequest, planRun, runIdFor, RUN_ID_MAX_LENGTH, PlanSettings } from './run-request';
+import { ApiRequest, expectValidRequests, validateRequests } from '../test/support/api-model';
+import { CUSTOMER_METADATA_VALUE, HYPER_PARAMETER_VALUE } from './api-limits';
+import { renderHyperParameters } from './recipe';
+import { lineageRecipe, parseRunRequest, planRun, PlanSettings, RunPlan, runIdFor, RUN_ID_MAX_LENGTH } from './run-request';
 
 const SHA = 'a'.repeat(64);
 const SETTINGS: PlanSettings = {
@@ -144,5 +147,186 @@ describe('planRun', () => {
     expect(() => planRun(big, SETTINGS)).toThrow(/needs ~128 GB of disk .* ml\.g4dn\.xlarge trains on its local NVMe storage of 125 GB/);
     const plan = planRun(request(), SETTINGS);
     expect(plan.resourceConfig.VolumeSizeInGB).toBeLessThanOrEqual(450);
+  });
+});
+
+const ROLE = 'arn:aws:iam::123456789012:role/TuneyardJobs';
+const IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:test';
+
+/**
+ * The SageMaker requests a plan makes: the Train and Evaluate states' CreateTrainingJob (the plan's
+ * fragments and the fixed members, as FineTuningJob's jobState writes them) and the Register
+ * state's CreateModelPackage (as ModelRegistry.registerState writes it; the metadata carries every
+ * lineage entry, as the test pipeline's registry stand-in sends them).
+ */
+function requestsOf(plan: RunPlan): ApiRequest[] {
+  const job = (mode: string, fromPlan: Record<string, unknown>): ApiRequest => ({
+    service: 'sagemaker',
+    operation: 'CreateTrainingJob',
+    params: {
+      ...fromPlan,
+      RoleArn: ROLE,
+      AlgorithmSpecification: { TrainingImage: IMAGE, TrainingInputMode: 'File', ContainerEntrypoint: ['python', '-m', 'tuneyard_trainer'], ContainerArguments: [mode] },
+      VpcConfig: { SecurityGroupIds: ['sg-0123456789abcdef0'], Subnets: ['subnet-0123456789abcdef0'] },
+      EnableNetworkIsolation: plan.enableNetworkIsolation,
+      EnableInterContainerTrafficEncryption: true,
+      Environment: { HF_HUB_OFFLINE: '1', HF_DATASETS_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1' },
+      Tags: [{ Key: 'tuneyard:component', Value: mode === 'train' ? 'training' : 'evaluation' }, { Key: 'tuneyard:plane', Value: 'Tuneyard' }],
+    },
+  });
+  return [
+    job('train', {
+      TrainingJobName: plan.trainingJobName,
+      HyperParameters: plan.hyperParameters,
+      InputDataConfig: plan.inputDataConfig,
+      OutputDataConfig: plan.outputDataConfig,
+      ResourceConfig: plan.resourceConfig,
+      StoppingCondition: plan.stoppingCondition,
+      EnableManagedSpotTraining: plan.enableManagedSpotTraining,
+      CheckpointConfig: plan.checkpointConfig,
+    }),
+    job('evaluate', {
+      TrainingJobName: plan.evaluationJobName,
+      HyperParameters: plan.evaluationHyperParameters,
+      InputDataConfig: plan.evaluationInputDataConfig,
+      OutputDataConfig: plan.evaluationOutputDataConfig,
+      ResourceConfig: plan.evaluationResourceConfig,
+      StoppingCondition: plan.evaluationStoppingCondition,
+    }),
+    {
+      service: 'sagemaker',
+      operation: 'CreateModelPackage',
+      params: {
+        ModelPackageGroupName: 'tuneyard-models',
+        ModelPackageDescription: `Tuneyard run ${plan.runId}; recipe ${plan.lineage.recipe}`,
+        ModelApprovalStatus: plan.modelApprovalStatus,
+        InferenceSpecification: {
+          Containers: [{ Image: IMAGE, ModelDataSource: { S3DataSource: { S3Uri: plan.modelArtifactS3Uri, S3DataType: 'S3Prefix', CompressionType: 'None' } } }],
+          SupportedContentTypes: ['application/json'],
+          SupportedResponseMIMETypes: ['application/json'],
+        },
+        CustomerMetadataProperties: { ...plan.lineage, trainingJobName: plan.trainingJobName, evalLossRatio: '0.85', forgettingIncrease: 'null', evalReport: plan.evalReport.s3Uri },
+        ModelMetrics: { ModelQuality: { Statistics: { ContentType: 'application/json', S3Uri: plan.evalReport.s3Uri } } },
+      },
+    },
+  ];
+}
+
+/** Module names as long as a multimodal model's (`model.language_model.layers.<i>.self_attn.q_proj`). */
+const longModuleNames = (count: number) => Array.from({ length: count }, (_, i) => `model.language_model.layers.${i}.self_attn.q_proj`);
+
+describe('planRun against the SageMaker API model', () => {
+  test('every request of every plan is one SageMaker accepts', () => {
+    const plans = [
+      planRun(request(), SETTINGS),
+      planRun(request({ probeDataset: { name: 'general-probe', sha256: 'b'.repeat(64) }, autoApprove: true, runName: 'Support chats v2 (try 3)'.replace(/[()]/g, '') }), SETTINGS),
+      planRun(request({ baseModel: 'meta-llama/Llama-3.1-8B-Instruct' }), { ...SETTINGS, allowHubModels: true }),
+      planRun(request({ dataset: { name: `a.b_${'x'.repeat(59)}`, sha256: SHA }, baseModel: 's3://tuneyard-data/base-models/modèle 8b/' }), { ...SETTINGS, jobNamePrefix: 'ty-' }),
+      planRun(request({ instanceType: 'ml.p3.2xlarge', spot: false, recipe: { method: 'qlora', batchSize: 1, loraR: 8, learningRate: 1e-5, lrScheduler: 'cosine_with_restarts', targetModules: ['q_proj', 'v_proj'] } }), SETTINGS),
+      // a long recipe: its lineage value is cut, within the pattern
+      planRun(request({ recipe: { method: 'qlora', targetModules: longModuleNames(30), attnImplementation: 'flash_attention_2', earlyStoppingPatience: 2 } }), SETTINGS),
+      planRun(request({ baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/', recipe: { method: 'dpo', useLora: false, dpoBeta: 0.2 } }), SETTINGS),
+    ];
+    expectValidRequests(plans.flatMap(requestsOf));
+  });
+
+  test('fails when the base-model folder has characters CreateModelPackage refuses, naming the field, the characters and a name that works', () => {
+    // GIVEN a folder name SageMaker refuses as lineage (the registry's CustomerMetadataProperties.baseModel)
+    const baseModel = 's3://tuneyard-data/base-models/Llama 3.1 (8B)/';
+    const [refused] = validateRequests([{ service: 'sagemaker', operation: 'CreateModelPackage', params: { ModelPackageGroupName: 'g', CustomerMetadataProperties: { baseModel } } }]);
+    expect(refused).toEqual([expect.stringMatching(/^CreateModelPackage\.CustomerMetadataProperties\.baseModel: value .* does not match pattern/)]);
+    // WHEN / THEN the run is refused before any job starts, with the fix
+    expect(() => planRun(request({ baseModel }), SETTINGS)).toThrow(
+      'baseModel: "s3://tuneyard-data/base-models/Llama 3.1 (8B)/" has characters that CreateModelPackage.CustomerMetadataProperties ' +
+        '(the registered model\'s lineage) refuses ("(", ")"): it takes only letters, digits, spaces and _ . : / = + - @; ' +
+        'SageMaker would refuse to register the model after training and evaluation. Rename the folder (s3://tuneyard-data/...) to letters, digits and ' +
+        '_ . : = + @ - only, e.g. "s3://tuneyard-data/base-models/Llama-3.1-8B/", and pass that URI.',
+    );
+    // the suggested name plans, and its requests pass
+    expectValidRequests(requestsOf(planRun(request({ baseModel: 's3://tuneyard-data/base-models/Llama-3.1-8B/' }), SETTINGS)));
+  });
+
+  test('fails when the base model is longer than a lineage value may be', () => {
+    const baseModel = `s3://tuneyard-data/base-models/${'llama-3.1-8b-'.repeat(20)}/`;
+    expect(() => planRun(request({ baseModel }), SETTINGS)).toThrow(
+      /^baseModel: "s3:\/\/tuneyard-data\/base-models\/llama-3\.1-8b-.*\.\.\." \(292 characters\) is 292 characters, over the 256 that CreateModelPackage\.CustomerMetadataProperties .* Stage the model under a folder name of at most 256 characters/,
+    );
+  });
+
+  test('fails when 60 target modules make a hyperparameter over 2,500 characters, naming the recipe field and the fix', () => {
+    // GIVEN 60 module names, which render to one hyperparameter SageMaker refuses
+    const targetModules = longModuleNames(60);
+    const rendered = renderHyperParameters({ method: 'qlora', targetModules }, { baseModel: 's3://tuneyard-data/base-models/llama-3.1-8b/' }).lora_target_modules;
+    expect(rendered.length).toBeGreaterThan(HYPER_PARAMETER_VALUE.max);
+    // WHEN / THEN
+    expect(() => planRun(request({ recipe: { method: 'qlora', targetModules } }), SETTINGS)).toThrow(
+      new RegExp(
+        `^recipe\\.targetModules: "model\\.language_model\\.layers\\.0\\.self_attn\\.q_proj,.*\\.\\.\\." \\(${rendered.length} characters\\) is 2,\\d{3} characters, ` +
+          'over the 2500 that CreateTrainingJob\\.HyperParameters\\["lora_target_modules"\\] may have\\. Name fewer modules: PEFT matches a name at the end of every module path',
+      ),
+    );
+  });
+});
+
+describe('lineageRecipe', () => {
+  test('writes the fields the request set as sorted name=value pairs, lists joined with +', () => {
+    expect(lineageRecipe({ targetModules: ['q_proj', 'v_proj'], method: 'qlora', loraR: 8, learningRate: 1e-4, packing: true })).toBe(
+      'learningRate=0.0001 loraR=8 method=qlora packing=true targetModules=q_proj+v_proj',
+    );
+  });
+
+  test('keeps any recipe within the pattern and length of a lineage value, cutting with ...', () => {
+    const value = lineageRecipe({ method: 'qlora', targetModules: longModuleNames(30), learningRate: 1e-7, lrScheduler: 'cosine_with_restarts' });
+    expect(value).toHaveLength(CUSTOMER_METADATA_VALUE.max);
+    expect(value).toMatch(/^learningRate=1e-7 lrScheduler=cosine_with_restarts method=qlora targetModules=model\.language_model\.layers\.0\.self_attn\.q_proj\+.*\.\.\.$/);
+    expect(value).toMatch(CUSTOMER_METADATA_VALUE.regExp!);
+  });
+});
+
+describe('echoed values', () => {
+  const runName = 'x'.repeat(200 * 1024);
+
+  test('a 200 KB runName gives a small error that names the field', () => {
+    let message = '';
+    try {
+      request({ runName });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^invalid RunRequest:\n {2}- runName: must be 1-64 letters, .* \(got "x{120}\.\.\." \(204800 characters\)\)$/);
+    expect(message.length).toBeLessThan(2048);
+  });
+
+  test('many unknown fields, or many problems, are listed in part', () => {
+    const message = (raw: Record<string, unknown>) => {
+      try {
+        parseRunRequest({ dataset: { name: 'chats', sha256: SHA }, baseModel: 's3://b/base-models/m/', recipe: { method: 'qlora' }, ...raw });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      throw new Error('no error');
+    };
+    const unknown = message(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`field${i}${'k'.repeat(1000)}`, i])));
+    expect(unknown).toMatch(/^invalid RunRequest:\n {2}- field0k{114}\.\.\. \(1006 characters\), .*, field19k{113}\.\.\. \(1007 characters\) and 980 more: unknown field; remove it$/);
+    expect(unknown.length).toBeLessThan(4096);
+    const many = message({ recipe: { method: 'qlora', targetModules: Array(5000).fill('bad name') } });
+    expect(many).toMatch(/recipe\.targetModules\.19: must be a module name such as "q_proj" \(got "bad name"\)\n {2}- \.\.\. and 4980 more problems$/);
+    expect(many.length).toBeLessThan(4096);
+  });
+
+  test.each([
+    ['a Hub id the plane does not allow', { baseModel: `org/${'m'.repeat(200 * 1024)}` }, /^baseModel: "org\/m{116}\.\.\." \(204804 characters\) is a Hugging Face Hub id/],
+    ['a base model outside the prefix', { baseModel: `s3://other/${'m'.repeat(200 * 1024)}` }, /^baseModel: "s3:\/\/other\/m{109}\.\.\." \(204811 characters\) is outside the plane's base-models\/ prefix/],
+    ['a base model too long for the lineage', { baseModel: `s3://tuneyard-data/base-models/${'m'.repeat(200 * 1024)}-8b/` }, /^baseModel: "s3:.*\.\.\." \(204835 characters\) is 204,835 characters, over the 256/],
+    ['an unknown instance type', { instanceType: `ml.${'g'.repeat(200 * 1024)}` }, /^instanceType: instance type "ml\.g{117}\.\.\. \(204803 characters\)" is not a SageMaker GPU instance/],
+  ])('planRun keeps the message small for %s', (_, overrides, message) => {
+    let error = '';
+    try {
+      planRun(request(overrides), SETTINGS);
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    expect(error).toMatch(message);
+    expect(error.length).toBeLessThan(2048);
   });
 });

@@ -1,9 +1,25 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import {
+  CHANNEL_NAME,
+  CUSTOMER_METADATA,
+  CUSTOMER_METADATA_KEY,
+  CUSTOMER_METADATA_VALUE,
+  HYPER_PARAMETER_KEY,
+  HYPER_PARAMETER_VALUE,
+  HYPER_PARAMETERS,
+  INPUT_DATA_CONFIG,
+  KMS_KEY_ID,
+  S3_MODEL_URI,
+  S3_URI,
+  StringLimit,
+  stringLimitProblem,
+  TRAINING_JOB_NAME,
+} from './api-limits';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
 import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
-import { RecipeSchema, renderHyperParameters, resolveRecipe } from './recipe';
+import { Recipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, resolveRecipe } from './recipe';
 
 /**
  * The run contract: a RunRequest is what `tuneyard train` builds and the state machine's
@@ -82,17 +98,43 @@ export class RunRequestError extends Error {
   }
 }
 
-/** Validates a RunRequest and applies the defaults; errors name the path, the value and the fix. */
+/** The most characters of a request value that an error message repeats. */
+export const ECHO_MAX_LENGTH = 120;
+/** The most problems, and unknown fields, that an error message lists. */
+const LISTED_MAX = 20;
+
+/**
+ * A request value for an error message: its JSON, clipped to {@link ECHO_MAX_LENGTH} characters
+ * with its length (`"aaaa..." (204800 characters)`), so that a message stays small whatever was sent.
+ */
+export function echoValue(value: unknown): string {
+  if (typeof value === 'string') {
+    return value.length <= ECHO_MAX_LENGTH ? JSON.stringify(value) : `${JSON.stringify(`${value.slice(0, ECHO_MAX_LENGTH)}...`)} (${value.length} characters)`;
+  }
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length <= ECHO_MAX_LENGTH ? json : `${json.slice(0, ECHO_MAX_LENGTH)}... (${json.length} characters of JSON)`;
+}
+
+/** Validates a RunRequest and applies the defaults; errors name the path, the value (clipped) and the fix. */
 export function parseRunRequest(raw: unknown): RunRequest {
   const result = RunRequestSchema.safeParse(raw);
   if (result.success) return result.data;
-  const lines = result.error.issues.map((issue) => {
-    const where = issue.path.join('.') || '(top level)';
-    if (issue.code === 'unrecognized_keys') return `${where === '(top level)' ? '' : `${where}.`}${issue.keys.join(', ')}: unknown field; remove it`;
+  const issues = result.error.issues;
+  const lines = issues.slice(0, LISTED_MAX).map((issue) => {
+    const where = issue.path.map((k) => clipText(String(k))).join('.') || '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      const keys = issue.keys.slice(0, LISTED_MAX).map(clipText).join(', ') + (issue.keys.length > LISTED_MAX ? ` and ${issue.keys.length - LISTED_MAX} more` : '');
+      return `${where === '(top level)' ? '' : `${where}.`}${keys}: unknown field; remove it`;
+    }
     const value = valueAt(raw, issue.path);
-    return `${where}: ${issue.message}${value === undefined ? '' : ` (got ${JSON.stringify(value)})`}`;
+    return `${where}: ${issue.message}${value === undefined ? '' : ` (got ${echoValue(value)})`}`;
   });
+  if (issues.length > LISTED_MAX) lines.push(`... and ${issues.length - LISTED_MAX} more problems`);
   throw new RunRequestError(`invalid RunRequest:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
+}
+
+function clipText(text: string): string {
+  return text.length <= ECHO_MAX_LENGTH ? text : `${text.slice(0, ECHO_MAX_LENGTH)}... (${text.length} characters)`;
 }
 
 function valueAt(raw: unknown, at: PropertyKey[]): unknown {
@@ -211,15 +253,13 @@ export interface RunPlan {
   readonly modelApprovalStatus: 'Approved' | 'PendingManualApproval';
   readonly deploy: RunRequest['deploy'];
   /**
-   * Lineage for the model registry's CustomerMetadataProperties (each value at most 256
-   * characters; the recipe JSON is truncated with a trailing "…" when longer).
+   * Lineage for the model registry's CustomerMetadataProperties: every key and value within the
+   * API's limits ({@link CUSTOMER_METADATA_VALUE}: at most 256 of letters, digits, spaces and
+   * `_ . : / = + - @`). The recipe is written as {@link lineageRecipe} does, not as JSON.
    */
   readonly lineage: Record<string, string>;
   readonly preflight: { readonly requiredGiB: number; readonly availableGiB: number; readonly fits: boolean; readonly breakdown: MemoryBreakdown; readonly advice: string };
 }
-
-/** The longest value of a model package's CustomerMetadataProperties. */
-export const METADATA_VALUE_MAX_LENGTH = 256;
 
 /**
  * Plans a run: validates it against the plane (base model location, instance type, memory) and
@@ -236,29 +276,32 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const hub = !request.baseModel.startsWith('s3://');
   if (hub && !settings.allowHubModels) {
     throw new RunRequestError(
-      `baseModel "${request.baseModel}" is a Hugging Face Hub id, but training jobs run with network isolation and cannot download it. ` +
+      `baseModel: ${echoValue(request.baseModel)} is a Hugging Face Hub id, but training jobs run with network isolation and cannot download it. ` +
         `Stage the model folder under ${bucket}${DATA_PREFIXES.baseModels}<name>/ and pass that s3:// URI, or deploy the plane with training.allowHubModels true.`,
     );
   }
   const baseModelUri = hub ? undefined : request.baseModel.endsWith('/') ? request.baseModel : `${request.baseModel}/`;
   if (baseModelUri && !baseModelUri.startsWith(`${bucket}${DATA_PREFIXES.baseModels}`)) {
     throw new RunRequestError(
-      `baseModel "${request.baseModel}" is outside the plane's base-models/ prefix; the training role may only read ${bucket}${DATA_PREFIXES.baseModels}. ` +
+      `baseModel: ${echoValue(request.baseModel)} is outside the plane's base-models/ prefix; the training role may only read ${bucket}${DATA_PREFIXES.baseModels}. ` +
         'Copy the model folder there and pass its s3:// URI.',
     );
   }
+  // The base model is lineage of the registered model: refuse now what CreateModelPackage would refuse after the GPU hours.
+  const baseModelProblem = stringLimitProblem(CUSTOMER_METADATA_VALUE, request.baseModel, REGISTRY_METADATA);
+  if (baseModelProblem) throw new RunRequestError(baseModelError(request.baseModel, baseModelProblem));
   let instance;
   try {
     instance = gpuInstance(request.instanceType);
   } catch (e) {
-    throw new RunRequestError(`instanceType: ${(e as Error).message}`);
+    throw new RunRequestError(`instanceType: ${clipEchoes((e as Error).message, request.instanceType)}`);
   }
 
   let parametersBillions: number;
   try {
     parametersBillions = resolveParameters(request.baseModel, request.baseModelParameters);
   } catch (e) {
-    throw new RunRequestError((e as Error).message);
+    throw new RunRequestError(clipEchoes((e as Error).message, request.baseModel));
   }
   const recipe = resolveRecipe(request.recipe);
   if (recipe.distribution === 'none' && request.instanceCount > 1) {
@@ -314,7 +357,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const runtime = Math.round(request.maxRuntimeHours * 3600);
   const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
 
-  return {
+  const plan: RunPlan = {
     runId,
     trainingJobName,
     evaluationJobName,
@@ -348,7 +391,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
       datasetName: request.dataset.name,
       datasetSha256: request.dataset.sha256,
       method: recipe.method,
-      recipe: truncate(canonicalJson(request.recipe), METADATA_VALUE_MAX_LENGTH),
+      recipe: lineageRecipe(request.recipe),
       trainingJobName,
       ...(request.runName ? { runName: request.runName } : {}),
     },
@@ -360,6 +403,9 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
       advice: estimate.advice,
     },
   };
+  const problems = apiLimitProblems(plan);
+  if (problems.length) throw new RunRequestError(problems.join('\n'));
+  return plan;
 }
 
 /** Room for the base weights, checkpoints (with optimizer state when all weights train) and the outputs. */
@@ -368,6 +414,115 @@ function volumeSizeGiB(parametersBillions: number, fullWeights: boolean): number
   return Math.min(16384, Math.ceil(50 + weightsGiB * (fullWeights ? 10 : 3)));
 }
 
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+/**
+ * The recipe as a lineage value: the fields the request set, sorted, as `name=value` separated by
+ * spaces, list items joined with `+` (`learningRate=0.0001 loraR=8 method=qlora targetModules=q_proj+v_proj`),
+ * cut to 256 characters with a trailing `...`. JSON cannot be one: CustomerMetadataProperties values
+ * take no braces, quotes, commas or brackets. Every character of a recipe value is one the pattern
+ * allows (numbers, booleans, enum values, module names of `[A-Za-z0-9_.]`).
+ */
+export function lineageRecipe(recipe: Recipe): string {
+  const text = Object.entries(recipe)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`)
+    .join(' ');
+  const max = CUSTOMER_METADATA_VALUE.max;
+  return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
+}
+
+/** Where the lineage goes, for messages. */
+const REGISTRY_METADATA = 'CreateModelPackage.CustomerMetadataProperties (the registered model\'s lineage)';
+
+function baseModelError(baseModel: string, problem: string): string {
+  const s3 = /^(s3:\/\/[^/]+\/)(.*)$/s.exec(baseModel);
+  const renamed = s3
+    ? s3[1] + s3[2].split('/').map((part) => part.replace(/[^\p{L}\p{N}_.:=+@-]+/gu, '-').replace(/-{2,}/g, '-').replace(/^-|-$/g, '')).join('/')
+    : undefined;
+  const fix =
+    renamed && renamed !== baseModel && !stringLimitProblem(CUSTOMER_METADATA_VALUE, renamed, REGISTRY_METADATA)
+      ? `Rename the folder (${s3![1]}...) to letters, digits and _ . : = + @ - only, e.g. ${echoValue(renamed)}, and pass that URI.`
+      : `Stage the model under a folder name of at most ${CUSTOMER_METADATA_VALUE.max} characters in all (s3://<bucket>/base-models/<name>/) and pass that URI.`;
+  return `baseModel: ${echoValue(baseModel)} ${problem}; SageMaker would refuse to register the model after training and evaluation. ${fix}`;
+}
+
+/** Which request field a hyperparameter comes from, for messages. */
+function fieldOfHyperParameter(key: string): string {
+  if (key === 'base_model') return 'baseModel';
+  const field = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === key)?.[0];
+  return field ? `recipe.${field}` : `hyperparameter ${key}`;
+}
+
+/**
+ * What SageMaker's API would refuse in the requests the plan makes: the training and evaluation
+ * CreateTrainingJob and the registry's CreateModelPackage (limits in lib/api-limits.ts). Each
+ * problem names the request field it comes from, the value (clipped) and the fix.
+ */
+function apiLimitProblems(plan: RunPlan): string[] {
+  const problems: string[] = [];
+  const check = (limit: StringLimit, value: string, member: string, field: string, fix: string) => {
+    const problem = stringLimitProblem(limit, value, member);
+    if (problem) problems.push(`${field}: ${echoValue(value)} ${problem}. ${fix}`);
+  };
+  for (const [job, hyperParameters] of [
+    [plan.trainingJobName, plan.hyperParameters],
+    [plan.evaluationJobName, plan.evaluationHyperParameters],
+  ] as const) {
+    const entries = Object.entries(hyperParameters);
+    if (entries.length > HYPER_PARAMETERS.max!) {
+      problems.push(`recipe: job ${job} would have ${entries.length} hyperparameters, over the ${HYPER_PARAMETERS.max} that CreateTrainingJob takes.`);
+    }
+    for (const [key, value] of entries) {
+      const field = fieldOfHyperParameter(key);
+      const member = `CreateTrainingJob.HyperParameters["${key}"]`;
+      check(HYPER_PARAMETER_KEY, key, member, field, 'Shorten the name.');
+      const fix =
+        key === RECIPE_FIELDS.targetModules.key
+          ? 'Name fewer modules: PEFT matches a name at the end of every module path ("q_proj" is the q_proj of every layer), or use "all-linear".'
+          : `Shorten ${field}.`;
+      check(HYPER_PARAMETER_VALUE, value, member, field, fix);
+    }
+  }
+  for (const [name, member] of [
+    [plan.trainingJobName, 'CreateTrainingJob.TrainingJobName'],
+    [plan.evaluationJobName, 'CreateTrainingJob.TrainingJobName'],
+  ]) {
+    check(TRAINING_JOB_NAME, name, member, 'dataset.name', 'Use a shorter dataset name or job name prefix.');
+  }
+  for (const [channels, job] of [
+    [plan.inputDataConfig, plan.trainingJobName],
+    [plan.evaluationInputDataConfig, plan.evaluationJobName],
+  ] as const) {
+    if (channels.length > INPUT_DATA_CONFIG.max!) problems.push(`job ${job} would have ${channels.length} input channels, over the ${INPUT_DATA_CONFIG.max} that CreateTrainingJob takes.`);
+    for (const c of channels) {
+      check(CHANNEL_NAME, c.ChannelName, 'CreateTrainingJob.InputDataConfig[].ChannelName', `channel ${c.ChannelName}`, 'Rename the channel.');
+      const field = c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : 'dataset';
+      check(S3_URI, c.DataSource.S3DataSource.S3Uri, `CreateTrainingJob.InputDataConfig["${c.ChannelName}"].S3Uri`, field, 'Use a shorter S3 location.');
+    }
+  }
+  const planned: Array<[StringLimit, string, string]> = [
+    [S3_URI, plan.outputDataConfig.S3OutputPath, 'CreateTrainingJob.OutputDataConfig.S3OutputPath'],
+    [S3_URI, plan.evaluationOutputDataConfig.S3OutputPath, 'CreateTrainingJob.OutputDataConfig.S3OutputPath'],
+    [S3_URI, plan.checkpointConfig.S3Uri, 'CreateTrainingJob.CheckpointConfig.S3Uri'],
+    [S3_URI, plan.evalReport.s3Uri, 'CreateModelPackage.ModelMetrics.ModelQuality.Statistics.S3Uri'],
+    [S3_MODEL_URI, plan.modelArtifactS3Uri, 'CreateModelPackage.InferenceSpecification.Containers[].ModelDataSource.S3DataSource.S3Uri'],
+    [KMS_KEY_ID, plan.outputDataConfig.KmsKeyId, 'CreateTrainingJob.OutputDataConfig.KmsKeyId'],
+    ...(plan.resourceConfig.VolumeKmsKeyId ? [[KMS_KEY_ID, plan.resourceConfig.VolumeKmsKeyId, 'CreateTrainingJob.ResourceConfig.VolumeKmsKeyId'] as [StringLimit, string, string]] : []),
+  ];
+  for (const [limit, value, member] of planned) check(limit, value, member, 'the plane settings', 'Check the plane\'s bucket name and keys.');
+  // The lineage, and the eval report's URI the registry adds to it.
+  const lineage: Record<string, string> = { ...plan.lineage, evalReport: plan.evalReport.s3Uri };
+  const lineageFields: Record<string, string> = { baseModel: 'baseModel', datasetName: 'dataset.name', datasetSha256: 'dataset.sha256', runName: 'runName', recipe: 'recipe' };
+  if (Object.keys(lineage).length > CUSTOMER_METADATA.max!) problems.push(`the lineage has ${Object.keys(lineage).length} entries, over the ${CUSTOMER_METADATA.max} that CreateModelPackage takes.`);
+  for (const [key, value] of Object.entries(lineage)) {
+    const field = lineageFields[key] ?? `lineage ${key}`;
+    check(CUSTOMER_METADATA_KEY, key, REGISTRY_METADATA, field, 'Rename the lineage key.');
+    check(CUSTOMER_METADATA_VALUE, value, REGISTRY_METADATA, field, `Use only ${CUSTOMER_METADATA_VALUE.allowed}, at most ${CUSTOMER_METADATA_VALUE.max} characters.`);
+  }
+  return problems;
+}
+
+/** `message` with every long `value` in it clipped (messages of other modules echo request values whole). */
+function clipEchoes(message: string, value: string): string {
+  return value.length <= ECHO_MAX_LENGTH ? message : message.split(value).join(clipText(value));
 }

@@ -1,4 +1,4 @@
-import { environmentSettings, PlanRunEnvironment, planRunStep } from './plan-run';
+import { environmentSettings, MESSAGE_MAX_LENGTH, PlanRunEnvironment, planRunStep, RunRequestInvalid } from './plan-run';
 
 const ENV: PlanRunEnvironment = {
   bucketName: 'data-bucket',
@@ -54,6 +54,41 @@ describe('PlanRun', () => {
     );
     // the same run on demand fits: 60 h + 60 h
     expect(planRunStep(request({ method: 'qlora' }, { maxRuntimeHours: 60, spot: false, deploy: null }), { ...ENV, runTimeoutSeconds: week }).plan.runId).toBeTruthy();
+  });
+
+  /** The RunRequestInvalid that planRunStep throws for a request (fails the test when it plans). */
+  const invalid = (event: ReturnType<typeof request>): RunRequestInvalid => {
+    try {
+      planRunStep(event, ENV);
+    } catch (e) {
+      expect(e).toBeInstanceOf(RunRequestInvalid);
+      return e as RunRequestInvalid;
+    }
+    throw new Error('the request was planned');
+  };
+
+  test('fails as RunRequestInvalid, before any job, on a base-model folder that SageMaker would refuse to register', () => {
+    const e = invalid(request({ method: 'qlora' }, { baseModel: 's3://data-bucket/base-models/Qwen2.5 (0.5B)/', deploy: null }));
+    expect(e.message).toMatch(/^baseModel: "s3:\/\/data-bucket\/base-models\/Qwen2\.5 \(0\.5B\)\/" has characters that CreateModelPackage\.CustomerMetadataProperties .* refuses \("\(", "\)"\).* e\.g\. "s3:\/\/data-bucket\/base-models\/Qwen2\.5-0\.5B\/"/);
+  });
+
+  test('fails as RunRequestInvalid on target modules that make a hyperparameter over 2,500 characters', () => {
+    const targetModules = Array.from({ length: 60 }, (_, i) => `model.language_model.layers.${i}.self_attn.q_proj`);
+    expect(invalid(request({ method: 'qlora', targetModules }, { deploy: null })).message).toMatch(
+      /^recipe\.targetModules: .* over the 2500 that CreateTrainingJob\.HyperParameters\["lora_target_modules"\] may have/,
+    );
+  });
+
+  test('keeps the error of a 200 KB runName small, naming the field', () => {
+    const { message } = invalid(request({ method: 'qlora' }, { runName: 'x'.repeat(200 * 1024) }));
+    expect(message).toMatch(/runName: must be 1-64 letters.* \(got "x{120}\.\.\." \(204800 characters\)\)/);
+    expect(message.length).toBeLessThan(2048);
+  });
+
+  test('bounds any RunRequestInvalid message', () => {
+    const long = new RunRequestInvalid('m'.repeat(100_000));
+    expect(long.message).toBe(`${'m'.repeat(MESSAGE_MAX_LENGTH)}... (100000 characters)`);
+    expect(new RunRequestInvalid('short').message).toBe('short');
   });
 
   test('reads the plane settings from the function environment', () => {

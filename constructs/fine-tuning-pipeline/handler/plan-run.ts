@@ -29,10 +29,17 @@ export interface PlanRunEnvironment extends PlanSettings {
   readonly runTimeoutSeconds?: number;
 }
 
+/**
+ * The longest RunRequestInvalid message. The messages clip the request values they repeat; this
+ * bounds the rest, since the message becomes the execution's error Cause (at most 32,768 characters)
+ * and the notification.
+ */
+export const MESSAGE_MAX_LENGTH = 8192;
+
 /** The request cannot run; the message names each field and the fix. Never retried. */
 export class RunRequestInvalid extends Error {
   constructor(message: string) {
-    super(message);
+    super(message.length <= MESSAGE_MAX_LENGTH ? message : `${message.slice(0, MESSAGE_MAX_LENGTH)}... (${message.length} characters)`);
     this.name = 'RunRequestInvalid';
   }
 }
