@@ -50,8 +50,8 @@ export interface RegisterStateOptions {
 /**
  * The metadata keys a registered model package carries (CustomerMetadataProperties). CreateModelPackage
  * takes at most 50 of them; keys of 1-128 and values of 1-256 characters, both only letters, digits,
- * spaces and `_ . : / = + - @`. The recipe (JSON: braces, quotes, commas) cannot be a value: it
- * goes into the ModelPackageDescription instead.
+ * spaces and `_ . : / = + - @` (planRun refuses a run whose values would break that). The recipe
+ * goes into the ModelPackageDescription, as `lineageRecipe` writes it (`name=value` pairs).
  */
 export const LINEAGE_KEYS = [
   'runId',
@@ -114,8 +114,8 @@ export class ModelRegistry extends Construct {
    *   baseModel, datasetName, datasetSha256, method), `$.training.TrainingJobName`,
    *   `$.report.evalLossRatio` and `$.report.forgettingIncrease` (numbers, or null without a
    *   probe), and the report's URI.
-   * - Description: `Tuneyard run <runId>; recipe <$.plan.lineage.recipe>` (the recipe JSON, at
-   *   most 256 characters; descriptions take up to 1024 and any punctuation, metadata values do not).
+   * - Description: `Tuneyard run <runId>; recipe <$.plan.lineage.recipe>` (the recipe's
+   *   `name=value` pairs, at most 256 characters; descriptions take up to 1024).
    * - ModelMetrics.ModelQuality.Statistics: the eval report `$.plan.evalReport.s3Uri`.
    */
   public registerState(id: string, options: RegisterStateOptions = {}): sfn.CustomState {
