@@ -1,30 +1,49 @@
-import { Duration, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
-import { definitionFromTemplate, runLocal, snsRecorder } from '../../test/support/local-sfn';
+import { planRunStep } from '../fine-tuning-pipeline/handler/plan-run';
+import { createPlaneFunction } from '../../lib/plane-function';
+import { deploymentName } from '../../lib/deploy';
+import { compliancePacks } from '../../lib/nag';
 import { testStack } from '../../test/support/app';
-import { DEPLOY_FAILURES, VllmDeployStage, VllmEndpoint, VllmModelData } from '.';
+import { definitionFromTemplate, runLocal, snsRecorder } from '../../test/support/local-sfn';
+import { deployFunctionTask, deploySettingsFromTemplate, FakeClock, FakeSageMaker } from '../../test/pipeline/sagemaker-deploy-fake';
+import { DEPLOY_FAILURES, DEPLOY_STATES, VllmDeployStage, VllmEndpoint, VllmModelData } from '.';
 import { DatasetStore } from '../dataset-store';
 
-/** The Deploy stage in a state machine of its own, wired the way the pipeline wires its stages. */
-function machine(inferenceComponents: boolean) {
+const PACKAGE_ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/7';
+
+interface MachineOptions {
+  readonly inferenceComponents?: boolean;
+  readonly instanceType?: string;
+}
+
+/** The Deploy stage in a state machine of its own, wired the way FineTuningPipeline wires its stages. */
+function machine(options: MachineOptions = {}) {
   const stack: Stack = testStack();
-  const bucket = s3.Bucket.fromBucketName(stack, 'Data', 'tuneyard-data');
-  const endpoint = new VllmEndpoint(stack, 'Serving', {
-    instanceType: 'ml.g5.2xlarge',
-    baseModel: 'meta-llama/Llama-3.1-8B-Instruct',
-    modelData: VllmModelData.fromS3Prefix(bucket, 'base-models/llama-3.1-8b/'),
-    endpointName: 'support-llm',
-    ...(inferenceComponents ? { inferenceComponents: { minCopies: 1 } } : {}),
-  });
   const store = new DatasetStore(stack, 'Store');
+  const ebs = options.instanceType === 'ml.p3.2xlarge';
+  const endpoint = new VllmEndpoint(stack, 'Serving', {
+    instanceType: options.instanceType ?? 'ml.g5.2xlarge',
+    ...(ebs ? { parametersBillions: 1, attentionHeads: 32 } : { baseModel: 'meta-llama/Llama-3.1-8B-Instruct' }),
+    modelData: VllmModelData.fromS3Prefix(store.bucket, 'base-models/llama/'),
+    endpointName: 'support-llm',
+    ...(options.inferenceComponents ? { inferenceComponents: { minCopies: 1 } } : { dataCapture: { bucket: store.bucket, samplingPercentage: 20 } }),
+  });
+  if (ebs) {
+    // Settings a team may add to its variant (escape hatch): the copy must keep them, under the API's names.
+    endpoint.endpointConfig.addPropertyOverride('ProductionVariants.0.VolumeSizeInGB', 200);
+    endpoint.endpointConfig.addPropertyOverride('ProductionVariants.0.EnableSSMAccess', true);
+  }
   const topic = new sns.Topic(stack, 'Topic');
   const role = new iam.Role(stack, 'MachineRole', { assumedBy: new iam.ServicePrincipal('states.amazonaws.com') });
-  const stage = new VllmDeployStage({ endpoint, pollInterval: Duration.seconds(0), maxPolls: 3 });
+  const logKey = new kms.Key(stack, 'LogKey', { enableKeyRotation: true });
+  const stage = new VllmDeployStage({ endpoint });
   const chain = stage.bind(stack, {
     role,
     topic,
@@ -37,174 +56,333 @@ function machine(inferenceComponents: boolean) {
         resultPath: sfn.JsonPath.DISCARD,
       }).next(fail);
     },
-    addTransientRetries: (state) => void state.addRetry({ errors: ['ThrottlingException'], maxAttempts: 2 }),
+    addTransientRetries: (state) => void state.addRetry({ errors: ['Lambda.ServiceException'], maxAttempts: 2 }),
+    createFunction: (id, fnOptions) =>
+      createPlaneFunction(stack, {
+        ...fnOptions,
+        ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
+        logEncryptionKey: logKey,
+        logRetention: logs.RetentionDays.ONE_WEEK,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }).function,
   });
   new sfn.StateMachine(stack, 'Machine', { role, definitionBody: sfn.DefinitionBody.fromChainable(sfn.Chain.start(chain).next(new sfn.Succeed(stack, 'Done'))) });
   const template = Template.fromStack(stack);
-  return { endpoint, template, definition: definitionFromTemplate(template.toJSON()) };
+  const json = template.toJSON();
+  return { stack, endpoint, template, json, definition: definitionFromTemplate(json, stack.getLogicalId(stack.node.findChild('Machine').node.defaultChild as any)), settings: deploySettingsFromTemplate(json) };
 }
 
 /**
- * SageMaker loads the run's adapter (ArtifactUrl) or merged model (ModelDataSource) under artifacts/
- * with the endpoint's execution role: without read access there, the component or the update fails.
+ * The stage's input as the pipeline hands it over: PlanRun's real output for the request, and
+ * Register's result (CreateModelPackage's answer at `$.registration`).
  */
-function expectEndpointReadsArtifacts(template: Template) {
-  template.hasResourceProperties('AWS::IAM::Policy', {
-    Roles: [{ Ref: Match.stringLikeRegexp('^ServingRole') }],
-    PolicyDocument: {
-      Statement: Match.arrayWith([
-        Match.objectLike({
-          Action: Match.arrayWith(['s3:GetObject']),
-          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^Store'), 'Arn'] }, '/artifacts/*']] },
-        }),
-        Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': 'artifacts/*' } } }),
-      ]),
+function runInput(deploy: { endpointName: string; adapterName?: string }, overrides: Record<string, unknown> = {}) {
+  const request = {
+    dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
+    baseModel: 's3://data-bucket/base-models/llama-3.1-8b/',
+    recipe: { method: 'qlora', merge: !deploy.adapterName },
+    autoApprove: true,
+    deploy,
+    ...overrides,
+  };
+  const planned = planRunStep(
+    { request, executionName: 'run-7' },
+    {
+      bucketName: 'data-bucket',
+      volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/data',
+      outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/data',
+      allowHubModels: false,
+      deployStage: true,
+      deploys: deploy.adapterName ? 'adapter' : 'full-weights',
     },
-  });
+  );
+  return JSON.parse(JSON.stringify({ ...planned, registration: { ModelPackageArn: PACKAGE_ARN } }));
 }
 
-const input = (overrides: Record<string, unknown> = {}) => ({
-  plan: {
-    runId: 'run-7',
-    modelApprovalStatus: 'Approved',
-    modelArtifactS3Uri: 's3://tuneyard-data/artifacts/run-7/job/output/model/',
-    deploy: { endpointName: 'support-llm', adapterName: 'support-v7' },
-    ...overrides,
-  },
-});
+/** Every state whose name starts with "Deploy" (or is Deployed), in order. */
+const deployStates = (entered: string[]) => entered.filter((s) => s.startsWith('Deploy'));
 
-describe('VllmDeployStage on a single-model endpoint', () => {
-  const { definition, template } = machine(false);
+/** The Deploy function's own policy statements (its role's default policy). */
+function functionStatements(template: Template): any[] {
+  const policies = template.findResources('AWS::IAM::Policy');
+  return Object.values(policies)
+    .filter((p: any) => p.Properties.Roles.some((r: any) => /^DeployFunctionRole/.test(r.Ref)))
+    .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+}
+/** The compliance packs' unacknowledged findings on the Deploy function, its role and its log group. */
+function deployFunctionFindings(stack: Stack): string[] {
+  return compliancePacks(stack.node.root).flatMap((pack) =>
+    pack
+      .validateScope(stack)
+      .violations.flatMap((v) => v.violatingResources.filter((r) => /\/DeployFunction/.test(r.constructPath ?? '')).map((r) => `${v.ruleName} at ${r.constructPath}`)),
+  );
+}
+const actionsOf = (statements: any[]): string[] => statements.flatMap((s) => ([] as string[]).concat(s.Action));
 
-  test('creates the model and config, updates the endpoint with its deployment config, and polls until InService', async () => {
-    const calls: Record<string, any[]> = {};
-    const record = (name: string, result: (i: any) => unknown) => (i: any) => ((calls[name] ??= []).push(i), result(i));
-    let polls = 0;
-    let configName = '';
-    const run = await runLocal(definition, input(), {
-      DeployCreateModel: record('model', () => ({ ModelArn: 'm' })),
-      DeployCreateEndpointConfig: record('config', (i) => ((configName = i.EndpointConfigName), {})),
-      DeployUpdateEndpoint: record('update', () => ({ EndpointArn: 'e' })),
-      DeployDescribe: () => (++polls < 2 ? { EndpointStatus: 'Updating', EndpointConfigName: 'old' } : { EndpointStatus: 'InService', EndpointConfigName: configName }),
-    });
+describe('VllmDeployStage on a single-model endpoint with EBS volumes (ml.p3.2xlarge: a KMS key; data capture on)', () => {
+  const m = machine({ instanceType: 'ml.p3.2xlarge' });
+  const NEW_NAME = deploymentName('support-llm', PACKAGE_ARN);
+
+  function world(steps: FakeSageMaker['endpointSteps'] = ['Updating', 'deployed']) {
+    const fake = FakeSageMaker.fromTemplate(m.json);
+    fake.endpointSteps = [...steps];
+    const clock = new FakeClock();
+    const task = deployFunctionTask(fake, m.settings, clock);
+    const notify = snsRecorder();
+    const handlers = { DeployStart: task, DeployWait: task, ...Object.fromEntries(Object.values(DEPLOY_FAILURES).map((f) => [`Notify${f}`, notify])) };
+    return { fake, clock, task, notify, handlers };
+  }
+
+  test('a single-model run (no adapterName) deploys its merged model and ends SUCCEEDED', async () => {
+    // GIVEN the README's single-model request, and an endpoint that takes 10 minutes (blue/green baking)
+    const w = world([...Array(19).fill('Updating'), 'deployed']);
+    const input = runInput({ endpointName: 'support-llm' });
+    expect(input.plan.deploy).toEqual({ endpointName: 'support-llm' });
+
+    // WHEN
+    const run = await runLocal(m.definition, input, w.handlers);
+
+    // THEN
     expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
-    expect(run.entered).toContain('Deployed');
-    expect(calls.model[0].PrimaryContainer.ModelDataSource.S3DataSource.S3Uri).toBe('s3://tuneyard-data/artifacts/run-7/job/output/model/full/');
-    expect(calls.model[0].EnableNetworkIsolation).toBe(true);
-    expect(calls.config[0].ProductionVariants[0]).toEqual(
-      expect.objectContaining({ ModelName: calls.model[0].ModelName, InstanceType: 'ml.g5.2xlarge', InferenceAmiVersion: 'al2-ami-sagemaker-inference-gpu-3-1' }),
-    );
-    expect(calls.update[0]).toEqual(
-      expect.objectContaining({
-        EndpointName: 'support-llm',
-        EndpointConfigName: configName,
-        DeploymentConfig: expect.objectContaining({ AutoRollbackConfiguration: { Alarms: [expect.any(Object), expect.any(Object)] } }),
-      }),
-    );
+    expect(deployStates(run.entered)).toEqual(['DeployStart', 'DeployStatus', 'Deployed']);
+    expect(w.task.invocations).toBe(1);
+    expect(run.output.deployment).toMatchObject({ outcome: 'deployed', status: 'InService', endpointName: 'support-llm', waitFor: { endpointConfigName: NEW_NAME } });
+    expect(w.fake.writes.map((c) => c.operation)).toEqual(['CreateModel', 'CreateEndpointConfig', 'UpdateEndpoint']);
+    expect(run.requestErrors).toEqual([]);
+    expect(w.fake.requestErrors()).toEqual([]);
+  });
+
+  test('the new endpoint config is the current one as SageMaker describes it: data capture, KMS key, VolumeSizeInGB, EnableSSMAccess kept', async () => {
+    const w = world();
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
+    expect(run.status).toBe('SUCCEEDED');
+
+    const initial = [...FakeSageMaker.fromTemplate(m.json).configs.values()][0];
+    const [model, config, update] = w.fake.writes.map((c) => c.input);
+    expect(model).toMatchObject({
+      ModelName: NEW_NAME,
+      ExecutionRoleArn: expect.stringMatching(/role\/ServingRole/),
+      EnableNetworkIsolation: true,
+      PrimaryContainer: { ModelDataSource: { S3DataSource: { S3Uri: `${run.output.plan.modelArtifactS3Uri}full/`, S3DataType: 'S3Prefix', CompressionType: 'None' } } },
+    });
+    expect(config.EndpointConfigName).toBe(NEW_NAME);
+    expect(config.DataCaptureConfig).toEqual(initial.DataCaptureConfig);
+    expect(config.DataCaptureConfig).toMatchObject({ EnableCapture: true, InitialSamplingPercentage: 20 });
+    expect(config.KmsKeyId).toEqual(initial.KmsKeyId);
+    expect(config.KmsKeyId).toMatch(/^arn:aws:kms:/);
+    expect(config.ProductionVariants).toEqual([{ ...initial.ProductionVariants[0], ModelName: NEW_NAME }]);
+    expect(config.ProductionVariants[0]).toMatchObject({ VolumeSizeInGB: 200, EnableSSMAccess: true });
+    expect(JSON.stringify(config)).not.toMatch(/VolumeSizeInGb|EnableSsmAccess/);
+    expect(update).toEqual({
+      EndpointName: 'support-llm',
+      EndpointConfigName: NEW_NAME,
+      DeploymentConfig: {
+        BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: { Type: 'ALL_AT_ONCE', WaitIntervalInSeconds: 600 }, TerminationWaitInSeconds: 0 },
+        // the alarms' names (Ref), as local-sfn resolves them
+        AutoRollbackConfiguration: { Alarms: [{ AlarmName: expect.stringMatching(/^servinginvocation5xxalarm/) }, { AlarmName: expect.stringMatching(/^servingmodellatencyalarm/) }] },
+      },
+    });
+    // The SageMaker API model accepts every request (an unknown member such as VolumeSizeInGb would be refused).
+    expect(w.fake.requestErrors()).toEqual([]);
+  });
+
+  test('a deployment longer than one invocation goes on in DeployWait: two more transitions per ~13 minutes', async () => {
+    const w = world([...Array(39).fill('Updating'), 'deployed']); // 20 minutes
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(deployStates(run.entered)).toEqual(['DeployStart', 'DeployStatus', 'DeployWait', 'DeployStatus', 'Deployed']);
+    expect(w.task.invocations).toBe(2);
+    expect(w.clock.sleeps.every((ms) => ms === 30_000)).toBe(true);
   });
 
   test('fails, notified, when SageMaker rolled the update back (InService on the previous config)', async () => {
-    const topic = snsRecorder();
-    const run = await runLocal(definition, input(), {
-      DeployCreateModel: () => ({}),
-      DeployCreateEndpointConfig: () => ({}),
-      DeployUpdateEndpoint: () => ({}),
-      DeployDescribe: (() => {
-        let n = 0;
-        return () => (++n === 1 ? { EndpointStatus: 'RollingBack', EndpointConfigName: 'old' } : { EndpointStatus: 'InService', EndpointConfigName: 'old' });
-      })(),
-      [`Notify${DEPLOY_FAILURES.rolledBack}`]: topic,
-    });
+    const w = world(['Updating', 'rolled-back']);
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.DeployRolledBack');
-    expect(run.cause).toMatch(/rolled support-llm back to old.*the rollback stands/);
-    expect(run.entered).not.toContain('DeployUpdateEndpointAgain');
-    expect(topic.messages).toHaveLength(1);
+    expect(JSON.parse(run.cause!).errorMessage).toMatch(
+      new RegExp(`^support-llm rolled back: it is InService on ServingEndpointConfig\\w+, not ${NEW_NAME} .*the rollback stands\\. The previous model serves again.*tuneyard deploy ${PACKAGE_ARN} --endpoint support-llm --wait`),
+    );
+    expect(run.entered).toContain(`Notify${DEPLOY_FAILURES.rolledBack}`);
+    expect(w.notify.messages).toHaveLength(1);
   });
 
-  test('fails, notified, when the rollback itself failed', async () => {
-    const run = await runLocal(definition, input(), {
-      DeployCreateModel: () => ({}),
-      DeployCreateEndpointConfig: () => ({}),
-      DeployUpdateEndpoint: () => ({}),
-      DeployDescribe: () => ({ EndpointStatus: 'UpdateRollbackFailed', EndpointConfigName: 'old' }),
-      [`Notify${DEPLOY_FAILURES.failed}`]: snsRecorder(),
-    });
-    expect(run.status).toBe('FAILED');
+  test('fails, notified, when the endpoint fails', async () => {
+    const w = world(['Updating', 'UpdateRollbackFailed']);
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
     expect(run.error).toBe('Tuneyard.DeployFailed');
-    expect(run.cause).toBe('Endpoint support-llm is UpdateRollbackFailed.');
+    expect(JSON.parse(run.cause!).errorMessage).toMatch(/^support-llm is UpdateRollbackFailed: The primary container .* did not pass the ping health check\. The model stays registered/);
+    expect(run.entered).toContain(`Notify${DEPLOY_FAILURES.failed}`);
   });
 
-  test('gives up after the bounded number of polls', async () => {
-    const run = await runLocal(definition, input(), {
-      DeployCreateModel: () => ({}),
-      DeployCreateEndpointConfig: () => ({}),
-      DeployUpdateEndpoint: () => ({}),
-      DeployDescribe: () => ({ EndpointStatus: 'Updating', EndpointConfigName: 'old' }),
-      [`Notify${DEPLOY_FAILURES.timedOut}`]: snsRecorder(),
-    });
-    expect(run.status).toBe('FAILED');
+  test('gives up after 90 minutes of waiting (DeployTimedOut), leaving the deployment to SageMaker', async () => {
+    const w = world(['Updating']);
+    const started = w.clock.now;
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
     expect(run.error).toBe('Tuneyard.DeployTimedOut');
-    expect(run.entered.filter((s) => s === 'DeployDescribe')).toHaveLength(4);
+    expect(JSON.parse(run.cause!).errorMessage).toBe(
+      `endpoint support-llm is still Updating after 90 minutes: SageMaker finishes or rolls back the deployment on its own. Follow it with \`tuneyard deploy ${PACKAGE_ARN} --endpoint support-llm --wait\` (it sends nothing twice).`,
+    );
+    expect(w.clock.now - started).toBe(90 * 60_000);
+    // 13 minutes per invocation: the start and six waits
+    expect(w.task.invocations).toBe(7);
+    expect(run.entered.filter((s) => s === DEPLOY_STATES.wait)).toHaveLength(6);
   });
 
-  test('refuses an unapproved model and another endpoint', async () => {
-    const unapproved = await runLocal(definition, input({ modelApprovalStatus: 'PendingManualApproval' }), { [`Notify${DEPLOY_FAILURES.notApproved}`]: snsRecorder() });
-    expect(unapproved.error).toBe('Tuneyard.DeployNotApproved');
-    const other = await runLocal(definition, input({ deploy: { endpointName: 'other', adapterName: 'a' } }), { [`Notify${DEPLOY_FAILURES.targetUnknown}`]: snsRecorder() });
-    expect(other.error).toBe('Tuneyard.DeployTargetUnknown');
+  test('an endpoint that is not InService fails the run (DeployFailed) with the reason, before writing anything', async () => {
+    const w = world();
+    [...w.fake.endpoints.values()][0].EndpointStatus = 'Updating';
+    const run = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }), w.handlers);
+    expect(run.error).toBe('Tuneyard.DeployFailed');
+    expect(JSON.parse(run.cause!).errorMessage).toBe(
+      `endpoint support-llm is Updating: deploy when it is InService. Once that is fixed, deploy the registered model with \`tuneyard deploy ${PACKAGE_ARN} --endpoint support-llm --wait\`.`,
+    );
+    expect(w.fake.writes).toEqual([]);
   });
 
-  test('lets the state machine pass the endpoint role and read the rollback alarms', () => {
-    const statements = JSON.stringify(template.findResources('AWS::IAM::Policy'));
-    expect(statements).toContain('iam:PassRole');
-    expect(statements).toContain('cloudwatch:DescribeAlarms');
-    expect(statements).toContain('sagemaker:UpdateEndpoint');
+  test('refuses an unapproved model and another endpoint before reading or writing anything', async () => {
+    const unapproved = world();
+    const pending = await runLocal(m.definition, runInput({ endpointName: 'support-llm' }, { autoApprove: false }), unapproved.handlers);
+    expect(pending.error).toBe('Tuneyard.DeployNotApproved');
+    expect(JSON.parse(pending.cause!).errorMessage).toMatch(
+      new RegExp(`^Run \\S+ registered its model as PendingManualApproval; only approved models are deployed\\. .*tuneyard deploy ${PACKAGE_ARN} --endpoint support-llm --approve`),
+    );
+    expect(pending.entered).toContain(`Notify${DEPLOY_FAILURES.notApproved}`);
+    const other = world();
+    const elsewhere = await runLocal(m.definition, runInput({ endpointName: 'other' }), other.handlers);
+    expect(elsewhere.error).toBe('Tuneyard.DeployTargetUnknown');
+    expect(JSON.parse(elsewhere.cause!).errorMessage).toBe('The run asked to deploy to other; this pipeline deploys to support-llm. Ask for support-llm, or leave deploy out.');
+    expect(elsewhere.entered).toContain(`Notify${DEPLOY_FAILURES.targetUnknown}`);
+    expect([...unapproved.fake.calls, ...other.fake.calls]).toEqual([]);
   });
 
-  test("lets the endpoint's role read the run's merged model under artifacts/", () => expectEndpointReadsArtifacts(template));
+  test("the function may deploy to this endpoint only, and let SageMaker use the endpoint's key (kms:CreateGrant for AWS resources, kms:DescribeKey)", () => {
+    const statements = functionStatements(m.template);
+    const keyArn = { 'Fn::GetAtt': [m.stack.getLogicalId(m.endpoint.encryptionKey!.node.defaultChild as any), 'Arn'] };
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        { Action: 'kms:CreateGrant', Effect: 'Allow', Resource: keyArn, Condition: { Bool: { 'kms:GrantIsForAWSResource': true } } },
+        { Action: 'kms:DescribeKey', Effect: 'Allow', Resource: keyArn },
+        expect.objectContaining({ Action: 'iam:PassRole', Condition: { StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } } }),
+        expect.objectContaining({ Action: 'cloudwatch:DescribeAlarms', Resource: [expect.objectContaining({ 'Fn::GetAtt': [expect.stringMatching(/Invocation5xxAlarm/), 'Arn'] }), expect.objectContaining({ 'Fn::GetAtt': [expect.stringMatching(/ModelLatencyAlarm/), 'Arn'] })] }),
+      ]),
+    );
+    // models and configs under the endpoint's prefix only; no wildcard besides X-Ray's
+    const resources = JSON.stringify(statements.filter((s) => actionsOf([s]).some((a) => a.startsWith('sagemaker:')))).match(/:(model|endpoint-config)\/[^"]*/g);
+    expect([...new Set(resources)].sort()).toEqual([':endpoint-config/support-llm-*', ':model/support-llm-*']);
+    expect(statements.filter((s) => s.Resource === '*').flatMap((s) => actionsOf([s])).sort()).toEqual(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    expect(actionsOf(statements).filter((a) => /^sagemaker:/.test(a)).sort()).toEqual([
+      'sagemaker:CreateEndpointConfig',
+      'sagemaker:CreateModel',
+      'sagemaker:DescribeEndpoint',
+      'sagemaker:DescribeEndpointConfig',
+      'sagemaker:DescribeModel',
+      'sagemaker:UpdateEndpoint',
+    ]);
+  });
+
+  test('the state machine role only invokes the function: no SageMaker, IAM or CloudWatch permission', () => {
+    const policies = m.template.findResources('AWS::IAM::Policy');
+    const machine = Object.values(policies).filter((p: any) => p.Properties.Roles.some((r: any) => /^MachineRole/.test(r.Ref)));
+    const actions = machine.flatMap((p: any) => actionsOf(p.Properties.PolicyDocument.Statement));
+    expect(actions).toContain('lambda:InvokeFunction');
+    expect(actions.filter((a) => /^(sagemaker|iam|cloudwatch|kms):/.test(a))).toEqual([]);
+  });
+
+  test('the Deploy function raises no unacknowledged compliance finding', () => {
+    expect(deployFunctionFindings(m.stack)).toEqual([]);
+  });
+});
+
+describe('VllmDeployStage on a single-model endpoint with local NVMe (ml.g5.2xlarge)', () => {
+  test('grants nothing on a KMS key: the endpoint has none', () => {
+    const { template, endpoint } = machine();
+    expect(endpoint.encryptionKey).toBeUndefined();
+    expect(actionsOf(functionStatements(template)).filter((a) => a.startsWith('kms:'))).toEqual([]);
+  });
 });
 
 describe('VllmDeployStage on an inference-component endpoint', () => {
-  const { definition, endpoint, template } = machine(true);
+  const m = machine({ inferenceComponents: true });
+  const input = () => runInput({ endpointName: 'support-llm', adapterName: 'support-v7' });
 
-  test("lets the endpoint's role read the run's adapter under artifacts/", () => expectEndpointReadsArtifacts(template));
+  function world(steps: FakeSageMaker['componentSteps'], adapter?: { artifact: string }) {
+    const fake = FakeSageMaker.fromTemplate(m.json);
+    fake.componentSteps = steps;
+    if (adapter) {
+      fake.components.set('support-v7', {
+        InferenceComponentName: 'support-v7',
+        EndpointName: 'support-llm',
+        InferenceComponentStatus: 'InService',
+        Specification: { BaseInferenceComponentName: m.endpoint.baseComponentName, Container: { ArtifactUrl: adapter.artifact } },
+      });
+    }
+    const task = deployFunctionTask(fake, m.settings);
+    const notify = snsRecorder();
+    return { fake, task, notify, handlers: { DeployStart: task, DeployWait: task, ...Object.fromEntries(Object.values(DEPLOY_FAILURES).map((f) => [`Notify${f}`, notify])) } };
+  }
 
-  test('creates the adapter component on the base when it does not exist, and polls it to InService', async () => {
-    const created: any[] = [];
-    let polls = 0;
-    const run = await runLocal(definition, input(), {
-      DeployFindAdapter: () => {
-        const e = new Error('Could not find inference component');
-        e.name = 'SageMaker.SageMakerException';
-        throw e;
+  test("creates the run's adapter component on the base component and ends SUCCEEDED when it is InService", async () => {
+    const w = world(['Creating', 'InService']);
+    const run = await runLocal(m.definition, input(), w.handlers);
+    expect([run.status, run.error]).toEqual(['SUCCEEDED', undefined]);
+    expect(deployStates(run.entered)).toEqual(['DeployStart', 'DeployStatus', 'Deployed']);
+    expect(w.fake.writes).toEqual([
+      {
+        operation: 'CreateInferenceComponent',
+        input: {
+          InferenceComponentName: 'support-v7',
+          EndpointName: 'support-llm',
+          Specification: { BaseInferenceComponentName: m.endpoint.baseComponentName, Container: { ArtifactUrl: `${run.output.plan.modelArtifactS3Uri}adapter.tar.gz` } },
+        },
       },
-      DeployCreateAdapter: (i) => (created.push(i), {}),
-      DeployDescribe: () => ({ InferenceComponentStatus: ++polls < 2 ? 'Creating' : 'InService' }),
-    });
-    expect(run.status).toBe('SUCCEEDED');
-    expect(created[0]).toEqual({
-      InferenceComponentName: 'support-v7',
-      EndpointName: 'support-llm',
-      Specification: {
-        BaseInferenceComponentName: endpoint.baseComponentName,
-        Container: { ArtifactUrl: 's3://tuneyard-data/artifacts/run-7/job/output/model/adapter.tar.gz' },
-      },
-    });
+    ]);
+    // the base component is known: no ListInferenceComponents (which IAM cannot scope)
+    expect(w.fake.calls.map((c) => c.operation)).not.toContain('ListInferenceComponents');
+    expect(w.fake.requestErrors()).toEqual([]);
+    expect(run.requestErrors).toEqual([]);
   });
 
-  test('updates an existing adapter component, and fails notified when it ends Failed', async () => {
-    const updated: any[] = [];
-    const topic = snsRecorder();
-    const run = await runLocal(definition, input(), {
-      DeployFindAdapter: () => ({ InferenceComponentName: 'support-v7' }),
-      DeployUpdateAdapter: (i) => (updated.push(i), {}),
-      DeployDescribe: () => ({ InferenceComponentStatus: 'Failed' }),
-      [`Notify${DEPLOY_FAILURES.failed}`]: topic,
-    });
-    expect(updated).toHaveLength(1);
+  test('updates an existing adapter component', async () => {
+    const w = world(['Updating', 'InService'], { artifact: 's3://data-bucket/artifacts/old/adapter.tar.gz' });
+    const run = await runLocal(m.definition, input(), w.handlers);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(w.fake.writes.map((c) => [c.operation, c.input.Specification.Container.ArtifactUrl])).toEqual([
+      ['UpdateInferenceComponent', `${run.output.plan.modelArtifactS3Uri}adapter.tar.gz`],
+    ]);
+    expect(w.fake.requestErrors()).toEqual([]);
+  });
+
+  test('fails, notified, with SageMaker\'s reason when the adapter component ends Failed', async () => {
+    const w = world(['Creating', 'Failed']);
+    const run = await runLocal(m.definition, input(), w.handlers);
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.DeployFailed');
-    expect(topic.messages).toHaveLength(1);
+    expect(JSON.parse(run.cause!).errorMessage).toMatch(
+      /^adapter support-v7 on support-llm is Failed: adapter_config\.json not found in the archive\. .*tuneyard deploy \S+ --endpoint support-llm --adapter support-v7 --wait/,
+    );
+    expect(w.notify.messages).toHaveLength(1);
+  });
+
+  test('the function may describe, create and update inference components (create on this endpoint), and nothing of models, configs, roles or keys', () => {
+    const actions = actionsOf(functionStatements(m.template)).filter((a) => !a.startsWith('logs:') && !a.startsWith('xray:'));
+    expect(actions.sort()).toEqual([
+      'sagemaker:CreateInferenceComponent',
+      'sagemaker:DescribeEndpoint',
+      'sagemaker:DescribeEndpointConfig',
+      'sagemaker:DescribeInferenceComponent',
+      'sagemaker:UpdateInferenceComponent',
+    ]);
+    expect(deployFunctionFindings(m.stack)).toEqual([]);
+  });
+});
+
+describe('VllmDeployStage validation', () => {
+  test('fails when pollInterval is under a second', () => {
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Store');
+    const endpoint = new VllmEndpoint(stack, 'Serving', { instanceType: 'ml.g5.2xlarge', baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelData: VllmModelData.fromS3Prefix(store.bucket, 'm/') });
+    const stage = new VllmDeployStage({ endpoint, pollInterval: Duration.millis(0) });
+    expect(() => stage.bind(stack, {} as any)).toThrow(/pollInterval must be 1 second to 5 minutes .*got 0 s/);
   });
 });

@@ -1,29 +1,24 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import * as path from 'node:path';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { DATA_PREFIXES, MODEL_OUTPUT } from '../../lib/layout';
-import { DEPLOY_WAIT } from '../../lib/run-request';
+import { DEPLOY_ERRORS, deploymentNamePrefix } from '../../lib/deploy';
+import { TuneyardValidationError } from '../../lib/errors';
+import { DATA_PREFIXES } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
+import { DEPLOY_WAIT } from '../../lib/run-request';
 import type { DeployArtifact, IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
+import { DEPLOY_RUN_ENV } from './handler/deploy-run';
 import { VllmEndpoint } from './vllm-endpoint';
 
 /** The states of the Deploy stage (names are a contract with tests and dashboards). */
 export const DEPLOY_STATES = {
-  checkTarget: 'DeployCheckTarget',
-  checkApproval: 'DeployCheckApproval',
-  findAdapter: 'DeployFindAdapter',
-  createAdapter: 'DeployCreateAdapter',
-  updateAdapter: 'DeployUpdateAdapter',
-  createModel: 'DeployCreateModel',
-  createEndpointConfig: 'DeployCreateEndpointConfig',
-  updateEndpoint: 'DeployUpdateEndpoint',
-  startPolling: 'DeployStartPolling',
-  wait: 'DeployWait',
-  describe: 'DeployDescribe',
+  start: 'DeployStart',
   status: 'DeployStatus',
-  countPoll: 'DeployCountPoll',
+  wait: 'DeployWait',
   deployed: 'Deployed',
 } as const;
 
@@ -41,26 +36,14 @@ export interface VllmDeployStageProps {
   /** The endpoint that runs deploy to (the request's `deploy.endpointName` must name it). */
   readonly endpoint: VllmEndpoint;
   /**
-   * Where the adapter tarball is, relative to the run's model artifact folder (`$.plan.modelArtifactS3Uri`).
-   * Inference components load adapters from a `.tar.gz`.
-   *
-   * @default 'adapter.tar.gz'
-   */
-  readonly adapterArtifact?: string;
-  /**
-   * Where the merged model folder is, relative to the run's model artifact folder (single-model endpoints).
-   *
-   * @default 'full/'
-   */
-  readonly mergedModelFolder?: string;
-  /**
-   * The wait between two status polls.
+   * The wait between two status polls (1 second to 5 minutes).
    *
    * @default Duration.seconds(30) (`DEPLOY_WAIT`, shared with `tuneyard deploy --wait`)
    */
   readonly pollInterval?: Duration;
   /**
-   * Polls before the stage gives up (the deployment itself goes on, and rolls back on its alarms).
+   * Polls before the stage gives up (the deployment itself goes on, and rolls back on its alarms):
+   * the stage waits at most `maxPolls` × `pollInterval` from the start of the deployment.
    *
    * @default 180 (90 minutes at the default interval; `DEPLOY_WAIT`)
    */
@@ -73,18 +56,31 @@ export interface VllmDeployStageProps {
  * deployment (`deploy: { endpointName, adapterName }` in the RunRequest; off by default) and
  * only for an approved model (`autoApprove`).
  *
- * - Inference-component endpoints: the run's adapter becomes (or replaces) the adapter component
- *   `adapterName` on the base component (CreateInferenceComponent / UpdateInferenceComponent),
- *   and the stage polls DescribeInferenceComponent until `InService`.
- * - Single-model endpoints: CreateModel from the run's merged model folder, CreateEndpointConfig
- *   with the endpoint's variant, UpdateEndpoint with its blue/green or rolling DeploymentConfig
- *   and auto-rollback alarms, then DescribeEndpoint until `InService`. An endpoint back in
- *   service on its previous configuration was rolled back by SageMaker: the rollback stands and
- *   the run fails (`DeployRolledBack`), notified; `Failed`, `UpdateRollbackFailed` and
- *   `OutOfService` fail it too (`DeployFailed`).
+ * A Lambda function makes the deployment with the calls `tuneyard deploy` makes (one definition,
+ * lib/deploy.ts), for the package Register created and the run's model folder:
  *
- * The poll loop is bounded (`maxPolls`); giving up fails the run (`DeployTimedOut`) but does not
- * stop the deployment, which SageMaker finishes or rolls back on its own.
+ * - Inference-component endpoints: the run's adapter (`adapter.tar.gz`) becomes (or replaces) the
+ *   adapter component `adapterName` on the base component, then waits for `InService`.
+ * - Single-model endpoints: CreateModel from the run's merged model folder (`full/`) with the
+ *   current model's image, environment, role and network; CreateEndpointConfig as a copy of the
+ *   endpoint's current configuration as SageMaker describes it (data capture, KMS key, every
+ *   variant setting) with the new model; UpdateEndpoint with the endpoint's blue/green or rolling
+ *   DeploymentConfig and auto-rollback alarms; then it waits until the endpoint is InService on the
+ *   new configuration. Back in service on its previous configuration means SageMaker rolled back:
+ *   the rollback stands and the run fails (`DeployRolledBack`); `Failed`, `UpdateRollbackFailed`
+ *   and `OutOfService` fail it too (`DeployFailed`).
+ *
+ * States: DeployStart (checks the target and the approval, plans, writes, waits up to ~13 minutes)
+ * → DeployStatus → [DeployWait (waits up to ~13 minutes more) → DeployStatus]… → Deployed. A
+ * deployment of under ~13 minutes costs 3 state transitions, each further ~13 minutes 2 more (90
+ * minutes: 15). A run that asks for another endpoint (`DeployTargetUnknown`) or whose model is not
+ * approved (`DeployNotApproved`) is refused before anything is read or written.
+ * The wait is bounded (`maxPolls` × `pollInterval`); giving up fails the run (`DeployTimedOut`) but
+ * does not stop the deployment, which SageMaker finishes or rolls back on its own.
+ *
+ * The function may deploy to this endpoint only: describe and update it and its inference
+ * components, create models and endpoint configs named `<endpoint name>-*`, pass the endpoint's
+ * role to SageMaker, read its rollback alarms, and let SageMaker use its volume key.
  */
 export class VllmDeployStage implements IPipelineStage {
   constructor(private readonly props: VllmDeployStageProps) {}
@@ -96,228 +92,140 @@ export class VllmDeployStage implements IPipelineStage {
 
   public bind(scope: Construct, context: PipelineStageContext): sfn.IChainable {
     const ep = this.props.endpoint;
+    const pollSeconds = (this.props.pollInterval ?? Duration.seconds(DEPLOY_WAIT.pollSeconds)).toSeconds();
+    const maxPolls = this.props.maxPolls ?? DEPLOY_WAIT.maxPolls;
+    if (!Token.isUnresolved(pollSeconds) && (pollSeconds < 1 || pollSeconds > 300)) {
+      throw new TuneyardValidationError(`pollInterval must be 1 second to 5 minutes (it must fit a Lambda invocation many times); got ${pollSeconds} s. Use e.g. Duration.seconds(30).`, ep);
+    }
+    if (!Token.isUnresolved(maxPolls) && (!Number.isInteger(maxPolls) || maxPolls < 1)) {
+      throw new TuneyardValidationError(`maxPolls must be a whole number of at least 1; got ${maxPolls}. Use e.g. 180 (90 minutes at 30 s).`, ep);
+    }
     this.grantEndpointReadArtifacts(context);
-    // One notify-and-fail chain per Fail state, shared by every path that ends there.
+
+    const fn = context.createFunction('DeployFunction', {
+      entry: path.join(__dirname, 'handler', 'deploy-run'),
+      description: `Tuneyard: deploys a run's model to the vLLM endpoint ${ep.node.path} and waits for it`,
+      memorySize: 256,
+      // Each invocation waits until ~2 minutes before its timeout, then hands over to the next.
+      timeout: Duration.minutes(15),
+      reservedConcurrentExecutions: 2,
+      environment: {
+        [DEPLOY_RUN_ENV.endpointName]: ep.endpointName,
+        [DEPLOY_RUN_ENV.pollSeconds]: String(pollSeconds),
+        [DEPLOY_RUN_ENV.maxPolls]: String(maxPolls),
+        ...(ep.baseComponentName
+          ? { [DEPLOY_RUN_ENV.baseComponentName]: ep.baseComponentName }
+          : { [DEPLOY_RUN_ENV.deploymentConfig]: Stack.of(scope).toJsonString(ep.apiDeploymentConfig) }),
+      },
+      outsideVpcReason: 'the function only calls the SageMaker API (describe, create and update of this endpoint) over TLS.',
+      policyScope: "this endpoint, its components, models and endpoint configs named after it, its role, rollback alarms and key, or the log group",
+    });
+    this.grantDeploy(scope, fn);
+    acknowledgeOnGrantee(context.role, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(scope), fn.functionArn)}:*]`]:
+        'lambda:InvokeFunction on the versions and aliases of the Deploy function (the CDK grant for a Lambda task).',
+    });
+
+    // One notify-and-fail chain per Fail state, shared by both tasks.
     const failures = new Map<string, sfn.IChainable>();
     const fail = (name: string) => {
       if (!failures.has(name)) failures.set(name, context.failure(name, 'Deploy'));
       return failures.get(name)!;
     };
-    const raise = (id: string, error: string, cause: string, failName: string) =>
-      new sfn.Pass(scope, id, { parameters: { Error: error, 'Cause.$': cause }, resultPath: '$.error' }).next(fail(failName));
 
-    const deployed = new sfn.Pass(scope, DEPLOY_STATES.deployed, {
-      parameters: { 'endpointName.$': '$.plan.deploy.endpointName', 'adapterName.$': '$.plan.deploy.adapterName', 'status.$': '$.deployment.describe.status' },
-      resultPath: '$.deployment.result',
+    // The function's result at $.deployment says what was deployed and how it ended.
+    const deployed = new sfn.Pass(scope, DEPLOY_STATES.deployed);
+    const start = new tasks.LambdaInvoke(scope, DEPLOY_STATES.start, {
+      lambdaFunction: fn,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({
+        action: 'start',
+        runId: sfn.JsonPath.stringAt('$.plan.runId'),
+        modelApprovalStatus: sfn.JsonPath.stringAt('$.plan.modelApprovalStatus'),
+        // The whole deploy object: adapterName is there for adapter endpoints only (PlanRun asks for it there).
+        deploy: sfn.JsonPath.objectAt('$.plan.deploy'),
+        modelPackageArn: sfn.JsonPath.stringAt('$.registration.ModelPackageArn'),
+        modelData: sfn.JsonPath.stringAt('$.plan.modelArtifactS3Uri'),
+      }),
+      resultPath: '$.deployment',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
+      retryOnServiceExceptions: false,
     });
-
-    // Polling: Wait → Describe → Status (Choice) → CountPoll → Wait, at most maxPolls times.
-    const maxPolls = this.props.maxPolls ?? DEPLOY_WAIT.maxPolls;
-    const startPolling = new sfn.Pass(scope, DEPLOY_STATES.startPolling, { result: sfn.Result.fromObject({ count: 0 }), resultPath: '$.deployment.polls' });
-    const wait = new sfn.Wait(scope, DEPLOY_STATES.wait, { time: sfn.WaitTime.duration(this.props.pollInterval ?? Duration.seconds(DEPLOY_WAIT.pollSeconds)) });
-    const countPoll = new sfn.Pass(scope, DEPLOY_STATES.countPoll, {
-      parameters: { 'count.$': 'States.MathAdd($.deployment.polls.count, 1)' },
-      resultPath: '$.deployment.polls',
+    const wait = new tasks.LambdaInvoke(scope, DEPLOY_STATES.wait, {
+      lambdaFunction: fn,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({ action: 'wait', deployment: sfn.JsonPath.objectAt('$.deployment') }),
+      resultPath: '$.deployment',
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
+      retryOnServiceExceptions: false,
     });
-    const timedOut = raise('DeployGiveUp', 'Tuneyard.DeployTimedOut', `States.Format('Not InService after ${maxPolls} polls; last status {}. SageMaker finishes or rolls back the deployment on its own.', $.deployment.describe.status)`, DEPLOY_FAILURES.timedOut);
-    const keepPolling = (choice: sfn.Choice) =>
-      choice.when(sfn.Condition.numberLessThan('$.deployment.polls.count', maxPolls), countPoll).otherwise(timedOut);
-
-    let start: sfn.IChainable;
-    let status: sfn.Choice;
-    if (ep.usesInferenceComponents) {
-      const adapterArtifact = this.props.adapterArtifact ?? MODEL_OUTPUT.adapterArchive;
-      const specification = {
-        BaseInferenceComponentName: ep.baseComponentName,
-        Container: { 'ArtifactUrl.$': `States.Format('{}${adapterArtifact}', $.plan.modelArtifactS3Uri)` },
-      };
-      const componentArn = Stack.of(scope).formatArn({ service: 'sagemaker', resource: 'inference-component', resourceName: '*' });
-      const find = new tasks.CallAwsService(scope, DEPLOY_STATES.findAdapter, {
-        service: 'sagemaker',
-        action: 'describeInferenceComponent',
-        iamAction: 'sagemaker:DescribeInferenceComponent',
-        parameters: { 'InferenceComponentName.$': '$.plan.deploy.adapterName' },
-        iamResources: [componentArn],
-        resultSelector: { 'InferenceComponentName.$': '$.InferenceComponentName' },
-        resultPath: '$.deployment.existing',
-      });
-      const create = new tasks.CallAwsService(scope, DEPLOY_STATES.createAdapter, {
-        service: 'sagemaker',
-        action: 'createInferenceComponent',
-        iamAction: 'sagemaker:CreateInferenceComponent',
-        parameters: { 'InferenceComponentName.$': '$.plan.deploy.adapterName', EndpointName: ep.endpointName, Specification: specification },
-        iamResources: [componentArn, ep.endpointArn],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
-      const update = new tasks.CallAwsService(scope, DEPLOY_STATES.updateAdapter, {
-        service: 'sagemaker',
-        action: 'updateInferenceComponent',
-        iamAction: 'sagemaker:UpdateInferenceComponent',
-        parameters: { 'InferenceComponentName.$': '$.plan.deploy.adapterName', Specification: specification },
-        iamResources: [componentArn],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
-      const describe = new tasks.CallAwsService(scope, DEPLOY_STATES.describe, {
-        service: 'sagemaker',
-        action: 'describeInferenceComponent',
-        iamAction: 'sagemaker:DescribeInferenceComponent',
-        parameters: { 'InferenceComponentName.$': '$.plan.deploy.adapterName' },
-        iamResources: [componentArn],
-        resultSelector: { 'status.$': '$.InferenceComponentStatus' },
-        resultPath: '$.deployment.describe',
-      });
-      for (const task of [find, create, update, describe]) context.addTransientRetries(task, 'sagemaker');
-      acknowledgeOnGrantee(context.role, {
-        [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(scope), componentArn)}]`]:
-          'The adapter component is named by each run request (deploy.adapterName), so its name is not known at synth; the actions are limited to creating, updating and describing inference components.',
-      });
-      // An adapter that does not exist yet is created; any other describe error leads there too,
-      // and CreateInferenceComponent then fails on its own (an existing name is refused).
-      find.addCatch(create, { resultPath: '$.deployment.findError' });
-      for (const task of [create, update, describe]) task.addCatch(fail(DEPLOY_FAILURES.failed), { resultPath: '$.error' });
-      find.next(update);
-      status = new sfn.Choice(scope, DEPLOY_STATES.status)
-        .when(sfn.Condition.stringEquals('$.deployment.describe.status', 'InService'), deployed)
-        .when(
-          sfn.Condition.stringEquals('$.deployment.describe.status', 'Failed'),
-          raise('DeployComponentFailed', 'Tuneyard.DeployFailed', "States.Format('Adapter component {} is Failed.', $.plan.deploy.adapterName)", DEPLOY_FAILURES.failed),
-        );
-      keepPolling(status);
-      create.next(startPolling);
-      update.next(startPolling);
-      describe.next(status);
-      wait.next(describe);
-      start = find;
-    } else {
-      const mergedFolder = this.props.mergedModelFolder ?? MODEL_OUTPUT.fullWeights;
-      const newName = "States.Format('tuneyard-{}', States.Hash($.plan.runId, 'MD5'))";
-      const stack = Stack.of(scope);
-      const createModel = new tasks.CallAwsService(scope, DEPLOY_STATES.createModel, {
-        service: 'sagemaker',
-        action: 'createModel',
-        iamAction: 'sagemaker:CreateModel',
-        parameters: {
-          'ModelName.$': newName,
-          ExecutionRoleArn: ep.role.roleArn,
-          EnableNetworkIsolation: true,
-          PrimaryContainer: {
-            Image: ep.imageUri,
-            Environment: ep.environment,
-            ModelDataSource: {
-              S3DataSource: { 'S3Uri.$': `States.Format('{}${mergedFolder}', $.plan.modelArtifactS3Uri)`, S3DataType: 'S3Prefix', CompressionType: 'None' },
-            },
-          },
-          ...(ep.modelVpcConfig ? { VpcConfig: { Subnets: ep.modelVpcConfig.subnets, SecurityGroupIds: ep.modelVpcConfig.securityGroupIds } } : {}),
-        },
-        iamResources: [stack.formatArn({ service: 'sagemaker', resource: 'model', resourceName: 'tuneyard-*' })],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
-      const { ModelName: _previousModel, ...variant } = toApi(ep.productionVariant) as Record<string, unknown>;
-      void _previousModel;
-      const createConfig = new tasks.CallAwsService(scope, DEPLOY_STATES.createEndpointConfig, {
-        service: 'sagemaker',
-        action: 'createEndpointConfig',
-        iamAction: 'sagemaker:CreateEndpointConfig',
-        parameters: {
-          'EndpointConfigName.$': newName,
-          ProductionVariants: [{ ...variant, 'ModelName.$': newName }],
-          ...(ep.encryptionKey ? { KmsKeyId: ep.encryptionKey.keyArn } : {}),
-        },
-        iamResources: [stack.formatArn({ service: 'sagemaker', resource: 'endpoint-config', resourceName: 'tuneyard-*' })],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
-      const update = new tasks.CallAwsService(scope, DEPLOY_STATES.updateEndpoint, {
-        service: 'sagemaker',
-        action: 'updateEndpoint',
-        iamAction: 'sagemaker:UpdateEndpoint',
-        parameters: { EndpointName: ep.endpointName, 'EndpointConfigName.$': newName, DeploymentConfig: ep.apiDeploymentConfig },
-        iamResources: [ep.endpointArn, stack.formatArn({ service: 'sagemaker', resource: 'endpoint-config', resourceName: 'tuneyard-*' })],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
-      const describe = new tasks.CallAwsService(scope, DEPLOY_STATES.describe, {
-        service: 'sagemaker',
-        action: 'describeEndpoint',
-        iamAction: 'sagemaker:DescribeEndpoint',
-        parameters: { EndpointName: ep.endpointName },
-        iamResources: [ep.endpointArn],
-        resultSelector: { 'status.$': '$.EndpointStatus', 'config.$': '$.EndpointConfigName'},
-        resultPath: '$.deployment.describe',
-      });
-      for (const task of [createModel, createConfig, update, describe]) {
-        context.addTransientRetries(task, 'sagemaker');
-        task.addCatch(fail(DEPLOY_FAILURES.failed), { resultPath: '$.error' });
-      }
-      const expected = new sfn.Pass(scope, 'DeployExpectConfig', { parameters: { 'name.$': newName }, resultPath: '$.deployment.config' });
-      status = new sfn.Choice(scope, DEPLOY_STATES.status)
-        .when(
-          sfn.Condition.and(
-            sfn.Condition.stringEquals('$.deployment.describe.status', 'InService'),
-            sfn.Condition.stringEqualsJsonPath('$.deployment.describe.config', '$.deployment.config.name'),
-          ),
-          deployed,
-        )
-        .when(
-          sfn.Condition.stringEquals('$.deployment.describe.status', 'InService'),
-          raise(
-            'DeployWasRolledBack',
-            'Tuneyard.DeployRolledBack',
-            "States.Format('SageMaker rolled {} back to {} (an auto-rollback alarm fired or the new fleet failed); the rollback stands.', $.plan.deploy.endpointName, $.deployment.describe.config)",
-            DEPLOY_FAILURES.rolledBack,
-          ),
-        )
-        .when(
-          sfn.Condition.or(
-            sfn.Condition.stringEquals('$.deployment.describe.status', 'Failed'),
-            sfn.Condition.stringEquals('$.deployment.describe.status', 'UpdateRollbackFailed'),
-            sfn.Condition.stringEquals('$.deployment.describe.status', 'OutOfService'),
-          ),
-          raise('DeployEndpointFailed', 'Tuneyard.DeployFailed', "States.Format('Endpoint {} is {}.', $.plan.deploy.endpointName, $.deployment.describe.status)", DEPLOY_FAILURES.failed),
-        );
-      keepPolling(status);
-      createModel.next(createConfig).next(update).next(expected).next(startPolling);
-      describe.next(status);
-      wait.next(describe);
-      start = createModel;
-      const created = ['model', 'endpoint-config'].map((resource) => stack.formatArn({ service: 'sagemaker', resource, resourceName: 'tuneyard-*' }));
-      acknowledgeOnGrantee(
-        context.role,
-        Object.fromEntries(
-          created.map((arn) => [
-            `AwsSolutions-IAM5[Resource::${nagResource(stack, arn)}]`,
-            'Each run creates its own model and endpoint config, named tuneyard-<hash of the run id> at run time; the grant covers only names with that prefix.',
-          ]),
-        ),
-      );
-      // UpdateEndpoint passes the execution role to the new model's endpoint config and checks the rollback alarms.
-      context.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [ep.role.roleArn] }));
-      context.role.addToPrincipalPolicy(
-        new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: [ep.invocation5xxAlarm.alarmArn, ep.modelLatencyAlarm.alarmArn] }),
-      );
+    const caught: Array<[string, string]> = [
+      [DEPLOY_ERRORS.targetUnknown, DEPLOY_FAILURES.targetUnknown],
+      [DEPLOY_ERRORS.notApproved, DEPLOY_FAILURES.notApproved],
+      [DEPLOY_ERRORS.rolledBack, DEPLOY_FAILURES.rolledBack],
+      [DEPLOY_ERRORS.timedOut, DEPLOY_FAILURES.timedOut],
+    ];
+    for (const task of [start, wait]) {
+      context.addTransientRetries(task, 'lambda');
+      for (const [error, failName] of caught) task.addCatch(fail(failName), { errors: [error], resultPath: '$.error' });
+      task.addCatch(fail(DEPLOY_FAILURES.failed), { resultPath: '$.error' });
     }
-    startPolling.next(wait);
-    countPoll.next(wait);
+    const status = new sfn.Choice(scope, DEPLOY_STATES.status)
+      .when(sfn.Condition.stringEquals('$.deployment.outcome', 'deployed'), deployed)
+      .otherwise(wait);
+    start.next(status);
+    wait.next(status);
+    return sfn.Chain.custom(start, [deployed], deployed);
+  }
 
-    const approved = new sfn.Choice(scope, DEPLOY_STATES.checkApproval)
-      .when(sfn.Condition.stringEquals('$.plan.modelApprovalStatus', 'Approved'), start)
-      .otherwise(
-        raise(
-          'DeployRefuseUnapproved',
-          'Tuneyard.DeployNotApproved',
-          "States.Format('Run {} registered its model as {}; only approved models are deployed (set autoApprove, or approve the package and deploy it).', $.plan.runId, $.plan.modelApprovalStatus)",
-          DEPLOY_FAILURES.notApproved,
-        ),
-      );
-    const target = new sfn.Choice(scope, DEPLOY_STATES.checkTarget)
-      .when(sfn.Condition.stringEquals('$.plan.deploy.endpointName', ep.endpointName), approved)
-      .otherwise(
-        raise(
-          'DeployRefuseTarget',
-          'Tuneyard.DeployTargetUnknown',
-          `States.Format('The run asked to deploy to {}; this pipeline deploys to ${ep.endpointName}.', $.plan.deploy.endpointName)`,
-          DEPLOY_FAILURES.targetUnknown,
-        ),
-      );
-    return sfn.Chain.custom(target, [deployed], deployed);
+  /**
+   * What the Deploy function may do: only to this endpoint, its components, and the models and
+   * endpoint configs it names `<endpoint name>-<hash>`.
+   */
+  private grantDeploy(scope: Construct, fn: lambda.IFunction): void {
+    const ep = this.props.endpoint;
+    const stack = Stack.of(scope);
+    const arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'sagemaker', resource, resourceName });
+    const allow = (actions: string[], resources: string[], conditions?: Record<string, Record<string, unknown>>) =>
+      fn.addToRolePolicy(new iam.PolicyStatement({ actions, resources, conditions }));
+    const findings: Record<string, string> = {};
+    // The CloudFormation-made config the endpoint starts on (the plan copies it); Ref is its ARN.
+    const initialConfig = ep.endpointConfig.ref;
+    allow(['sagemaker:DescribeEndpoint'], [ep.endpointArn]);
+
+    if (ep.usesInferenceComponents) {
+      const components = arn('inference-component', '*');
+      allow(['sagemaker:DescribeEndpointConfig'], [initialConfig]);
+      allow(['sagemaker:DescribeInferenceComponent', 'sagemaker:UpdateInferenceComponent'], [components]);
+      allow(['sagemaker:CreateInferenceComponent'], [components, ep.endpointArn]);
+      findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, components)}]`] =
+        'Adapter components are named by each run request (deploy.adapterName), so their names are not known at synth (IAM has no condition on the endpoint of a component); the actions are describe, create (on this endpoint only) and update of inference components.';
+    } else {
+      // SageMaker ARNs carry the name in lower case: both spellings, when they differ.
+      const prefix = Token.isUnresolved(ep.endpointName) ? `${ep.endpointName}-` : deploymentNamePrefix(ep.endpointName);
+      const prefixes = [...new Set([prefix, prefix.toLowerCase()])];
+      const models = prefixes.map((p) => arn('model', `${p}*`));
+      const configs = prefixes.map((p) => arn('endpoint-config', `${p}*`));
+      allow(['sagemaker:DescribeModel'], [ep.model.ref, ...models]);
+      allow(['sagemaker:CreateModel'], models);
+      allow(['sagemaker:DescribeEndpointConfig'], [initialConfig, ...configs]);
+      allow(['sagemaker:CreateEndpointConfig'], configs);
+      allow(['sagemaker:UpdateEndpoint'], [ep.endpointArn, ...configs]);
+      // CreateModel passes the endpoint's role (copied from the current model).
+      allow(['iam:PassRole'], [ep.role.roleArn], { StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
+      // UpdateEndpoint checks the auto-rollback alarms.
+      allow(['cloudwatch:DescribeAlarms'], [ep.invocation5xxAlarm.alarmArn, ep.modelLatencyAlarm.alarmArn]);
+      if (ep.encryptionKey) {
+        // EBS-backed instance types: the new endpoint config's KmsKeyId lets SageMaker encrypt the volumes, with a grant the caller makes.
+        allow(['kms:CreateGrant'], [ep.encryptionKey.keyArn], { Bool: { 'kms:GrantIsForAWSResource': true } });
+        allow(['kms:DescribeKey'], [ep.encryptionKey.keyArn]);
+      }
+      for (const resource of [...models, ...configs]) {
+        findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, resource)}]`] =
+          "Each deployment creates its own model and endpoint config, named <endpoint name>-<hash of the model package ARN> at run time; the grant covers only this endpoint's prefix.";
+      }
+    }
+    acknowledgeOnGrantee(fn, findings);
   }
 
   /**
@@ -334,13 +242,4 @@ export class VllmDeployStage implements IPipelineStage {
         'The Deploy stage serves the adapter or merged model of each run from artifacts/<run id>/, named at run time; read-only.',
     });
   }
-}
-
-/** camelCase L1 property shape → the API's PascalCase. */
-function toApi(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(toApi);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k.charAt(0).toUpperCase() + k.slice(1), toApi(v)]));
-  }
-  return value;
 }

@@ -96,12 +96,12 @@ function singleModel(options: { approval?: string; statuses?: Array<[string, str
 }
 
 /** An inference-component endpoint `chat` with the base component `chat-base` and, optionally, the adapter `support`. */
-function adapters(options: { approval?: string; adapter?: { status: string; artifact?: string }; statuses?: Array<[string, string?]> } = {}) {
+function adapters(options: { approval?: string; adapter?: { status: string; artifact?: string; endpoint?: string }; statuses?: Array<[string, string?]> } = {}) {
   const components = new Map<string, Record<string, unknown>>([['chat-base', { InferenceComponentName: 'chat-base', EndpointName: 'chat', InferenceComponentStatus: 'InService', Specification: { ModelName: 'chat-model-1' } }]]);
   if (options.adapter) {
     components.set('support', {
       InferenceComponentName: 'support',
-      EndpointName: 'chat',
+      EndpointName: options.adapter.endpoint ?? 'chat',
       InferenceComponentStatus: options.adapter.status,
       Specification: { BaseInferenceComponentName: 'chat-base', Container: { ArtifactUrl: options.adapter.artifact ?? 's3://tuneyard-data/artifacts/old/adapter.tar.gz' } },
     });
@@ -301,7 +301,7 @@ describe('deploy to an inference-component endpoint', () => {
   test('fails without --adapter, naming the flag, before writing anything', async () => {
     const { factory, calls } = adapters();
     const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat'], { clients: factory });
-    expect(stderr).toBe("error: endpoint chat serves adapters as inference components: pass --adapter NAME (the adapter component's name; an existing one is updated)\n");
+    expect(stderr).toBe('error: endpoint chat serves adapters as inference components: name the adapter component with --adapter (an existing one is updated)\n');
     expect(code).toBe(1);
     expect(writes(calls)).toEqual([]);
   });
@@ -309,7 +309,18 @@ describe('deploy to an inference-component endpoint', () => {
   test('fails when --adapter names the base component', async () => {
     const { factory, calls } = adapters();
     const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat', '--adapter', 'chat-base'], { clients: factory });
-    expect(stderr).toBe("error: chat-base is the base model's component on chat, not an adapter: pass another --adapter name\n");
+    expect(stderr).toBe("error: chat-base is the base model's component on chat, not an adapter: choose another adapter name (--adapter)\n");
+    expect(code).toBe(1);
+    expect(writes(calls)).toEqual([]);
+  });
+
+  test('fails when --adapter names a component of another endpoint, before writing anything', async () => {
+    // GIVEN an adapter named "support" on another endpoint (ListInferenceComponents of chat does not show it)
+    const { factory, calls } = adapters({ adapter: { status: 'InService', endpoint: 'other' } });
+    // WHEN
+    const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat', '--adapter', 'support'], { clients: factory });
+    // THEN
+    expect(stderr).toBe('error: the name support is taken by a component of endpoint other: choose another adapter name (--adapter)\n');
     expect(code).toBe(1);
     expect(writes(calls)).toEqual([]);
   });

@@ -1,26 +1,20 @@
 /**
  * The composed plane's own state machine (FineTuningPlaneStack with serving configured: the real
  * FineTuningJob, ModelRegistry, DatasetValidationFunction and VllmDeployStage), executed locally.
- * Local handlers stand in for SageMaker, Lambda and SNS; the PlanRun and ReadEvalReport handlers are
- * the real functions. What is simulated: every AWS call's result.
+ * Local handlers stand in for SageMaker's jobs and registry, the dataset validator and SNS; the
+ * PlanRun, ReadEvalReport and Deploy handlers are the real functions, the Deploy one with a fake
+ * SageMaker started from the template's endpoint. Every request is checked against the API models.
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { planRunStep } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
+import { deploymentName } from '../../lib/deploy';
 import { FineTuningPlaneStack } from '../../lib/fine-tuning-plane-stack';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { TEST_ENV, testApp } from '../support/app';
 import { definitionFromTemplate, lambdaTask, LocalHandler, runLocal, snsRecorder } from '../support/local-sfn';
+import { deployFunctionTask, deploySettingsFromTemplate, FakeSageMaker } from './sagemaker-deploy-fake';
 
-// GIVEN the plane with an adapter-serving endpoint, and its state machine's definition
-const plane = new FineTuningPlaneStack(testApp(), 'Tuneyard', {
-  env: TEST_ENV,
-  config: {
-    serving: { instanceType: 'ml.g5.12xlarge', baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/', endpointName: 'chat', adapters: { minCopies: 0 } },
-  },
-});
-const template = Template.fromStack(plane).toJSON();
-const definition = definitionFromTemplate(template, plane.getLogicalId(plane.pipeline.stateMachine.node.defaultChild as any));
 const BUCKET = 'data-bucket';
 const ENV = {
   bucketName: BUCKET,
@@ -29,17 +23,43 @@ const ENV = {
   allowHubModels: false,
   deployStage: true,
 };
-const REQUEST = {
+const PACKAGE_ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/models/1';
+/** A run that deploys: the whole pipeline is at most this many state transitions (issue 11, defect 8). */
+const MAX_TRANSITIONS = 25;
+
+/** A plane with serving configured, its state machine's definition and what PlanRun is told of its Deploy stage. */
+function plane(serving: Record<string, unknown>, deploys: 'adapter' | 'full-weights') {
+  const stack = new FineTuningPlaneStack(testApp(), 'Tuneyard', {
+    env: TEST_ENV,
+    config: { serving: { baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/', endpointName: 'chat', ...serving } as any },
+  });
+  const template = Template.fromStack(stack).toJSON();
+  return {
+    stack,
+    template,
+    definition: definitionFromTemplate(template, stack.getLogicalId(stack.pipeline.stateMachine.node.defaultChild as any)),
+    deploySettings: deploySettingsFromTemplate(template),
+    env: { ...ENV, deploys },
+  };
+}
+
+// GIVEN a plane with an adapter-serving endpoint, and one with a single-model endpoint
+const adapterPlane = plane({ instanceType: 'ml.g5.12xlarge', adapters: { minCopies: 0 } }, 'adapter');
+const singleModelPlane = plane({ instanceType: 'ml.g5.2xlarge' }, 'full-weights');
+
+const ADAPTER_REQUEST = {
   dataset: { name: 'support-chats', sha256: 'b'.repeat(64) },
   baseModel: `s3://${BUCKET}/base-models/llama-3.1-8b/`,
   recipe: { method: 'qlora' },
   autoApprove: true,
   deploy: { endpointName: 'chat', adapterName: 'support-v1' },
 };
-const RUN_ID = runIdFor(parseRunRequest(REQUEST));
-const EVAL_KEY = `eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/eval.json`;
+/** The README's single-model request: no adapter name, the merged model written. */
+const SINGLE_MODEL_REQUEST = { ...ADAPTER_REQUEST, recipe: { method: 'qlora', merge: true }, deploy: { endpointName: 'chat' } };
 
-function world(evalLossRatio: number) {
+function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | typeof SINGLE_MODEL_REQUEST, evalLossRatio: number) {
+  const runId = runIdFor(parseRunRequest(request));
+  const evalKey = `eval-reports/${runId}/tuneyard-${runId}-eval/output/model/eval.json`;
   const calls: Record<string, any[]> = {};
   const record = (name: string, fn: LocalHandler): LocalHandler => async (input) => {
     (calls[name] ??= []).push(input);
@@ -55,7 +75,7 @@ function world(evalLossRatio: number) {
   });
   const s3 = {
     send: (async (command: any) => {
-      expect(`${command.input.Bucket}/${command.input.Key}`).toBe(`${BUCKET}/${EVAL_KEY}`);
+      expect(`${command.input.Bucket}/${command.input.Key}`).toBe(`${BUCKET}/${evalKey}`);
       const bytes = Buffer.from(report);
       return { ContentLength: bytes.length, Body: { transformToByteArray: async () => new Uint8Array(bytes) } };
     }) as any,
@@ -66,59 +86,105 @@ function world(evalLossRatio: number) {
     SecondaryStatus: 'Completed',
     ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
   });
-  let polls = 0;
+  const sagemaker = FakeSageMaker.fromTemplate(p.template);
+  const deploy = deployFunctionTask(sagemaker, p.deploySettings);
   const handlers: Record<string, LocalHandler> = {
-    PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, ENV))),
+    PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, p.env))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ ok: true, format: 'chat', rows: 500 }))),
     Train: record('Train', job),
     Evaluate: record('Evaluate', job),
     ReadEvalReport: record('ReadEvalReport', lambdaTask((event) => readEvalReport(event, s3))),
-    Register: record('Register', () => ({ ModelPackageArn: 'arn:aws:sagemaker:us-east-1:123456789012:model-package/models/1' })),
-    DeployFindAdapter: record('DeployFindAdapter', () => {
-      const e = new Error('Could not find inference component');
-      e.name = 'SageMaker.ValidationException';
-      throw e;
-    }),
-    DeployCreateAdapter: record('DeployCreateAdapter', () => ({})),
-    DeployDescribe: record('DeployDescribe', () => ({ InferenceComponentStatus: ++polls < 2 ? 'Creating' : 'InService' })),
+    // CreateModelPackage's answer, which the real Register state puts at $.registration
+    Register: record('Register', () => ({ ModelPackageArn: PACKAGE_ARN })),
+    DeployStart: deploy,
+    DeployWait: deploy,
   };
   const sns = snsRecorder();
-  for (const name of Object.keys(definition.States)) if (name.startsWith('Notify')) handlers[name] = sns;
-  return { handlers, calls, sns };
+  for (const name of Object.keys(p.definition.States)) if (name.startsWith('Notify')) handlers[name] = sns;
+  return { runId, handlers, calls, sns, sagemaker, deploy };
 }
 
 describe('the composed plane, executed locally', () => {
-  test('a good run that asks for a deployment trains, evaluates, registers, adds its adapter to the endpoint and notifies', async () => {
+  test('an adapter run trains, evaluates, registers, adds its adapter to the endpoint and notifies, in at most 25 transitions', async () => {
     // GIVEN
-    const w = world(0.8);
+    const w = world(adapterPlane, ADAPTER_REQUEST, 0.8);
+    w.sagemaker.componentSteps = ['Creating', 'Creating', 'InService'];
     // WHEN
-    const run = await runLocal(definition, REQUEST, w.handlers, { executionName: RUN_ID });
+    const run = await runLocal(adapterPlane.definition, ADAPTER_REQUEST, w.handlers, { executionName: w.runId });
     // THEN
     expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
-    expect(run.entered.slice(0, 8)).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', expect.any(String)]);
-    expect(run.entered).toEqual(expect.arrayContaining(['DeployCreateAdapter', 'Deployed', 'NotifySucceeded']));
+    expect(run.entered.slice(0, 6)).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate']);
+    expect(run.entered.slice(-6)).toEqual(['DeployRequested', 'DeployStart', 'DeployStatus', 'Deployed', 'NotifySucceeded', 'Succeeded']);
+    expect(run.entered.length).toBeLessThanOrEqual(MAX_TRANSITIONS);
     // the real registry state: approved (autoApprove), the uncompressed model folder, lineage
+    const modelFolder = `s3://${BUCKET}/artifacts/${w.runId}/tuneyard-${w.runId}-train/output/model/`;
     expect(w.calls.Register[0]).toMatchObject({
       ModelApprovalStatus: 'Approved',
-      InferenceSpecification: { Containers: [{ ModelDataSource: { S3DataSource: { S3Uri: `s3://${BUCKET}/artifacts/${RUN_ID}/tuneyard-${RUN_ID}-train/output/model/`, CompressionType: 'None' } } }] },
-      CustomerMetadataProperties: { runId: RUN_ID, datasetSha256: 'b'.repeat(64), method: 'qlora', trainingJobName: `tuneyard-${RUN_ID}-train` },
+      InferenceSpecification: { Containers: [{ ModelDataSource: { S3DataSource: { S3Uri: modelFolder, CompressionType: 'None' } } }] },
+      CustomerMetadataProperties: { runId: w.runId, datasetSha256: 'b'.repeat(64), method: 'qlora', trainingJobName: `tuneyard-${w.runId}-train` },
     });
     // the real Deploy stage: the run's adapter tarball on the endpoint's base component
-    expect(w.calls.DeployCreateAdapter[0]).toMatchObject({
-      InferenceComponentName: 'support-v1',
-      EndpointName: 'chat',
-      Specification: { BaseInferenceComponentName: plane.endpoint!.baseComponentName, Container: { ArtifactUrl: `s3://${BUCKET}/artifacts/${RUN_ID}/tuneyard-${RUN_ID}-train/output/model/adapter.tar.gz` } },
-    });
+    expect(w.sagemaker.writes).toEqual([
+      {
+        operation: 'CreateInferenceComponent',
+        input: {
+          InferenceComponentName: 'support-v1',
+          EndpointName: 'chat',
+          Specification: { BaseInferenceComponentName: adapterPlane.stack.endpoint!.baseComponentName, Container: { ArtifactUrl: `${modelFolder}adapter.tar.gz` } },
+        },
+      },
+    ]);
     expect(w.sns.messages.map((m) => m.message.outcome)).toEqual(['SUCCEEDED']);
+    expect(run.requestErrors).toEqual([]);
+    expect(w.sagemaker.requestErrors()).toEqual([]);
+  });
+
+  test('a single-model run (no adapterName) rolls the endpoint to its merged model and ends SUCCEEDED, in at most 25 transitions', async () => {
+    // GIVEN a blue/green deployment that takes 20 minutes (two invocations of the Deploy function)
+    const w = world(singleModelPlane, SINGLE_MODEL_REQUEST, 0.8);
+    w.sagemaker.endpointSteps = [...Array(39).fill('Updating'), 'deployed'];
+    // WHEN
+    const run = await runLocal(singleModelPlane.definition, SINGLE_MODEL_REQUEST, w.handlers, { executionName: w.runId });
+    // THEN
+    expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    expect(run.entered.slice(-8)).toEqual(['DeployRequested', 'DeployStart', 'DeployStatus', 'DeployWait', 'DeployStatus', 'Deployed', 'NotifySucceeded', 'Succeeded']);
+    expect(run.entered.length).toBeLessThanOrEqual(MAX_TRANSITIONS);
+    const name = deploymentName('chat', PACKAGE_ARN);
+    const modelFolder = `s3://${BUCKET}/artifacts/${w.runId}/tuneyard-${w.runId}-train/output/model/`;
+    expect(w.sagemaker.writes.map((c) => c.operation)).toEqual(['CreateModel', 'CreateEndpointConfig', 'UpdateEndpoint']);
+    expect(w.sagemaker.writes[0].input.PrimaryContainer.ModelDataSource.S3DataSource.S3Uri).toBe(`${modelFolder}full/`);
+    expect(w.sagemaker.writes[2].input).toMatchObject({ EndpointName: 'chat', EndpointConfigName: name, DeploymentConfig: { AutoRollbackConfiguration: { Alarms: [{}, {}] } } });
+    expect(w.sagemaker.endpoints.get('chat')).toMatchObject({ EndpointStatus: 'InService', EndpointConfigName: name });
+    expect(w.sns.messages.map((m) => m.message.outcome)).toEqual(['SUCCEEDED']);
+    expect(run.requestErrors).toEqual([]);
+    expect(w.sagemaker.requestErrors()).toEqual([]);
+  });
+
+  test('a deployment that takes almost the whole 90-minute wait still keeps the run within 25 transitions', async () => {
+    const w = world(singleModelPlane, SINGLE_MODEL_REQUEST, 0.8);
+    w.sagemaker.endpointSteps = [...Array(178).fill('Updating'), 'deployed']; // InService at the 179th poll: 89.5 minutes
+    const run = await runLocal(singleModelPlane.definition, SINGLE_MODEL_REQUEST, w.handlers, { executionName: w.runId });
+    expect(run.status).toBe('SUCCEEDED');
+    expect(w.deploy.invocations).toBe(7);
+    expect(run.entered.length).toBeLessThanOrEqual(MAX_TRANSITIONS);
+  });
+
+  test('a single-model run whose deployment SageMaker rolls back fails as DeployRolledBack, notified', async () => {
+    const w = world(singleModelPlane, SINGLE_MODEL_REQUEST, 0.8);
+    w.sagemaker.endpointSteps = ['Updating', 'rolled-back'];
+    const run = await runLocal(singleModelPlane.definition, SINGLE_MODEL_REQUEST, w.handlers, { executionName: w.runId });
+    expect(run.status).toBe('FAILED');
+    expect(run.error).toBe('Tuneyard.DeployRolledBack');
+    expect(w.sns.messages.map((m) => [m.message.outcome, m.message.stage])).toEqual([['FAILED', 'Deploy']]);
   });
 
   test('a run the gate rejects neither registers nor deploys', async () => {
-    const w = world(1.2);
-    const run = await runLocal(definition, REQUEST, w.handlers, { executionName: RUN_ID });
+    const w = world(adapterPlane, ADAPTER_REQUEST, 1.2);
+    const run = await runLocal(adapterPlane.definition, ADAPTER_REQUEST, w.handlers, { executionName: w.runId });
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.GateRejected');
     expect(w.calls.Register).toBeUndefined();
-    expect(w.calls.DeployCreateAdapter).toBeUndefined();
+    expect(w.deploy.invocations).toBe(0);
     expect(w.sns.messages.map((m) => m.message.outcome)).toEqual(['REJECTED']);
   });
 });
