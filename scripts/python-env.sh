@@ -8,6 +8,10 @@ files=("$root/requirements-dev.txt" "$root/training-images/trainer/requirements-
 key=$(cat "${files[@]}" | sha256sum | cut -c1-16)
 base=${TUNEYARD_VENV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/tuneyard}
 venv="$base/venv-$key"
+mkdir -p "$base"
+# One build at a time: parallel jest workers (test/support/api-model.ts) may ask at once.
+exec 9>"$base/.lock-$key"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "python-env: building $venv (first run or changed pins)" >&2
   rm -rf "$venv"
