@@ -23,7 +23,7 @@ import {
   UpdateInferenceComponentCommand,
   UpdateInferenceComponentCommandInput,
 } from '@aws-sdk/client-sagemaker';
-import { isNotFound } from './cli/errors';
+import { isNotFound } from './aws-errors';
 import { MODEL_OUTPUT } from './layout';
 
 /** The SageMaker client a deployment needs (tests pass a fake). */

@@ -1,6 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FineTuningPlaneStack } from '../lib/fine-tuning-plane-stack';
 import { complianceFindings, TEST_ENV, testApp } from './support/app';
+import { definitionFromTemplate } from './support/local-sfn';
 
 function plane(config = {}) {
   return new FineTuningPlaneStack(testApp(), 'Tuneyard', { env: TEST_ENV, config });
@@ -11,12 +12,12 @@ describe('FineTuningPlaneStack', () => {
     expect(complianceFindings(plane())).toEqual([]);
   });
 
-  test('reserves 16 concurrent executions for its functions, or none with reserveLambdaConcurrency: false (still compliant)', () => {
+  test('reserves 21 concurrent executions for its functions, or none with reserveLambdaConcurrency: false (still compliant)', () => {
     const reserved = (stack: FineTuningPlaneStack) =>
       Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))
         .map((f: any) => f.Properties.ReservedConcurrentExecutions)
         .filter((r) => r !== undefined);
-    expect(reserved(plane()).sort()).toEqual([1, 5, 5, 5]);
+    expect(reserved(plane()).sort()).toEqual([1, 5, 5, 5, 5]);
     const unreserved = plane({ reserveLambdaConcurrency: false });
     expect(reserved(unreserved)).toEqual([]);
     expect(complianceFindings(unreserved)).toEqual([]);
@@ -67,8 +68,11 @@ describe('FineTuningPlaneStack', () => {
     template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
     template.resourceCountIs('AWS::SageMaker::InferenceComponent', 1);
     expect(template.toJSON().Outputs.EndpointName).toBeDefined();
-    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
-    expect(definition).toContain('createInferenceComponent');
+    // the Deploy stage's function puts the run's adapter on the endpoint's base component
+    expect(definitionFromTemplate(template.toJSON()).States.DeployStart).toMatchObject({ Type: 'Task', Parameters: { action: 'start' } });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TUNEYARD_BASE_COMPONENT_NAME: Match.anyValue() }) },
+    });
     // PlanRun refuses runs that write no adapter, or whose jobs could outlast the pipeline's 7-day timeout
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ TUNEYARD_DEPLOY_STAGE: 'enabled', TUNEYARD_DEPLOYS: 'adapter', TUNEYARD_RUN_TIMEOUT_SECONDS: String(7 * 24 * 3600) }) },
@@ -85,8 +89,8 @@ describe('FineTuningPlaneStack', () => {
     const template = Template.fromStack(stack);
     template.resourceCountIs('AWS::SageMaker::Endpoint', 1);
     template.resourceCountIs('AWS::SageMaker::InferenceComponent', 0);
-    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
-    expect(definition).toContain('updateEndpoint');
+    expect(definitionFromTemplate(template.toJSON()).States.DeployStart).toMatchObject({ Type: 'Task', Parameters: { action: 'start' } });
+    template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ TUNEYARD_DEPLOYMENT_CONFIG: Match.anyValue() }) } });
     template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ TUNEYARD_DEPLOYS: 'full-weights' }) } });
     expect(complianceFindings(stack)).toEqual([]);
   });

@@ -118,7 +118,7 @@ describe('FineTuningJob', () => {
     const prefixes = s3Resources.map((r) => JSON.stringify(r)).filter((r) => r.includes('/'));
     for (const prefix of ['datasets/*', 'base-models/*', 'artifacts/*', 'eval-reports/*', 'checkpoints/*']) expect(prefixes.join()).toContain(prefix);
     expect(prefixes.every((r) => /\/(datasets|base-models|artifacts|eval-reports|checkpoints)\/\*/.test(r))).toBe(true);
-    const eni = statements.find((s) => s.Sid === 'JobNetworkInterfacesInThePlaneVpc');
+    const eni = statements.find((s) => s.Sid === 'NetworkInterfacesInTheVpc');
     expect(eni.Condition).toEqual({ ArnEquals: { 'ec2:Vpc': { 'Fn::Join': ['', expect.arrayContaining([expect.stringContaining(':vpc/'), { Ref: expect.stringMatching(/^Vpc/) }])] } } });
     expect(statements.find((s) => s.Sid === 'TrainingJobMetrics').Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': '/aws/sagemaker/TrainingJobs' } });
     expect(JSON.stringify(statements.find((s) => s.Sid === 'TrainingJobLogs').Resource)).toContain('log-group:/aws/sagemaker/TrainingJobs:*');

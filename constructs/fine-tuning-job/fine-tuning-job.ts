@@ -12,6 +12,7 @@ import { acknowledge, acknowledgeOnGrantee, inControlPacks, nagResource } from '
 import { trainerDirectory, TrainingImage } from '../training-image';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
+import { grantVpcAttachment } from '../../lib/vpc-attachment';
 import { estimateTrainingMemory, resolveParameters } from '../../lib/preflight';
 import { parseRecipe, Recipe, resolveRecipe } from '../../lib/recipe';
 import { DEFAULT_JOB_NAME_PREFIX, MAX_JOB_NAME_PREFIX_LENGTH, MAX_RUNTIME_HOURS } from '../../lib/run-request';
@@ -236,23 +237,9 @@ export class FineTuningJob extends Construct {
         conditions: { StringEquals: { 'cloudwatch:namespace': TRAINING_JOBS_NAMESPACE } },
       }),
     );
-    const ec2Arn = (resource: string) => stack.formatArn({ service: 'ec2', resource, resourceName: '*' });
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'JobNetworkInterfacesInThePlaneVpc',
-        actions: ['ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface', 'ec2:DeleteNetworkInterfacePermission'],
-        resources: [ec2Arn('network-interface'), ec2Arn('subnet'), ec2Arn('security-group')],
-        conditions: { ArnEquals: { 'ec2:Vpc': stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: props.vpc.vpcId }) } },
-      }),
-    );
-    role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'DescribeTheNetwork',
-        actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeVpcs', 'ec2:DescribeDhcpOptions', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups'],
-        resources: ['*'],
-      }),
-    );
-    this.acknowledgeRoleFindings(role, props.store, logGroupArn, ec2Arn);
+    // The jobs' network interfaces: created and deleted only in the plane VPC.
+    const [networkInterfaces, subnetArns, securityGroups] = grantVpcAttachment(role, props.vpc);
+    this.acknowledgeRoleFindings(role, props.store, logGroupArn, { networkInterfaces, subnets: subnetArns, securityGroups });
   }
 
   /**
@@ -406,7 +393,12 @@ export class FineTuningJob extends Construct {
     };
   }
 
-  private acknowledgeRoleFindings(role: iam.Role, store: DatasetStore, logGroupArn: string, ec2Arn: (resource: string) => string): void {
+  private acknowledgeRoleFindings(
+    role: iam.Role,
+    store: DatasetStore,
+    logGroupArn: string,
+    vpcArns: { readonly networkInterfaces: string; readonly subnets: string; readonly securityGroups: string },
+  ): void {
     const stack = Stack.of(this);
     const findings: Record<string, string> = {
       'AwsSolutions-IAM5[Resource::*]':
@@ -414,11 +406,11 @@ export class FineTuningJob extends Construct {
         'permissions; cloudwatch:PutMetricData is limited by the cloudwatch:namespace condition to /aws/sagemaker/TrainingJobs.',
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, logGroupArn)}]`]:
         'SageMaker names the log streams of a training job after the job at run time; the role may write only to the TrainingJobs log group.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, ec2Arn('network-interface'))}]`]:
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.networkInterfaces)}]`]:
         'SageMaker creates the job network interfaces at run time; the ec2:Vpc condition limits them to the plane VPC.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, ec2Arn('subnet'))}]`]:
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.subnets)}]`]:
         'The subnets are chosen per job by the VpcConfig; the ec2:Vpc condition limits them to the plane VPC.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, ec2Arn('security-group'))}]`]:
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.securityGroups)}]`]:
         'The security group is chosen per job by the VpcConfig; the ec2:Vpc condition limits it to the plane VPC.',
     };
     const prefixReasons: Record<string, string> = {

@@ -24,32 +24,6 @@ export const PLANE_INTERFACE_ENDPOINTS: Record<string, { service: ec2.InterfaceV
   Kms: { service: ec2.InterfaceVpcEndpointAwsService.KMS, why: 'the data key (S3 SSE-KMS, volumes)' },
 };
 
-/**
- * Lets SageMaker attach a job's or an endpoint's containers to `vpc` with `grantee` (its execution
- * role): create and delete network interfaces only in that VPC (the `ec2:Vpc` condition on the
- * network interface, subnet and security group), and the EC2 Describe calls, which have no
- * resource-level permissions. Returns the resource patterns that carry a wildcard, for the owner
- * of the role to acknowledge (each is limited to the VPC by the condition).
- */
-export function grantVpcAttachment(grantee: iam.IGrantable, vpc: ec2.IVpc): string[] {
-  const stack = Stack.of(vpc);
-  const inVpc = ['network-interface', 'subnet', 'security-group'].map((resource) => stack.formatArn({ service: 'ec2', resource, resourceName: '*' }));
-  grantee.grantPrincipal.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      actions: ['ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface', 'ec2:DeleteNetworkInterfacePermission'],
-      resources: inVpc,
-      conditions: { ArnEquals: { 'ec2:Vpc': stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: vpc.vpcId }) } },
-    }),
-  );
-  grantee.grantPrincipal.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeVpcs', 'ec2:DescribeDhcpOptions', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups'],
-      resources: ['*'],
-    }),
-  );
-  return inVpc;
-}
-
 /** Properties of a {@link PlaneNetwork}. */
 export interface PlaneNetworkProps {
   /**

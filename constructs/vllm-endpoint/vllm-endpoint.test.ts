@@ -548,16 +548,19 @@ describe('VllmEndpoint in a VPC', () => {
       Roles: [{ Ref: Match.stringLikeRegexp('^ServingRole') }],
       PolicyDocument: {
         Statement: Match.arrayWith([
-          // the Describe calls have no resource-level permissions (merged with the other actions on *)
-          Match.objectLike({
-            Action: Match.arrayWith(['ec2:DescribeDhcpOptions', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSecurityGroups', 'ec2:DescribeSubnets', 'ec2:DescribeVpcs']),
-            Resource: '*',
-          }),
           {
+            Sid: 'NetworkInterfacesInTheVpc',
             Effect: 'Allow',
             Action: ['ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface', 'ec2:DeleteNetworkInterfacePermission'],
             Resource: ['network-interface', 'security-group', 'subnet'].map((r) => `arn:aws:ec2:us-east-1:123456789012:${r}/*`),
             Condition: { ArnEquals: { 'ec2:Vpc': { 'Fn::Join': ['', ['arn:aws:ec2:us-east-1:123456789012:vpc/', { Ref: Match.stringLikeRegexp('^Network') }]] } } },
+          },
+          // the Describe calls have no resource-level permissions
+          {
+            Sid: 'DescribeTheNetwork',
+            Effect: 'Allow',
+            Action: ['ec2:DescribeDhcpOptions', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSecurityGroups', 'ec2:DescribeSubnets', 'ec2:DescribeVpcs'],
+            Resource: '*',
           },
         ]),
       },

@@ -15,7 +15,7 @@ import { VllmImage } from './image';
 import { S3Location, VllmModelData } from './model-data';
 import { checkServingFit, copyMemoryMb } from './model-fit';
 import { acknowledge, inControlPacks, nagResource } from '../../lib/nag';
-import { grantVpcAttachment } from '../plane-network';
+import { grantVpcAttachment } from '../../lib/vpc-attachment';
 
 /**
  * The InferenceAmiVersion Tuneyard uses by default: NVIDIA driver 550, CUDA 12.4, with the CUDA

@@ -42,14 +42,3 @@ export function describeAwsError(e: unknown, ctx: AwsContext): string | undefine
   return undefined;
 }
 
-/** True when the SDK error means the named resource does not exist. */
-export function isNotFound(e: unknown): boolean {
-  if (!(e instanceof Error)) return false;
-  return (
-    e.name === 'NotFound' ||
-    e.name === 'NoSuchKey' ||
-    e.name === 'ResourceNotFound' ||
-    e.name === 'ExecutionDoesNotExist' ||
-    ((e.name === 'ValidationException' || e.name === 'ValidationError') && /not found|does not exist|Could not find/i.test(e.message))
-  );
-}

@@ -29,7 +29,8 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { DATA_PREFIXES, DATASET_MANIFEST, datasetNameProblem, datasetVersionOfManifest, datasetVersionPrefix } from '../layout';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { DEFAULT_JOB_NAME_PREFIX, jobNamesFor } from '../run-request';
-import { CliError, isNotFound } from './errors';
+import { isNotFound } from '../aws-errors';
+import { CliError } from './errors';
 
 /** The error a run stopped with `tuneyard cancel` ends with. */
 export const CANCELLED_ERROR = 'Tuneyard.Cancelled';

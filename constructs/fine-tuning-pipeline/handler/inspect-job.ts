@@ -1,4 +1,5 @@
 import { DescribeTrainingJobCommand, DescribeTrainingJobCommandOutput, SageMakerClient } from '@aws-sdk/client-sagemaker';
+import { isNotFound } from '../../../lib/aws-errors';
 
 /**
  * InspectTraining / InspectEvaluation: what the pipeline does after its Train or Evaluate state
@@ -179,8 +180,7 @@ async function describe(sagemaker: SageMakerDescriber, name: string): Promise<De
     return await sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: name }));
   } catch (e) {
     // DescribeTrainingJob answers a missing job with ValidationException "Requested resource not found".
-    const err = e as Error;
-    if (err.name === 'ResourceNotFound' || /not found|does not exist/i.test(err.message ?? '')) return undefined;
+    if (isNotFound(e)) return undefined;
     throw e;
   }
 }
