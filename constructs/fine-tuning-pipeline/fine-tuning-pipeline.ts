@@ -596,8 +596,7 @@ export class FineTuningPipeline extends Construct {
         }),
       ],
     });
-    // EventBridge publishes with the topic's key (a key policy edit; a no-op on an imported key, whose owner grants it).
-    topic.masterKey?.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey');
+    // targets.SnsTopic also lets EventBridge use the topic's key (a key policy edit: on an imported key its owner must).
   }
 
   /** Notify{Stage}Failed → Fail: the notification carries run id, stage, error and cause. */
