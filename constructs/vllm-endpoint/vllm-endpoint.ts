@@ -425,7 +425,7 @@ export class VllmEndpoint extends Construct {
   public readonly environment: Readonly<Record<string, string>>;
   /** The InferenceAmiVersion of the variant. */
   public readonly inferenceAmiVersion: string;
-  /** The production variant (the Deploy stage copies it into the endpoint configs it creates). */
+  /** The production variant of the endpoint's first configuration (later deployments copy the described config instead). */
   public readonly productionVariant: sagemaker.CfnEndpointConfig.ProductionVariantProperty;
   /** The container image URI. */
   public readonly imageUri: string;
