@@ -6,46 +6,46 @@
  * SageMaker started from the template's endpoint. Every request is checked against the API models.
  */
 import { Template } from 'aws-cdk-lib/assertions';
-import { planRunStep } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
+import { environmentSettings, planRunStep } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { deploymentName } from '../../lib/deploy';
 import { FineTuningPlaneStack } from '../../lib/fine-tuning-plane-stack';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { TEST_ENV, testApp } from '../support/app';
-import { definitionFromTemplate, lambdaTask, LocalHandler, runLocal, snsRecorder } from '../support/local-sfn';
+import { definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
+import { movedReport } from '../support/trainer-reports';
 import { deployFunctionTask, deploySettingsFromTemplate, FakeSageMaker } from './sagemaker-deploy-fake';
 
-const BUCKET = 'data-bucket';
-const ENV = {
-  bucketName: BUCKET,
-  volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/data',
-  outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/data',
-  allowHubModels: false,
-  deployStage: true,
-};
 const PACKAGE_ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/models/1';
 /** A run that deploys: the whole pipeline is at most this many state transitions (issue 11, defect 8). */
 const MAX_TRANSITIONS = 25;
 
-/** A plane with serving configured, its state machine's definition and what PlanRun is told of its Deploy stage. */
-function plane(serving: Record<string, unknown>, deploys: 'adapter' | 'full-weights') {
+/**
+ * A plane (serving configured or not), its state machine's definition, and what its PlanRun and
+ * Deploy functions are told: their synthesized environments, read by the functions' own readers.
+ */
+function plane(serving?: Record<string, unknown>) {
   const stack = new FineTuningPlaneStack(testApp(), 'Tuneyard', {
     env: TEST_ENV,
-    config: { serving: { baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/', endpointName: 'chat', ...serving } as any },
+    config: serving ? { serving: { baseModel: 'meta-llama/Llama-3.1-8B-Instruct', modelPrefix: 'base-models/llama-3.1-8b/', endpointName: 'chat', ...serving } as any } : {},
   });
   const template = Template.fromStack(stack).toJSON();
+  const planRun = stack.pipeline.planRunFunction.node.defaultChild as any;
+  const planRunVariables = template.Resources[stack.getLogicalId(planRun)].Properties.Environment.Variables;
   return {
     stack,
     template,
     definition: definitionFromTemplate(template, stack.getLogicalId(stack.pipeline.stateMachine.node.defaultChild as any)),
-    deploySettings: deploySettingsFromTemplate(template),
-    env: { ...ENV, deploys },
+    deploySettings: serving ? deploySettingsFromTemplate(template) : undefined,
+    env: environmentSettings(resolveTemplateValue(planRunVariables, template.Resources)),
   };
 }
 
-// GIVEN a plane with an adapter-serving endpoint, and one with a single-model endpoint
-const adapterPlane = plane({ instanceType: 'ml.g5.12xlarge', adapters: { minCopies: 0 } }, 'adapter');
-const singleModelPlane = plane({ instanceType: 'ml.g5.2xlarge' }, 'full-weights');
+// GIVEN the plane without serving, one with an adapter-serving endpoint, and one with a single-model endpoint
+const trainingPlane = plane();
+const adapterPlane = plane({ instanceType: 'ml.g5.12xlarge', adapters: { minCopies: 0 } });
+const singleModelPlane = plane({ instanceType: 'ml.g5.2xlarge' });
+const BUCKET = adapterPlane.env.bucketName;
 
 const ADAPTER_REQUEST = {
   dataset: { name: 'support-chats', sha256: 'b'.repeat(64) },
@@ -57,7 +57,7 @@ const ADAPTER_REQUEST = {
 /** The README's single-model request: no adapter name, the merged model written. */
 const SINGLE_MODEL_REQUEST = { ...ADAPTER_REQUEST, recipe: { method: 'qlora', merge: true }, deploy: { endpointName: 'chat' } };
 
-function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | typeof SINGLE_MODEL_REQUEST, evalLossRatio: number) {
+function world(p: ReturnType<typeof plane>, request: object, evalLossRatio: number) {
   const runId = runIdFor(parseRunRequest(request));
   const evalKey = `eval-reports/${runId}/tuneyard-${runId}-eval/output/model/eval.json`;
   const calls: Record<string, any[]> = {};
@@ -65,14 +65,8 @@ function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | ty
     (calls[name] ??= []).push(input);
     return fn(input);
   };
-  const report = JSON.stringify({
-    schema_version: 1,
-    base: { eval_loss: 2, eval_perplexity: 7.39, probe_loss: null },
-    tuned: { eval_loss: 2 * evalLossRatio, eval_perplexity: Math.exp(2 * evalLossRatio), probe_loss: null },
-    eval_loss_ratio: evalLossRatio,
-    forgetting_increase: null,
-    examples: 100,
-  });
+  // the real trainer's eval.json, its tuned losses moved to the ratio the scenario needs
+  const report = JSON.stringify(movedReport(false, { evalLossRatio }));
   const s3 = {
     send: (async (command: any) => {
       expect(`${command.input.Bucket}/${command.input.Key}`).toBe(`${BUCKET}/${evalKey}`);
@@ -87,7 +81,7 @@ function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | ty
     ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
   });
   const sagemaker = FakeSageMaker.fromTemplate(p.template);
-  const deploy = deployFunctionTask(sagemaker, p.deploySettings);
+  const deploy = p.deploySettings ? deployFunctionTask(sagemaker, p.deploySettings) : undefined;
   const handlers: Record<string, LocalHandler> = {
     PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, p.env))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ ok: true, format: 'chat', rows: 500 }))),
@@ -96,8 +90,7 @@ function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | ty
     ReadEvalReport: record('ReadEvalReport', lambdaTask((event) => readEvalReport(event, s3))),
     // CreateModelPackage's answer, which the real Register state puts at $.registration
     Register: record('Register', () => ({ ModelPackageArn: PACKAGE_ARN })),
-    DeployStart: deploy,
-    DeployWait: deploy,
+    ...(deploy ? { DeployStart: deploy, DeployWait: deploy } : {}),
   };
   const sns = snsRecorder();
   for (const name of Object.keys(p.definition.States)) if (name.startsWith('Notify')) handlers[name] = sns;
@@ -105,6 +98,28 @@ function world(p: ReturnType<typeof plane>, request: typeof ADAPTER_REQUEST | ty
 }
 
 describe('the composed plane, executed locally', () => {
+  test('without serving, a run trains, evaluates, registers and notifies in 9 transitions, every request valid', async () => {
+    // GIVEN
+    const request = { ...ADAPTER_REQUEST, deploy: null };
+    const w = world(trainingPlane, request, 0.8);
+    // WHEN
+    const run = await runLocal(trainingPlane.definition, request, w.handlers, { executionName: w.runId });
+    // THEN
+    expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    expect(run.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+    expect(run.requests.map((r) => r.operation)).toEqual(['Invoke', 'Invoke', 'CreateTrainingJob', 'CreateTrainingJob', 'Invoke', 'CreateModelPackage', 'Publish']);
+    expect(run.requestErrors).toEqual([]);
+  });
+
+  test('without serving, a request that asks for a deployment is refused before any GPU time', async () => {
+    const w = world(trainingPlane, ADAPTER_REQUEST, 0.8);
+    const run = await runLocal(trainingPlane.definition, ADAPTER_REQUEST, w.handlers, { executionName: w.runId });
+    expect([run.status, run.error]).toEqual(['FAILED', 'RunRequestInvalid']);
+    expect(run.cause).toMatch(/no Deploy stage/);
+    expect(w.calls.Train).toBeUndefined();
+    expect(run.requestErrors).toEqual([]);
+  });
+
   test('an adapter run trains, evaluates, registers, adds its adapter to the endpoint and notifies, in at most 25 transitions', async () => {
     // GIVEN
     const w = world(adapterPlane, ADAPTER_REQUEST, 0.8);
@@ -165,8 +180,9 @@ describe('the composed plane, executed locally', () => {
     w.sagemaker.endpointSteps = [...Array(178).fill('Updating'), 'deployed']; // InService at the 179th poll: 89.5 minutes
     const run = await runLocal(singleModelPlane.definition, SINGLE_MODEL_REQUEST, w.handlers, { executionName: w.runId });
     expect(run.status).toBe('SUCCEEDED');
-    expect(w.deploy.invocations).toBe(7);
+    expect(w.deploy!.invocations).toBe(7);
     expect(run.entered.length).toBeLessThanOrEqual(MAX_TRANSITIONS);
+    expect(run.requestErrors).toEqual([]);
   });
 
   test('a single-model run whose deployment SageMaker rolls back fails as DeployRolledBack, notified', async () => {
@@ -176,6 +192,7 @@ describe('the composed plane, executed locally', () => {
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.DeployRolledBack');
     expect(w.sns.messages.map((m) => [m.message.outcome, m.message.stage])).toEqual([['FAILED', 'Deploy']]);
+    expect(run.requestErrors).toEqual([]);
   });
 
   test('a run the gate rejects neither registers nor deploys', async () => {
@@ -184,7 +201,8 @@ describe('the composed plane, executed locally', () => {
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.GateRejected');
     expect(w.calls.Register).toBeUndefined();
-    expect(w.deploy.invocations).toBe(0);
+    expect(w.deploy!.invocations).toBe(0);
     expect(w.sns.messages.map((m) => m.message.outcome)).toEqual(['REJECTED']);
+    expect(run.requestErrors).toEqual([]);
   });
 });

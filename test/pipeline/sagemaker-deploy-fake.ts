@@ -6,7 +6,7 @@
  */
 import { deployRun, DeployRunSettings, settingsFromEnvironment } from '../../constructs/vllm-endpoint/handler/deploy-run';
 import { validateRequests } from '../support/api-model';
-import { fakeGetAtt, fakeRef, lambdaTask, LocalHandler } from '../support/local-sfn';
+import { lambdaTask, LocalHandler, resolveTemplateValue } from '../support/local-sfn';
 
 /** What a deployment does after its write, one entry per describe (the last repeats). */
 export type EndpointStep = 'Updating' | 'deployed' | 'rolled-back' | 'Failed' | 'UpdateRollbackFailed';
@@ -36,7 +36,7 @@ export class FakeSageMaker {
     const fake = new FakeSageMaker();
     const resources: Record<string, any> = template.Resources;
     for (const [id, resource] of Object.entries(resources)) {
-      const props = resolve(resource.Properties ?? {}, resources);
+      const props = resolveTemplateValue(resource.Properties ?? {}, resources);
       switch (resource.Type) {
         case 'AWS::SageMaker::Model':
           fake.models.set(id, { ModelName: id, ...props });
@@ -175,32 +175,7 @@ export function deploySettingsFromTemplate(template: any): DeployRunSettings {
   const resources: Record<string, any> = template.Resources;
   const functions = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.TUNEYARD_ENDPOINT_NAME);
   if (functions.length !== 1) throw new Error(`expected one Deploy function in the template, found ${functions.length}`);
-  return settingsFromEnvironment(resolve(functions[0].Properties.Environment.Variables, resources));
-}
-
-/** A template value with Ref, Fn::GetAtt, Fn::Join and Fn::Sub replaced by local-sfn's test values. */
-function resolve(value: any, resources: Record<string, any>): any {
-  if (Array.isArray(value)) return value.map((v) => resolve(v, resources));
-  if (!value || typeof value !== 'object') return value;
-  const [key] = Object.keys(value);
-  if (Object.keys(value).length === 1) {
-    const arg = value[key];
-    if (key === 'Ref') {
-      const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': 'us-east-1', 'AWS::AccountId': '123456789012', 'AWS::URLSuffix': 'amazonaws.com' };
-      return pseudo[arg] ?? fakeRef(arg, resources[arg]?.Type);
-    }
-    // Names (ModelName, EndpointConfigName) as valid SageMaker names: the logical id.
-    if (key === 'Fn::GetAtt') return String(arg[1]).endsWith('Name') ? arg[0] : fakeGetAtt(arg[0], arg[1], resources[arg[0]]?.Type);
-    if (key === 'Fn::Join') return (resolve(arg[1], resources) as unknown[]).map(String).join(arg[0]);
-    if (key === 'Fn::Sub') {
-      return String(arg).replace(/\$\{([^}]+)\}/g, (_: string, name: string) => {
-        const [id, attribute] = name.split('.');
-        return String(resolve(attribute ? { 'Fn::GetAtt': [id, attribute] } : { Ref: id }, resources));
-      });
-    }
-    if (key.startsWith('Fn::')) throw new Error(`sagemaker-deploy-fake cannot resolve ${key}`);
-  }
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v, resources)]));
+  return settingsFromEnvironment(resolveTemplateValue(functions[0].Properties.Environment.Variables, resources));
 }
 
 function awsError(name: string, message: string): Error {

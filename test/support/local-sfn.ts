@@ -53,7 +53,7 @@ export function definitionFromTemplate(template: any, logicalId?: string): any {
   const ids = Object.keys(resources).filter((id) => resources[id].Type === 'AWS::StepFunctions::StateMachine');
   const id = logicalId ?? ids[0];
   if (!id || !resources[id]) throw new Error(`no state machine ${logicalId ?? ''} in the template (found: ${ids.join(', ') || 'none'})`);
-  const definition = resolveIntrinsics(resources[id].Properties.DefinitionString, resources);
+  const definition = resolveTemplateValue(resources[id].Properties.DefinitionString, resources);
   if (typeof definition !== 'string') throw new Error('DefinitionString did not resolve to a string');
   return JSON.parse(definition);
 }
@@ -109,11 +109,14 @@ export function fakeGetAtt(logicalId: string, attribute: string, type: string | 
     }
   }
   if (attribute === 'GroupId') return fakeRef(logicalId, 'AWS::EC2::SecurityGroup');
+  // Names (ModelName, EndpointConfigName, ...) as valid SageMaker names: the logical id.
+  if (attribute.endsWith('Name')) return logicalId;
   return `${logicalId}.${attribute}`;
 }
 
-function resolveIntrinsics(value: any, resources: Record<string, any>): any {
-  if (Array.isArray(value)) return value.map((v) => resolveIntrinsics(v, resources));
+/** A template value with its intrinsics (Fn::Join, Ref, Fn::GetAtt, Fn::Sub, pseudo parameters) replaced by the fixed test values. */
+export function resolveTemplateValue(value: any, resources: Record<string, any>): any {
+  if (Array.isArray(value)) return value.map((v) => resolveTemplateValue(v, resources));
   if (!value || typeof value !== 'object') return value;
   const keys = Object.keys(value);
   if (keys.length === 1) {
@@ -121,7 +124,7 @@ function resolveIntrinsics(value: any, resources: Record<string, any>): any {
     const arg = value[key];
     if (key === 'Fn::Join') {
       const [separator, parts] = arg;
-      return (resolveIntrinsics(parts, resources) as unknown[]).map(String).join(separator);
+      return (resolveTemplateValue(parts, resources) as unknown[]).map(String).join(separator);
     }
     if (key === 'Ref') {
       const pseudo: Record<string, string> = {
@@ -142,14 +145,14 @@ function resolveIntrinsics(value: any, resources: Record<string, any>): any {
       // "${Name}" / "${Logical.Attr}" in a string, with optional explicit variables (the image asset URI uses it)
       const [text, variables] = Array.isArray(arg) ? arg : [arg, {}];
       return String(text).replace(/\$\{([^}]+)\}/g, (_: string, name: string) => {
-        if (name in variables) return String(resolveIntrinsics(variables[name], resources));
+        if (name in variables) return String(resolveTemplateValue(variables[name], resources));
         const [id, attribute] = name.split('.');
-        return String(resolveIntrinsics(attribute ? { 'Fn::GetAtt': [id, attribute] } : { Ref: id }, resources));
+        return String(resolveTemplateValue(attribute ? { 'Fn::GetAtt': [id, attribute] } : { Ref: id }, resources));
       });
     }
-    if (key.startsWith('Fn::')) throw new Error(`local-sfn cannot resolve ${key}; add it to resolveIntrinsics`);
+    if (key.startsWith('Fn::')) throw new Error(`local-sfn cannot resolve ${key}; add it to resolveTemplateValue`);
   }
-  return Object.fromEntries(keys.map((k) => [k, resolveIntrinsics(value[k], resources)]));
+  return Object.fromEntries(keys.map((k) => [k, resolveTemplateValue(value[k], resources)]));
 }
 
 /** An error as Step Functions reports it: `name` is the Error, `message` the Cause. */

@@ -2,12 +2,12 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { trainerReport } from '../../../test/support/trainer-reports';
 import { gateFailures, parseReport, readEvalReport } from './read-eval-report';
 
-/** The eval.json the real trainer wrote (training-images/trainer/tests/test_evaluate.py keeps it current). */
-const fixture = (name: string) => JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'contracts', name), 'utf8'));
-const REPORT = fixture('eval-report.json');
-const PROBE_REPORT = fixture('eval-report-probe.json');
+// The eval.json the real trainer wrote, without and with a forgetting probe.
+const REPORT = trainerReport(false);
+const PROBE_REPORT = trainerReport(true);
 const RATIO = REPORT.tuned.eval_loss / REPORT.base.eval_loss;
 
 function s3With(key: string, bytes: Buffer) {
