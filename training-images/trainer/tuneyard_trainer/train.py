@@ -133,8 +133,30 @@ def load_tokenizer(source: str, fmt: str | None) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(config: TrainerConfig, source: str) -> torch.nn.Module:
-    kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(config), "dtype": compute_dtype()}
+def weights_dtype(config: TrainerConfig) -> torch.dtype:
+    """The dtype the weights load in. Trained weights are fp32 where this process holds them (one GPU, DDP): Trainer's
+    bf16 autocast computes in bf16 while AdamW updates the fp32 weights (updated in bf16, most updates are below half
+    a unit in the last place and round away). A frozen base stays in compute_dtype() (its LoRA adapter is fp32, see
+    fp32_trainable_parameters); FSDP and DeepSpeed ZeRO-3 keep fp32 master copies of bf16 weights themselves."""
+    if config.trains_adapter or config.distribution in ("fsdp", "deepspeed"):
+        return compute_dtype()
+    return torch.float32
+
+
+def fp32_trainable_parameters(model: torch.nn.Module) -> None:
+    """Trainable parameters in fp32 (one GPU, DDP). PEFT creates LoRA weights in fp32 on a bf16 base, but TRL casts
+    the adapter of a quantized (QLoRA) base to bf16."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def load_model(config: TrainerConfig, source: str, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """The model to train (in weights_dtype(config) unless `dtype` is given)."""
+    kwargs: dict[str, Any] = {
+        "attn_implementation": attention_implementation(config),
+        "dtype": dtype or weights_dtype(config),
+    }
     if config.method == "qlora":
         kwargs["quantization_config"] = quantization_config()
         kwargs["dtype"] = torch.bfloat16
@@ -326,7 +348,16 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         "peft_config": peft_config,
         "callbacks": callbacks,
     }
-    return DPOTrainer(**common) if config.method == "dpo" else SFTTrainer(**common)
+    if config.method == "dpo":
+        # the frozen reference of full-weight DPO needs no fp32 copy (without one, TRL loads it in the policy's dtype)
+        full_in_fp32 = not config.trains_adapter and weights_dtype(config) != compute_dtype()
+        reference = load_model(config, inputs.model_source, compute_dtype()) if full_in_fp32 else None
+        trainer = DPOTrainer(**common, ref_model=reference)
+    else:
+        trainer = SFTTrainer(**common)
+    if config.distribution in ("none", "ddp"):
+        fp32_trainable_parameters(trainer.model)
+    return trainer
 
 
 def _final_eval(trainer) -> dict[str, float]:
@@ -384,6 +415,8 @@ def run(env: SageMakerEnv) -> int:
             return 0 if launch.is_worker() else STOP_EXIT_CODE
         final = _final_eval(trainer)
         kind = "adapter" if config.trains_adapter else "full"
+        if kind == "full" and config.distribution in ("none", "ddp"):
+            trainer.model.to(compute_dtype())  # written in bf16 on a GPU (the fp32 weights were for the updates)
         trainer.save_model(str(env.model_dir / kind))
     finally:
         stop.uninstall()
