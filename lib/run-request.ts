@@ -193,6 +193,11 @@ export const DEFAULT_JOB_NAME_PREFIX = 'tuneyard-';
 /** SageMaker job names are at most 63 characters: prefix + run id (48) + "-train" (6). */
 export const MAX_JOB_NAME_PREFIX_LENGTH = 63 - RUN_ID_MAX_LENGTH - '-train'.length;
 
+/** Whether `prefix` can start every job name: 1-{@link MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens, not starting with a hyphen. */
+export function isJobNamePrefix(prefix: string): boolean {
+  return prefix.length <= MAX_JOB_NAME_PREFIX_LENGTH && /^[a-z0-9][a-z0-9-]*$/.test(prefix);
+}
+
 /** The names of a run's training and evaluation jobs (the state machine may only touch jobs with the prefix). */
 export function jobNamesFor(runId: string, prefix: string = DEFAULT_JOB_NAME_PREFIX): { training: string; evaluation: string } {
   return { training: `${prefix}${runId}-train`, evaluation: `${prefix}${runId}-eval` };
@@ -268,7 +273,7 @@ export interface RunPlan {
  */
 export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const prefix = settings.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX;
-  if (prefix.length > MAX_JOB_NAME_PREFIX_LENGTH || !/^[a-z0-9][a-z0-9-]*$/.test(prefix)) {
+  if (!isJobNamePrefix(prefix)) {
     throw new RunRequestError(`jobNamePrefix "${prefix}" must be 1-${MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens (job names are at most 63 characters)`);
   }
   const runId = runIdFor(request);

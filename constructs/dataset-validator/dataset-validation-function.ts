@@ -110,6 +110,8 @@ export class DatasetValidationFunction extends Construct {
   public readonly role: iam.IRole;
   /** The function's log group. */
   public readonly logGroup: logs.ILogGroup;
+  /** The data store whose dataset versions the function validates. */
+  public readonly store: DatasetStore;
 
   constructor(scope: Construct, id: string, props: DatasetValidationFunctionProps) {
     super(scope, id);
@@ -144,6 +146,7 @@ export class DatasetValidationFunction extends Construct {
     this.acknowledgeFindings(role, props);
 
     this.function = fn;
+    this.store = props.store;
     this.role = role;
     this.logGroup = logGroup;
   }

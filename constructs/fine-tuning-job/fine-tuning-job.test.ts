@@ -192,6 +192,62 @@ describe('FineTuningJob', () => {
   });
 });
 
+describe('FineTuningJob without a VPC (the default)', () => {
+  // GIVEN only a store: no vpc, no image
+  const stack = testStack();
+  const store = new DatasetStore(stack, 'Store');
+  const job = new FineTuningJob(stack, 'Job', { store });
+  const train = renderState(stack, job.trainState('Train'));
+  const evaluate = renderState(stack, job.evaluateState('Evaluate'));
+  const template = Template.fromStack(stack);
+
+  test('runs every job with network isolation and no VpcConfig, offline, with inter-container encryption', () => {
+    for (const json of [train, evaluate]) {
+      expect(json.Parameters).not.toHaveProperty('VpcConfig');
+      expect(json.Parameters).toMatchObject({
+        EnableNetworkIsolation: true,
+        EnableInterContainerTrafficEncryption: true,
+        Environment: { HF_HUB_OFFLINE: '1', HF_DATASETS_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1' },
+      });
+    }
+  });
+
+  test('creates no security group and grants no network interfaces', () => {
+    expect(job.securityGroup).toBeUndefined();
+    template.resourceCountIs('AWS::EC2::SecurityGroup', 0);
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as any[]);
+    expect(statements.find((s) => s.Sid === 'NetworkInterfacesInTheVpc')).toBeUndefined();
+    expect(JSON.stringify(statements)).not.toContain('ec2:CreateNetworkInterface');
+  });
+
+  test("runs the bundled trainer, built by cdk deploy, and encrypts with the store's key", () => {
+    // the Docker image asset of training-images/trainer: an image in the bootstrap's container-assets repository
+    expect(JSON.stringify(train.Parameters.AlgorithmSpecification.TrainingImage)).toMatch(/cdk-[a-z0-9]+-container-assets-123456789012-us-east-1:[0-9a-f]{64}/);
+    expect(job.encryptionKey).toBe(store.encryptionKey);
+    expect(job.store).toBe(store);
+  });
+
+  test('has no unacknowledged compliance finding', () => {
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
+  test('fails when Hub models are allowed outside a VPC (their jobs run without network isolation)', () => {
+    const other = testStack();
+    expect(() => new FineTuningJob(other, 'Job', { store: new DatasetStore(other, 'Store'), allowHubModels: true })).toThrow(
+      /allowHubModels is true but no vpc was given: .*Pass vpc \(a VPC with a NAT route to huggingface.co\), or leave allowHubModels false/,
+    );
+  });
+
+  test('fails when VPC placement is given without a vpc', () => {
+    const other = testStack();
+    const otherStore = new DatasetStore(other, 'Store');
+    expect(() => new FineTuningJob(other, 'Job', { store: otherStore, s3PrefixListId: 'pl-63a5400a' })).toThrow(
+      /s3PrefixListId place the jobs in a VPC, but no vpc was given: pass vpc too, or remove s3PrefixListId/,
+    );
+    expect(() => new FineTuningJob(other, 'Job2', { store: otherStore, vpcSubnets: {}, s3PrefixListId: 'pl-63a5400a' })).toThrow(/\] vpcSubnets and s3PrefixListId place the jobs in a VPC/);
+  });
+});
+
 test('the states run the trainer image with the entrypoint its Dockerfile declares', () => {
   const dockerfile = fs.readFileSync(path.join(__dirname, '..', '..', 'training-images', 'trainer', 'Dockerfile'), 'utf8');
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);

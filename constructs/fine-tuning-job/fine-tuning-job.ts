@@ -15,7 +15,7 @@ import { DATA_PREFIXES } from '../../lib/layout';
 import { grantVpcAttachment } from '../../lib/vpc-attachment';
 import { estimateTrainingMemory, resolveParameters } from '../../lib/preflight';
 import { parseRecipe, Recipe, resolveRecipe } from '../../lib/recipe';
-import { DEFAULT_JOB_NAME_PREFIX, MAX_JOB_NAME_PREFIX_LENGTH, MAX_RUNTIME_HOURS } from '../../lib/run-request';
+import { DEFAULT_JOB_NAME_PREFIX, isJobNamePrefix, MAX_JOB_NAME_PREFIX_LENGTH, MAX_RUNTIME_HOURS } from '../../lib/run-request';
 
 /**
  * The states' TimeoutSeconds: the longest a planned job can take (spot waits up to twice the
@@ -45,12 +45,24 @@ export interface DefaultRecipe {
 export interface FineTuningJobProps {
   /** Where datasets, base models, checkpoints, artifacts and eval reports live. */
   readonly store: DatasetStore;
-  /** The image the training and evaluation jobs run. */
-  readonly image: TrainingImage;
-  /** The VPC the jobs run in. */
-  readonly vpc: ec2.IVpc;
   /**
-   * The subnets of the jobs' network interfaces.
+   * The image the training and evaluation jobs run.
+   *
+   * @default - the bundled trainer (`TrainingImage.fromBundled`), built by `cdk deploy`
+   */
+  readonly image?: TrainingImage;
+  /**
+   * The VPC the jobs run in: their network interfaces are placed in it, so SageMaker reads the
+   * channels and writes the outputs through it (its S3 endpoint). Needed for Hub base models
+   * (`allowHubModels`), which the jobs download through the VPC's NAT route.
+   *
+   * @default - no VPC: every job runs with network isolation (its containers have no network at
+   * all; SageMaker itself downloads the channels and uploads the outputs, KMS-encrypted, and
+   * the containers of a distributed job still reach each other, encrypted); no security group
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * The subnets of the jobs' network interfaces (with `vpc`).
    *
    * @default - the VPC's private subnets (isolated ones when it has no subnets with egress)
    */
@@ -62,7 +74,7 @@ export interface FineTuningJobProps {
    * `PlaneNetwork.s3PrefixListId`, which is looked up at deploy time when not configured.
    *
    * @default - no S3 prefix-list rule: S3 must be reachable through an interface endpoint in the
-   * VPC (covered by the HTTPS rule to the VPC CIDR); a warning says so
+   * VPC (covered by the HTTPS rule to the VPC CIDR); a warning says so (with `vpc`)
    */
   readonly s3PrefixListId?: string;
   /**
@@ -89,7 +101,8 @@ export interface FineTuningJobProps {
   /**
    * Allow a Hugging Face Hub id as the base model. Jobs with a Hub model run WITHOUT network
    * isolation (the container downloads the weights), and need a route to huggingface.co (a NAT
-   * gateway: the default PlaneNetwork has none). Staged `s3://` models stay isolated.
+   * gateway: the default PlaneNetwork has none). Staged `s3://` models stay isolated. Needs a
+   * `vpc`: outside one, such a job's container would reach the whole internet.
    *
    * @default false
    */
@@ -125,7 +138,8 @@ export const JOB_RESULT_FIELDS = ['TrainingJobName', 'TrainingJobStatus', 'Secon
  *
  * The role may read `datasets/`, `base-models/` and `artifacts/` (the evaluation job reads the
  * trained adapter), write `artifacts/` and `eval-reports/`, read and write `checkpoints/`, use the
- * data key, pull the image, write the jobs' logs and create its network interfaces in the VPC.
+ * data key, pull the image, write the jobs' logs and (with a `vpc`) create its network interfaces
+ * in the VPC. Without a `vpc` every job runs with network isolation and no VPC configuration.
  *
  * The state machine that runs the states must be granted with {@link grantStart}:
  * `CustomState` carries no policy statements.
@@ -133,8 +147,10 @@ export const JOB_RESULT_FIELDS = ['TrainingJobName', 'TrainingJobStatus', 'Secon
 export class FineTuningJob extends Construct {
   /** The SageMaker execution role of the training and evaluation jobs. */
   public readonly role: iam.IRole;
-  /** The security group of the jobs' network interfaces. */
-  public readonly securityGroup: ec2.ISecurityGroup;
+  /** The data store the jobs read from and write to. */
+  public readonly store: DatasetStore;
+  /** The security group of the jobs' network interfaces (only with a `vpc`). */
+  public readonly securityGroup?: ec2.ISecurityGroup;
   /** The key for the training volume and the outputs. */
   public readonly encryptionKey: kms.IKey;
   /** The prefix of every job name. */
@@ -147,14 +163,16 @@ export class FineTuningJob extends Construct {
   public readonly defaultRecipe?: DefaultRecipe;
 
   private readonly image: TrainingImage;
-  private readonly subnetIds: string[];
+  private readonly subnetIds?: string[];
 
   constructor(scope: Construct, id: string, props: FineTuningJobProps) {
     super(scope, id);
     this.jobNamePrefix = props.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX;
     validateJobNamePrefix(this, this.jobNamePrefix);
     this.allowHubModels = props.allowHubModels ?? false;
-    this.image = props.image;
+    validateNetworkProps(this, props);
+    this.store = props.store;
+    this.image = props.image ?? TrainingImage.fromBundled(this, 'Image');
     const key = props.encryptionKey ?? props.store.encryptionKey;
     if (!key) {
       throw new TuneyardValidationError(
@@ -170,35 +188,10 @@ export class FineTuningJob extends Construct {
     this.metricDefinitions = readMetricDefinitions(this);
 
     const stack = Stack.of(this);
-    const subnets = props.vpc.selectSubnets(props.vpcSubnets);
-    this.subnetIds = subnets.subnetIds;
-
-    // Security group: traffic between the job's own containers (distributed training), HTTPS to the VPC endpoints.
-    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
-      vpc: props.vpc,
-      description: 'Tuneyard training jobs: inter-container traffic and HTTPS to the VPC endpoints only',
-      allowAllOutbound: false,
-    });
-    securityGroup.addIngressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
-    acknowledge(
-      securityGroup,
-      inControlPacks(
-        'EC2RestrictedCommonPorts',
-        'The only ingress rule admits the group itself (the containers of one distributed job: NCCL picks its ports at run time); nothing outside the group can connect.',
-      ),
-    );
-    securityGroup.addEgressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
-    securityGroup.addEgressRule(ec2.Peer.ipv4(props.vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS to the interface VPC endpoints');
-    if (props.s3PrefixListId) {
-      securityGroup.addEgressRule(ec2.Peer.prefixList(props.s3PrefixListId), ec2.Port.tcp(443), 'HTTPS to S3 through the gateway endpoint');
-    } else {
-      Annotations.of(this).addWarningV2(
-        'tuneyard:no-s3-prefix-list',
-        'No s3PrefixListId: the training security group allows HTTPS to the VPC CIDR only, so S3 must be reachable through an S3 interface endpoint. ' +
-          'With an S3 gateway endpoint, pass PlaneNetwork.s3PrefixListId (looked up at deploy time) or the ID of the com.amazonaws.<region>.s3 prefix list.',
-      );
+    if (props.vpc) {
+      this.subnetIds = props.vpc.selectSubnets(props.vpcSubnets).subnetIds;
+      this.securityGroup = this.createSecurityGroup(props.vpc, props.s3PrefixListId);
     }
-    this.securityGroup = securityGroup;
 
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com', {
@@ -214,7 +207,7 @@ export class FineTuningJob extends Construct {
     props.store.grantWriteEvalReports(role);
     props.store.grantReadWriteCheckpoints(role);
     key.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:CreateGrant', 'kms:DescribeKey');
-    props.image.grantPull(role);
+    this.image.grantPull(role);
 
     const logGroupArn = stack.formatArn({
       service: 'logs',
@@ -238,8 +231,37 @@ export class FineTuningJob extends Construct {
       }),
     );
     // The jobs' network interfaces: created and deleted only in the plane VPC.
-    const [networkInterfaces, subnetArns, securityGroups] = grantVpcAttachment(role, props.vpc);
-    this.acknowledgeRoleFindings(role, props.store, logGroupArn, { networkInterfaces, subnets: subnetArns, securityGroups });
+    const vpcArns = props.vpc ? grantVpcAttachment(role, props.vpc) : undefined;
+    this.acknowledgeRoleFindings(role, props.store, logGroupArn, vpcArns && { networkInterfaces: vpcArns[0], subnets: vpcArns[1], securityGroups: vpcArns[2] });
+  }
+
+  /** Security group: traffic between the job's own containers (distributed training), HTTPS to the VPC endpoints. */
+  private createSecurityGroup(vpc: ec2.IVpc, s3PrefixListId: string | undefined): ec2.SecurityGroup {
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc,
+      description: 'Tuneyard training jobs: inter-container traffic and HTTPS to the VPC endpoints only',
+      allowAllOutbound: false,
+    });
+    securityGroup.addIngressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
+    acknowledge(
+      securityGroup,
+      inControlPacks(
+        'EC2RestrictedCommonPorts',
+        'The only ingress rule admits the group itself (the containers of one distributed job: NCCL picks its ports at run time); nothing outside the group can connect.',
+      ),
+    );
+    securityGroup.addEgressRule(securityGroup, ec2.Port.allTraffic(), 'Inter-container traffic of distributed training jobs');
+    securityGroup.addEgressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS to the interface VPC endpoints');
+    if (s3PrefixListId) {
+      securityGroup.addEgressRule(ec2.Peer.prefixList(s3PrefixListId), ec2.Port.tcp(443), 'HTTPS to S3 through the gateway endpoint');
+    } else {
+      Annotations.of(this).addWarningV2(
+        'tuneyard:no-s3-prefix-list',
+        'No s3PrefixListId: the training security group allows HTTPS to the VPC CIDR only, so S3 must be reachable through an S3 interface endpoint. ' +
+          'With an S3 gateway endpoint, pass PlaneNetwork.s3PrefixListId (looked up at deploy time) or the ID of the com.amazonaws.<region>.s3 prefix list.',
+      );
+    }
+    return securityGroup;
   }
 
   /**
@@ -379,7 +401,7 @@ export class FineTuningJob extends Construct {
           ContainerEntrypoint: TRAINER_ENTRYPOINT,
           ContainerArguments: [mode],
         },
-        VpcConfig: { SecurityGroupIds: [this.securityGroup.securityGroupId], Subnets: this.subnetIds },
+        ...(this.securityGroup && this.subnetIds ? { VpcConfig: { SecurityGroupIds: [this.securityGroup.securityGroupId], Subnets: this.subnetIds } } : {}),
         ...(this.allowHubModels ? { 'EnableNetworkIsolation.$': '$.plan.enableNetworkIsolation' } : { EnableNetworkIsolation: true }),
         EnableInterContainerTrafficEncryption: true,
         Environment: this.allowHubModels ? { HF_HUB_DISABLE_TELEMETRY: '1' } : { HF_HUB_OFFLINE: '1', HF_DATASETS_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1' },
@@ -397,7 +419,7 @@ export class FineTuningJob extends Construct {
     role: iam.Role,
     store: DatasetStore,
     logGroupArn: string,
-    vpcArns: { readonly networkInterfaces: string; readonly subnets: string; readonly securityGroups: string },
+    vpcArns: { readonly networkInterfaces: string; readonly subnets: string; readonly securityGroups: string } | undefined,
   ): void {
     const stack = Stack.of(this);
     const findings: Record<string, string> = {
@@ -406,13 +428,17 @@ export class FineTuningJob extends Construct {
         'permissions; cloudwatch:PutMetricData is limited by the cloudwatch:namespace condition to /aws/sagemaker/TrainingJobs.',
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, logGroupArn)}]`]:
         'SageMaker names the log streams of a training job after the job at run time; the role may write only to the TrainingJobs log group.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.networkInterfaces)}]`]:
-        'SageMaker creates the job network interfaces at run time; the ec2:Vpc condition limits them to the plane VPC.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.subnets)}]`]:
-        'The subnets are chosen per job by the VpcConfig; the ec2:Vpc condition limits them to the plane VPC.',
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.securityGroups)}]`]:
-        'The security group is chosen per job by the VpcConfig; the ec2:Vpc condition limits it to the plane VPC.',
     };
+    if (vpcArns) {
+      Object.assign(findings, {
+        [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.networkInterfaces)}]`]:
+          'SageMaker creates the job network interfaces at run time; the ec2:Vpc condition limits them to the plane VPC.',
+        [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.subnets)}]`]:
+          'The subnets are chosen per job by the VpcConfig; the ec2:Vpc condition limits them to the plane VPC.',
+        [`AwsSolutions-IAM5[Resource::${nagResource(stack, vpcArns.securityGroups)}]`]:
+          'The security group is chosen per job by the VpcConfig; the ec2:Vpc condition limits it to the plane VPC.',
+      });
+    }
     const prefixReasons: Record<string, string> = {
       datasets: 'Jobs read the dataset version named by each run (content-addressed keys known only at run time); read-only.',
       baseModels: 'Jobs read the staged base model named by each run; read-only.',
@@ -436,10 +462,26 @@ export class FineTuningJob extends Construct {
 
 function validateJobNamePrefix(scope: Construct, prefix: string): void {
   if (Token.isUnresolved(prefix)) return;
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(prefix) || prefix.length > MAX_JOB_NAME_PREFIX_LENGTH) {
+  if (!isJobNamePrefix(prefix)) {
     throw new TuneyardValidationError(
       `jobNamePrefix "${prefix}" is invalid: use 1-${MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens starting with a letter or digit ` +
         `(job names are <prefix><run id of up to 48 characters>-train, at most 63), e.g. "tuneyard-".`,
+      scope,
+    );
+  }
+}
+
+function validateNetworkProps(scope: Construct, props: FineTuningJobProps): void {
+  if (props.vpc) return;
+  const vpcOnly = (['vpcSubnets', 's3PrefixListId'] as const).filter((name) => props[name] !== undefined);
+  if (vpcOnly.length > 0) {
+    throw new TuneyardValidationError(`${vpcOnly.join(' and ')} place the jobs in a VPC, but no vpc was given: pass vpc too, or remove ${vpcOnly.join(' and ')}.`, scope);
+  }
+  if (props.allowHubModels) {
+    throw new TuneyardValidationError(
+      'allowHubModels is true but no vpc was given: a job with a Hub base model runs without network isolation, and outside a VPC its container ' +
+        'could reach the whole internet with the data it reads. Pass vpc (a VPC with a NAT route to huggingface.co), or leave allowHubModels ' +
+        'false and stage base models under base-models/ in the data bucket.',
       scope,
     );
   }

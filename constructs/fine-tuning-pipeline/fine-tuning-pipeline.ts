@@ -15,13 +15,17 @@ import { Construct } from 'constructs';
 import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
-import { DEFAULT_JOB_NAME_PREFIX, GATE_REJECTED_ERROR, type PlanSettings } from '../../lib/run-request';
+import { GATE_REJECTED_ERROR, isJobNamePrefix, MAX_JOB_NAME_PREFIX_LENGTH } from '../../lib/run-request';
 
 export { GATE_REJECTED_ERROR };
 import type { DeployArtifact } from './handler/plan-run';
 
 export type { DeployArtifact };
 import { DatasetStore } from '../dataset-store';
+import { DatasetValidationFunction } from '../dataset-validator';
+import { FineTuningJob } from '../fine-tuning-job';
+import { ModelRegistry } from '../model-registry';
+import { NotificationTopic } from '../notification-topic';
 import { acknowledge, acknowledgeOnGrantee, inControlPacks, nagResource } from '../../lib/nag';
 
 /** A Task-like state that the pipeline wires: it adds retries, a catch and the next state. */
@@ -34,8 +38,18 @@ export type PipelineTaskState = sfn.State &
 /**
  * What the pipeline needs from the training-job construct (`FineTuningJob` implements it).
  * The states read the run plan at `$.plan.*` and must set their own `TimeoutSeconds`.
+ * PlanRun plans each run with the job's settings (prefix, key, Hub models), so the jobs it names
+ * are the jobs `grantStart` allows.
  */
 export interface IPipelineTrainingJob {
+  /** The data store the jobs read from and write to: it must be the pipeline's. */
+  readonly store: DatasetStore;
+  /** The prefix of every job name (PlanRun names the run's jobs `<prefix><run id>-train` and `-eval`). */
+  readonly jobNamePrefix: string;
+  /** The key for the training volume (where the instance allows one) and the job outputs. */
+  readonly encryptionKey: kms.IKey;
+  /** Whether a Hub id may be the base model (such jobs run without network isolation). */
+  readonly allowHubModels: boolean;
   /** The CreateTrainingJob `.sync` state that trains the model. */
   trainState(id: string): PipelineTaskState;
   /** The CreateTrainingJob `.sync` state that evaluates base and tuned model (writes eval.json). */
@@ -46,10 +60,24 @@ export interface IPipelineTrainingJob {
 
 /** What the pipeline needs from the model registry (`ModelRegistry` implements it). */
 export interface IPipelineModelRegistry {
+  /** The model package group the tuned models are registered in. */
+  readonly modelPackageGroupName: string;
   /** The state that registers the tuned model with its lineage (reads `$.plan`, `$.training`, `$.report`). */
   registerState(id: string): PipelineTaskState;
   /** Lets the state machine register model packages. */
   grantRegister(grantee: iam.IGrantable): unknown;
+}
+
+/**
+ * What the pipeline needs from the dataset validator (`DatasetValidationFunction` implements it):
+ * a function with input `{datasetName, datasetSha256, method, maxLength?}` that throws an error
+ * named `DatasetInvalid` for a bad dataset.
+ */
+export interface IPipelineDatasetValidator {
+  /** The function the ValidateDataset state invokes. */
+  readonly function: lambda.IFunction;
+  /** The data store whose dataset versions it reads: it must be the pipeline's. */
+  readonly store: DatasetStore;
 }
 
 /** What a stage added to the pipeline (such as Deploy) gets to build its states. */
@@ -106,22 +134,41 @@ export interface IPipelineStage {
 
 /** Properties of a {@link FineTuningPipeline}. */
 export interface FineTuningPipelineProps {
-  /** The plane's data: the ReadEvalReport step reads eval reports and artifacts from it. */
+  /**
+   * The plane's data: PlanRun plans runs in its bucket, the ReadEvalReport step reads eval reports
+   * from it, and the training job and the dataset validator must work on it too.
+   */
   readonly store: DatasetStore;
-  /** The training and evaluation job states. */
-  readonly trainingJob: IPipelineTrainingJob;
-  /** The model registry's Register state. */
-  readonly registry: IPipelineModelRegistry;
   /**
-   * The dataset validation Lambda function: input `{datasetName, datasetSha256, method, maxLength?}`,
-   * throws an error named `DatasetInvalid` for a bad dataset.
+   * The training and evaluation jobs. Runs are planned with its settings: job name prefix,
+   * encryption key, Hub models.
+   *
+   * @default - a new `FineTuningJob` on `store` running the bundled trainer image, with the
+   * job name prefix 'tuneyard-' and the store's key; in `vpc` when one is given, else with network
+   * isolation and no VPC
    */
-  readonly datasetValidator: lambda.IFunction;
+  readonly trainingJob?: IPipelineTrainingJob;
   /**
-   * The topic that receives run outcomes (succeeded, rejected, failed with stage and cause).
-   * Pass `NotificationTopic.topic` or any topic; the state machine's role is granted publish.
+   * The model registry whose Register state records every model that passes the gate.
+   *
+   * @default - a new `ModelRegistry` (its group named after this construct's path; packages name
+   * the vLLM DLC as their serving image)
    */
-  readonly topic: sns.ITopic;
+  readonly registry?: IPipelineModelRegistry;
+  /**
+   * The dataset validator that the ValidateDataset state invokes.
+   *
+   * @default - a new `DatasetValidationFunction` on `store`, with this pipeline's log key,
+   * retention, concurrency setting and `vpc`
+   */
+  readonly datasetValidator?: IPipelineDatasetValidator;
+  /**
+   * The topic that receives run outcomes (succeeded, rejected, failed with stage and cause, stopped).
+   * The state machine's role is granted publish (and the topic's key).
+   *
+   * @default - the topic of a new `NotificationTopic` (KMS-encrypted, TLS only)
+   */
+  readonly topic?: sns.ITopic;
   /**
    * The Deploy stage, run after Register when the run asks for a deployment.
    *
@@ -129,11 +176,6 @@ export interface FineTuningPipelineProps {
    * (`RunRequestInvalid`), before any GPU time is spent
    */
   readonly deployStage?: IPipelineStage;
-  /**
-   * What the PlanRun Lambda gives `planRun` besides the request (bucket, KMS keys, Hub models,
-   * job name prefix).
-   */
-  readonly planSettings: PlanSettings;
   /**
    * How long the state machine's logs (and the Lambdas' logs) are kept.
    *
@@ -164,7 +206,7 @@ export interface FineTuningPipelineProps {
   readonly logEncryptionKey?: kms.IKey;
   /**
    * The VPC that the pipeline's Lambda functions run in (they call S3 only: give the VPC an S3
-   * gateway endpoint).
+   * gateway endpoint), and the default training job and dataset validator too.
    *
    * @default - the functions run outside a VPC
    */
@@ -176,7 +218,8 @@ export interface FineTuningPipelineProps {
    */
   readonly vpcSubnets?: ec2.SubnetSelection;
   /**
-   * What happens to a key this construct creates, and the log groups, when they leave the stack.
+   * What happens to a key this construct creates, the log groups, and the collaborators it
+   * creates (registry, topic key, validator), when they leave the stack.
    *
    * @default RemovalPolicy.RETAIN
    */
@@ -269,8 +312,17 @@ export class FineTuningPipeline extends Construct {
   public readonly readEvalReportFunction: lambda.IFunction;
   /** The function that looks at a training or evaluation job after its state failed (InspectTraining, InspectEvaluation). */
   public readonly inspectJobFunction: lambda.IFunction;
+  /** The plane's data store. */
+  public readonly store: DatasetStore;
+  /** The training and evaluation jobs (given, or created). */
+  public readonly trainingJob: IPipelineTrainingJob;
+  /** The model registry (given, or created). */
+  public readonly registry: IPipelineModelRegistry;
+  /** The dataset validator (given, or created). */
+  public readonly datasetValidator: IPipelineDatasetValidator;
+  /** The topic that receives run outcomes (given, or created). */
+  public readonly topic: sns.ITopic;
 
-  private readonly topic: sns.ITopic;
   private readonly logRetention: logs.RetentionDays;
   private readonly removalPolicy: RemovalPolicy;
   private readonly props: FineTuningPipelineProps;
@@ -286,13 +338,28 @@ export class FineTuningPipeline extends Construct {
       );
     }
     this.props = props;
-    this.topic = props.topic;
+    this.store = props.store;
     this.logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
     this.removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const stack = Stack.of(this);
+    this.validateCollaborators(props);
 
     this.logEncryptionKey =
       props.logEncryptionKey ?? createLogKey(this, 'LogsKey', 'Tuneyard pipeline logs (state machine and Lambda log groups)', this.removalPolicy);
+    this.trainingJob = props.trainingJob ?? new FineTuningJob(this, 'TrainingJob', { store: props.store, vpc: props.vpc, vpcSubnets: props.vpcSubnets });
+    this.registry = props.registry ?? new ModelRegistry(this, 'Registry', { removalPolicy: this.removalPolicy });
+    this.datasetValidator =
+      props.datasetValidator ??
+      new DatasetValidationFunction(this, 'DatasetValidator', {
+        store: props.store,
+        reserveConcurrency: props.reserveConcurrency,
+        logEncryptionKey: this.logEncryptionKey,
+        logRetention: this.logRetention,
+        removalPolicy: this.removalPolicy,
+        vpc: props.vpc,
+        vpcSubnets: props.vpcSubnets,
+      });
+    this.topic = props.topic ?? new NotificationTopic(this, 'Notifications', { removalPolicy: this.removalPolicy }).topic;
     this.role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('states.amazonaws.com', {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
@@ -301,11 +368,12 @@ export class FineTuningPipeline extends Construct {
     });
 
     this.planRunFunction = this.createFunction('PlanRunFunction', 'plan-run', 'Tuneyard: validates a RunRequest and plans the run', {
-      TUNEYARD_BUCKET_NAME: props.planSettings.bucketName,
-      TUNEYARD_VOLUME_KMS_KEY_ARN: props.planSettings.volumeKmsKeyArn,
-      TUNEYARD_OUTPUT_KMS_KEY_ARN: props.planSettings.outputKmsKeyArn,
-      TUNEYARD_ALLOW_HUB_MODELS: props.planSettings.allowHubModels ? 'true' : 'false',
-      TUNEYARD_JOB_NAME_PREFIX: props.planSettings.jobNamePrefix ?? '',
+      // The plan settings, from the job and the store: PlanRun names the jobs that grantStart allows.
+      TUNEYARD_BUCKET_NAME: props.store.bucket.bucketName,
+      TUNEYARD_VOLUME_KMS_KEY_ARN: this.trainingJob.encryptionKey.keyArn,
+      TUNEYARD_OUTPUT_KMS_KEY_ARN: this.trainingJob.encryptionKey.keyArn,
+      TUNEYARD_ALLOW_HUB_MODELS: this.trainingJob.allowHubModels ? 'true' : 'false',
+      TUNEYARD_JOB_NAME_PREFIX: this.trainingJob.jobNamePrefix,
       TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
       TUNEYARD_DEPLOYS: props.deployStage?.deploys ?? '',
       TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
@@ -313,7 +381,7 @@ export class FineTuningPipeline extends Construct {
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
     this.inspectJobFunction = this.createFunction('InspectJobFunction', 'inspect-job', 'Tuneyard: looks at a training or evaluation job whose pipeline state failed');
-    const jobs = stack.formatArn({ service: 'sagemaker', resource: 'training-job', resourceName: `${props.planSettings.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX}*` });
+    const jobs = stack.formatArn({ service: 'sagemaker', resource: 'training-job', resourceName: `${this.trainingJob.jobNamePrefix}*` });
     this.inspectJobFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sagemaker:DescribeTrainingJob'], resources: [jobs] }));
     acknowledgeOnGrantee(this.inspectJobFunction, {
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, jobs)}]`]: "Describes the run's own training and evaluation jobs, named at run time with the plane's job name prefix; read-only.",
@@ -344,12 +412,12 @@ export class FineTuningPipeline extends Construct {
       comment: 'Tuneyard fine-tuning run: plan, validate, train, evaluate, gate, register, deploy, notify',
     });
 
-    props.trainingJob.grantStart(this.role);
-    props.registry.grantRegister(this.role);
-    props.topic.grantPublish(this.role);
-    if (props.topic.masterKey) props.topic.masterKey.grant(this.role, 'kms:Decrypt', 'kms:GenerateDataKey');
-    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, this.inspectJobFunction, props.datasetValidator]);
-    this.notifyAbortedRuns(props.topic);
+    this.trainingJob.grantStart(this.role);
+    this.registry.grantRegister(this.role);
+    this.topic.grantPublish(this.role);
+    if (this.topic.masterKey) this.topic.masterKey.grant(this.role, 'kms:Decrypt', 'kms:GenerateDataKey');
+    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, this.inspectJobFunction, this.datasetValidator.function]);
+    this.notifyAbortedRuns(this.topic);
 
     new logs.MetricFilter(this, 'RunsRejectedFilter', {
       logGroup,
@@ -436,7 +504,7 @@ export class FineTuningPipeline extends Construct {
     planRun.addCatch(failure(PIPELINE_FAILURES.planRunFailed, PIPELINE_STATES.planRun), { resultPath: '$.error' });
 
     const validate = new tasks.LambdaInvoke(this, PIPELINE_STATES.validateDataset, {
-      lambdaFunction: props.datasetValidator,
+      lambdaFunction: this.datasetValidator.function,
       payloadResponseOnly: true,
       // {datasetName, datasetSha256, method, maxLength}, prepared by PlanRun.
       inputPath: '$.datasetCheck',
@@ -463,12 +531,12 @@ export class FineTuningPipeline extends Construct {
     this.addTransientRetries(readReport, 'lambda', true);
     readReport.addCatch(failure(PIPELINE_FAILURES.evalReportInvalid, PIPELINE_STATES.readEvalReport), { resultPath: '$.error' });
 
-    const train = props.trainingJob.trainState(PIPELINE_STATES.train);
-    const evaluate = props.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
+    const train = this.trainingJob.trainState(PIPELINE_STATES.train);
+    const evaluate = this.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
     this.recoverJob(train, 'Train', '$.training', failure(PIPELINE_FAILURES.trainingFailed, PIPELINE_STATES.train), evaluate);
     this.recoverJob(evaluate, 'Evaluate', '$.evaluation', failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), readReport);
 
-    const register = props.registry.registerState(PIPELINE_STATES.register);
+    const register = this.registry.registerState(PIPELINE_STATES.register);
     this.addTransientRetries(register, 'sagemaker');
     register.addCatch(failure(PIPELINE_FAILURES.registrationFailed, PIPELINE_STATES.register), { resultPath: '$.error' });
 
@@ -566,6 +634,45 @@ export class FineTuningPipeline extends Construct {
         .when(sfn.Condition.stringEquals(outcome, 'retry'), waitToRetry.next(task))
         .otherwise(explained.next(failed)),
     );
+  }
+
+  /** Combinations of collaborators that synthesize but cannot run fail here, naming the props and the fix. */
+  private validateCollaborators(props: FineTuningPipelineProps): void {
+    const bucketOf = (store: DatasetStore) => (Token.isUnresolved(store.bucket.bucketName) ? store.node.path : `bucket ${store.bucket.bucketName}`);
+    const sameStore = (other: DatasetStore) =>
+      other === props.store || (!Token.isUnresolved(other.bucket.bucketName) && other.bucket.bucketName === props.store.bucket.bucketName);
+    if (props.trainingJob && !sameStore(props.trainingJob.store)) {
+      throw new TuneyardValidationError(
+        `trainingJob works on another data store (${bucketOf(props.trainingJob.store)}) than the pipeline's store (${bucketOf(props.store)}): ` +
+          "its jobs would read datasets and write eval reports where PlanRun and ReadEvalReport do not look. Create the FineTuningJob with the pipeline's store, or omit trainingJob.",
+        this,
+      );
+    }
+    if (props.datasetValidator && !sameStore(props.datasetValidator.store)) {
+      throw new TuneyardValidationError(
+        `datasetValidator reads another data store (${bucketOf(props.datasetValidator.store)}) than the pipeline's store (${bucketOf(props.store)}): ` +
+          "it would validate datasets that the training jobs never read. Create the DatasetValidationFunction with the pipeline's store, or omit datasetValidator.",
+        this,
+      );
+    }
+    const prefix = props.trainingJob?.jobNamePrefix;
+    if (prefix !== undefined && !Token.isUnresolved(prefix) && !isJobNamePrefix(prefix)) {
+      throw new TuneyardValidationError(
+        `trainingJob.jobNamePrefix "${prefix}" cannot start the job names: use 1-${MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens starting with a letter or digit ` +
+          '(job names are <prefix><run id of up to 48 characters>-train, at most 63 characters), e.g. "teama-".',
+        this,
+      );
+    }
+    if (!props.trainingJob && !props.store.encryptionKey) {
+      throw new TuneyardValidationError(
+        'store has no KMS key, and the default trainingJob encrypts training volumes and outputs with the store\'s key: ' +
+          'pass trainingJob: new FineTuningJob(scope, id, { store, encryptionKey }), or give the store an encryptionKey.',
+        this,
+      );
+    }
+    if (!props.vpc && props.vpcSubnets) {
+      throw new TuneyardValidationError('vpcSubnets places the functions in a VPC, but no vpc was given: pass vpc too, or remove vpcSubnets.', this);
+    }
   }
 
   /**

@@ -3,7 +3,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { LINEAGE_KEYS, ModelRegistry, REGISTER_STATE_TIMEOUT_SECONDS } from './model-registry';
-import { complianceFindings, testStack } from '../../test/support/app';
+import { complianceFindings, testApp, testStack } from '../../test/support/app';
+import { DEFAULT_VLLM_DLC_TAG, VllmImage } from '../vllm-endpoint/image';
 
 const IMAGE = '763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128';
 
@@ -119,12 +120,24 @@ describe('ModelRegistry', () => {
       expect(state.ResultPath).toBe('$.model');
     });
 
-    test('fails when no inference image is given', () => {
-      const stack = testStack();
+    test("names the vLLM DLC that endpoints serve with by default, from the stack's region", () => {
+      // GIVEN a registry given no image, in two regions
+      const east = testStack();
+      const hongKong = new Stack(testApp(), 'HongKong', { env: { account: '123456789012', region: 'ap-east-2' } });
+      // WHEN
+      const image = (stack: Stack) => renderedState(stack, new ModelRegistry(stack, 'Registry').registerState('Register')).Parameters.InferenceSpecification.Containers[0].Image;
+      // THEN the image VllmImage.dlc() binds to, so the registered package names what serves it
+      const eastImage = image(east);
+      expect(eastImage).toBe(`763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:${DEFAULT_VLLM_DLC_TAG}`);
+      expect(eastImage).toBe(VllmImage.dlc().bind(east).imageUri);
+      expect(image(hongKong)).toBe(`975050140332.dkr.ecr.ap-east-2.amazonaws.com/vllm:${DEFAULT_VLLM_DLC_TAG}`);
+    });
+
+    test('fails when the default image is not published in the region, and only when a model is registered', () => {
+      const stack = new Stack(testApp(), 'Elsewhere', { env: { account: '123456789012', region: 'xx-north-9' } });
       const registry = new ModelRegistry(stack, 'Registry');
-      expect(() => registry.registerState('Register')).toThrow(
-        /registerState needs the serving image: pass inferenceImageUri to registerState\(\) or to the ModelRegistry props/,
-      );
+      expect(() => registry.registerState('Register')).toThrow(/the vLLM DLC is not published in region xx-north-9.*VllmImage.fromEcrRepository/);
+      expect(renderedState(stack, registry.registerState('Mine', { inferenceImageUri: IMAGE })).Parameters.InferenceSpecification.Containers[0].Image).toBe(IMAGE);
     });
   });
 

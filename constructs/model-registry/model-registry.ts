@@ -5,6 +5,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
+import { VllmImage } from '../vllm-endpoint/image';
 
 /** Properties of a {@link ModelRegistry}. */
 export interface ModelRegistryProps {
@@ -23,7 +24,8 @@ export interface ModelRegistryProps {
   /**
    * The serving image that registered model packages name (the vLLM image of the endpoints).
    *
-   * @default - none: pass `inferenceImageUri` to {@link ModelRegistry.registerState}
+   * @default - the vLLM SageMaker DLC that `VllmEndpoint` serves with by default
+   * (`VllmImage.dlc()`, tag `DEFAULT_VLLM_DLC_TAG`) in the stack's region
    */
   readonly inferenceImageUri?: string;
   /**
@@ -40,7 +42,7 @@ export interface RegisterStateOptions {
   /**
    * The serving image URI written into the model package's InferenceSpecification.
    *
-   * @default - the registry's `inferenceImageUri`
+   * @default - the registry's `inferenceImageUri` (the vLLM DLC by default)
    */
   readonly inferenceImageUri?: string;
   /** Where the CreateModelPackage result (`ModelPackageArn`) goes. @default '$.registration' */
@@ -119,13 +121,8 @@ export class ModelRegistry extends Construct {
    * - ModelMetrics.ModelQuality.Statistics: the eval report `$.plan.evalReport.s3Uri`.
    */
   public registerState(id: string, options: RegisterStateOptions = {}): sfn.CustomState {
-    const image = options.inferenceImageUri ?? this.inferenceImageUri;
-    if (!image) {
-      throw new TuneyardValidationError(
-        'registerState needs the serving image: pass inferenceImageUri to registerState() or to the ModelRegistry props.',
-        this,
-      );
-    }
+    // Bound here, not in the constructor: a registry that never registers needs no DLC in its region.
+    const image = options.inferenceImageUri ?? this.inferenceImageUri ?? VllmImage.dlc().bind(this).imageUri;
     return new sfn.CustomState(this, id, {
       stateJson: {
         Type: 'Task',

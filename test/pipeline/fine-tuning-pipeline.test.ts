@@ -1,8 +1,19 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { GATE_REJECTED_ERROR } from '../../constructs/fine-tuning-pipeline';
-import { complianceFindings } from '../support/app';
-import { definitionFromTemplate } from '../support/local-sfn';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { DatasetStore } from '../../constructs/dataset-store';
+import { DatasetValidationFunction } from '../../constructs/dataset-validator';
+import { FineTuningJob } from '../../constructs/fine-tuning-job';
+import { FineTuningPipeline, GATE_REJECTED_ERROR, IPipelineTrainingJob } from '../../constructs/fine-tuning-pipeline';
+import { environmentSettings, planRunStep } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
+import { readEvalReport } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
+import { ModelRegistry } from '../../constructs/model-registry';
+import { DEFAULT_VLLM_DLC_TAG } from '../../constructs/vllm-endpoint/image';
+import { parseRunRequest, runIdFor } from '../../lib/run-request';
+import { complianceFindings, testStack } from '../support/app';
+import { definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
+import { movedReport } from '../support/trainer-reports';
 import { pipelineStack } from './pipeline-stack';
 
 const { stack, pipeline } = pipelineStack();
@@ -122,5 +133,217 @@ describe('FineTuningPipeline template', () => {
     const time = pipeline.metricExecutionTime();
     expect([time.namespace, time.metricName]).toEqual(['AWS/States', 'ExecutionTime']);
     expect(stack.resolve(time.dimensions)).toEqual({ StateMachineArn: stack.resolve(pipeline.stateMachine.stateMachineArn) });
+  });
+});
+
+/**
+ * A pipeline as a user composes it over one store, its template, and what its PlanRun function is
+ * told: the synthesized environment, read by the function's own reader.
+ */
+function composed(build: (stack: Stack, store: DatasetStore) => FineTuningPipeline) {
+  const stack = testStack('Team');
+  const store = new DatasetStore(stack, 'Store');
+  const pipeline = build(stack, store);
+  const template = Template.fromStack(stack).toJSON();
+  const logicalId = (c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as any);
+  const variables = template.Resources[logicalId(pipeline.planRunFunction)].Properties.Environment.Variables;
+  // The training-job ARNs the state machine's role may create jobs under (AccessDenied on any other name).
+  const allowedJobArns = Object.values(template.Resources as Record<string, any>)
+    .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(logicalId(pipeline.role as any)))
+    .flatMap((r) => r.Properties.PolicyDocument.Statement as any[])
+    .filter((st) => [st.Action].flat().includes('sagemaker:CreateTrainingJob'))
+    .flatMap((st) => [resolveTemplateValue(st.Resource, template.Resources)].flat() as string[]);
+  return {
+    stack,
+    store,
+    pipeline,
+    template,
+    variables,
+    allowedJobArns,
+    env: environmentSettings(resolveTemplateValue(variables, template.Resources)),
+    definition: definitionFromTemplate(template, logicalId(pipeline.stateMachine)),
+  };
+}
+
+/** Whether an IAM resource pattern (`*` wildcards) admits `arn`. */
+const admits = (pattern: string, arn: string) => new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.?+^$()[\]{}|\\/]/g, '\\$&')).join('.*')}$`).test(arn);
+
+/** Runs the synthesized definition once, with the real PlanRun and ReadEvalReport and local stand-ins for SageMaker, the validator and SNS. */
+async function runOnce(p: ReturnType<typeof composed>) {
+  const request = { dataset: { name: 'support-chats', sha256: 'b'.repeat(64) }, baseModel: `s3://${p.env.bucketName}/base-models/llama-3.1-8b/`, recipe: { method: 'qlora' }, autoApprove: true };
+  const runId = runIdFor(parseRunRequest(request));
+  const calls: Record<string, any[]> = {};
+  const record = (name: string, fn: LocalHandler): LocalHandler => async (input) => {
+    (calls[name] ??= []).push(input);
+    return fn(input);
+  };
+  // the real trainer's eval.json, with a tuned model 20% better than the base
+  const report = Buffer.from(JSON.stringify(movedReport(false, { evalLossRatio: 0.8 })));
+  const reportsRead: string[] = [];
+  const s3Client = {
+    send: (async (command: any) => {
+      reportsRead.push(`${command.input.Bucket}/${command.input.Key}`);
+      return { ContentLength: report.length, Body: { transformToByteArray: async () => new Uint8Array(report) } };
+    }) as any,
+  };
+  const job = (input: any) => ({
+    TrainingJobName: input.TrainingJobName,
+    TrainingJobStatus: 'Completed',
+    SecondaryStatus: 'Completed',
+    ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
+  });
+  const sns = snsRecorder();
+  const handlers: Record<string, LocalHandler> = {
+    PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, p.env))),
+    ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ ok: true, format: 'chat', rows: 500 }))),
+    Train: record('Train', job),
+    Evaluate: record('Evaluate', job),
+    ReadEvalReport: record('ReadEvalReport', lambdaTask((event) => readEvalReport(event, s3Client))),
+    Register: record('Register', () => ({ ModelPackageArn: 'arn:aws:sagemaker:us-east-1:123456789012:model-package/models/1' })),
+  };
+  for (const name of Object.keys(p.definition.States)) if (name.startsWith('Notify')) handlers[name] = sns;
+  const run = await runLocal(p.definition, request, handlers, { executionName: runId });
+  return { run, runId, calls, reportsRead, sns };
+}
+
+describe('FineTuningPipeline with every collaborator defaulted: { store }', () => {
+  // GIVEN only a store
+  const p = composed((stack, store) => new FineTuningPipeline(stack, 'Pipeline', { store }));
+
+  test('creates and exposes a training job on the store, a registry, a dataset validator and a topic', () => {
+    expect(p.pipeline.trainingJob).toBeInstanceOf(FineTuningJob);
+    expect(p.pipeline.trainingJob.store).toBe(p.store);
+    expect(p.pipeline.registry).toBeInstanceOf(ModelRegistry);
+    expect(p.pipeline.datasetValidator).toBeInstanceOf(DatasetValidationFunction);
+    expect(p.pipeline.datasetValidator.store).toBe(p.store);
+    const template = Template.fromStack(p.stack);
+    template.resourceCountIs('AWS::SageMaker::ModelPackageGroup', 1);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    // The validator is the ValidateDataset state's function; its logs use the pipeline's log key.
+    expect(p.definition.States.ValidateDataset.Resource).toContain(p.stack.getLogicalId((p.pipeline.datasetValidator.function as any).node.defaultChild));
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: Match.anyValue(),
+      KmsKeyId: { 'Fn::GetAtt': [p.stack.getLogicalId(p.pipeline.logEncryptionKey.node.defaultChild as any), 'Arn'] },
+    });
+  });
+
+  test("plans runs with the job's and the store's settings: no planSettings to repeat", () => {
+    const key = { 'Fn::GetAtt': [p.stack.getLogicalId(p.store.encryptionKey!.node.defaultChild as any), 'Arn'] };
+    expect(p.variables).toMatchObject({
+      TUNEYARD_BUCKET_NAME: { Ref: p.stack.getLogicalId(p.store.bucket.node.defaultChild as any) },
+      TUNEYARD_VOLUME_KMS_KEY_ARN: key,
+      TUNEYARD_OUTPUT_KMS_KEY_ARN: key,
+      TUNEYARD_ALLOW_HUB_MODELS: 'false',
+      TUNEYARD_JOB_NAME_PREFIX: 'tuneyard-',
+    });
+  });
+
+  test('passes the four compliance packs with no unacknowledged finding', () => {
+    expect(complianceFindings(p.stack)).toEqual([]);
+  });
+
+  test('runs end to end: jobs with network isolation and no VPC, the model registered with the vLLM DLC as its serving image', async () => {
+    const { run, runId, calls, sns } = await runOnce(p);
+    expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    expect(run.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+    expect(calls.Train[0]).toMatchObject({ TrainingJobName: `tuneyard-${runId}-train`, EnableNetworkIsolation: true });
+    expect(calls.Train[0]).not.toHaveProperty('VpcConfig');
+    expect(calls.Register[0].InferenceSpecification.Containers[0].Image).toBe(`763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:${DEFAULT_VLLM_DLC_TAG}`);
+    expect(sns.messages.map((m) => m.message.outcome)).toEqual(['SUCCEEDED']);
+    expect(run.requestErrors).toEqual([]);
+  });
+});
+
+describe("FineTuningPipeline with a team's training job (jobNamePrefix 'teama-')", () => {
+  // GIVEN two teams' pipelines over one store: team A's job has its own prefix, team B takes every default
+  const p = composed((stack, store) => {
+    const teamA = new FineTuningPipeline(stack, 'TeamA', { store, trainingJob: new FineTuningJob(stack, 'TeamAJobs', { store, jobNamePrefix: 'teama-' }) });
+    new FineTuningPipeline(stack, 'TeamB', { store });
+    return teamA;
+  });
+
+  test("PlanRun is told the job's prefix, the prefix the state machine may create jobs under", () => {
+    expect(p.variables.TUNEYARD_JOB_NAME_PREFIX).toBe('teama-');
+    expect(p.env.jobNamePrefix).toBe('teama-');
+    expect(p.allowedJobArns).toEqual(['arn:aws:sagemaker:us-east-1:123456789012:training-job/teama-*']);
+  });
+
+  test("a run names its jobs with the team's prefix, and the role admits them (no AccessDenied)", async () => {
+    const { run, runId, calls, reportsRead } = await runOnce(p);
+    expect([run.status, run.error, run.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+    const names = [calls.Train[0].TrainingJobName, calls.Evaluate[0].TrainingJobName];
+    expect(names).toEqual([`teama-${runId}-train`, `teama-${runId}-eval`]);
+    for (const name of names) expect(p.allowedJobArns.some((arn) => admits(arn, `arn:aws:sagemaker:us-east-1:123456789012:training-job/${name}`))).toBe(true);
+    expect(reportsRead).toEqual([`${p.env.bucketName}/eval-reports/${runId}/teama-${runId}-eval/output/model/eval.json`]);
+    expect(calls.Register[0].CustomerMetadataProperties.trainingJobName).toBe(`teama-${runId}-train`);
+    expect(run.requestErrors).toEqual([]);
+  });
+
+  test('the two pipelines pass the four compliance packs', () => {
+    expect(complianceFindings(p.stack)).toEqual([]);
+  });
+});
+
+describe('FineTuningPipeline refuses at synth what cannot run', () => {
+  function twoStores() {
+    const stack = testStack();
+    return { stack, store: new DatasetStore(stack, 'Store'), other: new DatasetStore(stack, 'OtherStore') };
+  }
+
+  test("fails when the training job works on another store than the pipeline's", () => {
+    const { stack, store, other } = twoStores();
+    const trainingJob = new FineTuningJob(stack, 'Jobs', { store: other });
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store, trainingJob })).toThrow(
+      /trainingJob works on another data store \(Test\/OtherStore\) than the pipeline's store \(Test\/Store\): .*Create the FineTuningJob with the pipeline's store, or omit trainingJob/,
+    );
+  });
+
+  test("fails when the dataset validator reads another store than the pipeline's", () => {
+    const { stack, store, other } = twoStores();
+    const datasetValidator = new DatasetValidationFunction(stack, 'Validator', { store: other });
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store, datasetValidator })).toThrow(
+      /datasetValidator reads another data store \(Test\/OtherStore\) than the pipeline's store \(Test\/Store\): .*Create the DatasetValidationFunction with the pipeline's store, or omit datasetValidator/,
+    );
+  });
+
+  test('accepts collaborators on another DatasetStore over the same bucket', () => {
+    const stack = testStack();
+    const key = new DatasetStore(stack, 'Owner').encryptionKey!;
+    const imported = (id: string) => new DatasetStore(stack, id, { bucket: s3.Bucket.fromBucketName(stack, `${id}Bucket`, 'team-data'), encryptionKey: key });
+    const store = imported('Store');
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store, trainingJob: new FineTuningJob(stack, 'Jobs', { store: imported('Other') }) })).not.toThrow();
+  });
+
+  test("fails when a training job's prefix is too long for the job names", () => {
+    const { stack, store } = twoStores();
+    const job = new FineTuningJob(stack, 'Jobs', { store });
+    // another implementation of the interface, whose prefix no FineTuningJob would accept
+    const trainingJob: IPipelineTrainingJob = {
+      store,
+      encryptionKey: job.encryptionKey,
+      allowHubModels: false,
+      jobNamePrefix: 'team-alpha-',
+      trainState: (id) => job.trainState(id),
+      evaluateState: (id) => job.evaluateState(id),
+      grantStart: (grantee) => job.grantStart(grantee),
+    };
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store, trainingJob })).toThrow(
+      /trainingJob.jobNamePrefix "team-alpha-" cannot start the job names: use 1-9 lower-case letters, digits or hyphens/,
+    );
+  });
+
+  test('fails when the store has no KMS key and the training job is defaulted', () => {
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Store', { bucket: s3.Bucket.fromBucketName(stack, 'Bucket', 'team-data') });
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store })).toThrow(
+      /store has no KMS key, and the default trainingJob encrypts .* pass trainingJob: new FineTuningJob\(scope, id, \{ store, encryptionKey \}\)/,
+    );
+  });
+
+  test('fails when vpcSubnets is given without a vpc', () => {
+    const { stack, store } = twoStores();
+    expect(() => new FineTuningPipeline(stack, 'Pipeline', { store, vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } })).toThrow(
+      /vpcSubnets places the functions in a VPC, but no vpc was given: pass vpc too, or remove vpcSubnets/,
+    );
   });
 });

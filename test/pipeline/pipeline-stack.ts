@@ -9,7 +9,7 @@ import { NotificationTopic } from '../../constructs/notification-topic';
 import { TrainingImage } from '../../constructs/training-image';
 import { TEST_ENV, testApp } from '../support/app';
 
-/** A stack with the pipeline and the real constructs around it (the registry stood in). */
+/** A stack with the pipeline and the real constructs around it, each passed explicitly (a job in a VPC). */
 export function pipelineStack(overrides: Partial<FineTuningPipelineProps> = {}) {
   const stack = new Stack(testApp(), 'Pipeline', { env: TEST_ENV });
   const store = new DatasetStore(stack, 'Store');
@@ -31,15 +31,9 @@ export function pipelineStack(overrides: Partial<FineTuningPipelineProps> = {}) 
     store,
     trainingJob,
     registry: new ModelRegistry(stack, 'Registry', { inferenceImageUri: '763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:server-sagemaker-cuda-v1.0' }),
-    datasetValidator: validator.function,
+    datasetValidator: validator,
     topic: topic.topic,
-    planSettings: {
-      bucketName: 'data-bucket',
-      volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/volume',
-      outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/output',
-      allowHubModels: false,
-    },
     ...overrides,
   });
-  return { stack, store, pipeline, topic };
+  return { stack, store, pipeline, topic, trainingJob, validator };
 }

@@ -98,11 +98,18 @@ describe('PlanRun', () => {
         TUNEYARD_VOLUME_KMS_KEY_ARN: 'v',
         TUNEYARD_OUTPUT_KMS_KEY_ARN: 'o',
         TUNEYARD_ALLOW_HUB_MODELS: 'false',
+        TUNEYARD_JOB_NAME_PREFIX: 'teama-',
         TUNEYARD_DEPLOY_STAGE: 'enabled',
         TUNEYARD_DEPLOYS: 'adapter',
         TUNEYARD_RUN_TIMEOUT_SECONDS: '604800',
       }),
-    ).toEqual({ bucketName: 'b', volumeKmsKeyArn: 'v', outputKmsKeyArn: 'o', allowHubModels: false, jobNamePrefix: undefined, deployStage: true, deploys: 'adapter', runTimeoutSeconds: 604800 });
+    ).toEqual({ bucketName: 'b', volumeKmsKeyArn: 'v', outputKmsKeyArn: 'o', allowHubModels: false, jobNamePrefix: 'teama-', deployStage: true, deploys: 'adapter', runTimeoutSeconds: 604800 });
     expect(() => environmentSettings({})).toThrow(/TUNEYARD_BUCKET_NAME is not set/);
+  });
+
+  test('fails when the environment names no job prefix, rather than naming jobs the state machine may not create', () => {
+    const env = { TUNEYARD_BUCKET_NAME: 'b', TUNEYARD_VOLUME_KMS_KEY_ARN: 'v', TUNEYARD_OUTPUT_KMS_KEY_ARN: 'o' };
+    expect(() => environmentSettings(env)).toThrow(/TUNEYARD_JOB_NAME_PREFIX is not set/);
+    expect(environmentSettings({ ...env, TUNEYARD_JOB_NAME_PREFIX: 'tuneyard-' }).jobNamePrefix).toBe('tuneyard-');
   });
 });

@@ -122,7 +122,8 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
     volumeKmsKeyArn: required('TUNEYARD_VOLUME_KMS_KEY_ARN'),
     outputKmsKeyArn: required('TUNEYARD_OUTPUT_KMS_KEY_ARN'),
     allowHubModels: env.TUNEYARD_ALLOW_HUB_MODELS === 'true',
-    jobNamePrefix: env.TUNEYARD_JOB_NAME_PREFIX || undefined,
+    // Required, never defaulted: the pipeline grants its state machine the job prefix's jobs only (AccessDenied on any other).
+    jobNamePrefix: required('TUNEYARD_JOB_NAME_PREFIX'),
     deployStage: env.TUNEYARD_DEPLOY_STAGE === 'enabled',
     deploys: env.TUNEYARD_DEPLOYS === 'adapter' || env.TUNEYARD_DEPLOYS === 'full-weights' ? env.TUNEYARD_DEPLOYS : undefined,
     runTimeoutSeconds: env.TUNEYARD_RUN_TIMEOUT_SECONDS ? Number(env.TUNEYARD_RUN_TIMEOUT_SECONDS) : undefined,
