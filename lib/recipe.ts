@@ -80,7 +80,7 @@ export const RecipeSchema = z
     gradientAccumulation: positiveInt('steps per optimiser update').optional().describe('Steps accumulated per optimiser update. Default: 4.'),
     maxLength: z.number().int('must be a whole number of tokens').min(16, 'must be at least 16 tokens').max(131072, 'must be at most 131072 tokens').optional().describe('Tokens per sequence. Default: 2048.'),
     packing: z.boolean().optional().describe('SFT/LoRA/QLoRA: pack sequences into maxLength blocks. Default: false.'),
-    completionOnlyLoss: z.boolean().optional().describe('SFT/LoRA/QLoRA: train on the response only. Default: true.'),
+    completionOnlyLoss: z.boolean().optional().describe('SFT/LoRA/QLoRA: train on the responses only (every assistant message but those with weight 0); false trains on every token. Default: true.'),
     seed: z.number().int('must be a whole number').optional().describe('Seed for initialisation, data order and the split. Default: 42.'),
     evalFraction: z.number().gt(0, 'must be between 0 and 1').lt(1, 'must be between 0 and 1').optional().describe('Share held out when the dataset has no eval split. Default: 0.05.'),
     evalSteps: positiveInt('optimiser steps').optional().describe('Optimiser steps between evaluations. Default: 100.'),

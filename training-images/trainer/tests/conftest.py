@@ -66,7 +66,10 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer(folder: Path):
+def build_tokenizer(
+    folder: Path, special: list[str] = SPECIAL, pad: str = "<pad>", eos: str = "<|end|>", template: str = CHAT_TEMPLATE
+):
+    """A byte-level BPE tokenizer trained on the fixture text (by default: its template ends turns with eos)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -74,15 +77,20 @@ def build_tokenizer(folder: Path):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     core.train_from_iterator(_corpus(), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>", bos_token=None, unk_token=None
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=pad, eos_token=eos, bos_token=None, unk_token=None)
+    tokenizer.chat_template = template
     tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+def build_chatml_tokenizer(folder: Path, template: str):
+    """Qwen2.5's special tokens: eos (and pad) <|endoftext|>, turns ended by <|im_end|>."""
+    return build_tokenizer(
+        folder, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "<|endoftext|>", "<|endoftext|>", template
+    )
 
 
 def build_model(folder: Path, tokenizer, seed: int = 0) -> None:

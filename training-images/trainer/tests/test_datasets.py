@@ -39,32 +39,43 @@ def test_error_messages_name_file_line_and_reason():
     assert "expected a user message at position 0, got assistant" in text
 
 
-def test_chat_renders_to_conversational_prompt_completion_for_response_only_loss():
-    rows = validate_file(FIXTURES / "chat.jsonl", "sft").rows
-    rendered = render_sft(rows, "chat", completion_only_loss=True)
-    assert rendered[2] == {
-        "prompt": [
+def test_every_format_but_text_renders_to_a_conversation():
+    chat = validate_file(FIXTURES / "chat.jsonl", "sft").rows
+    assert render_sft(chat, "chat")[2] == {
+        "messages": [
             {"role": "user", "content": "Name a colour."},
             {"role": "assistant", "content": "Blue."},
             {"role": "user", "content": "Another one?"},
-        ],
-        "completion": [{"role": "assistant", "content": "Green."}],
+            {"role": "assistant", "content": "Green."},
+        ]
     }
-    assert render_sft(rows, "chat", completion_only_loss=False)[1] == {"messages": rows[1]["messages"]}
-
-
-def test_alpaca_prompt_completion_and_text_render():
-    alpaca = render_sft(validate_file(FIXTURES / "alpaca.jsonl", "sft").rows, "alpaca", True)
-    assert alpaca[0]["prompt"] == [{"role": "user", "content": "Summarise the text.\n\nThe cat sat on the mat all day."}]
-    assert alpaca[1]["prompt"] == [{"role": "user", "content": "Say hello in Spanish."}]
-    assert alpaca[2]["completion"] == [{"role": "assistant", "content": "7"}]
-    pc = render_sft(validate_file(FIXTURES / "prompt-completion.jsonl", "sft").rows, "prompt-completion", True)
+    alpaca = render_sft(validate_file(FIXTURES / "alpaca.jsonl", "sft").rows, "alpaca")
+    assert alpaca[0]["messages"][0] == {"role": "user", "content": "Summarise the text.\n\nThe cat sat on the mat all day."}
+    assert alpaca[1]["messages"][0] == {"role": "user", "content": "Say hello in Spanish."}
+    assert alpaca[2]["messages"][1] == {"role": "assistant", "content": "7"}
+    pc = render_sft(validate_file(FIXTURES / "prompt-completion.jsonl", "sft").rows, "prompt-completion")
     assert pc[0] == {
-        "prompt": [{"role": "user", "content": "Translate to French: cat"}],
-        "completion": [{"role": "assistant", "content": "chat"}],
+        "messages": [{"role": "user", "content": "Translate to French: cat"}, {"role": "assistant", "content": "chat"}]
     }
-    text = render_sft(validate_file(FIXTURES / "text.jsonl", "sft").rows, "text", True)
+    text = render_sft(validate_file(FIXTURES / "text.jsonl", "sft").rows, "text")
     assert text[0] == {"text": "The quick brown fox jumps over the lazy dog."}
+
+
+def test_an_assistant_message_keeps_its_weight_and_other_keys_are_dropped():
+    row = {
+        "messages": [
+            {"role": "user", "content": "Hi", "weight": 1, "name": "ann"},
+            {"role": "assistant", "content": "Hello", "weight": 0},
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Bye", "name": "bot"},
+        ]
+    }
+    assert render_sft([row], "chat")[0]["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello", "weight": 0},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Bye"},
+    ]
 
 
 def test_both_preference_shapes_render_to_conversational_pairs():

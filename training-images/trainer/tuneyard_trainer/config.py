@@ -78,8 +78,9 @@ class TrainerConfig(BaseModel):
     )
     completion_only_loss: bool = Field(
         True,
-        description="Train on the response only (the last assistant message / completion / output); false trains "
-        "on every token. Rows in `text` format always train on every token.",
+        description="Train on the responses only: every assistant message of a chat, the completion, the output; "
+        "false trains on every token. Either way an assistant message with weight 0 is context only. Rows in `text` "
+        "format always train on every token.",
         json_schema_extra=_methods(*SFT_METHODS),
     )
     seed: int = Field(42, description="Seed for initialisation, data order and the train/eval split.")

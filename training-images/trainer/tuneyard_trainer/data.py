@@ -280,30 +280,37 @@ def _plain(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def to_prompt_completion(row: dict[str, Any], fmt: str) -> dict[str, list[dict[str, str]]]:
-    """A conversational prompt/completion pair: TRL masks the prompt out of the loss."""
+def _turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Role and content of each message, and the `weight` of an assistant message that has one (OpenAI's format:
+    weight 0 keeps the message as context but trains nothing on it)."""
+    turns = _plain(messages)
+    for turn, message in zip(turns, messages):
+        if message["role"] == "assistant" and "weight" in message:
+            turn["weight"] = message["weight"]
+    return turns
+
+
+def to_messages(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    """The conversation a row stands for; preference rows stand for their prompt and chosen response."""
     if fmt == "chat":
-        return {"prompt": _plain(row["messages"][:-1]), "completion": _plain(row["messages"][-1:])}
+        return _turns(row["messages"])
     if fmt == "prompt-completion":
-        return {"prompt": [_user(row["prompt"])], "completion": [_assistant(row["completion"])]}
+        return [_user(row["prompt"]), _assistant(row["completion"])]
     if fmt == "alpaca":
-        return {"prompt": [_user(_alpaca_prompt(row))], "completion": [_assistant(row["output"])]}
+        return [_user(_alpaca_prompt(row)), _assistant(row["output"])]
     if fmt == "preference":
-        return {"prompt": [_user(row["prompt"])], "completion": [_assistant(row["chosen"])]}
+        return [_user(row["prompt"]), _assistant(row["chosen"])]
     if fmt == "preference-chat":
-        return {"prompt": _plain(row["prompt"]), "completion": _plain(row["chosen"])}
-    raise ValueError(f"{fmt} rows have no prompt/completion split")
+        return _plain(row["prompt"]) + _plain(row["chosen"])
+    raise ValueError(f"{fmt} rows are not conversations")
 
 
-def render_sft(rows: list[dict[str, Any]], fmt: str, completion_only_loss: bool) -> list[dict[str, Any]]:
-    """SFT rows for TRL: conversational prompt/completion (loss on the response), or, when the loss covers
-    every token, conversational messages; `text` rows always train on all their tokens."""
+def render_sft(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
+    """SFT rows: a conversation (`messages`, rendered with the tokenizer's chat template; which tokens carry loss is
+    decided when they are tokenized, see chat.loss_mask), or `text` rows as they are."""
     if fmt == "text":
         return [{"text": row["text"]} for row in rows]
-    pairs = [to_prompt_completion(row, fmt) for row in rows]
-    if completion_only_loss:
-        return pairs
-    return [{"messages": pair["prompt"] + pair["completion"]} for pair in pairs]
+    return [{"messages": to_messages(row, fmt)} for row in rows]
 
 
 def render_dpo(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:

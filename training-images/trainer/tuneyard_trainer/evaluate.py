@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from .data import PREFERENCE_FORMATS, DatasetReport, render_sft, to_prompt_completion
+from .chat import sft_dataset
+from .data import render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
 from .train import TRAINING_CONFIG, compute_dtype, load_dataset_channel
@@ -37,16 +37,9 @@ def locate_tuned(folder: Path) -> tuple[str, Path]:
     )
 
 
-def _loss_rows(report: DatasetReport, completion_only_loss: bool) -> list[dict[str, Any]]:
-    """The rows a loss is measured on; preference pairs count their chosen response."""
-    if report.format in PREFERENCE_FORMATS:
-        return [to_prompt_completion(row, report.format) for row in report.rows]
-    return render_sft(report.rows, report.format, completion_only_loss)
-
-
-def mean_loss(model, tokenizer, rows: list[dict[str, Any]], max_length: int, scratch: Path) -> float:
+def mean_loss(model, tokenizer, rows: list[dict[str, Any]], responses_only: bool, max_length: int, scratch: Path) -> float:
     """Mean loss of a model over rows, computed by TRL's SFTTrainer (same tokenisation and masking as training)."""
-    dataset = Dataset.from_list(rows)
+    dataset = sft_dataset(rows, tokenizer, responses_only)
     args = SFTConfig(
         output_dir=str(scratch / "trainer"),
         per_device_eval_batch_size=4,
@@ -61,9 +54,9 @@ def mean_loss(model, tokenizer, rows: list[dict[str, Any]], max_length: int, scr
     return float(trainer.evaluate()["eval_loss"])
 
 
-def _figures(model, tokenizer, eval_rows, probe_rows, max_length, scratch) -> dict[str, float | None]:
-    eval_loss = mean_loss(model, tokenizer, eval_rows, max_length, scratch)
-    probe = mean_loss(model, tokenizer, probe_rows, max_length, scratch) if probe_rows is not None else None
+def _figures(model, tokenizer, eval_rows, probe_rows, responses_only, max_length, scratch) -> dict[str, float | None]:
+    eval_loss = mean_loss(model, tokenizer, eval_rows, responses_only, max_length, scratch)
+    probe = mean_loss(model, tokenizer, probe_rows, responses_only, max_length, scratch) if probe_rows is not None else None
     return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0)), "probe_loss": probe}
 
 
@@ -83,21 +76,21 @@ def run(env: SageMakerEnv) -> int:
         probe_report = load_dataset_channel(env, "probe", "sft")
         completion_only = training.get("completion_only_loss", True)
         max_length = int(training.get("max_length", DEFAULT_MAX_LENGTH))
-        eval_rows = _loss_rows(eval_report, completion_only)
-        probe_rows = _loss_rows(probe_report, completion_only) if probe_report else None
+        eval_rows = render_sft(eval_report.rows, eval_report.format)  # preference rows: prompt and chosen response
+        probe_rows = render_sft(probe_report.rows, probe_report.format) if probe_report else None
 
         tokenizer = AutoTokenizer.from_pretrained(str(tuned))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
         base = AutoModelForCausalLM.from_pretrained(str(base_source), **load)
-        base_figures = _figures(base, tokenizer, eval_rows, probe_rows, max_length, scratch)
+        base_figures = _figures(base, tokenizer, eval_rows, probe_rows, completion_only, max_length, scratch)
         if kind == "adapter":
             tuned_model = PeftModel.from_pretrained(base, str(tuned))
         else:
             del base
             tuned_model = AutoModelForCausalLM.from_pretrained(str(tuned), **load)
-        tuned_figures = _figures(tuned_model, tokenizer, eval_rows, probe_rows, max_length, scratch)
+        tuned_figures = _figures(tuned_model, tokenizer, eval_rows, probe_rows, completion_only, max_length, scratch)
 
     report = {
         "schema_version": SCHEMA_VERSION,

@@ -27,6 +27,7 @@ from transformers import (
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from . import launch, merge
+from .chat import ChatTemplateError, sft_dataset
 from .config import TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback
@@ -271,7 +272,7 @@ class StopOnSignal(TrainerCallback):
         return control
 
 
-def _datasets(inputs: Inputs) -> tuple[Dataset, Dataset]:
+def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Dataset, Dataset]:
     config = inputs.config
     if inputs.eval is not None:
         train_rows, eval_rows = inputs.train.rows, inputs.eval.rows
@@ -279,10 +280,10 @@ def _datasets(inputs: Inputs) -> tuple[Dataset, Dataset]:
         train_rows, eval_rows = split_rows(inputs.train.rows, config.eval_fraction, config.seed)
     fmt = inputs.train.format
     if config.method == "dpo":
-        render = lambda rows: render_dpo(rows, fmt)  # noqa: E731
+        render = lambda rows: Dataset.from_list(render_dpo(rows, fmt))  # noqa: E731
     else:
-        render = lambda rows: render_sft(rows, fmt, config.completion_only_loss)  # noqa: E731
-    return Dataset.from_list(render(train_rows)), Dataset.from_list(render(eval_rows))
+        render = lambda rows: sft_dataset(render_sft(rows, fmt), tokenizer, config.completion_only_loss)  # noqa: E731
+    return render(train_rows), render(eval_rows)
 
 
 def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
@@ -321,7 +322,10 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
 
 def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[TrainerCallback]):
     config = inputs.config
-    train_ds, eval_ds = _datasets(inputs)
+    try:
+        train_ds, eval_ds = _datasets(inputs, tokenizer)
+    except ChatTemplateError as err:
+        raise PreflightError(f"the chat template of {inputs.model_source} cannot be trained on: {err}") from None
     # The arguments first: building them sets up the process group, this process's GPU and the FSDP loading
     # environment (cpu_ram_efficient_loading), which from_pretrained reads.
     if config.method == "dpo":
@@ -333,7 +337,6 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
             # best-fit decreasing packing is padding-free: sequences are separated by position_ids, which
             # flash-attention (varlen) and transformers' sdpa/eager masks both respect.
             packing_strategy="bfd",
-            completion_only_loss=config.completion_only_loss,
         )
     model = load_model(config, inputs.model_source)
     peft_config = lora_config(config) if config.trains_adapter else None

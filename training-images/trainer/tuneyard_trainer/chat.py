@@ -1,0 +1,134 @@
+"""Chat templates: which tokens of a conversation carry loss (every assistant turn, but those with weight 0) and the
+token that ends an assistant turn (what generation must stop on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+# Assistant content that no template changes, to find what a template writes after it.
+_PROBE = "Tuneyard end of turn probe"
+
+
+class ChatTemplateError(ValueError):
+    """A chat template whose assistant turns cannot be located in its output."""
+
+
+def marked_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """A template with `{% generation %}` markers around assistant turns: TRL's training variant of a template it knows
+    (Qwen, Llama 3, Gemma, Phi-3, ...), else the tokenizer's own when it has markers, else None (the turns are then
+    located by rendering the conversation turn by turn, see `assistant_spans`)."""
+    try:
+        patched = get_training_chat_template(tokenizer)
+    except ValueError:  # a template TRL has no training variant of
+        patched = None
+    if patched is not None:
+        return patched
+    return tokenizer.chat_template if has_generation_markers(tokenizer.chat_template) else None
+
+
+def _runs(mask: list[int]) -> list[tuple[int, int]]:
+    """[start, end) of every run of 1s."""
+    runs, start = [], None
+    for i, bit in enumerate([*mask, 0]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def _render(tokenizer, messages: list[dict[str, str]], **kwargs: Any) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+
+
+def assistant_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], marked: str | None
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """The conversation's token ids and, for each assistant message in order, the [start, end) of its tokens: the
+    content and what the template closes the turn with (the end-of-turn token)."""
+    if marked is not None:
+        out = tokenizer.apply_chat_template(
+            messages, chat_template=marked, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        ids, spans = list(out["input_ids"]), _runs(out["assistant_masks"])
+    else:
+        # A turn is what rendering it adds after the conversation so far and the assistant header
+        # (add_generation_prompt), mapped to tokens by their character offsets.
+        text = _render(tokenizer, messages)
+        characters = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = _render(tokenizer, messages[:i], add_generation_prompt=True)
+            through = _render(tokenizer, messages[: i + 1])
+            if not (through.startswith(before) and text.startswith(through)):
+                raise ChatTemplateError(
+                    "the chat template renders earlier turns differently once later ones follow, so the assistant "
+                    "turns cannot be located; use a template with {% generation %} markers around assistant turns"
+                )
+            characters.append((len(before), len(through)))
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = encoding["input_ids"]
+        spans = []
+        for start, end in characters:
+            inside = [t for t, (first, _) in enumerate(encoding["offset_mapping"]) if start <= first < end]
+            spans.append((inside[0], inside[-1] + 1) if inside else (start, start))
+    assistants = sum(message["role"] == "assistant" for message in messages)
+    if len(spans) != assistants:
+        raise ChatTemplateError(
+            f"the chat template marks {len(spans)} assistant span(s) in a conversation of {assistants} assistant "
+            "message(s); each assistant turn must be one {% generation %} block"
+        )
+    return ids, spans
+
+
+def loss_mask(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], marked: str | None, responses_only: bool
+) -> dict[str, list[int]]:
+    """`input_ids` and `assistant_masks` (1: the token carries loss) of one conversation. `responses_only`: every
+    assistant message carries loss; otherwise every token does. Either way an assistant message with `weight` 0
+    (OpenAI's fine-tuning format) carries none."""
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    ids, spans = assistant_spans(tokenizer, plain, marked)
+    mask = [0 if responses_only else 1] * len(ids)
+    assistants = [m for m in messages if m["role"] == "assistant"]
+    for (start, end), message in zip(spans, assistants, strict=True):
+        mask[start:end] = [int(message.get("weight", 1) != 0)] * (end - start)
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def sft_dataset(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, responses_only: bool) -> Dataset:
+    """SFT rows (data.render_sft) as TRL's SFTTrainer takes them: conversations tokenized with their loss mask (TRL
+    turns it into labels, truncates and packs), `text` rows as they are (every token carries loss)."""
+    if rows and "text" in rows[0]:
+        return Dataset.from_list(rows)
+    marked = marked_template(tokenizer)
+    return Dataset.from_list([loss_mask(tokenizer, row["messages"], marked, responses_only) for row in rows])
+
+
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The special token the chat template closes an assistant turn with (ChatML's `<|im_end|>`, Llama 3's
+    `<|eot_id|>`, Gemma's `<end_of_turn>`; often not the tokenizer's eos), or None when it closes it with none."""
+    text = _render(tokenizer, [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": _PROBE}])
+    if _PROBE not in text:
+        return None
+    after = text[text.rindex(_PROBE) + len(_PROBE) :]
+    special = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    for token in tokenizer.convert_ids_to_tokens(tokenizer(after, add_special_tokens=False)["input_ids"]):
+        if token in special:
+            return token
+    return None
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids generation stops on: the end-of-turn token, then eos (once when they are the same)."""
+    eot = end_of_turn_token(tokenizer)
+    ids = [tokenizer.convert_tokens_to_ids(eot)] if eot is not None else []
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
