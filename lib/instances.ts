@@ -34,12 +34,30 @@ export interface GpuInstance {
   readonly hostMemoryGiB: number;
   /** Whether the GPU computes in bfloat16 (Ampere and later); T4 and V100 do not. */
   readonly bf16: boolean;
+  /** The GPU's CUDA compute capability (V100 7.0, T4 7.5, A100 8.0, ...): which kernels of a CUDA build it can run. */
+  readonly computeCapability: number;
 }
+
+/**
+ * CUDA compute capability of each GPU model (https://developer.nvidia.com/cuda-gpus). A CUDA build
+ * runs on the capabilities it was compiled for and on later minor versions of the same major one.
+ */
+export const GPU_COMPUTE_CAPABILITY: Readonly<Record<GpuInstance['gpuModel'], number>> = {
+  V100: 7.0,
+  T4: 7.5,
+  A100: 8.0,
+  A10G: 8.6,
+  L4: 8.9,
+  L40S: 8.9,
+  H100: 9.0,
+  H200: 9.0,
+};
 
 type Family = Pick<GpuInstance, 'gpuModel' | 'gpuMemoryGiB' | 'localNvme' | 'bf16'>;
 
 function family(prefix: string, spec: Family, sizes: Record<string, [gpus: number, vcpus: number, hostMemoryGiB: number]>): GpuInstance[] {
-  return Object.entries(sizes).map(([size, [gpus, vcpus, hostMemoryGiB]]) => ({ instanceType: `ml.${prefix}.${size}`, gpus, vcpus, hostMemoryGiB, ...spec }));
+  const computeCapability = GPU_COMPUTE_CAPABILITY[spec.gpuModel];
+  return Object.entries(sizes).map(([size, [gpus, vcpus, hostMemoryGiB]]) => ({ instanceType: `ml.${prefix}.${size}`, gpus, vcpus, hostMemoryGiB, computeCapability, ...spec }));
 }
 
 // g4dn, g5 and g6 share one shape: a single GPU up to 16xlarge, 4 GPUs on 12x/24x, 8 on 48x, and

@@ -101,6 +101,16 @@ describe('planRun', () => {
     expect(plan.evaluationResourceConfig.VolumeKmsKeyId).toBe(SETTINGS.volumeKmsKeyArn);
   });
 
+  test('fails when the instance\'s GPUs are older than the training image\'s CUDA build runs on (V100 under the bundled trainer)', () => {
+    const bundled = { ...SETTINGS, minComputeCapability: 7.5 };
+    expect(() => planRun(request({ instanceType: 'ml.p3.2xlarge', recipe: { method: 'qlora', batchSize: 1 } }), bundled)).toThrow(
+      /instanceType: ml\.p3\.2xlarge has V100 GPUs \(compute capability 7\.0\), which the training image's CUDA build cannot run \(it needs 7\.5 or later.*Use a newer GPU/,
+    );
+    // T4 (7.5) is the oldest the bundled trainer runs on; an image of the user's own is not checked
+    expect(planRun(request({ instanceType: 'ml.g4dn.2xlarge', recipe: { method: 'qlora', batchSize: 1, maxLength: 1024 } }), bundled).resourceConfig.InstanceType).toBe('ml.g4dn.2xlarge');
+    expect(planRun(request({ instanceType: 'ml.p3.2xlarge', recipe: { method: 'qlora', batchSize: 1 } }), SETTINGS).resourceConfig.InstanceType).toBe('ml.p3.2xlarge');
+  });
+
   test('has no MaxWait when not spot', () => {
     const plan = planRun(request({ spot: false, maxRuntimeHours: 2 }), SETTINGS);
     expect(plan.enableManagedSpotTraining).toBe(false);

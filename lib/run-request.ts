@@ -186,6 +186,12 @@ export interface PlanSettings {
    * @default 'tuneyard-'
    */
   readonly jobNamePrefix?: string;
+  /**
+   * The lowest GPU compute capability the training image's CUDA build runs on (the bundled
+   * trainer: 7.5); a run on an older GPU is refused before any job starts.
+   * @default - not checked (an image of the user's own)
+   */
+  readonly minComputeCapability?: number;
 }
 
 /** The default prefix of training job names. */
@@ -300,6 +306,13 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     instance = gpuInstance(request.instanceType);
   } catch (e) {
     throw new RunRequestError(`instanceType: ${clipEchoes((e as Error).message, request.instanceType)}`);
+  }
+  if (settings.minComputeCapability !== undefined && instance.computeCapability < settings.minComputeCapability) {
+    throw new RunRequestError(
+      `instanceType: ${request.instanceType} has ${instance.gpuModel} GPUs (compute capability ${instance.computeCapability.toFixed(1)}), which the training image's CUDA build cannot run ` +
+        `(it needs ${settings.minComputeCapability.toFixed(1)} or later; every job would fail with "no kernel image is available"). ` +
+        'Use a newer GPU (ml.g5, ml.g6, ml.g6e, ml.p4d, ml.p5), or a training image built for this GPU (training.imageUri).',
+    );
   }
 
   let parametersBillions: number;

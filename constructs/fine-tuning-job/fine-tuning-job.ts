@@ -157,12 +157,15 @@ export class FineTuningJob extends Construct {
   public readonly jobNamePrefix: string;
   /** Whether Hub base models are allowed (jobs with one run without network isolation). */
   public readonly allowHubModels: boolean;
+  /** The lowest GPU compute capability the image runs on, when the image says (the bundled trainer's: 7.5). */
+  public readonly minComputeCapability?: number;
   /** The MetricDefinitions of the jobs, from `training-images/trainer/metrics.json`. */
   public readonly metricDefinitions: ReadonlyArray<{ Name: string; Regex: string }>;
   /** The default recipe, when one was given (it passed the preflight). */
   public readonly defaultRecipe?: DefaultRecipe;
 
-  private readonly image: TrainingImage;
+  /** The image the jobs run. */
+  public readonly image: TrainingImage;
   private readonly subnetIds?: string[];
 
   constructor(scope: Construct, id: string, props: FineTuningJobProps) {
@@ -173,6 +176,7 @@ export class FineTuningJob extends Construct {
     validateNetworkProps(this, props);
     this.store = props.store;
     this.image = props.image ?? TrainingImage.fromBundled(this, 'Image');
+    this.minComputeCapability = this.image.minComputeCapability;
     const key = props.encryptionKey ?? props.store.encryptionKey;
     if (!key) {
       throw new TuneyardValidationError(

@@ -21,6 +21,13 @@ export function trainerDirectory(): string {
   );
 }
 
+/**
+ * The lowest GPU compute capability the bundled trainer runs on: its torch is the CUDA 13.2 build,
+ * compiled for sm_75 and later (Turing, T4); Volta (V100, ml.p3) is not in it.
+ * training-images/trainer/tests/test_dockerfile.py checks this against the torch the image installs.
+ */
+export const TRAINER_MIN_COMPUTE_CAPABILITY = 7.5;
+
 /** Files of the trainer folder that the image does not need (tests and their fixtures). */
 export const TRAINER_BUILD_EXCLUDES = ['tests', 'pytest.ini', 'requirements-test.txt', '**/__pycache__', '**/*.pyc', '.pytest_cache'];
 
@@ -50,7 +57,7 @@ export abstract class TrainingImage {
       exclude: TRAINER_BUILD_EXCLUDES,
       buildArgs: props.buildArgs,
     });
-    return new RepositoryImage(asset.imageUri, asset.repository);
+    return new RepositoryImage(asset.imageUri, asset.repository, TRAINER_MIN_COMPUTE_CAPABILITY);
   }
 
   /** An image in an ECR repository, by tag (or digest, `sha256:...`). */
@@ -70,6 +77,12 @@ export abstract class TrainingImage {
   /** The image URI that the training job runs. */
   public abstract readonly imageUri: string;
 
+  /**
+   * The lowest GPU compute capability the image's CUDA build runs on, when known: the pipeline
+   * refuses runs on older GPUs before any job starts.
+   */
+  public abstract readonly minComputeCapability?: number;
+
   /** Lets a role (the SageMaker execution role) pull the image. */
   public abstract grantPull(grantee: iam.IGrantable): void;
 }
@@ -78,6 +91,7 @@ class RepositoryImage extends TrainingImage {
   constructor(
     public readonly imageUri: string,
     private readonly repository: ecr.IRepository,
+    public readonly minComputeCapability?: number,
   ) {
     super();
   }
@@ -90,6 +104,8 @@ class RepositoryImage extends TrainingImage {
 const ECR_URI = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/([a-z0-9._/-]+)(?::[\w.-]+|@sha256:[0-9a-f]{64})$/;
 
 class UriImage extends TrainingImage {
+  public readonly minComputeCapability?: number = undefined;
+
   constructor(public readonly imageUri: string) {
     super();
     if (!imageUri.includes('${Token[') && !/^[\w.-]+(:\d+)?\/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/.test(imageUri)) {

@@ -112,12 +112,15 @@ describe('FineTuningPipeline template', () => {
     expect(definition.States.TrainingFailed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
   });
 
-  test('counts gate rejections with a metric filter on the log group', () => {
+  test("counts gate rejections with a metric filter on the log group, in the pipeline's own namespace", () => {
+    // Tuneyard/Pipeline/<state machine name>: another pipeline's rejections never mix in
+    const namespace = { 'Fn::Join': ['', ['Tuneyard/Pipeline/', { 'Fn::GetAtt': [stack.resolve((pipeline.stateMachine.node.defaultChild as any).logicalId), 'Name'] }]] };
     template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: stack.resolve((pipeline.logGroup.node.defaultChild as any).logicalId) },
       FilterPattern: '{ ($.type = "ExecutionFailed") && ($.details.error = "Tuneyard.GateRejected") }',
-      MetricTransformations: [Match.objectLike({ MetricNamespace: 'Tuneyard/Pipeline', MetricName: 'RunsRejected', MetricValue: '1' })],
+      MetricTransformations: [Match.objectLike({ MetricNamespace: namespace, MetricName: 'RunsRejected', MetricValue: '1' })],
     });
-    expect(stack.resolve(pipeline.metricRunsRejected().namespace)).toBe('Tuneyard/Pipeline');
+    expect(stack.resolve(pipeline.metricRunsRejected().namespace)).toEqual(namespace);
     expect(stack.resolve(pipeline.metricExecutionsFailed().metricName)).toBe('ExecutionsFailed');
   });
 
@@ -235,7 +238,15 @@ describe('FineTuningPipeline with every collaborator defaulted: { store }', () =
       TUNEYARD_OUTPUT_KMS_KEY_ARN: key,
       TUNEYARD_ALLOW_HUB_MODELS: 'false',
       TUNEYARD_JOB_NAME_PREFIX: 'tuneyard-',
+      // the bundled trainer's CUDA build runs on sm_75 and later
+      TUNEYARD_MIN_COMPUTE_CAPABILITY: '7.5',
     });
+  });
+
+  test('refuses a run on GPUs the bundled trainer cannot run on (V100) in PlanRun, before any job starts', () => {
+    const request = { dataset: { name: 'support-chats', sha256: 'b'.repeat(64) }, baseModel: `s3://${p.env.bucketName}/base-models/llama-3.1-8b/`, recipe: { method: 'qlora', batchSize: 1 } };
+    expect(() => planRunStep({ request: { ...request, instanceType: 'ml.p3.2xlarge' } }, p.env)).toThrow(/ml\.p3\.2xlarge has V100 GPUs \(compute capability 7\.0\)/);
+    expect(planRunStep({ request: { ...request, instanceType: 'ml.g5.2xlarge' } }, p.env).plan.resourceConfig.InstanceType).toBe('ml.g5.2xlarge');
   });
 
   test('passes the four compliance packs with no unacknowledged finding', () => {

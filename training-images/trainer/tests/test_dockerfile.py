@@ -99,17 +99,6 @@ SAGEMAKER_OTHER_BRANCHES = (580,)
 UNSUPPORTED_BRANCHES = {470, 550}
 FAMILIES_WITHOUT_A_DOCUMENTED_DRIVER = {"g6e", "p3dn", "p5e", "p5en"}
 
-# Compute capability of the GPUs in lib/instances.ts (https://developer.nvidia.com/cuda-gpus).
-COMPUTE_CAPABILITY = {
-    "T4": (7, 5),
-    "A10G": (8, 6),
-    "L4": (8, 9),
-    "L40S": (8, 9),
-    "V100": (7, 0),
-    "A100": (8, 0),
-    "H100": (9, 0),
-    "H200": (9, 0),
-}
 # CUDA 13 builds dropped Volta (sm_70); README.md says so for these families.
 FAMILIES_THE_GPU_BUILD_CANNOT_RUN = {"p3", "p3dn"}
 
@@ -178,6 +167,23 @@ def image_section() -> str:
     start = text.index("## Image")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
+
+
+def compute_capabilities() -> dict[str, tuple[int, int]]:
+    """Compute capability of each GPU model, from lib/instances.ts GPU_COMPUTE_CAPABILITY (the table planRun uses)."""
+    source = (REPO_ROOT / "lib" / "instances.ts").read_text()
+    table = re.search(r"GPU_COMPUTE_CAPABILITY[^=]*= \{(.*?)\};", source, flags=re.S)
+    assert table, "no GPU_COMPUTE_CAPABILITY in lib/instances.ts"
+    pairs = re.findall(r"(\w+): (\d+)\.(\d)", table.group(1))
+    return {gpu: (int(major), int(minor)) for gpu, major, minor in pairs}
+
+
+def trainer_min_compute_capability() -> tuple[int, int]:
+    """TRAINER_MIN_COMPUTE_CAPABILITY of constructs/training-image: what PlanRun refuses below for the bundled image."""
+    source = (REPO_ROOT / "constructs" / "training-image" / "training-image.ts").read_text()
+    value = re.search(r"export const TRAINER_MIN_COMPUTE_CAPABILITY = (\d+)\.(\d);", source)
+    assert value, "no TRAINER_MIN_COMPUTE_CAPABILITY in constructs/training-image/training-image.ts"
+    return int(value.group(1)), int(value.group(2))
 
 
 def instance_families() -> dict[str, str]:
@@ -275,11 +281,16 @@ def test_every_instance_family_has_driver_evidence_and_the_readme_names_those_wi
 
 def test_the_torch_build_runs_on_every_gpu_of_the_plane_but_volta_which_the_readme_names():
     families = instance_families()
-    assert set(families.values()) <= set(COMPUTE_CAPABILITY), "a GPU model in lib/instances.ts has no compute capability here"
+    capability = compute_capabilities()
+    assert set(families.values()) <= set(capability), "a GPU model in lib/instances.ts has no compute capability"
     arch_list = torch.cuda.get_arch_list()
     assert arch_list, "the test venv's torch is not a CUDA build (the image installs the same wheel)"
-    cannot = {f for f, gpu in families.items() if not gpu_build_runs_on(COMPUTE_CAPABILITY[gpu], arch_list)}
+    cannot = {f for f, gpu in families.items() if not gpu_build_runs_on(capability[gpu], arch_list)}
     assert cannot == FAMILIES_THE_GPU_BUILD_CANNOT_RUN, (cannot, arch_list)
+    # PlanRun refuses runs below TRAINER_MIN_COMPUTE_CAPABILITY: exactly the families the build cannot run.
+    minimum = trainer_min_compute_capability()
+    assert {f for f, gpu in families.items() if capability[gpu] < minimum} == cannot
+    assert gpu_build_runs_on(minimum, arch_list)
     section = image_section()
     for family in sorted(cannot):
         assert f"ml.{family}" in section
