@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, parseRecipe, RECIPE_FIELDS, renderHyperParameters } from './recipe';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
 
 /**
  * The cross-language contract: the TypeScript recipe renderer against the trainer's config schema
@@ -10,7 +10,10 @@ import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL
 const ROOT = path.join(__dirname, '..');
 const schema = JSON.parse(fs.readFileSync(path.join(ROOT, 'training-images/trainer/config.schema.json'), 'utf8'));
 const fixture = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/contracts/hyperparameters.json'), 'utf8'));
-const properties: Record<string, { default?: unknown; enum?: string[]; type?: string; 'x-tuneyard-methods'?: string[] }> = schema.properties;
+const properties: Record<
+  string,
+  { default?: unknown; enum?: string[]; type?: string; 'x-tuneyard-methods'?: string[]; 'x-tuneyard-default-by-method'?: Record<string, number> }
+> = schema.properties;
 
 describe('recipe ↔ trainer config contract', () => {
   test('every key the renderer can emit is a property of the trainer schema, and every schema property is rendered', () => {
@@ -29,9 +32,22 @@ describe('recipe ↔ trainer config contract', () => {
   test('defaults and method restrictions match the trainer', () => {
     for (const [field, spec] of Object.entries(RECIPE_FIELDS)) {
       const property = properties[spec.key];
-      expect({ field, default: spec.default }).toEqual({ field, default: property.default });
+      // a default the renderer leaves to the trainer is JSON null in the schema
+      expect({ field, default: spec.default ?? null }).toEqual({ field, default: property.default });
       expect({ field, methods: spec.methods ? [...spec.methods] : undefined }).toEqual({ field, methods: property['x-tuneyard-methods'] });
     }
+  });
+
+  test('an unset learningRate is not rendered: the trainer takes its default for what is trained, as documented here', () => {
+    const byMethod = properties.learning_rate['x-tuneyard-default-by-method']!;
+    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false } } as const;
+    expect(Object.keys(byMethod).sort()).toEqual(Object.keys(trained).sort());
+    for (const recipe of Object.values(trained)) {
+      expect(renderHyperParameters(parseRecipe(recipe), { baseModel: 'm' })).not.toHaveProperty('learning_rate');
+    }
+    expect(renderHyperParameters(parseRecipe({ method: 'sft', learningRate: 3e-6 }), { baseModel: 'm' }).learning_rate).toBe('0.000003');
+    const described = (RecipeSchema.shape.learningRate as { description?: string }).description ?? '';
+    for (const rate of Object.values(byMethod)) expect(described).toContain(rate.toExponential());
   });
 
   test('renders exactly the committed fixture for each case', () => {

@@ -24,7 +24,10 @@ const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];
 
 /**
  * Every recipe field: its trainer key, its default (the trainer's), and the methods it applies
- * to (a field set for another method is an error on both sides).
+ * to (a field set for another method is an error on both sides). `learningRate` has no default
+ * here: unset, it is not rendered and the trainer takes its default for what is trained (one
+ * table, `DEFAULT_LEARNING_RATES` in the trainer's config.py, published in config.schema.json as
+ * `x-tuneyard-default-by-method`).
  */
 export const RECIPE_FIELDS = {
   method: { key: 'method', default: 'lora', methods: undefined },
@@ -33,7 +36,7 @@ export const RECIPE_FIELDS = {
   loraAlpha: { key: 'lora_alpha', default: 32, methods: LORA_METHODS },
   loraDropout: { key: 'lora_dropout', default: 0.05, methods: LORA_METHODS },
   targetModules: { key: 'lora_target_modules', default: 'all-linear', methods: LORA_METHODS },
-  learningRate: { key: 'learning_rate', default: 2e-4, methods: undefined },
+  learningRate: { key: 'learning_rate', default: undefined, methods: undefined },
   lrScheduler: { key: 'lr_scheduler_type', default: 'cosine', methods: undefined },
   warmupRatio: { key: 'warmup_ratio', default: 0.03, methods: undefined },
   epochs: { key: 'num_train_epochs', default: 1, methods: undefined },
@@ -72,7 +75,11 @@ export const RecipeSchema = z
       .union([z.literal('all-linear'), z.array(z.string().regex(/^[A-Za-z0-9_.]+$/, 'must be a module name such as "q_proj"')).min(1, 'must name at least one module')])
       .optional()
       .describe('"all-linear" or module names such as ["q_proj","v_proj"]. Default: "all-linear".'),
-    learningRate: z.number().gt(0, 'must be above 0 (e.g. 2e-4 for LoRA, 1e-5 for full SFT)').optional().describe('Peak learning rate. Default: 2e-4.'),
+    learningRate: z
+      .number()
+      .gt(0, 'must be above 0 (e.g. 2e-4 for LoRA, 1e-5 for full SFT)')
+      .optional()
+      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false.'),
     lrScheduler: z.enum(LR_SCHEDULERS).optional().describe('Learning-rate schedule after warmup. Default: cosine.'),
     warmupRatio: z.number().min(0, 'must be from 0 to below 1').lt(1, 'must be from 0 to below 1').optional().describe('Share of the steps spent warming up. Default: 0.03.'),
     epochs: z.number().gt(0, 'must be above 0').optional().describe('Passes over the training set (fractions allowed). Default: 1.'),
@@ -100,12 +107,12 @@ export const RecipeSchema = z
 /** A training recipe (method and hyperparameters). Unset fields take the trainer's defaults, listed in {@link RECIPE_FIELDS}. */
 export type Recipe = z.infer<typeof RecipeSchema>;
 
-/** A recipe with every field resolved to a value. */
-export type ResolvedRecipe = Required<Recipe>;
+/** A recipe with every field resolved to a value, but `learningRate` (unset: the trainer's default for the method). */
+export type ResolvedRecipe = Required<Omit<Recipe, 'learningRate'>> & Pick<Recipe, 'learningRate'>;
 
 type Field = keyof typeof RECIPE_FIELDS;
 
-/** The recipe with the trainer's defaults filled in (fields that do not apply to the method are still filled; the renderer drops them). */
+/** The recipe with the trainer's defaults filled in (fields that do not apply to the method are still filled; the renderer drops them; an unset `learningRate` stays unset). */
 export function resolveRecipe(recipe: Recipe): ResolvedRecipe {
   const out: Record<string, unknown> = {};
   for (const [field, spec] of Object.entries(RECIPE_FIELDS)) out[field] = (recipe as Record<string, unknown>)[field] ?? spec.default;
@@ -164,14 +171,16 @@ export interface HyperParameterExtras {
 /**
  * The SageMaker HyperParameters of a training job: the resolved recipe under the trainer's
  * snake_case keys, every value a string, fields that do not apply to the method left out
- * (the trainer rejects them).
+ * (the trainer rejects them), and no `learning_rate` when the recipe sets none (the trainer
+ * takes its default for the method).
  */
 export function renderHyperParameters(recipe: Recipe, extras: HyperParameterExtras): Record<string, string> {
   const resolved = resolveRecipe(recipe);
   const out: Record<string, string> = { [BASE_MODEL_KEY]: extras.baseModel };
   for (const field of Object.keys(RECIPE_FIELDS) as Field[]) {
-    if (!fieldApplies(field, resolved)) continue;
-    out[RECIPE_FIELDS[field].key] = renderValue(resolved[field]);
+    const value = resolved[field];
+    if (value === undefined || !fieldApplies(field, resolved)) continue;
+    out[RECIPE_FIELDS[field].key] = renderValue(value);
   }
   return out;
 }

@@ -74,3 +74,27 @@ def test_committed_schema_is_current():
     assert schema["properties"]["distribution"]["enum"] == ["none", "ddp", "fsdp", "deepspeed"]
     assert schema["properties"]["dpo_beta"]["x-tuneyard-methods"] == ["dpo"]
     assert schema["properties"]["completion_only_loss"]["default"] is True
+
+
+@pytest.mark.parametrize(
+    "raw, rate",
+    [
+        ({"method": "lora"}, 2e-4),
+        ({"method": "qlora"}, 2e-4),
+        ({"method": "sft"}, 1e-5),
+        ({"method": "dpo"}, 5e-6),
+        ({"method": "dpo", "use_lora": "false"}, 5e-7),
+        ({"method": "sft", "learning_rate": "3e-6"}, 3e-6),
+    ],
+)
+def test_learning_rate_defaults_to_what_suits_the_method(job, raw, rate):
+    """Full-weight SFT at LoRA's 2e-4 diverges and DPO at it collapses: each method has its own default, which the
+    Trainer gets (the TypeScript recipe renders none when unset: test_contract.py)."""
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+    from tuneyard_trainer.train import _trainer_args
+
+    config = from_hyperparameters({"base_model": "m", **raw})
+    assert config.learning_rate == rate
+    assert ("learning_rate" in config.model_fields_set) is ("learning_rate" in raw)
+    assert _trainer_args(config, SageMakerEnv(job.root))["learning_rate"] == rate
+    assert config.model_dump()["learning_rate"] == rate  # what training_config.json records

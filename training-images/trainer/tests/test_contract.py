@@ -80,6 +80,21 @@ def test_rendered_hyperparameters_parse_to_the_recipe_values(case):
             assert type(parsed) is type(expected) and parsed == expected, (key, parsed, expected)
 
 
+SCHEMA = json.loads((REPO_ROOT / "training-images" / "trainer" / "config.schema.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if "learningRate" not in c["recipe"]], ids=lambda c: c["name"]
+)
+def test_a_recipe_without_learning_rate_gets_the_default_of_its_method(case):
+    """The renderer leaves the learning rate out; the trainer fills in the rate that config.schema.json documents
+    for the method (the table lib/recipe.ts's docs are checked against)."""
+    assert "learning_rate" not in case["hyperParameters"]
+    config = from_hyperparameters(case["hyperParameters"])
+    trained = f"dpo-{'lora' if config.use_lora else 'full'}" if config.method == "dpo" else config.method
+    assert config.learning_rate == SCHEMA["properties"]["learning_rate"]["x-tuneyard-default-by-method"][trained]
+
+
 def test_spot_checks_of_typed_values():
     """A few values written out by hand, so the test does not only compare the fixture with itself."""
     qlora = from_hyperparameters(BY_NAME["qlora, every LoRA/SFT field set"])
@@ -96,6 +111,9 @@ def test_spot_checks_of_typed_values():
     dpo_lora = from_hyperparameters(BY_NAME["dpo with a LoRA adapter"])
     assert dpo_lora.trains_adapter and dpo_lora.target_modules == "all-linear" and dpo_lora.lora_r == 8
 
+    assert dpo_lora.learning_rate == 5e-6
+
     sft = from_hyperparameters(BY_NAME["sft with defaults"])
     assert sft.method == "sft" and not sft.trains_adapter and sft.packing is False
+    assert sft.learning_rate == 1e-5
     assert sft.base_model == "s3://tuneyard-data/base-models/qwen2.5-0.5b/"

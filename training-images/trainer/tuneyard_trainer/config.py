@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 METHODS = ("sft", "lora", "qlora", "dpo")
 LORA_METHODS = ("lora", "qlora", "dpo")
 SFT_METHODS = ("sft", "lora", "qlora")
+# The peak learning rate when a config sets none, by what is trained (dpo-lora: method=dpo with use_lora=true).
+# The one definition: the TypeScript recipe renders no learning_rate when a recipe sets none, and
+# config.schema.json carries this table (x-tuneyard-default-by-method) for its docs and contract test.
+DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7}
 # Keys SageMaker adds to hyperparameters.json on its own; they are not ours to validate.
 SAGEMAKER_KEY_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 
@@ -57,8 +61,12 @@ class TrainerConfig(BaseModel):
         'e.g. "q_proj,v_proj".',
         json_schema_extra=_methods(*LORA_METHODS),
     )
-    learning_rate: float = Field(
-        2e-4, gt=0, description="Peak learning rate (2e-4 suits LoRA; full sft and dpo want 1e-5 to 5e-7)."
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Peak learning rate. Unset: the default for what is trained, x-tuneyard-default-by-method "
+        "(dpo-lora: method=dpo with use_lora=true, dpo-full: with use_lora=false).",
+        json_schema_extra={"x-tuneyard-default-by-method": DEFAULT_LEARNING_RATES},
     )
     lr_scheduler_type: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
@@ -139,6 +147,9 @@ class TrainerConfig(BaseModel):
             )
         if problems:
             raise ValueError("; ".join(problems))
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.method, self.use_lora)
+            self.model_fields_set.discard("learning_rate")  # the method's default, not set by the config
         return self
 
     @property
@@ -150,6 +161,10 @@ class TrainerConfig(BaseModel):
         if self.lora_target_modules == "all-linear":
             return "all-linear"
         return [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+
+
+def default_learning_rate(method: str, use_lora: bool) -> float:
+    return DEFAULT_LEARNING_RATES[f"dpo-{'lora' if use_lora else 'full'}" if method == "dpo" else method]
 
 
 def _unquote(value: Any) -> Any:
