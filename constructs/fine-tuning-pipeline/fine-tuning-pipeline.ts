@@ -425,7 +425,8 @@ export class FineTuningPipeline extends Construct {
         logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'),
         logs.FilterPattern.stringValue('$.details.error', '=', GATE_REJECTED_ERROR),
       ),
-      metricNamespace: PIPELINE_METRICS_NAMESPACE,
+      // This pipeline's own series (see metricRunsRejected): another pipeline's rejections never mix in.
+      metricNamespace: this.metricRunsRejected().namespace,
       metricName: 'RunsRejected',
       metricValue: '1',
       defaultValue: 0,
@@ -474,12 +475,15 @@ export class FineTuningPipeline extends Construct {
   }
 
   /**
-   * Runs the quality gate rejected (`Tuneyard.GateRejected`), from a metric filter on the
-   * state machine's log group. The metric has no dimensions: one pipeline per account and region.
+   * Runs the quality gate rejected (`Tuneyard.GateRejected`), from a metric filter on this state
+   * machine's log group: `RunsRejected` in the namespace `Tuneyard/Pipeline/<state machine name>`,
+   * this pipeline's own series, so another pipeline's rejections never mix in. (A metric filter
+   * takes dimension values only from fields of the log event, and Step Functions' log events carry
+   * no field that names the state machine: `execution_arn` names the run, a new metric per run.)
    */
   public metricRunsRejected(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return new cloudwatch.Metric({
-      namespace: PIPELINE_METRICS_NAMESPACE,
+      namespace: `${PIPELINE_METRICS_NAMESPACE}/${this.stateMachine.stateMachineName}`,
       metricName: 'RunsRejected',
       statistic: 'Sum',
       period: Duration.minutes(5),

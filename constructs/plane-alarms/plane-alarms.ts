@@ -2,7 +2,7 @@ import { Annotations, Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { findGpuInstance } from '../../lib/instances';
 import { IEndpointMetricSource, IPipelineMetricSource } from '../plane-dashboard/metric-sources';
@@ -75,15 +75,25 @@ export interface PlaneAlarmsProps {
   readonly topic: sns.ITopic;
 
   /**
-   * The pipeline to alarm on: failed and timed-out runs.
+   * The pipelines to alarm on, one alarm each: its failed and timed-out runs, its own gate
+   * rejections excluded. More can be added with `addPipeline()`.
+   *
+   * @default - no pipeline alarms
+   */
+  readonly pipelines?: IPipelineMetricSource[];
+
+  /**
+   * One pipeline to alarm on.
    *
    * @default - no pipeline alarm
+   * @deprecated Use `pipelines` (or `addPipeline()`), which takes several.
    */
   readonly pipeline?: IPipelineMetricSource;
 
   /**
    * The endpoints to alarm on: 5xx rate, p99 model latency, GPU memory saturation and, for
-   * endpoints that scale to zero, requests refused for lack of capacity.
+   * endpoints that scale to zero, requests refused for lack of capacity. More can be added with
+   * `addEndpoint()`.
    *
    * @default - no endpoint alarms
    */
@@ -153,48 +163,53 @@ interface AlarmSpec {
 
 /**
  * The plane's alarms, each notifying the plane's SNS topic when it fires and when it recovers,
- * with a description that names
- * its runbook entry. Endpoints that already own alarms for their auto-rollback (5xx rate, p99
- * latency) keep them: PlaneAlarms adds its notification to those instead of duplicating them,
- * so one set of alarms both rolls deployments back and pages.
+ * with a description that names its source and its runbook entry. It takes any number of
+ * pipelines and endpoints (several teams in one account): each source's alarms are named after
+ * its construct id (`<pipeline id>RunsFailed`, `<endpoint id>ErrorRate`, ...) and read its own
+ * metrics only. Endpoints that already own alarms for their auto-rollback (5xx rate, p99 latency)
+ * keep them: PlaneAlarms adds its notification to those instead of duplicating them, so one set of
+ * alarms both rolls deployments back and pages.
  */
 export class PlaneAlarms extends Construct {
-  /** Every alarm that notifies the topic, the endpoints' own included. */
+  /** Every alarm that notifies the topic, the endpoints' own included (it grows with `addPipeline` and `addEndpoint`). */
   public readonly alarms: cloudwatch.IAlarm[] = [];
 
   private readonly props: PlaneAlarmsProps;
   private readonly action: cloudwatch.IAlarmAction;
+  private readonly pipelines = new Map<string, IPipelineMetricSource>();
+  private readonly endpoints = new Map<string, IEndpointAlarmSource>();
 
   constructor(scope: Construct, id: string, props: PlaneAlarmsProps) {
     super(scope, id);
     this.props = props;
     this.action = new cloudwatchActions.SnsAction(props.topic);
-    const endpoints = props.endpoints ?? [];
-    if (!props.pipeline && endpoints.length === 0) {
-      throw new TuneyardValidationError('PlaneAlarms has nothing to alarm on: give a pipeline, endpoints, or both.', this);
-    }
-    if (props.pipeline) this.addPipelineAlarms(props.pipeline);
-    const ids = new Set<string>();
-    for (const endpoint of endpoints) {
-      if (ids.has(endpoint.node.id)) {
-        throw new TuneyardValidationError(
-          `two endpoints have the construct id "${endpoint.node.id}"; PlaneAlarms names its alarms after it. Give the endpoints distinct ids.`,
-          this,
-        );
-      }
-      ids.add(endpoint.node.id);
-      this.addEndpointAlarms(endpoint);
-    }
+    this.node.addValidation({
+      validate: () =>
+        this.pipelines.size === 0 && this.endpoints.size === 0
+          ? ['PlaneAlarms has nothing to alarm on: give pipelines, endpoints, or both (props, or addPipeline() and addEndpoint()).']
+          : [],
+    });
+    for (const pipeline of [...(props.pipeline ? [props.pipeline] : []), ...(props.pipelines ?? [])]) this.addPipeline(pipeline);
+    for (const endpoint of props.endpoints ?? []) this.addEndpoint(endpoint);
   }
 
-  private addPipelineAlarms(pipeline: IPipelineMetricSource): void {
+  /**
+   * Alarms on the runs of a pipeline that failed or timed out, less its own gate rejections
+   * (alarm `<pipeline id>RunsFailed`).
+   *
+   * @returns the alarm
+   */
+  public addPipeline(pipeline: IPipelineMetricSource): cloudwatch.IAlarm {
+    this.register(this.pipelines, 'pipeline', pipeline);
+    const name = pipeline.node.id;
     const tuning = this.tuning('pipelineFailures', { threshold: 1, period: Duration.minutes(5), evaluationPeriods: 1, datapointsToAlarm: 1 });
     const counted = { statistic: cloudwatch.Stats.SUM, period: tuning.period };
-    this.create({
-      id: 'PipelineRunsFailed',
+    return this.create({
+      id: `${name}RunsFailed`,
       metric: new cloudwatch.MathExpression({
         // A gate rejection ends the execution as failed too, but it is the gate doing its job (and is
-        // notified on its own): only operational failures page.
+        // notified on its own): only operational failures page. The pipeline's own rejections only:
+        // subtracting another pipeline's would hide this one's failures.
         expression: 'FILL(failed, 0) + FILL(timedOut, 0) - FILL(rejected, 0)',
         usingMetrics: {
           failed: pipeline.metricExecutionsFailed(counted),
@@ -213,7 +228,16 @@ export class PlaneAlarms extends Construct {
     });
   }
 
-  private addEndpointAlarms(endpoint: IEndpointAlarmSource): void {
+  /**
+   * Alarms on an endpoint: 5xx rate, p99 model latency (or notifies on the endpoint's own rollback
+   * alarms for them), GPU memory and, when it scales to zero, refusals for lack of capacity; each
+   * named `<endpoint id><alarm>`.
+   *
+   * @returns the alarms that notify for the endpoint
+   */
+  public addEndpoint(endpoint: IEndpointAlarmSource): cloudwatch.IAlarm[] {
+    this.register(this.endpoints, 'endpoint', endpoint);
+    const before = this.alarms.length;
     const name = endpoint.node.id;
     if (endpoint.invocation5xxAlarm) {
       this.notifyOn(endpoint.invocation5xxAlarm);
@@ -291,6 +315,22 @@ export class PlaneAlarms extends Construct {
         runbook: 'endpointNoCapacity',
       });
     }
+    return this.alarms.slice(before);
+  }
+
+  /** Keeps sources apart by construct id, which names their alarms. */
+  private register<T extends IConstruct>(sources: Map<string, T>, kind: string, source: T): void {
+    const known = sources.get(source.node.id);
+    if (known === source) {
+      throw new TuneyardValidationError(`${kind} ${source.node.path} is already on these alarms; add each ${kind} once.`, this);
+    }
+    if (known) {
+      throw new TuneyardValidationError(
+        `two ${kind}s have the construct id "${source.node.id}" (${known.node.path}, ${source.node.path}); PlaneAlarms names its alarms after it. Give the ${kind}s distinct ids.`,
+        this,
+      );
+    }
+    sources.set(source.node.id, source);
   }
 
   /** 1 for a normalized metric (already 0-100); else the GPUs of the endpoint's instance type. */
@@ -327,7 +367,7 @@ export class PlaneAlarms extends Construct {
     return tuning;
   }
 
-  private create(spec: AlarmSpec): void {
+  private create(spec: AlarmSpec): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(this, spec.id, {
       metric: spec.metric,
       threshold: spec.tuning.threshold,
@@ -338,6 +378,7 @@ export class PlaneAlarms extends Construct {
       alarmDescription: `${spec.description} Runbook: ${runbookText(spec.runbook, this.props.runbookUrl)}`,
     });
     this.notifyOn(alarm);
+    return alarm;
   }
 
   private notifyOn(alarm: cloudwatch.Alarm): void {

@@ -95,6 +95,44 @@ export interface IDataMetricSource extends IConstruct {
   metricNumberOfObjects(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
 }
 
+/** Options of the usage publisher's hourly training totals (their period and statistic are fixed). */
+export interface UsageTotalOptions {
+  /**
+   * The training-job prefix whose jobs are totalled; it must be one the publisher watches.
+   *
+   * @default - every prefix the publisher watches, added up
+   */
+  readonly jobNamePrefix?: string;
+  /**
+   * The label of the line.
+   *
+   * @default - the metric and the total over the graph's range
+   */
+  readonly label?: string;
+  /**
+   * The colour of the line, e.g. '#1f77b4'.
+   *
+   * @default - automatic
+   */
+  readonly color?: string;
+}
+
+/** Options of the usage publisher's SEARCH expressions. */
+export interface UsageExpressionOptions {
+  /**
+   * The period of each value.
+   *
+   * @default - one hour for training jobs, one minute for copies
+   */
+  readonly period?: Duration;
+  /**
+   * The label of the lines.
+   *
+   * @default - the name of each series
+   */
+  readonly label?: string;
+}
+
 /** An endpoint, as the usage metrics name it. */
 export interface IUsageEndpointRef {
   readonly endpointName: string;
@@ -115,10 +153,10 @@ export interface IUsageMetricSource extends IConstruct {
   metricDatasets(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** The training-job prefixes whose instance-hours are published (none: no training metrics). */
   readonly trainingJobPrefixes: readonly string[];
-  /** Wall-clock instance-hours of the training jobs that ended in each clock hour. */
-  metricTrainingInstanceHours(options?: { label?: string; color?: string }): cloudwatch.IMetric;
-  /** Billable instance-hours of the training jobs that ended in each clock hour. */
-  metricBillableInstanceHours(options?: { label?: string; color?: string }): cloudwatch.IMetric;
+  /** Wall-clock instance-hours of the training jobs (of one prefix, or of all) that ended in each clock hour. */
+  metricTrainingInstanceHours(options?: UsageTotalOptions): cloudwatch.IMetric;
+  /** Billable instance-hours of the training jobs (of one prefix, or of all) that ended in each clock hour. */
+  metricBillableInstanceHours(options?: UsageTotalOptions): cloudwatch.IMetric;
   /** Whether the endpoint's instances (and copies) are published. */
   watches(endpoint: IUsageEndpointRef): boolean;
   /** Instances running behind the endpoint. */
@@ -128,5 +166,5 @@ export interface IUsageMetricSource extends IConstruct {
   /** Model copies on the endpoint, over all its inference components. */
   metricEndpointCopies(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
   /** Copies of each inference component, one line each. */
-  metricComponentCopies(endpoint: IUsageEndpointRef, options?: { period?: Duration; label?: string }): cloudwatch.IMetric;
+  metricComponentCopies(endpoint: IUsageEndpointRef, options?: UsageExpressionOptions): cloudwatch.IMetric;
 }

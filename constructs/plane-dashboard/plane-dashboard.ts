@@ -1,6 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { IDataMetricSource, IEndpointMetricSource, IPipelineMetricSource, ITrainingMetricSource, IUsageMetricSource } from './metric-sources';
 import { RunbookEntry, runbookMarkdown } from './runbook';
@@ -15,24 +15,44 @@ export interface PlaneDashboardProps {
   readonly dashboardName?: string;
 
   /**
-   * The fine-tuning pipeline whose runs the dashboard shows (started, succeeded, rejected,
-   * failed, timed out, aborted, duration).
+   * The fine-tuning pipelines whose runs the dashboard shows (started, succeeded, rejected,
+   * failed, timed out, aborted, duration), one section each, named after the pipeline's construct
+   * id. More can be added with `addPipeline()`.
    *
    * @default - no pipeline section
+   */
+  readonly pipelines?: IPipelineMetricSource[];
+
+  /**
+   * One fine-tuning pipeline to show.
+   *
+   * @default - no pipeline section
+   * @deprecated Use `pipelines` (or `addPipeline()`), which takes several.
    */
   readonly pipeline?: IPipelineMetricSource;
 
   /**
-   * The training job definition whose runs the dashboard shows (train/eval loss, tokens per
-   * second, GPU utilisation and memory), one line per job in the time range.
+   * The training-job definitions whose runs the dashboard shows (train/eval loss, tokens per
+   * second, GPU utilisation and memory, one line per job in the time range; and the instance-hours
+   * of their prefix when `usage` watches it), one section each. More can be added with
+   * `addTrainingJob()`.
    *
    * @default - no training section
+   */
+  readonly trainingJobs?: ITrainingMetricSource[];
+
+  /**
+   * One training-job definition to show.
+   *
+   * @default - no training section
+   * @deprecated Use `trainingJobs` (or `addTrainingJob()`), which takes several.
    */
   readonly trainingJob?: ITrainingMetricSource;
 
   /**
    * The serving endpoints the dashboard shows (invocations, 4xx/5xx, model and overhead latency
-   * p50/p90/p99, GPU utilisation and memory, capacity), one section each.
+   * p50/p90/p99, GPU utilisation and memory, capacity), one section each. More can be added with
+   * `addEndpoint()`.
    *
    * @default - no endpoint section
    */
@@ -46,8 +66,9 @@ export interface PlaneDashboardProps {
   readonly dataStore?: IDataMetricSource;
 
   /**
-   * The usage publisher (`UsageMetrics`): with it, the training section shows instance-hours and
-   * each endpoint it watches shows its instances and copies. SageMaker publishes neither.
+   * The usage publisher (`UsageMetrics`): with it, each training section whose prefix it watches
+   * shows that prefix's instance-hours, and each endpoint it watches shows its instances and copies.
+   * SageMaker publishes neither.
    *
    * @default - no instance-hours, instances or copies
    */
@@ -83,9 +104,12 @@ const MS_PER_MINUTE = 60_000;
 const BYTES_PER_GIB = 1024 ** 3;
 
 /**
- * One CloudWatch dashboard for the fine-tuning plane: training, pipeline, endpoints and data,
+ * One CloudWatch dashboard for the fine-tuning plane: training, pipelines, endpoints and data,
  * each section with a text that links to the README's runbook. Compose it in your own app with
- * any subset of the parts.
+ * any subset of the parts, for any number of teams: each training job, pipeline and endpoint gets
+ * a section of its own, named (with its graphs) after its construct id. Sections appear in the
+ * order they are given: the props' training jobs, pipelines, endpoints and data store, then what
+ * `addTrainingJob()`, `addPipeline()` and `addEndpoint()` add, as `cloudwatch.Dashboard.addWidgets` does.
  */
 export class PlaneDashboard extends Construct {
   /** The dashboard. */
@@ -93,21 +117,22 @@ export class PlaneDashboard extends Construct {
 
   private readonly runbookUrl?: string;
   private readonly usage?: IUsageMetricSource;
+  private readonly sources = { 'training job': new Map<string, IConstruct>(), pipeline: new Map<string, IConstruct>(), endpoint: new Map<string, IConstruct>() };
+  private hasData = false;
 
   constructor(scope: Construct, id: string, props: PlaneDashboardProps) {
     super(scope, id);
-    const endpoints = props.endpoints ?? [];
-    if (!props.pipeline && !props.trainingJob && endpoints.length === 0 && !props.dataStore) {
-      throw new TuneyardValidationError(
-        'PlaneDashboard has nothing to show: give at least one of pipeline, trainingJob, endpoints or dataStore.',
-        this,
-      );
-    }
     this.runbookUrl = props.runbookUrl;
     this.usage = props.usage;
     this.dashboard = new cloudwatch.Dashboard(this, 'Resource', {
       dashboardName: props.dashboardName,
       defaultInterval: props.defaultInterval ?? Duration.days(7),
+    });
+    this.node.addValidation({
+      validate: () =>
+        Object.values(this.sources).every((s) => s.size === 0) && !this.hasData
+          ? ['PlaneDashboard has nothing to show: give at least one of pipelines, trainingJobs, endpoints or dataStore (props, or the add* methods).']
+          : [],
     });
 
     if (props.alarms && props.alarms.length > 0) {
@@ -115,17 +140,22 @@ export class PlaneDashboard extends Construct {
         new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: props.alarms, width: FULL, height: 3 }),
       );
     }
-    if (props.trainingJob) this.addTraining(props.trainingJob);
-    if (props.pipeline) this.addPipeline(props.pipeline);
-    for (const endpoint of endpoints) this.addEndpoint(endpoint);
+    for (const job of [...(props.trainingJob ? [props.trainingJob] : []), ...(props.trainingJobs ?? [])]) this.addTrainingJob(job);
+    for (const pipeline of [...(props.pipeline ? [props.pipeline] : []), ...(props.pipelines ?? [])]) this.addPipeline(pipeline);
+    for (const endpoint of props.endpoints ?? []) this.addEndpoint(endpoint);
     if (props.dataStore) this.addData(props.dataStore);
   }
 
-  private addTraining(job: ITrainingMetricSource): void {
+  /**
+   * Adds a section for the runs of a training-job definition: loss, throughput, GPU use and, when
+   * `usage` watches its prefix, the instance-hours of that prefix's jobs.
+   */
+  public addTrainingJob(job: ITrainingMetricSource): void {
+    const name = this.register('training job', job);
     const usage = this.usage?.trainingJobPrefixes.includes(job.jobNamePrefix) ? this.usage : undefined;
     this.section(
-      'Training',
-      'Loss, throughput and GPU use of the training jobs, one line per job in the time range (SEARCH over `/aws/sagemaker/TrainingJobs`). ' +
+      `Training ${name}`,
+      `Loss, throughput and GPU use of the training jobs named \`${job.jobNamePrefix}*\`, one line per job in the time range (SEARCH over \`/aws/sagemaker/TrainingJobs\`). ` +
         (usage
           ? "Instance-hours (training time × instances) are Tuneyard's own metrics, counted when a job ends; billable hours are lower under managed spot."
           : 'SageMaker publishes no instance time to CloudWatch: add `UsageMetrics` for instance-hours, or see each job\'s `BillableTimeInSeconds`.'),
@@ -133,20 +163,27 @@ export class PlaneDashboard extends Construct {
     );
     const width = usage ? 6 : 8;
     const widgets = [
-      graph('Training and eval loss', [job.metricTrainingLoss(), job.metricEvalLoss()], width),
-      graph('Tokens per second', [job.metricTokensPerSecond()], width),
-      graph('GPU utilisation and GPU memory (%, 100 per GPU)', [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], width),
+      graph(`${name}: training and eval loss`, [job.metricTrainingLoss(), job.metricEvalLoss()], width),
+      graph(`${name}: tokens per second`, [job.metricTokensPerSecond()], width),
+      graph(`${name}: GPU utilisation and GPU memory (%, 100 per GPU)`, [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], width),
     ];
     if (usage) {
+      const ofPrefix = { jobNamePrefix: job.jobNamePrefix };
       widgets.push(
-        graph('Instance-hours of the jobs that ended, per hour', [usage.metricTrainingInstanceHours(), usage.metricBillableInstanceHours()], width),
+        graph(
+          `${name}: instance-hours of the jobs that ended, per hour`,
+          [usage.metricTrainingInstanceHours(ofPrefix), usage.metricBillableInstanceHours(ofPrefix)],
+          width,
+        ),
       );
     }
     this.dashboard.addWidgets(...widgets);
   }
 
-  private addPipeline(pipeline: IPipelineMetricSource): void {
-    this.section('Pipeline', 'Runs of the fine-tuning state machine and how long they take.', ['pipelineRunsFailed']);
+  /** Adds a section for the runs of a pipeline: runs per hour by outcome (its own gate rejections apart) and run duration. */
+  public addPipeline(pipeline: IPipelineMetricSource): void {
+    const name = this.register('pipeline', pipeline);
+    this.section(`Pipeline ${name}`, `Runs of the fine-tuning state machine of \`${pipeline.node.path}\` and how long they take.`, ['pipelineRunsFailed']);
     const hourly = { statistic: cloudwatch.Stats.SUM, period: Duration.hours(1) };
     const duration = (statistic: string) =>
       new cloudwatch.MathExpression({
@@ -157,7 +194,7 @@ export class PlaneDashboard extends Construct {
       });
     this.dashboard.addWidgets(
       graph(
-        'Runs per hour',
+        `${name}: runs per hour`,
         [
           pipeline.metricExecutionsStarted({ ...hourly, label: 'started' }),
           pipeline.metricExecutionsSucceeded({ ...hourly, label: 'succeeded' }),
@@ -168,13 +205,15 @@ export class PlaneDashboard extends Construct {
         ],
         12,
       ),
-      graph('Run duration (minutes)', [duration('p50'), duration('p90'), duration('Maximum')], 12),
+      graph(`${name}: run duration (minutes)`, [duration('p50'), duration('p90'), duration('Maximum')], 12),
     );
   }
 
-  private addEndpoint(endpoint: IEndpointMetricSource): void {
+  /** Adds a section for an endpoint: requests, errors, latency, GPU use, capacity and (with `usage`) its instances and copies. */
+  public addEndpoint(endpoint: IEndpointMetricSource): void {
+    const name = this.register('endpoint', endpoint);
     this.section(
-      `Endpoint ${endpoint.node.id}`,
+      `Endpoint ${name}`,
       'Requests, errors, latency, GPU use and capacity. ModelLatency is the time in the vLLM container; OverheadLatency is what SageMaker adds. ' +
         'GPU figures are 100 per GPU on a single-model endpoint and 0-100 for an inference component. ' +
         (this.usage?.watches(endpoint)
@@ -196,7 +235,7 @@ export class PlaneDashboard extends Construct {
     const percentiles = ['p50', 'p90', 'p99'];
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
-        title: 'Invocations and errors per minute',
+        title: `${name}: invocations and errors per minute`,
         left: [endpoint.metricInvocations({ ...perMinute, label: 'invocations' })],
         right: [
           endpoint.metricInvocation4XXErrors({ ...perMinute, label: '4xx' }),
@@ -205,12 +244,12 @@ export class PlaneDashboard extends Construct {
         width: 6,
         height: GRAPH_HEIGHT,
       }),
-      graph('Model latency (ms)', percentiles.map((p) => latency('model', p)), 6),
+      graph(`${name}: model latency (ms)`, percentiles.map((p) => latency('model', p)), 6),
       // SageMaker documents percentiles for ModelLatency but not for OverheadLatency: the average
       // shows even where the percentiles come back empty.
-      graph('Overhead latency (ms)', [...percentiles, 'Average'].map((p) => latency('overhead', p)), 6),
+      graph(`${name}: overhead latency (ms)`, [...percentiles, 'Average'].map((p) => latency('overhead', p)), 6),
       graph(
-        'GPU utilisation and GPU memory (%)',
+        `${name}: GPU utilisation and GPU memory (%)`,
         [endpoint.metricGpuUtilization({ label: 'GPU utilisation' }), endpoint.metricGpuMemoryUtilization({ label: 'GPU memory' })],
         6,
       ),
@@ -225,14 +264,14 @@ export class PlaneDashboard extends Construct {
     const fleet = this.usage?.watches(endpoint) ? this.usage : undefined;
     const width = fleet && capacity.length > 0 ? FULL / 2 : FULL;
     const widgets = [
-      ...(fleet ? [this.fleetWidget(fleet, endpoint, width)] : []),
-      ...(capacity.length > 0 ? [graph('Capacity: concurrency and refusals', capacity, width)] : []),
+      ...(fleet ? [this.fleetWidget(fleet, endpoint, name, width)] : []),
+      ...(capacity.length > 0 ? [graph(`${name}: capacity, concurrency and refusals`, capacity, width)] : []),
     ];
     if (widgets.length > 0) this.dashboard.addWidgets(...widgets);
   }
 
   /** Instances (current and desired) and, on an inference-component endpoint, copies in all and per component. */
-  private fleetWidget(usage: IUsageMetricSource, endpoint: IEndpointMetricSource, width: number): cloudwatch.GraphWidget {
+  private fleetWidget(usage: IUsageMetricSource, endpoint: IEndpointMetricSource, name: string, width: number): cloudwatch.GraphWidget {
     const left = [
       usage.metricEndpointInstances(endpoint, { label: 'instances' }),
       usage.metricEndpointDesiredInstances(endpoint, { label: 'instances (desired)' }),
@@ -241,7 +280,7 @@ export class PlaneDashboard extends Construct {
       ? [usage.metricEndpointCopies(endpoint, { label: 'copies (all components)' }), usage.metricComponentCopies(endpoint, { label: 'copies:' })]
       : [];
     return new cloudwatch.GraphWidget({
-      title: endpoint.usesInferenceComponents ? 'Instances (left) and model copies (right)' : 'Instances',
+      title: `${name}: ${endpoint.usesInferenceComponents ? 'instances (left) and model copies (right)' : 'instances'}`,
       left,
       right,
       leftYAxis: { min: 0 },
@@ -252,6 +291,7 @@ export class PlaneDashboard extends Construct {
   }
 
   private addData(store: IDataMetricSource): void {
+    this.hasData = true;
     const counted = this.usage?.dataBucketName !== undefined && this.usage.dataBucketName === store.bucket.bucketName ? this.usage : undefined;
     this.section(
       'Data',
@@ -278,6 +318,23 @@ export class PlaneDashboard extends Construct {
       graph('Objects in the data bucket', [store.metricNumberOfObjects({ label: 'objects' })], width),
       ...(counted ? [graph('Dataset versions', [counted.metricDatasetVersions({ label: 'versions' }), counted.metricDatasets({ label: 'datasets' })], width)] : []),
     );
+  }
+
+  /** Keeps sources apart by construct id, which names their sections and graphs; returns the id. */
+  private register(kind: keyof PlaneDashboard['sources'], source: IConstruct): string {
+    const sources = this.sources[kind];
+    const known = sources.get(source.node.id);
+    if (known === source) {
+      throw new TuneyardValidationError(`${kind} ${source.node.path} is already on this dashboard; add each ${kind} once.`, this);
+    }
+    if (known) {
+      throw new TuneyardValidationError(
+        `two ${kind}s have the construct id "${source.node.id}" (${known.node.path}, ${source.node.path}); PlaneDashboard names their sections after it. Give the ${kind}s distinct ids.`,
+        this,
+      );
+    }
+    sources.set(source.node.id, source);
+    return source.node.id;
   }
 
   private section(title: string, text: string, runbook: RunbookEntry[]): void {

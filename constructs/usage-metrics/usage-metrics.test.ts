@@ -80,7 +80,9 @@ describe('UsageMetrics', () => {
   test('training instance-hours are the hourly totals per prefix (Maximum, one hour), added up over the prefixes', () => {
     const stack = testStack();
     const one = new UsageMetrics(stack, 'One', { trainingJobs: [{ jobNamePrefix: 'team-a-' }] });
-    const hours = one.metricTrainingInstanceHours() as cloudwatch.Metric;
+    const total = one.metricTrainingInstanceHours();
+    expect(total.expression).toBe('hours_team_a_');
+    const hours = total.usingMetrics.hours_team_a_ as cloudwatch.Metric;
     expect([hours.namespace, hours.metricName, hours.dimensions, hours.statistic, hours.period.toSeconds()]).toEqual([
       'Tuneyard/Usage',
       'TrainingInstanceHours',
@@ -88,11 +90,18 @@ describe('UsageMetrics', () => {
       'Maximum',
       3600,
     ]);
-    expect(hours.label).toBe('training instance-hours per hour (total in range: ${SUM})');
+    expect([total.label, total.period.toSeconds()]).toEqual(['training instance-hours per hour (total in range: ${SUM})', 3600]);
     const two = new UsageMetrics(stack, 'Two', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
-    const billable = two.metricBillableInstanceHours() as cloudwatch.MathExpression;
-    expect(billable.expression).toBe('FILL(p0, 0) + FILL(p1, 0)');
-    expect(Object.values(billable.usingMetrics).map((m) => (m as cloudwatch.Metric).dimensions)).toEqual([{ TrainingJobPrefix: 'team-a-' }, { TrainingJobPrefix: 'team-b-' }]);
+    const billable = two.metricBillableInstanceHours();
+    // ids named after the metric and the prefix: the totals of both metrics and prefixes can share a graph
+    expect(billable.expression).toBe('FILL(billable_team_a_, 0) + FILL(billable_team_b_, 0)');
+    expect(Object.entries(billable.usingMetrics).map(([id, m]) => [id, (m as cloudwatch.Metric).metricName, (m as cloudwatch.Metric).dimensions])).toEqual([
+      ['billable_team_a_', 'BillableInstanceHours', { TrainingJobPrefix: 'team-a-' }],
+      ['billable_team_b_', 'BillableInstanceHours', { TrainingJobPrefix: 'team-b-' }],
+    ]);
+    // one prefix of several
+    const teamB = two.metricTrainingInstanceHours({ jobNamePrefix: 'team-b-', label: 'team B' });
+    expect([teamB.expression, teamB.label, Object.keys(teamB.usingMetrics)]).toEqual(['hours_team_b_', 'team B', ['hours_team_b_']]);
     expect(two.metricInstanceHoursByJob().expression).toBe(
       `SEARCH('{"Tuneyard/Usage",TrainingJobPrefix,TrainingJobName,InstanceType} MetricName="TrainingInstanceHours" (TrainingJobPrefix="team-a-" OR TrainingJobPrefix="team-b-")', 'Maximum', 3600)`,
     );
@@ -111,18 +120,36 @@ describe('UsageMetrics', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Threshold: 40,
       Metrics: [
+        Match.objectLike({ Id: 'expr_1', Expression: 'hours_team_a_', ReturnData: true }),
         Match.objectLike({
+          Id: 'hours_team_a_',
           MetricStat: {
             Metric: { Namespace: 'Tuneyard/Usage', MetricName: 'TrainingInstanceHours', Dimensions: [{ Name: 'TrainingJobPrefix', Value: 'team-a-' }] },
             Stat: 'Maximum',
             Period: 3600,
           },
+          ReturnData: false,
         }),
       ],
     });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(p0, 0) + FILL(p1, 0)' })]),
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(hours_team_a_, 0) + FILL(hours_team_b_, 0)' })]),
     });
+  });
+
+  test('the totals of several prefixes, wall-clock and billable, share one graph', () => {
+    // GIVEN a publisher over two prefixes
+    const stack = testStack();
+    const usage = new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: 'team-a-' }, { jobNamePrefix: 'team-b-' }] });
+    // WHEN both totals and one prefix's hours are graphed together
+    new cloudwatch.Dashboard(stack, 'Dashboard').addWidgets(
+      new cloudwatch.GraphWidget({
+        left: [usage.metricTrainingInstanceHours(), usage.metricBillableInstanceHours(), usage.metricTrainingInstanceHours({ jobNamePrefix: 'team-a-' })],
+      }),
+    );
+    // THEN it synthesizes (no two metrics share an id) with one row per prefix and metric
+    const body = JSON.stringify(Template.fromStack(stack).toJSON());
+    for (const id of ['hours_team_a_', 'hours_team_b_', 'billable_team_a_', 'billable_team_b_']) expect(body).toContain(`\\"id\\":\\"${id}\\"`);
   });
 
   test('endpoint metrics read the EndpointName dimension; component copies are a SEARCH with a quoted namespace', () => {
@@ -143,6 +170,10 @@ describe('UsageMetrics', () => {
     expect(() => usage.metricEndpointCopies(single)).toThrow(/endpoint merged serves a single model, which has no copies/);
     expect(() => usage.metricComponentCopies(single)).toThrow(/no copies/);
     expect(() => usage.metricTrainingInstanceHours()).toThrow(/watches no training jobs.*pass `trainingJobs`/);
+    const teamA = new UsageMetrics(testStack(), 'Usage', { trainingJobs: [{ jobNamePrefix: 'team-a-' }] });
+    expect(() => teamA.metricBillableInstanceHours({ jobNamePrefix: 'team-b-' })).toThrow(
+      /publishes no billable instance-hours of jobNamePrefix "team-b-"; it watches \[team-a-\]\. Add the job to `trainingJobs`/,
+    );
     expect(() => usage.metricDatasetVersions()).toThrow(/counts no dataset versions: pass `dataStore`/);
   });
 

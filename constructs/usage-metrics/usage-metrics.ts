@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
 import { acknowledge, nagResource } from '../../lib/nag';
 import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
-import { IUsageEndpointRef, IUsageMetricSource } from '../plane-dashboard/metric-sources';
+import { IUsageEndpointRef, IUsageMetricSource, UsageExpressionOptions, UsageTotalOptions } from '../plane-dashboard/metric-sources';
 import { DEFAULT_USAGE_NAMESPACE, USAGE_ENV, USAGE_METRICS, UsageEvent, UsageMetricKey, WatchedEndpoint } from './usage-contract';
 
 /**
@@ -40,22 +40,6 @@ export interface IUsageDataStore {
   readonly bucket: s3.IBucket;
   /** Allows listing `datasets/` (keys only). */
   grantListDatasets(grantee: iam.IGrantable): iam.Grant;
-}
-
-/** Options of the hourly training totals (their period and statistic are fixed). */
-export interface UsageTotalOptions {
-  /**
-   * The label of the line.
-   *
-   * @default - the metric and the total over the graph's range
-   */
-  readonly label?: string;
-  /**
-   * The colour of the line, e.g. '#1f77b4'.
-   *
-   * @default - automatic
-   */
-  readonly color?: string;
 }
 
 /** Properties of {@link UsageMetrics}. Give at least one training-job prefix, endpoint or data store. */
@@ -152,22 +136,6 @@ export interface UsageMetricsProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
-}
-
-/** Options of the usage SEARCH expressions. */
-export interface UsageExpressionOptions {
-  /**
-   * The period of each value.
-   *
-   * @default - one hour for training jobs, one minute for copies
-   */
-  readonly period?: Duration;
-  /**
-   * The label of the lines.
-   *
-   * @default - the name of each series
-   */
-  readonly label?: string;
 }
 
 const SAGEMAKER_LIST_REASON = 'SageMaker List* actions support no resource-level permissions';
@@ -274,16 +242,18 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
 
   /**
    * Instance-hours (wall-clock training time × instances) of the training jobs that ended in each
-   * clock hour, over every watched prefix: Maximum at a one-hour period (each run republishes the
-   * same totals), so the period and statistic are fixed. A graph's `${SUM}` label gives the
-   * range's total. Fixed dimensions: it can back an alarm.
+   * clock hour: of one watched prefix (`jobNamePrefix`), or of every watched prefix added up. A
+   * math expression whose metric ids are named after the metric and the prefix, so the totals of
+   * several prefixes and the billable hours can share a graph or an alarm. Maximum at a one-hour period
+   * (each run republishes the same totals), so the period and statistic are fixed. A graph's
+   * `${SUM}` label gives the range's total. Fixed dimensions: it can back an alarm.
    */
-  public metricTrainingInstanceHours(props: UsageTotalOptions = {}): cloudwatch.Metric | cloudwatch.MathExpression {
+  public metricTrainingInstanceHours(props: UsageTotalOptions = {}): cloudwatch.MathExpression {
     return this.prefixTotal('prefixInstanceHours', 'training instance-hours', props);
   }
 
   /** Billable instance-hours of the training jobs that ended in each clock hour (managed spot bills less than it runs). */
-  public metricBillableInstanceHours(props: UsageTotalOptions = {}): cloudwatch.Metric | cloudwatch.MathExpression {
+  public metricBillableInstanceHours(props: UsageTotalOptions = {}): cloudwatch.MathExpression {
     return this.prefixTotal('prefixBillableInstanceHours', 'billable instance-hours', props);
   }
 
@@ -353,15 +323,28 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
     return this.trainingJobPrefixes;
   }
 
-  /** The hourly totals of every prefix, added up (a missing hour of one prefix counts 0). */
-  private prefixTotal(key: UsageMetricKey, what: string, props: UsageTotalOptions): cloudwatch.Metric | cloudwatch.MathExpression {
-    const label = props.label ?? `${what} per hour (total in range: \${SUM})`;
-    const metrics = this.trainingPrefixes(what).map((prefix) => this.maximum(key, { TrainingJobPrefix: prefix }, Duration.hours(1), { color: props.color }));
-    if (metrics.length === 1) return metrics[0].with({ label });
+  /**
+   * The hourly totals of one watched prefix, or of every one added up (a missing hour of one prefix
+   * counts 0). The expression's metric ids are named after the metric and the prefix
+   * (`hours_team_a_`), never after a position: two expressions on one graph or alarm that read the
+   * same prefix use the same id for the same metric, and different prefixes never share one.
+   */
+  private prefixTotal(key: 'prefixInstanceHours' | 'prefixBillableInstanceHours', what: string, props: UsageTotalOptions): cloudwatch.MathExpression {
+    const watched = this.trainingPrefixes(what);
+    const prefixes = props.jobNamePrefix === undefined ? watched : [props.jobNamePrefix];
+    if (props.jobNamePrefix !== undefined && !watched.includes(props.jobNamePrefix)) {
+      throw new TuneyardValidationError(
+        `this UsageMetrics publishes no ${what} of jobNamePrefix "${props.jobNamePrefix}"; it watches [${watched.join(', ')}]. Add the job to \`trainingJobs\`.`,
+        this,
+      );
+    }
+    const kind = key === 'prefixInstanceHours' ? 'hours' : 'billable';
+    // Job names are letters, digits and hyphens, so the ids of two prefixes never coincide.
+    const ids = prefixes.map((prefix) => `${kind}_${prefix.replace(/[^A-Za-z0-9]/g, '_')}`);
     return new cloudwatch.MathExpression({
-      expression: metrics.map((_, i) => `FILL(p${i}, 0)`).join(' + '),
-      usingMetrics: Object.fromEntries(metrics.map((m, i) => [`p${i}`, m])),
-      label,
+      expression: ids.length === 1 ? ids[0] : ids.map((id) => `FILL(${id}, 0)`).join(' + '),
+      usingMetrics: Object.fromEntries(prefixes.map((prefix, i) => [ids[i], this.maximum(key, { TrainingJobPrefix: prefix }, Duration.hours(1), {})])),
+      label: props.label ?? `${what} per hour (total in range: \${SUM})`,
       color: props.color,
       period: Duration.hours(1),
     });

@@ -221,7 +221,8 @@ export function publisherOf(metric: ReadMetric, template: Record<string, any>): 
         return problem ? fail(problem) : { publisher: usage.id };
       }
       for (const [id, r] of ofType('AWS::Logs::MetricFilter')) {
-        for (const t of (r.Properties?.MetricTransformations ?? []) as any[]) {
+        // A pipeline's own namespace names its state machine (an intrinsic): compare it resolved, as the metric's is.
+        for (const t of resolveIntrinsics(r.Properties?.MetricTransformations ?? []) as any[]) {
           if (t.MetricNamespace !== metric.namespace || t.MetricName !== metric.metricName) continue;
           const filterKeys = ((t.Dimensions ?? []) as { Key: string }[]).map((d) => d.Key).sort().join(',');
           return filterKeys === keys ? { publisher: id } : fail(`metric filter ${id} publishes it with dimensions [${filterKeys}]`);

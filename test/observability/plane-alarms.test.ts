@@ -27,7 +27,7 @@ describe('PlaneAlarms on a pipeline and two endpoints', () => {
   const chat = new StubEndpoint(stack, 'Chat', { instanceType: 'ml.g5.12xlarge' });
   const adapters = new StubScaleToZeroEndpoint(stack, 'Adapters', { instanceType: 'ml.g5.2xlarge' });
   // WHEN
-  const plane = new PlaneAlarms(stack, 'Alarms', { topic, pipeline, endpoints: [chat, adapters], runbookUrl: 'https://example.com/README.md' });
+  const plane = new PlaneAlarms(stack, 'Alarms', { topic, pipelines: [pipeline], endpoints: [chat, adapters], runbookUrl: 'https://example.com/README.md' });
   const template = Template.fromStack(stack);
   const json = template.toJSON();
   const topicRef = { Ref: logicalId(stack, topic) };
@@ -197,22 +197,46 @@ describe('PlaneAlarms props', () => {
     Annotations.fromStack(stack).hasWarning('/Test/Alarms', Match.stringLikeRegexp('GPUs per instance of Test/Chat are unknown \\(instance type ml.x9.huge\\).*assumes 1 GPU'));
   });
 
-  test('fails when there is nothing to alarm on', () => {
+  test('fails at synth when there is nothing to alarm on', () => {
     const stack = testStack();
-    expect(() => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack) })).toThrow(/PlaneAlarms has nothing to alarm on/);
+    new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack) });
+    expect(() => Template.fromStack(stack)).toThrow(/PlaneAlarms has nothing to alarm on: give pipelines, endpoints, or both/);
+  });
+
+  test('the one-pipeline prop of earlier versions still works, with the same alarm id', () => {
+    const stack = testStack();
+    new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipeline: new StubPipeline(stack, 'Pipeline') });
+    expect(Object.keys(alarms(Template.fromStack(stack))).map((id) => id.replace(/[0-9A-F]{8}$/, ''))).toEqual(['AlarmsPipelineRunsFailed']);
+  });
+
+  test('addPipeline and addEndpoint return the alarms they add, which join `alarms`', () => {
+    const stack = testStack();
+    const plane = new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack) });
+    const runs = plane.addPipeline(new StubPipeline(stack, 'TeamA'));
+    const chat = plane.addEndpoint(new ExternalEndpoint(stack, 'Chat', 'chat'));
+    expect(runs.node.id).toBe('TeamARunsFailed');
+    expect(chat.map((a) => a.node.id)).toEqual(['ChatErrorRate', 'ChatLatencyP99', 'ChatGpuMemory']);
+    expect(plane.alarms).toEqual([runs, ...chat]);
+  });
+
+  test('fails when a pipeline is added twice', () => {
+    const stack = testStack();
+    const pipeline = new StubPipeline(stack, 'P');
+    const plane = new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipelines: [pipeline] });
+    expect(() => plane.addPipeline(pipeline)).toThrow(/pipeline Test\/P is already on these alarms; add each pipeline once/);
   });
 
   test('fails when datapointsToAlarm exceeds evaluationPeriods', () => {
     const stack = testStack();
     expect(
-      () => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipeline: new StubPipeline(stack, 'P'), pipelineFailures: { datapointsToAlarm: 2 } }),
+      () => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipelines: [new StubPipeline(stack, 'P')], pipelineFailures: { datapointsToAlarm: 2 } }),
     ).toThrow(/pipelineFailures: datapointsToAlarm must be between 1 and evaluationPeriods \(1\); got 2/);
   });
 
   test('fails when a period is not whole minutes', () => {
     const stack = testStack();
     expect(
-      () => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipeline: new StubPipeline(stack, 'P'), pipelineFailures: { period: Duration.seconds(30) } }),
+      () => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), pipelines: [new StubPipeline(stack, 'P')], pipelineFailures: { period: Duration.seconds(30) } }),
     ).toThrow(/pipelineFailures: period must be a whole number of minutes.*got 30 seconds/);
   });
 
@@ -220,6 +244,6 @@ describe('PlaneAlarms props', () => {
     const stack = testStack();
     const a = new ExternalEndpoint(stack, 'Chat', 'a');
     const b = new ExternalEndpoint(new cloudwatch.Dashboard(stack, 'Elsewhere'), 'Chat', 'b');
-    expect(() => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), endpoints: [a, b] })).toThrow(/two endpoints have the construct id "Chat"/);
+    expect(() => new PlaneAlarms(stack, 'Alarms', { topic: topicIn(stack), endpoints: [a, b] })).toThrow(/two endpoints have the construct id "Chat" \(Test\/Chat, Test\/Elsewhere\/Chat\)/);
   });
 });

@@ -45,9 +45,9 @@ describe('PlaneDashboard with a pipeline and a data store', () => {
 
   test('shows runs by outcome, run duration, bucket size and object count', () => {
     const titles = dashboardBody(template).widgets.filter((w) => w.type === 'metric').map((w) => w.properties.title);
-    expect(titles).toEqual(['Runs per hour', 'Run duration (minutes)', 'Data bucket size (GiB)', 'Objects in the data bucket']);
+    expect(titles).toEqual(['Pipeline: runs per hour', 'Pipeline: run duration (minutes)', 'Data bucket size (GiB)', 'Objects in the data bucket']);
     const read = readMetrics(json);
-    const runs = read.metrics.filter((m) => m.where.includes('Runs per hour')).map((m) => m.metricName);
+    const runs = read.metrics.filter((m) => m.where.includes('runs per hour')).map((m) => m.metricName);
     expect(runs).toEqual(['ExecutionsStarted', 'ExecutionsSucceeded', 'RunsRejected', 'ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted']);
     // ExecutionTime is milliseconds, shown in minutes; BucketSizeBytes is shown in GiB
     expect(read.expressions).toEqual(expect.arrayContaining(['time_p50 / 60000', 'time_p90 / 60000', 'time_maximum / 60000', `b / ${1024 ** 3}`]));
@@ -56,7 +56,7 @@ describe('PlaneDashboard with a pipeline and a data store', () => {
   test('links each section to its runbook entries', () => {
     const texts = dashboardBody(template).widgets.filter((w) => w.type === 'text').map((w) => w.properties.markdown as string);
     expect(texts).toHaveLength(2);
-    expect(texts[0]).toMatch(/^## Pipeline\n/);
+    expect(texts[0]).toMatch(/^## Pipeline Pipeline\nRuns of the fine-tuning state machine of `Test\/Pipeline`/);
     expect(texts[0]).toContain('[Pipeline runs failed](https://example.com/tuneyard/README.md#pipeline-runs-failed)');
     expect(texts[1]).toContain('[Data bucket growth](https://example.com/tuneyard/README.md#data-bucket-growth)');
   });
@@ -102,10 +102,10 @@ describe('PlaneDashboard props', () => {
     new PlaneDashboard(stack, 'Dashboard', { endpoints: [endpoint], usage });
     // THEN
     const json = Template.fromStack(stack).toJSON();
-    const widget = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.properties.title === 'Instances')!;
+    const widget = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.properties.title === 'Endpoint: instances')!;
     expect(widget.width).toBe(24);
     const read = readMetrics(json);
-    expect(read.metrics.filter((m) => m.where.includes('"Instances"')).map((m) => m.metricName)).toEqual(['EndpointInstances', 'EndpointDesiredInstances']);
+    expect(read.metrics.filter((m) => m.where.includes('"Endpoint: instances"')).map((m) => m.metricName)).toEqual(['EndpointInstances', 'EndpointDesiredInstances']);
     expect(read.metrics.map((m) => publisherOf(m, json).problem).filter((p) => p !== undefined)).toEqual([]);
     const text = dashboardBody(Template.fromStack(stack)).widgets.find((w) => w.type === 'text')!.properties.markdown;
     expect(text).toContain("Instances and copies are Tuneyard's own metrics");
@@ -129,12 +129,33 @@ describe('PlaneDashboard props', () => {
       // THEN
       return dashboardBody(Template.fromStack(stack)).widgets.map((w) => w.properties.title);
     };
-    expect(titles('team-a-')).toContain('Instance-hours of the jobs that ended, per hour');
-    expect(titles('team-b-')).not.toContain('Instance-hours of the jobs that ended, per hour');
+    expect(titles('team-a-')).toContain('Job: instance-hours of the jobs that ended, per hour');
+    expect(titles('team-b-')).not.toContain('Job: instance-hours of the jobs that ended, per hour');
   });
 
-  test('fails when it is given nothing to show', () => {
+  test('fails at synth when it is given nothing to show', () => {
     const stack = testStack();
-    expect(() => new PlaneDashboard(stack, 'Dashboard', {})).toThrow(/PlaneDashboard has nothing to show: give at least one of pipeline, trainingJob, endpoints or dataStore/);
+    new PlaneDashboard(stack, 'Dashboard', {});
+    expect(() => Template.fromStack(stack)).toThrow(/PlaneDashboard has nothing to show: give at least one of pipelines, trainingJobs, endpoints or dataStore/);
+  });
+
+  test('a section added later makes an empty dashboard valid', () => {
+    const stack = testStack();
+    const dashboard = new PlaneDashboard(stack, 'Dashboard', {});
+    dashboard.addPipeline(new StubPipeline(stack, 'Pipeline'));
+    expect(dashboardBody(Template.fromStack(stack)).widgets.map((w) => w.properties.title)).toEqual([
+      undefined,
+      'Pipeline: runs per hour',
+      'Pipeline: run duration (minutes)',
+    ]);
+  });
+
+  test('fails when a source is added twice, or two sources of a kind share a construct id', () => {
+    const stack = testStack();
+    const pipeline = new StubPipeline(stack, 'Pipeline');
+    const dashboard = new PlaneDashboard(stack, 'Dashboard', { pipelines: [pipeline] });
+    expect(() => dashboard.addPipeline(pipeline)).toThrow(/pipeline Test\/Pipeline is already on this dashboard; add each pipeline once/);
+    const namesake = new StubPipeline(new cloudwatch.Dashboard(stack, 'Elsewhere'), 'Pipeline');
+    expect(() => dashboard.addPipeline(namesake)).toThrow(/two pipelines have the construct id "Pipeline" \(Test\/Pipeline, Test\/Elsewhere\/Pipeline\).*Give the pipelines distinct ids/);
   });
 });
