@@ -128,6 +128,13 @@ export interface IPipelineStage {
    * PlanRun refuses a run that asks for a deployment but will not write it.
    */
   readonly deploys?: DeployArtifact;
+  /**
+   * What every adapter name a run deploys must start with (the stage may create and update only
+   * those inference components). PlanRun refuses a run whose `deploy.adapterName` does not.
+   *
+   * @default - no prefix: PlanRun checks no adapter name
+   */
+  readonly adapterNamePrefix?: string;
   /** Creates the stage's states in `scope`; the chain's end states are followed by NotifySucceeded. */
   bind(scope: Construct, context: PipelineStageContext): sfn.IChainable;
 }
@@ -376,6 +383,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_JOB_NAME_PREFIX: this.trainingJob.jobNamePrefix,
       TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
       TUNEYARD_DEPLOYS: props.deployStage?.deploys ?? '',
+      TUNEYARD_ADAPTER_NAME_PREFIX: props.deployStage?.adapterNamePrefix ?? '',
       TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');

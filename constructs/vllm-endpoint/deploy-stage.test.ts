@@ -15,12 +15,49 @@ import { definitionFromTemplate, runLocal, snsRecorder } from '../../test/suppor
 import { deployFunctionTask, deploySettingsFromTemplate, FakeClock, FakeSageMaker } from '../../test/pipeline/sagemaker-deploy-fake';
 import { DEPLOY_FAILURES, DEPLOY_STATES, VllmDeployStage, VllmEndpoint, VllmModelData } from '.';
 import { DatasetStore } from '../dataset-store';
+import type { PipelineStageContext } from '../fine-tuning-pipeline';
+import { Construct } from 'constructs';
 
 const PACKAGE_ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/7';
 
 interface MachineOptions {
   readonly inferenceComponents?: boolean;
   readonly instanceType?: string;
+  /** The endpoint's name (`support-llm`); null: generated from the construct path. */
+  readonly endpointName?: string | null;
+  readonly adapterNamePrefix?: string;
+}
+
+/**
+ * What FineTuningPipeline gives a stage, built in `scope` (its own role, topic and log key): the
+ * stage's functions and states are made the pipeline's way.
+ */
+function stageContext(scope: Construct, store: DatasetStore): PipelineStageContext {
+  const topic = new sns.Topic(scope, 'Topic');
+  const role = new iam.Role(scope, 'MachineRole', { assumedBy: new iam.ServicePrincipal('states.amazonaws.com') });
+  const logKey = new kms.Key(scope, 'LogKey', { enableKeyRotation: true });
+  return {
+    role,
+    topic,
+    store,
+    failure: (name, stageName) => {
+      const fail = new sfn.Fail(scope, name, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
+      return new tasks.SnsPublish(scope, `Notify${name}`, {
+        topic,
+        message: sfn.TaskInput.fromObject({ stage: stageName, 'error.$': '$.error.Error', 'cause.$': '$.error.Cause' }),
+        resultPath: sfn.JsonPath.DISCARD,
+      }).next(fail);
+    },
+    addTransientRetries: (state) => void state.addRetry({ errors: ['Lambda.ServiceException'], maxAttempts: 2 }),
+    createFunction: (id, fnOptions) =>
+      createPlaneFunction(scope, {
+        ...fnOptions,
+        ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
+        logEncryptionKey: logKey,
+        logRetention: logs.RetentionDays.ONE_WEEK,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }).function,
+  };
 }
 
 /** The Deploy stage in a state machine of its own, wired the way FineTuningPipeline wires its stages. */
@@ -32,7 +69,7 @@ function machine(options: MachineOptions = {}) {
     instanceType: options.instanceType ?? 'ml.g5.2xlarge',
     ...(ebs ? { parametersBillions: 1, attentionHeads: 32 } : { baseModel: 'meta-llama/Llama-3.1-8B-Instruct' }),
     modelData: VllmModelData.fromS3Prefix(store.bucket, 'base-models/llama/'),
-    endpointName: 'support-llm',
+    endpointName: options.endpointName === null ? undefined : (options.endpointName ?? 'support-llm'),
     ...(options.inferenceComponents ? { inferenceComponents: { minCopies: 1 } } : { dataCapture: { bucket: store.bucket, samplingPercentage: 20 } }),
   });
   if (ebs) {
@@ -40,43 +77,29 @@ function machine(options: MachineOptions = {}) {
     endpoint.endpointConfig.addPropertyOverride('ProductionVariants.0.VolumeSizeInGB', 200);
     endpoint.endpointConfig.addPropertyOverride('ProductionVariants.0.EnableSSMAccess', true);
   }
-  const topic = new sns.Topic(stack, 'Topic');
-  const role = new iam.Role(stack, 'MachineRole', { assumedBy: new iam.ServicePrincipal('states.amazonaws.com') });
-  const logKey = new kms.Key(stack, 'LogKey', { enableKeyRotation: true });
-  const stage = new VllmDeployStage({ endpoint });
-  const chain = stage.bind(stack, {
-    role,
-    topic,
-    store,
-    failure: (name, stageName) => {
-      const fail = new sfn.Fail(stack, name, { errorPath: '$.error.Error', causePath: '$.error.Cause' });
-      return new tasks.SnsPublish(stack, `Notify${name}`, {
-        topic,
-        message: sfn.TaskInput.fromObject({ stage: stageName, 'error.$': '$.error.Error', 'cause.$': '$.error.Cause' }),
-        resultPath: sfn.JsonPath.DISCARD,
-      }).next(fail);
-    },
-    addTransientRetries: (state) => void state.addRetry({ errors: ['Lambda.ServiceException'], maxAttempts: 2 }),
-    createFunction: (id, fnOptions) =>
-      createPlaneFunction(stack, {
-        ...fnOptions,
-        ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
-        logEncryptionKey: logKey,
-        logRetention: logs.RetentionDays.ONE_WEEK,
-        removalPolicy: RemovalPolicy.DESTROY,
-      }).function,
-  });
-  new sfn.StateMachine(stack, 'Machine', { role, definitionBody: sfn.DefinitionBody.fromChainable(sfn.Chain.start(chain).next(new sfn.Succeed(stack, 'Done'))) });
+  const stage = new VllmDeployStage({ endpoint, adapterNamePrefix: options.adapterNamePrefix });
+  const context = stageContext(stack, store);
+  const chain = stage.bind(stack, context);
+  new sfn.StateMachine(stack, 'Machine', { role: context.role, definitionBody: sfn.DefinitionBody.fromChainable(sfn.Chain.start(chain).next(new sfn.Succeed(stack, 'Done'))) });
   const template = Template.fromStack(stack);
   const json = template.toJSON();
-  return { stack, endpoint, template, json, definition: definitionFromTemplate(json, stack.getLogicalId(stack.node.findChild('Machine').node.defaultChild as any)), settings: deploySettingsFromTemplate(json) };
+  return {
+    stack,
+    endpoint,
+    stage,
+    template,
+    json,
+    definition: definitionFromTemplate(json, stack.getLogicalId(stack.node.findChild('Machine').node.defaultChild as any)),
+    settings: deploySettingsFromTemplate(json),
+  };
 }
 
 /**
  * The stage's input as the pipeline hands it over: PlanRun's real output for the request, and
- * Register's result (CreateModelPackage's answer at `$.registration`).
+ * Register's result (CreateModelPackage's answer at `$.registration`). PlanRun is told what the
+ * pipeline tells it of `stage` (what it deploys, its adapter prefix).
  */
-function runInput(deploy: { endpointName: string; adapterName?: string }, overrides: Record<string, unknown> = {}) {
+function runInput(deploy: { endpointName: string; adapterName?: string }, overrides: Record<string, unknown> = {}, stage?: VllmDeployStage) {
   const request = {
     dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
     baseModel: 's3://data-bucket/base-models/llama-3.1-8b/',
@@ -93,7 +116,8 @@ function runInput(deploy: { endpointName: string; adapterName?: string }, overri
       outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/data',
       allowHubModels: false,
       deployStage: true,
-      deploys: deploy.adapterName ? 'adapter' : 'full-weights',
+      deploys: stage?.deploys ?? (deploy.adapterName ? 'adapter' : 'full-weights'),
+      adapterNamePrefix: stage?.adapterNamePrefix,
     },
   );
   return JSON.parse(JSON.stringify({ ...planned, registration: { ModelPackageArn: PACKAGE_ARN } }));
@@ -118,6 +142,20 @@ function deployFunctionFindings(stack: Stack): string[] {
   );
 }
 const actionsOf = (statements: any[]): string[] => statements.flatMap((s) => ([] as string[]).concat(s.Action));
+/** The Deploy function's allowed inference-component actions and the resources (ARN tails, sorted) each may act on. */
+function componentGrants(template: Template): Record<string, string[]> {
+  const grants: Record<string, string[]> = {};
+  for (const st of functionStatements(template).filter((s) => s.Effect === 'Allow')) {
+    for (const action of actionsOf([st]).filter((a) => a.endsWith('InferenceComponent'))) {
+      const tails = ([] as unknown[]).concat(st.Resource).map((r) => {
+        const json = JSON.stringify(r);
+        return /"EndpointArn"/.test(json) ? 'the endpoint' : /:inference-component\/[^"]*/.exec(json)![0];
+      });
+      grants[action.replace('sagemaker:', '')] = [...(grants[action.replace('sagemaker:', '')] ?? []), ...tails].sort();
+    }
+  }
+  return grants;
+}
 
 describe('VllmDeployStage on a single-model endpoint with EBS volumes (ml.p3.2xlarge: a KMS key; data capture on)', () => {
   const m = machine({ instanceType: 'ml.p3.2xlarge' });
@@ -304,14 +342,14 @@ describe('VllmDeployStage on a single-model endpoint with local NVMe (ml.g5.2xla
 
 describe('VllmDeployStage on an inference-component endpoint', () => {
   const m = machine({ inferenceComponents: true });
-  const input = () => runInput({ endpointName: 'support-llm', adapterName: 'support-v7' });
+  const input = () => runInput({ endpointName: 'support-llm', adapterName: 'support-llm-v7' }, {}, m.stage);
 
   function world(steps: FakeSageMaker['componentSteps'], adapter?: { artifact: string }) {
     const fake = FakeSageMaker.fromTemplate(m.json);
     fake.componentSteps = steps;
     if (adapter) {
-      fake.components.set('support-v7', {
-        InferenceComponentName: 'support-v7',
+      fake.components.set('support-llm-v7', {
+        InferenceComponentName: 'support-llm-v7',
         EndpointName: 'support-llm',
         InferenceComponentStatus: 'InService',
         Specification: { BaseInferenceComponentName: m.endpoint.baseComponentName, Container: { ArtifactUrl: adapter.artifact } },
@@ -331,7 +369,7 @@ describe('VllmDeployStage on an inference-component endpoint', () => {
       {
         operation: 'CreateInferenceComponent',
         input: {
-          InferenceComponentName: 'support-v7',
+          InferenceComponentName: 'support-llm-v7',
           EndpointName: 'support-llm',
           Specification: { BaseInferenceComponentName: m.endpoint.baseComponentName, Container: { ArtifactUrl: `${run.output.plan.modelArtifactS3Uri}adapter.tar.gz` } },
         },
@@ -359,7 +397,7 @@ describe('VllmDeployStage on an inference-component endpoint', () => {
     expect(run.status).toBe('FAILED');
     expect(run.error).toBe('Tuneyard.DeployFailed');
     expect(JSON.parse(run.cause!).errorMessage).toMatch(
-      /^adapter support-v7 on support-llm is Failed: adapter_config\.json not found in the archive\. .*tuneyard deploy \S+ --endpoint support-llm --adapter support-v7 --wait/,
+      /^adapter support-llm-v7 on support-llm is Failed: adapter_config\.json not found in the archive\. .*tuneyard deploy \S+ --endpoint support-llm --adapter support-llm-v7 --wait/,
     );
     expect(w.notify.messages).toHaveLength(1);
   });
@@ -374,6 +412,98 @@ describe('VllmDeployStage on an inference-component endpoint', () => {
       'sagemaker:UpdateInferenceComponent',
     ]);
     expect(deployFunctionFindings(m.stack)).toEqual([]);
+  });
+
+  test('creates and updates only the adapter components named <endpoint>-* (the default prefix), and describes the base besides', () => {
+    expect(m.stage.adapterNamePrefix).toBe('support-llm-');
+    const components = componentGrants(m.template);
+    expect(components.CreateInferenceComponent).toEqual([':inference-component/support-llm-*', 'the endpoint']);
+    expect(components.UpdateInferenceComponent).toEqual([':inference-component/support-llm-*']);
+    expect(components.DescribeInferenceComponent).toEqual([`:inference-component/${m.endpoint.baseComponentName!.toLowerCase()}`, `:inference-component/${m.endpoint.baseComponentName}`, ':inference-component/support-llm-*'].sort());
+    // the endpoint's name and the base component's differ: no Deny needed
+    expect(functionStatements(m.template).filter((st) => st.Effect === 'Deny')).toEqual([]);
+  });
+
+  test("PlanRun (the real planRunStep, told the stage's prefix) refuses an adapter name without it, before any GPU time", () => {
+    expect(() => runInput({ endpointName: 'support-llm', adapterName: 'support-v7' }, {}, m.stage)).toThrow(
+      /^deploy\.adapterName: this pipeline's Deploy stage deploys adapters named support-llm-\* only .*got "support-v7"\. Name the adapter support-llm-support-v7 \(tuneyard train --adapter support-llm-support-v7\)\.$/,
+    );
+    // what the IAM policy above allows passes
+    expect(runInput({ endpointName: 'support-llm', adapterName: 'support-llm-v8' }, {}, m.stage).plan.deploy).toEqual({ endpointName: 'support-llm', adapterName: 'support-llm-v8' });
+  });
+});
+
+describe('VllmDeployStage adapter name prefixes', () => {
+  test('a prefix of its own: IAM allows create and update of inference-component/<prefix>* only, both spellings', () => {
+    const { template, stage, stack } = machine({ inferenceComponents: true, adapterNamePrefix: 'Team-A-' });
+    expect(stage.adapterNamePrefix).toBe('Team-A-');
+    const components = componentGrants(template);
+    expect(components.CreateInferenceComponent).toEqual([':inference-component/Team-A-*', ':inference-component/team-a-*', 'the endpoint']);
+    expect(components.UpdateInferenceComponent).toEqual([':inference-component/Team-A-*', ':inference-component/team-a-*']);
+    expect(JSON.stringify(functionStatements(template))).not.toContain('inference-component/*');
+    expect(deployFunctionFindings(stack)).toEqual([]);
+  });
+
+  test("with a generated endpoint name the base component's name starts with the default prefix: an explicit Deny keeps the base out", () => {
+    const { template, endpoint, stage } = machine({ inferenceComponents: true, endpointName: null });
+    expect(endpoint.baseComponentName!.startsWith(stage.adapterNamePrefix!)).toBe(true);
+    const deny = functionStatements(template).filter((st) => st.Effect === 'Deny');
+    expect(deny).toHaveLength(1);
+    expect(actionsOf(deny).sort()).toEqual(['sagemaker:CreateInferenceComponent', 'sagemaker:UpdateInferenceComponent']);
+    expect(JSON.stringify(deny[0].Resource)).toContain(`:inference-component/${endpoint.baseComponentName}"`);
+  });
+
+  test('a single-model endpoint has no adapter prefix: PlanRun checks no adapter name', () => {
+    const { stage } = machine();
+    expect(stage.adapterNamePrefix).toBeUndefined();
+  });
+
+  /** An adapter endpoint and, for each prefix, a Deploy stage bound in a scope of its own (as two pipelines bind theirs). */
+  function sharedEndpoint(prefixes: Array<string | undefined>, managedAdapter?: string) {
+    const stack = testStack();
+    const store = new DatasetStore(stack, 'Store');
+    const endpoint = new VllmEndpoint(stack, 'Serving', {
+      instanceType: 'ml.g5.12xlarge',
+      baseModel: 'meta-llama/Llama-3.1-8B-Instruct',
+      modelData: VllmModelData.fromS3Prefix(store.bucket, 'base-models/llama/'),
+      endpointName: 'shared',
+      inferenceComponents: { minCopies: 1 },
+    });
+    if (managedAdapter) endpoint.addAdapter(managedAdapter, { bucket: store.bucket, key: 'adapters/legal.tar.gz' });
+    prefixes.forEach((adapterNamePrefix, i) => {
+      const team = new Construct(stack, `Team${i}`);
+      new VllmDeployStage({ endpoint, adapterNamePrefix }).bind(team, stageContext(team, store));
+    });
+    return stack;
+  }
+
+  test('two pipelines deploy adapters to one endpoint under prefixes of their own', () => {
+    const template = Template.fromStack(sharedEndpoint(['team-a-', 'team-b-']));
+    const grants = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p: any) =>
+      (p.Properties.PolicyDocument.Statement as any[]).filter((st) => actionsOf([st]).includes('sagemaker:UpdateInferenceComponent')).map((st) => JSON.stringify(st.Resource).match(/inference-component\/[^"]*/g)),
+    );
+    expect(grants).toEqual([['inference-component/team-a-*'], ['inference-component/team-b-*']]);
+  });
+
+  test('fails when two stages on one endpoint have prefixes of which one starts the other', () => {
+    expect(() => Template.fromStack(sharedEndpoint(['team-', 'TEAM-a-']))).toThrow(
+      /the Deploy stages of Test\/Team0 and Test\/Team1 deploy adapters to Test\/Serving under the prefixes "team-" and "TEAM-a-", one of which starts the other/,
+    );
+    // both on the default prefix (the endpoint's name)
+    expect(() => Template.fromStack(sharedEndpoint([undefined, undefined]))).toThrow(/prefixes "shared-" and "shared-"/);
+  });
+
+  test("fails when the prefix takes in an adapter the endpoint's stack manages", () => {
+    expect(() => Template.fromStack(sharedEndpoint(['team-a-'], 'team-a-legal'))).toThrow(
+      /deploys adapters named "team-a-\*" to Test\/Serving, which takes in its CloudFormation-managed adapters team-a-legal/,
+    );
+    expect(() => Template.fromStack(sharedEndpoint(['team-a-'], 'legal'))).not.toThrow();
+  });
+
+  test('fails when the prefix cannot start an adapter name, or the endpoint serves one model', () => {
+    expect(() => machine({ inferenceComponents: true, adapterNamePrefix: '-team' })).toThrow(/adapterNamePrefix "-team" is invalid.*Use e\.g\. "team-a-"/);
+    expect(() => machine({ inferenceComponents: true, adapterNamePrefix: 'team_a_' })).toThrow(/adapterNamePrefix "team_a_" is invalid/);
+    expect(() => machine({ adapterNamePrefix: 'team-a-' })).toThrow(/adapterNamePrefix "team-a-": endpoint Test\/Serving serves one model, not adapters.*Leave adapterNamePrefix out/);
   });
 });
 

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Names, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -48,6 +48,62 @@ export interface VllmDeployStageProps {
    * @default 180 (90 minutes at the default interval; `DEPLOY_WAIT`)
    */
   readonly maxPolls?: number;
+  /**
+   * What the names of the adapters this stage deploys start with (inference-component endpoints
+   * only): the Deploy function may create and update only the inference components so named, and
+   * PlanRun refuses a run whose `deploy.adapterName` lacks the prefix, before any GPU time. Where
+   * several pipelines deploy to one endpoint, give each a prefix that does not start another's
+   * (`team-a-`, `team-b-`): synth fails when two overlap, or when the prefix would take in an
+   * adapter the endpoint's own stack manages (`VllmEndpoint.addAdapter`).
+   *
+   * @default - the endpoint's name and a hyphen (`chat-` for endpoint `chat`)
+   */
+  readonly adapterNamePrefix?: string;
+}
+
+/** A name prefix that a valid SageMaker name can start with, leaving room for at least one more character. */
+const NAME_PREFIX_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,61}$/;
+
+/**
+ * A Deploy stage's claim on the adapter names of its endpoint: a construct (no resources) under the
+ * endpoint, so that synth can see every stage that deploys adapters to it, and the adapters its own
+ * stack adds.
+ */
+class AdapterNamePrefixClaim extends Construct {
+  constructor(
+    private readonly endpoint: VllmEndpoint,
+    id: string,
+    readonly prefix: string,
+    readonly pipelinePath: string,
+  ) {
+    super(endpoint, id);
+    this.node.addValidation({ validate: () => this.overlaps() });
+  }
+
+  private overlaps(): string[] {
+    if (Token.isUnresolved(this.prefix)) return [];
+    const mine = this.prefix.toLowerCase();
+    const startsEither = (name: string) => !Token.isUnresolved(name) && (name.toLowerCase().startsWith(mine) || mine.startsWith(name.toLowerCase()));
+    const errors: string[] = [];
+    const claims = this.endpoint.node.children.filter((c): c is AdapterNamePrefixClaim => c instanceof AdapterNamePrefixClaim);
+    // Each overlapping pair is reported once, by its first claim.
+    for (const other of claims.slice(claims.indexOf(this) + 1)) {
+      if (startsEither(other.prefix)) {
+        errors.push(
+          `the Deploy stages of ${this.pipelinePath} and ${other.pipelinePath} deploy adapters to ${this.endpoint.node.path} under the prefixes "${this.prefix}" and "${other.prefix}", ` +
+            "one of which starts the other: either pipeline's runs could replace the other's adapters. Give each VllmDeployStage an adapterNamePrefix that starts no other's, e.g. \"team-a-\" and \"team-b-\".",
+        );
+      }
+    }
+    const managed = this.endpoint.adapterNames.filter((name) => !Token.isUnresolved(name) && name.toLowerCase().startsWith(mine));
+    if (managed.length > 0) {
+      errors.push(
+        `the Deploy stage of ${this.pipelinePath} deploys adapters named "${this.prefix}*" to ${this.endpoint.node.path}, which takes in its CloudFormation-managed adapters ${managed.join(', ')}: ` +
+          "a run would replace them behind the stack's back. Rename those adapters or give the VllmDeployStage another adapterNamePrefix.",
+      );
+    }
+    return errors;
+  }
 }
 
 /**
@@ -78,9 +134,11 @@ export interface VllmDeployStageProps {
  * The wait is bounded (`maxPolls` × `pollInterval`); giving up fails the run (`DeployTimedOut`) but
  * does not stop the deployment, which SageMaker finishes or rolls back on its own.
  *
- * The function may deploy to this endpoint only: describe and update it and its inference
- * components, create models and endpoint configs named `<endpoint name>-*`, pass the endpoint's
- * role to SageMaker, read its rollback alarms, and let SageMaker use its volume key.
+ * The function may deploy to this endpoint only: on an inference-component endpoint, describe it
+ * and its base component and create and update the adapter components named `adapterNamePrefix*`
+ * (never the base component); on a single-model endpoint, describe and update it, create models
+ * and endpoint configs named `<endpoint name>-*`, pass the endpoint's role to SageMaker, read its
+ * rollback alarms, and let SageMaker use its volume key.
  */
 export class VllmDeployStage implements IPipelineStage {
   constructor(private readonly props: VllmDeployStageProps) {}
@@ -88,6 +146,13 @@ export class VllmDeployStage implements IPipelineStage {
   /** An inference-component endpoint takes the run's adapter; a single-model endpoint its full weights. */
   public get deploys(): DeployArtifact {
     return this.props.endpoint.usesInferenceComponents ? 'adapter' : 'full-weights';
+  }
+
+  /** What the names of the adapters this stage deploys start with; undefined for a single-model endpoint (no adapters). */
+  public get adapterNamePrefix(): string | undefined {
+    const ep = this.props.endpoint;
+    if (!ep.usesInferenceComponents) return undefined;
+    return this.props.adapterNamePrefix ?? `${ep.endpointName}-`;
   }
 
   public bind(scope: Construct, context: PipelineStageContext): sfn.IChainable {
@@ -100,6 +165,20 @@ export class VllmDeployStage implements IPipelineStage {
     if (!Token.isUnresolved(maxPolls) && (!Number.isInteger(maxPolls) || maxPolls < 1)) {
       throw new TuneyardValidationError(`maxPolls must be a whole number of at least 1; got ${maxPolls}. Use e.g. 180 (90 minutes at 30 s).`, ep);
     }
+    const adapterPrefix = this.adapterNamePrefix;
+    if (this.props.adapterNamePrefix !== undefined && adapterPrefix === undefined) {
+      throw new TuneyardValidationError(
+        `adapterNamePrefix "${this.props.adapterNamePrefix}": endpoint ${ep.node.path} serves one model, not adapters as inference components. Leave adapterNamePrefix out.`,
+        ep,
+      );
+    }
+    if (adapterPrefix !== undefined && !Token.isUnresolved(adapterPrefix) && !NAME_PREFIX_PATTERN.test(adapterPrefix)) {
+      throw new TuneyardValidationError(
+        `adapterNamePrefix "${adapterPrefix}" is invalid: adapter names are 1-63 letters, digits and hyphens starting with a letter or digit, so the prefix must be such a start of at most 62 characters. Use e.g. "team-a-".`,
+        ep,
+      );
+    }
+    if (adapterPrefix !== undefined) new AdapterNamePrefixClaim(ep, `DeployStage${Names.uniqueId(scope)}`, adapterPrefix, scope.node.path);
     this.grantEndpointReadArtifacts(context);
 
     const fn = context.createFunction('DeployFunction', {
@@ -120,7 +199,7 @@ export class VllmDeployStage implements IPipelineStage {
       outsideVpcReason: 'the function only calls the SageMaker API (describe, create and update of this endpoint) over TLS.',
       policyScope: "this endpoint, its components, models and endpoint configs named after it, its role, rollback alarms and key, or the log group",
     });
-    this.grantDeploy(scope, fn);
+    this.grantDeploy(scope, fn, adapterPrefix);
     acknowledgeOnGrantee(context.role, {
       [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(scope), fn.functionArn)}:*]`]:
         'lambda:InvokeFunction on the versions and aliases of the Deploy function (the CDK grant for a Lambda task).',
@@ -179,31 +258,43 @@ export class VllmDeployStage implements IPipelineStage {
   }
 
   /**
-   * What the Deploy function may do: only to this endpoint, its components, and the models and
-   * endpoint configs it names `<endpoint name>-<hash>`.
+   * What the Deploy function may do: only to this endpoint, its adapter components named
+   * `<adapter prefix>*`, and the models and endpoint configs it names `<endpoint name>-<hash>`.
    */
-  private grantDeploy(scope: Construct, fn: lambda.IFunction): void {
+  private grantDeploy(scope: Construct, fn: lambda.IFunction, adapterPrefix: string | undefined): void {
     const ep = this.props.endpoint;
     const stack = Stack.of(scope);
     const arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'sagemaker', resource, resourceName });
     const allow = (actions: string[], resources: string[], conditions?: Record<string, Record<string, unknown>>) =>
       fn.addToRolePolicy(new iam.PolicyStatement({ actions, resources, conditions }));
+    // SageMaker ARNs carry the name in lower case: both spellings, when they differ.
+    const spellings = (name: string) => (Token.isUnresolved(name) ? [name] : [...new Set([name, name.toLowerCase()])]);
     const findings: Record<string, string> = {};
     // The CloudFormation-made config the endpoint starts on (the plan copies it); Ref is its ARN.
     const initialConfig = ep.endpointConfig.ref;
     allow(['sagemaker:DescribeEndpoint'], [ep.endpointArn]);
 
-    if (ep.usesInferenceComponents) {
-      const components = arn('inference-component', '*');
+    if (ep.usesInferenceComponents && adapterPrefix !== undefined && ep.baseComponentName) {
+      const adapters = spellings(adapterPrefix).map((p) => arn('inference-component', `${p}*`));
+      const base = spellings(ep.baseComponentName).map((name) => arn('inference-component', name));
       allow(['sagemaker:DescribeEndpointConfig'], [initialConfig]);
-      allow(['sagemaker:DescribeInferenceComponent', 'sagemaker:UpdateInferenceComponent'], [components]);
-      allow(['sagemaker:CreateInferenceComponent'], [components, ep.endpointArn]);
-      findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, components)}]`] =
-        'Adapter components are named by each run request (deploy.adapterName), so their names are not known at synth (IAM has no condition on the endpoint of a component); the actions are describe, create (on this endpoint only) and update of inference components.';
+      allow(['sagemaker:DescribeInferenceComponent'], [...base, ...adapters]);
+      allow(['sagemaker:UpdateInferenceComponent'], adapters);
+      allow(['sagemaker:CreateInferenceComponent'], [...adapters, ep.endpointArn]);
+      const baseName = ep.baseComponentName;
+      if (Token.isUnresolved(baseName) || Token.isUnresolved(adapterPrefix) || baseName.toLowerCase().startsWith(adapterPrefix.toLowerCase())) {
+        // The base component's name starts with the prefix (a generated endpoint name and the default prefix): never write it.
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({ effect: iam.Effect.DENY, actions: ['sagemaker:CreateInferenceComponent', 'sagemaker:UpdateInferenceComponent'], resources: base }),
+        );
+      }
+      for (const resource of adapters) {
+        findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, resource)}]`] =
+          `Adapter components are named by each run request (deploy.adapterName, which PlanRun requires to start with ${adapterPrefix}), so their names are not known at synth; the actions are describe, create (on this endpoint only) and update of this stage's adapter components.`;
+      }
     } else {
-      // SageMaker ARNs carry the name in lower case: both spellings, when they differ.
       const prefix = Token.isUnresolved(ep.endpointName) ? `${ep.endpointName}-` : deploymentNamePrefix(ep.endpointName);
-      const prefixes = [...new Set([prefix, prefix.toLowerCase()])];
+      const prefixes = spellings(prefix);
       const models = prefixes.map((p) => arn('model', `${p}*`));
       const configs = prefixes.map((p) => arn('endpoint-config', `${p}*`));
       allow(['sagemaker:DescribeModel'], [ep.model.ref, ...models]);

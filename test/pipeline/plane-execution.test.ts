@@ -52,7 +52,8 @@ const ADAPTER_REQUEST = {
   baseModel: `s3://${BUCKET}/base-models/llama-3.1-8b/`,
   recipe: { method: 'qlora' },
   autoApprove: true,
-  deploy: { endpointName: 'chat', adapterName: 'support-v1' },
+  // the Deploy stage's adapter prefix is the endpoint's name (VllmDeployStage's default)
+  deploy: { endpointName: 'chat', adapterName: 'chat-support-v1' },
 };
 /** The README's single-model request: no adapter name, the merged model written. */
 const SINGLE_MODEL_REQUEST = { ...ADAPTER_REQUEST, recipe: { method: 'qlora', merge: true }, deploy: { endpointName: 'chat' } };
@@ -143,7 +144,7 @@ describe('the composed plane, executed locally', () => {
       {
         operation: 'CreateInferenceComponent',
         input: {
-          InferenceComponentName: 'support-v1',
+          InferenceComponentName: 'chat-support-v1',
           EndpointName: 'chat',
           Specification: { BaseInferenceComponentName: adapterPlane.stack.endpoint!.baseComponentName, Container: { ArtifactUrl: `${modelFolder}adapter.tar.gz` } },
         },
@@ -193,6 +194,23 @@ describe('the composed plane, executed locally', () => {
     expect(run.error).toBe('Tuneyard.DeployRolledBack');
     expect(w.sns.messages.map((m) => [m.message.outcome, m.message.stage])).toEqual([['FAILED', 'Deploy']]);
     expect(run.requestErrors).toEqual([]);
+  });
+
+  test("an adapter run whose adapter name lacks the Deploy stage's prefix is refused by PlanRun, before any GPU time", async () => {
+    // GIVEN the plane's PlanRun, told the prefix through its synthesized environment
+    expect(adapterPlane.env.adapterNamePrefix).toBe('chat-');
+    const request = { ...ADAPTER_REQUEST, deploy: { endpointName: 'chat', adapterName: 'support-v1' } };
+    const w = world(adapterPlane, request, 0.8);
+    // WHEN
+    const run = await runLocal(adapterPlane.definition, request, w.handlers, { executionName: w.runId });
+    // THEN
+    expect([run.status, run.error]).toEqual(['FAILED', 'RunRequestInvalid']);
+    expect(run.cause).toMatch(/deploy\.adapterName: this pipeline's Deploy stage deploys adapters named chat-\* only .*got \\?"support-v1\\?"\. Name the adapter chat-support-v1/);
+    expect(w.calls.Train).toBeUndefined();
+    expect(w.sagemaker.calls).toEqual([]);
+    expect(w.sns.messages.map((m) => [m.message.outcome, m.message.stage])).toEqual([['FAILED', 'PlanRun']]);
+    // a single-model plane has no adapters, so no prefix
+    expect(singleModelPlane.env.adapterNamePrefix).toBeUndefined();
   });
 
   test('a run the gate rejects neither registers nor deploys', async () => {

@@ -25,6 +25,8 @@ export interface PlanRunEnvironment extends PlanSettings {
   readonly deployStage: boolean;
   /** What the Deploy stage deploys, when it says (a run that would not write it is refused). */
   readonly deploys?: DeployArtifact;
+  /** What the Deploy stage's adapter names start with, when it says (its IAM allows no other inference component). */
+  readonly adapterNamePrefix?: string;
   /** The state machine's timeout: a run whose jobs could outlast it is refused. */
   readonly runTimeoutSeconds?: number;
 }
@@ -62,6 +64,14 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment): PlanR
     throw new RunRequestInvalid(
       `deploy: this plane's pipeline has no Deploy stage, so the run could not deploy to "${request.deploy.endpointName}". ` +
         'Remove deploy (and deploy the registered model yourself), or add a Deploy stage to the pipeline.',
+    );
+  }
+  const adapterName = request.deploy?.adapterName;
+  if (adapterName && env.adapterNamePrefix && !adapterName.startsWith(env.adapterNamePrefix)) {
+    const named = `${env.adapterNamePrefix}${adapterName}`;
+    throw new RunRequestInvalid(
+      `deploy.adapterName: this pipeline's Deploy stage deploys adapters named ${env.adapterNamePrefix}* only (it may create and update no other inference component); got "${adapterName}". ` +
+        (named.length <= 63 ? `Name the adapter ${named} (tuneyard train --adapter ${named}).` : `Name the adapter with that prefix, in at most 63 characters.`),
     );
   }
   const recipe = resolveRecipe(request.recipe);
@@ -126,6 +136,7 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
     jobNamePrefix: required('TUNEYARD_JOB_NAME_PREFIX'),
     deployStage: env.TUNEYARD_DEPLOY_STAGE === 'enabled',
     deploys: env.TUNEYARD_DEPLOYS === 'adapter' || env.TUNEYARD_DEPLOYS === 'full-weights' ? env.TUNEYARD_DEPLOYS : undefined,
+    adapterNamePrefix: env.TUNEYARD_ADAPTER_NAME_PREFIX || undefined,
     runTimeoutSeconds: env.TUNEYARD_RUN_TIMEOUT_SECONDS ? Number(env.TUNEYARD_RUN_TIMEOUT_SECONDS) : undefined,
   };
 }
