@@ -1,12 +1,18 @@
-"""Which tokens of a conversation carry loss (every assistant turn, none with weight 0), read from the labels of the
-trainer's own dataset, for the three ways a template's assistant turns are found: TRL's training variant of a
-template it knows (Qwen2.5), a template with {% generation %} markers, and turn-by-turn rendering of any other."""
+"""Chat templates. Which tokens of a conversation carry loss (every assistant turn, none with weight 0), read from the
+labels of the trainer's own dataset, for the three ways a template's assistant turns are found: TRL's training variant
+of a template it knows (Qwen2.5), a template with {% generation %} markers, and turn-by-turn rendering of any other.
+And the end-of-turn token every written model and adapter stops on."""
+
+import json
+import tarfile
 
 import pytest
-from conftest import FAST, Job, build_chatml_tokenizer, build_model
+from conftest import FAST, Job, build_chatml_tokenizer, build_model, sft_rows
+from transformers import AutoTokenizer, GenerationConfig
 from trl.chat_template_utils import qwen2_5_chat_template
 
 from tuneyard_trainer import train
+from tuneyard_trainer.chat import ChatTemplateError, end_of_turn_token, sft_dataset, stop_token_ids
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
 # ChatML with the assistant turn (content and end of turn) inside {% generation %}.
@@ -28,16 +34,27 @@ CONVERSATION = [
 ]
 
 
+def chatml_model(tmp_path_factory, name: str, template: str):
+    """A ChatML tokenizer (Qwen2.5's special tokens: turns end with <|im_end|>, eos is <|endoftext|>) and a tiny model."""
+    folder = tmp_path_factory.mktemp(name)
+    build_model(folder, build_chatml_tokenizer(folder, template))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def qwen_model_dir(tmp_path_factory):
+    return chatml_model(tmp_path_factory, "qwen2.5", qwen2_5_chat_template)
+
+
 @pytest.fixture(scope="module", params=["plain", "chatml-marked", "qwen2.5"])
 def model(request, tmp_path_factory, base_model_dir) -> tuple:
     """(model folder, end-of-turn token): the shared base model (a template without markers that ends turns with
-    eos), or a ChatML tokenizer (turns end with <|im_end|>, eos is <|endoftext|>) and its tiny model."""
+    eos), a ChatML template with markers, or Qwen2.5's (TRL has a training variant of it)."""
     if request.param == "plain":
         return base_model_dir, "<|end|>"
-    folder = tmp_path_factory.mktemp(request.param)
-    tokenizer = build_chatml_tokenizer(folder, CHATML_MARKED if request.param == "chatml-marked" else qwen2_5_chat_template)
-    build_model(folder, tokenizer)
-    return folder, "<|im_end|>"
+    if request.param == "qwen2.5":
+        return request.getfixturevalue("qwen_model_dir"), "<|im_end|>"
+    return chatml_model(tmp_path_factory, request.param, CHATML_MARKED), "<|im_end|>"
 
 
 def trainer_for(tmp_path, model_dir, **hyperparameters):
@@ -76,3 +93,40 @@ def test_without_completion_only_loss_every_token_but_the_weight_0_turn_carries_
     row = trainer.train_dataset[0]
     assert runs(tokenizer, row, trained=False) == [f"chien{model[1]}"]
     assert tokenizer.decode(row["input_ids"]).startswith(runs(tokenizer, row, trained=True)[0])  # system, user: trained
+
+
+def test_the_end_of_turn_token_is_read_from_the_chat_template(base_model_dir, qwen_model_dir):
+    plain = AutoTokenizer.from_pretrained(base_model_dir)  # turns end with eos
+    assert end_of_turn_token(plain) == "<|end|>" and stop_token_ids(plain) == [plain.eos_token_id]
+    qwen = AutoTokenizer.from_pretrained(qwen_model_dir)
+    assert (qwen.eos_token, end_of_turn_token(qwen)) == ("<|endoftext|>", "<|im_end|>")
+    assert stop_token_ids(qwen) == qwen.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+
+
+@pytest.mark.parametrize(
+    "hyperparameters", [{"method": "lora", "merge": True}, {"method": "sft"}], ids=["lora-merged", "sft"]
+)
+def test_tuned_models_stop_on_the_end_of_turn_token(tmp_path, qwen_model_dir, hyperparameters):
+    """Qwen2.5's base ends turns with <|im_end|> but its eos is <|endoftext|>: every model written, and the adapter
+    (which vLLM serves on the base), must stop on <|im_end|> too."""
+    job = Job(tmp_path / "ml", qwen_model_dir).configure(
+        {**FAST, "max_length": 256, "num_train_epochs": 1, **hyperparameters}, train=sft_rows()
+    )
+    assert job.run() == 0, job.failure
+    tokenizer = AutoTokenizer.from_pretrained(qwen_model_dir)
+    stops = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    for folder in ("adapter", "full") if hyperparameters["method"] == "lora" else ("full",):
+        assert GenerationConfig.from_pretrained(job.model_dir / folder).eos_token_id == stops, folder
+    if hyperparameters["method"] == "lora":
+        with tarfile.open(job.model_dir / "adapter.tar.gz") as archive:
+            assert "generation_config.json" in archive.getnames()
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    assert (written["end_of_turn_token"], written["stop_token_ids"]) == ("<|im_end|>", stops)
+
+
+def test_a_template_that_leaves_the_end_of_turn_token_out_of_the_turn_is_refused(qwen_model_dir):
+    """Trained without its end-of-turn token, a model never learns to stop."""
+    tokenizer = AutoTokenizer.from_pretrained(qwen_model_dir)
+    tokenizer.chat_template = CHATML_MARKED.replace("<|im_end|>\n{% endgeneration %}", "{% endgeneration %}<|im_end|>\n")
+    with pytest.raises(ChatTemplateError, match=r"<\|im_end\|> is not within the turn"):
+        sft_dataset([{"messages": CONVERSATION}], tokenizer, responses_only=True)

@@ -88,16 +88,27 @@ def assistant_spans(
 
 
 def loss_mask(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], marked: str | None, responses_only: bool
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    marked: str | None,
+    responses_only: bool,
+    end_of_turn: int | None = None,
 ) -> dict[str, list[int]]:
     """`input_ids` and `assistant_masks` (1: the token carries loss) of one conversation. `responses_only`: every
     assistant message carries loss; otherwise every token does. Either way an assistant message with `weight` 0
-    (OpenAI's fine-tuning format) carries none."""
+    (OpenAI's fine-tuning format) carries none. Every assistant turn must hold the `end_of_turn` token id (the
+    model learns to stop by being trained on it)."""
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
     ids, spans = assistant_spans(tokenizer, plain, marked)
     mask = [0 if responses_only else 1] * len(ids)
     assistants = [m for m in messages if m["role"] == "assistant"]
     for (start, end), message in zip(spans, assistants, strict=True):
+        if end_of_turn is not None and end_of_turn not in ids[start:end]:
+            raise ChatTemplateError(
+                f"the template ends an assistant turn outside of it ({tokenizer.convert_ids_to_tokens(end_of_turn)} "
+                "is not within the turn), so the model would never learn to stop; use a template with "
+                "{% generation %} markers around the assistant content and its end-of-turn token"
+            )
         mask[start:end] = [int(message.get("weight", 1) != 0)] * (end - start)
     return {"input_ids": ids, "assistant_masks": mask}
 
@@ -108,12 +119,17 @@ def sft_dataset(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, 
     if rows and "text" in rows[0]:
         return Dataset.from_list(rows)
     marked = marked_template(tokenizer)
-    return Dataset.from_list([loss_mask(tokenizer, row["messages"], marked, responses_only) for row in rows])
+    eot = end_of_turn_token(tokenizer)
+    eot_id = tokenizer.convert_tokens_to_ids(eot) if eot is not None else None
+    return Dataset.from_list([loss_mask(tokenizer, row["messages"], marked, responses_only, eot_id) for row in rows])
 
 
 def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
     """The special token the chat template closes an assistant turn with (ChatML's `<|im_end|>`, Llama 3's
-    `<|eot_id|>`, Gemma's `<end_of_turn>`; often not the tokenizer's eos), or None when it closes it with none."""
+    `<|eot_id|>`, Gemma's `<end_of_turn>`; often not the tokenizer's eos), or None when it closes it with none (or
+    the tokenizer has no template: `text` datasets)."""
+    if not tokenizer.chat_template:
+        return None
     text = _render(tokenizer, [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": _PROBE}])
     if _PROBE not in text:
         return None

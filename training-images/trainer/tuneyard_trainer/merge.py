@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 
 def merge_adapter(base_source: str, adapter_dir: Path, out_dir: Path) -> None:
@@ -16,5 +16,7 @@ def merge_adapter(base_source: str, adapter_dir: Path, out_dir: Path) -> None:
         base_source, dtype=torch.bfloat16, device_map="auto" if torch.cuda.is_available() else None
     )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    if (adapter_dir / "generation_config.json").exists():  # train writes it: the stop tokens of the chat template
+        merged.generation_config = GenerationConfig.from_pretrained(str(adapter_dir))
     merged.save_pretrained(str(out_dir))
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))

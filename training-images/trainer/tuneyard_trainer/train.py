@@ -27,7 +27,7 @@ from transformers import (
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from . import launch, merge
-from .chat import ChatTemplateError, sft_dataset
+from .chat import ChatTemplateError, end_of_turn_token, sft_dataset, stop_token_ids
 from .config import TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback
@@ -377,7 +377,9 @@ def _is_main_process() -> bool:
     )
 
 
-def write_training_config(path: Path, inputs: Inputs, artifacts: dict[str, str], final: dict[str, float]) -> None:
+def write_training_config(
+    path: Path, inputs: Inputs, artifacts: dict[str, str], final: dict[str, float], stops: dict[str, Any]
+) -> None:
     versions = {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}
     document = {
         "schema_version": 1,
@@ -389,6 +391,7 @@ def write_training_config(path: Path, inputs: Inputs, artifacts: dict[str, str],
             "eval_channel": inputs.eval is not None,
         },
         "artifacts": artifacts,
+        **stops,
         "final_metrics": final,
         "versions": versions,
     }
@@ -420,6 +423,9 @@ def run(env: SageMakerEnv) -> int:
         kind = "adapter" if config.trains_adapter else "full"
         if kind == "full" and config.distribution in ("none", "ddp"):
             trainer.model.to(compute_dtype())  # written in bf16 on a GPU (the fp32 weights were for the updates)
+        # generation (transformers, vLLM) stops on any of these: the chat template's end-of-turn token, then eos
+        generation = trainer.model.generation_config
+        generation.eos_token_id = stop_token_ids(tokenizer)
         trainer.save_model(str(env.model_dir / kind))
     finally:
         stop.uninstall()
@@ -427,6 +433,7 @@ def run(env: SageMakerEnv) -> int:
         return 0
     artifacts = {kind: kind}
     if kind == "adapter":
+        generation.save_pretrained(str(env.model_dir / "adapter"))  # PEFT saves none; merge and serving read it
         write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
         artifacts["adapter_archive"] = ADAPTER_ARCHIVE
     del trainer
@@ -437,6 +444,7 @@ def run(env: SageMakerEnv) -> int:
         merge.merge_adapter(inputs.model_source, env.model_dir / "adapter", env.model_dir / "full")
         artifacts["full"] = "full"
     summary = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
-    write_training_config(env.model_dir / TRAINING_CONFIG, inputs, artifacts, summary)
+    stops = {"end_of_turn_token": end_of_turn_token(tokenizer), "stop_token_ids": generation.eos_token_id}
+    write_training_config(env.model_dir / TRAINING_CONFIG, inputs, artifacts, summary, stops)
     print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
     return 0
