@@ -50,6 +50,11 @@ export interface IPipelineTrainingJob {
   readonly encryptionKey: kms.IKey;
   /** Whether a Hub id may be the base model (such jobs run without network isolation). */
   readonly allowHubModels: boolean;
+  /**
+   * The lowest GPU compute capability the jobs' image runs on: PlanRun refuses runs on older GPUs.
+   * Undefined: not checked.
+   */
+  readonly minComputeCapability?: number;
   /** The CreateTrainingJob `.sync` state that trains the model. */
   trainState(id: string): PipelineTaskState;
   /** The CreateTrainingJob `.sync` state that evaluates base and tuned model (writes eval.json). */
@@ -381,6 +386,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_OUTPUT_KMS_KEY_ARN: this.trainingJob.encryptionKey.keyArn,
       TUNEYARD_ALLOW_HUB_MODELS: this.trainingJob.allowHubModels ? 'true' : 'false',
       TUNEYARD_JOB_NAME_PREFIX: this.trainingJob.jobNamePrefix,
+      TUNEYARD_MIN_COMPUTE_CAPABILITY: this.trainingJob.minComputeCapability === undefined ? '' : String(this.trainingJob.minComputeCapability),
       TUNEYARD_DEPLOY_STAGE: props.deployStage ? 'enabled' : 'disabled',
       TUNEYARD_DEPLOYS: props.deployStage?.deploys ?? '',
       TUNEYARD_ADAPTER_NAME_PREFIX: props.deployStage?.adapterNamePrefix ?? '',

@@ -134,6 +134,7 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
     allowHubModels: env.TUNEYARD_ALLOW_HUB_MODELS === 'true',
     // Required, never defaulted: the pipeline grants its state machine the job prefix's jobs only (AccessDenied on any other).
     jobNamePrefix: required('TUNEYARD_JOB_NAME_PREFIX'),
+    minComputeCapability: env.TUNEYARD_MIN_COMPUTE_CAPABILITY ? Number(env.TUNEYARD_MIN_COMPUTE_CAPABILITY) : undefined,
     deployStage: env.TUNEYARD_DEPLOY_STAGE === 'enabled',
     deploys: env.TUNEYARD_DEPLOYS === 'adapter' || env.TUNEYARD_DEPLOYS === 'full-weights' ? env.TUNEYARD_DEPLOYS : undefined,
     adapterNamePrefix: env.TUNEYARD_ADAPTER_NAME_PREFIX || undefined,
