@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project, in the order a failure is cheapest to find:
-# Python env (cached) -> type-check -> jest (constructs, nag packs, local state machine, CLI on moto)
-# -> synth of the app -> cfn-lint over every synthesized template -> pytest (trainer).
+# Python env (cached) -> type-check -> the package as users get it (npm pack, installed into a
+# throwaway TypeScript and JavaScript app: tsc, synth, nag packs, cfn-lint; ~1-2 min with a warm npm
+# cache) -> jest (constructs, nag packs, local state machine, CLI on moto) -> synth of the app ->
+# cfn-lint over every synthesized template -> pytest (trainer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,9 @@ export PATH="$venv/bin:$PATH"
 
 echo "== typecheck"
 npx tsc --noEmit
+
+echo "== consumer (npm pack + a throwaway app)"
+node test/consumer/run.js
 
 echo "== jest"
 npx jest --ci
