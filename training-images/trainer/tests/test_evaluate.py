@@ -5,8 +5,13 @@ import math
 import os
 
 import pytest
-from conftest import REPO_ROOT, probe_rows, sft_rows
+import torch
+from conftest import FAST, REPO_ROOT, Job, probe_rows, sft_rows
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tuneyard_trainer import train
+from tuneyard_trainer.data import render_sft
+from tuneyard_trainer.evaluate import mean_loss
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
 KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples"}
@@ -84,3 +89,51 @@ def test_a_training_output_is_read_as_a_folder_and_a_lone_tarball_is_extracted(t
     (compressed / "model.tar.gz").write_bytes((lora_run.model_dir / "adapter.tar.gz").read_bytes())
     extracted = env.channel_model("model", tmp_path / "scratch")
     assert extracted == tmp_path / "scratch" / "model" and (extracted / "adapter_config.json").exists()
+
+
+LONG_AND_SHORT = sft_rows()[:7] + [
+    {
+        "messages": [
+            {"role": "user", "content": f"Describe the {en}."},
+            {"role": "assistant", "content": f"The {en} and the {fr} are near the road. " * 4},
+        ]
+    }
+    for en, fr in (("cat", "dog"), ("sun", "moon"))
+]
+
+
+def hand_token_mean(model, tokenizer, rows: list[dict]) -> float:
+    """NLL of every response token (the assistant message and its end-of-turn token after the prompt), summed over
+    the rows one at a time, divided by their count."""
+    total, count = 0.0, 0
+    for row in rows:
+        prompt, reply = row["messages"][:-1], row["messages"]
+        prefix = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+        ids = tokenizer.apply_chat_template(reply, tokenize=True, return_dict=True)["input_ids"]
+        start = len(prefix["input_ids"])
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        total -= sum(float(logprobs[t - 1, ids[t]]) for t in range(start, len(ids)))
+        count += len(ids) - start
+    return total / count
+
+
+def test_eval_loss_is_the_mean_over_label_tokens_whatever_the_batch_size(tmp_path, base_model_dir):
+    """Responses of a few tokens and of dozens: a mean of batch means weighs every batch the same, so it changes with
+    the batch size (the issue measured 5.803 at batch 4 against a token mean of 5.974)."""
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    rows = render_sft(LONG_AND_SHORT, "chat")
+    expected = hand_token_mean(model, tokenizer, rows)
+    figures = {size: mean_loss(model, tokenizer, rows, True, 256, tmp_path, batch_size=size) for size in (1, 2, 4, 9)}
+    print(f"token mean by hand {expected:.6f}; eval_loss by eval batch size {figures}")
+    assert figures == pytest.approx({size: expected for size in figures}, rel=1e-5)
+
+    # the evaluations during training (early stopping, the best checkpoint, metric lines) take the same figure
+    job = Job(tmp_path / "ml", base_model_dir).configure(
+        {**FAST, "method": "sft", "max_length": 256}, train=sft_rows(), eval=LONG_AND_SHORT
+    )
+    env = SageMakerEnv(job.root)
+    inputs = train.read_inputs(env)
+    trainer = train.build_trainer(inputs, env, train.load_tokenizer(inputs.model_source, inputs.train.format), [])
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-5)

@@ -12,13 +12,13 @@ from typing import Any
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from .chat import sft_dataset
 from .data import render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
-from .train import TRAINING_CONFIG, compute_dtype, load_dataset_channel
+from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dataset_channel
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
@@ -37,12 +37,15 @@ def locate_tuned(folder: Path) -> tuple[str, Path]:
     )
 
 
-def mean_loss(model, tokenizer, rows: list[dict[str, Any]], responses_only: bool, max_length: int, scratch: Path) -> float:
-    """Mean loss of a model over rows, computed by TRL's SFTTrainer (same tokenisation and masking as training)."""
+def mean_loss(
+    model, tokenizer, rows: list[dict[str, Any]], responses_only: bool, max_length: int, scratch: Path, batch_size: int = 4
+) -> float:
+    """Mean loss per label token of a model over rows (the same tokenisation and masking as training; the figure
+    does not depend on `batch_size`)."""
     dataset = sft_dataset(rows, tokenizer, responses_only)
     args = SFTConfig(
         output_dir=str(scratch / "trainer"),
-        per_device_eval_batch_size=4,
+        per_device_eval_batch_size=batch_size,
         max_length=max_length,
         report_to="none",
         bf16=compute_dtype() == torch.bfloat16,
@@ -50,7 +53,9 @@ def mean_loss(model, tokenizer, rows: list[dict[str, Any]], responses_only: bool
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer)
+    trainer = TokenMeanSFTTrainer(
+        model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer
+    )
     return float(trainer.evaluate()["eval_loss"])
 
 

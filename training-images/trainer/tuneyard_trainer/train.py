@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset
 from peft import LoraConfig, prepare_model_for_kbit_training
@@ -21,6 +22,7 @@ from transformers import (
     AutoTokenizer,
     BitsAndBytesConfig,
     EarlyStoppingCallback,
+    EvalPrediction,
     PreTrainedTokenizerBase,
     TrainerCallback,
 )
@@ -286,6 +288,40 @@ def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Datas
     return render(train_rows), render(eval_rows)
 
 
+def _label_nll(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
+    """Per sequence of an eval batch: [summed NLL of its label tokens, their count]. The model's own loss, summed
+    rather than averaged: logits at t predict label t+1 (-100: no loss). One sequence at a time, so the fp32 copy of
+    the logits is one sequence's."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    rows = []
+    for row_logits, row_labels in zip(logits, labels):
+        targets = row_labels[1:]
+        nll = torch.nn.functional.cross_entropy(row_logits[:-1].float(), targets, ignore_index=-100, reduction="sum")
+        rows.append(torch.stack([nll, (targets != -100).sum().float()]))
+    return torch.stack(rows)
+
+
+def _token_mean(prediction: EvalPrediction) -> dict[str, float]:
+    sums = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1, 2).sum(axis=0)
+    return {"token_loss": float(sums[0] / max(sums[1], 1.0))}
+
+
+class TokenMeanSFTTrainer(SFTTrainer):
+    """SFTTrainer whose `eval_loss` is the NLL summed over every label token of the eval set divided by their count.
+    Trainer's own is a mean of per-batch means, so a batch with few label tokens weighs as much as one with many and
+    the figure changes with the eval batch size. The sums go through Trainer's eval loop (gathered across processes,
+    padding of the last batch dropped); early stopping, the best checkpoint and the metric lines all see this one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, compute_metrics=_token_mean, preprocess_logits_for_metrics=_label_nll, **kwargs)
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        for key in [k for k in output.metrics if k.endswith("_token_loss")]:
+            output.metrics[key.removesuffix("_token_loss") + "_loss"] = output.metrics.pop(key)
+        return output
+
+
 def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
     bf16 = compute_dtype() == torch.bfloat16
     return {
@@ -357,7 +393,7 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         reference = load_model(config, inputs.model_source, compute_dtype()) if full_in_fp32 else None
         trainer = DPOTrainer(**common, ref_model=reference)
     else:
-        trainer = SFTTrainer(**common)
+        trainer = TokenMeanSFTTrainer(**common)
     if config.distribution in ("none", "ddp"):
         fp32_trainable_parameters(trainer.model)
     return trainer
