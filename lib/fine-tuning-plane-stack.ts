@@ -169,14 +169,14 @@ export class FineTuningPlaneStack extends Stack {
       }
       this.alarms = new PlaneAlarms(this, 'Alarms', {
         topic: this.notifications.topic,
-        pipeline: this.pipeline,
+        pipelines: [this.pipeline],
         endpoints: this.endpoint ? [this.endpoint] : [],
         runbookUrl: observability.runbookUrl,
       });
       this.dashboard = new PlaneDashboard(this, 'Dashboard', {
         dataStore: this.dataStore,
-        trainingJob: this.trainingJob,
-        pipeline: this.pipeline,
+        trainingJobs: [this.trainingJob],
+        pipelines: [this.pipeline],
         endpoints: this.endpoint ? [this.endpoint] : undefined,
         usage: this.usage,
         alarms: this.alarms.alarms,
