@@ -270,3 +270,27 @@ def test_resume_skips_a_checkpoint_that_only_partly_reached_s3(lora_run, tmp_pat
     shutil.copytree(lora_run.checkpoints / "checkpoint-10", folder / "checkpoint-30")
     (folder / "checkpoint-30" / train.CHECKPOINT_MANIFEST).unlink()  # no manifest: never proven complete
     assert train.newest_checkpoint(folder) is None
+
+
+def test_with_early_stopping_the_best_checkpoint_is_written_and_reported(job, base_model_dir):
+    """Trained to translate but evaluated on refusals: the eval loss falls (the template, the end of turn), then
+    rises as the translations are learnt. Early stopping ends the run two evaluations after the best one; the model
+    written and the metrics in training_config.json are the best checkpoint's, not the last evaluation's."""
+    refusals = [{**row, "messages": [row["messages"][0], {"role": "assistant", "content": "I do not know."}]} for row in sft_rows()[:8]]
+    hyper = {**FAST, "method": "sft", "learning_rate": 2e-3, "num_train_epochs": 6, "eval_steps": 2, "save_steps": 2}
+    job.configure({**hyper, "early_stopping_patience": 2}, train=sft_rows(), eval=refusals)
+    assert job.run() == 0, job.failure
+    state = json.loads((train.newest_checkpoint(job.checkpoints) / "trainer_state.json").read_text())
+    evals = {entry["step"]: entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry}
+    best = min(evals, key=evals.get)
+    assert best < max(evals) < 30  # stopped early, after the best evaluation
+    reported = json.loads((job.model_dir / "training_config.json").read_text())["final_metrics"]
+    assert (reported["step"], reported["eval_loss"]) == (best, evals[best])
+
+    from tuneyard_trainer.data import render_sft
+    from tuneyard_trainer.evaluate import mean_loss
+
+    written = AutoModelForCausalLM.from_pretrained(job.model_dir / "full")
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    measured = mean_loss(written, tokenizer, render_sft(refusals, "chat"), True, 64, job.root / "scratch")
+    assert measured == pytest.approx(evals[best], rel=1e-4)

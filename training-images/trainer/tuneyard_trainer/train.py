@@ -400,10 +400,15 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
 
 
 def _final_eval(trainer) -> dict[str, float]:
-    """The eval metrics at the last step (evaluated now unless the schedule just did)."""
-    last = [e for e in trainer.state.log_history if "eval_loss" in e]
-    if last and last[-1]["step"] == trainer.state.global_step:
-        return last[-1]
+    """The eval metrics of the model that is written: with early stopping, the best checkpoint's (Trainer loads it at
+    the end: load_best_model_at_end), otherwise the last step's (evaluated now unless the schedule just did)."""
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best is not None:
+        step = int(Path(best).name.rsplit("-", 1)[1])
+        return next(e for e in reversed(evals) if e["step"] == step)
+    if evals and evals[-1]["step"] == trainer.state.global_step:
+        return evals[-1]
     return trainer.evaluate()
 
 
