@@ -35,7 +35,8 @@ CONVERSATION = [
 
 
 def chatml_model(tmp_path_factory, name: str, template: str):
-    """A ChatML tokenizer (Qwen2.5's special tokens: turns end with <|im_end|>, eos is <|endoftext|>) and a tiny model."""
+    """A ChatML tokenizer (Qwen2.5's special tokens: turns end with <|im_end|>, eos is <|endoftext|>) and a tiny
+    model."""
     folder = tmp_path_factory.mktemp(name)
     build_model(folder, build_chatml_tokenizer(folder, template))
     return folder
@@ -58,8 +59,9 @@ def model(request, tmp_path_factory, base_model_dir) -> tuple:
 
 
 def trainer_for(tmp_path, model_dir, **hyperparameters):
+    rows = [{"messages": CONVERSATION}]
     job = Job(tmp_path / "ml", model_dir).configure(
-        {**FAST, "method": "lora", "max_length": 256, **hyperparameters}, train=[{"messages": CONVERSATION}], eval=[{"messages": CONVERSATION}]
+        {**FAST, "method": "lora", "max_length": 256, **hyperparameters}, train=rows, eval=rows
     )
     env = SageMakerEnv(job.root)
     inputs = train.read_inputs(env)
@@ -127,6 +129,8 @@ def test_tuned_models_stop_on_the_end_of_turn_token(tmp_path, qwen_model_dir, hy
 def test_a_template_that_leaves_the_end_of_turn_token_out_of_the_turn_is_refused(qwen_model_dir):
     """Trained without its end-of-turn token, a model never learns to stop."""
     tokenizer = AutoTokenizer.from_pretrained(qwen_model_dir)
-    tokenizer.chat_template = CHATML_MARKED.replace("<|im_end|>\n{% endgeneration %}", "{% endgeneration %}<|im_end|>\n")
+    outside = CHATML_MARKED.replace("<|im_end|>\n{% endgeneration %}", "{% endgeneration %}<|im_end|>\n")
+    assert outside != CHATML_MARKED
+    tokenizer.chat_template = outside
     with pytest.raises(ChatTemplateError, match=r"<\|im_end\|> is not within the turn"):
         sft_dataset([{"messages": CONVERSATION}], tokenizer, responses_only=True)

@@ -198,6 +198,7 @@ def test_qlora_trains_on_a_4bit_base(job, base_model_dir):
     final = load_file(job.model_dir / "adapter" / "adapter_model.safetensors")
     early = first_checkpoint_weights(job, "adapter_model.safetensors")
     assert all(not torch.equal(final[name], early[name]) for name in final)
+    assert {tensor.dtype for tensor in final.values()} == {torch.float32}  # trained as fp32, not TRL's bf16
 
 
 def test_attention_auto_picks_flash_attention_when_available_else_sdpa(monkeypatch):
@@ -276,7 +277,9 @@ def test_with_early_stopping_the_best_checkpoint_is_written_and_reported(job, ba
     """Trained to translate but evaluated on refusals: the eval loss falls (the template, the end of turn), then
     rises as the translations are learnt. Early stopping ends the run two evaluations after the best one; the model
     written and the metrics in training_config.json are the best checkpoint's, not the last evaluation's."""
-    refusals = [{**row, "messages": [row["messages"][0], {"role": "assistant", "content": "I do not know."}]} for row in sft_rows()[:8]]
+    refusals = [
+        {"messages": [row["messages"][0], {"role": "assistant", "content": "I do not know."}]} for row in sft_rows()[:8]
+    ]
     hyper = {**FAST, "method": "sft", "learning_rate": 2e-3, "num_train_epochs": 6, "eval_steps": 2, "save_steps": 2}
     job.configure({**hyper, "early_stopping_patience": 2}, train=sft_rows(), eval=refusals)
     assert job.run() == 0, job.failure

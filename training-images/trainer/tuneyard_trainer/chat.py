@@ -73,11 +73,11 @@ def assistant_spans(
                 )
             characters.append((len(before), len(through)))
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = encoding["input_ids"]
+        ids, starts = encoding["input_ids"], [first for first, _ in encoding["offset_mapping"]]
         spans = []
-        for start, end in characters:
-            inside = [t for t, (first, _) in enumerate(encoding["offset_mapping"]) if start <= first < end]
-            spans.append((inside[0], inside[-1] + 1) if inside else (start, start))
+        for start, end in characters:  # a token belongs to the turn it starts in
+            inside = [t for t, first in enumerate(starts) if start <= first < end]
+            spans.append((inside[0], inside[-1] + 1))
     assistants = sum(message["role"] == "assistant" for message in messages)
     if len(spans) != assistants:
         raise ChatTemplateError(

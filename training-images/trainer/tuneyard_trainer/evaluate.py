@@ -38,7 +38,13 @@ def locate_tuned(folder: Path) -> tuple[str, Path]:
 
 
 def mean_loss(
-    model, tokenizer, rows: list[dict[str, Any]], responses_only: bool, max_length: int, scratch: Path, batch_size: int = 4
+    model,
+    tokenizer,
+    rows: list[dict[str, Any]],
+    responses_only: bool,
+    max_length: int,
+    scratch: Path,
+    batch_size: int = 4,
 ) -> float:
     """Mean loss per label token of a model over rows (the same tokenisation and masking as training; the figure
     does not depend on `batch_size`)."""
@@ -61,7 +67,9 @@ def mean_loss(
 
 def _figures(model, tokenizer, eval_rows, probe_rows, responses_only, max_length, scratch) -> dict[str, float | None]:
     eval_loss = mean_loss(model, tokenizer, eval_rows, responses_only, max_length, scratch)
-    probe = mean_loss(model, tokenizer, probe_rows, responses_only, max_length, scratch) if probe_rows is not None else None
+    probe = None
+    if probe_rows is not None:
+        probe = mean_loss(model, tokenizer, probe_rows, responses_only, max_length, scratch)
     return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0)), "probe_loss": probe}
 
 

@@ -406,7 +406,7 @@ def _final_eval(trainer) -> dict[str, float]:
     best = trainer.state.best_model_checkpoint
     if trainer.args.load_best_model_at_end and best is not None:
         step = int(Path(best).name.rsplit("-", 1)[1])
-        return next(e for e in reversed(evals) if e["step"] == step)
+        return next((e for e in reversed(evals) if e["step"] == step), None) or trainer.evaluate()
     if evals and evals[-1]["step"] == trainer.state.global_step:
         return evals[-1]
     return trainer.evaluate()
