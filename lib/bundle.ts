@@ -26,9 +26,13 @@ const BUILD_OPTIONS: BuildOptions = {
   metafile: true,
 };
 
-/** The folder that `npm run build` writes a handler's bundle to: `<entry>.bundle/index.js`. */
+/**
+ * The folder that `npm run build` writes a handler's bundle to: `bundled/<name>/index.js` beside the
+ * handler (no dot in the folder's name: the CDK keeps a source folder's "extension" in the staged
+ * asset's name).
+ */
 export function prebuiltBundleDir(entry: string): string {
-  return `${entry}.bundle`;
+  return path.join(path.dirname(entry), 'bundled', path.basename(entry));
 }
 
 /**
@@ -40,7 +44,7 @@ export function prebuiltBundleDir(entry: string): string {
  *   code does. A synth whose handler inputs (every bundled file, the esbuild version and options)
  *   are unchanged since the last build reuses that bundle without starting esbuild;
  * - in the published package: the bundle that `npm run build` made from the same source with the
- *   same options (`<entry>.bundle/index.js`, see {@link writeHandlerBundles}), used as it is, so a
+ *   same options (see {@link prebuiltBundleDir} and {@link writeHandlerBundles}), used as it is, so a
  *   consumer's synth needs no esbuild and gets the same asset hash as the repository's;
  * - else (a build without bundles): the compiled `<entry>.js`, bundled at synth (needs esbuild).
  *
@@ -73,7 +77,7 @@ export function bundledCode(entry: string): lambda.Code {
 /**
  * Writes the bundle of every Lambda handler under `<root>/constructs` (each
  * `constructs/<construct>/handler/<name>.ts`, tests aside, that exports `handler`) to
- * `<outRoot>/constructs/<construct>/handler/<name>.bundle/index.js`, beside its compiled `.js`.
+ * `<outRoot>/constructs/<construct>/handler/bundled/<name>/index.js`, beside its compiled `.js`.
  * `npm run build` runs it after `tsc`, so the published package carries bundles made from the
  * TypeScript source, byte for byte what a synth in the repository makes. Returns the bundles written.
  */

@@ -6,7 +6,8 @@
 //   - checks that aws-cdk-lib, constructs and cdk-nag are installed once each (peers, not nested
 //     copies) and that esbuild is not installed (the handlers come bundled);
 //   - type-checks the TypeScript app (test/consumer/ts-app, compiler options of `cdk init`), synthesizes it, runs
-//     the four cdk-nag packs over it and cfn-lint over its template;
+//     the four cdk-nag packs over it and cfn-lint over its template; the same for the README's usage example
+//     (type-check, synth with the packs);
 //   - synthesizes the plain JavaScript app (test/consumer/js-app: require('tuneyard'));
 //   - runs the installed `tuneyard` CLI;
 //   - checks that the packaged handler bundles are byte for byte what the repository bundles from
@@ -14,7 +15,7 @@
 // npm installs with --prefer-offline: a warm npm cache makes the whole step take well under 2 minutes.
 // Usage: node test/consumer/run.js   (TUNEYARD_CONSUMER_KEEP=1 keeps the temporary folder)
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -73,7 +74,7 @@ const handlerSources = fs
   .readdirSync(path.join(repo, 'constructs'))
   .flatMap((c) => (fs.existsSync(path.join(repo, 'constructs', c, 'handler')) ? fs.readdirSync(path.join(repo, 'constructs', c, 'handler')).map((f) => `constructs/${c}/handler/${f}`) : []))
   .filter((f) => /\.ts$/.test(f) && !/\.test\.ts$/.test(f) && /^export (const|async function|function) handler\b/m.test(fs.readFileSync(path.join(repo, f), 'utf8')));
-for (const source of handlerSources) need(`dist/${source.replace(/\.ts$/, '.bundle/index.js')}`, `the bundled Lambda handler of ${source}`);
+for (const source of handlerSources) need(`dist/${source.replace(/handler\/([^/]+)\.ts$/, 'handler/bundled/$1/index.js')}`, `the bundled Lambda handler of ${source}`);
 for (const file of files) {
   if (/\.test\.|(^|\/)tests?\//.test(file)) problems.push(`${file} is a test; the package carries no tests (package.json "files")`);
   if (/\.ts$/.test(file) && !/\.d\.ts$/.test(file)) problems.push(`${file} is TypeScript source; the package carries compiled JavaScript and declarations`);
@@ -89,6 +90,15 @@ if (versions['aws-cdk-lib'] === manifest.devDependencies['aws-cdk-lib']) {
 }
 fs.mkdirSync(app);
 for (const dir of ['ts-app', 'js-app']) fs.cpSync(path.join(__dirname, dir), app, { recursive: true });
+// The README's usage example, as a user copies it into a file of their app.
+const README_SECTION = '## Use it in your own CDK app';
+const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
+const usage = readme.slice(readme.indexOf(`\n${README_SECTION}\n`)).split(/\n## /)[1] ?? '';
+const readmeExample = /^```ts\n([\s\S]*?)^```$/m.exec(usage)?.[1];
+if (!readmeExample) fail(`README.md has no \`\`\`ts example under "${README_SECTION}"`);
+fs.writeFileSync(path.join(app, 'readme-example.cts'), readmeExample);
+const tsconfig = JSON.parse(fs.readFileSync(path.join(app, 'tsconfig.json'), 'utf8'));
+fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({ ...tsconfig, files: [...tsconfig.files, 'readme-example.cts'] }, null, 2));
 fs.writeFileSync(
   path.join(app, 'package.json'),
   JSON.stringify(
@@ -139,11 +149,16 @@ if (templates.length === 0) fail(`no template in ${tsOut}`);
 run(cfnLint(), ['--config-file', path.join(repo, '.cfnlintrc.yaml'), '--', ...templates], { cwd: app }, 'cfn-lint found problems in the consumer app template');
 step(`cfn-lint: ${templates.length} template(s) clean`);
 
+// The README's example synthesizes (CDK_OUTDIR set: the App synthesizes when the program ends, as under
+// `cdk synth`) and passes the compliance packs it registers. CDK_VALIDATION=false here and for the
+// JavaScript app: aws-cdk-lib 2.270 validates every template with a WebAssembly build of CloudFormation's
+// rules on each synth unless told not to (~4-15 s here); the TypeScript app above ran it.
+run(process.execPath, ['build/readme-example.cjs'], { cwd: app, env: { ...process.env, CDK_VALIDATION: 'false', CDK_OUTDIR: path.join(app, 'readme.out') } }, "the README's usage example does not synthesize");
+if (!fs.readdirSync(path.join(app, 'readme.out')).some((f) => f.endsWith('.template.json'))) fail("the README's usage example wrote no template");
+step("the README's usage example synthesizes with the compliance packs");
+
 // 5. The JavaScript app.
-// CDK_VALIDATION=false: aws-cdk-lib 2.270 validates every template with a WebAssembly build of
-// CloudFormation's rules on each synth unless told not to (~4 s here); the TypeScript app above ran it.
-const jsEnv = { ...process.env, CDK_VALIDATION: 'false' };
-console.log(run(process.execPath, ['app.js', path.join(app, 'js.out')], { cwd: app, env: jsEnv }, "the plain JavaScript app cannot use require('tuneyard')").trim());
+console.log(run(process.execPath, ['app.js', path.join(app, 'js.out')], { cwd: app, env: { ...process.env, CDK_VALIDATION: 'false' } }, "the plain JavaScript app cannot use require('tuneyard')").trim());
 step('synthesized the JavaScript app');
 
 // 6. The installed CLI.
@@ -154,11 +169,11 @@ step('the installed tuneyard CLI validates a dataset');
 
 // 7. Packaged handler bundles = the repository's bundles of the same source (same asset hashes).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { bundledCode } = require(path.join(repo, 'dist', 'lib', 'bundle.js'));
+const { bundledCode, prebuiltBundleDir } = require(path.join(repo, 'dist', 'lib', 'bundle.js'));
 const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 for (const source of handlerSources) {
   const entry = source.replace(/\.ts$/, '');
-  const packagedFile = path.join(app, 'node_modules', 'tuneyard', 'dist', `${entry}.bundle`, 'index.js');
+  const packagedFile = path.join(prebuiltBundleDir(path.join(app, 'node_modules', 'tuneyard', 'dist', entry)), 'index.js');
   const repoFile = path.join(bundledCode(path.join(repo, entry)).path, 'index.js');
   if (sha(packagedFile) !== sha(repoFile)) fail(`the packaged bundle of ${source} differs from the repository's bundle of it: rebuild (npm run build) with the same esbuild`);
 }
@@ -169,8 +184,8 @@ console.log(
   `consumer: passed in ${((Date.now() - started) / 1000).toFixed(0)} s. App sizes: ts-app/app.cts ${lines('ts-app/app.cts')} lines ` +
     `(check.cts ${lines('ts-app/check.cts')}), js-app/app.js ${lines('js-app/app.js')} lines`,
 );
-// rm -rf: Node's fs.rmSync takes several times longer over the app's ~19,000 installed files.
-if (!process.env.TUNEYARD_CONSUMER_KEEP) execFileSync('rm', ['-rf', work]);
+// The app's ~19,000 installed files take a while to delete: a detached rm does it while the tests go on.
+if (!process.env.TUNEYARD_CONSUMER_KEEP) spawn('rm', ['-rf', work], { detached: true, stdio: 'ignore' }).unref();
 
 /** cfn-lint from PATH (scripts/test-all.sh puts the test venv there), else from that venv. */
 function cfnLint() {
