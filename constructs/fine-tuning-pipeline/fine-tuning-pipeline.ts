@@ -202,10 +202,11 @@ export interface FineTuningPipelineProps {
    */
   readonly timeout?: Duration;
   /**
-   * Whether the PlanRun and ReadEvalReport functions reserve 5 concurrent executions each (and are
-   * capped at them). Lambda keeps 100 units of an account's limit unreserved, so an account whose
-   * limit is 10 (new accounts) cannot reserve any and the deployment fails: set this to false there,
-   * or ask for a limit increase.
+   * Whether the pipeline's Lambda functions reserve concurrency (and are capped at it): PlanRun,
+   * ReadEvalReport and InspectJob 5 each, the default dataset validator 5, a Deploy stage's function 2.
+   * Lambda keeps 100 units of an account's limit unreserved, so an account whose limit is 10 (new
+   * accounts) cannot reserve any and the deployment fails: set this to false there, or ask for a limit
+   * increase.
    *
    * @default true
    */

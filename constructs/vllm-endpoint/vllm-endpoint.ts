@@ -308,7 +308,7 @@ export interface VllmEndpointProps {
   /**
    * Subnets of `vpc`.
    *
-   * @default - the VPC's private or isolated subnets
+   * @default - the VPC's isolated subnets (`ec2.SubnetType.PRIVATE_ISOLATED`): a VPC without any needs `vpcSubnets`
    */
   readonly vpcSubnets?: ec2.SubnetSelection;
   /**
