@@ -5,6 +5,10 @@
 
 // Constructs
 export * from '../constructs';
+// Beside the constructs, outside their jsii API (the Python package): the dataset validator's
+// contract and the serving-fit helpers.
+export type { StoredValidationReport, ValidateDatasetInput, ValidateDatasetOutput } from '../constructs/dataset-validator/handler';
+export * from '../constructs/vllm-endpoint/model-fit';
 
 // The composed plane and its configuration
 export { FineTuningPlaneStack, type FineTuningPlaneStackProps } from './fine-tuning-plane-stack';

@@ -104,8 +104,72 @@ export const RecipeSchema = z
     for (const problem of recipeProblems(recipe)) ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path });
   });
 
-/** A training recipe (method and hyperparameters). Unset fields take the trainer's defaults, listed in {@link RECIPE_FIELDS}. */
-export type Recipe = z.infer<typeof RecipeSchema>;
+/**
+ * A training recipe (method and hyperparameters). Unset fields take the trainer's defaults, listed in {@link RECIPE_FIELDS}.
+ *
+ * Written out (not `z.infer<typeof RecipeSchema>`) because it is part of the constructs' jsii API
+ * (`DefaultRecipe.recipe`), which needs a named interface; a type check below fails the build when
+ * it and the schema drift.
+ */
+export interface Recipe {
+  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs. */
+  readonly method: Method;
+  /** DPO only: train a LoRA adapter (true) or all weights (false). @default true */
+  readonly useLora?: boolean;
+  /** LoRA rank. @default 16 */
+  readonly loraR?: number;
+  /** LoRA scaling numerator. @default 32 */
+  readonly loraAlpha?: number;
+  /** Dropout on the LoRA input. @default 0.05 */
+  readonly loraDropout?: number;
+  /** "all-linear" or module names such as ["q_proj","v_proj"]. @default "all-linear" */
+  readonly targetModules?: 'all-linear' | string[];
+  /** Peak learning rate. @default 2e-4 */
+  readonly learningRate?: number;
+  /** Learning-rate schedule after warmup. @default "cosine" */
+  readonly lrScheduler?: (typeof LR_SCHEDULERS)[number];
+  /** Share of the steps spent warming up. @default 0.03 */
+  readonly warmupRatio?: number;
+  /** Passes over the training set (fractions allowed). @default 1 */
+  readonly epochs?: number;
+  /** Sequences per GPU per step. @default 4 */
+  readonly batchSize?: number;
+  /** Steps accumulated per optimiser update. @default 4 */
+  readonly gradientAccumulation?: number;
+  /** Tokens per sequence. @default 2048 */
+  readonly maxLength?: number;
+  /** SFT/LoRA/QLoRA: pack sequences into maxLength blocks. @default false */
+  readonly packing?: boolean;
+  /** SFT/LoRA/QLoRA: train on the response only. @default true */
+  readonly completionOnlyLoss?: boolean;
+  /** Seed for initialisation, data order and the split. @default 42 */
+  readonly seed?: number;
+  /** Share held out when the dataset has no eval split. @default 0.05 */
+  readonly evalFraction?: number;
+  /** Optimiser steps between evaluations. @default 100 */
+  readonly evalSteps?: number;
+  /** Optimiser steps between checkpoints. @default 100 */
+  readonly saveSteps?: number;
+  /** Optimiser steps between metric lines. @default 10 */
+  readonly loggingSteps?: number;
+  /** Evaluations without improvement before stopping; 0 is off. @default 0 */
+  readonly earlyStoppingPatience?: number;
+  /** LoRA methods: also write the merged bf16 model. @default false */
+  readonly merge?: boolean;
+  /** Recompute activations to save GPU memory. @default true */
+  readonly gradientCheckpointing?: boolean;
+  /** Attention kernel. @default "auto" */
+  readonly attnImplementation?: (typeof ATTN_IMPLEMENTATIONS)[number];
+  /** DPO temperature. @default 0.1 */
+  readonly dpoBeta?: number;
+  /** none, ddp, fsdp (full sharding) or deepspeed (ZeRO-3). @default "none" */
+  readonly distribution?: (typeof DISTRIBUTIONS)[number];
+}
+
+// Compiles only while Recipe and the schema's output are the same type (readonly aside).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const recipeMatchesSchema: Same<{ -readonly [K in keyof Recipe]: Recipe[K] }, z.infer<typeof RecipeSchema>> = true;
+void recipeMatchesSchema;
 
 /** A recipe with every field resolved to a value, but `learningRate` (unset: the trainer's default for the method). */
 export type ResolvedRecipe = Required<Omit<Recipe, 'learningRate'>> & Pick<Recipe, 'learningRate'>;
@@ -115,7 +179,7 @@ type Field = keyof typeof RECIPE_FIELDS;
 /** The recipe with the trainer's defaults filled in (fields that do not apply to the method are still filled; the renderer drops them; an unset `learningRate` stays unset). */
 export function resolveRecipe(recipe: Recipe): ResolvedRecipe {
   const out: Record<string, unknown> = {};
-  for (const [field, spec] of Object.entries(RECIPE_FIELDS)) out[field] = (recipe as Record<string, unknown>)[field] ?? spec.default;
+  for (const [field, spec] of Object.entries(RECIPE_FIELDS)) out[field] = recipe[field as Field] ?? spec.default;
   return out as ResolvedRecipe;
 }
 
@@ -131,7 +195,7 @@ export function fieldApplies(field: Field, recipe: Pick<Recipe, 'method' | 'useL
 export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message: string }> {
   const problems: Array<{ path: string[]; message: string }> = [];
   for (const field of Object.keys(RECIPE_FIELDS) as Field[]) {
-    if ((recipe as Record<string, unknown>)[field] === undefined || fieldApplies(field, recipe)) continue;
+    if (recipe[field] === undefined || fieldApplies(field, recipe)) continue;
     const methods = RECIPE_FIELDS[field].methods as readonly Method[] | undefined;
     const why = methods && !methods.includes(recipe.method) ? `applies to method ${methods.join(' or ')} only` : 'needs an adapter, but method dpo with useLora false trains all weights';
     problems.push({ path: [field], message: `${field} ${why} and has no effect with method "${recipe.method}"; remove it` });

@@ -1,6 +1,1 @@
 export * from './dataset-validation-function';
-export type {
-  StoredValidationReport,
-  ValidateDatasetInput,
-  ValidateDatasetOutput,
-} from './handler';

@@ -109,6 +109,14 @@ export interface FineTuningJobProps {
   readonly allowHubModels?: boolean;
 }
 
+/** A metric that SageMaker reads from a training job's log lines (one of its MetricDefinitions). */
+export interface TrainingMetricDefinition {
+  /** The metric's name, e.g. `train_loss`. */
+  readonly name: string;
+  /** The regular expression whose first group is the value. */
+  readonly regex: string;
+}
+
 /** Options of the Train and Evaluate states. */
 export interface JobStateOptions {
   /** Where the trimmed DescribeTrainingJob result goes in the state. @default '$.training' or '$.evaluation' */
@@ -160,7 +168,7 @@ export class FineTuningJob extends Construct {
   /** The lowest GPU compute capability the image runs on, when the image says (the bundled trainer's: 7.5). */
   public readonly minComputeCapability?: number;
   /** The MetricDefinitions of the jobs, from `training-images/trainer/metrics.json`. */
-  public readonly metricDefinitions: ReadonlyArray<{ Name: string; Regex: string }>;
+  public readonly metricDefinitions: TrainingMetricDefinition[];
   /** The default recipe, when one was given (it passed the preflight). */
   public readonly defaultRecipe?: DefaultRecipe;
 
@@ -399,7 +407,7 @@ export class FineTuningJob extends Construct {
         AlgorithmSpecification: {
           TrainingImage: this.image.imageUri,
           TrainingInputMode: 'File',
-          MetricDefinitions: this.metricDefinitions,
+          MetricDefinitions: this.metricDefinitions.map((d) => ({ Name: d.name, Regex: d.regex })),
           // The image's own ENTRYPOINT, stated so that the mode argument follows it whatever SageMaker's
           // default invocation (`train`) would be: the container runs `python -m tuneyard_trainer <mode>`.
           ContainerEntrypoint: TRAINER_ENTRYPOINT,
@@ -526,7 +534,7 @@ function preflightDefaultRecipe(scope: Construct, defaults: DefaultRecipe): void
   if (!estimate.fits) throw new TuneyardValidationError(`defaultRecipe does not fit in GPU memory: ${estimate.advice}`, scope);
 }
 
-function readMetricDefinitions(scope: Construct): Array<{ Name: string; Regex: string }> {
+function readMetricDefinitions(scope: Construct): TrainingMetricDefinition[] {
   const file = path.join(trainerDirectory(), 'metrics.json');
   let parsed: unknown;
   try {
@@ -537,5 +545,5 @@ function readMetricDefinitions(scope: Construct): Array<{ Name: string; Regex: s
   if (!Array.isArray(parsed) || !parsed.every((d) => d && typeof d.Name === 'string' && typeof d.Regex === 'string') || parsed.length > 40) {
     throw new TuneyardValidationError(`${file} must be a list of at most 40 {"Name","Regex"} objects (SageMaker MetricDefinitions).`, scope);
   }
-  return parsed.map((d) => ({ Name: d.Name, Regex: d.Regex }));
+  return parsed.map((d) => ({ name: d.Name, regex: d.Regex }));
 }

@@ -28,12 +28,11 @@ import { ModelRegistry } from '../model-registry';
 import { NotificationTopic } from '../notification-topic';
 import { acknowledge, acknowledgeOnGrantee, inControlPacks, nagResource } from '../../lib/nag';
 
-/** A Task-like state that the pipeline wires: it adds retries, a catch and the next state. */
-export type PipelineTaskState = sfn.State &
-  sfn.INextable & {
-    addRetry(props?: sfn.RetryProps): unknown;
-    addCatch(handler: sfn.IChainable, props?: sfn.CatchProps): unknown;
-  };
+/**
+ * A Task-like state that the pipeline wires: it adds retries, a catch and the next state.
+ * (A union of the state classes with public `addRetry`/`addCatch`: jsii has no intersection types.)
+ */
+export type PipelineTaskState = sfn.TaskStateBase | sfn.CustomState;
 
 /**
  * What the pipeline needs from the training-job construct (`FineTuningJob` implements it).
@@ -86,7 +85,7 @@ export interface IPipelineDatasetValidator {
 }
 
 /** What a stage added to the pipeline (such as Deploy) gets to build its states. */
-export interface PipelineStageContext {
+export interface IPipelineStageContext {
   /** The state machine's role: grant the stage's permissions to it. */
   readonly role: iam.IRole;
   /** The notification topic. */
@@ -110,7 +109,7 @@ export interface PipelineStageContext {
   createFunction(id: string, options: PipelineFunctionOptions): lambda.IFunction;
 }
 
-/** A stage's Lambda function (see {@link PipelineStageContext.createFunction}). */
+/** A stage's Lambda function (see {@link IPipelineStageContext.createFunction}). */
 export interface PipelineFunctionOptions {
   /** The handler's path without extension; it exports `handler`. */
   readonly entry: string;
@@ -141,7 +140,7 @@ export interface IPipelineStage {
    */
   readonly adapterNamePrefix?: string;
   /** Creates the stage's states in `scope`; the chain's end states are followed by NotifySucceeded. */
-  bind(scope: Construct, context: PipelineStageContext): sfn.IChainable;
+  bind(scope: Construct, context: IPipelineStageContext): sfn.IChainable;
 }
 
 /** Properties of a {@link FineTuningPipeline}. */

@@ -148,23 +148,23 @@ export interface IUsageMetricSource extends IConstruct {
   /** The data bucket whose dataset versions are counted, if any. */
   readonly dataBucketName?: string;
   /** Complete dataset versions in the data bucket (hourly). */
-  metricDatasetVersions(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  metricDatasetVersions(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** Datasets with at least one complete version (hourly). */
-  metricDatasets(props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  metricDatasets(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** The training-job prefixes whose instance-hours are published (none: no training metrics). */
-  readonly trainingJobPrefixes: readonly string[];
+  readonly trainingJobPrefixes: string[];
   /** Wall-clock instance-hours of the training jobs (of one prefix, or of all) that ended in each clock hour. */
-  metricTrainingInstanceHours(options?: UsageTotalOptions): cloudwatch.IMetric;
+  metricTrainingInstanceHours(options?: UsageTotalOptions): cloudwatch.MathExpression;
   /** Billable instance-hours of the training jobs (of one prefix, or of all) that ended in each clock hour. */
-  metricBillableInstanceHours(options?: UsageTotalOptions): cloudwatch.IMetric;
+  metricBillableInstanceHours(options?: UsageTotalOptions): cloudwatch.MathExpression;
   /** Whether the endpoint's instances (and copies) are published. */
   watches(endpoint: IUsageEndpointRef): boolean;
   /** Instances running behind the endpoint. */
-  metricEndpointInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  metricEndpointInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** Instances the endpoint is scaling to. */
-  metricEndpointDesiredInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  metricEndpointDesiredInstances(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** Model copies on the endpoint, over all its inference components. */
-  metricEndpointCopies(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.IMetric;
+  metricEndpointCopies(endpoint: IUsageEndpointRef, props?: cloudwatch.MetricOptions): cloudwatch.Metric;
   /** Copies of each inference component, one line each. */
-  metricComponentCopies(endpoint: IUsageEndpointRef, options?: UsageExpressionOptions): cloudwatch.IMetric;
+  metricComponentCopies(endpoint: IUsageEndpointRef, options?: UsageExpressionOptions): cloudwatch.MathExpression;
 }

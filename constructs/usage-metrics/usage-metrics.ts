@@ -166,7 +166,7 @@ export class UsageMetrics extends Construct implements IUsageMetricSource {
   /** The CloudWatch namespace of the metrics. */
   public readonly namespace: string;
   /** The training-job prefixes whose instance-hours are published. */
-  public readonly trainingJobPrefixes: readonly string[];
+  public readonly trainingJobPrefixes: string[];
 
   private readonly endpoints: readonly IUsageEndpoint[];
 

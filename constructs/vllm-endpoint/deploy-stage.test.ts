@@ -15,7 +15,7 @@ import { definitionFromTemplate, runLocal, snsRecorder } from '../../test/suppor
 import { deployFunctionTask, deploySettingsFromTemplate, FakeClock, FakeSageMaker } from '../../test/pipeline/sagemaker-deploy-fake';
 import { DEPLOY_FAILURES, DEPLOY_STATES, VllmDeployStage, VllmEndpoint, VllmModelData } from '.';
 import { DatasetStore } from '../dataset-store';
-import type { PipelineStageContext } from '../fine-tuning-pipeline';
+import type { IPipelineStageContext } from '../fine-tuning-pipeline';
 import { Construct } from 'constructs';
 
 const PACKAGE_ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/7';
@@ -32,7 +32,7 @@ interface MachineOptions {
  * What FineTuningPipeline gives a stage, built in `scope` (its own role, topic and log key): the
  * stage's functions and states are made the pipeline's way.
  */
-function stageContext(scope: Construct, store: DatasetStore): PipelineStageContext {
+function stageContext(scope: Construct, store: DatasetStore): IPipelineStageContext {
   const topic = new sns.Topic(scope, 'Topic');
   const role = new iam.Role(scope, 'MachineRole', { assumedBy: new iam.ServicePrincipal('states.amazonaws.com') });
   const logKey = new kms.Key(scope, 'LogKey', { enableKeyRotation: true });

@@ -10,7 +10,7 @@ import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import { DEPLOY_WAIT } from '../../lib/run-request';
-import type { DeployArtifact, IPipelineStage, PipelineStageContext } from '../fine-tuning-pipeline';
+import type { DeployArtifact, IPipelineStage, IPipelineStageContext } from '../fine-tuning-pipeline';
 import { DEPLOY_RUN_ENV } from './handler/deploy-run';
 import { VllmEndpoint } from './vllm-endpoint';
 
@@ -144,7 +144,7 @@ export class VllmDeployStage implements IPipelineStage {
   constructor(private readonly props: VllmDeployStageProps) {}
 
   /** An inference-component endpoint takes the run's adapter; a single-model endpoint its full weights. */
-  public get deploys(): DeployArtifact {
+  public get deploys(): DeployArtifact | undefined {
     return this.props.endpoint.usesInferenceComponents ? 'adapter' : 'full-weights';
   }
 
@@ -155,7 +155,7 @@ export class VllmDeployStage implements IPipelineStage {
     return this.props.adapterNamePrefix ?? `${ep.endpointName}-`;
   }
 
-  public bind(scope: Construct, context: PipelineStageContext): sfn.IChainable {
+  public bind(scope: Construct, context: IPipelineStageContext): sfn.IChainable {
     const ep = this.props.endpoint;
     const pollSeconds = (this.props.pollInterval ?? Duration.seconds(DEPLOY_WAIT.pollSeconds)).toSeconds();
     const maxPolls = this.props.maxPolls ?? DEPLOY_WAIT.maxPolls;
@@ -324,7 +324,7 @@ export class VllmDeployStage implements IPipelineStage {
    * the endpoint's execution role, which by itself may read only the endpoint's base model: give
    * it read access to the runs' outputs under `artifacts/`.
    */
-  private grantEndpointReadArtifacts(context: PipelineStageContext): void {
+  private grantEndpointReadArtifacts(context: IPipelineStageContext): void {
     const role = this.props.endpoint.role;
     context.store.grantReadArtifacts(role);
     const stack = Stack.of(this.props.endpoint);

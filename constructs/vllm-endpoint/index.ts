@@ -1,6 +1,5 @@
 export * from './deployment';
 export * from './image';
 export * from './model-data';
-export * from './model-fit';
 export * from './vllm-endpoint';
 export * from './deploy-stage';

@@ -15,8 +15,11 @@ export interface S3Location {
 
 /** How the model container gets its weights. */
 export interface VllmModelDataConfig {
-  /** The container properties that carry the weights (`ModelDataSource` or `ModelPackageName`). */
-  readonly container: Pick<CfnModel.ContainerDefinitionProperty, 'modelDataSource' | 'modelPackageName'>;
+  /**
+   * The container properties that carry the weights: only `modelDataSource` and
+   * `modelPackageName` are read (the endpoint sets the rest).
+   */
+  readonly container: CfnModel.ContainerDefinitionProperty;
   /** A name for the weights in messages. */
   readonly description: string;
   /**

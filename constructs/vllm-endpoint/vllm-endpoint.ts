@@ -531,7 +531,8 @@ export class VllmEndpoint extends Construct {
       enableNetworkIsolation: true,
       primaryContainer: {
         ...(weights.container.modelPackageName ? {} : { image: image.imageUri }),
-        ...weights.container,
+        modelDataSource: weights.container.modelDataSource,
+        modelPackageName: weights.container.modelPackageName,
         environment,
       },
       vpcConfig,
