@@ -24,6 +24,7 @@ import {
   UpdateInferenceComponentCommandInput,
 } from '@aws-sdk/client-sagemaker';
 import { isNotFound } from './aws-errors';
+import { DEPLOY_ERRORS, deploymentNamePrefix } from './deploy-contract';
 import { MODEL_OUTPUT } from './layout';
 
 /** The SageMaker client a deployment needs (tests pass a fake). */
@@ -39,15 +40,6 @@ export type SageMakerSender = Pick<SageMakerClient, 'send'>;
  * (API names and all: DataCaptureConfig, KmsKeyId, VolumeSizeInGB, EnableSSMAccess, ...) with the
  * new model on the variant: nothing is renamed or rebuilt from CDK properties.
  */
-
-/** The error names of a deployment that did not happen (they are the Deploy stage's Step Functions errors). */
-export const DEPLOY_ERRORS = {
-  targetUnknown: 'Tuneyard.DeployTargetUnknown',
-  notApproved: 'Tuneyard.DeployNotApproved',
-  failed: 'Tuneyard.DeployFailed',
-  rolledBack: 'Tuneyard.DeployRolledBack',
-  timedOut: 'Tuneyard.DeployTimedOut',
-} as const;
 
 /** A deployment refused, failed, rolled back or not finished in time; `name` says which ({@link DEPLOY_ERRORS}). */
 export class DeployError extends Error {
@@ -71,14 +63,6 @@ export interface DeployTerms {
 }
 
 const NAME_PATTERN = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
-
-/**
- * What every model and endpoint config a deployment creates on `endpointName` starts with:
- * `<endpoint name, at most 54 characters>-` (IAM policies scope the creates to it).
- */
-export function deploymentNamePrefix(endpointName: string): string {
-  return `${endpointName.slice(0, 63 - 9)}-`;
-}
 
 /** `<endpoint>-<first 8 hex of sha256(package ARN)>`, at most 63 characters: the model's and endpoint config's name. */
 export function deploymentName(endpointName: string, modelPackageArn: string): string {

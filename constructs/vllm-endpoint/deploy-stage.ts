@@ -5,13 +5,13 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { DEPLOY_ERRORS, deploymentNamePrefix } from '../../lib/deploy';
+import { DEPLOY_ERRORS, deploymentNamePrefix } from '../../lib/deploy-contract';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { acknowledgeOnGrantee, nagResource } from '../../lib/nag';
 import { DEPLOY_WAIT } from '../../lib/run-request';
 import type { DeployArtifact, IPipelineStage, IPipelineStageContext } from '../fine-tuning-pipeline';
-import { DEPLOY_RUN_ENV } from './handler/deploy-run';
+import { DEPLOY_RUN_ENV } from './deploy-contract';
 import { VllmEndpoint } from './vllm-endpoint';
 
 /** The states of the Deploy stage (names are a contract with tests and dashboards). */

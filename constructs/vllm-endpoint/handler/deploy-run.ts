@@ -9,6 +9,7 @@ import {
   SageMakerSender,
   waitForDeployment,
 } from '../../../lib/deploy';
+import { DEPLOY_RUN_ENV } from '../deploy-contract';
 
 /**
  * The Deploy stage's function: the deployment `tuneyard deploy --wait` makes (lib/deploy.ts), in
@@ -25,15 +26,6 @@ import {
  * endpoint Failed), `Tuneyard.DeployRolledBack`, `Tuneyard.DeployTimedOut`. Each message says what
  * happened and how to go on (the model is registered: `tuneyard deploy` resumes the deployment).
  */
-
-/** The function's environment variables. */
-export const DEPLOY_RUN_ENV = {
-  endpointName: 'TUNEYARD_ENDPOINT_NAME',
-  baseComponentName: 'TUNEYARD_BASE_COMPONENT_NAME',
-  deploymentConfig: 'TUNEYARD_DEPLOYMENT_CONFIG',
-  pollSeconds: 'TUNEYARD_POLL_SECONDS',
-  maxPolls: 'TUNEYARD_MAX_POLLS',
-} as const;
 
 /** What the function knows of its endpoint, from its environment. */
 export interface DeployRunSettings {
