@@ -60,8 +60,10 @@ function lowest(name) {
   return match[1];
 }
 
-// 1. Pack. `npm pack` runs `prepack` (npm run build: tsc, then the handler bundles).
-const packed = JSON.parse(run(npm, ['pack', '--json', '--pack-destination', work], { cwd: repo }, 'npm pack failed').replace(/^[^[]*/, ''))[0];
+// 1. Pack. `npm pack` runs `prepack` (npm run build: jsii, then the handler and CLI bundles).
+// The build's own output (jsii's warnings hold brackets too) comes first: npm's JSON starts at a line "[".
+const packOutput = run(npm, ['pack', '--json', '--pack-destination', work], { cwd: repo }, 'npm pack failed');
+const packed = JSON.parse(packOutput.slice(packOutput.search(/^\[$/m)))[0];
 const tarball = path.join(work, packed.filename);
 const files = packed.files.map((f) => f.path);
 const problems = [];
@@ -75,7 +77,8 @@ const handlerSources = fs
   .flatMap((c) => (fs.existsSync(path.join(repo, 'constructs', c, 'handler')) ? fs.readdirSync(path.join(repo, 'constructs', c, 'handler')).map((f) => `constructs/${c}/handler/${f}`) : []))
   .filter((f) => /\.ts$/.test(f) && !/\.test\.ts$/.test(f) && /^export (const|async function|function) handler\b/m.test(fs.readFileSync(path.join(repo, f), 'utf8')));
 for (const source of handlerSources) need(`dist/${source.replace(/handler\/([^/]+)\.ts$/, 'handler/bundled/$1/index.js')}`, `the bundled Lambda handler of ${source}`);
-for (const file of files) {
+// Bundled dependencies (zod: package.json "bundleDependencies", which jsii needs) ship as published.
+for (const file of files.filter((f) => !f.startsWith('node_modules/'))) {
   if (/\.test\.|(^|\/)tests?\//.test(file)) problems.push(`${file} is a test; the package carries no tests (package.json "files")`);
   if (/\.ts$/.test(file) && !/\.d\.ts$/.test(file)) problems.push(`${file} is TypeScript source; the package carries compiled JavaScript and declarations`);
   if (/__pycache__|\.pyc$|pytest\.ini$|requirements-test\.txt$/.test(file)) problems.push(`${file} is a test or build leftover`);
