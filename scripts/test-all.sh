@@ -2,7 +2,8 @@
 # Every test of the project, in the order a failure is cheapest to find:
 # Python env (cached) -> type-check -> the package as users get it (npm pack, installed into a
 # throwaway TypeScript and JavaScript app: tsc, synth, nag packs, cfn-lint; ~1-2 min with a warm npm
-# cache) -> jest (constructs, nag packs, local state machine, CLI on moto) -> synth of the app ->
+# cache; then the Python wheel from the same build, in a cached virtualenv: a Python app, synth, nag
+# packs) -> jest (constructs, nag packs, local state machine, CLI on moto) -> synth of the app ->
 # cfn-lint over every synthesized template -> pytest (trainer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ npx tsc --noEmit
 
 echo "== consumer (npm pack + a throwaway app)"
 node test/consumer/run.js
+
+echo "== python consumer (the jsii wheel of the build npm pack just made)"
+TUNEYARD_SKIP_BUILD=1 bash test/consumer-python/run.sh
 
 echo "== jest"
 npx jest --ci
