@@ -44,6 +44,23 @@ describe('parseRunRequest', () => {
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
     expect(() => request({ maxRuntimeHours: 0.0001 })).toThrow(/maxRuntimeHours: must be at least 1\/60 hour \(one minute\) \(got 0\.0001\)/);
   });
+
+  test('the gate of a dpo run is its preference accuracy (default 0.5), not its eval loss ratio', () => {
+    expect(request({ recipe: { method: 'dpo' } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+    expect(request({ recipe: { method: 'dpo' }, thresholds: { minPreferenceAccuracy: 0.65 } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.65 });
+    // a ratio the request asks for is checked too (for dpo: the loss of the chosen responses)
+    expect(request({ recipe: { method: 'dpo' }, thresholds: { maxEvalLossRatio: 1.2 } }).thresholds).toEqual({ maxEvalLossRatio: 1.2, maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+    for (const method of ['sft', 'lora', 'qlora']) {
+      expect(request({ recipe: { method } }).thresholds).toEqual({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
+    }
+  });
+
+  test('fails when a run that is not dpo asks for a preference accuracy, or one outside 0-1', () => {
+    expect(() => request({ thresholds: { minPreferenceAccuracy: 0.6 } })).toThrow(
+      /thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" only \(the evaluation of a qlora run has no preference pairs\); remove it, or use maxEvalLossRatio \(got 0\.6\)/,
+    );
+    expect(() => request({ recipe: { method: 'dpo' }, thresholds: { minPreferenceAccuracy: 1.5 } })).toThrow(/thresholds\.minPreferenceAccuracy: must be from 0 to 1 \(got 1\.5\)/);
+  });
 });
 
 describe('runIdFor', () => {
@@ -53,6 +70,12 @@ describe('runIdFor', () => {
     expect(a).toBe(b);
     expect(a).toMatch(/^support-chats-qlora-[0-9a-f]{12}$/);
     expect(runIdFor(request({ recipe: { method: 'qlora', loraR: 16, learningRate: 1e-4 } }))).not.toBe(a);
+  });
+
+  test('a request that is not dpo keeps the run id it had before dpo runs got their own gate', () => {
+    // the id of this request when every method defaulted to maxEvalLossRatio 1 (its hash covers the defaults applied)
+    expect(runIdFor(request())).toBe('support-chats-qlora-8fb522b18c27');
+    expect(runIdFor(request({ thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 } }))).toBe('support-chats-qlora-8fb522b18c27');
   });
 
   test('stays within 48 characters of [a-z0-9-] for the longest dataset name', () => {

@@ -38,6 +38,42 @@ const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 /** The longest run a request may ask for: 10 days (spot waits up to twice the runtime, within SageMaker's 28 days). */
 export const MAX_RUNTIME_HOURS = 240;
 
+/**
+ * The gate's defaults. Preference accuracy 0.5: a DPO model must rank at least as many held-out pairs right as wrong.
+ * A run that learnt nothing scores 0 (its rewards are all 0 and a tie is a miss), one trained on swapped
+ * chosen/rejected columns scores well below 0.5; what accuracy a good run reaches depends on the data (set it higher
+ * once a run on your data shows it).
+ */
+export const DEFAULT_THRESHOLDS = { maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 } as const;
+
+/** A run's gate thresholds, as the request writes them (see {@link DEFAULT_THRESHOLDS} for what is unset). */
+const ThresholdsSchema = z
+  .strictObject({
+    maxEvalLossRatio: z
+      .number()
+      .gt(0, 'must be above 0 (1.0: the tuned model must not be worse than the base)')
+      .optional()
+      .describe(
+        `Tuned/base loss on the eval set at most this. Default: ${DEFAULT_THRESHOLDS.maxEvalLossRatio} for sft, lora and qlora; not checked for dpo unless set (there it is the loss of the chosen responses, which DPO does not minimise).`,
+      ),
+    maxForgettingIncrease: z.number().min(0, 'must be 0 or more').default(DEFAULT_THRESHOLDS.maxForgettingIncrease).describe(`Probe loss increase at most this (runs with a probeDataset). Default: ${DEFAULT_THRESHOLDS.maxForgettingIncrease}.`),
+    minPreferenceAccuracy: z
+      .number()
+      .min(0, 'must be from 0 to 1')
+      .max(1, 'must be from 0 to 1')
+      .optional()
+      .describe(
+        `dpo only: the share of held-out preference pairs whose chosen response the tuned model rewards above the rejected one (DPO's implicit reward against the base model) at least this. Default: ${DEFAULT_THRESHOLDS.minPreferenceAccuracy} (no worse than chance; a tie counts as a miss).`,
+      ),
+  });
+
+/** The thresholds of a method, defaults applied: the eval loss ratio gates sft, lora and qlora; the preference accuracy gates dpo. */
+function methodThresholds(method: Recipe['method'], thresholds: z.output<typeof ThresholdsSchema>): z.output<typeof ThresholdsSchema> {
+  return method === 'dpo'
+    ? { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy }
+    : { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
+}
+
 export const RunRequestSchema = z.strictObject({
   dataset: DatasetRefSchema.describe('The dataset version: datasets/<name>/<sha256>/{train.jsonl,eval.jsonl}.'),
   probeDataset: DatasetRefSchema.optional().describe(
@@ -61,13 +97,11 @@ export const RunRequestSchema = z.strictObject({
     .max(MAX_RUNTIME_HOURS, `must be at most ${MAX_RUNTIME_HOURS} hours`)
     .default(24)
     .describe('Training time limit in hours. Default: 24.'),
-  thresholds: z
-    .strictObject({
-      maxEvalLossRatio: z.number().gt(0, 'must be above 0 (1.0: the tuned model must not be worse than the base)').default(1.0),
-      maxForgettingIncrease: z.number().min(0, 'must be 0 or more').default(0.1),
-    })
-    .default({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 })
-    .describe('The gate: tuned/base eval loss at most maxEvalLossRatio, probe loss increase at most maxForgettingIncrease.'),
+  thresholds: ThresholdsSchema
+    .default({ maxForgettingIncrease: DEFAULT_THRESHOLDS.maxForgettingIncrease })
+    .describe(
+      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo: preference accuracy at least minPreferenceAccuracy; both: probe loss increase at most maxForgettingIncrease.',
+    ),
   autoApprove: z.boolean().default(false).describe('Register the model as Approved (true) or PendingManualApproval. Default: false.'),
   deploy: z
     .strictObject({
@@ -83,7 +117,21 @@ export const RunRequestSchema = z.strictObject({
     .describe('Deploy the approved model to this endpoint (as adapterName on an adapter endpoint). Default: null (no deployment).'),
   runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 letters, digits, spaces, ".", "_" or "-"').optional().describe('A label for people.'),
   baseModelParameters: z.number().gt(0, 'must be a positive number of billions (e.g. 8)').optional().describe('Parameters of the base model in billions, when its name does not tell.'),
-});
+})
+  .superRefine((request, ctx) => {
+    if (request.recipe.method !== 'dpo' && request.thresholds.minPreferenceAccuracy !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['thresholds', 'minPreferenceAccuracy'],
+        message: `applies to recipe.method "dpo" only (the evaluation of a ${request.recipe.method} run has no preference pairs); remove it, or use maxEvalLossRatio`,
+      });
+    }
+  })
+  // The gate of the run's method (the thresholds it sets are the ones checked): what the request is parsed to, so the
+  // run id and the rejection notice name the gate the run is judged by.
+  .overwrite((request) => ({ ...request, thresholds: methodThresholds(request.recipe.method, request.thresholds) }));
+
+
 
 /** The request as the caller writes it (optional fields may be left out). */
 export type RunRequestInput = z.input<typeof RunRequestSchema>;

@@ -3,7 +3,7 @@ import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../construc
 import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
-import { movedReport, trainerReport } from '../support/trainer-reports';
+import { dpoTrainerReport, movedDpoReport, movedReport, trainerReport } from '../support/trainer-reports';
 import { definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 
@@ -168,6 +168,48 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.entered.slice(-2)).toEqual(['NotifyRejected', 'Rejected']);
     expect(w.calls.Register).toBeUndefined();
     expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', runId: RUN_ID, thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 } }) }]);
+  });
+
+  describe('a DPO run', () => {
+    // (a 1B base: PlanRun finds that DPO of an 8B model at the default batch size does not fit ml.g5.2xlarge)
+    const DPO_REQUEST = { ...REQUEST_WITHOUT_PROBE, baseModel: 's3://data-bucket/base-models/llama-3.2-1b/', recipe: { method: 'dpo' } };
+    const DPO_RUN_ID = runIdFor(parseRunRequest(DPO_REQUEST));
+
+    test('is gated on the preference accuracy of the real DPO eval.json, and registered', async () => {
+      // GIVEN the report the trainer's evaluate wrote for a DPO run (LoRA), a loss ratio of its chosen responses included
+      const report = dpoTrainerReport();
+      const w = world(evalJson(report), {}, DPO_RUN_ID);
+      // WHEN
+      const result = await run(w.handlers, DPO_REQUEST, DPO_RUN_ID);
+      // THEN
+      expect([result.status, result.error]).toEqual(['SUCCEEDED', undefined]);
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+      const { preferred, pairs } = report.preference;
+      expect(result.output.report).toMatchObject({ passed: true, preferenceAccuracy: preferred / pairs, preference: report.preference });
+      expect(result.output.report.summary).toMatch(new RegExp(`^passed \\| preference_accuracy=[0-9.]+ \\(${preferred}/${pairs} pairs; min 0\\.5\\); reward_margin=[0-9.]+; eval_loss_ratio=[0-9.]+ \\(max none\\)`));
+      expect(w.calls.Register).toHaveLength(1);
+    });
+
+    test('passes with a higher loss on its chosen responses (DPO does not minimise it), and is rejected below the minimum accuracy', async () => {
+      const worse = world(evalJson(movedDpoReport({ evalLossRatio: 1.3 })), {}, DPO_RUN_ID);
+      expect((await run(worse.handlers, DPO_REQUEST, DPO_RUN_ID)).status).toBe('SUCCEEDED');
+
+      const w = world(evalJson(movedDpoReport({ preferred: 3 })), {}, DPO_RUN_ID);
+      const result = await run(w.handlers, DPO_REQUEST, DPO_RUN_ID);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: preference_accuracy 0\.4286 is below the minimum 0\.5 \|/);
+      expect(w.calls.Register).toBeUndefined();
+      expect(w.sns.messages).toEqual([
+        { subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', thresholds: { maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 } }) },
+      ]);
+    });
+
+    test('is rejected (fail closed) when its report has no preference figures', async () => {
+      const w = world(evalJson(trainerReport(false)), {}, DPO_RUN_ID);
+      const result = await run(w.handlers, DPO_REQUEST, DPO_RUN_ID);
+      expect(result.error).toBe('Tuneyard.GateRejected');
+      expect(result.cause).toMatch(/^rejected: preference_accuracy was not measured \(minimum 0\.5\)/);
+    });
   });
 
   test('a report whose ratio disagrees with its own losses is refused, not trusted (EvalReportInvalid)', async () => {

@@ -1,12 +1,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+function fixture(name: string): any {
+  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'contracts', name), 'utf8'));
+}
+
 /**
  * The eval.json the real trainer wrote (training-images/trainer/tests/test_evaluate.py keeps these
  * fixtures current), with a probe or without one.
  */
 export function trainerReport(probe: boolean): any {
-  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'contracts', probe ? 'eval-report-probe.json' : 'eval-report.json'), 'utf8'));
+  return fixture(probe ? 'eval-report-probe.json' : 'eval-report.json');
+}
+
+/** The eval.json the real trainer wrote for a DPO run (LoRA adapter), with its preference figures on held-out pairs. */
+export function dpoTrainerReport(): any {
+  return fixture('eval-report-dpo.json');
 }
 
 /**
@@ -14,14 +23,29 @@ export function trainerReport(probe: boolean): any {
  * trainer computes them (evaluate.py): a report the trainer could have written for another model.
  */
 export function movedReport(probe: boolean, tuned: { evalLossRatio?: number; forgettingIncrease?: number }): any {
-  const report = trainerReport(probe);
+  return moved(trainerReport(probe), tuned);
+}
+
+/**
+ * The trainer's DPO report for a model that ranks `preferred` of its held-out pairs right (and whose chosen
+ * responses' loss moved by `evalLossRatio`), the derived figures recomputed as evaluate.py does.
+ */
+export function movedDpoReport(tuned: { preferred?: number; evalLossRatio?: number }): any {
+  const report = moved(dpoTrainerReport(), tuned);
+  if (tuned.preferred !== undefined) {
+    report.preference.preferred = tuned.preferred;
+    report.preference.accuracy = tuned.preferred / report.preference.pairs;
+  }
+  return report;
+}
+
+function moved(report: any, tuned: { evalLossRatio?: number; forgettingIncrease?: number }): any {
   if (tuned.evalLossRatio !== undefined) {
     report.tuned.eval_loss = report.base.eval_loss * tuned.evalLossRatio;
     report.tuned.eval_perplexity = Math.exp(report.tuned.eval_loss);
   }
   if (tuned.forgettingIncrease !== undefined) report.tuned.probe_loss = report.base.probe_loss + tuned.forgettingIncrease;
   report.eval_loss_ratio = report.tuned.eval_loss / report.base.eval_loss;
-  report.forgetting_increase = probe ? report.tuned.probe_loss - report.base.probe_loss : null;
+  report.forgetting_increase = report.base.probe_loss === null ? null : report.tuned.probe_loss - report.base.probe_loss;
   return report;
 }
-

@@ -18,10 +18,15 @@ export interface ReadEvalReportEvent {
   readonly forgettingProbe?: boolean;
 }
 
-/** The gate's thresholds: a missing or null threshold is not checked. */
+/**
+ * The gate's thresholds: a missing or null threshold is not checked. The plan sets those of the run's method
+ * (`RunRequestSchema`): the eval loss ratio for SFT, LoRA and QLoRA, the preference accuracy for DPO.
+ */
 export interface GateThresholds {
   readonly maxEvalLossRatio?: number | null;
   readonly maxForgettingIncrease?: number | null;
+  /** The least share of held-out preference pairs the tuned model must rank right (DPO); a report without the figure fails. */
+  readonly minPreferenceAccuracy?: number | null;
 }
 
 /** One model's figures in the report. */
@@ -29,6 +34,23 @@ export interface EvalFigures {
   readonly eval_loss: number;
   readonly eval_perplexity: number;
   readonly probe_loss: number | null;
+}
+
+/**
+ * How a DPO-tuned model ranks held-out preference pairs (eval.json `preference`, DPO runs only), by DPO's implicit
+ * reward: beta * (log p_tuned - log p_base) of a response.
+ */
+export interface PreferenceFigures {
+  readonly pairs: number;
+  /** Pairs whose chosen response has the higher reward (a tie is no win). */
+  readonly preferred: number;
+  /** preferred / pairs. */
+  readonly accuracy: number;
+  readonly chosen_reward: number;
+  readonly rejected_reward: number;
+  /** Mean of chosen minus rejected reward. */
+  readonly reward_margin: number;
+  readonly beta: number;
 }
 
 /** What the Gate state compares, plus the report itself for the registry and the notification. */
@@ -41,6 +63,10 @@ export interface EvalReportResult {
   readonly examples: number;
   readonly base: EvalFigures;
   readonly tuned: EvalFigures;
+  /** preferred / pairs of the report's preference figures; `null` when it has none (every method but DPO). */
+  readonly preferenceAccuracy: number | null;
+  /** The report's preference figures (DPO), `null` without. */
+  readonly preference: PreferenceFigures | null;
   /** The gate's decision: every threshold the run asked for was measured and met. */
   readonly passed: boolean;
   /** Each threshold that was not met or not measured, one line each (empty when passed). */
@@ -49,7 +75,7 @@ export interface EvalReportResult {
   readonly summary: string;
 }
 
-/** The report could not be used: missing, not JSON, or not schema version 1. Not retried. */
+/** The report could not be used: missing, not JSON, not schema version 1, or inconsistent. Not retried. */
 export class EvalReportInvalid extends Error {
   constructor(message: string) {
     super(message);
@@ -84,10 +110,12 @@ export async function readEvalReport(event: ReadEvalReportEvent, s3: S3Reader): 
 
 /** How far a ratio or difference written in the report may be from the one computed from its losses (float rounding). */
 const CONSISTENCY_TOLERANCE = 1e-6;
+/** The same for the reward margin, relative to the rewards: TRL averages them in float32, batch by batch. */
+const REWARD_TOLERANCE = 1e-5;
 
 /**
- * Validates eval.json (schema version 1), recomputes the gate's figures from the losses, and decides
- * the gate: every threshold measured and met, or the run is rejected.
+ * Validates eval.json (schema version 1; `preference` is optional), recomputes the gate's figures from the
+ * losses and the pair counts, and decides the gate: every threshold measured and met, or the run is rejected.
  */
 export function parseReport(
   text: string,
@@ -133,9 +161,22 @@ export function parseReport(
     );
   }
 
-  const failures = gateFailures({ evalLossRatio, forgettingIncrease }, thresholds, forgettingProbe);
+  const preference = report.preference === null || report.preference === undefined ? null : preferenceFigures(report.preference, where);
+  const preferenceAccuracy = preference === null ? null : preference.preferred / preference.pairs;
+
+  const failures = gateFailures({ evalLossRatio, forgettingIncrease, preferenceAccuracy }, thresholds, forgettingProbe);
   const passed = failures.length === 0;
-  const parts = [`eval_loss_ratio=${round(evalLossRatio)} (max ${thresholds.maxEvalLossRatio ?? 'none'})`];
+  const parts: string[] = [];
+  const minAccuracy = thresholds.minPreferenceAccuracy ?? null;
+  if (preference !== null) {
+    parts.push(
+      `preference_accuracy=${round(preferenceAccuracy!)} (${preference.preferred}/${preference.pairs} pairs; min ${minAccuracy ?? 'none'})`,
+      `reward_margin=${round(preference.reward_margin)}`,
+    );
+  } else if (minAccuracy !== null) {
+    parts.push(`preference_accuracy=missing (min ${minAccuracy})`);
+  }
+  parts.push(`eval_loss_ratio=${round(evalLossRatio)} (max ${thresholds.maxEvalLossRatio ?? 'none'})`);
   parts.push(
     forgettingIncrease === null
       ? forgettingProbe
@@ -145,7 +186,7 @@ export function parseReport(
   );
   parts.push(`eval_loss ${round(base.eval_loss)} -> ${round(tuned.eval_loss)} on ${examples} examples`);
   const summary = `${passed ? 'passed' : `rejected: ${failures.join('; ')}`} | ${parts.join('; ')}`;
-  return { evalLossRatio, forgettingIncrease, examples, base, tuned, passed, failures, summary };
+  return { evalLossRatio, forgettingIncrease, examples, base, tuned, preferenceAccuracy, preference, passed, failures, summary };
 }
 
 /**
@@ -153,11 +194,20 @@ export function parseReport(
  * but is missing fails (closed). NaN never passes: the comparisons are written so that it fails them.
  */
 export function gateFailures(
-  figures: { readonly evalLossRatio: number; readonly forgettingIncrease: number | null },
+  figures: { readonly evalLossRatio: number; readonly forgettingIncrease: number | null; readonly preferenceAccuracy?: number | null },
   thresholds: GateThresholds,
   forgettingProbe: boolean,
 ): string[] {
   const failures: string[] = [];
+  const minAccuracy = thresholds.minPreferenceAccuracy;
+  if (minAccuracy !== undefined && minAccuracy !== null) {
+    const accuracy = figures.preferenceAccuracy ?? null;
+    if (accuracy === null) {
+      failures.push(`preference_accuracy was not measured (minimum ${minAccuracy}): the report has no preference figures, which the evaluation writes for DPO runs`);
+    } else if (!(accuracy >= minAccuracy)) {
+      failures.push(`preference_accuracy ${round(accuracy)} is below the minimum ${minAccuracy}`);
+    }
+  }
   const maxRatio = thresholds.maxEvalLossRatio;
   if (maxRatio !== undefined && maxRatio !== null && !(figures.evalLossRatio <= maxRatio)) {
     failures.push(`eval_loss_ratio ${round(figures.evalLossRatio)} is above the maximum ${maxRatio}`);
@@ -185,6 +235,43 @@ function figures(value: unknown, field: string, where: string): EvalFigures {
     eval_perplexity: finite(v.eval_perplexity, `${field}.eval_perplexity`, where),
     probe_loss: v.probe_loss === null || v.probe_loss === undefined ? null : finite(v.probe_loss, `${field}.probe_loss`, where),
   };
+}
+
+function preferenceFigures(value: unknown, where: string): PreferenceFigures {
+  const v = value as Record<string, unknown> | null;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new EvalReportInvalid(`${where}: preference must be an object of figures or null.`);
+  const pairs = v.pairs;
+  if (typeof pairs !== 'number' || !Number.isInteger(pairs) || pairs < 1) {
+    throw new EvalReportInvalid(`${where}: preference.pairs must be a positive integer, got ${JSON.stringify(pairs)}.`);
+  }
+  const preferred = v.preferred;
+  if (typeof preferred !== 'number' || !Number.isInteger(preferred) || preferred < 0 || preferred > pairs) {
+    throw new EvalReportInvalid(`${where}: preference.preferred must be a whole number from 0 to pairs (${pairs}), got ${JSON.stringify(preferred)}.`);
+  }
+  const figures: PreferenceFigures = {
+    pairs,
+    preferred,
+    accuracy: finite(v.accuracy, 'preference.accuracy', where),
+    chosen_reward: finite(v.chosen_reward, 'preference.chosen_reward', where),
+    rejected_reward: finite(v.rejected_reward, 'preference.rejected_reward', where),
+    reward_margin: finite(v.reward_margin, 'preference.reward_margin', where),
+    beta: finite(v.beta, 'preference.beta', where),
+  };
+  if (!agrees(figures.accuracy, preferred / pairs)) {
+    throw new EvalReportInvalid(
+      `${where}: preference.accuracy ${figures.accuracy} disagrees with the pairs it summarises (${preferred} preferred of ${pairs} = ${round(preferred / pairs)}). ` +
+        'The report is inconsistent: fix the evaluation that wrote it (accuracy = preferred / pairs).',
+    );
+  }
+  const margin = figures.chosen_reward - figures.rejected_reward;
+  const scale = Math.max(1, Math.abs(figures.chosen_reward), Math.abs(figures.rejected_reward));
+  if (!(Math.abs(figures.reward_margin - margin) <= REWARD_TOLERANCE * scale)) {
+    throw new EvalReportInvalid(
+      `${where}: preference.reward_margin ${figures.reward_margin} disagrees with the rewards it summarises (chosen ${figures.chosen_reward} - rejected ${figures.rejected_reward} = ${round(margin)}). ` +
+        'The report is inconsistent: fix the evaluation that wrote it (reward_margin = chosen_reward - rejected_reward).',
+    );
+  }
+  return figures;
 }
 
 function finite(value: unknown, field: string, where: string): number {

@@ -6,10 +6,11 @@ import os
 
 import pytest
 import torch
-from conftest import FAST, REPO_ROOT, Job, probe_rows, sft_rows
+from conftest import DPO_LORA_RUN, FAST, REPO_ROOT, Job, dpo_rows, probe_rows, sft_rows
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tuneyard_trainer import train
+from tuneyard_trainer import merge, train
 from tuneyard_trainer.data import render_sft
 from tuneyard_trainer.evaluate import mean_loss
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
@@ -36,9 +37,10 @@ def check_fixture(name: str, report: dict) -> None:
     assert shape(committed) == shape(report), f"{path} no longer has the shape evaluate writes: rerun with TUNEYARD_UPDATE_FIXTURES=1"
 
 
-def evaluation(make_job, lora_run, **channels):
+def evaluation(make_job, trained, **channels):
+    """Runs `evaluate` on a training job's model output (the adapter channel)."""
     job = make_job("evaluate").configure({}, **channels)
-    (job.root / "input" / "data" / "adapter").symlink_to(lora_run.model_dir, target_is_directory=True)
+    (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
     assert job.run("evaluate") == 0, job.failure
     report = json.loads((job.model_dir / "eval.json").read_text())
     assert (job.root / "output" / "data" / "eval.json").read_text() == (job.model_dir / "eval.json").read_text()
@@ -137,3 +139,77 @@ def test_eval_loss_is_the_mean_over_label_tokens_whatever_the_batch_size(tmp_pat
     inputs = train.read_inputs(env)
     trainer = train.build_trainer(inputs, env, train.load_tokenizer(inputs.model_source, inputs.train.format), [])
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def completion_logprob(model, tokenizer, messages: list[dict]) -> float:
+    """Log-probability of the last (assistant) message's tokens, its end-of-turn token included, after the rest."""
+    prefix = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        logprobs = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    return sum(float(logprobs[t - 1, ids[t]]) for t in range(len(prefix["input_ids"]), len(ids)))
+
+
+def hand_preference(tuned, base, tokenizer, pairs: list[dict], beta: float) -> dict:
+    """DPO's implicit rewards, beta * (log p_tuned - log p_base) of each response, over the pairs one at a time."""
+    chosen, rejected = [], []
+    for pair in pairs:
+        prompt = [{"role": "user", "content": pair["prompt"]}]
+        for side, rewards in (("chosen", chosen), ("rejected", rejected)):
+            messages = prompt + [{"role": "assistant", "content": pair[side]}]
+            rewards.append(beta * (completion_logprob(tuned, tokenizer, messages) - completion_logprob(base, tokenizer, messages)))
+    preferred = sum(c > r for c, r in zip(chosen, rejected))
+    return {
+        "pairs": len(pairs),
+        "preferred": preferred,
+        "accuracy": preferred / len(pairs),
+        "chosen_reward": sum(chosen) / len(pairs),
+        "rejected_reward": sum(rejected) / len(pairs),
+        "reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / len(pairs),
+        "beta": beta,
+    }
+
+
+# Seven pairs: no batch size but 1 and 7 divides them, so a mean of per-batch means would not be a mean over pairs.
+HELD_OUT_PAIRS = dpo_rows()[:5] + [
+    {"prompt": "Translate to French: cat", "chosen": "chat", "rejected": "chien"},
+    {"prompt": "Translate to French: sun", "chosen": "soleil", "rejected": "lune"},
+]
+
+
+def test_dpo_adapter_is_evaluated_on_preference_pairs_against_the_base(make_job, dpo_lora_run, base_model_dir):
+    """A DPO run's report says how often the tuned model prefers the chosen response of a held-out pair, by the
+    implicit reward DPO trains (the chosen response's loss, which DPO does not minimise, is not what it learnt); the
+    reference is the base model (the adapter disabled), as in training."""
+    job, _ = dpo_lora_run
+    report = evaluation(make_job, job, eval=HELD_OUT_PAIRS)
+    assert set(report) == KEYS | {"preference"} and report["schema_version"] == 1 and report["examples"] == 7
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model_dir), job.model_dir / "adapter").eval()
+    expected = hand_preference(tuned, base, tokenizer, HELD_OUT_PAIRS, DPO_LORA_RUN["dpo_beta"])
+    print(f"preference by hand {expected}; in eval.json {report['preference']}")
+    assert report["preference"] == pytest.approx(expected, abs=1e-4)
+    assert report["preference"]["accuracy"] >= 5 / 7 and report["preference"]["reward_margin"] > 0.5
+    check_fixture("eval-report-dpo.json", report)
+
+
+def test_full_weight_dpo_is_evaluated_against_the_base_weights(make_job, dpo_lora_run, base_model_dir, tmp_path):
+    """The output of a full-weight DPO run (here: the DPO adapter merged into the base, written as full weights):
+    its rewards are measured against the base weights of the model channel."""
+    job, _ = dpo_lora_run
+    output = tmp_path / "full-dpo" / "model"
+    merge.merge_adapter(str(base_model_dir), job.model_dir / "adapter", output / "full")
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    written["config"]["use_lora"] = False
+    (output / "training_config.json").write_text(json.dumps(written))
+    report = evaluation(make_job, Job(tmp_path / "full-dpo", base_model_dir), eval=HELD_OUT_PAIRS)
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    tuned = AutoModelForCausalLM.from_pretrained(output / "full", dtype=torch.float32).eval()
+    expected = hand_preference(tuned, base, tokenizer, HELD_OUT_PAIRS, DPO_LORA_RUN["dpo_beta"])
+    assert report["preference"] == pytest.approx(expected, abs=1e-4)
+    assert report["preference"]["accuracy"] >= 5 / 7
+

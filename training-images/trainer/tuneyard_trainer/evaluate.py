@@ -1,5 +1,6 @@
-"""`evaluate`: held-out loss and perplexity of the base and the tuned model, and the probe set's loss before and
-after tuning (forgetting), written as eval.json for the pipeline's gate."""
+"""`evaluate`: held-out loss and perplexity of the base and the tuned model, the probe set's loss before and after
+tuning (forgetting) and, for DPO, how the tuned model ranks held-out preference pairs against the base, written as
+eval.json for the pipeline's gate."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import SFTConfig
+from trl import DPOConfig, DPOTrainer, SFTConfig
 
 from .chat import sft_dataset
-from .data import render_sft
+from .data import render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
 from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dataset_channel
 
+# Version 1 throughout: `preference` (DPO only) is an optional field that readers of version 1 may ignore.
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
+DEFAULT_DPO_BETA = 0.1
 
 
 def locate_tuned(folder: Path) -> tuple[str, Path]:
@@ -73,6 +77,58 @@ def _figures(model, tokenizer, eval_rows, probe_rows, responses_only, max_length
     return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0)), "probe_loss": probe}
 
 
+def _even_batch_size(count: int, most: int = 8) -> int:
+    """The largest batch size up to `most` that divides `count`: every batch then holds as many pairs, so TRL's
+    evaluation metrics (a mean of per-batch means) are means over the pairs."""
+    return max(size for size in range(1, most + 1) if count % size == 0)
+
+
+def preference_figures(
+    model, tokenizer, pairs: list[dict[str, Any]], beta: float, max_length: int, scratch: Path, reference=None
+) -> dict[str, float | int]:
+    """How a DPO-tuned model ranks held-out preference pairs (data.render_dpo), from TRL's DPOTrainer evaluation. A
+    response's implicit reward is beta * (log p_tuned - log p_reference), summed over its tokens (end of turn
+    included); `accuracy` is the share of pairs whose chosen response has the higher reward (a tie is no win: the
+    reference itself scores 0), `reward_margin` the mean of chosen minus rejected reward. The reference is the base
+    model: `reference` (full-weight DPO), or, when `model` is a PeftModel, the model with its adapter disabled."""
+    dataset = Dataset.from_list(pairs)
+    args = DPOConfig(
+        output_dir=str(scratch / "preference"),
+        beta=beta,
+        max_length=max_length,
+        report_to="none",
+        bf16=compute_dtype() == torch.bfloat16,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = DPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer
+    )
+    if isinstance(trainer.model, PeftModel) and "ref" in trainer.model.peft_config:
+        # TRL takes a PeftModel it is given for an adapter to train further, against a frozen copy of it ("ref"). Here
+        # the reference is the base: without that copy, TRL's reference is the model with its adapters disabled.
+        trainer.model.delete_adapter("ref")
+    count = len(trainer.eval_dataset)  # TRL leaves out pairs whose prompt alone fills max_length
+    if count == 0:
+        raise ValueError(
+            f"no preference pair of the eval channel fits in max_length={max_length} tokens (each prompt alone fills "
+            "it); evaluate needs pairs whose responses are at least partly inside max_length"
+        )
+    trainer.args.per_device_eval_batch_size = _even_batch_size(count)
+    metrics = trainer.evaluate()
+    preferred = round(metrics["eval_rewards/accuracies"] * count)
+    return {
+        "pairs": count,
+        "preferred": preferred,
+        "accuracy": preferred / count,
+        "chosen_reward": metrics["eval_rewards/chosen"],
+        "rejected_reward": metrics["eval_rewards/rejected"],
+        "reward_margin": metrics["eval_rewards/margins"],
+        "beta": beta,
+    }
+
+
 def run(env: SageMakerEnv) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -101,9 +157,16 @@ def run(env: SageMakerEnv) -> int:
         if kind == "adapter":
             tuned_model = PeftModel.from_pretrained(base, str(tuned))
         else:
-            del base
+            if method != "dpo":  # full-weight DPO keeps the base: the reference its rewards are measured against
+                del base
             tuned_model = AutoModelForCausalLM.from_pretrained(str(tuned), **load)
         tuned_figures = _figures(tuned_model, tokenizer, eval_rows, probe_rows, completion_only, max_length, scratch)
+        preference = None
+        if method == "dpo":  # last: TRL's DPOTrainer patches the models it evaluates
+            beta = float(training.get("dpo_beta", DEFAULT_DPO_BETA))
+            pairs = render_dpo(eval_report.rows, eval_report.format)
+            reference = base if kind == "full" else None
+            preference = preference_figures(tuned_model, tokenizer, pairs, beta, max_length, scratch, reference)
 
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -115,12 +178,20 @@ def run(env: SageMakerEnv) -> int:
         ),
         "examples": len(eval_rows),
     }
+    if preference is not None:
+        report["preference"] = preference
     text = json.dumps(report, indent=2) + "\n"
     for folder in (env.model_dir, env.output_data_dir):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "eval.json").write_text(text, encoding="utf-8")
-    print(format_line(0, {k: tuned_figures[k] for k in ("eval_loss", "eval_perplexity")}), flush=True)
-    print(f"wrote {env.model_dir / 'eval.json'}: eval_loss_ratio={report['eval_loss_ratio']:.6g}", flush=True)
+    line = {k: tuned_figures[k] for k in ("eval_loss", "eval_perplexity")}
+    if preference is not None:
+        line.update(reward_accuracy=preference["accuracy"], reward_margin=preference["reward_margin"])
+    print(format_line(0, line), flush=True)
+    summary = f"eval_loss_ratio={report['eval_loss_ratio']:.6g}"
+    if preference is not None:
+        summary += f", preference accuracy {preference['preferred']}/{preference['pairs']}"
+    print(f"wrote {env.model_dir / 'eval.json'}: {summary}", flush=True)
     return 0
 
 
