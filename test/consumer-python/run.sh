@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python consumer test: builds the package (jsii) and its wheel (jsii-pacmak), installs the wheel
 # into a virtualenv with aws-cdk-lib's, constructs' and cdk-nag's Python packages, and runs app.py
-# (synth + the four cdk-nag packs; any finding fails).
+# (synth + the four cdk-nag packs; any finding fails), then cfn-lint over its templates.
 # The virtualenv is built once per requirements.txt (keyed by its hash, outside the clone).
 # TUNEYARD_SKIP_BUILD=1: dist/ and .jsii are fresh (scripts/test-all.sh: npm pack just built them);
 # TUNEYARD_SKIP_PACMAK=1 reuses the wheel already in dist-pacmak/python.
@@ -46,3 +46,9 @@ trap 'rm -rf "$out"' EXIT
 t=$(now)
 "$venv/bin/python" "$here/app.py" "$out" "$root/cdk.json"
 took "python app: synth + cdk-nag" "$t"
+# cfn-lint (AWS's linter, in the project's test virtualenv) over what the Python app synthesized.
+# W3010 (hard-coded availability zones) is expected here: the app fixes its region, and PlaneNetwork then
+# names <region>a and <region>b (it never looks zones up at synth).
+t=$(now)
+"$(bash "$root/scripts/python-env.sh")/bin/cfn-lint" --config-file "$root/.cfnlintrc.yaml" --ignore-checks W3005 W3010 -- "$out"/*.template.json
+took "cfn-lint" "$t"
