@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, OVERLONG_ROWS, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
 
 /**
  * The cross-language contract: the TypeScript recipe renderer against the trainer's config schema
@@ -22,11 +22,12 @@ describe('recipe ↔ trainer config contract', () => {
     expect(schema.additionalProperties).toBe(false);
   });
 
-  test('enum values match (method, scheduler, distribution, attention)', () => {
+  test('enum values match (method, scheduler, distribution, attention, overlong rows)', () => {
     expect([...METHODS]).toEqual(properties.method.enum);
     expect([...LR_SCHEDULERS]).toEqual(properties.lr_scheduler_type.enum);
     expect([...DISTRIBUTIONS]).toEqual(properties.distribution.enum);
     expect([...ATTN_IMPLEMENTATIONS]).toEqual(properties.attn_implementation.enum);
+    expect([...OVERLONG_ROWS]).toEqual(properties.overlong_rows.enum);
   });
 
   test('defaults and method restrictions match the trainer', () => {

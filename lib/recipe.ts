@@ -17,6 +17,15 @@ export type { Method };
 export const LR_SCHEDULERS = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
 export const DISTRIBUTIONS = ['none', 'ddp', 'fsdp', 'deepspeed'] as const;
 export const ATTN_IMPLEMENTATIONS = ['auto', 'flash_attention_2', 'sdpa', 'eager'] as const;
+/**
+ * What the trainer does with rows longer than `maxLength` tokens (it counts them either way). `drop`, the default:
+ * every row trained on ends with its end-of-turn token, which the model must learn to stop on, and a preference pair
+ * is compared on whole responses; a cut row teaches a response that never ends (and can leave a pair's two responses
+ * alike). `truncate` keeps their first `maxLength` tokens: more data, for sets whose long rows matter more than
+ * their endings (long documents). `tuneyard validate --method` and ValidateDataset report how many rows are
+ * estimated over `maxLength`, so the rows a run drops are known before it starts.
+ */
+export const OVERLONG_ROWS = ['drop', 'truncate'] as const;
 
 
 const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo'];
@@ -43,6 +52,7 @@ export const RECIPE_FIELDS = {
   batchSize: { key: 'per_device_train_batch_size', default: 4, methods: undefined },
   gradientAccumulation: { key: 'gradient_accumulation_steps', default: 4, methods: undefined },
   maxLength: { key: 'max_length', default: 2048, methods: undefined },
+  overlongRows: { key: 'overlong_rows', default: 'drop', methods: undefined },
   packing: { key: 'packing', default: false, methods: SFT_METHODS },
   completionOnlyLoss: { key: 'completion_only_loss', default: true, methods: SFT_METHODS },
   seed: { key: 'seed', default: 42, methods: undefined },
@@ -86,6 +96,10 @@ export const RecipeSchema = z
     batchSize: positiveInt('sequences per GPU per step').optional().describe('Sequences per GPU per step. Default: 4.'),
     gradientAccumulation: positiveInt('steps per optimiser update').optional().describe('Steps accumulated per optimiser update. Default: 4.'),
     maxLength: z.number().int('must be a whole number of tokens').min(16, 'must be at least 16 tokens').max(131072, 'must be at most 131072 tokens').optional().describe('Tokens per sequence. Default: 2048.'),
+    overlongRows: z
+      .enum(OVERLONG_ROWS)
+      .optional()
+      .describe('Rows longer than maxLength tokens: drop (every row trained on keeps its end of turn) or truncate (cut to maxLength). Counted either way. Default: drop.'),
     packing: z.boolean().optional().describe('SFT/LoRA/QLoRA: pack sequences into maxLength blocks. Default: false.'),
     completionOnlyLoss: z.boolean().optional().describe('SFT/LoRA/QLoRA: train on the responses only (every assistant message but those with weight 0); false trains on every token. Default: true.'),
     seed: z.number().int('must be a whole number').optional().describe('Seed for initialisation, data order and the split. Default: 42.'),
@@ -138,6 +152,8 @@ export interface Recipe {
   readonly gradientAccumulation?: number;
   /** Tokens per sequence. @default 2048 */
   readonly maxLength?: number;
+  /** Rows longer than maxLength tokens: drop (every row trained on keeps its end of turn) or truncate (cut to maxLength); see {@link OVERLONG_ROWS}. @default "drop" */
+  readonly overlongRows?: (typeof OVERLONG_ROWS)[number];
   /** SFT/LoRA/QLoRA: pack sequences into maxLength blocks. @default false */
   readonly packing?: boolean;
   /** SFT/LoRA/QLoRA: train on the response only. @default true */

@@ -26,7 +26,8 @@ export interface DatasetValidatorOptions {
   readonly method?: Method;
   /**
    * The run's `max_length` in tokens: rows whose estimated length exceeds it are counted in `tokens.overLimit`
-   * (the trainer truncates them; they are not errors).
+   * (not errors: the trainer drops them, or truncates them with the recipe's `overlongRows: 'truncate'`, and counts
+   * them itself from their real token lengths).
    *
    * @default - no limit: `tokens.overLimit` is empty
    */
@@ -69,7 +70,11 @@ export interface TokenStats {
   readonly total: number;
   /** The limit `overLimit` counts against, when one was given. */
   readonly maxLength?: number;
-  /** Valid rows longer than `maxLength`: their number and the first lines (examples only when counted while streaming). */
+  /**
+   * Valid rows estimated longer than `maxLength` (a preference pair: its prompt with the longer response), which the
+   * trainer drops or truncates (recipe `overlongRows`): their number and the first lines (examples only when counted
+   * while streaming).
+   */
   readonly overLimit: { readonly count: number; readonly lines: number[] };
   /** `[tokens, rows]` pairs, ascending: lets {@link reportForMethod} count rows over another limit. */
   readonly histogram: Array<[number, number]>;

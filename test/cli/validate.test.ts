@@ -87,6 +87,20 @@ describe('tuneyard validate output', () => {
     expect(code).toBe(0);
   });
 
+  test('with --method, counts the rows over the recipe\'s default maxLength and says what training does with them', async () => {
+    const file = path.join(tmp, 'long.jsonl');
+    const chat = (answer: string) => JSON.stringify({ messages: [{ role: 'user', content: 'Summarise the report.' }, { role: 'assistant', content: answer }] });
+    fs.writeFileSync(file, [chat('Short.'), chat('x'.repeat(9000)), chat('Also short.')].join('\n') + '\n');
+
+    const { code, stdout } = await cli(['validate', file, '--method', 'sft']);
+
+    expect(stdout).toContain('  too long     1 over 2,048 tokens (e.g. line 2): dropped in training (recipe overlongRows "drop", the default) or cut to maxLength ("truncate")\n');
+    expect(code).toBe(0);
+    // without --method (a fact about the file) or with another limit
+    expect((await cli(['validate', file])).stdout).not.toContain('too long');
+    expect((await cli(['validate', file, '--method', 'sft', '--max-length', '8192'])).stdout).toContain('  too long     0 over 8,192 tokens: dropped');
+  });
+
   test('checks the eval file too, including rows copied from the training file', async () => {
     const train = path.join(tmp, 'train.jsonl');
     const evalFile = path.join(tmp, 'eval.jsonl');

@@ -20,7 +20,7 @@ export interface ValidateDatasetInput {
   /** The dataset version: the sha256 of the training file, as uploaded by `tuneyard upload`. */
   readonly datasetSha256: string;
   readonly method: Method;
-  /** The run's `max_length` in tokens: rows estimated longer are counted (not an error; the trainer truncates them). */
+  /** The run's `max_length` in tokens: rows estimated longer are counted (not an error; the trainer drops or truncates them, recipe `overlongRows`). */
   readonly maxLength?: number;
 }
 

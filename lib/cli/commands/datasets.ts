@@ -9,6 +9,7 @@ import { count } from '../format';
 import { progressBar } from '../io';
 import type { CommandContext } from '../program';
 import { METHODS } from '../../methods';
+import { RECIPE_FIELDS } from '../../recipe';
 
 /** Errors printed per file before "... and N more". */
 export const MAX_PRINTED_ERRORS = 50;
@@ -20,10 +21,12 @@ export function registerDatasetCommands(program: Command, ctx: CommandContext): 
     .argument('<file>', 'training data, JSONL')
     .addOption(new Option('--method <method>', 'the training method the data is for').choices(METHODS))
     .option('--eval <file>', 'held-out eval data, JSONL (also checked for rows copied from the training file)')
-    .option('--max-length <tokens>', 'count rows longer than this many (estimated) tokens', positiveInt)
+    .option('--max-length <tokens>', `count rows longer than this many (estimated) tokens (with --method, default: the recipe's, ${RECIPE_FIELDS.maxLength.default})`, positiveInt)
     .action(async (file: string, opts: { method?: (typeof METHODS)[number]; eval?: string; maxLength?: number }, command: Command) => {
       ctx.use(command);
-      const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, maxLength: opts.maxLength });
+      // checked for a run: the rows a run with the recipe's default maxLength would drop are counted too
+      const maxLength = opts.maxLength ?? (opts.method ? RECIPE_FIELDS.maxLength.default : undefined);
+      const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, maxLength });
       const ok = errorCount(checked) === 0;
       if (ctx.global.json) {
         ctx.print({ ok, train: fileJson(checked.train), eval: checked.eval && fileJson(checked.eval) }, '');
@@ -99,7 +102,11 @@ function summary(path: string, report: DatasetReport): string {
     `  duplicates   ${count(report.duplicates.count)}${report.duplicates.examples.length ? ` (e.g. line ${report.duplicates.examples[0].line} repeats line ${report.duplicates.examples[0].firstLine})` : ''}`,
   ];
   if (report.tokens.maxLength !== undefined) {
-    lines.push(`  too long     ${count(report.tokens.overLimit.count)} over ${count(report.tokens.maxLength)} tokens (truncated in training)`);
+    const { count: over, lines: at } = report.tokens.overLimit;
+    lines.push(
+      `  too long     ${count(over)} over ${count(report.tokens.maxLength)} tokens${at.length ? ` (e.g. line ${at[0]})` : ''}: ` +
+        `dropped in training (recipe overlongRows "drop", the default) or cut to maxLength ("truncate")`,
+    );
   }
   if (report.contamination) {
     const c = report.contamination;

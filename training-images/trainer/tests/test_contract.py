@@ -29,6 +29,7 @@ RECIPE_KEYS = {
     "batchSize": "per_device_train_batch_size",
     "gradientAccumulation": "gradient_accumulation_steps",
     "maxLength": "max_length",
+    "overlongRows": "overlong_rows",
     "packing": "packing",
     "completionOnlyLoss": "completion_only_loss",
     "seed": "seed",

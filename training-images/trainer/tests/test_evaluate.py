@@ -37,9 +37,9 @@ def check_fixture(name: str, report: dict) -> None:
     assert shape(committed) == shape(report), f"{path} no longer has the shape evaluate writes: rerun with TUNEYARD_UPDATE_FIXTURES=1"
 
 
-def evaluation(make_job, trained, **channels):
+def evaluation(make_job, trained, name="evaluate", **channels):
     """Runs `evaluate` on a training job's model output (the adapter channel)."""
-    job = make_job("evaluate").configure({}, **channels)
+    job = make_job(name).configure({}, **channels)
     (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
     assert job.run("evaluate") == 0, job.failure
     report = json.loads((job.model_dir / "eval.json").read_text())
@@ -213,3 +213,16 @@ def test_full_weight_dpo_is_evaluated_against_the_base_weights(make_job, dpo_lor
     assert report["preference"] == pytest.approx(expected, abs=1e-4)
     assert report["preference"]["accuracy"] >= 5 / 7
 
+
+
+def test_rows_longer_than_max_length_are_left_out_as_in_training(make_job, lora_run):
+    """The shared LoRA run dropped the rows longer than its max_length (64 tokens, overlong_rows=drop): evaluating it
+    leaves them out of the figures too, for the base and the tuned model alike."""
+    assert json.loads((lora_run.model_dir / "training_config.json").read_text())["config"]["overlong_rows"] == "drop"
+    story = {"role": "assistant", "content": "The cat and the dog are near the road. " * 8}
+    overlong = [{"messages": [{"role": "user", "content": f"Describe the {a}."}, story]} for a in ("cat", "dog")]
+    with_overlong = evaluation(make_job, lora_run, "with-overlong", eval=sft_rows()[:4] + overlong)
+    fitting = evaluation(make_job, lora_run, "fitting", eval=sft_rows()[:4])
+    for side in ("base", "tuned"):
+        assert with_overlong[side]["eval_loss"] == pytest.approx(fitting[side]["eval_loss"], rel=1e-6)
+    assert with_overlong["examples"] == 6  # the eval channel's rows

@@ -59,7 +59,9 @@ def test_lora_trains_the_adapter_only(lora_run, base_model_dir, base_model_diges
     written = json.loads((job.model_dir / "training_config.json").read_text())
     assert written["config"]["method"] == "lora"
     assert written["artifacts"] == {"adapter": "adapter", "adapter_archive": "adapter.tar.gz"}
-    assert written["dataset"] == {"format": "chat", "train_rows": 20, "eval_channel": False}
+    assert written["dataset"] == {
+        "format": "chat", "train_rows": 20, "eval_channel": False, "overlong_rows": {"train": 0, "eval": 0}
+    }
 
 
 def test_adapter_archive_holds_the_adapter_files_at_its_root_deterministically(lora_run, tmp_path):

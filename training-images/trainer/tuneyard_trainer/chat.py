@@ -1,5 +1,5 @@
-"""Chat templates: which tokens of a conversation carry loss (every assistant turn, but those with weight 0) and the
-token that ends an assistant turn (what generation must stop on)."""
+"""Chat templates: which tokens of a conversation carry loss (every assistant turn, but those with weight 0), the
+token that ends an assistant turn (what generation must stop on), and the rows too long for max_length."""
 
 from __future__ import annotations
 
@@ -122,6 +122,35 @@ def sft_dataset(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, 
     eot = end_of_turn_token(tokenizer)
     eot_id = tokenizer.convert_tokens_to_ids(eot) if eot is not None else None
     return Dataset.from_list([loss_mask(tokenizer, row["messages"], marked, responses_only, eot_id) for row in rows])
+
+
+def _token_lengths(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Tokens of each row as TRL's trainers lay it out: a conversation of sft_dataset (already tokenized), a `text` row
+    with the eos TRL appends to it, a preference pair (data.render_dpo) as its prompt with the longer response."""
+    if "input_ids" in dataset.column_names:
+        return [len(ids) for ids in dataset["input_ids"]]
+    if "text" in dataset.column_names:
+        eos = tokenizer.eos_token
+        return [len(tokenizer(text if text.endswith(eos) else text + eos)["input_ids"]) for text in dataset["text"]]
+
+    def tokens(messages: list[dict[str, Any]]) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+
+    return [max(tokens(row["prompt"] + row["chosen"]), tokens(row["prompt"] + row["rejected"])) for row in dataset]
+
+
+def fit_to_length(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, overlong_rows: str
+) -> tuple[Dataset, int]:
+    """The dataset for TRL and how many of its rows are longer than `max_length` tokens. overlong_rows="drop" leaves
+    them out; "truncate" keeps them for TRL to cut to their first max_length tokens, which loses the end of the
+    response and the end-of-turn token a model learns to stop on (and can leave the two responses of a pair alike)."""
+    lengths = _token_lengths(dataset, tokenizer)
+    fits = [i for i, length in enumerate(lengths) if length <= max_length]
+    overlong = len(lengths) - len(fits)
+    if overlong_rows == "drop" and overlong:
+        dataset = dataset.select(fits)
+    return dataset, overlong
 
 
 def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:

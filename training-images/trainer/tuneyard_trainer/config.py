@@ -76,7 +76,17 @@ class TrainerConfig(BaseModel):
     per_device_train_batch_size: int = Field(4, ge=1, description="Sequences per GPU per step.")
     gradient_accumulation_steps: int = Field(4, ge=1, description="Steps accumulated per optimiser update.")
     max_length: int = Field(
-        2048, ge=16, description="Tokens per sequence (longer ones are truncated); the block size when packing."
+        2048,
+        ge=16,
+        description="Tokens per sequence (rows longer than this: see overlong_rows); the block size when packing.",
+    )
+    overlong_rows: Literal["drop", "truncate"] = Field(
+        "drop",
+        description="Rows longer than max_length tokens (a preference pair: its prompt with the longer response). "
+        "drop: left out, so every row trained on ends with its end-of-turn token, which the model must learn to "
+        "stop on; truncate: cut to their first max_length tokens (the end of the response, end of turn included, is "
+        "lost). Counted either way: training_config.json and the overlong_rows metric. Evaluation follows the same "
+        "rule.",
     )
     packing: bool = Field(
         False,

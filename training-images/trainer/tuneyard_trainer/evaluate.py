@@ -16,7 +16,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from .chat import sft_dataset
+from .chat import fit_to_length, sft_dataset
 from .data import render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
@@ -26,6 +26,7 @@ from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dat
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_DPO_BETA = 0.1
+DEFAULT_OVERLONG_ROWS = "truncate"  # what trainers wrote before training_config.json recorded overlong_rows
 
 
 def locate_tuned(folder: Path) -> tuple[str, Path]:
@@ -49,10 +50,17 @@ def mean_loss(
     max_length: int,
     scratch: Path,
     batch_size: int = 4,
+    overlong_rows: str = DEFAULT_OVERLONG_ROWS,
 ) -> float:
-    """Mean loss per label token of a model over rows (the same tokenisation and masking as training; the figure
-    does not depend on `batch_size`)."""
-    dataset = sft_dataset(rows, tokenizer, responses_only)
+    """Mean loss per label token of a model over rows (the same tokenisation, masking and overlong_rows rule as
+    training; the figure does not depend on `batch_size`)."""
+    tokenized = sft_dataset(rows, tokenizer, responses_only)
+    dataset, overlong = fit_to_length(tokenized, tokenizer, max_length, overlong_rows)
+    if len(dataset) == 0:
+        raise ValueError(f"every row to evaluate is longer than max_length={max_length} tokens (overlong_rows=drop)")
+    if overlong:
+        action = "left out" if overlong_rows == "drop" else "cut to it"
+        print(f"{overlong} of {len(rows)} rows are longer than max_length={max_length} tokens: {action}", flush=True)
     args = SFTConfig(
         output_dir=str(scratch / "trainer"),
         per_device_eval_batch_size=batch_size,
@@ -69,11 +77,16 @@ def mean_loss(
     return float(trainer.evaluate()["eval_loss"])
 
 
-def _figures(model, tokenizer, eval_rows, probe_rows, responses_only, max_length, scratch) -> dict[str, float | None]:
-    eval_loss = mean_loss(model, tokenizer, eval_rows, responses_only, max_length, scratch)
+def _figures(
+    model, tokenizer, eval_rows, probe_rows, responses_only, max_length, overlong_rows, scratch
+) -> dict[str, float | None]:
+    def loss(rows: list[dict[str, Any]]) -> float:
+        return mean_loss(model, tokenizer, rows, responses_only, max_length, scratch, overlong_rows=overlong_rows)
+
+    eval_loss = loss(eval_rows)
     probe = None
     if probe_rows is not None:
-        probe = mean_loss(model, tokenizer, probe_rows, responses_only, max_length, scratch)
+        probe = loss(probe_rows)
     return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0)), "probe_loss": probe}
 
 
@@ -84,14 +97,22 @@ def _even_batch_size(count: int, most: int = 8) -> int:
 
 
 def preference_figures(
-    model, tokenizer, pairs: list[dict[str, Any]], beta: float, max_length: int, scratch: Path, reference=None
+    model,
+    tokenizer,
+    pairs: list[dict[str, Any]],
+    beta: float,
+    max_length: int,
+    scratch: Path,
+    reference=None,
+    overlong_rows: str = DEFAULT_OVERLONG_ROWS,
 ) -> dict[str, float | int]:
     """How a DPO-tuned model ranks held-out preference pairs (data.render_dpo), from TRL's DPOTrainer evaluation. A
     response's implicit reward is beta * (log p_tuned - log p_reference), summed over its tokens (end of turn
     included); `accuracy` is the share of pairs whose chosen response has the higher reward (a tie is no win: the
     reference itself scores 0), `reward_margin` the mean of chosen minus rejected reward. The reference is the base
-    model: `reference` (full-weight DPO), or, when `model` is a PeftModel, the model with its adapter disabled."""
-    dataset = Dataset.from_list(pairs)
+    model: `reference` (full-weight DPO), or, when `model` is a PeftModel, the model with its adapter disabled. Pairs
+    longer than max_length are left out or cut as in training (overlong_rows)."""
+    dataset, _ = fit_to_length(Dataset.from_list(pairs), tokenizer, max_length, overlong_rows)
     args = DPOConfig(
         output_dir=str(scratch / "preference"),
         beta=beta,
@@ -103,17 +124,22 @@ def preference_figures(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = DPOTrainer(
-        model=model, ref_model=reference, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer
+        model=model,
+        ref_model=reference,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        processing_class=tokenizer,
     )
     if isinstance(trainer.model, PeftModel) and "ref" in trainer.model.peft_config:
         # TRL takes a PeftModel it is given for an adapter to train further, against a frozen copy of it ("ref"). Here
         # the reference is the base: without that copy, TRL's reference is the model with its adapters disabled.
         trainer.model.delete_adapter("ref")
-    count = len(trainer.eval_dataset)  # TRL leaves out pairs whose prompt alone fills max_length
+    count = len(trainer.eval_dataset)  # TRL also leaves out pairs whose prompt alone fills max_length
     if count == 0:
         raise ValueError(
-            f"no preference pair of the eval channel fits in max_length={max_length} tokens (each prompt alone fills "
-            "it); evaluate needs pairs whose responses are at least partly inside max_length"
+            f"no preference pair of the eval channel fits in max_length={max_length} tokens (overlong_rows="
+            f"{overlong_rows}); evaluate needs pairs whose responses are at least partly inside max_length"
         )
     trainer.args.per_device_eval_batch_size = _even_batch_size(count)
     metrics = trainer.evaluate()
@@ -145,6 +171,7 @@ def run(env: SageMakerEnv) -> int:
         probe_report = load_dataset_channel(env, "probe", "sft")
         completion_only = training.get("completion_only_loss", True)
         max_length = int(training.get("max_length", DEFAULT_MAX_LENGTH))
+        overlong_rows = training.get("overlong_rows", DEFAULT_OVERLONG_ROWS)
         eval_rows = render_sft(eval_report.rows, eval_report.format)  # preference rows: prompt and chosen response
         probe_rows = render_sft(probe_report.rows, probe_report.format) if probe_report else None
 
@@ -153,20 +180,26 @@ def run(env: SageMakerEnv) -> int:
             tokenizer.pad_token = tokenizer.eos_token
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
         base = AutoModelForCausalLM.from_pretrained(str(base_source), **load)
-        base_figures = _figures(base, tokenizer, eval_rows, probe_rows, completion_only, max_length, scratch)
+        base_figures = _figures(
+            base, tokenizer, eval_rows, probe_rows, completion_only, max_length, overlong_rows, scratch
+        )
         if kind == "adapter":
             tuned_model = PeftModel.from_pretrained(base, str(tuned))
         else:
             if method != "dpo":  # full-weight DPO keeps the base: the reference its rewards are measured against
                 del base
             tuned_model = AutoModelForCausalLM.from_pretrained(str(tuned), **load)
-        tuned_figures = _figures(tuned_model, tokenizer, eval_rows, probe_rows, completion_only, max_length, scratch)
+        tuned_figures = _figures(
+            tuned_model, tokenizer, eval_rows, probe_rows, completion_only, max_length, overlong_rows, scratch
+        )
         preference = None
         if method == "dpo":  # last: TRL's DPOTrainer patches the models it evaluates
             beta = float(training.get("dpo_beta", DEFAULT_DPO_BETA))
             pairs = render_dpo(eval_report.rows, eval_report.format)
             reference = base if kind == "full" else None
-            preference = preference_figures(tuned_model, tokenizer, pairs, beta, max_length, scratch, reference)
+            preference = preference_figures(
+                tuned_model, tokenizer, pairs, beta, max_length, scratch, reference, overlong_rows
+            )
 
     report = {
         "schema_version": SCHEMA_VERSION,

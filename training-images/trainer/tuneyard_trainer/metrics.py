@@ -26,6 +26,7 @@ METRICS = {
     "gpu_memory_peak_gib": "peak GPU memory allocated by this process in GiB (0 without a GPU)",
     "reward_margin": "DPO: mean chosen minus rejected reward",
     "reward_accuracy": "DPO: share of pairs where the chosen reward is higher",
+    "overlong_rows": "rows of the train split longer than max_length tokens (dropped or truncated: overlong_rows), at step 0",
 }
 
 # Trainer log key -> metric name

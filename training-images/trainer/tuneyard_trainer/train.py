@@ -9,7 +9,7 @@ import json
 import os
 import re
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ from transformers import (
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from . import launch, merge
-from .chat import ChatTemplateError, end_of_turn_token, sft_dataset, stop_token_ids
+from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, sft_dataset, stop_token_ids
 from .config import TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
-from .metrics import MetricsCallback
+from .metrics import MetricsCallback, format_line
 from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv, write_adapter_archive
 
 TRAINING_CONFIG = "training_config.json"
@@ -49,6 +49,8 @@ class Inputs:
     model_source: str
     train: DatasetReport
     eval: DatasetReport | None
+    # rows of the train and eval splits longer than max_length tokens (chat.fit_to_length), counted by build_trainer
+    overlong_rows: dict[str, int] = field(default_factory=dict)
 
 
 def load_dataset_channel(env: SageMakerEnv, channel: str, method: str) -> DatasetReport | None:
@@ -285,7 +287,18 @@ def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Datas
         render = lambda rows: Dataset.from_list(render_dpo(rows, fmt))  # noqa: E731
     else:
         render = lambda rows: sft_dataset(render_sft(rows, fmt), tokenizer, config.completion_only_loss)  # noqa: E731
-    return render(train_rows), render(eval_rows)
+    datasets = []
+    for split, rows in (("train", train_rows), ("eval", eval_rows)):
+        dataset, inputs.overlong_rows[split] = fit_to_length(
+            render(rows), tokenizer, config.max_length, config.overlong_rows
+        )
+        if len(dataset) == 0:
+            raise PreflightError(
+                f"every row of the {split} split is longer than max_length={config.max_length} tokens, and "
+                "overlong_rows=drop leaves them out; raise max_length or set overlong_rows=truncate"
+            )
+        datasets.append(dataset)
+    return datasets[0], datasets[1]
 
 
 def _label_nll(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
@@ -430,6 +443,7 @@ def write_training_config(
             "format": inputs.train.format,
             "train_rows": len(inputs.train.rows),
             "eval_channel": inputs.eval is not None,
+            "overlong_rows": inputs.overlong_rows,
         },
         "artifacts": artifacts,
         **stops,
@@ -453,6 +467,8 @@ def run(env: SageMakerEnv) -> int:
     stop.install()
     try:
         trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop, CheckpointManifest()])
+        if _is_main_process():
+            print(format_line(0, {"overlong_rows": inputs.overlong_rows["train"]}), flush=True)
         resume = newest_checkpoint(env.checkpoints_dir)
         if resume is not None:
             print(f"resuming from {resume}", flush=True)
