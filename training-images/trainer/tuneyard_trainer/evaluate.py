@@ -113,6 +113,8 @@ def preference_figures(
     model: `reference` (full-weight DPO), or, when `model` is a PeftModel, the model with its adapter disabled. Pairs
     longer than max_length are left out or cut as in training (overlong_rows)."""
     dataset, _ = fit_to_length(Dataset.from_list(pairs), tokenizer, max_length, overlong_rows)
+    if len(dataset) == 0:
+        raise ValueError(f"every pair to evaluate is longer than max_length={max_length} tokens (overlong_rows=drop)")
     args = DPOConfig(
         output_dir=str(scratch / "preference"),
         beta=beta,
@@ -135,11 +137,11 @@ def preference_figures(
         # TRL takes a PeftModel it is given for an adapter to train further, against a frozen copy of it ("ref"). Here
         # the reference is the base: without that copy, TRL's reference is the model with its adapters disabled.
         trainer.model.delete_adapter("ref")
-    count = len(trainer.eval_dataset)  # TRL also leaves out pairs whose prompt alone fills max_length
+    count = len(trainer.eval_dataset)  # TRL leaves out pairs whose prompt alone fills max_length
     if count == 0:
         raise ValueError(
-            f"no preference pair of the eval channel fits in max_length={max_length} tokens (overlong_rows="
-            f"{overlong_rows}); evaluate needs pairs whose responses are at least partly inside max_length"
+            f"every pair to evaluate has a prompt of max_length={max_length} tokens or more; evaluate needs pairs "
+            "whose responses are at least partly inside max_length"
         )
     trainer.args.per_device_eval_batch_size = _even_batch_size(count)
     metrics = trainer.evaluate()
