@@ -1,186 +1,423 @@
-"""Training throughput of the Tuneyard trainer's settings against plain TRL SFTTrainer defaults.
+"""Training throughput of the Tuneyard trainer against TRL's SFTTrainer defaults, same model, same data, same script.
 
-Random-initialised Llama-style models built from a config (nothing downloaded): ~1B (Llama-3.2-1B shape) and
-~8B (Llama-3.1-8B shape). Sequences of random length (64..2048 tokens) of random token ids; our settings pack
-them padding-free into 2048-token blocks, plain TRL pads each batch. Reported per GPU: non-padding tokens per
-second (after warm-up steps), peak GPU memory, and MFU = 6 * parameters * tokens/s / peak bf16 FLOP/s (the
-usual model-FLOPs convention; LoRA does fewer real FLOPs, so its MFU reads low by design).
+Random-initialised Llama-shaped models built from a config (nothing downloaded) train LoRA (r=16, alpha 32, every
+linear layer: Tuneyard's defaults, given to every setup so only batching, precision and loading differ) and QLoRA on
+chat rows of lognormal length (about 6% longer than max_length, as in a realistic mix), rendered with a chat
+template and tokenized with their loss masks by the trainer's own code (chat.sft_dataset); every setup gets the same
+rows in the same order (same seed, same row count).
 
-    python benchmarks/trainer_throughput.py                 # 1B and 8B, LoRA and QLoRA, on one GPU
-    python benchmarks/trainer_throughput.py --tiny --cpu    # smoke test of the code path (no GPU)
+Setups:
+- tuneyard: the trainer's own path (train.build_trainer with the config's defaults: padding-free batches where the
+  model keeps flattened sequences apart, bf16 base weights on a GPU, NF4 + double quantisation for QLoRA).
+- trl-defaults: SFTTrainer(model=<folder>) with SFTConfig's defaults (padded batches, fp32 weights, bf16 autocast
+  on a GPU, `BitsAndBytesConfig(load_in_4bit=True)` for QLoRA). On CPU: bf16=False (autocast on CPU is slower).
+- trl-bf16 (GPU only): the same with bf16 weights (`model_init_kwargs={"dtype": bfloat16}`, bf16 4-bit compute),
+  so the comparison does not credit Tuneyard for loading bf16 weights alone.
 
-Prints a markdown table.
+Reported per setup: non-padding input tokens per second over the timed steps (after warm-up steps; Trainer's
+`num_input_tokens_seen`), peak memory (GPU: torch.cuda.max_memory_allocated; CPU: the worker process's peak RSS and
+its growth during training), MFU = 6 * parameters * tokens/s / peak FLOP/s (model-FLOPs convention; LoRA does fewer
+real FLOPs, so it reads low by design; on CPU only with --peak-tflops), the mean training loss of the timed steps
+(same data and masks: the setups should agree), and the ratio of each median to the trl-defaults median of the same
+run. Each measurement runs in a process of its own (a clean allocator and a peak RSS of its own); setups alternate
+within each repeat.
+
+    python benchmarks/trainer_throughput.py               # GPU: 1B and 8B shapes, LoRA and QLoRA, max_length 2048
+    python benchmarks/trainer_throughput.py --tiny        # CPU: 22.7M-param Llama shape, 2,000 rows, max_length 1024,
+                                                          #      batch 4, one torch thread, medians of 3 (~6 minutes)
+    python benchmarks/trainer_throughput.py --smoke       # CPU, seconds: the code path and the report's fields
+
+Prints a markdown table; --json writes every measurement.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training-images" / "trainer"))
-
-from datasets import Dataset  # noqa: E402
-from peft import LoraConfig  # noqa: E402
-from tokenizers import Tokenizer, models  # noqa: E402
-from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback  # noqa: E402
-from trl import SFTConfig, SFTTrainer  # noqa: E402
-
-from tuneyard_trainer import train  # noqa: E402
-from tuneyard_trainer.config import TrainerConfig  # noqa: E402
-from tuneyard_trainer.sagemaker_env import SageMakerEnv  # noqa: E402
+TRAINER = Path(__file__).resolve().parents[1] / "training-images" / "trainer"
+sys.path.insert(0, str(TRAINER))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHAPES = {
     "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256),
+               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=512),
+               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "tiny": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=8,
+                 num_key_value_heads=4, vocab_size=32768, tie_word_embeddings=False),
+    "smoke": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False),
 }
+MODES = {
+    "gpu": dict(shapes=["1b", "8b"], methods=["lora", "qlora"], rows=2000, max_length=2048, batch=4, steps=30,
+                warmup=5, repeats=1, setups=["tuneyard", "trl-defaults", "trl-bf16"]),
+    "tiny": dict(shapes=["tiny"], methods=["lora"], rows=2000, max_length=1024, batch=4, steps=8, warmup=2,
+                 repeats=3, setups=["tuneyard", "trl-defaults"]),
+    "smoke": dict(shapes=["smoke"], methods=["lora"], rows=40, max_length=96, batch=4, steps=3, warmup=1,
+                  repeats=1, setups=["tuneyard", "trl-defaults"]),
+}
+BASELINE = "trl-defaults"
+SPECIAL = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+OVERLONG_Z = 1.555  # P(N(0,1) > z) = 6%: the share of rows longer than max_length
 
 
-class StepTimer(TrainerCallback):
-    """Tokens and seconds after the warm-up steps."""
-
-    def __init__(self, warmup: int):
-        self.warmup = warmup
-        self.start = None
-        self.tokens_at_start = 0
-        self.seconds = 0.0
-        self.tokens = 0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        if state.global_step == self.warmup:
-            self.start, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen
-        elif self.start is not None:
-            self.seconds = time.perf_counter() - self.start
-            self.tokens = state.num_input_tokens_seen - self.tokens_at_start
+# ---------------------------------------------------------------------------------------------------- fixtures
 
 
-def make_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
-    core = Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>"))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+def make_tokenizer(folder: Path, vocab_size: int):
+    """One token per word (w0, w1, ...), the template's markers as special tokens; turns end with <|end|> (eos)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL)}
+    vocab.update({f"w{i}": len(SPECIAL) + i for i in range(vocab_size - len(SPECIAL))})
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>", unk_token="<unk>", bos_token=None
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL[3:]})
+    tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def make_model(shape: str, folder: Path, cpu: bool) -> int:
-    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=4096, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    dtype = torch.float32 if cpu else torch.bfloat16
-    with torch.device("cpu"):
-        model = LlamaForCausalLM(config).to(dtype)
-    model.save_pretrained(folder)
+def make_model(shape: str, folder: Path, dtype_name: str) -> int:
+    """A random-initialised Llama of the shape, saved in `dtype_name`; returns its parameter count."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=8192, pad_token_id=0, eos_token_id=2,
+                         bos_token_id=None)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM(config)
+    model.to(getattr(torch, dtype_name)).save_pretrained(folder)
     params = sum(p.numel() for p in model.parameters())
     del model
     return params
 
 
-def make_dataset(rows: int, max_length: int, vocab: int, seed: int) -> Dataset:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(max_length // 32, max_length + 1, (rows,), generator=generator)
-    return Dataset.from_list(
-        [{"input_ids": torch.randint(3, vocab, (int(n),), generator=generator).tolist()} for n in lengths]
-    )
+def make_rows(count: int, max_length: int, vocab_size: int, seed: int) -> list[dict]:
+    """Chat rows whose rendered length is lognormal (median ~max_length/4.7, 6% over max_length, clipped to 40 ..
+    1.54 x max_length); longer rows have more turns; a quarter of the multi-turn rows mark their first assistant
+    turn weight 0."""
+    import random
+
+    rng = random.Random(seed)
+    mu, high = math.log(max_length) - OVERLONG_Z, round(max_length * 1.54)
+    words = vocab_size - len(SPECIAL)
+    rows = []
+    for _ in range(count):
+        total = min(max(round(rng.lognormvariate(mu, 1.0)), 40), high)
+        pairs = 1 + (total > 300) + (total > 800)
+        messages = 2 * pairs
+        content = max(total - 2 * messages, messages)  # each message adds its role marker and <|end|>
+        sizes = [content // messages + (i < content % messages) for i in range(messages)]
+        chat = []
+        for i, size in enumerate(sizes):
+            role = "user" if i % 2 == 0 else "assistant"
+            message = {"role": role, "content": " ".join(f"w{rng.randrange(words)}" for _ in range(size))}
+            if role == "assistant" and i == 1 and pairs > 1 and rng.random() < 0.25:
+                message["weight"] = 0
+            chat.append(message)
+        rows.append({"messages": chat})
+    return rows
 
 
-def run_ours(method, model_dir, tokenizer, dataset, args, out) -> SFTTrainer:
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- worker
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _timer(warmup: int):
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Tokens, seconds and losses of the steps after the warm-up ones."""
+
+        def __init__(self):
+            self.start = None
+            self.tokens_at_start = 0
+            self.seconds = 0.0
+            self.cpu_seconds = 0.0
+            self.tokens = 0
+            self.losses = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if state.global_step == warmup:
+                self.start, self.tokens_at_start = time.perf_counter(), state.num_input_tokens_seen
+                self.cpu_start = time.process_time()
+            elif self.start is not None:
+                self.seconds = time.perf_counter() - self.start
+                self.cpu_seconds = time.process_time() - self.cpu_start
+                self.tokens = state.num_input_tokens_seen - self.tokens_at_start
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.global_step > warmup:
+                self.losses.append(float(logs["loss"]))
+
+    return StepTimer()
+
+
+def tuneyard_trainer(spec: dict, tokenizer, callbacks):
+    """The trainer's own path: the config's defaults, built as a training job builds it."""
+    from tuneyard_trainer import train
+    from tuneyard_trainer.config import TrainerConfig
+    from tuneyard_trainer.data import validate_file
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
     config = TrainerConfig(
-        base_model=str(model_dir), method=method, max_length=args.max_length, packing=True,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1, logging_steps=10_000,
-        eval_steps=10_000, save_steps=10_000, warmup_ratio=0, learning_rate=2e-4,
+        base_model=spec["model_dir"], method=spec["method"], max_length=spec["max_length"],
+        per_device_train_batch_size=spec["batch"], gradient_accumulation_steps=1, warmup_ratio=0,
+        logging_steps=1, eval_steps=100_000, save_steps=100_000,
+        # TRL's truncation, so every setup trains the same rows in the same order (the default drops them)
+        overlong_rows="truncate", **spec.get("overrides", {}),
     )
-    trainer_args = train._trainer_args(config, SageMakerEnv(out))
-    trainer_args.update(max_steps=args.steps, eval_strategy="no", save_strategy="no")
-    sft_args = SFTConfig(**trainer_args, packing=True, packing_strategy="bfd", completion_only_loss=False)
+    report = validate_file(Path(spec["train"]), config.method)
+    held_out = validate_file(Path(spec["eval"]), config.method)
+    inputs = train.Inputs(config, spec["model_dir"], report, held_out)
+    trainer = train.build_trainer(inputs, SageMakerEnv(Path(spec["out"])), tokenizer, callbacks)
+    trainer.args.max_steps = spec["steps"]
+    return trainer
+
+
+def trl_trainer(spec: dict, tokenizer, callbacks, bf16_weights: bool):
+    """SFTTrainer as its documentation calls it: defaults everywhere but what the benchmark fixes (steps, batch,
+    length, the LoRA settings) and, on CPU, bf16 autocast off."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from tuneyard_trainer import train
+    from tuneyard_trainer.chat import sft_dataset
+    from tuneyard_trainer.config import TrainerConfig
+    from tuneyard_trainer.data import render_sft, validate_file
+
+    cpu = not torch.cuda.is_available()
+    config = TrainerConfig(base_model=spec["model_dir"], method=spec["method"])
+    rows = validate_file(Path(spec["train"]), config.method).rows
+    dataset = sft_dataset(render_sft(rows, "chat"), tokenizer, config.completion_only_loss)
+    quantization = None
+    if config.method == "qlora":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, **({"bnb_4bit_compute_dtype": torch.bfloat16} if bf16_weights else {})
+        )
+    args = SFTConfig(
+        output_dir=spec["out"], max_steps=spec["steps"], per_device_train_batch_size=spec["batch"],
+        max_length=spec["max_length"], report_to="none", include_num_input_tokens_seen="non_padding",
+        save_strategy="no", logging_steps=1, disable_tqdm=True, use_cpu=cpu, bf16=not cpu,
+        model_init_kwargs={"dtype": torch.bfloat16} if bf16_weights else None,
+    )
     return SFTTrainer(
-        model=train.load_model(config, str(model_dir)), args=sft_args, train_dataset=dataset,
-        processing_class=tokenizer, peft_config=train.lora_config(config),
+        model=spec["model_dir"], args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=train.lora_config(config), quantization_config=quantization, callbacks=callbacks,
     )
 
 
-def run_plain(method, model_dir, tokenizer, dataset, args, out) -> SFTTrainer:
-    """TRL as a newcomer would call it: defaults everywhere but batch size, steps and length."""
-    sft_args = SFTConfig(
-        output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        max_length=args.max_length, report_to="none", include_num_input_tokens_seen="non_padding",
-        bf16=not args.cpu, use_cpu=args.cpu, save_strategy="no",
-    )
-    quantization = BitsAndBytesConfig(load_in_4bit=True) if method == "qlora" else None
-    return SFTTrainer(
-        model=str(model_dir), args=sft_args, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=LoraConfig(task_type="CAUSAL_LM"), quantization_config=quantization,
-    )
+def worker(spec: dict) -> dict:
+    """One measurement, in this process."""
+    import torch
 
+    from tuneyard_trainer import train
 
-def measure(setup, method, model_dir, tokenizer, dataset, args, out) -> dict:
+    tokenizer = train.load_tokenizer(spec["model_dir"], "chat")
+    timer = _timer(spec["warmup"])
+    if spec["setup"] == "tuneyard":
+        trainer = tuneyard_trainer(spec, tokenizer, [timer])
+    else:
+        trainer = trl_trainer(spec, tokenizer, [timer], bf16_weights=spec["setup"] == "trl-bf16")
+    batching = "padding-free" if getattr(trainer.data_collator, "padding_free", False) else "padded"
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    build = run_ours if setup == "tuneyard" else run_plain
-    trainer = build(method, model_dir, tokenizer, dataset, args, out)
-    timer = StepTimer(args.warmup_steps)
-    trainer.add_callback(timer)
+    rss_before = _rss_mib()
     trainer.train()
-    tokens_per_second = timer.tokens / timer.seconds if timer.seconds else float("nan")
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    del trainer
-    return {"tokens_per_second": tokens_per_second, "peak_gib": peak}
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "setup": spec["setup"],
+        "batching": batching,
+        "attention": trainer.model.config._attn_implementation,
+        "tokens": timer.tokens,
+        "seconds": timer.seconds,
+        "tokens_per_second": timer.tokens / timer.seconds if timer.seconds else float("nan"),
+        "tokens_per_cpu_second": timer.tokens / timer.cpu_seconds if timer.cpu_seconds else float("nan"),
+        "mean_loss": statistics.fmean(timer.losses) if timer.losses else float("nan"),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "peak_rss_mib": peak_rss,
+        "train_rss_growth_mib": peak_rss - rss_before,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+
+def run_worker(spec: dict) -> dict:
+    process = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, timeout=3600
+    )
+    for line in process.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    raise RuntimeError(f"{spec['setup']} failed (exit {process.returncode}):\n{process.stderr[-4000:]}")
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=TRAINER, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=TRAINER.parents[1],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="a 2-layer model instead of 1B and 8B")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU (smoke test; QLoRA is skipped)")
-    parser.add_argument("--sizes", default="1b,8b")
-    parser.add_argument("--methods", default="lora,qlora")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup-steps", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak per GPU (H100 SXM: 989)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--tiny", action="store_true", help="CPU: a 22.7M-param Llama shape (see above)")
+    mode.add_argument("--smoke", action="store_true", help="CPU, seconds: the code path and the report's fields")
+    parser.add_argument("--shapes", help="comma-separated: 1b, 8b (GPU mode)")
+    parser.add_argument("--methods", help="comma-separated: lora, qlora")
+    parser.add_argument("--repeats", type=int, help="measurements per setup (the median is reported)")
+    parser.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOP/s per device for MFU "
+                        "(default: 989 on a GPU, H100/H200 SXM; none on CPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per CPU measurement (default 1: "
+                        "on a shared machine, threads spin-waiting for a core another process holds swamp the "
+                        "differences measured)")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.tiny:
-        args.sizes, args.max_length, args.rows = "tiny", min(args.max_length, 256), min(args.rows, 64)
-        args.steps, args.warmup_steps = min(args.steps, 6), min(args.warmup_steps, 2)
-    if not args.cpu and not torch.cuda.is_available():
-        parser.error("no CUDA device: pass --cpu (with --tiny) for a smoke test")
+    if args.worker:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return
 
-    device = "CPU" if args.cpu else torch.cuda.get_device_name()
-    lines = [
-        f"Device: {device}; sequence length {args.max_length}; batch {args.batch_size}/GPU; "
-        f"{args.steps} steps ({args.warmup_steps} warm-up not timed)",
-        "",
-        "| model | method | setup | params | tokens/s/GPU | peak GPU mem (GiB) | MFU |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    import torch
+
+    name = "tiny" if args.tiny else "smoke" if args.smoke else "gpu"
+    plan = dict(MODES[name])
+    if args.shapes:
+        plan["shapes"] = args.shapes.split(",")
+    if args.methods:
+        plan["methods"] = args.methods.split(",")
+    if args.repeats:
+        plan["repeats"] = args.repeats
+    gpu = name == "gpu"
+    if gpu and not torch.cuda.is_available():
+        parser.error("no CUDA device: the 1B/8B shapes need a GPU; --tiny or --smoke run on CPU")
+    if not gpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU modes measure the CPU even where a GPU is present
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the workers' torch threads
+        torch.set_num_threads(args.threads)
+    peak_tflops = args.peak_tflops or (989.0 if gpu else None)
+
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        tokenizer = make_tokenizer(root / "tokenizer")
-        for shape in args.sizes.split(","):
+        for shape in plan["shapes"]:
             model_dir = root / shape
-            params = make_model(shape, model_dir, args.cpu)
-            tokenizer.save_pretrained(model_dir)
-            dataset = make_dataset(args.rows, args.max_length, SHAPES[shape]["vocab_size"], seed=0)
-            for method in args.methods.split(","):
-                for setup in ("tuneyard", "trl-defaults"):
-                    if method == "qlora" and not torch.cuda.is_available():
-                        lines.append(f"| {shape} | {method} | {setup} | {params / 1e6:,.0f}M | n/a (needs CUDA) | | |")
-                        continue
-                    result = measure(setup, method, model_dir, tokenizer, dataset, args, root / "out")
-                    mfu = 6 * params * result["tokens_per_second"] / (args.peak_tflops * 1e12)
-                    lines.append(
-                        f"| {shape} | {method} | {setup} | {params / 1e6:,.0f}M | {result['tokens_per_second']:.0f} "
-                        f"| {result['peak_gib']:.1f} | {mfu:.1%} |"
-                    )
-    print("\n".join(lines))
+            tokenizer = make_tokenizer(model_dir, SHAPES[shape]["vocab_size"])
+            params = make_model(shape, model_dir, "bfloat16" if gpu else "float32")
+            rows = make_rows(plan["rows"] + 20, plan["max_length"], len(tokenizer), seed=0)
+            train_file = write_jsonl(root / f"{shape}-train.jsonl", rows[:-20])
+            eval_file = write_jsonl(root / f"{shape}-eval.jsonl", rows[-20:])
+            for method in plan["methods"]:
+                for repeat in range(plan["repeats"]):
+                    for setup in plan["setups"]:
+                        spec = {
+                            "setup": setup, "method": method, "model_dir": str(model_dir), "train": str(train_file),
+                            "eval": str(eval_file), "max_length": plan["max_length"], "batch": plan["batch"],
+                            "steps": plan["steps"], "warmup": plan["warmup"], "out": str(root / "out" / setup),
+                        }
+                        result = run_worker(spec)
+                        result.update(shape=shape, method=method, params=params, repeat=repeat)
+                        if peak_tflops:
+                            result["mfu"] = 6 * params * result["tokens_per_second"] / (peak_tflops * 1e12)
+                        results.append(result)
+                        print(f"# {shape} {method} {setup} #{repeat + 1}: {result['tokens_per_second']:.0f} tok/s",
+                              file=sys.stderr, flush=True)
+    report = summarize(results, plan, name, peak_tflops)
+    print(report)
+    if args.json:
+        args.json.write_text(json.dumps({"mode": name, "plan": plan, "machine": machine(), "commit": _commit(),
+                                         "results": results}, indent=1) + "\n")
+
+
+def summarize(results: list[dict], plan: dict, name: str, peak_tflops: float | None) -> str:
+    gpu = name == "gpu"
+    lines = [
+        f"Mode {name}: {machine()}; commit {_commit()}; {time.strftime('%Y-%m-%d')}",
+        f"{plan['rows']} chat rows, max_length {plan['max_length']}, batch {plan['batch']}, {plan['steps']} steps "
+        f"({plan['warmup']} warm-up not timed), median of {plan['repeats']}",
+        "",
+        "| model | params | method | setup | batching | tokens/s (runs) | x trl-defaults | "
+        + ("peak GPU GiB | MFU |" if gpu else "tokens/CPU-s | peak RSS MiB | RSS growth in training MiB |")
+        + " mean loss |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("" if gpu else "---|"),
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for result in results:
+        groups.setdefault((result["shape"], result["method"], result["setup"]), []).append(result)
+    medians = {key: statistics.median(r["tokens_per_second"] for r in runs) for key, runs in groups.items()}
+    for (shape, method, setup), runs in groups.items():
+        median = medians[(shape, method, setup)]
+        baseline = medians.get((shape, method, BASELINE))
+        ratio = f"{median / baseline:.2f}x" if baseline else ""
+        spread = ", ".join(f"{r['tokens_per_second']:.0f}" for r in runs)
+        if gpu:
+            memory = f"{max(r['peak_gpu_gib'] for r in runs):.1f}"
+            mfu = statistics.median(r["mfu"] for r in runs)
+            extra = f"{memory} | {mfu:.1%} |"
+        else:
+            extra = (f"{statistics.median(r['tokens_per_cpu_second'] for r in runs):.0f} | "
+                     f"{statistics.median(r['peak_rss_mib'] for r in runs):.0f} | "
+                     f"{statistics.median(r['train_rss_growth_mib'] for r in runs):.0f} |")
+        loss = statistics.median(r["mean_loss"] for r in runs)
+        lines.append(
+            f"| {shape} | {runs[0]['params'] / 1e6:,.1f}M | {method} | {setup} | {runs[0]['batching']} "
+            f"({runs[0]['attention']}) | {median:.0f} ({spread}) | {ratio} | {extra} {loss:.4f} |"
+        )
+    if not gpu and not peak_tflops:
+        lines.append("\nMFU: not reported on CPU (no peak FLOP/s given: --peak-tflops).")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -207,8 +207,10 @@ def test_attention_auto_picks_flash_attention_when_available_else_sdpa(monkeypat
     config = from_hyperparameters({"base_model": "m"})
     monkeypatch.setattr(train, "_flash_attention_available", lambda: False)
     assert train.attention_implementation(config) == "sdpa"
+    assert train.attention_implementation(config, flat=True) == "sdpa_varlen"  # padding-free batches
     monkeypatch.setattr(train, "_flash_attention_available", lambda: True)
     assert train.attention_implementation(config) == "flash_attention_2"
+    assert train.attention_implementation(config, flat=True) == "flash_attention_2"
     assert train.attention_implementation(from_hyperparameters({"base_model": "m", "attn_implementation": "eager"})) == "eager"
 
 
@@ -244,7 +246,7 @@ def test_training_arguments_are_built_before_the_weights_load(job, monkeypatch, 
     class Loaded(Exception):
         pass
 
-    def fake_load(config, source):
+    def fake_load(config, source, **kwargs):
         order.append("model")
         raise Loaded
 

@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, prepare_model_for_kbit_training
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     BitsAndBytesConfig,
@@ -27,10 +28,11 @@ from transformers import (
     TrainerCallback,
 )
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from . import launch, merge
+from . import attention, launch, merge
 from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, sft_dataset, stop_token_ids
-from .config import TrainerConfig, from_hyperparameters
+from .config import SFT_METHODS, TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback, format_line
 from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv, write_adapter_archive
@@ -106,10 +108,14 @@ def _flash_attention_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
 
 
-def attention_implementation(config: TrainerConfig) -> str:
+def attention_implementation(config: TrainerConfig, flat: bool = False) -> str:
+    """`auto`: flash attention when installed (varlen kernels on padding-free batches); otherwise, for padding-free
+    batches (`flat`), sdpa run sequence by sequence (attention.py), else transformers' sdpa."""
     if config.attn_implementation != "auto":
         return config.attn_implementation
-    return "flash_attention_2" if _flash_attention_available() else "sdpa"
+    if _flash_attention_available():
+        return "flash_attention_2"
+    return attention.register() if flat else "sdpa"
 
 
 def compute_dtype() -> torch.dtype:
@@ -156,10 +162,12 @@ def fp32_trainable_parameters(model: torch.nn.Module) -> None:
             param.data = param.data.float()
 
 
-def load_model(config: TrainerConfig, source: str, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """The model to train (in weights_dtype(config) unless `dtype` is given)."""
+def load_model(
+    config: TrainerConfig, source: str, dtype: torch.dtype | None = None, flat: bool = False
+) -> torch.nn.Module:
+    """The model to train (in weights_dtype(config) unless `dtype` is given; `flat`: for padding-free batches)."""
     kwargs: dict[str, Any] = {
-        "attn_implementation": attention_implementation(config),
+        "attn_implementation": attention_implementation(config, flat),
         "dtype": dtype or weights_dtype(config),
     }
     if config.method == "qlora":
@@ -176,6 +184,27 @@ def load_model(config: TrainerConfig, source: str, dtype: torch.dtype | None = N
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     return model
+
+
+# Architectures that keep the sequences of a flattened (padding-free) batch apart: flash attention through the
+# cu_seq_lens TRL's collator passes (varlen kernels), sdpa and eager through the block-diagonal mask transformers
+# builds from position_ids that restart at 0, sdpa_varlen (attention.py) sequence by sequence. tests/test_padding_free.py
+# checks every one (each sequence of a flattened pair gets the logits it gets alone, under all three). Models with recurrent, convolutional or
+# linear-attention layers (Mamba, Jamba, Bamba, Falcon-H1, Qwen3-Next, Nemotron-H, ...) carry state across the
+# boundary, as do attention sinks (gpt-oss): they train on padded batches, and packing is refused for them.
+PADDING_FREE_MODEL_TYPES = frozenset({
+    "apertus", "arcee", "cohere", "exaone4", "gemma", "gemma2", "gemma3_text", "glm4", "granite", "llama",
+    "ministral", "mistral", "mixtral", "olmo2", "olmo3", "phi", "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+    "smollm3", "starcoder2",
+})
+
+
+def padding_free(config: TrainerConfig, model_type: str) -> bool:
+    """SFT batches without padding: each batch's sequences flattened into one row, separated by position_ids (TRL's
+    padding-free collator), where the architecture keeps them apart (PADDING_FREE_MODEL_TYPES). The same tokens
+    carry loss as in a padded batch (each sequence's first label is masked, so none is predicted from the one
+    before) and no compute or memory goes to padding."""
+    return config.method in SFT_METHODS and model_type in PADDING_FREE_MODEL_TYPES
 
 
 def lora_config(config: TrainerConfig) -> LoraConfig:
@@ -323,10 +352,24 @@ class TokenMeanSFTTrainer(SFTTrainer):
     """SFTTrainer whose `eval_loss` is the NLL summed over every label token of the eval set divided by their count.
     Trainer's own is a mean of per-batch means, so a batch with few label tokens weighs as much as one with many and
     the figure changes with the eval batch size. The sums go through Trainer's eval loop (gathered across processes,
-    padding of the last batch dropped); early stopping, the best checkpoint and the metric lines all see this one."""
+    padding of the last batch dropped); early stopping, the best checkpoint and the metric lines all see this one.
+
+    Evaluation batches are padded, one row per sequence, whatever the training batches are (padding-free training
+    flattens a batch into one row): the loop counts and drops the repeated sequences that even out the last batch
+    across processes by rows, and the eval set is never packed (eval_packing=False)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, compute_metrics=_token_mean, preprocess_logits_for_metrics=_label_nll, **kwargs)
+        if self.args.eval_packing or (self.args.eval_packing is None and self.args.packing):
+            raise ValueError("token-weighted evaluation needs one sequence per row: set eval_packing=False")
+        self.eval_collator = DataCollatorForLanguageModeling(pad_token_id=self.processing_class.pad_token_id)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        training, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training
 
     def evaluation_loop(self, *args, **kwargs):
         output = super().evaluation_loop(*args, **kwargs)
@@ -377,17 +420,35 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         raise PreflightError(f"the chat template of {inputs.model_source} cannot be trained on: {err}") from None
     # The arguments first: building them sets up the process group, this process's GPU and the FSDP loading
     # environment (cpu_ram_efficient_loading), which from_pretrained reads.
+    collator, flat = None, False
     if config.method == "dpo":
         args = DPOConfig(**_trainer_args(config, env), beta=config.dpo_beta)
     else:
+        model_type = AutoConfig.from_pretrained(inputs.model_source).model_type
+        flat = padding_free(config, model_type)
+        if config.packing and not flat:
+            raise PreflightError(
+                f"packing=true needs a model that keeps packed sequences apart, and {model_type} models do not "
+                "(recurrent, convolutional or linear-attention layers, or attention sinks, carry state from one "
+                "sequence to the next); set packing=false"
+            )
+        trainer_args = _trainer_args(config, env)
+        if flat:
+            # the flattened row holds no padding; "non_padding" would skip every token equal to the pad token, which
+            # is eos in tokenizers without one
+            trainer_args["include_num_input_tokens_seen"] = "all"
         args = SFTConfig(
-            **_trainer_args(config, env),
+            **trainer_args,
+            # best-fit decreasing packing is padding-free too: TRL builds the same collator
             packing=config.packing,
-            # best-fit decreasing packing is padding-free: sequences are separated by position_ids, which
-            # flash-attention (varlen) and transformers' sdpa/eager masks both respect.
             packing_strategy="bfd",
+            eval_packing=False,
         )
-    model = load_model(config, inputs.model_source)
+        if flat and not config.packing:
+            # TRL's own padding-free collator. Not SFTConfig(padding_free=True): without packing TRL then refuses a
+            # max_length (it would not truncate), and rows longer than max_length must still be cut to it.
+            collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+    model = load_model(config, inputs.model_source, flat=flat)
     peft_config = lora_config(config) if config.trains_adapter else None
     if config.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
@@ -406,7 +467,7 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         reference = load_model(config, inputs.model_source, compute_dtype()) if full_in_fp32 else None
         trainer = DPOTrainer(**common, ref_model=reference)
     else:
-        trainer = TokenMeanSFTTrainer(**common)
+        trainer = TokenMeanSFTTrainer(**common, data_collator=collator)
     if config.distribution in ("none", "ddp"):
         fp32_trainable_parameters(trainer.model)
     return trainer
