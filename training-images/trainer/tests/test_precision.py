@@ -71,8 +71,8 @@ def test_qlora_adapter_stays_fp32_although_trl_casts_it_to_bf16(job, gpu_dtype, 
     that says it is loaded in 4 bits stands in for the QLoRA base."""
     load = train.load_model
 
-    def loaded_in_4bit(config, source):
-        model = load(config, source)
+    def loaded_in_4bit(config, source, **options):
+        model = load(config, source, **options)
         model.is_loaded_in_4bit = True
         return model
 
