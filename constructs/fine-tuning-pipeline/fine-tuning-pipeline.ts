@@ -285,9 +285,14 @@ const LAMBDA_TRANSIENT_ERRORS = [
 // retry of a create whose answer was lost meets ResourceInUse while the job runs on unwatched. So the Train
 // and Evaluate states retry nothing; their failures go to InspectTraining/InspectEvaluation, which look at the
 // job (adopt a running one, go on with a completed one) and retry only a create refused for throttling.
-// The aws-sdk:sagemaker integration reports throttling as SageMaker.SageMakerException (with ValidationException:
-// a deterministic error is then retried a few times, seconds apart; the tasks that use it are idempotent).
-const SAGEMAKER_SDK_TRANSIENT_ERRORS = ['SageMaker.SageMakerException', 'SageMaker.InternalFailureException', 'SageMaker.ServiceUnavailableException', 'ThrottlingException'];
+// The aws-sdk:sagemaker integration reports throttling and ValidationException alike as SageMaker.SageMakerException:
+// no Retry names it (a ValidationException is never retried); Register catches it and tries again only when the
+// cause says throttling (RegisterThrottled).
+const SAGEMAKER_SDK_TRANSIENT_ERRORS = ['SageMaker.InternalFailureException', 'SageMaker.ServiceUnavailableException', 'ThrottlingException'];
+/** The SDK integration's name for SageMaker's unmodelled errors: throttling and ValidationException alike. */
+const SAGEMAKER_SDK_UNMODELLED_ERROR = 'SageMaker.SageMakerException';
+/** How many times Register is tried again after throttling (never after a ValidationException). */
+export const REGISTER_THROTTLE_RETRIES = 4;
 const SNS_TRANSIENT_ERRORS = ['SNS.ThrottledException', 'SNS.InternalErrorException', 'SNS.KMSThrottlingException', 'ThrottlingException'];
 
 /**
@@ -556,7 +561,29 @@ export class FineTuningPipeline extends Construct {
 
     const register = this.registry.registerState(PIPELINE_STATES.register);
     this.addTransientRetries(register, 'sagemaker');
-    register.addCatch(failure(PIPELINE_FAILURES.registrationFailed, PIPELINE_STATES.register), { resultPath: '$.error' });
+    const registrationFailed = failure(PIPELINE_FAILURES.registrationFailed, PIPELINE_STATES.register);
+    // Through the SDK integration throttling and ValidationException share one error name: only a cause that
+    // says throttling is tried again (a few times, the ClientToken keeping it one registration).
+    const throttled = sfn.Condition.or(
+      sfn.Condition.stringMatches('$.error.Cause', '*ThrottlingException*'),
+      sfn.Condition.stringMatches('$.error.Cause', '*Rate exceeded*'),
+    );
+    const waitToRegister = new sfn.Wait(this, 'RegisterThrottledWait', { time: sfn.WaitTime.duration(Duration.seconds(20)) }).next(register);
+    register.addCatch(
+      new sfn.Choice(this, 'RegisterThrottled')
+        .when(sfn.Condition.not(throttled), registrationFailed)
+        .when(
+          sfn.Condition.not(sfn.Condition.isPresent('$.registerRetries')),
+          new sfn.Pass(this, 'RegisterFirstRetry', { result: sfn.Result.fromObject({ count: 1 }), resultPath: '$.registerRetries' }).next(waitToRegister),
+        )
+        .when(
+          sfn.Condition.numberLessThan('$.registerRetries.count', REGISTER_THROTTLE_RETRIES),
+          new sfn.Pass(this, 'RegisterNextRetry', { parameters: { 'count.$': 'States.MathAdd($.registerRetries.count, 1)' }, resultPath: '$.registerRetries' }).next(waitToRegister),
+        )
+        .otherwise(registrationFailed),
+      { errors: [SAGEMAKER_SDK_UNMODELLED_ERROR], resultPath: '$.error' },
+    );
+    register.addCatch(registrationFailed, { resultPath: '$.error' });
 
     const succeeded = this.notify(PIPELINE_STATES.notifySucceeded, 'Tuneyard run succeeded', {
       outcome: 'SUCCEEDED',

@@ -1,5 +1,6 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../constructs/fine-tuning-pipeline/handler/inspect-job';
+import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline';
 import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
@@ -401,11 +402,33 @@ describe('FineTuningPipeline, executed locally', () => {
     };
     const result = await run(w.handlers);
     expect(result.status).toBe('SUCCEEDED');
-    expect(result.retried).toEqual(['Register']);
+    expect(result.entered.slice(result.entered.indexOf('Register'), result.entered.indexOf('Register') + 5)).toEqual([
+      'Register', 'RegisterThrottled', 'RegisterFirstRetry', 'RegisterThrottledWait', 'Register',
+    ]);
     // The retry carries the same idempotency token, so SageMaker answers it with the first registration.
     expect(tokens).toHaveLength(2);
     expect(tokens[0]).toMatch(/^[0-9a-f]{32}$/);
     expect(tokens[1]).toBe(tokens[0]);
+  });
+
+  test('a registration refused as invalid (the same SageMaker.SageMakerException) is never retried', async () => {
+    const w = world();
+    const register = failingFirst(Infinity, () => stepFunctionsError('SageMaker.SageMakerException', 'Value at customerMetadataProperties failed to satisfy constraint (Service: SageMaker, Status Code: 400, Request ID: 9b) ValidationException'), () => ({}));
+    w.handlers.Register = register;
+    const result = await run(w.handlers);
+    expect(result.error).toBe('SageMaker.SageMakerException');
+    expect(register.calls).toBe(1);
+    expect(result.entered.slice(-4)).toEqual(['Register', 'RegisterThrottled', 'NotifyRegistrationFailed', 'RegistrationFailed']);
+  });
+
+  test(`a registration throttled ${REGISTER_THROTTLE_RETRIES + 1} times fails, notified`, async () => {
+    const w = world();
+    const register = failingFirst(Infinity, () => stepFunctionsError('SageMaker.SageMakerException', 'Rate exceeded (Service: SageMaker, Status Code: 400, Request ID: 9c)'), () => ({}));
+    w.handlers.Register = register;
+    const result = await run(w.handlers);
+    expect(result.error).toBe('SageMaker.SageMakerException');
+    expect(register.calls).toBe(REGISTER_THROTTLE_RETRIES + 1);
+    expect(result.entered.slice(-2)).toEqual(['NotifyRegistrationFailed', 'RegistrationFailed']);
   });
 
   test('a failed registration is notified and ends in RegistrationFailed', async () => {
