@@ -293,7 +293,9 @@ def run_worker(spec: dict) -> dict:
 def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=TRAINER, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=TRAINER.parents[1],
+        measured = ["training-images/trainer/tuneyard_trainer", "training-images/trainer/configs",
+                    "benchmarks/trainer_throughput.py"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *measured], cwd=TRAINER.parents[1],
                                capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except OSError:

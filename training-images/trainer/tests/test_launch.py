@@ -2,6 +2,7 @@
 DDP run on CPU (gloo)."""
 
 import json
+import shutil
 
 import pytest
 from conftest import FAST, sft_rows
@@ -9,7 +10,7 @@ from conftest import FAST, sft_rows
 from tuneyard_trainer import launch
 from tuneyard_trainer.config import from_hyperparameters
 from tuneyard_trainer.sagemaker_env import ResourceConfig
-from tuneyard_trainer.train import newest_checkpoint
+from tuneyard_trainer.train import CHECKPOINT_MANIFEST, newest_checkpoint
 
 
 def config(**values):
@@ -46,7 +47,7 @@ def test_fsdp_settings_are_accepted_by_the_training_arguments(tmp_path):
         "version": 2,
         "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
         "reshard_after_forward": True,
-        "state_dict_type": "FULL_STATE_DICT",
+        "state_dict_type": "SHARDED_STATE_DICT",  # checkpoints: each process saves its shard; the model: whole
         "cpu_ram_efficient_loading": True,
         "activation_checkpointing": True,
     }
@@ -56,6 +57,47 @@ def test_fsdp_settings_are_accepted_by_the_training_arguments(tmp_path):
     parsed = SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False, **args)
     assert parsed.fsdp is True and parsed.fsdp_config["version"] == 2
     assert parsed.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    # what accelerate's FSDP plugin is built from: checkpoints hold each process's shard of the weights and of
+    # the optimizer state, not a copy of everything gathered on rank 0's CPU
+    assert parsed.fsdp_plugin_args["state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_after_fsdp_training_the_model_is_written_whole(job, monkeypatch):
+    """FSDP runs only on GPUs (on CPU accelerate trains DDP), so the plugin is stood in for at the end of training:
+    with sharded checkpoints, Trainer.save_model writes no weights at all unless the plugin is switched to
+    FULL_STATE_DICT first (accelerate's documented final-save switch), which the trainer does."""
+    from transformers import TrainerCallback
+
+    from tuneyard_trainer import train
+
+    class Plugin:
+        state_dict_type = "SHARDED_STATE_DICT"
+
+        def set_state_dict_type(self, state_dict_type):
+            self.state_dict_type = state_dict_type
+
+    plugin = Plugin()
+
+    class ShardedFromHereOn(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.trainer.is_fsdp_enabled = True
+            monkeypatch.setattr(self.trainer.accelerator.state, "fsdp_plugin", plugin, raising=False)
+
+    build = train.build_trainer
+
+    def build_with_fsdp_at_the_end(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.add_callback(ShardedFromHereOn(trainer))
+        return trainer
+
+    monkeypatch.setattr(train, "build_trainer", build_with_fsdp_at_the_end)
+    job.configure({**FAST, "method": "lora", "num_train_epochs": 1}, train=sft_rows())
+    assert job.run() == 0, job.failure
+    assert plugin.state_dict_type == "FULL_STATE_DICT"
+    assert (job.model_dir / "adapter" / "adapter_model.safetensors").stat().st_size > 0
 
 
 def test_zero3_config_defers_sizes_to_the_trainer():
@@ -107,3 +149,42 @@ def test_workers_use_the_network_interface_from_resourceconfig(tmp_path):
     assert launch.torchrun_environment(layout, {"NCCL_SOCKET_IFNAME": "ens5"})["NCCL_SOCKET_IFNAME"] == "ens5"
     one_host = launch.LaunchPlan(1, 0, 4, "algo-1", "eth0")
     assert "NCCL_SOCKET_IFNAME" not in launch.torchrun_environment(one_host, {})
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_hosts_each_with_its_own_disk_and_one_manifest_listing_both(make_job):
+    """Two "hosts" on this machine (127.0.0.1 and localhost, one CPU worker each, separate checkpoint folders as on
+    SageMaker): each host's worker writes its RNG state to its own disk; the main host's manifest lists both, so a
+    restart that finds only the main host's files (what reached S3) does not take the checkpoint as complete."""
+    hosts = ["127.0.0.1", "localhost"]
+    jobs = []
+    for host in hosts:
+        job = make_job(host).configure(
+            {**FAST, "method": "lora", "distribution": "ddp", "num_train_epochs": 1}, train=sft_rows()
+        )
+        (job.root / "input" / "config" / "resourceconfig.json").write_text(
+            json.dumps({"current_host": host, "hosts": hosts})
+        )
+        jobs.append(job)
+    port = str(free_port())
+    processes = [job.popen(TUNEYARD_NPROC_PER_NODE="1", TUNEYARD_MASTER_PORT=port) for job in jobs]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    assert "--nnodes=2 --node_rank=0" in outputs[0] and "--nnodes=2 --node_rank=1" in outputs[1]
+    main, other = (job.checkpoints / "checkpoint-3" for job in jobs)
+    listed = json.loads((main / CHECKPOINT_MANIFEST).read_text())["files"]
+    assert {"rng_state_0.pth", "rng_state_1.pth", "trainer_state.json", "adapter_model.safetensors"} <= set(listed)
+    assert not (main / "rng_state_1.pth").exists() and (other / "rng_state_1.pth").exists()
+    assert newest_checkpoint(jobs[0].checkpoints) is None  # the other host's RNG state has not arrived
+    shutil.copy(other / "rng_state_1.pth", main)  # what a restart downloads from S3 to every host
+    assert newest_checkpoint(jobs[0].checkpoints) == main
+    assert (jobs[0].model_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert not (jobs[1].model_dir / "adapter").exists()  # written once, by the main host

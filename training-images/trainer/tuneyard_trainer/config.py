@@ -118,7 +118,9 @@ class TrainerConfig(BaseModel):
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations to save GPU memory.")
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
-        "auto", description="auto: flash_attention_2 when installed and on CUDA, otherwise sdpa."
+        "auto",
+        description="auto: flash_attention_2 when installed and on CUDA, otherwise sdpa (on padding-free batches "
+        "run sequence by sequence: sdpa_varlen).",
     )
     dpo_beta: float = Field(
         0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.",

@@ -22,7 +22,7 @@ from .config import TrainerConfig
 from .sagemaker_env import STOP_EXIT_CODE, ResourceConfig, SageMakerEnv
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-MASTER_PORT = 29500
+MASTER_PORT = 29500  # TUNEYARD_MASTER_PORT overrides it (tests that run several jobs on one machine)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def torchrun_command(layout: LaunchPlan) -> list[str]:
         f"--node_rank={layout.node_rank}",
         f"--nproc_per_node={layout.nproc_per_node}",
         f"--master_addr={layout.master_addr}",
-        f"--master_port={MASTER_PORT}",
+        f"--master_port={os.environ.get('TUNEYARD_MASTER_PORT', MASTER_PORT)}",
         "-m",
         "tuneyard_trainer",
         "train",

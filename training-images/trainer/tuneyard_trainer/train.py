@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -218,51 +219,138 @@ def lora_config(config: TrainerConfig) -> LoraConfig:
 
 
 CHECKPOINT_MANIFEST = "tuneyard-checkpoint.json"
+# config fields that change what is logged, saved or written after training, not the training itself: a checkpoint
+# may be resumed with other values
+_RESUMABLE_CHANGES = ("logging_steps", "save_steps", "merge")
+
+
+class ForeignCheckpointError(PreflightError):
+    """A checkpoint written by a run with another config, other data or another number of processes."""
+
+
+def _sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def run_identity(inputs: Inputs, processes: int) -> dict[str, Any]:
+    """What a checkpoint must have been written by to be resumed: the config (but _RESUMABLE_CHANGES), the train and
+    eval files' SHA-256 and the number of processes (the data order and the global batch depend on it)."""
+    config = {k: v for k, v in inputs.config.model_dump().items() if k not in _RESUMABLE_CHANGES}
+    data = {"train": _sha256(inputs.train.path), "eval": _sha256(inputs.eval.path if inputs.eval else None)}
+    return {"config": config, "data": data, "processes": processes}
+
+
+def _differences(written: dict[str, Any] | None, identity: dict[str, Any]) -> list[str]:
+    if written is None:
+        return ["it records no run (an earlier trainer wrote it)"]
+    found = []
+    for key in sorted(set(written["config"]) | set(identity["config"])):
+        there, here = written["config"].get(key), identity["config"].get(key)
+        if there != here:
+            found.append(f"{key} {there!r} there, {here!r} here")
+    for split in ("train", "eval"):
+        there, here = written["data"].get(split), identity["data"][split]
+        if there != here:
+            found.append(f"{split} data sha256 {str(there)[:12]} there, {str(here)[:12]} here")
+    if written["processes"] != identity["processes"]:
+        found.append(f"{written['processes']} processes there, {identity['processes']} here")
+    return found
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((path / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+        return manifest if isinstance(manifest.get("files"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def checkpoint_complete(path: Path) -> bool:
     """True when every file the manifest lists is there with its size. SageMaker uploads a checkpoint to S3 file by
-    file (small files such as trainer_state.json land first) and a spot restart downloads whatever reached S3, so
-    the presence of one file proves nothing about the others."""
-    try:
-        listed = json.loads((path / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    file from every host (small files such as trainer_state.json land first) and a spot restart downloads whatever
+    reached S3 to every host, so the presence of one file proves nothing about the others. The manifest lists the
+    files every host wrote (each process's RNG state, each process's shard of a sharded checkpoint)."""
+    manifest = _manifest(path)
+    if manifest is None or "trainer_state.json" not in manifest["files"]:
         return False
-    if "trainer_state.json" not in listed:
-        return False
-    for name, size in listed.items():
+    for name, size in manifest["files"].items():
         file = path / name
         if not file.is_file() or file.stat().st_size != size:
             return False
     return True
 
 
-def newest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the highest step that is complete (see checkpoint_complete)."""
-    found = []
+def complete_checkpoints(folder: Path) -> dict[int, Path]:
+    """The complete checkpoints (see checkpoint_complete), by step."""
+    found = {}
     for path in folder.glob("checkpoint-*"):
         match = re.fullmatch(r"checkpoint-(\d+)", path.name)
         if match and checkpoint_complete(path):
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+            found[int(match.group(1))] = path
+    return found
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the highest step that is complete (see checkpoint_complete)."""
+    found = complete_checkpoints(folder)
+    return found[max(found)] if found else None
+
+
+def resume_point(folder: Path, identity: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume: the newest one complete on the disk of every process (all processes resume the same
+    step), refused when another run wrote it (ForeignCheckpointError: resuming it would train neither run)."""
+    found = complete_checkpoints(folder)
+    steps = set(found)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        everyone: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(everyone, sorted(steps))
+        steps = set.intersection(*(set(s) for s in everyone))
+    if not steps:
+        return None
+    path = found[max(steps)]
+    differences = _differences(_manifest(path).get("run"), identity)
+    if differences:
+        raise ForeignCheckpointError(
+            f"{path} belongs to another run ({'; '.join(differences)}). A job resumes only its own checkpoints: "
+            "give this job a checkpoint location of its own (the training job's CheckpointConfig S3Uri) or empty "
+            "this one"
+        )
+    return path
 
 
 class CheckpointManifest(TrainerCallback):
-    """After every checkpoint save, the main process lists the checkpoint's files and sizes (written last, once
-    every process has saved its part)."""
+    """After every checkpoint save, once every process has saved its part, each process lists the files on its
+    host's copy of the checkpoint and the main process writes the union, with the run's identity (run_identity),
+    last. Every host's files are listed: a host's RNG states and shards reach the others only through S3."""
+
+    def __init__(self, identity: dict[str, Any]):
+        self.identity = identity
 
     def on_save(self, args, state, control, **kwargs):
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed:
             torch.distributed.barrier()
+        files = {
+            p.relative_to(folder).as_posix(): p.stat().st_size
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(CHECKPOINT_MANIFEST)
+        }
+        everyone = [files]
+        if distributed:
+            everyone = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(everyone, files)
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            files = {
-                p.relative_to(folder).as_posix(): p.stat().st_size
-                for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.name != CHECKPOINT_MANIFEST
-            }
+            union: dict[str, int] = {}
+            for listing in everyone:  # rank 0's own listing first
+                for name, size in listing.items():
+                    union.setdefault(name, size)
             partial = folder / (CHECKPOINT_MANIFEST + ".partial")
-            partial.write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+            manifest = {"files": dict(sorted(union.items())), "run": self.identity}
+            partial.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
             os.replace(partial, folder / CHECKPOINT_MANIFEST)
         return control
 
@@ -524,13 +612,15 @@ def run(env: SageMakerEnv) -> int:
             return launch.run_torchrun(env, layout)
         env.stop_flag.unlink(missing_ok=True)
     tokenizer = load_tokenizer(inputs.model_source, inputs.train.format)
+    identity = run_identity(inputs, int(os.environ.get("WORLD_SIZE", "1")))
+    resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
     stop = StopOnSignal(env.stop_flag)
     stop.install()
     try:
-        trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop, CheckpointManifest()])
+        trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop, CheckpointManifest(identity)])
         if _is_main_process():
             print(format_line(0, {"overlong_rows": inputs.overlong_rows["train"]}), flush=True)
-        resume = newest_checkpoint(env.checkpoints_dir)
+        resume = resume_point(env.checkpoints_dir, identity)
         if resume is not None:
             print(f"resuming from {resume}", flush=True)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -544,6 +634,10 @@ def run(env: SageMakerEnv) -> int:
         # generation (transformers, vLLM) stops on any of these: the chat template's end-of-turn token, then eos
         generation = trainer.model.generation_config
         generation.eos_token_id = stop_token_ids(tokenizer)
+        if trainer.is_fsdp_enabled:
+            # checkpoints are sharded (each process writes its own shard, in seconds); the model written is whole:
+            # gathered once, weights only, on the main process's CPU
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(str(env.model_dir / kind))
     finally:
         stop.uninstall()
