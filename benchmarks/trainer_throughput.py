@@ -24,7 +24,7 @@ within each repeat.
 
     python benchmarks/trainer_throughput.py               # GPU: 1B and 8B shapes, LoRA and QLoRA, max_length 2048
     python benchmarks/trainer_throughput.py --tiny        # CPU: 22.7M-param Llama shape, 2,000 rows, max_length 1024,
-                                                          #      batch 4, one torch thread, medians of 3 (~6 minutes)
+                                                          #      batch 4, one torch thread, medians of 3 (~8 minutes)
     python benchmarks/trainer_throughput.py --smoke       # CPU, seconds: the code path and the report's fields
 
 Prints a markdown table; --json writes every measurement.
