@@ -2,11 +2,15 @@ import { Annotations, Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { Construct, IConstruct } from 'constructs';
+import { Construct } from 'constructs';
 import { TuneyardValidationError } from '../../lib/errors';
+import { addSourceById } from '../../lib/sources-by-id';
 import { findGpuInstance } from '../../lib/instances';
 import { IEndpointMetricSource, IPipelineMetricSource } from '../plane-dashboard/metric-sources';
 import { RunbookEntry, runbookText } from '../plane-dashboard/runbook';
+
+/** How PlaneAlarms words a source added twice or two sources with one id. */
+const ALARM_NAMING = { where: 'these alarms', naming: 'PlaneAlarms names its alarms after it' };
 
 /** How one alarm evaluates its metric. Every field is optional; the defaults are per alarm. */
 export interface AlarmTuning {
@@ -200,7 +204,7 @@ export class PlaneAlarms extends Construct {
    * @returns the alarm
    */
   public addPipeline(pipeline: IPipelineMetricSource): cloudwatch.IAlarm {
-    this.register(this.pipelines, 'pipeline', pipeline);
+    addSourceById(this, ALARM_NAMING, this.pipelines, 'pipeline', pipeline);
     const name = pipeline.node.id;
     const tuning = this.tuning('pipelineFailures', { threshold: 1, period: Duration.minutes(5), evaluationPeriods: 1, datapointsToAlarm: 1 });
     const counted = { statistic: cloudwatch.Stats.SUM, period: tuning.period };
@@ -236,7 +240,7 @@ export class PlaneAlarms extends Construct {
    * @returns the alarms that notify for the endpoint
    */
   public addEndpoint(endpoint: IEndpointAlarmSource): cloudwatch.IAlarm[] {
-    this.register(this.endpoints, 'endpoint', endpoint);
+    addSourceById(this, ALARM_NAMING, this.endpoints, 'endpoint', endpoint);
     const before = this.alarms.length;
     const name = endpoint.node.id;
     if (endpoint.invocation5xxAlarm) {
@@ -316,21 +320,6 @@ export class PlaneAlarms extends Construct {
       });
     }
     return this.alarms.slice(before);
-  }
-
-  /** Keeps sources apart by construct id, which names their alarms. */
-  private register<T extends IConstruct>(sources: Map<string, T>, kind: string, source: T): void {
-    const known = sources.get(source.node.id);
-    if (known === source) {
-      throw new TuneyardValidationError(`${kind} ${source.node.path} is already on these alarms; add each ${kind} once.`, this);
-    }
-    if (known) {
-      throw new TuneyardValidationError(
-        `two ${kind}s have the construct id "${source.node.id}" (${known.node.path}, ${source.node.path}); PlaneAlarms names its alarms after it. Give the ${kind}s distinct ids.`,
-        this,
-      );
-    }
-    sources.set(source.node.id, source);
   }
 
   /** 1 for a normalized metric (already 0-100); else the GPUs of the endpoint's instance type. */

@@ -1,7 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct, IConstruct } from 'constructs';
-import { TuneyardValidationError } from '../../lib/errors';
+import { addSourceById } from '../../lib/sources-by-id';
 import { IDataMetricSource, IEndpointMetricSource, IPipelineMetricSource, ITrainingMetricSource, IUsageMetricSource } from './metric-sources';
 import { RunbookEntry, runbookMarkdown } from './runbook';
 
@@ -322,18 +322,7 @@ export class PlaneDashboard extends Construct {
 
   /** Keeps sources apart by construct id, which names their sections and graphs; returns the id. */
   private register(kind: keyof PlaneDashboard['sources'], source: IConstruct): string {
-    const sources = this.sources[kind];
-    const known = sources.get(source.node.id);
-    if (known === source) {
-      throw new TuneyardValidationError(`${kind} ${source.node.path} is already on this dashboard; add each ${kind} once.`, this);
-    }
-    if (known) {
-      throw new TuneyardValidationError(
-        `two ${kind}s have the construct id "${source.node.id}" (${known.node.path}, ${source.node.path}); PlaneDashboard names their sections after it. Give the ${kind}s distinct ids.`,
-        this,
-      );
-    }
-    sources.set(source.node.id, source);
+    addSourceById(this, { where: 'this dashboard', naming: 'PlaneDashboard names their sections after it' }, this.sources[kind], kind, source);
     return source.node.id;
   }
 
