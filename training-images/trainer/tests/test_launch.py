@@ -115,7 +115,8 @@ def test_zero3_config_defers_sizes_to_the_trainer():
 def test_two_process_ddp_run_on_cpu_through_the_launcher(job):
     # 19 training rows, batch 4 per process: 3 steps per epoch on 2 processes (5 on one)
     job.configure({**FAST, "method": "lora", "distribution": "ddp", "num_train_epochs": 2}, train=sft_rows())
-    process = job.popen(TUNEYARD_NPROC_PER_NODE="2")
+    # a free port: another job on this machine (a second test run, a benchmark) may hold the default 29500
+    process = job.popen(TUNEYARD_NPROC_PER_NODE="2", TUNEYARD_MASTER_PORT=str(free_port()))
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 0, output[-4000:]
     assert "launching: " in output and "--nproc_per_node=2" in output
