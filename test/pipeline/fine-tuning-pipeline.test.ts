@@ -12,7 +12,7 @@ import { ModelRegistry } from '../../constructs/model-registry';
 import { DEFAULT_VLLM_DLC_TAG } from '../../constructs/vllm-endpoint/image';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { complianceFindings, testStack } from '../support/app';
-import { definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
+import { completedJob, definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
 import { movedReport } from '../support/trainer-reports';
 import { pipelineStack } from './pipeline-stack';
 
@@ -189,12 +189,7 @@ async function runOnce(p: ReturnType<typeof composed>) {
       return { ContentLength: report.length, Body: { transformToByteArray: async () => new Uint8Array(report) } };
     }) as any,
   };
-  const job = (input: any) => ({
-    TrainingJobName: input.TrainingJobName,
-    TrainingJobStatus: 'Completed',
-    SecondaryStatus: 'Completed',
-    ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
-  });
+  const job = (input: any) => completedJob(input);
   const sns = snsRecorder();
   const handlers: Record<string, LocalHandler> = {
     PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, p.env))),

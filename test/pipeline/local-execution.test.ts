@@ -5,7 +5,7 @@ import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pi
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
 import { dpoTrainerReport, movedDpoReport, movedReport, trainerReport } from '../support/trainer-reports';
-import { definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
+import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 
 // GIVEN the synthesized pipeline definition (intrinsics resolved) and local stand-ins for every Task
@@ -60,16 +60,6 @@ function fakeSageMaker(jobs: Record<string, Array<Record<string, unknown>>>) {
   };
 }
 
-function describeJob(input: any, status: Record<string, unknown> = {}) {
-  return {
-    TrainingJobName: input.TrainingJobName,
-    TrainingJobStatus: 'Completed',
-    SecondaryStatus: 'Completed',
-    ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
-    // no FinalMetricDataList or BillableTimeInSeconds: the states must not depend on them
-    ...status,
-  };
-}
 
 /** The handlers of a run where everything works; override some to take another path. */
 function world(report = evalJson(), jobs: Record<string, Array<Record<string, unknown>>> = {}, runId = RUN_ID) {
@@ -84,9 +74,9 @@ function world(report = evalJson(), jobs: Record<string, Array<Record<string, un
   const handlers: Record<string, LocalHandler> = {
     PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, ENV))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ format: 'chat', rows: 1000, evalRows: 200 }))),
-    Train: record('Train', (input) => describeJob(input)),
+    Train: record('Train', (input) => completedJob(input)),
     InspectTraining: record('InspectTraining', lambdaTask((event) => inspectJob(event, sagemaker))),
-    Evaluate: record('Evaluate', (input) => describeJob(input)),
+    Evaluate: record('Evaluate', (input) => completedJob(input)),
     InspectEvaluation: record('InspectEvaluation', lambdaTask((event) => inspectJob(event, sagemaker))),
     ReadEvalReport: record('ReadEvalReport', lambdaTask((event) => readEvalReport(event, s3))),
     Register: record('Register', () => ({ ModelPackageArn: 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/1' })),

@@ -12,7 +12,7 @@ import { deploymentName } from '../../lib/deploy';
 import { FineTuningPlaneStack } from '../../lib/fine-tuning-plane-stack';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { TEST_ENV, testApp } from '../support/app';
-import { definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
+import { completedJob, definitionFromTemplate, lambdaTask, LocalHandler, resolveTemplateValue, runLocal, snsRecorder } from '../support/local-sfn';
 import { movedReport } from '../support/trainer-reports';
 import { deployFunctionTask, deploySettingsFromTemplate, FakeSageMaker } from './sagemaker-deploy-fake';
 
@@ -75,12 +75,7 @@ function world(p: ReturnType<typeof plane>, request: object, evalLossRatio: numb
       return { ContentLength: bytes.length, Body: { transformToByteArray: async () => new Uint8Array(bytes) } };
     }) as any,
   };
-  const job = (input: any) => ({
-    TrainingJobName: input.TrainingJobName,
-    TrainingJobStatus: 'Completed',
-    SecondaryStatus: 'Completed',
-    ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
-  });
+  const job = (input: any) => completedJob(input);
   const sagemaker = FakeSageMaker.fromTemplate(p.template);
   const deploy = p.deploySettings ? deployFunctionTask(sagemaker, p.deploySettings) : undefined;
   const handlers: Record<string, LocalHandler> = {

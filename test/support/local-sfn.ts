@@ -190,6 +190,20 @@ export function failingFirst(times: number, error: () => Error, then: LocalHandl
   return handler;
 }
 
+/**
+ * What a CreateTrainingJob `.sync` Task returns for a job that completed (DescribeTrainingJob), built from
+ * the request the state sent; no FinalMetricDataList or BillableTimeInSeconds: the states must not depend on them.
+ */
+export function completedJob(input: any, status: Record<string, unknown> = {}) {
+  return {
+    TrainingJobName: input.TrainingJobName,
+    TrainingJobStatus: 'Completed',
+    SecondaryStatus: 'Completed',
+    ModelArtifacts: { S3ModelArtifacts: `${input.OutputDataConfig.S3OutputPath}${input.TrainingJobName}/output/model/` },
+    ...status,
+  };
+}
+
 /** Records what was published to SNS (the message object, the subject). */
 export function snsRecorder(): LocalHandler & { messages: Array<{ subject?: string; message: any }> } {
   const messages: Array<{ subject?: string; message: any }> = [];
