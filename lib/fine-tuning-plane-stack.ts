@@ -190,6 +190,11 @@ export class FineTuningPlaneStack extends Stack {
     new CfnOutput(this, 'NotificationTopicArn', { value: this.notifications.topic.topicArn, description: 'Run outcomes and alarms' });
     new CfnOutput(this, 'ModelPackageGroupName', { value: this.modelRegistry.modelPackageGroupName, description: 'The model registry' });
     new CfnOutput(this, 'TrainingJobPrefix', { value: this.trainingJob.jobNamePrefix, description: 'Prefix of the training job names' });
+    // The PlanRun settings `tuneyard train` checks a request against before it starts a run.
+    new CfnOutput(this, 'AllowHubModels', { value: String(this.trainingJob.allowHubModels), description: 'Whether a Hugging Face Hub id may be the base model' });
+    if (this.trainingJob.minComputeCapability !== undefined) {
+      new CfnOutput(this, 'MinComputeCapability', { value: String(this.trainingJob.minComputeCapability), description: 'The lowest GPU compute capability the training image runs on' });
+    }
     if (this.endpoint) new CfnOutput(this, 'EndpointName', { value: this.endpoint.endpointName, description: 'The vLLM endpoint' });
   }
 }

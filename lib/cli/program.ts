@@ -1,8 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { registerCheckpointsCommand } from './commands/checkpoints';
 import { registerDatasetCommands } from './commands/datasets';
 import { registerEstimateCommand } from './commands/estimate';
+import { registerEventsCommand } from './commands/events';
 import { registerModelCommands } from './commands/models';
 import { registerRunCommands } from './commands/runs';
+import { registerStageModelCommand } from './commands/stage-model';
 import { CliError, describeAwsError } from './errors';
 import { CliIo, processIo } from './io';
 import { AwsClients, ClientOptions, createAwsClients, RunClient } from './run-client';
@@ -87,7 +90,10 @@ export function buildProgram(ctx: CommandContext): Command {
     .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) })
     .exitOverride();
   registerDatasetCommands(program, ctx);
+  registerStageModelCommand(program, ctx);
   registerRunCommands(program, ctx);
+  registerEventsCommand(program, ctx);
+  registerCheckpointsCommand(program, ctx);
   registerModelCommands(program, ctx);
   registerEstimateCommand(program, ctx);
   return program;

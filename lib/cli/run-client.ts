@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchLogsClient, DescribeLogStreamsCommand, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
 import {
   DescribeModelPackageCommand,
   DescribeTrainingJobCommand,
@@ -76,6 +76,20 @@ export interface Plane {
   readonly notificationTopicArn?: string;
   readonly modelPackageGroupName?: string;
   readonly trainingJobPrefix?: string;
+  /** Whether PlanRun accepts Hugging Face Hub ids as base models (output AllowHubModels); undefined on a plane that does not say. */
+  readonly allowHubModels?: boolean;
+  /** The lowest GPU compute capability the plane's training image runs on (output MinComputeCapability), when it says. */
+  readonly minComputeCapability?: number;
+}
+
+/** What the CLI reads of a dataset version's manifest.json (written by `tuneyard upload`). */
+export interface DatasetManifest {
+  /** The rows' format (chat, prompt-completion, preference, ...). */
+  readonly format?: string | null;
+  readonly files?: {
+    readonly train?: { readonly rows?: number; readonly tokens?: number };
+    readonly eval?: { readonly rows?: number; readonly tokens?: number };
+  };
 }
 
 /** A dataset version: `name@sha256`. */
@@ -132,6 +146,8 @@ export interface TrainingJobStatus {
   /** The latest value of each metric the job emitted (train_loss, eval_loss, epoch, ...). */
   readonly metrics: Record<string, number>;
   readonly billableSeconds?: number;
+  /** SageMaker's secondary status transitions (Starting, Downloading, Training, Uploading, ...), oldest first. */
+  readonly secondaryStatusTransitions?: Array<{ status: string; startTime?: Date; endTime?: Date; message?: string }>;
 }
 
 export interface LogLine {
@@ -194,6 +210,8 @@ export class RunClient {
       notificationTopicArn: outputs.get('NotificationTopicArn') || undefined,
       modelPackageGroupName: outputs.get('ModelPackageGroupName') || undefined,
       trainingJobPrefix: outputs.get('TrainingJobPrefix') || undefined,
+      allowHubModels: outputs.has('AllowHubModels') ? outputs.get('AllowHubModels') === 'true' : undefined,
+      minComputeCapability: outputs.get('MinComputeCapability') ? Number(outputs.get('MinComputeCapability')) : undefined,
     };
   }
 
@@ -229,6 +247,55 @@ export class RunClient {
       if (isNotFound(e) || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
       throw e;
     }
+  }
+
+  /** A dataset version's manifest.json, or undefined when the version does not exist (no manifest: not uploaded, or not completely). */
+  async datasetManifest(version: DatasetVersion): Promise<DatasetManifest | undefined> {
+    const text = await this.readObject(`${datasetVersionPrefix(version.name, version.sha256)}${DATASET_MANIFEST}`);
+    if (text === undefined) return undefined;
+    try {
+      const manifest = JSON.parse(text);
+      return manifest && typeof manifest === 'object' ? manifest : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** An object of the data bucket as text, or undefined when there is none. */
+  async readObject(key: string): Promise<string | undefined> {
+    const { dataBucketName } = await this.plane();
+    try {
+      const out = await this.clients.s3.send(new GetObjectCommand({ Bucket: dataBucketName, Key: key }));
+      return await out.Body!.transformToString();
+    } catch (e) {
+      if (isNotFound(e) || httpStatus(e) === 404) return undefined;
+      throw e;
+    }
+  }
+
+  /** Whether an object exists in the data bucket. */
+  async objectExists(key: string): Promise<boolean> {
+    const { dataBucketName } = await this.plane();
+    try {
+      await this.clients.s3.send(new HeadObjectCommand({ Bucket: dataBucketName, Key: key }));
+      return true;
+    } catch (e) {
+      if (isNotFound(e) || httpStatus(e) === 404) return false;
+      throw e;
+    }
+  }
+
+  /** Every object under `prefix` in the data bucket, in key order. */
+  async listObjects(prefix: string): Promise<_Object[]> {
+    const { dataBucketName } = await this.plane();
+    const objects: _Object[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clients.s3.send(new ListObjectsV2Command({ Bucket: dataBucketName, Prefix: prefix, ContinuationToken: token }));
+      objects.push(...(page.Contents ?? []));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return objects;
   }
 
   /**
@@ -352,7 +419,8 @@ export class RunClient {
     };
   }
 
-  private async describeExecution(executionArn: string): Promise<DescribeExecutionCommandOutput> {
+  /** The run's execution; a run that does not exist is a CliError that says how to list runs. */
+  async describeExecution(executionArn: string): Promise<DescribeExecutionCommandOutput> {
     try {
       return await this.clients.sfn.send(new DescribeExecutionCommand({ executionArn }));
     } catch (e) {
@@ -361,6 +429,20 @@ export class RunClient {
       }
       throw e;
     }
+  }
+
+  /** The execution's whole history, oldest first. */
+  async executionHistory(executionArn: string): Promise<HistoryEvent[]> {
+    const events: HistoryEvent[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.clients.sfn.send(
+        new GetExecutionHistoryCommand({ executionArn, maxResults: 1000, nextToken: token, includeExecutionData: false }),
+      );
+      events.push(...(page.events ?? []));
+      token = page.nextToken;
+    } while (token);
+    return events;
   }
 
   /** The name of the last state the execution entered. */
@@ -406,6 +488,12 @@ export class RunClient {
       failureReason: job.FailureReason,
       metrics,
       billableSeconds: job.BillableTimeInSeconds,
+      secondaryStatusTransitions: (job.SecondaryStatusTransitions ?? []).map((t) => ({
+        status: t.Status ?? 'Unknown',
+        startTime: t.StartTime,
+        endTime: t.EndTime,
+        message: t.StatusMessage,
+      })),
     };
   }
 
@@ -574,6 +662,10 @@ export class RunClient {
       return text;
     }
   }
+}
+
+function httpStatus(e: unknown): number | undefined {
+  return (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 }
 
 function isPreconditionFailed(e: unknown): boolean {

@@ -197,6 +197,8 @@ describe('runs', () => {
     sha = sha256(fs.readFileSync(file));
     const up = await cli(['upload', file, '--name', 'greetings'], { clients: factory });
     expect(up.code).toBe(0);
+    // train refuses a base model folder without config.json (the staging itself is tested in stage-model.test.ts)
+    await clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/llama-3.1-8b/config.json', Body: '{"model_type":"llama"}' }));
     runId = runIdFor(parseRunRequest({ dataset: { name: 'greetings', sha256: sha }, baseModel, recipe: { method: 'qlora' }, autoApprove: false, deploy: null }));
   });
 
@@ -204,7 +206,7 @@ describe('runs', () => {
     const { code, stdout, stderr } = await cli(['train', '--dataset', 'greetings', '--base-model', baseModel, '--method', 'qlora'], { clients: factory });
 
     expect(stderr).toBe('');
-    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of an? 8B model .* needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  watch it: tuneyard watch ${runId}\n$`));
+    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of an? 8B model .* needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  estimated ~\\S+ h of training on 1 x ml\\.g5\\.2xlarge: \\$[\\d.]+ with spot \\(\\$[\\d.]+ on demand\\)[^\n]*\n  watch it: tuneyard watch ${runId}\n$`));
     expect(code).toBe(0);
   });
 

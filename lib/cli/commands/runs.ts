@@ -1,12 +1,17 @@
 import * as fs from 'node:fs';
-import { Command, Option } from 'commander';
-import { METHODS } from '../../recipe';
-import { GATE_REJECTED_ERROR, parseRunRequest, planRun, RunRequest, RunRequestError, runIdFor } from '../../run-request';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { methodError } from '../../datasets';
+import type { DatasetFormat } from '../../datasets';
+import { DATA_PREFIXES } from '../../layout';
+import { resolveParameters } from '../../preflight';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, OVERLONG_ROWS, Recipe, RECIPE_FIELDS, resolveRecipe } from '../../recipe';
+import { GATE_REJECTED_ERROR, parseRunRequest, planRun, RunPlan, RunRequest, RunRequestError, runIdFor } from '../../run-request';
 import { nonNegativeNumber, positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
-import { duration, metric, table, time } from '../format';
+import { duration, metric, table, time, usd } from '../format';
 import type { CommandContext } from '../program';
-import { RunStatus } from '../run-client';
+import { DatasetManifest, LogLine, Plane, RunClient, RunStatus } from '../run-client';
+import { estimateOn, InstanceEstimate } from './estimate';
 
 
 /** Exit codes of `watch` (and `train --wait`): 0 succeeded, 1 failed/aborted/timed out, 2 rejected by the gate. */
@@ -17,7 +22,56 @@ export function runExitCode(status: Pick<RunStatus, 'status' | 'error'>): number
   return 1;
 }
 
-interface TrainOptions {
+/** A value from 0 to below 1 (dropout, warmup share). */
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError('must be a number from 0 to below 1.');
+  return n;
+}
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be a whole number.');
+  return n;
+}
+
+/** `all-linear`, or module names separated by commas. */
+function moduleList(value: string): 'all-linear' | string[] {
+  return value === 'all-linear' ? value : value.split(',').map((m) => m.trim()).filter(Boolean);
+}
+
+type RecipeField = Exclude<keyof Recipe, 'method'>;
+
+/**
+ * `train`'s recipe flags: each sets one recipe field, under the name commander gives the flag
+ * (`--batch-size` is `batchSize`), and wins over the same field in `--recipe`.
+ */
+export const RECIPE_FLAGS: ReadonlyArray<{ field: RecipeField; flag: string; help: string; parse?: (value: string) => unknown; choices?: readonly string[] }> = [
+  { field: 'epochs', flag: '--epochs <n>', help: 'passes over the training data (fractions allowed)', parse: positiveNumber },
+  { field: 'batchSize', flag: '--batch-size <n>', help: 'sequences per GPU per step (lower it when the run does not fit)', parse: positiveInt },
+  { field: 'gradientAccumulation', flag: '--gradient-accumulation <n>', help: 'steps per optimiser update (raise it with a lower --batch-size to keep the effective batch)', parse: positiveInt },
+  { field: 'learningRate', flag: '--learning-rate <lr>', help: 'peak learning rate (default: the trainer\'s for the method: lora/qlora 2e-4, sft 1e-5, dpo 5e-6)', parse: positiveNumber },
+  { field: 'lrScheduler', flag: '--lr-scheduler <name>', help: 'learning-rate schedule after warmup', choices: LR_SCHEDULERS },
+  { field: 'warmupRatio', flag: '--warmup-ratio <r>', help: 'share of the steps spent warming up', parse: fraction },
+  { field: 'maxLength', flag: '--max-length <tokens>', help: 'tokens per sequence', parse: positiveInt },
+  { field: 'overlongRows', flag: '--overlong-rows <rule>', help: 'rows longer than --max-length', choices: OVERLONG_ROWS },
+  { field: 'loraR', flag: '--lora-r <n>', help: 'LoRA rank (lora, qlora, dpo)', parse: positiveInt },
+  { field: 'loraAlpha', flag: '--lora-alpha <n>', help: 'LoRA scaling numerator', parse: positiveInt },
+  { field: 'loraDropout', flag: '--lora-dropout <p>', help: 'dropout on the LoRA input', parse: fraction },
+  { field: 'targetModules', flag: '--target-modules <names>', help: '"all-linear" or module names separated by commas (q_proj,v_proj)', parse: moduleList },
+  { field: 'distribution', flag: '--distribution <d>', help: 'how a job uses several GPUs (ddp or fsdp for more than one)', choices: DISTRIBUTIONS },
+  { field: 'packing', flag: '--packing', help: 'sft/lora/qlora: pack sequences into --max-length blocks' },
+  { field: 'merge', flag: '--merge', help: 'LoRA methods: also write the merged model (a single-model endpoint serves it)' },
+  { field: 'evalSteps', flag: '--eval-steps <n>', help: 'optimiser steps between evaluations', parse: positiveInt },
+  { field: 'saveSteps', flag: '--save-steps <n>', help: 'optimiser steps between checkpoints', parse: positiveInt },
+  { field: 'dpoBeta', flag: '--dpo-beta <beta>', help: 'DPO temperature', parse: positiveNumber },
+  { field: 'seed', flag: '--seed <n>', help: 'seed for initialisation, data order and the split', parse: wholeNumber },
+];
+
+/** The README section that lists every recipe field. */
+export const RECIPE_REFERENCE = 'the README\'s "Recipe reference"';
+
+type TrainOptions = {
   dataset: string;
   baseModel: string;
   baseModelParameters?: number;
@@ -35,19 +89,31 @@ interface TrainOptions {
   runName?: string;
   wait?: boolean;
   interval: number;
-}
+} & { [K in RecipeField]?: unknown };
 
 export function registerRunCommands(program: Command, ctx: CommandContext): void {
-  program
+  const train = program
     .command('train')
-    .description('Start a fine-tuning run. Starting the same request again does not start a second run.')
+    .description(
+      'Start a fine-tuning run. Before starting it checks what the pipeline would refuse (request, GPU memory, dataset format for the method, ' +
+        'base model folder, Hub ids) and prints the estimated cost. Starting the same request again does not start a second run.',
+    )
     .requiredOption('--dataset <name@sha256|name>', 'dataset version from `tuneyard upload` (a bare name: its newest version)')
-    .requiredOption('--base-model <model>', 's3://<bucket>/base-models/<name>/ (staged) or a Hugging Face Hub id')
+    .requiredOption('--base-model <model>', 's3://<bucket>/base-models/<name>/ (staged with `tuneyard stage-model`) or a Hugging Face Hub id (when the plane allows Hub models)')
     .option('--base-model-parameters <billions>', 'parameters of the base model in billions, when its name does not tell', positiveNumber)
     .addOption(new Option('--method <method>', 'training method (default: the recipe\'s, else lora)').choices(METHODS))
-    .option('--recipe <file>', 'JSON recipe: method and hyperparameters (see the README\'s recipe fields)')
+    .option('--recipe <file>', `JSON recipe: method and hyperparameters (every field: ${RECIPE_REFERENCE}); a flag below wins over the same field in the file`);
+  for (const spec of RECIPE_FLAGS) {
+    const fieldDefault = RECIPE_FIELDS[spec.field].default;
+    const help = `${spec.help} (recipe.${spec.field}${fieldDefault !== undefined && typeof fieldDefault !== 'boolean' ? `; default: ${fieldDefault}` : ''})`;
+    const option = new Option(spec.flag, help);
+    if (spec.choices) option.choices(spec.choices);
+    if (spec.parse) option.argParser(spec.parse);
+    train.addOption(option);
+  }
+  train
     .option('--instance <type>', 'SageMaker GPU instance type (default: ml.g5.2xlarge)')
-    .option('--instance-count <n>', 'instances (more than 1 needs recipe.distribution ddp or fsdp)', positiveInt)
+    .option('--instance-count <n>', 'instances (more than 1 needs --distribution ddp or fsdp)', positiveInt)
     .option('--no-spot', 'use on-demand instead of managed spot capacity')
     .option('--max-runtime-hours <hours>', 'training time limit (default: 24)', positiveNumber)
     .option('--max-eval-loss-ratio <ratio>', 'gate: tuned/base eval loss at most this (default: 1.0)', positiveNumber)
@@ -64,32 +130,21 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const dataset = await resolveDataset(ctx, opts.dataset);
       const request = buildRunRequest(opts, dataset);
       const plane = await client.plane();
-      // The pipeline's PlanRun repeats these checks; here they fail before anything starts.
-      // The KMS keys are placeholders (they only shape the plan) and Hub ids are let through:
-      // whether the plane allows them is known to the pipeline only.
-      let plan;
-      try {
-        plan = planRun(request, {
-          bucketName: plane.dataBucketName,
-          volumeKmsKeyArn: 'arn:aws:kms:us-east-1:000000000000:key/preflight',
-          outputKmsKeyArn: 'arn:aws:kms:us-east-1:000000000000:key/preflight',
-          allowHubModels: true,
-          jobNamePrefix: plane.trainingJobPrefix,
-        });
-      } catch (e) {
-        if (e instanceof RunRequestError) throw new CliError(e.message);
-        throw e;
-      }
-      if (!(await client.datasetVersionExists(request.dataset))) {
+      const plan = planForCli(request, plane);
+      const manifest = await client.datasetManifest(request.dataset);
+      if (!manifest) {
         throw new CliError(`dataset ${request.dataset.name}@${request.dataset.sha256} not found in ${plane.dataBucketName}: upload it with \`tuneyard upload FILE --name ${request.dataset.name}\``);
       }
+      checkDatasetFormat(request, manifest);
+      await checkBaseModel(client, plane, request.baseModel);
+      const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);
       const started = await client.startRun(runId, request);
       ctx.print(
-        { runId, executionArn: started.executionArn, existing: started.existing, trainingJobName: plan.trainingJobName, preflight: plan.preflight },
+        { runId, executionArn: started.executionArn, existing: started.existing, trainingJobName: plan.trainingJobName, preflight: plan.preflight, estimate: cost },
         started.existing
           ? `run ${runId} already exists for this request: nothing started\n  watch it: tuneyard watch ${runId}\n`
-          : `started run ${runId}\n  ${plan.preflight.advice}\n  watch it: tuneyard watch ${runId}\n`,
+          : `started run ${runId}\n  ${plan.preflight.advice}\n${cost ? `  ${costText(cost, request.spot)}\n` : ''}  watch it: tuneyard watch ${runId}\n`,
       );
       if (opts.wait) ctx.exitCode = await watchRun(ctx, runId, opts.interval);
     });
@@ -146,17 +201,21 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
 
   program
     .command('logs')
-    .description('Print the training job\'s logs (CloudWatch Logs, /aws/sagemaker/TrainingJobs).')
-    .argument('<run>', 'run id')
+    .description('Print the training job\'s logs (CloudWatch Logs, /aws/sagemaker/TrainingJobs). Fails on a run that does not exist.')
+    .argument('<run>', 'run id (or execution ARN)')
     .option('--tail <n>', 'only the last n lines', positiveInt)
-    .option('--follow', 'keep printing new lines until the training job ends')
+    .option('--follow', 'keep printing new lines until the training job or the run ends (succeeded, failed, stopped, cancelled, timed out)')
     .option('--interval <seconds>', 'seconds between polls with --follow', positiveNumber, 10)
     .action(async (run: string, opts: { tail?: number; follow?: boolean; interval: number }, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
-      const runId = run.startsWith('arn:') ? run.split(':').pop()! : run;
+      const executionArn = await client.executionArn(run);
+      // An unknown run fails here (exit 1, how to list runs) instead of printing nothing.
+      let execution = await client.describeExecution(executionArn);
+      const runId = execution.name ?? executionArn.split(':').pop()!;
       let since: number | undefined;
       let printed = new Set<string>();
+      const collected: LogLine[] = [];
       for (;;) {
         const lines = await client.trainingLogs(runId, { startTime: since, limit: since === undefined ? opts.tail : undefined });
         const seen = new Set<string>();
@@ -164,15 +223,22 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
           const key = `${line.stream}\u0000${line.timestamp}\u0000${line.message}`;
           seen.add(key);
           if (printed.has(key)) continue;
-          ctx.io.out(ctx.global.json ? JSON.stringify(line) + '\n' : `${line.message.replace(/\n$/, '')}\n`);
+          // --json: one array; with --follow, one JSON object per line as the lines come (JSON Lines).
+          if (!ctx.global.json) ctx.io.out(`${line.message.replace(/\n$/, '')}\n`);
+          else if (opts.follow) ctx.io.out(JSON.stringify(line) + '\n');
+          else collected.push(line);
           since = Math.max(since ?? 0, line.timestamp);
         }
         printed = seen;
         if (!opts.follow) break;
+        // The lines written before the end were read above: stop once the job or the whole run has ended.
+        if (execution.status !== 'RUNNING') break;
         const job = await client.trainingJob(runId);
         if (job && job.status !== 'InProgress' && job.status !== 'Stopping') break;
         await ctx.deps.sleep(opts.interval * 1000);
+        execution = await client.describeExecution(executionArn);
       }
+      if (ctx.global.json && !opts.follow) ctx.io.out(JSON.stringify(collected, null, 2) + '\n');
     });
 }
 
@@ -203,6 +269,8 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     if (!recipe || typeof recipe !== 'object' || Array.isArray(recipe)) throw new CliError(`${opts.recipe}: a recipe is a JSON object such as {"method":"lora","epochs":2}`);
   }
   if (opts.adapter && !opts.deployEndpoint) throw new CliError('--adapter needs --deploy-endpoint NAME');
+  const flags: Record<string, unknown> = {};
+  for (const { field } of RECIPE_FLAGS) if (opts[field] !== undefined) flags[field] = opts[field];
   const thresholds =
     opts.maxEvalLossRatio !== undefined || opts.maxForgettingIncrease !== undefined
       ? { maxEvalLossRatio: opts.maxEvalLossRatio, maxForgettingIncrease: opts.maxForgettingIncrease }
@@ -211,7 +279,7 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     dataset,
     baseModel: opts.baseModel,
     baseModelParameters: opts.baseModelParameters,
-    recipe: { ...recipe, method: opts.method ?? recipe.method ?? 'lora' },
+    recipe: { ...recipe, ...flags, method: opts.method ?? recipe.method ?? 'lora' },
     instanceType: opts.instance,
     instanceCount: opts.instanceCount,
     spot: opts.spot,
@@ -224,9 +292,139 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
   try {
     return parseRunRequest(JSON.parse(JSON.stringify(raw)));
   } catch (e) {
-    if (e instanceof RunRequestError) throw new CliError(e.message);
+    if (e instanceof RunRequestError) throw new CliError(withFlagNames(e.message, Object.keys(flags), opts.recipe) + `\n  every recipe field: ${RECIPE_REFERENCE}`);
     throw e;
   }
+}
+
+/** `recipe.<field>` in a RunRequest error, followed by the flag that set it or the recipe file it came from. */
+function withFlagNames(message: string, fromFlags: string[], recipeFile?: string): string {
+  return message.replace(/^( {2}- )recipe\.(\w+)/gm, (whole, lead: string, field: string) => {
+    if (fromFlags.includes(field)) return `${lead}recipe.${field} (${RECIPE_FLAGS.find((f) => f.field === field)!.flag.split(' ')[0]})`;
+    return recipeFile && field !== 'method' ? `${lead}recipe.${field} (in ${recipeFile})` : whole;
+  });
+}
+
+const PLACEHOLDER_KEY = 'arn:aws:kms:us-east-1:000000000000:key/preflight';
+
+/**
+ * PlanRun's own checks (`planRun`: the request against the plane, the instance, GPU memory, the API
+ * limits, Hub ids against the plane's AllowHubModels output, old GPUs against its
+ * MinComputeCapability), run before anything starts. The KMS keys are placeholders: they only
+ * shape the plan. A plane whose outputs do not say whether it allows Hub ids lets them through
+ * here; its PlanRun decides.
+ */
+export function planForCli(request: RunRequest, plane: Plane): RunPlan {
+  try {
+    return planRun(request, {
+      bucketName: plane.dataBucketName,
+      volumeKmsKeyArn: PLACEHOLDER_KEY,
+      outputKmsKeyArn: PLACEHOLDER_KEY,
+      allowHubModels: plane.allowHubModels ?? true,
+      jobNamePrefix: plane.trainingJobPrefix,
+      minComputeCapability: plane.minComputeCapability,
+    });
+  } catch (e) {
+    if (e instanceof RunRequestError) throw new CliError(planMessage(e.message, request));
+    throw e;
+  }
+}
+
+/** The flags that change a recipe field named in the preflight's advice. */
+const ADVICE_FLAGS: Array<[RegExp, string]> = [
+  [/\buse qlora\b/, 'use qlora (--method qlora)'],
+  [/\blower batchSize \(raise gradientAccumulation/, 'lower --batch-size (raise --gradient-accumulation'],
+  [/\bturn on gradientCheckpointing\b/, 'turn on gradientCheckpointing (recipe)'],
+  [/\bshard with distribution "fsdp"/, 'shard with --distribution fsdp'],
+  [/\buse (ml\.[\w.]+) with distribution "fsdp"/, 'use --instance $1 with --distribution fsdp'],
+  [/\buse (ml\.[\w.]+)(?=[,.]|$)/, 'use --instance $1'],
+];
+
+/** A planRun message in the CLI's words: flags instead of request fields, and how to stage a Hub model. */
+function planMessage(message: string, request: RunRequest): string {
+  let text = message.replace('set baseModelParameters', 'pass --base-model-parameters');
+  if (text.startsWith('the run does not fit in GPU memory:')) {
+    const cut = text.lastIndexOf('GPU: ');
+    if (cut > 0) {
+      let fixes = text.slice(cut + 5);
+      for (const [pattern, flag] of ADVICE_FLAGS) fixes = fixes.replace(pattern, flag);
+      text = text.slice(0, cut + 5) + fixes;
+    }
+  }
+  if (text.startsWith('baseModel:') && !request.baseModel.startsWith('s3://') && /Hub id/.test(text)) {
+    const name = request.baseModel.split('/').pop()!.toLowerCase();
+    text += `\n  stage it: hf download ${request.baseModel} --local-dir ${name} && tuneyard stage-model ${name} --name ${name}`;
+  }
+  return text;
+}
+
+/** The check ValidateDataset makes of the dataset's format against the method, from the version's manifest. */
+function checkDatasetFormat(request: RunRequest, manifest: DatasetManifest): void {
+  if (!manifest.format) return; // a manifest without a format (not written by `tuneyard upload`): the pipeline checks the rows
+  const problem = methodError(manifest.format as DatasetFormat, manifest.files?.train?.rows ?? 1, request.recipe.method);
+  if (problem) {
+    throw new CliError(
+      `dataset ${request.dataset.name}@${request.dataset.sha256}: ${problem.message.replace(/\bUse method (\w+)/, 'Use --method $1')} (${problem.code}; the pipeline's ValidateDataset would fail the run)`,
+    );
+  }
+}
+
+/** An s3:// base model must be a staged Hugging Face folder: the training job loads config.json from it. */
+async function checkBaseModel(client: RunClient, plane: Plane, baseModel: string): Promise<void> {
+  if (!baseModel.startsWith('s3://')) return;
+  const folder = baseModel.endsWith('/') ? baseModel : `${baseModel}/`;
+  const key = folder.slice(`s3://${plane.dataBucketName}/`.length); // planRun refused any other bucket
+  if (await client.objectExists(`${key}config.json`)) return;
+  const objects = await client.listObjects(key);
+  const name = key.slice(DATA_PREFIXES.baseModels.length).replace(/\/$/, '') || 'NAME';
+  const what = objects.length ? `has no config.json (${objects.length} other object${objects.length === 1 ? '' : 's'})` : 'is empty or does not exist';
+  throw new CliError(
+    `baseModel: ${folder} ${what}, so the training job could not load a model from it. ` +
+      `Stage a Hugging Face model folder there: \`hf download <model id> --local-dir DIR\`, then \`tuneyard stage-model DIR --name ${name}\``,
+  );
+}
+
+/** Training time and cost of the run, from the dataset's token count (`tuneyard estimate`'s model); undefined when it cannot tell. */
+function costEstimate(request: RunRequest, plan: RunPlan, manifest: DatasetManifest): InstanceEstimate | undefined {
+  const tokens = manifest.files?.train?.tokens;
+  if (!tokens) return undefined;
+  const recipe = resolveRecipe(request.recipe);
+  try {
+    return estimateOn(
+      plan.resourceConfig.InstanceType,
+      {
+        baseModel: request.baseModel,
+        baseModelParameters: request.baseModelParameters,
+        method: recipe.method,
+        instanceCount: request.instanceCount,
+        tokens,
+        epochs: recipe.epochs,
+        maxLength: recipe.maxLength,
+        batchSize: recipe.batchSize,
+        loraR: recipe.loraR,
+        distribution: recipe.distribution,
+      },
+      parametersOf(request),
+    );
+  } catch {
+    return undefined; // e.g. no throughput assumption for this GPU
+  }
+}
+
+function parametersOf(request: RunRequest): number {
+  return resolveParameters(request.baseModel, request.baseModelParameters);
+}
+
+/** `estimated ~1.3 h of training: $0.53 with spot ($1.76 on demand); assumptions: tuneyard estimate --help`. */
+function costText(e: InstanceEstimate, spot: boolean): string {
+  const h = e.hours < 0.1 ? '<0.1' : e.hours.toFixed(1);
+  const price =
+    e.onDemandUsd === undefined
+      ? `no price for ${e.instanceType} in the pricing table`
+      : spot
+        ? `${usd(e.spotUsd)} with spot (${usd(e.onDemandUsd)} on demand)`
+        : `${usd(e.onDemandUsd)} on demand`;
+  return `estimated ~${h} h of training on ${e.instanceCount} x ${e.instanceType}: ${price}; an estimate, excluding start-up and evaluation (see \`tuneyard estimate\`)`;
 }
 
 /** Polls a run and prints a line whenever it changes; returns the exit code of its outcome. */
