@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { closest } from './config';
 import { METHODS, Method } from './methods';
 
 export { METHODS };
@@ -26,6 +27,20 @@ export const ATTN_IMPLEMENTATIONS = ['auto', 'flash_attention_2', 'sdpa', 'eager
  * estimated over `maxLength`, so the rows a run drops are known before it starts.
  */
 export const OVERLONG_ROWS = ['drop', 'truncate'] as const;
+/**
+ * Optimisers (transformers' OptimizerNames). The 8-bit and paged ones are bitsandbytes optimisers, which need an
+ * NVIDIA GPU (every training instance type has one): adamw8bit keeps AdamW's two moments in 8 bits (a quarter of the
+ * optimiser memory), the paged ones move that state to host memory when GPU memory runs short.
+ */
+export const OPTIMIZERS = ['adamw_torch_fused', 'adamw_torch', 'adamw_8bit', 'paged_adamw_8bit', 'paged_adamw_32bit', 'adafactor'] as const;
+/** DPO losses: TRL 1.16's DPOConfig.loss_type values but "sft" (which {@link Recipe.rpoAlpha} adds to one of these). */
+export const DPO_LOSS_TYPES = [
+  'sigmoid', 'hinge', 'ipo', 'exo_pair', 'nca_pair', 'robust', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm',
+] as const;
+/** The DPO losses TRL reads label smoothing in; the others ignore it, so `dpoLabelSmoothing` is refused with them. */
+export const LABEL_SMOOTHING_LOSS_TYPES: readonly (typeof DPO_LOSS_TYPES)[number][] = ['robust', 'exo_pair', 'aot', 'aot_unpaired'];
+/** Named chat templates for base models whose tokenizer has none. */
+export const CHAT_TEMPLATES = ['chatml'] as const;
 
 
 const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo'];
@@ -65,17 +80,48 @@ export const RECIPE_FIELDS = {
   gradientCheckpointing: { key: 'gradient_checkpointing', default: true, methods: undefined },
   attnImplementation: { key: 'attn_implementation', default: 'auto', methods: undefined },
   dpoBeta: { key: 'dpo_beta', default: 0.1, methods: ['dpo'] },
+  maxSteps: { key: 'max_steps', default: undefined, methods: undefined },
+  weightDecay: { key: 'weight_decay', default: 0, methods: undefined },
+  maxGradNorm: { key: 'max_grad_norm', default: 1, methods: undefined },
+  optim: { key: 'optim', default: 'adamw_torch_fused', methods: undefined },
+  neftuneNoiseAlpha: { key: 'neftune_noise_alpha', default: undefined, methods: SFT_METHODS },
+  useDora: { key: 'use_dora', default: false, methods: LORA_METHODS },
+  useRslora: { key: 'use_rslora', default: false, methods: LORA_METHODS },
+  loraModulesToSave: { key: 'lora_modules_to_save', default: undefined, methods: LORA_METHODS },
+  chatTemplate: { key: 'chat_template', default: undefined, methods: undefined },
+  dpoLossType: { key: 'dpo_loss_type', default: 'sigmoid', methods: ['dpo'] },
+  dpoLabelSmoothing: { key: 'dpo_label_smoothing', default: 0, methods: ['dpo'] },
+  rpoAlpha: { key: 'rpo_alpha', default: undefined, methods: ['dpo'] },
+  precomputeRefLogProbs: { key: 'precompute_ref_log_probs', default: false, methods: ['dpo'] },
+  torchCompile: { key: 'torch_compile', default: false, methods: undefined },
+  useLigerKernel: { key: 'use_liger_kernel', default: false, methods: undefined },
   distribution: { key: 'distribution', default: 'none', methods: undefined },
 } as const satisfies Record<string, { key: string; default: unknown; methods: readonly Method[] | undefined }>;
 
 /** The hyperparameter key of the base model (not a recipe field: it comes from the run). */
 export const BASE_MODEL_KEY = 'base_model';
 
+/** Fields of the adapter: no effect (refused) with method dpo and useLora false. */
+const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 'targetModules', 'merge', 'useDora', 'useRslora', 'loraModulesToSave'];
+
+/** "unknown field X": the field it most likely meant (a trainer key in snake_case, or a near spelling). */
+function unknownFieldMessage(keys: readonly string[]): string {
+  const fields = Object.keys(RECIPE_FIELDS);
+  return keys
+    .map((key) => {
+      const byKey = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === key)?.[0];
+      const near = byKey ?? closest(key, fields);
+      return `unknown field "${key}"; ${near ? `did you mean "${near}"?` : `the fields are ${fields.join(', ')}`}`;
+    })
+    .join('; ');
+}
+
 const positiveInt = (what: string) => z.number().int(`must be a whole number (${what})`).min(1, `must be at least 1 (${what})`);
 
 /** The recipe as JSON (a RunRequest's `recipe`): strict, every field but `method` optional. */
 export const RecipeSchema = z
-  .strictObject({
+  .strictObject(
+    {
     method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs.'),
     useLora: z.boolean().optional().describe('DPO only: train a LoRA adapter (true) or all weights (false). Default: true.'),
     loraR: positiveInt('LoRA rank, e.g. 16').optional().describe('LoRA rank. Default: 16.'),
@@ -112,8 +158,34 @@ export const RecipeSchema = z
     gradientCheckpointing: z.boolean().optional().describe('Recompute activations to save GPU memory. Default: true.'),
     attnImplementation: z.enum(ATTN_IMPLEMENTATIONS).optional().describe('Attention kernel. Default: auto.'),
     dpoBeta: z.number().gt(0, 'must be above 0 (e.g. 0.1)').optional().describe('DPO temperature. Default: 0.1.'),
+    maxSteps: positiveInt('optimiser steps').optional().describe('Optimiser steps to train for; overrides epochs. Default: unset (epochs decide).'),
+    weightDecay: z.number().min(0, 'must be 0 (off) or more, e.g. 0.01').optional().describe('Decoupled AdamW weight decay. Default: 0.'),
+    maxGradNorm: z.number().min(0, 'must be 0 (no clipping) or more, e.g. 1').optional().describe('Clip gradients to this global L2 norm; 0 turns clipping off. Default: 1.'),
+    optim: z.enum(OPTIMIZERS).optional().describe('Optimiser; the 8-bit and paged ones (bitsandbytes) need an NVIDIA GPU. Default: adamw_torch_fused.'),
+    neftuneNoiseAlpha: z.number().gt(0, 'must be above 0 (the NEFTune paper uses 5)').optional().describe('SFT/LoRA/QLoRA: NEFTune noise on the input embeddings in training. Default: unset (off).'),
+    useDora: z.boolean().optional().describe('LoRA methods: DoRA (a trained magnitude per output row beside the LoRA direction). Default: false.'),
+    useRslora: z.boolean().optional().describe('LoRA methods: rsLoRA scaling loraAlpha/sqrt(loraR) instead of loraAlpha/loraR. Default: false.'),
+    loraModulesToSave: z
+      .array(z.string().regex(/^[A-Za-z0-9_.]+$/, 'must be a module name such as "lm_head"'))
+      .min(1, 'must name at least one module')
+      .optional()
+      .describe('LoRA methods: modules trained whole and saved with the adapter, e.g. ["lm_head"]. Default: none.'),
+    chatTemplate: z.enum(CHAT_TEMPLATES).optional().describe('A chat template for a base model whose tokenizer has none (its special tokens added and trained). Default: unset (the tokenizer must ship one for chat rows).'),
+    dpoLossType: z.enum(DPO_LOSS_TYPES).optional().describe('DPO only: the preference loss (TRL loss_type). Default: sigmoid.'),
+    dpoLabelSmoothing: z
+      .number()
+      .min(0, 'must be from 0 to below 0.5')
+      .lt(0.5, 'must be from 0 to below 0.5 (the probability a preference label is flipped)')
+      .optional()
+      .describe('DPO only: label noise for dpoLossType robust, exo_pair, aot or aot_unpaired. Default: 0.'),
+    rpoAlpha: z.number().gt(0, 'must be above 0 (the RPO paper uses 1)').optional().describe('DPO only: RPO, the chosen responses\' NLL added with this weight. Default: unset (off).'),
+    precomputeRefLogProbs: z.boolean().optional().describe('DPO only: compute the reference log-probabilities once before training. Default: false.'),
+    torchCompile: z.boolean().optional().describe('Compile the model with torch.compile. Default: false.'),
+    useLigerKernel: z.boolean().optional().describe('Liger Triton kernels (RMSNorm, RoPE, SwiGLU); needs an NVIDIA GPU. Default: false.'),
     distribution: z.enum(DISTRIBUTIONS).optional().describe('none, ddp, fsdp (full sharding) or deepspeed (ZeRO-3). Default: none.'),
-  })
+    },
+    { error: (issue) => (issue.code === 'unrecognized_keys' ? unknownFieldMessage(issue.keys) : undefined) },
+  )
   .superRefine((recipe, ctx) => {
     for (const problem of recipeProblems(recipe)) ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path });
   });
@@ -178,6 +250,36 @@ export interface Recipe {
   readonly attnImplementation?: (typeof ATTN_IMPLEMENTATIONS)[number];
   /** DPO temperature. @default 0.1 */
   readonly dpoBeta?: number;
+  /** Optimiser steps to train for; set, it overrides `epochs`. @default - unset: `epochs` decide */
+  readonly maxSteps?: number;
+  /** Decoupled AdamW weight decay (not on biases and norms). @default 0 */
+  readonly weightDecay?: number;
+  /** Gradients clipped to this global L2 norm before each update; 0 turns clipping off. @default 1 */
+  readonly maxGradNorm?: number;
+  /** Optimiser; see {@link OPTIMIZERS} (the 8-bit and paged ones need an NVIDIA GPU). @default "adamw_torch_fused" */
+  readonly optim?: (typeof OPTIMIZERS)[number];
+  /** SFT/LoRA/QLoRA: NEFTune, noise of this alpha added to the input embeddings in training (the paper uses 5). @default - unset: off */
+  readonly neftuneNoiseAlpha?: number;
+  /** LoRA methods: DoRA, a trained magnitude vector per output row beside the LoRA direction. @default false */
+  readonly useDora?: boolean;
+  /** LoRA methods: rsLoRA, the adapter scaled by loraAlpha/sqrt(loraR) instead of loraAlpha/loraR. @default false */
+  readonly useRslora?: boolean;
+  /** LoRA methods: modules trained whole and saved with the adapter, e.g. ["lm_head"]. @default - none */
+  readonly loraModulesToSave?: string[];
+  /** A named chat template applied when the base model's tokenizer has none (its special tokens added, their embedding rows trained). @default - unset: chat rows need a tokenizer that ships a template */
+  readonly chatTemplate?: (typeof CHAT_TEMPLATES)[number];
+  /** DPO only: the preference loss; see {@link DPO_LOSS_TYPES}. @default "sigmoid" */
+  readonly dpoLossType?: (typeof DPO_LOSS_TYPES)[number];
+  /** DPO only: probability a preference label is flipped, for dpoLossType robust, exo_pair, aot, aot_unpaired. @default 0 */
+  readonly dpoLabelSmoothing?: number;
+  /** DPO only: RPO, the NLL of the chosen responses added to the preference loss with this weight. @default - unset: off */
+  readonly rpoAlpha?: number;
+  /** DPO only: the reference model's log-probabilities computed once before training. @default false */
+  readonly precomputeRefLogProbs?: boolean;
+  /** Compile the model with torch.compile. @default false */
+  readonly torchCompile?: boolean;
+  /** Liger's Triton kernels patched into the model (needs an NVIDIA GPU). @default false */
+  readonly useLigerKernel?: boolean;
   /** none, ddp, fsdp (full sharding) or deepspeed (ZeRO-3). @default "none" */
   readonly distribution?: (typeof DISTRIBUTIONS)[number];
 }
@@ -187,8 +289,11 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const recipeMatchesSchema: Same<{ -readonly [K in keyof Recipe]: Recipe[K] }, z.infer<typeof RecipeSchema>> = true;
 void recipeMatchesSchema;
 
-/** A recipe with every field resolved to a value, but `learningRate` (unset: the trainer's default for the method). */
-export type ResolvedRecipe = Required<Omit<Recipe, 'learningRate'>> & Pick<Recipe, 'learningRate'>;
+/** Fields without a default value: unset, they are not rendered (the trainer's default is "off" or depends on the method). */
+type UnsetByDefault = 'learningRate' | 'maxSteps' | 'neftuneNoiseAlpha' | 'loraModulesToSave' | 'chatTemplate' | 'rpoAlpha';
+
+/** A recipe with every field resolved to a value, but those without a default (`learningRate`: the trainer's default for the method; `maxSteps`, `neftuneNoiseAlpha`, `loraModulesToSave`, `chatTemplate`, `rpoAlpha`: off). */
+export type ResolvedRecipe = Required<Omit<Recipe, UnsetByDefault>> & Pick<Recipe, UnsetByDefault>;
 
 type Field = keyof typeof RECIPE_FIELDS;
 
@@ -203,8 +308,7 @@ export function resolveRecipe(recipe: Recipe): ResolvedRecipe {
 export function fieldApplies(field: Field, recipe: Pick<Recipe, 'method' | 'useLora'>): boolean {
   const methods = RECIPE_FIELDS[field].methods as readonly Method[] | undefined;
   if (methods && !methods.includes(recipe.method)) return false;
-  const loraField = field === 'loraR' || field === 'loraAlpha' || field === 'loraDropout' || field === 'targetModules' || field === 'merge';
-  return !(loraField && recipe.method === 'dpo' && recipe.useLora === false);
+  return !(ADAPTER_FIELDS.includes(field) && recipe.method === 'dpo' && recipe.useLora === false);
 }
 
 /** Why a recipe cannot run (the same combination rules as the trainer's config), as path + message. */
@@ -217,11 +321,21 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
     problems.push({ path: [field], message: `${field} ${why} and has no effect with method "${recipe.method}"; remove it` });
   }
   const distribution = recipe.distribution ?? RECIPE_FIELDS.distribution.default;
-  if (recipe.method === 'qlora' && (distribution === 'fsdp' || distribution === 'deepspeed')) {
+  if (recipe.method === 'qlora' && distribution === 'deepspeed') {
     problems.push({
       path: ['distribution'],
-      message: `method "qlora" with distribution "${distribution}" is not supported; use distribution "ddp" (one 4-bit model per GPU) or method "lora"`,
+      message: 'method "qlora" with distribution "deepspeed" is not supported; use distribution "fsdp" (the 4-bit weights sharded), "ddp" (one 4-bit model per GPU) or method "lora"',
     });
+  }
+  const lossType = recipe.dpoLossType ?? RECIPE_FIELDS.dpoLossType.default;
+  if (recipe.method === 'dpo' && recipe.dpoLabelSmoothing && !LABEL_SMOOTHING_LOSS_TYPES.includes(lossType)) {
+    problems.push({
+      path: ['dpoLabelSmoothing'],
+      message: `dpoLabelSmoothing has no effect with dpoLossType "${lossType}" (TRL reads it in ${LABEL_SMOOTHING_LOSS_TYPES.join(', ')} only); set dpoLossType "robust" for noisy preference labels, or remove it`,
+    });
+  }
+  if (recipe.method === 'dpo' && lossType === 'exo_pair' && !recipe.dpoLabelSmoothing) {
+    problems.push({ path: ['dpoLabelSmoothing'], message: 'dpoLossType "exo_pair" needs dpoLabelSmoothing above 0 (its epsilon; the EXO paper uses 1e-3)' });
   }
   const patience = recipe.earlyStoppingPatience ?? RECIPE_FIELDS.earlyStoppingPatience.default;
   const saveSteps = recipe.saveSteps ?? RECIPE_FIELDS.saveSteps.default;

@@ -42,6 +42,21 @@ RECIPE_KEYS = {
     "gradientCheckpointing": "gradient_checkpointing",
     "attnImplementation": "attn_implementation",
     "dpoBeta": "dpo_beta",
+    "maxSteps": "max_steps",
+    "weightDecay": "weight_decay",
+    "maxGradNorm": "max_grad_norm",
+    "optim": "optim",
+    "neftuneNoiseAlpha": "neftune_noise_alpha",
+    "useDora": "use_dora",
+    "useRslora": "use_rslora",
+    "loraModulesToSave": "lora_modules_to_save",
+    "chatTemplate": "chat_template",
+    "dpoLossType": "dpo_loss_type",
+    "dpoLabelSmoothing": "dpo_label_smoothing",
+    "rpoAlpha": "rpo_alpha",
+    "precomputeRefLogProbs": "precompute_ref_log_probs",
+    "torchCompile": "torch_compile",
+    "useLigerKernel": "use_liger_kernel",
     "distribution": "distribution",
 }
 
@@ -73,9 +88,12 @@ def test_rendered_hyperparameters_parse_to_the_recipe_values(case):
         if key == "lora_target_modules" and isinstance(expected, list):
             assert config.target_modules == expected, key
             continue
+        if key == "lora_modules_to_save":
+            assert config.modules_to_save == expected, key
+            continue
         if isinstance(expected, bool):
             assert parsed is expected, key
-        elif TrainerConfig.model_fields[key].annotation is float:
+        elif TrainerConfig.model_fields[key].annotation in (float, float | None):
             assert isinstance(parsed, float) and parsed == float(expected), (key, parsed, expected)
         else:
             assert type(parsed) is type(expected) and parsed == expected, (key, parsed, expected)
@@ -104,6 +122,10 @@ def test_spot_checks_of_typed_values():
     assert qlora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert (qlora.learning_rate, qlora.lora_dropout, qlora.num_train_epochs) == (1e-4, 0.1, 2.5)
     assert qlora.lr_scheduler_type == "cosine_with_restarts" and qlora.trains_adapter
+    assert (qlora.max_steps, qlora.weight_decay, qlora.max_grad_norm, qlora.optim) == (500, 0.01, 0.5, "paged_adamw_8bit")
+    assert qlora.use_dora is True and qlora.use_rslora is True and qlora.modules_to_save == ["lm_head"]
+    assert (qlora.neftune_noise_alpha, qlora.chat_template) == (5.0, "chatml")
+    assert qlora.torch_compile is True and qlora.use_liger_kernel is True
 
     dpo_full = from_hyperparameters(BY_NAME["dpo on all weights, sharded"])
     assert dpo_full.use_lora is False and not dpo_full.trains_adapter
@@ -113,6 +135,8 @@ def test_spot_checks_of_typed_values():
     assert dpo_lora.trains_adapter and dpo_lora.target_modules == "all-linear" and dpo_lora.lora_r == 8
 
     assert dpo_lora.learning_rate == 5e-6
+    assert (dpo_lora.dpo_loss_type, dpo_lora.dpo_label_smoothing, dpo_lora.precompute_ref_log_probs) == ("robust", 0.1, True)
+    assert dpo_lora.dpo_loss_types == (["robust", "sft"], [1.0, 0.5])  # RPO: TRL 1.16's loss list and weights
 
     sft = from_hyperparameters(BY_NAME["sft with defaults"])
     assert sft.method == "sft" and not sft.trains_adapter and sft.packing is False

@@ -223,7 +223,7 @@ def test_qlora_loads_each_process_onto_its_own_gpu(monkeypatch, base_model_dir):
         return torch.nn.Linear(2, 2)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
     monkeypatch.setattr(train.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
     monkeypatch.setattr(train, "prepare_model_for_kbit_training", lambda model, **kwargs: model)
     monkeypatch.setenv("LOCAL_RANK", "3")

@@ -12,10 +12,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 METHODS = ("sft", "lora", "qlora", "dpo")
 LORA_METHODS = ("lora", "qlora", "dpo")
 SFT_METHODS = ("sft", "lora", "qlora")
+# The fields of the adapter: refused for method=dpo with use_lora=false (all weights trained).
+ADAPTER_FIELDS = (
+    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_dora", "use_rslora", "lora_modules_to_save",
+)
 # The peak learning rate when a config sets none, by what is trained (dpo-lora: method=dpo with use_lora=true).
 # The one definition: the TypeScript recipe renders no learning_rate when a recipe sets none, and
 # config.schema.json carries this table (x-tuneyard-default-by-method) for its docs and contract test.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7}
+# DPO losses of TRL's DPOConfig.loss_type offered (all of TRL 1.16's but "sft", which rpo_alpha adds to one of these).
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+)
+# The losses TRL 1.16 reads label_smoothing in (dpo_trainer.py): robust DPO's flip probability, EXO's epsilon and
+# AOT's smoothing. Every other loss ignores it, so a value set with them is refused.
+LABEL_SMOOTHING_LOSS_TYPES = ("robust", "exo_pair", "aot", "aot_unpaired")
+# transformers' OptimizerNames offered. The 8-bit and paged ones are bitsandbytes optimizers: they need CUDA.
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor")
+CUDA_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 # Keys SageMaker adds to hyperparameters.json on its own; they are not ours to validate.
 SAGEMAKER_KEY_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 
@@ -126,6 +141,99 @@ class TrainerConfig(BaseModel):
         0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.",
         json_schema_extra=_methods("dpo"),
     )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Optimiser steps to train for; set, it overrides num_train_epochs (the data is repeated as "
+        "needed). Unset: num_train_epochs decides.",
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="Decoupled weight decay of AdamW (not applied to biases and norm weights)."
+    )
+    max_grad_norm: float = Field(
+        1.0, ge=0, description="Gradients are clipped to this global L2 norm before each update; 0 turns clipping off."
+    )
+    optim: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
+        "adamw_torch_fused",
+        description="Optimiser (transformers' OptimizerNames). adamw_torch_fused: one fused kernel per step "
+        "(transformers' default); adamw_torch: the unfused loop; adamw_8bit: bitsandbytes' AdamW with 8-bit state "
+        "(a quarter of the optimiser memory); paged_adamw_8bit / paged_adamw_32bit: its state in CUDA unified memory, "
+        "paged out to the host when GPU memory runs short (the QLoRA paper's); adafactor: factored second moments, "
+        "no first moment. The bitsandbytes ones need an NVIDIA GPU.",
+    )
+    neftune_noise_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="NEFTune: uniform noise of scale alpha/sqrt(length x hidden size) added to the input embeddings "
+        "in training (never at evaluation or inference); the paper uses 5. Unset: off.",
+        json_schema_extra=_methods(*SFT_METHODS),
+    )
+    use_dora: bool = Field(
+        False,
+        description="DoRA: LoRA on the direction of each weight plus a trained magnitude vector per output row "
+        "(closer to full fine-tuning at the same rank; slower steps).",
+        json_schema_extra=_methods(*LORA_METHODS),
+    )
+    use_rslora: bool = Field(
+        False,
+        description="rsLoRA: scale the adapter by lora_alpha/sqrt(lora_r) instead of lora_alpha/lora_r, so high "
+        "ranks keep learning.",
+        json_schema_extra=_methods(*LORA_METHODS),
+    )
+    lora_modules_to_save: str | None = Field(
+        None,
+        min_length=1,
+        description='Comma-separated modules trained whole beside the adapter and saved with it, e.g. "lm_head" or '
+        '"embed_tokens,lm_head" (for a task head or new vocabulary). Unset: none.',
+        json_schema_extra=_methods(*LORA_METHODS),
+    )
+    chat_template: Literal["chatml"] | None = Field(
+        None,
+        description="A chat template for a base model whose tokenizer has none (chat, prompt/completion, alpaca and "
+        "preference rows are rendered with one). chatml: turns as <|im_start|>role ... <|im_end|>; both tokens are "
+        "added to the tokenizer, the embeddings resized, and their rows trained (with an adapter: PEFT trainable "
+        "tokens of the input embeddings and the output head, saved with the adapter). A tokenizer with its own "
+        "template keeps it. Unset: such rows need a tokenizer that ships a template.",
+    )
+    dpo_loss_type: Literal[DPO_LOSS_TYPES] = Field(  # type: ignore[valid-type]
+        "sigmoid",
+        description="DPO loss (TRL's DPOConfig.loss_type): sigmoid (DPO), ipo, robust (label noise), hinge (SLiC), "
+        "exo_pair, nca_pair, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero (chosen answers better than the "
+        "model's), apo_down (worse), discopop, sigmoid_norm (length-normalised DPO).",
+        json_schema_extra=_methods("dpo"),
+    )
+    dpo_label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="The probability that a pair's preference is flipped (robust: 0.1 is typical; exo_pair: its "
+        "epsilon, e.g. 1e-3, must be set; aot, aot_unpaired). The other losses ignore it, so it is refused with them.",
+        json_schema_extra=_methods("dpo"),
+    )
+    rpo_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="RPO: add the NLL of the chosen responses, weighted by this (the paper uses 1), to the "
+        "preference loss (TRL 1.16: loss_type [dpo_loss_type, \"sft\"], loss_weights [1, rpo_alpha]). Unset: off.",
+        json_schema_extra=_methods("dpo"),
+    )
+    precompute_ref_log_probs: bool = Field(
+        False,
+        description="Compute the reference model's log-probabilities of every pair once before training, so no "
+        "reference model is held (full DPO) or run (LoRA DPO: the adapter disabled) during training.",
+        json_schema_extra=_methods("dpo"),
+    )
+    torch_compile: bool = Field(
+        False,
+        description="Compile the model with torch.compile (inductor): faster steps after a compile of minutes at "
+        "the start; shapes that vary between batches recompile.",
+    )
+    use_liger_kernel: bool = Field(
+        False,
+        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) patched into the "
+        "model: less activation memory and faster steps on supported architectures (Llama, Mistral, Qwen, Gemma, "
+        "...). Needs an NVIDIA GPU.",
+    )
     distribution: Literal["none", "ddp", "fsdp", "deepspeed"] = Field(
         "none",
         description="none: one process; ddp: one process per GPU on every host; fsdp: FSDP full sharding; "
@@ -143,15 +251,23 @@ class TrainerConfig(BaseModel):
                     "remove it"
                 )
         if self.method == "dpo" and not self.use_lora:
-            for name in sorted(self.model_fields_set & {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"}):
+            for name in sorted(self.model_fields_set & set(ADAPTER_FIELDS)):
                 problems.append(f"{name} has no effect with method=dpo and use_lora=false; remove it")
             if self.merge:
                 problems.append("merge=true needs an adapter, but method=dpo with use_lora=false trains all weights")
-        if self.method == "qlora" and self.distribution in ("fsdp", "deepspeed"):
+        if self.method == "qlora" and self.distribution == "deepspeed":
             problems.append(
-                f"method=qlora with distribution={self.distribution} is not supported; use distribution=ddp "
-                "(one 4-bit model per GPU) or method=lora"
+                "method=qlora with distribution=deepspeed is not supported; use distribution=fsdp (the 4-bit weights "
+                "sharded), ddp (one 4-bit model per GPU) or method=lora"
             )
+        if self.dpo_label_smoothing and self.dpo_loss_type not in LABEL_SMOOTHING_LOSS_TYPES:
+            problems.append(
+                f"dpo_label_smoothing={self.dpo_label_smoothing} has no effect with dpo_loss_type={self.dpo_loss_type} "
+                f"(TRL reads it in {', '.join(LABEL_SMOOTHING_LOSS_TYPES)} only); use dpo_loss_type=robust for noisy "
+                "preference labels, or remove it"
+            )
+        if self.dpo_loss_type == "exo_pair" and not self.dpo_label_smoothing:
+            problems.append("dpo_loss_type=exo_pair needs dpo_label_smoothing above 0 (its epsilon; the EXO paper uses 1e-3)")
         if self.early_stopping_patience and self.save_steps % self.eval_steps:
             problems.append(
                 f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple of "
@@ -173,6 +289,19 @@ class TrainerConfig(BaseModel):
         if self.lora_target_modules == "all-linear":
             return "all-linear"
         return [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+
+    @property
+    def modules_to_save(self) -> list[str] | None:
+        if self.lora_modules_to_save is None:
+            return None
+        return [name.strip() for name in self.lora_modules_to_save.split(",") if name.strip()]
+
+    @property
+    def dpo_loss_types(self) -> tuple[list[str], list[float] | None]:
+        """TRL's DPOConfig loss_type and loss_weights: the loss, and with rpo_alpha the chosen responses' NLL."""
+        if self.rpo_alpha is None:
+            return [self.dpo_loss_type], None
+        return [self.dpo_loss_type, "sft"], [1.0, self.rpo_alpha]
 
 
 def default_learning_rate(method: str, use_lora: bool) -> float:

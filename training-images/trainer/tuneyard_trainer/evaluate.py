@@ -16,6 +16,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
+from . import templates
 from .chat import fit_to_length, sft_dataset
 from .data import render_dpo, render_sft
 from .metrics import format_line
@@ -182,6 +183,7 @@ def run(env: SageMakerEnv) -> int:
             tokenizer.pad_token = tokenizer.eos_token
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
         base = AutoModelForCausalLM.from_pretrained(str(base_source), **load)
+        templates.fit_embeddings(base, tokenizer)  # rows for the tokens a chat_template added in training
         base_figures = _figures(
             base, tokenizer, eval_rows, probe_rows, completion_only, max_length, overlong_rows, scratch
         )

@@ -31,9 +31,9 @@ from transformers import (
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from . import attention, launch, merge
+from . import attention, launch, merge, templates
 from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, sft_dataset, stop_token_ids
-from .config import SFT_METHODS, TrainerConfig, from_hyperparameters
+from .config import CUDA_OPTIMIZERS, SFT_METHODS, TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback, format_line
 from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv, write_adapter_archive
@@ -81,6 +81,13 @@ def read_inputs(env: SageMakerEnv) -> Inputs:
         raise PreflightError(
             "attn_implementation=flash_attention_2 needs CUDA and the flash-attn package; use auto or sdpa."
         )
+    if config.optim in CUDA_OPTIMIZERS and not torch.cuda.is_available():
+        raise PreflightError(
+            f"optim={config.optim} is a bitsandbytes optimiser, which needs an NVIDIA GPU (CUDA); run on a GPU instance "
+            "or use optim=adamw_torch_fused"
+        )
+    if config.use_liger_kernel and not torch.cuda.is_available():
+        raise PreflightError("use_liger_kernel=true needs an NVIDIA GPU: Liger's kernels are Triton kernels for CUDA")
     if config.distribution == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise PreflightError(
             "distribution=deepspeed needs DeepSpeed, which this image was built without; rebuild it with "
@@ -119,26 +126,51 @@ def attention_implementation(config: TrainerConfig, flat: bool = False) -> str:
     return attention.register() if flat else "sdpa"
 
 
+def bf16_capable() -> bool:
+    """A GPU with bf16 units: compute capability 8.0 or later (A100, A10G, L4, L40S, H100...). Not
+    torch.cuda.is_bf16_supported(), which by default also says True for GPUs that only emulate bf16 (V100 = sm70,
+    T4 = sm75), where bf16 matmuls run without tensor cores."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+
+
 def compute_dtype() -> torch.dtype:
-    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    """The dtype of mixed precision: bf16 on GPUs with bf16 units, fp16 on older GPUs (V100, T4: Trainer's fp16
+    autocast with loss scaling), fp32 on CPU."""
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if bf16_capable() else torch.float16
 
 
-def quantization_config() -> BitsAndBytesConfig:
-    """QLoRA: NF4 weights, double quantisation of the constants, bf16 compute."""
+def qlora_compute_dtype() -> torch.dtype:
+    """The dtype 4-bit layers dequantize to: bf16, or fp16 on GPUs without bf16 units (bitsandbytes computes in the
+    input's dtype; its kernels need CUDA, so there is no CPU case)."""
+    return torch.float16 if torch.cuda.is_available() and not bf16_capable() else torch.bfloat16
+
+
+def quantization_config(sharded: bool = False) -> BitsAndBytesConfig:
+    """QLoRA: NF4 weights, double quantisation of the constants, bf16 compute (fp16 on GPUs without bf16). `sharded`
+    (FSDP): the packed 4-bit weights are stored in the compute dtype, the dtype of every other weight, so FSDP can
+    flatten and shard them with the rest (FSDP-QLoRA); otherwise bitsandbytes' uint8."""
+    dtype = qlora_compute_dtype()
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype if sharded else torch.uint8,
     )
 
 
-def load_tokenizer(source: str, fmt: str | None) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: str, fmt: str | None, chat_template: str | None = None) -> PreTrainedTokenizerBase:
+    """The base model's tokenizer; `chat_template` (config chat_template) is applied when it has none."""
     tokenizer = AutoTokenizer.from_pretrained(source)
+    if fmt != "text" and chat_template is not None and templates.apply(tokenizer, chat_template):
+        print(f"the tokenizer of {source} has no chat template: using chat_template={chat_template}", flush=True)
     if fmt != "text" and not tokenizer.chat_template:
         raise PreflightError(
-            f"the tokenizer of {source} has no chat template, which {fmt} rows are rendered with; use a base model "
-            "that ships one (most instruct models do) or convert the dataset to the text format"
+            f"the tokenizer of {source} has no chat template, which {fmt} rows are rendered with; set chat_template "
+            "(recipe chatTemplate) to chatml, use a base model that ships one (most instruct models do) or convert "
+            "the dataset to the text format"
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -155,12 +187,13 @@ def weights_dtype(config: TrainerConfig) -> torch.dtype:
     return torch.float32
 
 
-def fp32_trainable_parameters(model: torch.nn.Module) -> None:
+def fp32_trainable_parameters(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> None:
     """Trainable parameters in fp32 (one GPU, DDP). PEFT creates LoRA weights in fp32 on a bf16 base, but TRL casts
-    the adapter of a quantized (QLoRA) base to bf16."""
+    the adapter of a quantized (QLoRA) base to bf16. FSDP-QLoRA passes the quant storage dtype instead: FSDP shards
+    the adapter together with the 4-bit weights stored in it."""
     for param in model.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def load_model(
@@ -171,14 +204,17 @@ def load_model(
         "attn_implementation": attention_implementation(config, flat),
         "dtype": dtype or weights_dtype(config),
     }
+    sharded = config.distribution == "fsdp"
     if config.method == "qlora":
-        kwargs["quantization_config"] = quantization_config()
-        kwargs["dtype"] = torch.bfloat16
-        if torch.cuda.is_available():
-            # one 4-bit copy per process on its own GPU: under torchrun this process's GPU is LOCAL_RANK
+        kwargs["quantization_config"] = quantization_config(sharded)
+        kwargs["dtype"] = qlora_compute_dtype()
+        if torch.cuda.is_available() and not sharded:
+            # one 4-bit copy per process on its own GPU: under torchrun this process's GPU is LOCAL_RANK (FSDP places
+            # the shards itself, from the low-memory loading its arguments set up)
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    if config.method == "qlora":
+    if config.method == "qlora" and not sharded:
+        # not under FSDP: it casts the layers that stay unquantized to fp32, and FSDP shards uniform dtypes
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=config.gradient_checkpointing,
@@ -208,12 +244,18 @@ def padding_free(config: TrainerConfig, model_type: str) -> bool:
     return config.method in SFT_METHODS and model_type in PADDING_FREE_MODEL_TYPES
 
 
-def lora_config(config: TrainerConfig) -> LoraConfig:
+def lora_config(config: TrainerConfig, trainable_tokens: dict[str, list[int]] | None = None) -> LoraConfig:
+    """The adapter: LoRA (DoRA, rsLoRA), the modules trained whole beside it, and the rows of new tokens
+    (templates.trainable_token_indices)."""
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
+        use_dora=config.use_dora,
+        use_rslora=config.use_rslora,
+        modules_to_save=config.modules_to_save,
+        trainable_token_indices=trainable_tokens,
         task_type="CAUSAL_LM",
     )
 
@@ -467,7 +509,7 @@ class TokenMeanSFTTrainer(SFTTrainer):
 
 
 def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
-    bf16 = compute_dtype() == torch.bfloat16
+    amp = compute_dtype()
     return {
         "output_dir": str(env.checkpoints_dir),
         "seed": config.seed,
@@ -475,6 +517,12 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
         "lr_scheduler_type": config.lr_scheduler_type,
         "warmup_steps": config.warmup_ratio,  # below 1: a fraction of the training steps (transformers 5)
         "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps or -1,  # -1: num_train_epochs decides
+        "optim": config.optim,
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "torch_compile": config.torch_compile,
+        "use_liger_kernel": config.use_liger_kernel,
         "per_device_train_batch_size": config.per_device_train_batch_size,
         "per_device_eval_batch_size": config.per_device_train_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
@@ -490,7 +538,8 @@ def _trainer_args(config: TrainerConfig, env: SageMakerEnv) -> dict[str, Any]:
         "load_best_model_at_end": config.early_stopping_patience > 0,
         "metric_for_best_model": "eval_loss",
         "include_num_input_tokens_seen": "non_padding",
-        "bf16": bf16,
+        "bf16": amp == torch.bfloat16,
+        "fp16": amp == torch.float16,
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_pin_memory": torch.cuda.is_available(),
@@ -510,7 +559,15 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
     # environment (cpu_ram_efficient_loading), which from_pretrained reads.
     collator, flat = None, False
     if config.method == "dpo":
-        args = DPOConfig(**_trainer_args(config, env), beta=config.dpo_beta)
+        loss_type, loss_weights = config.dpo_loss_types
+        args = DPOConfig(
+            **_trainer_args(config, env),
+            beta=config.dpo_beta,
+            loss_type=loss_type,
+            loss_weights=loss_weights,
+            label_smoothing=config.dpo_label_smoothing,
+            precompute_ref_log_probs=config.precompute_ref_log_probs,
+        )
     else:
         model_type = AutoConfig.from_pretrained(inputs.model_source).model_type
         flat = padding_free(config, model_type)
@@ -531,13 +588,16 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
             packing=config.packing,
             packing_strategy="bfd",
             eval_packing=False,
+            neftune_noise_alpha=config.neftune_noise_alpha,
         )
         if flat and not config.packing:
             # TRL's own padding-free collator. Not SFTConfig(padding_free=True): without packing TRL then refuses a
             # max_length (it would not truncate), and rows longer than max_length must still be cut to it.
             collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
     model = load_model(config, inputs.model_source, flat=flat)
-    peft_config = lora_config(config) if config.trains_adapter else None
+    resized = templates.fit_embeddings(model, tokenizer)
+    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
+    peft_config = lora_config(config, new_tokens) if config.trains_adapter else None
     if config.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
     common = {
@@ -551,13 +611,22 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
     }
     if config.method == "dpo":
         # the frozen reference of full-weight DPO needs no fp32 copy (without one, TRL loads it in the policy's dtype)
+        # (TRL would load it from the base model's files: without the rows of tokens a chat template added); none
+        # when the reference's log-probabilities are precomputed (TRL computes them with the policy before training)
         full_in_fp32 = not config.trains_adapter and weights_dtype(config) != compute_dtype()
-        reference = load_model(config, inputs.model_source, compute_dtype()) if full_in_fp32 else None
+        reference = None
+        if not config.trains_adapter and not config.precompute_ref_log_probs and (full_in_fp32 or resized):
+            reference = load_model(config, inputs.model_source, compute_dtype())
+            templates.fit_embeddings(reference, tokenizer)
+            if resized:  # the same new rows as the policy's (mean resizing samples them)
+                reference.load_state_dict(model.state_dict())
         trainer = DPOTrainer(**common, ref_model=reference)
     else:
         trainer = TokenMeanSFTTrainer(**common, data_collator=collator)
     if config.distribution in ("none", "ddp"):
         fp32_trainable_parameters(trainer.model)
+    elif config.method == "qlora":  # FSDP-QLoRA
+        fp32_trainable_parameters(trainer.model, qlora_compute_dtype())
     return trainer
 
 
@@ -611,7 +680,7 @@ def run(env: SageMakerEnv) -> int:
         if layout is not None:
             return launch.run_torchrun(env, layout)
         env.stop_flag.unlink(missing_ok=True)
-    tokenizer = load_tokenizer(inputs.model_source, inputs.train.format)
+    tokenizer = load_tokenizer(inputs.model_source, inputs.train.format, config.chat_template)
     identity = run_identity(inputs, int(os.environ.get("WORLD_SIZE", "1")))
     resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
     stop = StopOnSignal(env.stop_flag)

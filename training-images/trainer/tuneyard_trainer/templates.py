@@ -1,0 +1,84 @@
+"""Named chat templates for base models whose tokenizer has none (config chat_template): the template, its special
+tokens added to the tokenizer, the embeddings resized for them, and the rows of those tokens trained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tokenizers import AddedToken
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class NamedTemplate:
+    template: str
+    special_tokens: tuple[str, ...]
+    end_of_turn: str
+
+
+# ChatML (OpenAI's, Qwen's and many fine-tunes'): no default system prompt, and a turn rendered alone reads the same
+# as inside a longer conversation, so chat.assistant_spans finds each assistant turn with its <|im_end|>. Content
+# that is not a string (an assistant message with tool calls and no text) renders empty.
+CHATML = NamedTemplate(
+    template=(
+        "{%- for message in messages %}"
+        "{{- '<|im_start|>' + message['role'] + '\n' }}"
+        "{%- if message['content'] is string %}{{- message['content'] }}{%- endif %}"
+        "{{- '<|im_end|>\n' }}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+    ),
+    special_tokens=("<|im_start|>", "<|im_end|>"),
+    end_of_turn="<|im_end|>",
+)
+TEMPLATES = {"chatml": CHATML}
+
+
+def apply(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
+    """Gives a tokenizer without a chat template the named one, its special tokens added (special: never split, and
+    skipped when decoding with skip_special_tokens). A tokenizer with its own template keeps it. True when applied."""
+    if tokenizer.chat_template:
+        return False
+    named = TEMPLATES[name]
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in named.special_tokens], special_tokens=True)
+    tokenizer.chat_template = named.template
+    return True
+
+
+def template_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids of the special tokens of the named template the tokenizer carries ([] for any other template): rows of
+    the embeddings that the base model never trained, so they must be trained."""
+    for named in TEMPLATES.values():
+        if tokenizer.chat_template == named.template:
+            return tokenizer.convert_tokens_to_ids(list(named.special_tokens))
+    return []
+
+
+def fit_embeddings(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Resizes the input embeddings (and an untied output head) to the tokenizer when it holds more tokens than they
+    have rows (new rows: transformers' mean resizing, the mean and covariance of the old rows). True when resized."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= rows:
+        return False
+    model.resize_token_embeddings(len(tokenizer))
+    return True
+
+
+def trainable_token_indices(
+    model: torch.nn.Module, token_ids: list[int], modules_to_save: list[str] | None
+) -> dict[str, list[int]] | None:
+    """PEFT's trainable_token_indices for new tokens: their rows of the input embeddings and of an untied output head
+    (which must learn to predict them: the end-of-turn token above all), trained and saved with the adapter. A
+    module trained whole (modules_to_save) needs none; a tied head follows the input embeddings (PEFT ties them)."""
+    if not token_ids:
+        return None
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
+    modules = [embeddings]
+    if head is not None and head.weight is not embeddings.weight:
+        modules.append(head)
+    indices = {names[id(module)]: list(token_ids) for module in modules}
+    for name in modules_to_save or []:
+        indices.pop(name, None)
+    return indices or None
