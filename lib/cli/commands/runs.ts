@@ -12,6 +12,7 @@ import { duration, metric, table, time, usd } from '../format';
 import type { CommandContext } from '../program';
 import { DatasetManifest, LogLine, Plane, RunClient, RunStatus } from '../run-client';
 import { estimateOn, InstanceEstimate } from './estimate';
+import { MODEL_MANIFEST } from './stage-model';
 
 
 /** Exit codes of `watch` (and `train --wait`): 0 succeeded, 1 failed/aborted/timed out, 2 rejected by the gate. */
@@ -128,8 +129,9 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       ctx.use(command);
       const client = ctx.runClient();
       const dataset = await resolveDataset(ctx, opts.dataset);
-      const request = buildRunRequest(opts, dataset);
       const plane = await client.plane();
+      const baseModelParameters = opts.baseModelParameters ?? (await stagedParameters(client, plane, opts.baseModel));
+      const request = buildRunRequest({ ...opts, baseModelParameters }, dataset);
       const plan = planForCli(request, plane);
       const manifest = await client.datasetManifest(request.dataset);
       if (!manifest) {
@@ -366,6 +368,29 @@ function checkDatasetFormat(request: RunRequest, manifest: DatasetManifest): voi
     throw new CliError(
       `dataset ${request.dataset.name}@${request.dataset.sha256}: ${problem.message.replace(/\bUse method (\w+)/, 'Use --method $1')} (${problem.code}; the pipeline's ValidateDataset would fail the run)`,
     );
+  }
+}
+
+/**
+ * The size of a staged base model whose name does not tell it, from the parameter count
+ * `tuneyard stage-model` wrote into its manifest; undefined when the name tells or no manifest says.
+ */
+async function stagedParameters(client: RunClient, plane: Plane, baseModel: string): Promise<number | undefined> {
+  const bucket = `s3://${plane.dataBucketName}/`;
+  if (!baseModel.startsWith(bucket)) return undefined;
+  try {
+    resolveParameters(baseModel);
+    return undefined;
+  } catch {
+    // the name does not tell: read the manifest
+  }
+  const folder = baseModel.slice(bucket.length).replace(/\/?$/, '/');
+  const text = await client.readObject(`${folder}${MODEL_MANIFEST}`);
+  try {
+    const parameters = text === undefined ? undefined : (JSON.parse(text) as { parameters?: unknown }).parameters;
+    return typeof parameters === 'number' && parameters > 0 ? Number((parameters / 1e9).toPrecision(3)) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
