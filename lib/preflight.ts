@@ -3,37 +3,113 @@ import type { Method } from './recipe';
 
 /**
  * GPU memory estimates for training and serving, so a recipe that cannot fit fails before a GPU
- * is paid for (at synth for a construct's default recipe, before the run starts for a request).
+ * is paid for (at synth for a construct's default recipe, before the run starts for a request,
+ * and in `tuneyard estimate`).
  *
- * The estimates are deliberately simple and a little pessimistic: model shapes come from the
- * parameter count (a Llama-like decoder with grouped-query attention and a 128k vocabulary),
- * activations follow Korthikanti et al. (2022) with flash attention (no s² term), and a fixed
- * framework overhead covers the CUDA context, allocator fragmentation and NCCL buffers.
+ * The estimate follows what Tuneyard's trainer (training-images/trainer) really holds on each GPU:
+ * - the model's real shape for the families users name ({@link MODEL_SHAPES}); other models fall
+ *   back to a Llama-like shape for their parameter count, and the estimate says so;
+ * - the dtypes the trainer uses on that GPU ({@link trainerPrecision}): bf16 compute where the GPU's
+ *   compute capability is 8.0 or more, fp32 on T4/V100 (fp16 compute for QLoRA there);
+ * - the optimizer and gradient state of what trains, activations per layer (gradient checkpointing
+ *   keeps each decoder layer's input), the logits of the loss, and the CUDA context and allocator.
+ * It is checked against torchtune's published peak memory in preflight.test.ts.
  */
 
 const GIB = 1024 ** 3;
-/** CUDA context, allocator fragmentation, NCCL buffers. */
-export const FRAMEWORK_OVERHEAD_GIB = 2;
-/** Bytes per parameter of the frozen or trained weights. */
-const BF16 = 2;
-/** NF4 with double quantisation: 4 bits plus the quantisation constants (~0.55 B/param in practice). */
-const NF4 = 0.55;
-/** Mixed-precision AdamW per trainable parameter: bf16 gradient + fp32 master weight + fp32 m + fp32 v. */
-const ADAMW_STATE = 2 + 4 + 4 + 4;
-/** The vocabulary assumed for the logits (Llama 3: 128,256). */
-const VOCAB = 128_256;
+/** ASSUMPTION: the CUDA context with cuBLAS/cuDNN workspaces, which nvidia-smi counts and PyTorch's allocator does not. */
+export const CUDA_CONTEXT_GIB = 0.75;
+/** ASSUMPTION: the caching allocator reserves this much more than it hands out (fragmentation). */
+export const ALLOCATOR_FRAGMENTATION = 0.05;
+/** ASSUMPTION: NCCL communicator buffers of a process in a distributed job. */
+export const NCCL_BUFFERS_GIB = 0.5;
+/**
+ * NF4 with double quantisation (bitsandbytes, QLoRA paper section 2): 4 bits per weight, an 8-bit
+ * absmax per block of 64 and an fp32 constant per 256 blocks: 4 + 8/64 + 32/(64*256) = 4.127 bits.
+ */
+const NF4_BYTES = (4 + 8 / 64 + 32 / (64 * 256)) / 8;
 
-/** The shape of a decoder model, derived from its size. */
+/** The shape of a decoder-only model: what decides its weights, LoRA adapter, activations and logits. */
 export interface ModelShape {
-  readonly hiddenSize: number;
+  /** The model, e.g. `Llama 3.1 8B`, or what was assumed. */
+  readonly name: string;
+  readonly vocabSize: number;
   readonly layers: number;
+  readonly hiddenSize: number;
+  /** Attention (query) heads. */
+  readonly heads: number;
+  /** Key/value heads (grouped-query attention when fewer than `heads`). */
+  readonly kvHeads: number;
+  readonly headDim: number;
   /** MLP width. */
   readonly intermediateSize: number;
-  /** Key/value width (grouped-query attention: a quarter of the hidden size). */
-  readonly kvSize: number;
+  /** Whether the output projection shares the input embedding's weights. */
+  readonly tiedEmbeddings: boolean;
+  /** Where the figures come from (a config.json), or the assumption made. */
+  readonly source: string;
 }
 
-// Reference shapes of common open models (billions of parameters → hidden size, layers).
+type Shape = Omit<ModelShape, 'name' | 'source'>;
+const hf = (repo: string) => `https://huggingface.co/${repo}/blob/main/config.json`;
+const shape = (name: string, repo: string, s: Shape): ModelShape => ({ name, source: hf(repo), ...s });
+
+// Shapes from each model's config.json on the Hugging Face Hub (the `source` of each entry):
+// vocab_size, num_hidden_layers, hidden_size, num_attention_heads, num_key_value_heads, head_dim
+// (hidden_size / heads where the config has none), intermediate_size, tie_word_embeddings.
+// Gemma 3 4B/12B/27B: the text_config (their vision tower, ~0.4B parameters, is not counted).
+const LLAMA3_VOCAB = 128_256;
+const QWEN25_SMALL_VOCAB = 151_936; // 0.5B, 1.5B, 3B
+const QWEN25_VOCAB = 152_064; // 7B and larger
+const GEMMA3_VOCAB = 262_208;
+
+/** Known model families, matched on the lower-cased model name or path. */
+export const MODEL_SHAPES: ReadonlyArray<{ readonly pattern: RegExp; readonly shape: ModelShape }> = [
+  { pattern: /llama-?3\.2-1b/, shape: shape('Llama 3.2 1B', 'meta-llama/Llama-3.2-1B', { vocabSize: LLAMA3_VOCAB, layers: 16, hiddenSize: 2048, heads: 32, kvHeads: 8, headDim: 64, intermediateSize: 8192, tiedEmbeddings: true }) },
+  { pattern: /llama-?3\.2-3b/, shape: shape('Llama 3.2 3B', 'meta-llama/Llama-3.2-3B', { vocabSize: LLAMA3_VOCAB, layers: 28, hiddenSize: 3072, heads: 24, kvHeads: 8, headDim: 128, intermediateSize: 8192, tiedEmbeddings: true }) },
+  { pattern: /llama-?3(\.1)?-8b/, shape: shape('Llama 3.1 8B', 'meta-llama/Llama-3.1-8B', { vocabSize: LLAMA3_VOCAB, layers: 32, hiddenSize: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediateSize: 14336, tiedEmbeddings: false }) },
+  { pattern: /llama-?3(\.[13])?-70b/, shape: shape('Llama 3.1 70B', 'meta-llama/Llama-3.1-70B', { vocabSize: LLAMA3_VOCAB, layers: 80, hiddenSize: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediateSize: 28672, tiedEmbeddings: false }) },
+  // v0.3's 32,768-token vocabulary (v0.1 and v0.2 have 32,000: 0.01 GiB less).
+  { pattern: /mistral-7b/, shape: shape('Mistral 7B', 'mistralai/Mistral-7B-v0.3', { vocabSize: 32_768, layers: 32, hiddenSize: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediateSize: 14336, tiedEmbeddings: false }) },
+  { pattern: /qwen2\.5-(coder-)?0\.5b/, shape: shape('Qwen2.5 0.5B', 'Qwen/Qwen2.5-0.5B', { vocabSize: QWEN25_SMALL_VOCAB, layers: 24, hiddenSize: 896, heads: 14, kvHeads: 2, headDim: 64, intermediateSize: 4864, tiedEmbeddings: true }) },
+  { pattern: /qwen2\.5-(coder-)?1\.5b/, shape: shape('Qwen2.5 1.5B', 'Qwen/Qwen2.5-1.5B', { vocabSize: QWEN25_SMALL_VOCAB, layers: 28, hiddenSize: 1536, heads: 12, kvHeads: 2, headDim: 128, intermediateSize: 8960, tiedEmbeddings: true }) },
+  { pattern: /qwen2\.5-(coder-)?3b/, shape: shape('Qwen2.5 3B', 'Qwen/Qwen2.5-3B', { vocabSize: QWEN25_SMALL_VOCAB, layers: 36, hiddenSize: 2048, heads: 16, kvHeads: 2, headDim: 128, intermediateSize: 11008, tiedEmbeddings: true }) },
+  { pattern: /qwen2\.5-(coder-)?7b/, shape: shape('Qwen2.5 7B', 'Qwen/Qwen2.5-7B', { vocabSize: QWEN25_VOCAB, layers: 28, hiddenSize: 3584, heads: 28, kvHeads: 4, headDim: 128, intermediateSize: 18944, tiedEmbeddings: false }) },
+  { pattern: /qwen2\.5-(coder-)?14b/, shape: shape('Qwen2.5 14B', 'Qwen/Qwen2.5-14B', { vocabSize: QWEN25_VOCAB, layers: 48, hiddenSize: 5120, heads: 40, kvHeads: 8, headDim: 128, intermediateSize: 13824, tiedEmbeddings: false }) },
+  { pattern: /qwen2\.5-(coder-)?32b/, shape: shape('Qwen2.5 32B', 'Qwen/Qwen2.5-32B', { vocabSize: QWEN25_VOCAB, layers: 64, hiddenSize: 5120, heads: 40, kvHeads: 8, headDim: 128, intermediateSize: 27648, tiedEmbeddings: false }) },
+  { pattern: /qwen2\.5-72b/, shape: shape('Qwen2.5 72B', 'Qwen/Qwen2.5-72B', { vocabSize: QWEN25_VOCAB, layers: 80, hiddenSize: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediateSize: 29568, tiedEmbeddings: false }) },
+  { pattern: /gemma-2-2b/, shape: shape('Gemma 2 2B', 'google/gemma-2-2b', { vocabSize: 256_000, layers: 26, hiddenSize: 2304, heads: 8, kvHeads: 4, headDim: 256, intermediateSize: 9216, tiedEmbeddings: true }) },
+  { pattern: /gemma-2-9b/, shape: shape('Gemma 2 9B', 'google/gemma-2-9b', { vocabSize: 256_000, layers: 42, hiddenSize: 3584, heads: 16, kvHeads: 8, headDim: 256, intermediateSize: 14336, tiedEmbeddings: true }) },
+  { pattern: /gemma-2-27b/, shape: shape('Gemma 2 27B', 'google/gemma-2-27b', { vocabSize: 256_000, layers: 46, hiddenSize: 4608, heads: 32, kvHeads: 16, headDim: 128, intermediateSize: 36864, tiedEmbeddings: true }) },
+  { pattern: /gemma-3-1b/, shape: shape('Gemma 3 1B', 'google/gemma-3-1b-pt', { vocabSize: 262_144, layers: 26, hiddenSize: 1152, heads: 4, kvHeads: 1, headDim: 256, intermediateSize: 6912, tiedEmbeddings: true }) },
+  { pattern: /gemma-3-4b/, shape: shape('Gemma 3 4B', 'google/gemma-3-4b-pt', { vocabSize: GEMMA3_VOCAB, layers: 34, hiddenSize: 2560, heads: 8, kvHeads: 4, headDim: 256, intermediateSize: 10240, tiedEmbeddings: true }) },
+  { pattern: /gemma-3-12b/, shape: shape('Gemma 3 12B', 'google/gemma-3-12b-pt', { vocabSize: GEMMA3_VOCAB, layers: 48, hiddenSize: 3840, heads: 16, kvHeads: 8, headDim: 256, intermediateSize: 15360, tiedEmbeddings: true }) },
+  { pattern: /gemma-3-27b/, shape: shape('Gemma 3 27B', 'google/gemma-3-27b-pt', { vocabSize: GEMMA3_VOCAB, layers: 62, hiddenSize: 5376, heads: 32, kvHeads: 16, headDim: 128, intermediateSize: 21504, tiedEmbeddings: true }) },
+  { pattern: /phi-3(\.5)?-mini/, shape: shape('Phi-3 mini (3.8B)', 'microsoft/Phi-3-mini-4k-instruct', { vocabSize: 32_064, layers: 32, hiddenSize: 3072, heads: 32, kvHeads: 32, headDim: 96, intermediateSize: 8192, tiedEmbeddings: false }) },
+  { pattern: /phi-3-medium/, shape: shape('Phi-3 medium (14B)', 'microsoft/Phi-3-medium-4k-instruct', { vocabSize: 32_064, layers: 40, hiddenSize: 5120, heads: 40, kvHeads: 10, headDim: 128, intermediateSize: 17920, tiedEmbeddings: false }) },
+  { pattern: /phi-4-mini/, shape: shape('Phi-4 mini (3.8B)', 'microsoft/Phi-4-mini-instruct', { vocabSize: 200_064, layers: 32, hiddenSize: 3072, heads: 24, kvHeads: 8, headDim: 128, intermediateSize: 8192, tiedEmbeddings: true }) },
+  { pattern: /phi-4(?![-.]?(mini|multimodal))/, shape: shape('Phi-4 (14B)', 'microsoft/phi-4', { vocabSize: 100_352, layers: 40, hiddenSize: 5120, heads: 40, kvHeads: 10, headDim: 128, intermediateSize: 17920, tiedEmbeddings: false }) },
+];
+
+/** The shape of a model Tuneyard knows by name (`meta-llama/Llama-3.1-8B-Instruct`, `s3://b/base-models/qwen2.5-7b/`). */
+export function knownModel(name: string): ModelShape | undefined {
+  const lower = name.toLowerCase().replace(/_/g, '-');
+  return MODEL_SHAPES.find((m) => m.pattern.test(lower))?.shape;
+}
+
+/** Parameters of a model of this shape: embeddings (and an untied output projection), attention, SwiGLU MLP and norms. */
+export function shapeParameters(s: ModelShape): number {
+  const embeddings = s.vocabSize * s.hiddenSize * (s.tiedEmbeddings ? 1 : 2);
+  return embeddings + s.layers * layerLinearParameters(s) + (2 * s.layers + 1) * s.hiddenSize;
+}
+
+/** Parameters of one decoder layer's linear projections (what QLoRA quantizes). */
+function layerLinearParameters(s: ModelShape): number {
+  const q = s.heads * s.headDim;
+  const kv = s.kvHeads * s.headDim;
+  return s.hiddenSize * (q + 2 * kv) + q * s.hiddenSize + 3 * s.hiddenSize * s.intermediateSize;
+}
+
+// Reference sizes of open models for the fallback shape (billions of parameters → hidden size, layers).
 const REFERENCE_SHAPES: Array<[billions: number, hidden: number, layers: number]> = [
   [0.135, 576, 30],
   [0.5, 896, 24],
@@ -50,14 +126,36 @@ const REFERENCE_SHAPES: Array<[billions: number, hidden: number, layers: number]
   [405, 16384, 126],
 ];
 
-/** The reference shape nearest to a parameter count (by ratio). */
+/** The vocabulary assumed for a model Tuneyard does not know (Llama 3's; larger than most, so the estimate errs high). */
+export const FALLBACK_VOCAB = LLAMA3_VOCAB;
+
+/**
+ * The shape assumed for a model Tuneyard does not know, from its parameter count: the hidden size and
+ * layers of the open model nearest in size, 128-wide heads with a quarter as many KV heads, an MLP
+ * 3.5 times the hidden size and Llama 3's 128,256-token vocabulary, untied.
+ */
 export function modelShape(parametersBillions: number): ModelShape {
   let best = REFERENCE_SHAPES[0];
-  for (const shape of REFERENCE_SHAPES) {
-    if (Math.abs(Math.log(shape[0] / parametersBillions)) < Math.abs(Math.log(best[0] / parametersBillions))) best = shape;
+  for (const ref of REFERENCE_SHAPES) {
+    if (Math.abs(Math.log(ref[0] / parametersBillions)) < Math.abs(Math.log(best[0] / parametersBillions))) best = ref;
   }
   const [, hiddenSize, layers] = best;
-  return { hiddenSize, layers, intermediateSize: Math.round(3.5 * hiddenSize), kvSize: hiddenSize / 4 };
+  const headDim = hiddenSize % 128 === 0 ? 128 : 64;
+  const heads = hiddenSize / headDim;
+  return {
+    name: `an unknown ${sizeLabel(parametersBillions)} model`,
+    vocabSize: FALLBACK_VOCAB,
+    layers,
+    hiddenSize,
+    heads,
+    kvHeads: Math.max(1, Math.floor(heads / 4)),
+    headDim,
+    intermediateSize: Math.round(3.5 * hiddenSize),
+    tiedEmbeddings: false,
+    source:
+      `assumed from ${sizeLabel(parametersBillions)} parameters: a Llama-like decoder (hidden ${hiddenSize}, ${layers} layers, ` +
+      `grouped-query attention, a ${FALLBACK_VOCAB.toLocaleString('en-US')}-token vocabulary)`,
+  };
 }
 
 /**
@@ -75,32 +173,113 @@ export function parametersFromName(name: string): number | undefined {
   return unit.toLowerCase() === 'm' ? n / 1000 : n;
 }
 
+/** A base model as the estimates see it: its shape, its parameters, and whether the shape is known or assumed. */
+export interface ResolvedModel {
+  readonly shape: ModelShape;
+  /** Parameters in billions: counted from a known shape, else as given or as the name states. */
+  readonly parametersBillions: number;
+  /** Whether the shape is a known model's (false: assumed from the parameter count). */
+  readonly known: boolean;
+}
+
 /**
- * The parameter count of a base model: `explicit` when given, otherwise read from the name.
+ * The shape and size of a base model: a known model's real shape when the name matches one of
+ * {@link MODEL_SHAPES}; otherwise a shape assumed from `explicit` billions or the size the name states.
  * Throws, asking for `baseModelParameters`, when neither tells.
  */
-export function resolveParameters(baseModel: string, explicit?: number): number {
-  if (explicit !== undefined) {
-    if (!(explicit > 0)) throw new Error(`baseModelParameters must be a positive number of billions, got ${explicit}`);
-    return explicit;
-  }
-  const fromName = parametersFromName(baseModel);
-  if (fromName === undefined) {
+export function resolveModel(baseModel: string, explicit?: number): ResolvedModel {
+  if (explicit !== undefined && !(explicit > 0)) throw new Error(`baseModelParameters must be a positive number of billions, got ${explicit}`);
+  const known = knownModel(baseModel);
+  if (known) return { shape: known, parametersBillions: round2(shapeParameters(known) / 1e9), known: true };
+  const billions = explicit ?? parametersFromName(baseModel);
+  if (billions === undefined) {
     throw new Error(
       `cannot tell the size of base model "${baseModel}" from its name; set baseModelParameters to its parameter count ` +
         'in billions (e.g. 8 for an 8B model) so the GPU memory preflight can run',
     );
   }
-  return fromName;
+  return { shape: modelShape(billions), parametersBillions: billions, known: false };
+}
+
+/**
+ * The parameter count of a base model in billions: a known model's, else `explicit` when given,
+ * else read from the name. Throws, asking for `baseModelParameters`, when none tells.
+ */
+export function resolveParameters(baseModel: string, explicit?: number): number {
+  return resolveModel(baseModel, explicit).parametersBillions;
 }
 
 export type Distribution = 'none' | 'ddp' | 'fsdp' | 'deepspeed';
+export type Dtype = 'bf16' | 'fp16' | 'fp32';
+const BYTES: Record<Dtype, number> = { bf16: 2, fp16: 2, fp32: 4 };
+
+/** The dtypes Tuneyard's trainer uses for a job (training-images/trainer/tuneyard_trainer/train.py). */
+export interface TrainerPrecision {
+  /** What matmuls and activations compute in. */
+  readonly compute: Dtype;
+  /** How the base weights are held: `nf4` (QLoRA's linear layers) or a dtype. */
+  readonly weights: 'nf4' | Dtype;
+  /** One line for people: `bf16`, `fp32 (T4: no bf16)`, ... */
+  readonly label: string;
+}
+
+/**
+ * The dtypes the trainer uses on this GPU. `compute_dtype()`: bf16 where the GPU supports it (compute
+ * capability 8.0 or more: A10G, L4, L40S, A100, H100, H200), fp32 otherwise (T4, V100); QLoRA computes
+ * in fp16 there instead (bitsandbytes' 4-bit kernels need a 16-bit compute dtype). `weights_dtype()`:
+ * a frozen base (LoRA, DPO with an adapter) in the compute dtype; all weights trained in fp32 on one
+ * GPU or DDP (fp32 master weights under bf16 autocast); FSDP/DeepSpeed load the compute dtype and keep
+ * fp32 shards of what trains.
+ */
+export function trainerPrecision(method: Method, instance: GpuInstance, distribution: Distribution, useLora = true): TrainerPrecision {
+  const bf16 = instance.computeCapability >= 8;
+  const compute: Dtype = bf16 ? 'bf16' : method === 'qlora' ? 'fp16' : 'fp32';
+  const adapter = method === 'lora' || method === 'qlora' || (method === 'dpo' && useLora);
+  const sharded = distribution === 'fsdp' || distribution === 'deepspeed';
+  const weights = method === 'qlora' ? 'nf4' : adapter || sharded ? compute : 'fp32';
+  const why = bf16 ? '' : ` (${instance.gpuModel} has no bf16)`;
+  const label = method === 'qlora' ? `nf4 weights, ${compute} compute${why}` : weights === compute ? `${compute}${why}` : `fp32 weights, ${compute} compute${why}`;
+  return { compute, weights, label };
+}
+
+/**
+ * What a training stack holds per parameter and per logit, beyond the model's shape and the dtypes.
+ * {@link TUNEYARD_TRAINER} describes Tuneyard's trainer; the preflight tests describe torchtune's
+ * recipes with it to compare against torchtune's published measurements.
+ */
+export interface TrainerMemoryProfile {
+  /** Bytes per LoRA adapter parameter, its gradient, and its optimizer state. */
+  readonly adapterBytes: number;
+  readonly adapterGradientBytes: number;
+  readonly adapterOptimizerBytes: number;
+  /** QLoRA: bytes per parameter that is not quantized (embeddings, output projection, norms). */
+  readonly qloraUnquantizedBytes: number;
+  /** Peak bytes per logit (token x vocabulary entry) while the loss and its gradient are computed. */
+  readonly lossBytesPerLogit: number;
+}
+
+/**
+ * Tuneyard's trainer (transformers, TRL, PEFT): the adapter is trained in fp32 with fp32 gradients
+ * and AdamW state (`fp32_trainable_parameters`); PEFT's `prepare_model_for_kbit_training` casts
+ * every parameter QLoRA does not quantize to fp32; transformers' causal-LM loss upcasts the logits to
+ * fp32 and keeps the log-softmax for the backward pass, which then holds its gradient and the
+ * input's: 12 bytes per logit at the peak (the 16-bit logits are freed by then).
+ */
+export const TUNEYARD_TRAINER: TrainerMemoryProfile = {
+  adapterBytes: 4,
+  adapterGradientBytes: 4,
+  adapterOptimizerBytes: 8,
+  qloraUnquantizedBytes: 4,
+  lossBytesPerLogit: 12,
+};
 
 /** What decides the GPU memory of a training job. */
 export interface TrainingMemoryInput {
   readonly method: Method;
-  /** Parameters of the base model in billions. */
+  /** Parameters of the base model in billions (used when the model is not a known one). */
   readonly parametersBillions: number;
+  /** The base model's name or path: a known model's real shape is used (see {@link MODEL_SHAPES}). */
+  readonly baseModel?: string;
   /** Tokens per sequence. */
   readonly maxLength: number;
   /** Sequences per GPU per step. */
@@ -110,18 +289,29 @@ export interface TrainingMemoryInput {
   readonly loraR: number;
   /** The LoRA target modules: `all-linear` or module names. @default 'all-linear' */
   readonly targetModules?: 'all-linear' | readonly string[];
+  /** LoRA dropout: above 0, each adapted module keeps its own dropped-out input for the backward pass. @default 0.05 */
+  readonly loraDropout?: number;
   /** DPO only: a LoRA adapter (true) or all weights (false). @default true */
   readonly useLora?: boolean;
   readonly instanceType: string;
   readonly instanceCount: number;
   readonly distribution: Distribution;
+  /** The training stack. @default TUNEYARD_TRAINER */
+  readonly profile?: TrainerMemoryProfile;
 }
 
 /** Per-GPU GiB, by what uses it. */
 export interface MemoryBreakdown {
+  /** The base model's weights (a DPO reference copy and FSDP's gathered layers included). */
   readonly weights: number;
-  readonly gradientsAndOptimizer: number;
+  /** Weights that train apart from the base: the LoRA adapter (0 when all weights train: they are `weights`). */
+  readonly trainable: number;
+  readonly gradients: number;
+  /** AdamW's two moments. */
+  readonly optimizer: number;
+  /** Activations kept for the backward pass, the logits of the loss (training) or the KV cache (serving). */
   readonly activations: number;
+  /** CUDA context, allocator fragmentation, NCCL buffers. */
   readonly overhead: number;
 }
 
@@ -136,31 +326,63 @@ export interface MemoryEstimate {
   readonly shardedOver: number;
   /** One line that says what the estimate means and, when it does not fit, what to change. */
   readonly advice: string;
+  /** The dtypes assumed (training estimates). */
+  readonly precision?: TrainerPrecision;
+  /** The model's shape as used: known, or assumed from its size. */
+  readonly model?: ModelShape;
 }
 
-/** Trainable parameters of a LoRA adapter of rank r on the given modules. */
-export function loraParameters(shape: ModelShape, r: number, targetModules: 'all-linear' | readonly string[] = 'all-linear'): number {
-  const { hiddenSize: h, intermediateSize: i, kvSize: kv } = shape;
-  // in + out features of each Llama-style linear layer
-  const modules: Record<string, number> = {
-    q_proj: 2 * h,
-    k_proj: h + kv,
-    v_proj: h + kv,
-    o_proj: 2 * h,
-    gate_proj: h + i,
-    up_proj: h + i,
-    down_proj: h + i,
+const ADAPTER_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+/** [in features, out features] of each linear module of a layer (Phi-3's fused ones too). */
+function moduleFeatures(s: ModelShape): Record<string, [number, number]> {
+  const { hiddenSize: h, intermediateSize: i } = s;
+  const q = s.heads * s.headDim;
+  const kv = s.kvHeads * s.headDim;
+  return {
+    q_proj: [h, q],
+    k_proj: [h, kv],
+    v_proj: [h, kv],
+    o_proj: [q, h],
+    gate_proj: [h, i],
+    up_proj: [h, i],
+    down_proj: [i, h],
+    qkv_proj: [h, q + 2 * kv],
+    gate_up_proj: [h, 2 * i],
   };
-  const average = Object.values(modules).reduce((a, b) => a + b, 0) / Object.keys(modules).length;
-  const names = targetModules === 'all-linear' ? Object.keys(modules) : targetModules;
-  const perLayer = names.reduce((sum, name) => sum + (modules[name] ?? average), 0);
-  return shape.layers * r * perLayer;
+}
+
+function adaptedModules(targetModules: 'all-linear' | readonly string[]): readonly string[] {
+  return targetModules === 'all-linear' ? ADAPTER_MODULES : targetModules;
+}
+
+/** Trainable parameters of a LoRA adapter of rank r on the given modules (an unknown module name counts as the average one). */
+export function loraParameters(s: ModelShape, r: number, targetModules: 'all-linear' | readonly string[] = 'all-linear'): number {
+  const features = moduleFeatures(s);
+  const average = ADAPTER_MODULES.reduce((sum, m) => sum + features[m][0] + features[m][1], 0) / ADAPTER_MODULES.length;
+  const perLayer = adaptedModules(targetModules).reduce((sum, m) => sum + (features[m] ? features[m][0] + features[m][1] : average), 0);
+  return s.layers * r * perLayer;
+}
+
+/**
+ * Bytes of activations one decoder layer keeps per token for its backward pass (transformers' Llama-style
+ * layer, `a` bytes per activation): each RMSNorm's fp32 copy of its input and its output; q, k, v and the
+ * output that sdpa/flash attention save (no sequence-squared term); the o_proj input; SwiGLU's gate,
+ * SiLU(gate), up and their product; and with LoRA dropout each adapted module's dropped-out input and mask.
+ */
+export function layerActivationBytes(s: ModelShape, a: number, dropoutModules: readonly string[] = []): number {
+  const h = s.hiddenSize;
+  const q = s.heads * s.headDim;
+  const kv = s.kvHeads * s.headDim;
+  const features = moduleFeatures(s);
+  const dropout = dropoutModules.reduce((sum, m) => sum + (features[m]?.[0] ?? h), 0) * (a + 1);
+  return 2 * (4 * h + a * h) + a * (q + 2 * kv) + 2 * a * q + 4 * a * s.intermediateSize + dropout;
 }
 
 /** Estimates the GPU memory of a fine-tuning job, per GPU, and whether it fits the instance. */
 export function estimateTrainingMemory(input: TrainingMemoryInput): MemoryEstimate {
   const instance = gpuInstance(input.instanceType);
-  const { breakdown, requiredGiB, shards } = trainingMemory(input, instance);
+  const { breakdown, requiredGiB, shards, precision, model } = trainingMemory(input, instance);
   const fits = requiredGiB <= instance.gpuMemoryGiB;
   return {
     requiredGiB,
@@ -168,46 +390,80 @@ export function estimateTrainingMemory(input: TrainingMemoryInput): MemoryEstima
     fits,
     breakdown,
     shardedOver: shards,
-    advice: trainingAdvice(input, instance, requiredGiB, fits),
+    advice: trainingAdvice(input, instance, model, requiredGiB, fits),
+    precision,
+    model,
   };
 }
 
-function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance): { breakdown: MemoryBreakdown; requiredGiB: number; shards: number } {
-  const params = input.parametersBillions * 1e9;
-  const shape = modelShape(input.parametersBillions);
+function inputModel(input: TrainingMemoryInput): { shape: ModelShape; params: number } {
+  const known = input.baseModel === undefined ? undefined : knownModel(input.baseModel);
+  if (known) return { shape: known, params: shapeParameters(known) };
+  return { shape: modelShape(input.parametersBillions), params: input.parametersBillions * 1e9 };
+}
+
+function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
+  const profile = input.profile ?? TUNEYARD_TRAINER;
+  const { shape, params } = inputModel(input);
+  const precision = trainerPrecision(input.method, instance, input.distribution, input.useLora ?? true);
+  const a = BYTES[precision.compute];
   const full = input.method === 'sft' || (input.method === 'dpo' && input.useLora === false);
   const sharded = input.distribution === 'fsdp' || input.distribution === 'deepspeed';
+  const distributed = input.distribution !== 'none' && instance.gpus * input.instanceCount > 1;
   const shards = sharded ? instance.gpus * input.instanceCount : 1;
+  const linear = Math.min(params, shape.layers * layerLinearParameters(shape));
 
-  const weightBytes = params * (input.method === 'qlora' ? NF4 : BF16);
+  // The base weights, as the trainer holds them.
+  let weightBytes: number;
+  if (precision.weights === 'nf4') weightBytes = linear * NF4_BYTES + (params - linear) * profile.qloraUnquantizedBytes;
+  else if (full && sharded) weightBytes = (params * 4) / shards + 2 * (layerLinearParameters(shape) * a); // fp32 shards + two gathered layers
+  else weightBytes = (params * (precision.weights === 'fp32' ? 4 : a)) / shards;
+  // Without gradient checkpointing, bf16 autocast keeps a 16-bit copy of fp32 weights through the backward pass.
+  if (full && !sharded && precision.weights === 'fp32' && a === 2 && !input.gradientCheckpointing) weightBytes += params * a;
   // DPO on all weights keeps a frozen reference copy; with LoRA the reference is the base with the adapter disabled.
-  const referenceBytes = input.method === 'dpo' && full ? params * BF16 : 0;
-  const trainable = full ? params : loraParameters(shape, input.loraR, input.targetModules);
-  // A LoRA adapter's own weights are bf16 too.
-  const adapterBytes = full ? 0 : trainable * BF16;
-  const optimizerBytes = trainable * ADAMW_STATE;
+  const referenceBytes = input.method === 'dpo' && full ? (params * (sharded ? a : 4)) / shards : 0;
+
+  const modules = adaptedModules(input.targetModules ?? 'all-linear');
+  const adapterParams = full ? 0 : loraParameters(shape, input.loraR, modules);
+  const trainableBytes = adapterParams * profile.adapterBytes;
+  const gradientBytes = full ? (params * 4) / shards : adapterParams * profile.adapterGradientBytes;
+  // DDP copies the gradients into its all-reduce buckets.
+  const bucketBytes = input.distribution === 'ddp' && distributed ? (full ? params * 4 : adapterParams * profile.adapterGradientBytes) : 0;
+  const optimizerBytes = full ? (params * 8) / shards : adapterParams * profile.adapterOptimizerBytes;
 
   // DPO runs the chosen and the rejected sequence of each pair.
   const sequences = input.batchSize * (input.method === 'dpo' ? 2 : 1);
   const tokens = sequences * input.maxLength;
-  const perLayerFull = 34 * tokens * shape.hiddenSize; // bytes of one layer's activations (bf16, flash attention)
-  const layerActivations = input.gradientCheckpointing
-    ? shape.layers * tokens * shape.hiddenSize * BF16 + perLayerFull // saved layer inputs + one layer recomputed
-    : shape.layers * perLayerFull;
-  const logits = tokens * VOCAB * 4; // fp32 logits for the loss
+  const dropout = !full && (input.loraDropout ?? 0.05) > 0 ? modules : [];
+  const perLayer = layerActivationBytes(shape, a, dropout) * tokens;
+  const h = shape.hiddenSize;
+  // The embedding output and the final norm, kept either way.
+  const outside = tokens * (a * h + 4 * h + a * h);
+  // The loss over the logits; a QLoRA output projection kept in fp32 is cast to 16 bits for its matmul.
+  const logits = tokens * shape.vocabSize * profile.lossBytesPerLogit + (precision.weights === 'nf4' && profile.qloraUnquantizedBytes > a ? shape.vocabSize * h * a : 0);
+  // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
+  // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
+  const layerBackward = perLayer + tokens * a * (2 * shape.intermediateSize + 2 * h);
+  const activationBytes = input.gradientCheckpointing
+    ? shape.layers * tokens * a * h + outside + Math.max(logits, layerBackward)
+    : shape.layers * perLayer + outside + logits;
 
+  const allocated = weightBytes + referenceBytes + trainableBytes + gradientBytes + bucketBytes + optimizerBytes + activationBytes;
+  const overheadGiB = CUDA_CONTEXT_GIB + (ALLOCATOR_FRAGMENTATION * allocated) / GIB + (distributed ? NCCL_BUFFERS_GIB : 0);
   const breakdown: MemoryBreakdown = {
-    weights: round((weightBytes + referenceBytes + adapterBytes) / shards / GIB),
-    gradientsAndOptimizer: round(optimizerBytes / shards / GIB),
-    activations: round((layerActivations + logits) / GIB),
-    overhead: FRAMEWORK_OVERHEAD_GIB,
+    weights: round((weightBytes + referenceBytes) / GIB),
+    trainable: round(trainableBytes / GIB),
+    gradients: round((gradientBytes + bucketBytes) / GIB),
+    optimizer: round(optimizerBytes / GIB),
+    activations: round(activationBytes / GIB),
+    overhead: round(overheadGiB),
   };
-  const requiredGiB = round(breakdown.weights + breakdown.gradientsAndOptimizer + breakdown.activations + breakdown.overhead);
-  return { breakdown, requiredGiB, shards };
+  const requiredGiB = round(allocated / GIB + overheadGiB);
+  return { breakdown, requiredGiB, shards, precision, model: shape };
 }
 
-function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, required: number, fits: boolean): string {
-  const what = `${METHOD_NAMES[input.method]} of ${aModel(input.parametersBillions)} at maxLength ${input.maxLength}, batchSize ${input.batchSize}`;
+function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model: ModelShape, required: number, fits: boolean): string {
+  const what = `${METHOD_NAMES[input.method]} of ${modelLabel(input, model)} at maxLength ${input.maxLength}, batchSize ${input.batchSize}`;
   const has = `${instance.instanceType} has ${instance.gpuMemoryGiB} GiB per GPU`;
   if (fits) return `${what} needs ~${required} GiB per GPU; ${has}.`;
   const fixes: string[] = [];
@@ -241,6 +497,8 @@ const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', ql
 export interface InferenceMemoryInput {
   /** Parameters of the served model in billions. */
   readonly parametersBillions: number;
+  /** The served model's name: a known model's real shape sizes the KV cache (see {@link MODEL_SHAPES}). */
+  readonly baseModel?: string;
   /** Weight precision. @default 'bf16' */
   readonly quantization?: 'bf16' | 'fp8' | 'awq-int4';
   /** Context length each sequence may reach (vLLM `--max-model-len`). */
@@ -254,6 +512,9 @@ export interface InferenceMemoryInput {
   readonly gpuMemoryUtilization?: number;
 }
 
+/** vLLM's reserve for CUDA graphs, the sampler and its own context, per GPU. */
+const SERVING_OVERHEAD_GIB = 2;
+
 /** Estimates the GPU memory a vLLM endpoint needs: weights plus KV cache headroom, per GPU. */
 export function estimateInferenceMemory(input: InferenceMemoryInput): MemoryEstimate {
   const instance = gpuInstance(input.instanceType);
@@ -261,29 +522,34 @@ export function estimateInferenceMemory(input: InferenceMemoryInput): MemoryEsti
   if (!Number.isInteger(tp) || tp < 1 || tp > instance.gpus) {
     throw new Error(`tensorParallel must be a whole number from 1 to ${instance.gpus} on ${instance.instanceType}, got ${tp}`);
   }
-  const shape = modelShape(input.parametersBillions);
+  const known = input.baseModel === undefined ? undefined : knownModel(input.baseModel);
+  const shape = known ?? modelShape(input.parametersBillions);
+  const params = known ? shapeParameters(known) : input.parametersBillions * 1e9;
   const bytesPerParam = { bf16: 2, fp8: 1, 'awq-int4': 0.55 }[input.quantization ?? 'bf16'];
-  const weights = (input.parametersBillions * 1e9 * bytesPerParam) / tp;
+  const weights = (params * bytesPerParam) / tp;
   // K and V, per layer, per token, bf16.
-  const kvPerToken = 2 * shape.layers * shape.kvSize * BF16;
+  const kvPerToken = 2 * shape.layers * shape.kvHeads * shape.headDim * 2;
   const kv = (kvPerToken * input.maxModelLength * (input.concurrentSequences ?? 1)) / tp;
   const utilization = input.gpuMemoryUtilization ?? 0.9;
   const breakdown: MemoryBreakdown = {
     weights: round(weights / GIB),
-    gradientsAndOptimizer: 0,
+    trainable: 0,
+    gradients: 0,
+    optimizer: 0,
     activations: round(kv / GIB),
-    overhead: FRAMEWORK_OVERHEAD_GIB,
+    overhead: SERVING_OVERHEAD_GIB,
   };
   const requiredGiB = round(breakdown.weights + breakdown.activations + breakdown.overhead);
   const availableGiB = round(instance.gpuMemoryGiB * utilization);
   const fits = requiredGiB <= availableGiB;
-  const what = `serving ${aModel(input.parametersBillions)} (${input.quantization ?? 'bf16'}) at ${input.maxModelLength} tokens over ${tp} GPU(s)`;
+  const what = `serving ${known ? known.name : aModel(input.parametersBillions)} (${input.quantization ?? 'bf16'}) at ${input.maxModelLength} tokens over ${tp} GPU(s)`;
   return {
     requiredGiB,
     availableGiB,
     fits,
     breakdown,
     shardedOver: tp,
+    model: shape,
     advice: fits
       ? `${what} needs ~${requiredGiB} GiB per GPU; ${instance.instanceType} gives vLLM ${availableGiB} GiB per GPU.`
       : `${what} needs ~${requiredGiB} GiB per GPU; ${instance.instanceType} gives vLLM ${availableGiB} GiB per GPU: ` +
@@ -295,8 +561,22 @@ function round(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** `8B`, `500M`. */
+function sizeLabel(billions: number): string {
+  return billions < 1 ? `${Math.round(billions * 1000)}M` : `${billions}B`;
+}
+
 /** "an 8B model", "a 70B model", "a 500M model". */
 function aModel(billions: number): string {
-  const size = billions < 1 ? `${Math.round(billions * 1000)}M` : `${billions}B`;
+  const size = sizeLabel(billions);
   return `${/^(8|11|18|80)/.test(size) ? 'an' : 'a'} ${size} model`;
+}
+
+/** A known model's name, else "a 70B model". */
+function modelLabel(input: TrainingMemoryInput, model: ModelShape): string {
+  return input.baseModel !== undefined && knownModel(input.baseModel) ? model.name : aModel(input.parametersBillions);
 }

@@ -378,6 +378,8 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const estimate = estimateTrainingMemory({
     method: recipe.method,
     parametersBillions,
+    baseModel: request.baseModel,
+    loraDropout: recipe.loraDropout,
     maxLength: recipe.maxLength,
     batchSize: recipe.batchSize,
     gradientCheckpointing: recipe.gradientCheckpointing,

@@ -518,6 +518,8 @@ function preflightDefaultRecipe(scope: Construct, defaults: DefaultRecipe): void
     estimate = estimateTrainingMemory({
       method: resolved.method,
       parametersBillions,
+      baseModel: defaults.baseModel,
+      loraDropout: resolved.loraDropout,
       maxLength: resolved.maxLength,
       batchSize: resolved.batchSize,
       gradientCheckpointing: resolved.gradientCheckpointing,
