@@ -1,11 +1,13 @@
 import { isUtf8 } from 'node:buffer';
 import {
   checkRow,
+  DatasetDialect,
   DatasetError,
   DatasetErrorCode,
   DatasetFormat,
-  detectFormat,
+  detectDialect,
   estimateTokens,
+  formatOf,
   isBlank,
   isJsonObject,
   jsonType,
@@ -84,6 +86,8 @@ export interface TokenStats {
 export interface DatasetReport {
   /** The file's format (that of its first row with a recognisable format), null when none. */
   readonly format: DatasetFormat | null;
+  /** The dialect the file is written in (that of the same row: `sharegpt` for a `chat` file of ShareGPT rows, ...), null when none. */
+  readonly dialect: DatasetDialect | null;
   /** The method the file was checked for, when one was given. */
   readonly method?: Method;
   /** Non-blank lines, valid or not. */
@@ -128,6 +132,7 @@ export class DatasetValidator {
   private skippingLongLine = false;
   private line = 1;
   private format: DatasetFormat | null = null;
+  private dialect: DatasetDialect | null = null;
   private rows = 0;
   private validRows = 0;
   private bytes = 0;
@@ -206,6 +211,7 @@ export class DatasetValidator {
     const fileError = methodError(this.format, this.rows);
     const report: DatasetReport = {
       format: this.format,
+      dialect: this.dialect,
       rows: this.rows,
       validRows: this.validRows,
       bytes: this.bytes,
@@ -286,28 +292,35 @@ export class DatasetValidator {
       this.addError('not-object', `each line must be a JSON object, got ${jsonType(value)}`);
       return;
     }
-    const format = detectFormat(value);
-    if (format === null) {
+    const dialect = detectDialect(value);
+    if (dialect === null) {
       this.addError(
         'unknown-format',
-        `keys ${JSON.stringify(Object.keys(value).sort())} match no format; use messages, prompt/completion, instruction/input/output, text or prompt/chosen/rejected`,
+        `keys ${JSON.stringify(Object.keys(value).sort())} match no format; use messages, conversations (ShareGPT), prompt/completion, ` +
+          'instruction/input/output, text, prompt/chosen/rejected or input/preferred_output/non_preferred_output',
       );
       return;
     }
-    if (this.format === null) {
+    const format = formatOf(dialect);
+    if (this.dialect === null) {
+      this.dialect = dialect;
       this.format = format;
-    } else if (format !== this.format) {
-      this.addError('mixed-format', `the row is ${format} but the file is ${this.format} (from its first row); use one format per file`);
+    } else if (dialect !== this.dialect) {
+      this.addError(
+        'mixed-format',
+        `the row is ${dialect} (${format}) but the file is ${this.dialect} (${this.format}) from its first row; use one format per file`,
+      );
       return;
     }
+    let row: Record<string, unknown>;
     try {
-      checkRow(value, format);
+      row = checkRow(value, dialect);
     } catch (err) {
       if (!(err instanceof RowInvalid)) throw err;
       this.addError(err.code, err.message);
       return;
     }
-    this.validRow(this.line, value, format);
+    this.validRow(this.line, row, format);
   }
 
   private validRow(line: number, row: Record<string, unknown>, format: DatasetFormat): void {
