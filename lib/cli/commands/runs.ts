@@ -132,12 +132,13 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const plane = await client.plane();
       const baseModelParameters = opts.baseModelParameters ?? (await stagedParameters(client, plane, opts.baseModel));
       const request = buildRunRequest({ ...opts, baseModelParameters }, dataset);
-      const plan = planForCli(request, plane);
+      // The data first (a DPO run on chat rows needs other data, not another instance), then PlanRun's checks, then the model folder.
       const manifest = await client.datasetManifest(request.dataset);
       if (!manifest) {
         throw new CliError(`dataset ${request.dataset.name}@${request.dataset.sha256} not found in ${plane.dataBucketName}: upload it with \`tuneyard upload FILE --name ${request.dataset.name}\``);
       }
       checkDatasetFormat(request, manifest);
+      const plan = planForCli(request, plane);
       await checkBaseModel(client, plane, request.baseModel);
       const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);

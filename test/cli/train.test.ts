@@ -1,0 +1,232 @@
+/**
+ * `tuneyard train` against moto with the real SDK clients: the recipe flags, and what it refuses
+ * before starting a run. The plane is a stand-in stack (test/cli/moto-plane.ts) whose outputs say
+ * what the real stack's do: Hub models off, the bundled image's minimum compute capability 7.5.
+ * Nothing here runs the pipeline: moto leaves executions RUNNING; the tests read back the
+ * execution input (the RunRequest) that train started.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, ListExecutionsCommand } from '@aws-sdk/client-sfn';
+import { estimateOn } from '../../lib/cli/commands/estimate';
+import { planForCli } from '../../lib/cli/commands/runs';
+import { resolveParameters } from '../../lib/preflight';
+import { parseRunRequest } from '../../lib/run-request';
+import { startMotoPlane, MotoPlane } from './moto-plane';
+import { cli } from './support';
+
+const BUCKET = 'tuneyard-data-train';
+const BASE = `s3://${BUCKET}/base-models/qwen2.5-0.5b-instruct/`;
+let plane: MotoPlane;
+let tmp: string;
+let chat: string;
+let pairs: string;
+
+beforeAll(async () => {
+  plane = await startMotoPlane({ bucket: BUCKET, outputs: { AllowHubModels: 'false', MinComputeCapability: '7.5' } });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-train-'));
+  const chatFile = path.join(tmp, 'chat.jsonl');
+  const rows = Array.from({ length: 40 }, (_, i) => JSON.stringify({ messages: [{ role: 'user', content: `question ${i} ${'q'.repeat(200)}` }, { role: 'assistant', content: `answer ${i}` }] }));
+  fs.writeFileSync(chatFile, rows.join('\n') + '\n');
+  const pairsFile = path.join(tmp, 'pairs.jsonl');
+  fs.writeFileSync(pairsFile, JSON.stringify({ prompt: 'Hi', chosen: 'Hello! How can I help?', rejected: 'What.' }) + '\n');
+  for (const [file, name] of [
+    [chatFile, 'chats'],
+    [pairsFile, 'pairs'],
+  ]) {
+    const up = await cli(['upload', file, '--name', name, '--json'], { clients: plane.factory });
+    expect(up.code).toBe(0);
+  }
+  chat = 'chats';
+  pairs = 'pairs';
+  await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/qwen2.5-0.5b-instruct/config.json', Body: '{"model_type":"qwen2"}' }));
+}, 60_000);
+
+afterAll(async () => {
+  await plane?.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function executions(): Promise<string[]> {
+  const stateMachineArn = 'arn:aws:states:us-east-1:123456789012:stateMachine:TuneyardPipeline';
+  const out = await plane.clients.sfn.send(new ListExecutionsCommand({ stateMachineArn }));
+  return (out.executions ?? []).map((e) => e.name!).sort();
+}
+
+async function startedRequest(executionArn: string) {
+  const out = await plane.clients.sfn.send(new DescribeExecutionCommand({ executionArn }));
+  return JSON.parse(out.input!);
+}
+
+describe('train flags', () => {
+  test('map into the recipe, and a flag wins over the same field of --recipe', async () => {
+    // GIVEN a recipe file
+    const recipe = path.join(tmp, 'recipe.json');
+    fs.writeFileSync(recipe, JSON.stringify({ method: 'lora', epochs: 3, batchSize: 8, loraR: 32, warmupRatio: 0.1 }));
+
+    // WHEN train overrides some of its fields and sets others with flags
+    const { code, stdout, stderr } = await cli(
+      [
+        'train', '--dataset', chat, '--base-model', BASE, '--recipe', recipe, '--epochs', '2', '--lora-r', '8', '--learning-rate', '1e-4',
+        '--gradient-accumulation', '2', '--lora-alpha', '16', '--lora-dropout', '0.1', '--max-length', '1024', '--target-modules', 'q_proj,v_proj',
+        '--lr-scheduler', 'linear', '--merge', '--save-steps', '50', '--instance', 'ml.g5.xlarge', '--no-spot', '--json',
+      ],
+      { clients: plane.factory },
+    );
+
+    // THEN the started request's recipe has the flags' values over the file's
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const out = JSON.parse(stdout);
+    const request = await startedRequest(out.executionArn);
+    expect(request.recipe).toEqual({
+      method: 'lora',
+      epochs: 2,
+      batchSize: 8,
+      loraR: 8,
+      warmupRatio: 0.1,
+      learningRate: 1e-4,
+      gradientAccumulation: 2,
+      loraAlpha: 16,
+      loraDropout: 0.1,
+      maxLength: 1024,
+      targetModules: ['q_proj', 'v_proj'],
+      lrScheduler: 'linear',
+      merge: true,
+      saveSteps: 50,
+    });
+    expect(request).toMatchObject({ instanceType: 'ml.g5.xlarge', spot: false });
+    // AND the cost printed is the estimate command's for the dataset's tokens and the run's recipe
+    const manifest = JSON.parse(await (await plane.clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `datasets/chats/${request.dataset.sha256}/manifest.json` }))).Body!.transformToString());
+    const expected = estimateOn('ml.g5.xlarge', { baseModel: BASE, method: 'lora', instanceCount: 1, tokens: manifest.files.train.tokens, epochs: 2, maxLength: 1024, batchSize: 8, loraR: 8, distribution: 'none' }, resolveParameters(BASE));
+    expect(out.estimate).toEqual(JSON.parse(JSON.stringify(expected)));
+    expect(out.estimate.onDemandUsd).toBeGreaterThan(0);
+  });
+
+  test('text output: the preflight, then the time and cost with spot', async () => {
+    const { code, stdout } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'qlora', '--epochs', '3'], { clients: plane.factory });
+    expect(stdout).toMatch(
+      /^started run chats-qlora-[0-9a-f]{12}\n {2}QLoRA of .+ at maxLength 2048, batchSize 4 needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU\.\n {2}estimated ~\S+ h of training on 1 x ml\.g5\.2xlarge: \$[\d.]+ with spot \(\$[\d.]+ on demand\); an estimate, excluding start-up and evaluation \(see `tuneyard estimate`\)\n {2}watch it: tuneyard watch chats-qlora-[0-9a-f]{12}\n$/,
+    );
+    expect(code).toBe(0);
+  });
+
+  test('a bad flag value is a usage error naming the flag', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--lora-dropout', '1.5']);
+    expect(stderr).toMatch(/^error: option '--lora-dropout <p>' argument '1\.5' is invalid\. must be a number from 0 to below 1\./);
+    expect(code).toBe(1);
+  });
+
+  test('a flag that does not apply to the method is named with its flag; a recipe file field with its file', async () => {
+    const before = await executions();
+    const flag = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'sft', '--lora-r', '8'], { clients: plane.factory });
+    expect(flag.stderr).toMatch(/^error: invalid RunRequest:\n {2}- recipe\.loraR \(--lora-r\): loraR applies to method lora or qlora or dpo only/);
+    expect(flag.stderr).toContain('every recipe field: the README\'s "Recipe reference"');
+    expect(flag.code).toBe(1);
+
+    const recipe = path.join(tmp, 'bad-recipe.json');
+    fs.writeFileSync(recipe, JSON.stringify({ method: 'lora', epochs: -1 }));
+    const file = await cli(['train', '--dataset', chat, '--base-model', BASE, '--recipe', recipe], { clients: plane.factory });
+    expect(file.stderr).toContain(`  - recipe.epochs (in ${recipe}): must be above 0 (got -1)`);
+    expect(file.code).toBe(1);
+    expect(await executions()).toEqual(before);
+  });
+
+  test('--help lists the recipe flags, says a flag wins over --recipe and points at the recipe reference', async () => {
+    const { stdout } = await cli(['train', '--help']);
+    for (const flag of ['--epochs', '--batch-size', '--gradient-accumulation', '--learning-rate', '--lora-r', '--lora-alpha', '--lora-dropout', '--max-length', '--instance', '--instance-count', '--no-spot']) {
+      expect(stdout).toContain(`  ${flag} `);
+    }
+    expect(stdout.replace(/\s+/g, ' ')).toContain('(every field: the README\'s "Recipe reference"); a flag below wins over the same field in the file');
+  });
+});
+
+describe('train refuses what the pipeline would, before starting anything', () => {
+  let before: string[];
+  beforeEach(async () => {
+    before = await executions();
+  });
+  afterEach(async () => {
+    expect(await executions()).toEqual(before);
+  });
+
+  test('--method dpo on a chat dataset (ValidateDataset\'s check, from the version\'s manifest)', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'dpo'], { clients: plane.factory });
+    expect(stderr).toMatch(
+      /^error: dataset chats@[0-9a-f]{64}: method dpo needs preference pairs \(\{"prompt","chosen","rejected"\}\); the file is chat\. Use --method sft, lora or qlora, or convert the data to pairs \(not-preference; the pipeline's ValidateDataset would fail the run\)\n$/,
+    );
+    expect(code).toBe(1);
+  });
+
+  test('--method lora on preference pairs', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', pairs, '--base-model', BASE, '--method', 'lora'], { clients: plane.factory });
+    expect(stderr).toMatch(/^error: dataset pairs@[0-9a-f]{64}: method lora trains on responses, but the file holds preference pairs \(preference\); use method dpo \(preference-for-sft;/);
+    expect(code).toBe(1);
+  });
+
+  test('a Hub id while the plane (output AllowHubModels false) keeps jobs network-isolated', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', 'Qwen/Qwen2.5-0.5B-Instruct', '--method', 'lora'], { clients: plane.factory });
+    expect(stderr).toBe(
+      'error: baseModel: "Qwen/Qwen2.5-0.5B-Instruct" is a Hugging Face Hub id, but training jobs run with network isolation and cannot download it. ' +
+        `Stage the model folder under s3://${BUCKET}/base-models/<name>/ and pass that s3:// URI, or deploy the plane with training.allowHubModels true.\n` +
+        '  stage it: hf download Qwen/Qwen2.5-0.5B-Instruct --local-dir qwen2.5-0.5b-instruct && tuneyard stage-model qwen2.5-0.5b-instruct --name qwen2.5-0.5b-instruct\n',
+    );
+    expect(code).toBe(1);
+  });
+
+  test('a base model folder that does not exist, and one without config.json', async () => {
+    const missing = await cli(['train', '--dataset', chat, '--base-model', `s3://${BUCKET}/base-models/llama-3.2-1b/`, '--method', 'lora'], { clients: plane.factory });
+    expect(missing.stderr).toBe(
+      `error: baseModel: s3://${BUCKET}/base-models/llama-3.2-1b/ is empty or does not exist, so the training job could not load a model from it. ` +
+        'Stage a Hugging Face model folder there: `hf download <model id> --local-dir DIR`, then `tuneyard stage-model DIR --name llama-3.2-1b`\n',
+    );
+    expect(missing.code).toBe(1);
+
+    await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/gemma-2b/model.safetensors', Body: 'weights' }));
+    const noConfig = await cli(['train', '--dataset', chat, '--base-model', `s3://${BUCKET}/base-models/gemma-2b`, '--method', 'lora'], { clients: plane.factory });
+    expect(noConfig.stderr).toMatch(new RegExp(`^error: baseModel: s3://${BUCKET}/base-models/gemma-2b/ has no config\\.json \\(1 other object\\), so the training job could not load a model from it\\.`));
+    expect(noConfig.code).toBe(1);
+  });
+
+  test('an instance whose GPU the training image cannot run (output MinComputeCapability 7.5)', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'qlora', '--instance', 'ml.p3.2xlarge'], { clients: plane.factory });
+    expect(stderr).toMatch(/^error: instanceType: ml\.p3\.2xlarge has V100 GPUs \(compute capability 7\.0\), which the training image's CUDA build cannot run/);
+    expect(code).toBe(1);
+  });
+
+  test('a run that does not fit: the advice names the flags that fix it', async () => {
+    await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/house-llm/config.json', Body: '{}' }));
+    const { code, stderr } = await cli(
+      ['train', '--dataset', chat, '--base-model', `s3://${BUCKET}/base-models/house-llm/`, '--base-model-parameters', '70', '--method', 'lora', '--batch-size', '8'],
+      { clients: plane.factory },
+    );
+    expect(stderr).toMatch(/^error: the run does not fit in GPU memory: LoRA of .+ at maxLength 2048, batchSize 8 needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora \(--method qlora\), or lower --batch-size \(raise --gradient-accumulation to keep the effective batch\)/);
+    expect(code).toBe(1);
+  });
+
+  test('a base model whose size neither its name nor a manifest tells: asks for --base-model-parameters', async () => {
+    await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/mystery/config.json', Body: '{}' }));
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', `s3://${BUCKET}/base-models/mystery/`, '--method', 'lora'], { clients: plane.factory });
+    expect(stderr).toMatch(/^error: cannot tell the size of base model "s3:\/\/[^"]+\/mystery\/" from its name; pass --base-model-parameters to its parameter count/);
+    expect(code).toBe(1);
+  });
+});
+
+test('train sizes a staged model whose name does not tell from the parameters stage-model counted', async () => {
+  await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/house-model/config.json', Body: '{}' }));
+  await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/house-model/tuneyard-model.json', Body: JSON.stringify({ name: 'house-model', parameters: 1_543_714_304, files: {} }) }));
+  const { code, stdout } = await cli(['train', '--dataset', chat, '--base-model', `s3://${BUCKET}/base-models/house-model/`, '--method', 'qlora', '--json'], { clients: plane.factory });
+  expect(code).toBe(0);
+  expect((await startedRequest(JSON.parse(stdout).executionArn)).baseModelParameters).toBe(1.54);
+});
+
+test('the plane settings reach planRun: a plane that allows Hub models plans a Hub id without network isolation', () => {
+  const request = parseRunRequest({ dataset: { name: 'chats', sha256: 'a'.repeat(64) }, baseModel: 'Qwen/Qwen2.5-0.5B-Instruct', recipe: { method: 'lora' } });
+  const plane = { stackName: 'Tuneyard', stateMachineArn: 'arn:x', dataBucketName: BUCKET };
+  expect(planForCli(request, { ...plane, allowHubModels: true }).enableNetworkIsolation).toBe(false);
+  expect(() => planForCli(request, { ...plane, allowHubModels: false })).toThrow(/is a Hugging Face Hub id, but training jobs run with network isolation/);
+  // a plane whose outputs do not say: its own PlanRun decides
+  expect(planForCli(request, plane).enableNetworkIsolation).toBe(false);
+});
