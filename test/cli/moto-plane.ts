@@ -3,7 +3,7 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
-import { SFNClient } from '@aws-sdk/client-sfn';
+import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { STSClient } from '@aws-sdk/client-sts';
 import * as http from 'node:http';
 import { AwsClients } from '../../lib/cli/run-client';
@@ -48,20 +48,21 @@ export async function startMotoPlane(options: MotoPlaneOptions): Promise<MotoPla
     runtime: new SageMakerRuntimeClient(config),
     sts: new STSClient(config),
   };
+  // Made through the Step Functions API, not the template: with execute_state_machine on, moto runs
+  // executions in another backend than the one its CloudFormation writes to.
+  const { stateMachineArn } = await clients.sfn.send(
+    new CreateStateMachineCommand({
+      name: 'TuneyardPipeline',
+      roleArn: 'arn:aws:iam::123456789012:role/TuneyardPipeline',
+      definition: JSON.stringify(options.definition ?? { StartAt: 'PlanRun', States: { PlanRun: { Type: 'Pass', End: true } } }),
+    }),
+  );
   const template = {
     Resources: {
       Data: { Type: 'AWS::S3::Bucket', Properties: { BucketName: options.bucket } },
-      Pipeline: {
-        Type: 'AWS::StepFunctions::StateMachine',
-        Properties: {
-          StateMachineName: 'TuneyardPipeline',
-          RoleArn: 'arn:aws:iam::123456789012:role/TuneyardPipeline',
-          DefinitionString: JSON.stringify(options.definition ?? { StartAt: 'PlanRun', States: { PlanRun: { Type: 'Pass', End: true } } }),
-        },
-      },
     },
     Outputs: {
-      StateMachineArn: { Value: { Ref: 'Pipeline' } },
+      StateMachineArn: { Value: stateMachineArn },
       DataBucketName: { Value: { Ref: 'Data' } },
       TrainingJobPrefix: { Value: 'tuneyard-' },
       ...Object.fromEntries(Object.entries(options.outputs ?? {}).map(([k, v]) => [k, { Value: v }])),
