@@ -1,62 +1,157 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { DatasetReport, DatasetValidator } from '../datasets';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { checkDatasetFiles, DatasetCheck, DatasetFileSource, DatasetInputError, DatasetInputKind, DatasetReport, openDatasetInput, OverlapPolicy } from '../datasets';
 import { CliError } from './errors';
 import { CliIo, progressBar } from './io';
 import type { Method } from '../methods';
 
-/** One local file, validated and hashed in a single streaming read. */
+/** The file argument that reads standard input. */
+export const STDIN = '-';
+
+/** One input file, read, converted to JSON Lines where needed, validated and hashed in a single streaming pass. */
 export interface CheckedFile {
+  /** The path as given (`-` for standard input). */
   readonly path: string;
+  /** Bytes of the JSON Lines the pipeline reads (what upload stores). */
   readonly bytes: number;
-  /** sha256 of the file's bytes, lower-case hex. */
+  /** sha256 of those JSON Lines bytes, lower-case hex (for a plain .jsonl file: of the file itself). */
   readonly sha256: string;
+  /** What the file was: gzip-compressed or not, JSON Lines or a JSON array. */
+  readonly input: { readonly gzip: boolean; readonly kind: DatasetInputKind; readonly bytes: number };
   readonly report: DatasetReport;
+  /**
+   * The JSON Lines file to upload: the file itself when it is plain JSON Lines on disk, otherwise a
+   * temporary copy written while checking (only with `spool`; removed by {@link CheckedDataset.cleanup}).
+   */
+  readonly uploadPath?: string;
 }
 
 export interface CheckedDataset {
   readonly train: CheckedFile;
   readonly eval?: CheckedFile;
+  /** The verdict of the shared rules ({@link checkDatasetFiles}): the same the pipeline reaches. */
+  readonly check: DatasetCheck;
+  /** Removes the temporary JSON Lines copies. */
+  cleanup(): void;
 }
 
 export interface CheckOptions {
   readonly method?: Method;
   readonly maxLength?: number;
+  /** How train/eval overlap is judged (`validate`: warning; `upload`: error unless --allow-overlap). */
+  readonly overlap: OverlapPolicy;
+  /** Keep the JSON Lines of converted input and stdin in a temporary file, for upload. */
+  readonly spool?: boolean;
+}
+
+/** How a file argument is shown in messages. */
+export function displayName(file: string): string {
+  return file === STDIN ? '<stdin>' : file;
 }
 
 /**
- * Validates (with the shared streaming validator) and hashes the train file and, when given, the
- * eval file; the eval file is also checked for rows that are in the train file (contamination).
+ * Checks the train file and, when given, the eval file with the rules the pipeline applies
+ * ({@link checkDatasetFiles}): each file's rows, the method, and the rules across the two files.
+ * Accepts JSON Lines, gzip-compressed JSON Lines, JSON arrays (read element by element) and `-`
+ * (standard input); other binary files (Parquet, zip, ...) are named with the command that converts them.
  */
 export async function checkDataset(io: CliIo, trainPath: string, evalPath: string | undefined, options: CheckOptions): Promise<CheckedDataset> {
-  const train = await checkFile(io, trainPath, new DatasetValidator({ method: options.method, maxLength: options.maxLength }));
-  if (!evalPath) return { train: train.file };
-  const evalFile = await checkFile(
-    io,
-    evalPath,
-    new DatasetValidator({ method: options.method, maxLength: options.maxLength, train: train.validator.hashes }),
-  );
-  return { train: train.file, eval: evalFile.file };
+  if (trainPath === STDIN && evalPath === STDIN) throw new CliError('the training and eval files cannot both be standard input (-): pass one of them as a file');
+  const tmp = options.spool ? fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-upload-')) : undefined;
+  const cleanup = () => tmp && fs.rmSync(tmp, { recursive: true, force: true });
+  try {
+    const train = await fileSource(io, trainPath, tmp && path.join(tmp, 'train.jsonl'));
+    const evalFile = evalPath === undefined ? undefined : await fileSource(io, evalPath, tmp && path.join(tmp, 'eval.jsonl'));
+    const check = await checkDatasetFiles(
+      { train: train.source, ...(evalFile ? { eval: evalFile.source } : {}) },
+      { method: options.method, maxLength: options.maxLength, overlap: options.overlap },
+    );
+    return {
+      train: train.result(check.train),
+      ...(evalFile && check.eval ? { eval: evalFile.result(check.eval) } : {}),
+      check,
+      cleanup,
+    };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
 }
 
-async function checkFile(io: CliIo, path: string, validator: DatasetValidator): Promise<{ file: CheckedFile; validator: DatasetValidator }> {
-  let stat: fs.Stats;
-  try {
-    stat = await fs.promises.stat(path);
-  } catch (e) {
-    throw new CliError(`${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+/** A file (or stdin) as a {@link DatasetFileSource}: hashes, spools and draws progress as the validator reads it. */
+async function fileSource(io: CliIo, file: string, spoolPath: string | undefined) {
+  const name = displayName(file);
+  let size = 0;
+  if (file !== STDIN) {
+    let stat: fs.Stats;
+    try {
+      stat = await fs.promises.stat(file);
+    } catch (e) {
+      throw new CliError(`${file}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (!stat.isFile()) throw new CliError(`${file}: not a file`);
+    size = stat.size;
   }
-  if (!stat.isFile()) throw new CliError(`${path}: not a file`);
   const hash = createHash('sha256');
-  const progress = progressBar(io, `checking ${path}`, stat.size);
-  let done = 0;
-  for await (const chunk of fs.createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    validator.push(chunk);
-    done += chunk.length;
-    progress.update(done);
-  }
-  progress.finish();
-  const report = validator.end();
-  return { file: { path, bytes: done, sha256: hash.digest('hex'), report }, validator };
+  let bytes = 0;
+  let read = 0;
+  let spooled: string | undefined;
+  let input: ReturnType<typeof openDatasetInput> | undefined;
+  const source: DatasetFileSource = {
+    lineInFile: (line) => input?.lineInFile(line) ?? line,
+    open: () => {
+      const raw: AsyncIterable<Uint8Array> =
+        file === STDIN ? (io.stdin?.() ?? process.stdin) : (fs.createReadStream(file, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>);
+      const progress = progressBar(io, `checking ${name}`, size);
+      async function* counted(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of raw) {
+          read += chunk.length;
+          progress.update(read);
+          yield chunk;
+        }
+        progress.finish();
+      }
+      input = openDatasetInput(counted());
+      const opened = input;
+      // Upload stores JSON Lines: what was read from stdin or converted is copied while it is checked.
+      const converted = () => file === STDIN || opened.gzip() || opened.kind() !== 'jsonl';
+      async function* jsonl(): AsyncGenerator<Buffer> {
+        let fd: number | undefined;
+        try {
+          for await (const chunk of opened.chunks) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            if (spoolPath && converted()) {
+              fd ??= fs.openSync(spoolPath, 'w');
+              fs.writeSync(fd, chunk);
+            }
+            yield chunk;
+          }
+          if (spoolPath && converted()) fd ??= fs.openSync(spoolPath, 'w'); // an empty file
+        } catch (e) {
+          if (e instanceof DatasetInputError) throw new CliError(`${name}: ${e.message}`);
+          throw e;
+        } finally {
+          if (fd !== undefined) {
+            fs.closeSync(fd);
+            spooled = spoolPath;
+          }
+        }
+      }
+      return jsonl();
+    },
+  };
+  return {
+    source,
+    result: (report: DatasetReport): CheckedFile => ({
+      path: file,
+      bytes,
+      sha256: hash.digest('hex'),
+      input: { gzip: input?.gzip() ?? false, kind: input?.kind() ?? 'jsonl', bytes: read },
+      report,
+      ...(spooled ? { uploadPath: spooled } : file !== STDIN ? { uploadPath: file } : {}),
+    }),
+  };
 }

@@ -6,6 +6,8 @@ export interface CliIo {
   readonly errIsTTY: boolean;
   /** Terminal width for progress bars. */
   readonly columns?: number;
+  /** Standard input, for a file argument `-` (tests pass their own). @default - process.stdin */
+  readonly stdin?: () => AsyncIterable<Uint8Array>;
 }
 
 export const processIo: CliIo = {
@@ -36,6 +38,7 @@ export function progressBar(io: CliIo, label: string, total: number, minTotal = 
   const started = Date.now();
   let last = 0;
   let drawn = false;
+  let width0 = 0;
   const draw = (done: number) => {
     const fraction = total > 0 ? Math.min(done / total, 1) : 1;
     const width = Math.max(10, Math.min(40, (io.columns ?? 80) - label.length - 40));
@@ -43,7 +46,10 @@ export function progressBar(io: CliIo, label: string, total: number, minTotal = 
     const seconds = (Date.now() - started) / 1000;
     const rate = seconds > 0 ? done / seconds : 0;
     const eta = rate > 0 && fraction < 1 ? ` eta ${Math.ceil((total - done) / rate)}s` : '';
-    io.err(`\r${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)} MiB${eta}   `);
+    const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)} MiB${eta}`;
+    // padded to the longest line drawn, so a shorter one (the last, without its eta) leaves no debris
+    io.err(`\r${line.padEnd(width0)}`);
+    width0 = Math.max(width0, line.length);
     drawn = true;
   };
   return {

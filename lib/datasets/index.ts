@@ -1,5 +1,10 @@
 export { DATASET_DIALECTS, DATASET_FORMATS, detectDialect, detectFormat, formatOf, methodError, PREFERENCE_FORMATS } from './formats';
 export type { DatasetDialect, DatasetError, DatasetErrorCode, DatasetFormat, Message, Role, ToolCall } from './formats';
 export { RowHasher, RowHashes } from './row-hashes';
-export { DatasetValidator, formatError, reportForMethod, validateStream } from './validator';
-export type { DatasetReport, DatasetValidatorOptions, TokenStats } from './validator';
+export { DatasetValidator, formatError, formatErrorGroup, reportForMethod, validateStream } from './validator';
+export type { DatasetReport, DatasetValidatorOptions, ErrorGroup, ReportError, ReportErrorCode, TokenStats } from './validator';
+export { checkDatasetFiles, datasetVerdict, validateDatasetFiles } from './check';
+export type { CheckDatasetOptions, DatasetCheck, DatasetFileSource, DatasetIssue, OverlapPolicy } from './check';
+export { contentHash, CONTENT_FIELDS } from './content';
+export { binaryFileMessage, binaryFormat, DatasetInputError, openDatasetInput } from './inputs';
+export type { DatasetInput, DatasetInputKind } from './inputs';

@@ -188,13 +188,13 @@ describe('dataset-level checks', () => {
 
   test('eval rows found in the training file are contamination', () => {
     // GIVEN a training file and an eval file sharing two rows
-    const train = new DatasetValidator({ method: 'lora' });
+    const train = new DatasetValidator({ method: 'lora', contentHashes: true });
     train.push(jsonl({ prompt: 'a', completion: '1' }, { prompt: 'b', completion: '2' }, { prompt: 'c', completion: '3' }));
     train.end();
-    // WHEN the eval file is checked against the training file's hashes
+    // WHEN the eval file is checked against the training file's content hashes
     const report = validate(jsonl({ prompt: 'z', completion: '9' }, { prompt: 'c', completion: '3' }, { prompt: 'a', completion: '1' }), {
       method: 'lora',
-      train: train.hashes,
+      train: train.contentHashes,
     });
     // THEN both are reported with their training lines
     expect(report.contamination).toEqual({

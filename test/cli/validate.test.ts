@@ -27,11 +27,10 @@ describe('tuneyard validate on the shared fixture corpus', () => {
     // WHEN it is validated for the case's method
     const { code, stdout } = await cli(['validate', file, '--method', c.method]);
 
-    // THEN every expected error is printed as FILE:LINE: message (code), in order, and nothing else is
+    // THEN every expected error is printed as FILE:LINE: message (code), identical ones grouped with their
+    // other lines ("  and N more like it: lines ..."), and nothing else is
     const errorLines = stdout.split('\n').filter((l) => l.startsWith(`${file}:`) && /^.+:\d+: /.test(l));
-    expect(errorLines.map((l) => [Number(/:(\d+): /.exec(l.slice(file.length))![1]), /\(([a-z0-9-]+)\)$/.exec(l)![1]])).toEqual(
-      c.errors.map((e) => [e.line, e.code]),
-    );
+    expect(printedErrors(stdout, file)).toEqual(c.errors.map((e) => [e.line, e.code]));
     for (const l of errorLines) expect(l).toMatch(new RegExp(`^${escape(file)}:\\d+: \\S.* \\([a-z0-9-]+\\)$`));
     // and the summary names the format and the number of examples
     expect(stdout).toContain(`  format       ${c.format ?? 'unknown'} (checked for ${c.method})`);
@@ -54,19 +53,40 @@ describe('tuneyard validate on the shared fixture corpus', () => {
 });
 
 describe('tuneyard validate output', () => {
-  test('prints the first 50 errors, then "... and N more"', async () => {
-    // GIVEN 63 invalid rows
+  test('groups identical errors: one line each, with the count and the first lines', async () => {
+    // GIVEN 6,000 rows with the same problem, and 2 rows with other problems
     const file = path.join(tmp, 'many-errors.jsonl');
-    fs.writeFileSync(file, Array.from({ length: 63 }, () => 'not json').join('\n') + '\n');
+    const rows = Array.from({ length: 6000 }, () => '{"text": ""}');
+    rows.splice(2, 0, 'not json');
+    rows.push('{"text": 5}');
+    fs.writeFileSync(file, rows.join('\n') + '\n');
+
+    const { code, stdout } = await cli(['validate', file]);
+
+    // THEN each kind of error is printed once, at its first line, in order of first appearance
+    const errorLines = stdout.split('\n').filter((l) => l.startsWith(`${file}:`) && /:\d+: /.test(l));
+    expect(errorLines.map((l) => /:(\d+): .*\(([a-z-]+)\)$/.exec(l)!.slice(1))).toEqual([
+      ['1', 'empty-content'],
+      ['3', 'invalid-json'],
+      ['6002', 'wrong-type'],
+    ]);
+    // AND the repeated one says how many more there are and where the next ones are
+    expect(stdout).toContain(`${file}:1: "text" is empty; give it some text or drop the row (empty-content)\n  and 5,999 more like it: lines 2, 4, 5, 6, 7, 8, 9, 10, 11, ...\n`);
+    expect(stdout).toContain(`${file}: 6,002 errors`);
+    expect(code).toBe(1);
+  });
+
+  test('prints at most 50 kinds of errors, then "... and N more"', async () => {
+    // GIVEN 63 rows, each with a different problem (a different missing key each time)
+    const file = path.join(tmp, 'distinct-errors.jsonl');
+    fs.writeFileSync(file, Array.from({ length: 63 }, (_, i) => `{"text": "a", "x${i}": }`).join('\n') + '\n');
 
     const { code, stdout } = await cli(['validate', file]);
 
     const errorLines = stdout.split('\n').filter((l) => l.startsWith(`${file}:`) && /:\d+: /.test(l));
     expect(errorLines).toHaveLength(50);
-    expect(errorLines[0]).toMatch(new RegExp(`^${escape(file)}:1: .*\\(invalid-json\\)$`));
-    expect(errorLines[49]).toMatch(new RegExp(`^${escape(file)}:50: `));
+    expect(errorLines[49]).toMatch(new RegExp(`^${escape(file)}:50: .*\\(invalid-json\\)$`));
     expect(stdout).toContain('... and 13 more\n');
-    expect(stdout).toContain(`${file}: 63 errors`);
     expect(code).toBe(1);
   });
 
@@ -142,6 +162,23 @@ describe('tuneyard validate output', () => {
     expect(tty.stdout).toBe(pipe.stdout);
   });
 });
+
+/** The [line, code] of every error printed for `file`, groups expanded, by line. */
+function printedErrors(stdout: string, file: string): Array<[number, string]> {
+  const out: Array<[number, string]> = [];
+  let code = '';
+  for (const l of stdout.split('\n')) {
+    const head = l.startsWith(`${file}:`) ? /^:(\d+): .*\(([a-z0-9-]+)\)$/.exec(l.slice(file.length)) : null;
+    if (head) {
+      code = head[2];
+      out.push([Number(head[1]), code]);
+      continue;
+    }
+    const more = /^ {2}and [\d,]+ more like it: lines? ([\d, ]+)$/.exec(l);
+    if (more) for (const n of more[1].split(', ')) out.push([Number(n), code]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -121,21 +121,56 @@ test('an existing report is reused without reading the dataset, and the method i
   expect(s3.calls.filter((c) => c.key === `${PREFIX}train.jsonl` || c.command === 'Put')).toEqual([]);
 });
 
-test('eval rows that are in train.jsonl are counted as contamination', async () => {
-  // GIVEN an eval file equal to the training file
-  const s3 = bucketWith({ 'train.jsonl': 'prompt-completion.jsonl', 'eval.jsonl': 'prompt-completion.jsonl' });
-  // WHEN validated
-  const out = await validateDatasetVersion(input(), { s3, bucket: 'data' });
-  // THEN all 3 eval rows are contaminated
-  expect(out).toMatchObject({ ok: true, rows: 3, evalRows: 3, contaminated: 3 });
-  expect(s3.report().eval?.contamination?.examples[0]).toEqual({ line: 1, trainLine: 1 });
+describe('train/eval overlap is judged as tuneyard upload judged it (from the manifest)', () => {
+  const withManifest = (manifest?: object) => {
+    const s3 = bucketWith({ 'train.jsonl': 'prompt-completion.jsonl', 'eval.jsonl': 'prompt-completion.jsonl' });
+    if (manifest) s3.objects.set(`${PREFIX}manifest.json`, Buffer.from(JSON.stringify(manifest)));
+    return s3;
+  };
+
+  test('a version uploaded with --allow-overlap passes, with the overlap recorded', async () => {
+    // GIVEN an eval file equal to the training file, uploaded with --allow-overlap
+    const s3 = withManifest({ name: 'support-chats', allowOverlap: true });
+    // WHEN validated
+    const out = await validateDatasetVersion(input(), { s3, bucket: 'data' });
+    // THEN all 3 eval rows are counted, and allowed
+    expect(out).toMatchObject({ ok: true, rows: 3, evalRows: 3, contaminated: 3, overlap: { count: 3, policy: 'allowed' } });
+    expect(s3.report().eval?.contamination?.examples[0]).toEqual({ line: 1, trainLine: 1 });
+  });
+
+  test('fails with DatasetInvalid when the manifest does not allow overlap (or there is none)', async () => {
+    for (const manifest of [{ name: 'support-chats', allowOverlap: false }, undefined]) {
+      const s3 = withManifest(manifest);
+      await expect(validateDatasetVersion(input(), { s3, bucket: 'data' })).rejects.toMatchObject({
+        name: 'DatasetInvalid',
+        message: expect.stringMatching(/eval\.jsonl:1: 3 eval rows are also in the training file.*--allow-overlap` \(overlap\)$/m),
+      });
+    }
+  });
+
+  test('a version whose manifest predates the rule (no allowOverlap) passes with a warning policy', async () => {
+    const s3 = withManifest({ name: 'support-chats', createdBy: 'tuneyard upload' });
+    const out = await validateDatasetVersion(input(), { s3, bucket: 'data' });
+    expect(out).toMatchObject({ ok: true, contaminated: 3, overlap: { count: 3, policy: 'warning' } });
+  });
+
+  test('overlap is found through case, white space and Unicode compatibility forms', async () => {
+    // GIVEN an eval row that is a training row with other capitals, a trailing space and a full-width letter
+    const s3 = new FakeS3();
+    s3.objects.set(`${PREFIX}train.jsonl`, Buffer.from(JSON.stringify({ prompt: 'What is  the capital of France?', completion: 'Paris.' }) + '\n'));
+    s3.objects.set(`${PREFIX}eval.jsonl`, Buffer.from(JSON.stringify({ prompt: 'what is the capital of ＦRANCE? ', completion: 'PARIS.' }) + '\n'));
+    // WHEN validated without --allow-overlap in the manifest
+    const run = validateDatasetVersion(input(), { s3, bucket: 'data' });
+    // THEN it is refused as overlap
+    await expect(run).rejects.toMatchObject({ name: 'DatasetInvalid', message: expect.stringMatching(/1 eval row is also in the training file/) });
+  });
 });
 
 test('fails with DatasetInvalid when eval.jsonl has another format than train.jsonl', async () => {
   const s3 = bucketWith({ 'train.jsonl': 'prompt-completion.jsonl', 'eval.jsonl': 'chat.jsonl' });
   await expect(validateDatasetVersion(input(), { s3, bucket: 'data' })).rejects.toMatchObject({
     name: 'DatasetInvalid',
-    message: expect.stringMatching(/eval\.jsonl:1: eval\.jsonl is chat but train\.jsonl is prompt-completion/),
+    message: expect.stringMatching(/eval\.jsonl:1: the eval file is chat but the training file is prompt-completion.*\(mixed-format\)/),
   });
 });
 

@@ -7,9 +7,9 @@
  * from aws-cdk-lib here.
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { DatasetFormat, DatasetReport } from '../../../lib/datasets';
-import { DatasetValidator, formatError, reportForMethod } from '../../../lib/datasets';
-import { datasetVersionPrefix } from '../../../lib/layout';
+import type { DatasetCheck, DatasetFormat, DatasetReport, OverlapPolicy } from '../../../lib/datasets';
+import { datasetVerdict, formatError, formatErrorGroup, validateDatasetFiles } from '../../../lib/datasets';
+import { DATASET_MANIFEST, datasetVersionPrefix } from '../../../lib/layout';
 import { METHODS, type Method } from '../../../lib/methods';
 
 /** The Lambda's input (the state machine passes it from the RunRequest). */
@@ -38,8 +38,14 @@ export interface ValidateDatasetOutput {
   readonly errorCount: 0;
   /** Rows of train.jsonl that repeat an earlier one. */
   readonly duplicates: number;
-  /** Rows of eval.jsonl that are also in train.jsonl (they inflate the eval score). */
+  /** Rows of eval.jsonl whose normalised content is also in train.jsonl (they inflate the eval score). */
   readonly contaminated?: number;
+  /**
+   * The train/eval overlap and how it was judged: `allowed` when the version was uploaded with
+   * `--allow-overlap` (its manifest says so), `warning` for a version whose manifest predates the rule
+   * (uploads accepted overlap then); a version with overlap is refused otherwise.
+   */
+  readonly overlap?: { readonly count: number; readonly policy: OverlapPolicy };
   /** Estimated token lengths of train.jsonl (chars/4) and the rows over `maxLength`. */
   readonly tokens: { readonly p50: number; readonly p95: number; readonly max: number; readonly overLimit: number };
 }
@@ -113,26 +119,25 @@ export async function validateDatasetVersion(input: ValidateDatasetInput, deps: 
     );
   }
 
+  const manifestKey = `${prefix}${DATASET_MANIFEST}`;
+  const overlap = overlapPolicy(keys.has(manifestKey) ? await readJson<DatasetManifestOverlap>(deps.s3, bucket, manifestKey) : undefined);
+
   let stored: StoredValidationReport;
   let reused = keys.has(reportKey);
   if (reused) {
     stored = await readJson(deps.s3, bucket, reportKey);
   } else {
-    const train = new DatasetValidator({ maxLength });
-    await streamObject(deps.s3, bucket, trainKey, train);
-    const trainReport = train.end();
-    let evalReport: DatasetReport | undefined;
-    if (keys.has(evalKey)) {
-      const evalValidator = new DatasetValidator({ maxLength, train: train.hashes });
-      await streamObject(deps.s3, bucket, evalKey, evalValidator);
-      evalReport = evalValidator.end();
-    }
+    const open = (key: string) => () => objectBody(deps.s3, bucket, key);
+    const reports = await validateDatasetFiles(
+      { train: { open: open(trainKey) }, ...(keys.has(evalKey) ? { eval: { open: open(evalKey) } } : {}) },
+      { maxLength },
+    );
     stored = {
       schemaVersion: 1,
       dataset: { name: input.datasetName, sha256: input.datasetSha256 },
       createdAt: new Date().toISOString(),
-      train: trainReport,
-      ...(evalReport ? { eval: evalReport } : {}),
+      train: reports.train,
+      ...(reports.eval ? { eval: reports.eval } : {}),
     };
     const written = await writeOnce(deps.s3, bucket, reportKey, stored);
     if (written !== 'written') {
@@ -140,7 +145,24 @@ export async function validateDatasetVersion(input: ValidateDatasetInput, deps: 
       reused = true;
     }
   }
-  return summarize(stored, { bucket, prefix, reportKey, method, maxLength, reused, errorsInMessage: deps.errorsInMessage ?? 10 });
+  return summarize(stored, { bucket, prefix, reportKey, method, maxLength, overlap, reused, errorsInMessage: deps.errorsInMessage ?? 10 });
+}
+
+/** The part of manifest.json (written by `tuneyard upload`) that decides how overlap is judged. */
+interface DatasetManifestOverlap {
+  readonly allowOverlap?: boolean;
+}
+
+/**
+ * How train/eval overlap is judged for a version: as `tuneyard upload` judged it when it wrote the
+ * version, so the pipeline never refuses what upload accepted. `allowOverlap: true` (uploaded with
+ * `--allow-overlap`): allowed. A manifest without the field (an upload from before the rule, which
+ * accepted overlap): a warning. `allowOverlap: false`, or no manifest: an error.
+ */
+export function overlapPolicy(manifest: DatasetManifestOverlap | undefined): OverlapPolicy {
+  if (manifest === undefined) return 'error';
+  if (manifest.allowOverlap === true) return 'allowed';
+  return manifest.allowOverlap === undefined ? 'warning' : 'error';
 }
 
 function parseInput(input: ValidateDatasetInput, defaultBucket?: string) {
@@ -163,25 +185,31 @@ function parseInput(input: ValidateDatasetInput, defaultBucket?: string) {
 
 function summarize(
   stored: StoredValidationReport,
-  ctx: { bucket: string; prefix: string; reportKey: string; method: Method; maxLength?: number; reused: boolean; errorsInMessage: number },
+  ctx: {
+    bucket: string;
+    prefix: string;
+    reportKey: string;
+    method: Method;
+    maxLength?: number;
+    overlap: OverlapPolicy;
+    reused: boolean;
+    errorsInMessage: number;
+  },
 ): ValidateDatasetOutput {
-  const train = reportForMethod(stored.train, ctx.method, ctx.maxLength);
-  const evalReport = stored.eval ? reportForMethod(stored.eval, ctx.method, ctx.maxLength) : undefined;
-  const problems = [
-    ...train.errors.map((e) => formatError('train.jsonl', e)),
-    ...(evalReport?.errors ?? []).map((e) => formatError('eval.jsonl', e)),
-  ];
-  let errorCount = train.errorCount + (evalReport?.errorCount ?? 0);
-  if (evalReport && evalReport.format !== null && train.format !== null && evalReport.format !== train.format) {
-    problems.push(`eval.jsonl:1: eval.jsonl is ${evalReport.format} but train.jsonl is ${train.format}; use one format for both files (mixed-format)`);
-    errorCount++;
-  }
-  if (errorCount > 0 || train.format === null) {
-    const shown = problems.slice(0, ctx.errorsInMessage).map((p) => (p.length > 300 ? `${p.slice(0, 297)}...` : p));
-    const more = errorCount - shown.length;
+  const check: DatasetCheck = datasetVerdict(stored, { method: ctx.method, maxLength: ctx.maxLength, overlap: ctx.overlap });
+  const { train } = check;
+  const evalReport: DatasetReport | undefined = check.eval;
+  if (!check.ok || train.format === null) {
+    const problems = [
+      ...train.errorGroups.map((g) => formatErrorGroup('train.jsonl', g)),
+      ...(evalReport?.errorGroups ?? []).map((g) => formatErrorGroup('eval.jsonl', g)),
+      ...check.issues.filter((i) => i.severity === 'error').map((i) => formatError(`${i.file}.jsonl`, i)),
+    ];
+    const shown = problems.slice(0, ctx.errorsInMessage).map((p) => (p.length > 1000 ? `${p.slice(0, 997)}...` : p));
+    const more = problems.length - shown.length;
     throw new DatasetInvalid(
-      `s3://${ctx.bucket}/${ctx.prefix} is not a valid ${ctx.method} dataset: ${errorCount} error(s)` +
-        `${more > 0 ? ` (first ${shown.length} shown)` : ''}. Fix the file, upload it as a new version and start a new run. ` +
+      `s3://${ctx.bucket}/${ctx.prefix} is not a valid ${ctx.method} dataset: ${check.errorCount} error(s)` +
+        `${more > 0 ? ` (first ${shown.length} kinds shown)` : ''}. Fix the file, upload it as a new version and start a new run. ` +
         `Full report: s3://${ctx.bucket}/${ctx.reportKey}\n${shown.join('\n')}`,
     );
   }
@@ -191,7 +219,9 @@ function summarize(
     reused: ctx.reused,
     format: train.format,
     rows: train.rows,
-    ...(evalReport ? { evalRows: evalReport.rows, contaminated: evalReport.contamination?.count ?? 0 } : {}),
+    ...(evalReport && check.overlap
+      ? { evalRows: evalReport.rows, contaminated: check.overlap.count, overlap: { count: check.overlap.count, policy: check.overlap.policy } }
+      : {}),
     errorCount: 0,
     duplicates: train.duplicates.count,
     tokens: { p50: train.tokens.p50, p95: train.tokens.p95, max: train.tokens.max, overLimit: train.tokens.overLimit.count },
@@ -212,11 +242,11 @@ async function listKeys(s3: S3Sender, bucket: string, prefix: string): Promise<S
   return keys;
 }
 
-/** Streams the object's body into the validator chunk by chunk; the object is never held whole. */
-async function streamObject(s3: S3Sender, bucket: string, key: string, validator: DatasetValidator): Promise<void> {
+/** The object's body as a stream of chunks: it is never held whole. */
+async function objectBody(s3: S3Sender, bucket: string, key: string): Promise<AsyncIterable<Uint8Array>> {
   const object = (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))) as { Body?: AsyncIterable<Uint8Array> };
   if (!object.Body) throw new Error(`GetObject s3://${bucket}/${key} returned no body`);
-  for await (const chunk of object.Body) validator.push(chunk);
+  return object.Body;
 }
 
 async function readJson<T>(s3: S3Sender, bucket: string, key: string): Promise<T> {
