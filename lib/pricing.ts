@@ -97,11 +97,52 @@ export const TOKENS_PER_SECOND_PER_GPU_8B: Readonly<Record<string, Readonly<Reco
 /** The reference model size of `TOKENS_PER_SECOND_PER_GPU_8B`, in billions of parameters. */
 const REFERENCE_PARAMS_B = 8;
 
+/**
+ * ASSUMPTION: the share of linear speed-up a data-parallel job (DDP or FSDP) keeps on 2-8 GPUs of one
+ * instance: each step waits for part of its gradient all-reduce or FSDP all-gathers that the backward
+ * pass does not hide (the PCIe-only g4dn/g5/g6/g6e families hide less than NVLink p4d/p5). Not measured
+ * by Tuneyard; 0.9 is a planning figure, not a benchmark.
+ */
+export const IN_INSTANCE_SCALING = 0.9;
+
+/**
+ * Across instances, the further share of per-GPU throughput a data-parallel job keeps, relative to one
+ * 8-GPU instance, by total GPUs: Hugging Face's Ultra-Scale Playbook (2025), section "Data parallelism",
+ * figure of throughput per GPU against data-parallel degree (8 → 16 → 32 → 64 GPUs: 40.1k, 37.6k, 35.4k,
+ * 31.1k tokens/s per GPU). Values between the points are interpolated on log2(GPUs).
+ */
+export const ACROSS_INSTANCE_SCALING: ReadonlyArray<[gpus: number, efficiency: number]> = [
+  [8, 1],
+  [16, 0.937],
+  [32, 0.881],
+  [64, 0.775],
+];
+
+/** The share of linear speed-up a job on `gpus` GPUs over `instances` instances keeps (1 on one GPU). */
+export function scalingEfficiency(gpus: number, instances = 1): number {
+  if (gpus <= 1) return 1;
+  if (instances <= 1) return IN_INSTANCE_SCALING;
+  const points = ACROSS_INSTANCE_SCALING;
+  const x = Math.log2(Math.max(gpus, points[0][0]));
+  let across = points[points.length - 1][1];
+  for (let i = 1; i < points.length; i++) {
+    const [g0, e0] = points[i - 1];
+    const [g1, e1] = points[i];
+    if (gpus <= g1) {
+      across = e0 + ((e1 - e0) * (x - Math.log2(g0))) / (Math.log2(g1) - Math.log2(g0));
+      break;
+    }
+  }
+  return IN_INSTANCE_SCALING * across;
+}
+
 export interface TrainingTimeInput {
   /** The GPU model (`instances.ts`). */
   readonly gpuModel: string;
   /** GPUs across all instances of the job. */
   readonly gpus: number;
+  /** Instances the GPUs are spread over. @default 1 */
+  readonly instances?: number;
   readonly method: 'sft' | 'lora' | 'qlora' | 'dpo';
   /** The base model's parameters, in billions. */
   readonly paramsB: number;
@@ -110,13 +151,16 @@ export interface TrainingTimeInput {
   readonly epochs: number;
 }
 
-/** Estimated wall-clock hours of training (excluding instance start-up and model download). */
+/**
+ * Estimated wall-clock hours of training (excluding instance start-up and model download): the
+ * throughput assumption per GPU, times the GPUs, times {@link scalingEfficiency}.
+ */
 export function estimateTrainingHours(input: TrainingTimeInput): number {
   const rates = TOKENS_PER_SECOND_PER_GPU_8B[input.gpuModel];
   if (!rates) throw new Error(`no throughput assumption for GPU model "${input.gpuModel}"`);
   const perGpu = input.method === 'dpo' ? rates.lora / 3 : rates[input.method];
   const scaled = (perGpu * REFERENCE_PARAMS_B) / Math.max(input.paramsB, 0.1);
-  return (input.tokens * input.epochs) / (scaled * input.gpus) / 3600;
+  return (input.tokens * input.epochs) / (scaled * input.gpus * scalingEfficiency(input.gpus, input.instances)) / 3600;
 }
 
 export interface CostEstimate {

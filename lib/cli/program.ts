@@ -6,7 +6,7 @@ import { registerEventsCommand } from './commands/events';
 import { registerModelCommands } from './commands/models';
 import { registerRunCommands } from './commands/runs';
 import { registerStageModelCommand } from './commands/stage-model';
-import { CliError, describeAwsError } from './errors';
+import { CliError, describeAwsError, isCredentialsOrRegionError, missingProfileMessage } from './errors';
 import { CliIo, processIo } from './io';
 import { AwsClients, ClientOptions, createAwsClients, RunClient } from './run-client';
 
@@ -88,6 +88,8 @@ export function buildProgram(ctx: CommandContext): Command {
     .option('--json', 'print machine-readable JSON instead of text', false)
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) })
+    // each command's help lists --stack, --region, --profile and --json too (inherited by the commands added below)
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride();
   registerDatasetCommands(program, ctx);
   registerStageModelCommand(program, ctx);
@@ -96,13 +98,60 @@ export function buildProgram(ctx: CommandContext): Command {
   registerCheckpointsCommand(program, ctx);
   registerModelCommands(program, ctx);
   registerEstimateCommand(program, ctx);
+  for (const command of program.commands) {
+    const examples = EXAMPLES[command.name()];
+    if (examples) addExamples(command, examples);
+  }
   return program;
 }
 
+/** Exit codes of every command (the README's "Exit codes" lists them). */
+export const EXIT_CODES = {
+  ok: 0,
+  /** An error, invalid data, a failed run, or (estimate) a run that fits no GPU. */
+  failure: 1,
+  /** The eval gate rejected the run (`watch`, `train --wait`; see `runExitCode`). */
+  gateRejected: 2,
+  /** A usage error: an unknown command or option, a missing argument or option value, an invalid value (sysexits.h EX_USAGE). */
+  usage: 64,
+} as const;
+
+/** Examples shown at the end of a command's `--help`. */
+const EXAMPLES: Record<string, readonly string[]> = {
+  validate: ['tuneyard validate train.jsonl', 'tuneyard validate train.jsonl --method dpo --max-length 4096'],
+  upload: ['tuneyard upload train.jsonl --name support-chats', 'tuneyard upload train.jsonl --eval eval.jsonl --name support-chats'],
+  datasets: ['tuneyard datasets', 'tuneyard datasets support-chats --json'],
+  'stage-model': ['tuneyard stage-model ./Llama-3.1-8B-Instruct --name llama-3.1-8b-instruct'],
+  train: [
+    'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method qlora',
+    'tuneyard train --dataset support-chats@<sha256> --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --recipe recipe.json --wait',
+  ],
+  watch: ['tuneyard watch support-chats-qlora-5d0e7a1b2c3f', 'tuneyard watch support-chats-qlora-5d0e7a1b2c3f --json --interval 60'],
+  runs: ['tuneyard runs', 'tuneyard runs --status FAILED --max 5'],
+  describe: ['tuneyard describe support-chats-qlora-5d0e7a1b2c3f', 'tuneyard describe support-chats-qlora-5d0e7a1b2c3f --json'],
+  cancel: ['tuneyard cancel support-chats-qlora-5d0e7a1b2c3f --reason "wrong dataset"'],
+  logs: ['tuneyard logs support-chats-qlora-5d0e7a1b2c3f --tail 50', 'tuneyard logs support-chats-qlora-5d0e7a1b2c3f --follow'],
+  events: ['tuneyard events support-chats-qlora-5d0e7a1b2c3f'],
+  checkpoints: ['tuneyard checkpoints support-chats-qlora-5d0e7a1b2c3f'],
+  models: ['tuneyard models', 'tuneyard models --region eu-west-1 --json'],
+  deploy: ['tuneyard deploy 3 --endpoint chat --adapter support --approve --wait', 'tuneyard deploy 3 --endpoint chat-merged'],
+  invoke: ['tuneyard invoke --endpoint chat --adapter support "Where is my order?"'],
+  estimate: [
+    'tuneyard estimate --base-model meta-llama/Llama-3.1-8B-Instruct --method qlora --tokens 20000000',
+    'tuneyard estimate --base-model Qwen/Qwen2.5-7B-Instruct --method lora --tokens 5000000 --instance ml.g6e.xlarge --batch-size 2',
+    'tuneyard estimate --base-model s3://<data bucket>/base-models/house-model/ --base-model-parameters 13 --method qlora --tokens 1000000 --json',
+  ],
+};
+
+/** Appends an "Examples:" section to a command's help (commands that register themselves elsewhere may call it too). */
+export function addExamples(command: Command, examples: readonly string[]): void {
+  command.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n`);
+}
+
 /**
- * Runs the CLI on `argv` (the arguments after the program name) and returns the exit code:
- * 0 success, 1 failure (or invalid data, a failed run), 2 a run rejected by the gate; usage
- * errors are commander's (1).
+ * Runs the CLI on `argv` (the arguments after the program name) and returns the exit code
+ * ({@link EXIT_CODES}): 0 success, 1 failure (or invalid data, a failed run, a run that fits no GPU),
+ * 2 a run rejected by the gate, 64 a usage error.
  */
 export async function runCli(argv: readonly string[], deps: Partial<CliDeps> = {}): Promise<number> {
   const ctx = new CommandContext({
@@ -116,10 +165,16 @@ export async function runCli(argv: readonly string[], deps: Partial<CliDeps> = {
     await program.parseAsync([...argv], { from: 'user' });
     return ctx.exitCode;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    // commander has printed the usage error (or the help / version, which exit 0)
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_CODES.ok : EXIT_CODES.usage;
     if (e instanceof CliError) {
       ctx.io.err(`error: ${e.message}\n`);
       return e.exitCode;
+    }
+    const missingProfile = ctx.global.profile && isCredentialsOrRegionError(e) ? missingProfileMessage(ctx.global.profile) : undefined;
+    if (missingProfile) {
+      ctx.io.err(`error: ${missingProfile}\n`);
+      return EXIT_CODES.failure;
     }
     const known = describeAwsError(e, { stack: ctx.global.stack, region: await ctx.region(), profile: ctx.global.profile });
     if (known) {

@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { remainingSeconds, runExitCode } from '../../lib/cli/commands/runs';
 import { GATE_REJECTED_ERROR } from '../../lib/run-request';
 import { RunStatus } from '../../lib/cli/run-client';
@@ -19,17 +22,17 @@ describe('argument handling', () => {
   test('fails on an unknown command or option with a usage hint', async () => {
     const unknown = await cli(['fly']);
     expect(unknown.stderr).toMatch(/^error: unknown command 'fly'/);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(64);
     const option = await cli(['runs', '--colour']);
     expect(option.stderr).toMatch(/^error: unknown option '--colour'\n\(run with --help for usage\)/);
-    expect(option.code).toBe(1);
+    expect(option.code).toBe(64);
   });
 
   test('fails on an invalid dataset name before any AWS call', async () => {
     const { factory, calls } = fakeClients({});
     const { code, stderr } = await cli(['upload', 'data.jsonl', '--name', 'Bad Name'], { clients: factory });
     expect(stderr).toContain('dataset name "Bad Name" is invalid');
-    expect(code).toBe(1);
+    expect(code).toBe(64); // an invalid option value is a usage error
     expect(calls).toEqual([]);
   });
 
@@ -45,12 +48,19 @@ describe('argument handling', () => {
 
 describe('AWS errors', () => {
   test('no credentials', async () => {
+    // GIVEN a profile "ml" that exists but has no usable credentials
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-aws-'));
+    fs.writeFileSync(path.join(dir, 'config'), '[profile ml]\nregion = eu-west-1\n');
+    const saved = process.env.AWS_CONFIG_FILE;
+    process.env.AWS_CONFIG_FILE = path.join(dir, 'config');
     const { factory } = fakeClients({
       DescribeStacksCommand: () => {
         throw awsError('CredentialsProviderError', 'Could not load credentials from any providers');
       },
     });
-    const { code, stderr } = await cli(['runs', '--profile', 'ml'], { clients: factory });
+    const { code, stderr } = await cli(['runs', '--profile', 'ml'], { clients: factory }).finally(() =>
+      saved === undefined ? delete process.env.AWS_CONFIG_FILE : (process.env.AWS_CONFIG_FILE = saved),
+    );
     expect(stderr).toBe('error: no AWS credentials found via profile "ml": run `aws configure` / `aws sso login`, or pass --profile (Could not load credentials from any providers)\n');
     expect(code).toBe(1);
   });
@@ -269,7 +279,7 @@ describe('estimate', () => {
   test('lists every GPU instance, fitting ones first and cheapest first, with on-demand and spot cost', async () => {
     const { code, stdout } = await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-8B-Instruct', '--method', 'qlora', '--tokens', '10000000', '--json']);
     const { estimates, assumptions } = JSON.parse(stdout);
-    expect(assumptions).toMatchObject({ parametersBillions: 8, spotDiscount: SPOT_DISCOUNT });
+    expect(assumptions).toMatchObject({ parametersBillions: 8.03, spotDiscount: SPOT_DISCOUNT });
     const fitting = estimates.filter((e: { fits: boolean }) => e.fits);
     expect(fitting.length).toBeGreaterThan(0);
     expect(estimates.slice(0, fitting.length)).toEqual(fitting);
@@ -282,15 +292,15 @@ describe('estimate', () => {
 
   test('one instance that does not fit: the advice, and exit 1', async () => {
     const { code, stdout } = await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-70B', '--method', 'lora', '--tokens', '1000000', '--instance', 'ml.g5.2xlarge']);
-    expect(stdout).toMatch(/^ml\.g5\.2xlarge +1 +[\d.]+ +24 +no +- +- +-$/m);
-    expect(stdout).toMatch(/^LoRA of a 70B model .* needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: /m);
+    expect(stdout).toMatch(/^ml\.g5\.2xlarge +1 +bf16 +[\d.]+ +24 +no +- +- +-$/m);
+    expect(stdout).toMatch(/^LoRA of Llama 3\.1 70B .* needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: /m);
     expect(code).toBe(1);
   });
 
   test('one instance that fits: hours and cost, exit 0', async () => {
     const { code, stdout } = await cli(['estimate', '--base-model', 'Qwen/Qwen2.5-0.5B', '--method', 'lora', '--tokens', '36000000', '--instance', 'ml.g5.xlarge']);
-    // 0.5B on A10G LoRA: 500 tok/s × 8/0.5 = 8000 tok/s → 36M tokens in 1.25 h; × $1.408
-    expect(stdout).toMatch(/^ml\.g5\.xlarge +1 +[\d.]+ +24 +yes +1\.3 +\$1\.76 +\$0\.53$/m);
+    // Qwen2.5 0.5B's shape counts 0.49B parameters; on A10G LoRA: 500 tok/s × 8/0.49 = 8163 tok/s → 36M tokens in 1.225 h; × $1.408
+    expect(stdout).toMatch(/^ml\.g5\.xlarge +1 +bf16 +[\d.]+ +24 +yes +1\.2 +\$1\.72 +\$0\.52$/m);
     expect(code).toBe(0);
   });
 
@@ -303,8 +313,8 @@ describe('estimate', () => {
 
 describe('pricing', () => {
   test('training hours follow the stated throughput assumption', () => {
-    // H100, qlora: 2000 tok/s/GPU at 8B; 8 GPUs; 2 epochs of 57.6M tokens → 115.2M / 16000 / 3600 = 2 h
-    expect(estimateTrainingHours({ gpuModel: 'H100', gpus: 8, method: 'qlora', paramsB: 8, tokens: 57_600_000, epochs: 2 })).toBeCloseTo(2);
+    // H100, qlora: 2000 tok/s/GPU at 8B; 8 GPUs at 0.9 of linear; 2 epochs of 57.6M tokens → 115.2M / 14400 / 3600 = 2.22 h
+    expect(estimateTrainingHours({ gpuModel: 'H100', gpus: 8, method: 'qlora', paramsB: 8, tokens: 57_600_000, epochs: 2 })).toBeCloseTo(2 / 0.9);
     // DPO runs at a third of LoRA's rate
     const lora = estimateTrainingHours({ gpuModel: 'A10G', gpus: 1, method: 'lora', paramsB: 8, tokens: 1e6, epochs: 1 });
     expect(estimateTrainingHours({ gpuModel: 'A10G', gpus: 1, method: 'dpo', paramsB: 8, tokens: 1e6, epochs: 1 })).toBeCloseTo(3 * lora);

@@ -1,7 +1,16 @@
 import { Command, Option } from 'commander';
 import { GPU_INSTANCES, gpuInstance } from '../../instances';
-import { Distribution, estimateTrainingMemory, resolveParameters } from '../../preflight';
-import { estimateCost, estimateTrainingHours, PRICE_REGION, PRICES_AS_OF, SPOT_DISCOUNT } from '../../pricing';
+import { Distribution, estimateTrainingMemory, MemoryBreakdown, ModelShape, resolveModel, ResolvedModel } from '../../preflight';
+import {
+  ACROSS_INSTANCE_SCALING,
+  estimateCost,
+  estimateTrainingHours,
+  IN_INSTANCE_SCALING,
+  PRICE_REGION,
+  PRICES_AS_OF,
+  scalingEfficiency,
+  SPOT_DISCOUNT,
+} from '../../pricing';
 import { DISTRIBUTIONS, METHODS, Method, RECIPE_FIELDS } from '../../recipe';
 import { positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
@@ -27,13 +36,26 @@ export interface InstanceEstimate {
   readonly instanceCount: number;
   readonly gpus: number;
   readonly distribution: Distribution;
+  /** The dtypes the trainer uses on this GPU, e.g. `bf16`, `fp32 (T4 has no bf16)`. */
+  readonly precision: string;
   readonly requiredGiB: number;
   readonly availableGiB: number;
   readonly fits: boolean;
+  /** Per-GPU GiB by what uses it. */
+  readonly breakdown: MemoryBreakdown;
+  /** The share of linear multi-GPU speed-up assumed (1 on one GPU). */
+  readonly scalingEfficiency: number;
   readonly hours: number;
   readonly onDemandUsd?: number;
   readonly spotUsd?: number;
   readonly advice: string;
+}
+
+/** What `tuneyard estimate` computes: the model as sized, the assumptions, one estimate per instance type (best first). */
+export interface EstimateReport {
+  readonly model: { readonly name: string; readonly parametersBillions: number; readonly known: boolean; readonly shape: ModelShape };
+  readonly assumptions: Record<string, unknown>;
+  readonly estimates: readonly InstanceEstimate[];
 }
 
 /**
@@ -45,14 +67,26 @@ export function defaultDistribution(method: Method, gpus: number): Distribution 
   return method === 'qlora' ? 'ddp' : 'fsdp';
 }
 
-/** Memory, time and cost of one job on one instance type. */
-export function estimateOn(instanceType: string, opts: EstimateOptions, parametersBillions: number): InstanceEstimate {
+/** The base model as the estimate sizes it; a model it cannot size is a CliError naming --base-model-parameters. */
+export function estimateModel(opts: Pick<EstimateOptions, 'baseModel' | 'baseModelParameters'>): ResolvedModel {
+  try {
+    return resolveModel(opts.baseModel, opts.baseModelParameters);
+  } catch (e) {
+    throw new CliError((e as Error).message.replace('set baseModelParameters', 'pass --base-model-parameters'));
+  }
+}
+
+/** Memory, time and cost of one job on one instance type (for `train`, which prints a run's estimated cost). */
+export function estimateOn(instanceType: string, opts: EstimateOptions, sized: ResolvedModel | number = estimateModel(opts)): InstanceEstimate {
+  // A parameter count (as `train` passes it) sizes the run like --base-model-parameters.
+  const model = typeof sized === 'number' ? estimateModel({ baseModel: opts.baseModel, baseModelParameters: sized }) : sized;
   const instance = gpuInstance(instanceType);
   const totalGpus = instance.gpus * opts.instanceCount;
   const distribution = opts.distribution ?? defaultDistribution(opts.method, totalGpus);
   const memory = estimateTrainingMemory({
     method: opts.method,
-    parametersBillions,
+    parametersBillions: model.parametersBillions,
+    baseModel: opts.baseModel,
     maxLength: opts.maxLength,
     batchSize: opts.batchSize,
     gradientCheckpointing: true,
@@ -63,16 +97,21 @@ export function estimateOn(instanceType: string, opts: EstimateOptions, paramete
   });
   // One process ("none") trains on one GPU, whatever the instance has.
   const gpus = distribution === 'none' ? 1 : totalGpus;
-  const hours = estimateTrainingHours({ gpuModel: instance.gpuModel, gpus, method: opts.method, paramsB: parametersBillions, tokens: opts.tokens, epochs: opts.epochs });
+  const instances = distribution === 'none' ? 1 : opts.instanceCount;
+  const efficiency = scalingEfficiency(gpus, instances);
+  const hours = estimateTrainingHours({ gpuModel: instance.gpuModel, gpus, instances, method: opts.method, paramsB: model.parametersBillions, tokens: opts.tokens, epochs: opts.epochs });
   const cost = estimateCost(instanceType, opts.instanceCount, hours);
   return {
     instanceType,
     instanceCount: opts.instanceCount,
     gpus,
     distribution,
+    precision: memory.precision!.label,
     requiredGiB: memory.requiredGiB,
     availableGiB: memory.availableGiB,
     fits: memory.fits,
+    breakdown: memory.breakdown,
+    scalingEfficiency: Math.round(efficiency * 1000) / 1000,
     hours,
     onDemandUsd: cost.onDemandUsd,
     spotUsd: cost.spotUsd,
@@ -80,12 +119,61 @@ export function estimateOn(instanceType: string, opts: EstimateOptions, paramete
   };
 }
 
+/** The estimate of a run on `opts.instance`, or on every GPU instance type Tuneyard knows, fitting and cheapest first. */
+export function estimateRun(opts: EstimateOptions): EstimateReport {
+  const model = estimateModel(opts);
+  let types: string[];
+  if (opts.instance) {
+    try {
+      gpuInstance(opts.instance);
+    } catch (e) {
+      throw new CliError(`--instance: ${(e as Error).message}`);
+    }
+    types = [opts.instance];
+  } else {
+    types = [...GPU_INSTANCES.keys()];
+  }
+  const estimates = types.map((t) => estimateOn(t, opts, model));
+  if (!opts.instance) estimates.sort(byBest);
+  return {
+    model: { name: model.shape.name, parametersBillions: model.parametersBillions, known: model.known, shape: model.shape },
+    assumptions: {
+      parametersBillions: model.parametersBillions,
+      modelShape: model.shape.source,
+      precision: 'the trainer\'s: bf16 on GPUs of compute capability 8.0 or more; fp32 on T4/V100 (QLoRA: fp16 compute); all weights trained in fp32',
+      prices: `SageMaker training on-demand, ${PRICE_REGION}, as of ${PRICES_AS_OF} (lib/pricing.ts)`,
+      spotDiscount: SPOT_DISCOUNT,
+      throughput: 'tokens/s per GPU by GPU model and method for an 8B model, scaled by size (lib/pricing.ts); excludes start-up and evaluation',
+      multiGpuEfficiency: {
+        inInstance: IN_INSTANCE_SCALING,
+        acrossInstances: ACROSS_INSTANCE_SCALING,
+        source: `${IN_INSTANCE_SCALING} of linear on 2-8 GPUs of one instance (a planning assumption); across instances, further per-GPU losses from Hugging Face's Ultra-Scale Playbook (lib/pricing.ts)`,
+      },
+      sequences: 'every sequence maxLength tokens long (the worst case; shorter rows need less activation memory)',
+    },
+    estimates,
+  };
+}
+
+/** `weights 7.3, LoRA adapter 0.2, ...` for one instance's breakdown. */
+export function breakdownLine(b: MemoryBreakdown): string {
+  const parts: Array<[string, number]> = [
+    ['weights', b.weights],
+    ['LoRA adapter', b.trainable],
+    ['gradients', b.gradients],
+    ['optimizer state', b.optimizer],
+    ['activations and logits', b.activations],
+    ['CUDA context and allocator', b.overhead],
+  ];
+  return parts.map(([name, gib]) => `${name} ${gib.toFixed(1)}`).join(', ');
+}
+
 export function registerEstimateCommand(program: Command, ctx: CommandContext): void {
   program
     .command('estimate')
-    .description('Preflight a run: GPU memory (fits or not), training hours and cost on demand vs spot. Local: calls no AWS API.')
-    .requiredOption('--base-model <model>', 'base model (its name must state its size, e.g. Llama-3.1-8B, or pass --base-model-parameters)')
-    .option('--base-model-parameters <billions>', 'parameters of the base model in billions', positiveNumber)
+    .description('Preflight a run: GPU memory (fits or not, and what uses it), training hours and cost on demand vs spot. Local: calls no AWS API. Exits 1 when nothing fits.')
+    .requiredOption('--base-model <model>', 'base model: a known family (Llama 3.x, Mistral 7B, Qwen2.5, Gemma 2/3, Phi-3/4) or a name that states its size, e.g. org/model-8B (or pass --base-model-parameters)')
+    .option('--base-model-parameters <billions>', 'parameters of the base model in billions, when Tuneyard does not know it', positiveNumber)
     .addOption(new Option('--method <method>', 'training method').choices(METHODS).makeOptionMandatory())
     .requiredOption('--tokens <n>', 'tokens in one pass over the training data (`tuneyard validate` estimates it)', positiveInt)
     .option('--instance <type>', 'one instance type (default: every GPU instance type, best first)')
@@ -97,34 +185,12 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
     .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora; none on one GPU)').choices(DISTRIBUTIONS))
     .action(async (opts: EstimateOptions, command: Command) => {
       ctx.use(command);
-      let parameters: number;
-      try {
-        parameters = resolveParameters(opts.baseModel, opts.baseModelParameters);
-      } catch (e) {
-        throw new CliError(`${(e as Error).message.replace('set baseModelParameters', 'pass --base-model-parameters')}`);
-      }
-      let types: string[];
-      if (opts.instance) {
-        try {
-          gpuInstance(opts.instance);
-        } catch (e) {
-          throw new CliError((e as Error).message);
-        }
-        types = [opts.instance];
-      } else {
-        types = [...GPU_INSTANCES.keys()];
-      }
-      const estimates = types.map((t) => estimateOn(t, opts, parameters));
-      if (!opts.instance) estimates.sort(byBest);
-      const assumptions = {
-        parametersBillions: parameters,
-        prices: `SageMaker training on-demand, ${PRICE_REGION}, as of ${PRICES_AS_OF} (lib/pricing.ts)`,
-        spotDiscount: SPOT_DISCOUNT,
-        throughput: 'tokens/s per GPU by GPU model and method for an 8B model, scaled by size (lib/pricing.ts); excludes start-up and evaluation',
-      };
+      const report = estimateRun(opts);
+      const { estimates, model } = report;
       const rows = estimates.map((e) => [
         e.instanceType + (e.instanceCount > 1 ? ` x${e.instanceCount}` : ''),
         `${e.gpus}${e.distribution === 'none' ? '' : ` ${e.distribution}`}`,
+        e.precision,
         `${e.requiredGiB.toFixed(1)}`,
         `${e.availableGiB}`,
         e.fits ? 'yes' : 'no',
@@ -132,12 +198,27 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
         e.fits ? usd(e.onDemandUsd) : '-',
         e.fits ? usd(e.spotUsd) : '-',
       ]);
-      let text = `${opts.method} of ${opts.baseModel} (~${parameters}B parameters), ${count(opts.tokens)} tokens x ${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}\n`;
-      text += table(['INSTANCE', 'GPUS', 'NEED GiB/GPU', 'HAVE GiB/GPU', 'FITS', 'HOURS', 'ON-DEMAND', `SPOT (-${Math.round(SPOT_DISCOUNT * 100)}%)`], rows);
-      if (opts.instance) text += `${estimates[0].advice}\n`;
-      text += `estimates only: ${assumptions.prices}; spot assumed ${Math.round(SPOT_DISCOUNT * 100)}% off; time from an assumed throughput table, excluding start-up and evaluation.\n`;
-      ctx.print({ assumptions, estimates }, text);
-      if (opts.instance && !estimates[0].fits) ctx.exitCode = 1;
+      const sized = model.known ? `${model.name}, ${model.parametersBillions}B parameters, shape from ${model.shape.source}` : `~${model.parametersBillions}B parameters, shape ${model.shape.source}`;
+      let text = `${opts.method} of ${opts.baseModel} (${sized}), ${count(opts.tokens)} tokens x ${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}\n`;
+      text += table(['INSTANCE', 'GPUS', 'DTYPE', 'NEED GiB/GPU', 'HAVE GiB/GPU', 'FITS', 'HOURS', 'ON-DEMAND', `SPOT (-${Math.round(SPOT_DISCOUNT * 100)}%)`], rows);
+      // the breakdown of the best fitting instance, else of the one that comes closest
+      const shown = estimates.find((e) => e.fits) ?? estimates.reduce((a, b) => (b.requiredGiB / b.availableGiB < a.requiredGiB / a.availableGiB ? b : a));
+      text += `memory per GPU on ${shown.instanceType} (GiB): ${breakdownLine(shown.breakdown)} = ${shown.requiredGiB.toFixed(1)}\n`;
+      if (opts.instance) text += `${shown.advice}\n`;
+      const multi = estimates.find((e) => e.fits && e.gpus > 1);
+      text +=
+        `estimates only: ${report.assumptions.prices}; spot assumed ${Math.round(SPOT_DISCOUNT * 100)}% off; time from an assumed throughput table, excluding start-up and evaluation` +
+        `${multi ? `; several GPUs assumed ${IN_INSTANCE_SCALING} as fast as linear in one instance (less across instances)` : ''}; every sequence assumed maxLength tokens.\n`;
+      ctx.print(report, text);
+      if (!estimates.some((e) => e.fits)) {
+        ctx.io.err(
+          opts.instance
+            ? `error: does not fit: ${shown.advice}\n`
+            : `error: nothing fits: no GPU instance type Tuneyard knows has room for this run (the least it needs is ~${Math.min(...estimates.map((e) => e.requiredGiB)).toFixed(1)} GiB per GPU); ` +
+                'lower --batch-size or --max-length, use --method qlora, or spread it over --instance-count instances with --distribution fsdp\n',
+        );
+        ctx.exitCode = 1;
+      }
     });
 }
 

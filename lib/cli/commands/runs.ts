@@ -173,7 +173,11 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const rows = runs.map((r) => [r.name ?? '-', r.status ?? '-', time(r.startDate), r.stopDate ? duration(r.stopDate.getTime() - (r.startDate?.getTime() ?? 0)) : '-']);
       ctx.print(
         runs.map((r) => ({ runId: r.name, status: r.status, startDate: r.startDate, stopDate: r.stopDate, executionArn: r.executionArn })),
-        runs.length ? table(['RUN', 'STATUS', 'STARTED', 'DURATION'], rows) : 'no runs yet: start one with `tuneyard train`\n',
+        runs.length
+          ? table(['RUN', 'STATUS', 'STARTED', 'DURATION'], rows)
+          : opts.status
+            ? `no ${opts.status} runs: list every run with \`tuneyard runs\`\n`
+            : 'no runs yet: start one with `tuneyard train`\n',
       );
     });
 
