@@ -1,13 +1,14 @@
-"""Chat templates: which tokens of a conversation carry loss (every assistant turn, but those with weight 0), the
-token that ends an assistant turn (what generation must stop on), and the rows too long for max_length."""
+"""Chat templates: which tokens of a conversation carry loss (every assistant turn, tool calls included, but those with
+weight 0), the token that ends an assistant turn (what generation must stop on), conversations with tool calls and tool
+definitions (rendered by the template, which must show them), and the rows too long for max_length."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, Features, Json, List
 from transformers import PreTrainedTokenizerBase
-from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers, supports_tool_calling
 
 # Assistant content that no template changes, to find what a template writes after it.
 _PROBE = "Tuneyard end of turn probe"
@@ -42,30 +43,40 @@ def _runs(mask: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _render(tokenizer, messages: list[dict[str, str]], **kwargs: Any) -> str:
+def _render(tokenizer, messages: list[dict[str, Any]], **kwargs: Any) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
 
 
 def assistant_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], marked: str | None
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    marked: str | None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> tuple[list[int], list[tuple[int, int]]]:
-    """The conversation's token ids and, for each assistant message in order, the [start, end) of its tokens: the
-    content and what the template closes the turn with (the end-of-turn token)."""
+    """The conversation's token ids (with the `tools` the template renders, usually in the system turn) and, for each
+    assistant message in order, the [start, end) of its tokens: the content, the tool calls and what the template
+    closes the turn with (the end-of-turn token)."""
+    tools = tools or None  # TRL's rule: some templates (Llama 3) render a tools preamble for tools=[]
     if marked is not None:
         out = tokenizer.apply_chat_template(
-            messages, chat_template=marked, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages,
+            tools=tools,
+            chat_template=marked,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
         )
         ids, spans = list(out["input_ids"]), _runs(out["assistant_masks"])
     else:
         # A turn is what rendering it adds after the conversation so far and the assistant header
         # (add_generation_prompt), mapped to tokens by their character offsets.
-        text = _render(tokenizer, messages)
+        text = _render(tokenizer, messages, tools=tools)
         characters = []
         for i, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
-            before = _render(tokenizer, messages[:i], add_generation_prompt=True)
-            through = _render(tokenizer, messages[: i + 1])
+            before = _render(tokenizer, messages[:i], tools=tools, add_generation_prompt=True)
+            through = _render(tokenizer, messages[: i + 1], tools=tools)
             if not (through.startswith(before) and text.startswith(through)):
                 raise ChatTemplateError(
                     "the chat template renders earlier turns differently once later ones follow, so the assistant "
@@ -93,13 +104,15 @@ def loss_mask(
     marked: str | None,
     responses_only: bool,
     end_of_turn: int | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[int]]:
-    """`input_ids` and `assistant_masks` (1: the token carries loss) of one conversation. `responses_only`: every
-    assistant message carries loss; otherwise every token does. Either way an assistant message with `weight` 0
-    (OpenAI's fine-tuning format) carries none. Every assistant turn must hold the `end_of_turn` token id (the
-    model learns to stop by being trained on it)."""
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    ids, spans = assistant_spans(tokenizer, plain, marked)
+    """`input_ids` and `assistant_masks` (1: the token carries loss) of one conversation (data.render_sft: messages
+    with their tool calls and tool results, and the row's `tools`). `responses_only`: every assistant message carries
+    loss, its tool calls included; otherwise every token does. Either way an assistant message with `weight` 0
+    (OpenAI's fine-tuning format) carries none. Every assistant turn must hold the `end_of_turn` token id (the model
+    learns to stop by being trained on it)."""
+    plain = [{key: value for key, value in m.items() if key != "weight"} for m in messages]
+    ids, spans = assistant_spans(tokenizer, plain, marked, tools)
     mask = [0 if responses_only else 1] * len(ids)
     assistants = [m for m in messages if m["role"] == "assistant"]
     for (start, end), message in zip(spans, assistants, strict=True):
@@ -118,10 +131,63 @@ def sft_dataset(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, 
     turns it into labels, truncates and packs), `text` rows as they are (every token carries loss)."""
     if rows and "text" in rows[0]:
         return Dataset.from_list(rows)
+    require_tool_support(tokenizer, rows)
     marked = marked_template(tokenizer)
     eot = end_of_turn_token(tokenizer)
     eot_id = tokenizer.convert_tokens_to_ids(eot) if eot is not None else None
-    return Dataset.from_list([loss_mask(tokenizer, row["messages"], marked, responses_only, eot_id) for row in rows])
+    return Dataset.from_list(
+        [loss_mask(tokenizer, row["messages"], marked, responses_only, eot_id, row.get("tools")) for row in rows]
+    )
+
+
+def preference_dataset(pairs: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """Conversational preference pairs (data.render_dpo) as TRL's DPOTrainer takes them. Messages and tools are stored
+    as JSON (datasets.Json): as Arrow structs every row would get the union of all rows' keys, null-filled, so a tool
+    call's arguments would gain the other calls' argument names (`{"city": "Paris", "query": null}`)."""
+    require_tool_support(tokenizer, [{"messages": p["prompt"] + p["chosen"] + p["rejected"], **p} for p in pairs])
+    features = Features(
+        {"prompt": List(Json()), "chosen": List(Json()), "rejected": List(Json()), "tools": List(Json())}
+    )
+    return Dataset.from_list([{**pair, "tools": pair.get("tools")} for pair in pairs], features=features)
+
+
+# A conversation whose every part names itself, to see what a template renders.
+_TOOL_PROBE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "tuneyard_probe",
+            "description": "tuneyard_probe_description",
+            "parameters": {"type": "object", "properties": {"x": {"type": "string"}}},
+        },
+    }
+]
+
+
+def require_tool_support(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> None:
+    """Refuses conversations with tool calls, tool results or tool definitions that the chat template would not
+    render (many templates read only `content`, so the model would be trained on turns with the calls left out):
+    checked with TRL's supports_tool_calling, and for `tools` by rendering a probe."""
+    calls = sum(any(m.get("tool_calls") or m["role"] == "tool" for m in row["messages"]) for row in rows)
+    defined = sum(bool(row.get("tools")) for row in rows)
+    if calls and not supports_tool_calling(tokenizer):
+        raise ChatTemplateError(
+            f"{calls} row(s) hold tool calls or tool results, but the chat template does not render them (it leaves out "
+            "the call's name or arguments or the tool's result, or fails on a tool message); use a base model whose "
+            "template supports tools (Qwen2.5, Llama 3.1, Mistral, ...) or drop those rows"
+        )
+    if defined:
+        probe = [{"role": "user", "content": "Hello"}]
+        try:
+            text = _render(tokenizer, probe, tools=_TOOL_PROBE_TOOLS, add_generation_prompt=True)
+        except Exception as err:  # a template that raises on tools (jinja2 TemplateError, ValueError...)
+            text = f"(failed: {err})"
+        if "tuneyard_probe_description" not in text:
+            raise ChatTemplateError(
+                f"{defined} row(s) define tools, but the chat template does not render tool definitions (tools=...); "
+                "use a base model whose template supports tools (Qwen2.5, Llama 3.1, Mistral, ...), or drop the rows' "
+                '"tools"'
+            )
 
 
 def _token_lengths(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -133,10 +199,13 @@ def _token_lengths(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> list
         eos = tokenizer.eos_token
         return [len(tokenizer(text if text.endswith(eos) else text + eos)["input_ids"]) for text in dataset["text"]]
 
-    def tokens(messages: list[dict[str, Any]]) -> int:
-        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    def tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+        return len(tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=True, return_dict=True)["input_ids"])
 
-    return [max(tokens(row["prompt"] + row["chosen"]), tokens(row["prompt"] + row["rejected"])) for row in dataset]
+    return [
+        max(tokens(row["prompt"] + row["chosen"], row.get("tools")), tokens(row["prompt"] + row["rejected"], row.get("tools")))
+        for row in dataset
+    ]
 
 
 def fit_to_length(

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
 from . import templates
-from .chat import fit_to_length, sft_dataset
+from .chat import fit_to_length, preference_dataset, sft_dataset
 from .data import render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
@@ -113,7 +112,7 @@ def preference_figures(
     reference itself scores 0), `reward_margin` the mean of chosen minus rejected reward. The reference is the base
     model: `reference` (full-weight DPO), or, when `model` is a PeftModel, the model with its adapter disabled. Pairs
     longer than max_length are left out or cut as in training (overlong_rows)."""
-    dataset, _ = fit_to_length(Dataset.from_list(pairs), tokenizer, max_length, overlong_rows)
+    dataset, _ = fit_to_length(preference_dataset(pairs, tokenizer), tokenizer, max_length, overlong_rows)
     if len(dataset) == 0:
         raise ValueError(f"every pair to evaluate is longer than max_length={max_length} tokens (overlong_rows=drop)")
     args = DPOConfig(

@@ -32,7 +32,7 @@ from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from . import attention, launch, merge, templates
-from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, sft_dataset, stop_token_ids
+from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .config import CUDA_OPTIMIZERS, SFT_METHODS, TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback, format_line
@@ -443,7 +443,7 @@ def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Datas
         train_rows, eval_rows = split_rows(inputs.train.rows, config.eval_fraction, config.seed)
     fmt = inputs.train.format
     if config.method == "dpo":
-        render = lambda rows: Dataset.from_list(render_dpo(rows, fmt))  # noqa: E731
+        render = lambda rows: preference_dataset(render_dpo(rows, fmt), tokenizer)  # noqa: E731
     else:
         render = lambda rows: sft_dataset(render_sft(rows, fmt), tokenizer, config.completion_only_loss)  # noqa: E731
     datasets = []
