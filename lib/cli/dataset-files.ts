@@ -100,6 +100,7 @@ async function fileSource(io: CliIo, file: string, spoolPath: string | undefined
   let spooled: string | undefined;
   let input: ReturnType<typeof openDatasetInput> | undefined;
   const source: DatasetFileSource = {
+    name,
     lineInFile: (line) => input?.lineInFile(line) ?? line,
     open: () => {
       const raw: AsyncIterable<Uint8Array> =

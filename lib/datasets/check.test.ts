@@ -132,7 +132,7 @@ describe('files that are not JSON Lines', () => {
       const v = new DatasetValidator();
       v.push(Buffer.from(text));
       const report = v.end();
-      expect(report.errors).toEqual([{ line: 1, code: 'json-array', message: expect.stringContaining("jq -c '.[]' FILE.json > FILE.jsonl") }]);
+      expect(report.errors).toEqual([{ line: 1, code: 'json-array', message: expect.stringContaining("jq -c '.[]' FILE > FILE.jsonl") }]);
       expect(report.errorCount).toBe(1);
     }
   });

@@ -16,6 +16,8 @@ export type OverlapPolicy = 'error' | 'warning' | 'allowed';
 
 /** One file of a dataset version, opened when its turn comes (the eval file after the training file). */
 export interface DatasetFileSource {
+  /** The file's name in the commands messages suggest. @default 'FILE' */
+  readonly name?: string;
   /** Its bytes, JSON Lines: a file stream, an S3 GetObject body, decompressed input ({@link openDatasetInput}). */
   open(): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
   /**
@@ -84,12 +86,12 @@ export async function validateDatasetFiles(
   options: Pick<CheckDatasetOptions, 'maxLength' | 'maxErrors'> = {},
 ): Promise<{ train: DatasetReport; eval?: DatasetReport }> {
   const common = { maxLength: options.maxLength, maxErrors: options.maxErrors };
-  const train = new DatasetValidator({ ...common, contentHashes: files.eval !== undefined });
+  const train = new DatasetValidator({ ...common, contentHashes: files.eval !== undefined, fileName: files.train.name });
   for await (const chunk of await files.train.open()) train.push(chunk);
   const trainLine = files.train.lineInFile ?? identity;
   const trainReport = mapLines(train.end(), trainLine, trainLine);
   if (!files.eval) return { train: trainReport };
-  const evalValidator = new DatasetValidator({ ...common, train: train.contentHashes });
+  const evalValidator = new DatasetValidator({ ...common, train: train.contentHashes, fileName: files.eval.name });
   for await (const chunk of await files.eval.open()) evalValidator.push(chunk);
   return { train: trainReport, eval: mapLines(evalValidator.end(), files.eval.lineInFile ?? identity, trainLine) };
 }

@@ -33,12 +33,12 @@ const BINARY_FORMATS: readonly BinaryFormat[] = [
   {
     name: 'a Parquet file',
     matches: (h) => asciiAt(h, 0, 'PAR1'),
-    fix: 'convert it to JSON Lines with `duckdb -c "COPY (FROM \'FILE\') TO \'FILE.jsonl\' (FORMAT json)"` or pandas: `pd.read_parquet(FILE).to_json(\'FILE.jsonl\', orient=\'records\', lines=True, force_ascii=False)`',
+    fix: 'convert it to JSON Lines with `duckdb -c "COPY (FROM \'FILE\') TO \'FILE.jsonl\' (FORMAT json)"` or pandas: `pd.read_parquet(\'FILE\').to_json(\'FILE.jsonl\', orient=\'records\', lines=True, force_ascii=False)`',
   },
   {
     name: 'an Arrow/Feather file',
     matches: (h) => asciiAt(h, 0, 'ARROW1'),
-    fix: 'convert it to JSON Lines with pandas: `pd.read_feather(FILE).to_json(\'FILE.jsonl\', orient=\'records\', lines=True, force_ascii=False)`',
+    fix: 'convert it to JSON Lines with pandas: `pd.read_feather(\'FILE\').to_json(\'FILE.jsonl\', orient=\'records\', lines=True, force_ascii=False)`',
   },
   {
     name: 'a zip archive (or an Excel/Word file)',

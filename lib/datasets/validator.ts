@@ -88,6 +88,12 @@ export interface DatasetValidatorOptions {
    */
   readonly contentHashes?: boolean;
   /**
+   * The file's name in the commands that messages suggest (`jq -c '.[]' train.json > train.json.jsonl`).
+   *
+   * @default 'FILE'
+   */
+  readonly fileName?: string;
+  /**
    * The longest line, in bytes, read into memory; longer lines are `line-too-long` errors. This bounds the
    * validator's memory when a file is not JSONL (say, one JSON array on a single line).
    *
@@ -289,7 +295,7 @@ export class DatasetValidator {
 
   /** Recognises a binary file (Parquet, zip, gzip, UTF-16, ...) by its first bytes: one error, not one a line. */
   private sniff(head: Buffer): void {
-    const message = binaryFileMessage(head);
+    const message = binaryFileMessage(head, this.options.fileName);
     if (!message) return;
     this.notJsonl = true;
     this.addError('binary-file', message);
@@ -458,7 +464,7 @@ export class DatasetValidator {
     this.notJsonl = true;
     this.addError(
       'json-array',
-      'the file is a JSON array, not JSON Lines (one JSON object per line); convert it with `jq -c \'.[]\' FILE.json > FILE.jsonl` ' +
+      `the file is a JSON array, not JSON Lines (one JSON object per line); convert it with \`jq -c '.[]' ${this.options.fileName ?? 'FILE'} > ${this.options.fileName ?? 'FILE'}.jsonl\` ` +
         '(`tuneyard validate` and `tuneyard upload` read JSON arrays themselves and upload them as JSON Lines)',
     );
   }

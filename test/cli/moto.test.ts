@@ -163,7 +163,7 @@ describe('datasets', () => {
     const { code, stdout } = await cli(['upload', train, '--eval', evalFile, '--name', 'support-chats', '--json'], { clients: factory });
 
     // THEN the manifest is written and the data files are the originals
-    expect(JSON.parse(stdout)).toEqual({ dataset: `support-chats@${version}`, name: 'support-chats', sha256: version, uri: `s3://${BUCKET}/${key}`, created: true });
+    expect(JSON.parse(stdout)).toEqual({ dataset: `support-chats@${version}`, name: 'support-chats', sha256: version, uri: `s3://${BUCKET}/${key}`, created: true, overlap: 0, allowOverlap: false });
     expect(code).toBe(0);
     await clients.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${key}manifest.json` }));
     const trainAfter = await clients.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${key}train.jsonl` }));

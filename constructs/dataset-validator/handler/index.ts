@@ -129,7 +129,7 @@ export async function validateDatasetVersion(input: ValidateDatasetInput, deps: 
   } else {
     const open = (key: string) => () => objectBody(deps.s3, bucket, key);
     const reports = await validateDatasetFiles(
-      { train: { open: open(trainKey) }, ...(keys.has(evalKey) ? { eval: { open: open(evalKey) } } : {}) },
+      { train: { name: 'train.jsonl', open: open(trainKey) }, ...(keys.has(evalKey) ? { eval: { name: 'eval.jsonl', open: open(evalKey) } } : {}) },
       { maxLength },
     );
     stored = {
