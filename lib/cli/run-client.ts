@@ -452,7 +452,10 @@ export class RunClient {
       const page = await this.clients.sfn.send(
         new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 100, nextToken: token, includeExecutionData: false }),
       );
-      const entered = (page.events ?? []).find((event: HistoryEvent) => event.stateEnteredEventDetails?.name);
+      // The newest by id, not the first: a server that ignores reverseOrder (moto) still gives the last state entered.
+      const entered = (page.events ?? [])
+        .filter((event: HistoryEvent) => event.stateEnteredEventDetails?.name)
+        .reduce<HistoryEvent | undefined>((newest, event) => (!newest || (event.id ?? 0) > (newest.id ?? 0) ? event : newest), undefined);
       if (entered) return entered.stateEnteredEventDetails!.name;
       token = page.nextToken;
     } while (token);

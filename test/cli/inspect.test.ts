@@ -184,7 +184,7 @@ describe('stagesOf', () => {
   test('a task that failed and was caught ends failed with its error; the states open when the run was stopped end aborted', () => {
     const stages = stagesOf([
       { id: 1, type: 'TaskStateEntered', timestamp: t(1), stateEnteredEventDetails: { name: 'Train' } },
-      { id: 2, type: 'TaskFailed', timestamp: t(9), taskFailedEventDetails: { error: 'SageMaker.AmazonSageMakerException', cause: 'ResourceLimitExceeded' } },
+      { id: 2, type: 'TaskFailed', timestamp: t(9), taskFailedEventDetails: { resource: 'createTrainingJob.sync', resourceType: 'sagemaker', error: 'SageMaker.AmazonSageMakerException', cause: 'ResourceLimitExceeded' } },
       { id: 3, type: 'TaskStateExited', timestamp: t(9), stateExitedEventDetails: { name: 'Train' } },
       { id: 4, type: 'TaskStateEntered', timestamp: t(10), stateEnteredEventDetails: { name: 'NotifyFailure' } },
       { id: 5, type: 'ExecutionAborted', timestamp: t(12), executionAbortedEventDetails: { error: 'Tuneyard.Cancelled', cause: 'cancelled with tuneyard cancel' } },

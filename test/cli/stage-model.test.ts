@@ -180,6 +180,6 @@ describe('stage-model', () => {
   test('fails on a bad name before any AWS call', async () => {
     const { code, stderr } = await cli(['stage-model', dir, '--name', 'has space']);
     expect(stderr).toMatch(/^error: option '--name <name>' argument 'has space' is invalid\. "has space" is not a base model name: use 1-63 letters/);
-    expect(code).toBe(1);
+    expect(code).toBe(64); // a usage error
   });
 });

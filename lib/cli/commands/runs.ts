@@ -434,15 +434,10 @@ function costEstimate(request: RunRequest, plan: RunPlan, manifest: DatasetManif
         loraR: recipe.loraR,
         distribution: recipe.distribution,
       },
-      parametersOf(request),
     );
   } catch {
     return undefined; // e.g. no throughput assumption for this GPU
   }
-}
-
-function parametersOf(request: RunRequest): number {
-  return resolveParameters(request.baseModel, request.baseModelParameters);
 }
 
 /** `estimated ~1.3 h of training: $0.53 with spot ($1.76 on demand); assumptions: tuneyard estimate --help`. */

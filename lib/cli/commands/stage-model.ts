@@ -270,7 +270,8 @@ export function registerStageModelCommand(program: Command, ctx: CommandContext)
     });
 }
 
-/** `494M`, `8.03B`. */
+/** `21K`, `494M`, `8.03B`. */
 function formatParameters(n: number): string {
-  return n >= 1e9 ? `${Number((n / 1e9).toPrecision(3))}B` : `${Math.round(n / 1e6)}M`;
+  if (n >= 1e9) return `${Number((n / 1e9).toPrecision(3))}B`;
+  return n >= 1e6 ? `${Math.round(n / 1e6)}M` : `${Math.round(n / 1e3)}K`;
 }
