@@ -110,8 +110,8 @@ describe('the internal form', () => {
 
   test('tool-call arguments are objects whether given as a JSON string (OpenAI) or an object (Hugging Face)', () => {
     const row = toolRow('Paris', '18 C');
-    const objectArguments = structuredClone(row) as typeof row & { messages: Array<{ tool_calls?: Array<{ function: { arguments: unknown } }> }> };
-    objectArguments.messages[1].tool_calls![0].function.arguments = { city: 'Paris' };
+    const objectArguments = JSON.parse(JSON.stringify(row));
+    objectArguments.messages[1].tool_calls[0].function.arguments = { city: 'Paris' };
     expect((internal(row).messages as Array<{ tool_calls?: unknown }>)[1].tool_calls).toEqual([
       { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } },
     ]);

@@ -184,6 +184,7 @@ function checkString(row: JsonObject, key: string, required = true, allowEmpty =
  * (`missing-field`) or not an object (`wrong-type`) is an error.
  */
 function fieldAt(row: JsonObject, path: string): unknown {
+  if (path.indexOf('.') === -1) return has(row, path) ? row[path] : undefined;
   const keys = path.split('.');
   let value: unknown = row;
   for (let i = 0; i < keys.length; i++) {
@@ -267,8 +268,16 @@ function toolArguments(value: unknown, at: string): JsonObject {
   return parsed;
 }
 
-/** Checks one message and returns it in the internal form. */
-function checkMessage(value: unknown, at: string, shape: ConversationShape): Message {
+/** The name of the message being checked, in error messages (a character no field name holds). */
+const HERE = '\u0000';
+
+/**
+ * Checks one message and returns it in the internal form. Its errors name it {@link HERE}, which
+ * {@link checkMessages} replaces with its field name (`messages[2]`): building that name for every message of every
+ * row costs more than the rest of the checks.
+ */
+function checkMessage(value: unknown, shape: ConversationShape): Message {
+  const at = HERE;
   if (!isJsonObject(value)) throw new RowInvalid('wrong-type', `"${at}" must be an object with "${shape.role}" and "${shape.content}", got ${jsonType(value)}`);
   const calls = has(value, 'tool_calls') && value.tool_calls !== null ? value.tool_calls : undefined;
   if (!has(value, shape.role)) throw new RowInvalid('missing-field', `missing field "${at}.${shape.role}"; every message needs "${shape.role}" and "${shape.content}"`);
@@ -322,7 +331,14 @@ function checkMessages(value: unknown, where: string, shape: ConversationShape):
     throw new RowInvalid('wrong-type', `"${where}" must be an array of {"${shape.role}","${shape.content}"} messages, got ${jsonType(value)}`);
   }
   const messages: Message[] = new Array(value.length);
-  for (let i = 0; i < value.length; i++) messages[i] = checkMessage(value[i], `${where}[${i}]`, shape);
+  for (let i = 0; i < value.length; i++) {
+    try {
+      messages[i] = checkMessage(value[i], shape);
+    } catch (err) {
+      if (!(err instanceof RowInvalid)) throw err;
+      throw new RowInvalid(err.code, err.message.split(HERE).join(`${where}[${i}]`));
+    }
+  }
   return messages;
 }
 
