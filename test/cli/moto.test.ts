@@ -199,19 +199,19 @@ describe('runs', () => {
     expect(up.code).toBe(0);
     // train refuses a base model folder without config.json (the staging itself is tested in stage-model.test.ts)
     await clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/llama-3.1-8b/config.json', Body: '{"model_type":"llama"}' }));
-    runId = runIdFor(parseRunRequest({ dataset: { name: 'greetings', sha256: sha }, baseModel, recipe: { method: 'qlora' }, autoApprove: false, deploy: null }));
+    runId = runIdFor(parseRunRequest({ dataset: { name: 'greetings', sha256: sha }, baseModel, recipe: { method: 'qlora', batchSize: 2 }, autoApprove: false, deploy: null }));
   });
 
   test('train resolves a bare dataset name to its newest version and starts the run with its deterministic id', async () => {
-    const { code, stdout, stderr } = await cli(['train', '--dataset', 'greetings', '--base-model', baseModel, '--method', 'qlora'], { clients: factory });
+    const { code, stdout, stderr } = await cli(['train', '--dataset', 'greetings', '--base-model', baseModel, '--method', 'qlora', '--batch-size', '2'], { clients: factory });
 
     expect(stderr).toBe('');
-    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of an? 8B model .* needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  estimated ~\\S+ h of training on 1 x ml\\.g5\\.2xlarge: \\$[\\d.]+ with spot \\(\\$[\\d.]+ on demand\\)[^\n]*\n  watch it: tuneyard watch ${runId}\n$`));
+    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of .*8B.* at maxLength 2048, batchSize 2 needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  estimated ~\\S+ h of training on 1 x ml\\.g5\\.2xlarge: \\$[\\d.]+ with spot \\(\\$[\\d.]+ on demand\\)[^\n]*\n  watch it: tuneyard watch ${runId}\n$`));
     expect(code).toBe(0);
   });
 
   test('train with the same request again starts nothing and prints the existing run', async () => {
-    const { code, stdout } = await cli(['train', '--dataset', `greetings@${sha}`, '--base-model', baseModel, '--method', 'qlora', '--json'], { clients: factory });
+    const { code, stdout } = await cli(['train', '--dataset', `greetings@${sha}`, '--base-model', baseModel, '--method', 'qlora', '--batch-size', '2', '--json'], { clients: factory });
     const out = JSON.parse(stdout);
     expect(out).toMatchObject({ runId, existing: true, trainingJobName: `tuneyard-${runId}-train` });
     expect(out.executionArn).toBe(`arn:aws:states:${REGION}:123456789012:execution:TuneyardPipeline:${runId}`);
@@ -228,7 +228,7 @@ describe('runs', () => {
 
   test('train refuses a run that does not fit in GPU memory, before starting anything', async () => {
     const { code, stderr } = await cli(['train', '--dataset', `greetings@${sha}`, '--base-model', baseModel, '--method', 'lora', '--instance', 'ml.g5.2xlarge'], { clients: factory });
-    expect(stderr).toMatch(/^error: the run does not fit in GPU memory: LoRA of an 8B model .* needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora/);
+    expect(stderr).toMatch(/^error: the run does not fit in GPU memory: LoRA of .*8B.* needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora/);
     expect(code).toBe(1);
     const runs = await cli(['runs', '--json'], { clients: factory });
     expect(JSON.parse(runs.stdout).map((r: { runId: string }) => r.runId)).toEqual([runId]);
