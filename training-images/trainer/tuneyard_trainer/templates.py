@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from tokenizers import AddedToken
+from peft.utils.other import TrainableTokensWrapper
 from transformers import PreTrainedTokenizerBase
 
 
@@ -68,17 +69,28 @@ def fit_embeddings(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -
 def trainable_token_indices(
     model: torch.nn.Module, token_ids: list[int], modules_to_save: list[str] | None
 ) -> dict[str, list[int]] | None:
-    """PEFT's trainable_token_indices for new tokens: their rows of the input embeddings and of an untied output head
-    (which must learn to predict them: the end-of-turn token above all), trained and saved with the adapter. A
-    module trained whole (modules_to_save) needs none; a tied head follows the input embeddings (PEFT ties them)."""
+    """PEFT's trainable_token_indices for new tokens: their rows of the input embeddings and of an untied output head,
+    trained and saved with the adapter. The head's rows matter most: mean-initialised, a new token's head row is the
+    average of all rows, which no hidden state can single out, so without training them the model never learns to
+    predict the token (the end of turn above all). A tied head shares the embeddings' rows (PEFT ties the two); a
+    module trained whole (modules_to_save) needs none; a head with a bias is left out (PEFT's trainable-tokens layer
+    drops a Linear's bias)."""
     if not token_ids:
         return None
     names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
     embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
     modules = [embeddings]
-    if head is not None and head.weight is not embeddings.weight:
+    if head is not None and head.weight is not embeddings.weight and getattr(head, "bias", None) is None:
         modules.append(head)
-    indices = {names[id(module)]: list(token_ids) for module in modules}
-    for name in modules_to_save or []:
-        indices.pop(name, None)
+    whole = set(modules_to_save or [])
+    indices = {names[id(m)]: list(token_ids) for m in modules if names[id(m)] not in whole}
     return indices or None
+
+
+def fused_head_compatible(model: torch.nn.Module) -> None:
+    """TRL 1.16's trainers compute the loss with a fused LM head that reads the output head's `weight` and `bias`.
+    PEFT's trainable-tokens wrapper gives `weight` with the trained rows in place (so their gradients flow) but no
+    `bias`; the heads it wraps here have none (trainable_token_indices), so it says so."""
+    for module in model.modules():
+        if isinstance(module, TrainableTokensWrapper) and isinstance(module.original_module, torch.nn.Linear):
+            module.bias = None

@@ -623,6 +623,8 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         trainer = DPOTrainer(**common, ref_model=reference)
     else:
         trainer = TokenMeanSFTTrainer(**common, data_collator=collator)
+    if new_tokens:
+        templates.fused_head_compatible(trainer.model)
     if config.distribution in ("none", "ddp"):
         fp32_trainable_parameters(trainer.model)
     elif config.method == "qlora":  # FSDP-QLoRA
