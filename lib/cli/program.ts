@@ -123,7 +123,7 @@ const EXAMPLES: Record<string, readonly string[]> = {
   datasets: ['tuneyard datasets', 'tuneyard datasets support-chats --json'],
   'stage-model': ['tuneyard stage-model ./Llama-3.1-8B-Instruct --name llama-3.1-8b-instruct'],
   train: [
-    'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method qlora',
+    'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method qlora --batch-size 2 --gradient-accumulation 8 --epochs 2',
     'tuneyard train --dataset support-chats@<sha256> --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --recipe recipe.json --wait',
   ],
   watch: ['tuneyard watch support-chats-qlora-5d0e7a1b2c3f', 'tuneyard watch support-chats-qlora-5d0e7a1b2c3f --json --interval 60'],
