@@ -46,7 +46,7 @@ describe('estimateTrainingMemory', () => {
   test('full SFT of an 8B model does not fit a g5.2xlarge: fp32 weights, gradients and AdamW state, 16 bytes per parameter', () => {
     const e = estimateTrainingMemory({ ...BASE, method: 'sft' });
     expect(e.fits).toBe(false);
-    expect(e.precision?.label).toBe('fp32 weights, bf16 compute');
+    expect(e.precision?.label).toBe('fp32 weights, bf16 mixed precision');
     expect(e.breakdown.weights).toBeCloseTo((8e9 * 4) / 2 ** 30, 0);
     expect(e.breakdown.gradients).toBeCloseTo((8e9 * 4) / 2 ** 30, 0);
     expect(e.breakdown.optimizer).toBeCloseTo((8e9 * 8) / 2 ** 30, 0);
@@ -195,20 +195,46 @@ describe('model shapes', () => {
 });
 
 describe('trainer precision per GPU', () => {
-  test('bf16 where the GPU has it, fp32 on T4 and V100 (fp16 compute for QLoRA there)', () => {
+  test('bf16 where the GPU has bf16 units, fp16 mixed precision on T4 and V100 (train.py compute_dtype)', () => {
     const lora = { ...BASE, method: 'lora' as const, parametersBillions: 1, baseModel: 'meta-llama/Llama-3.2-1B', batchSize: 1 };
-    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.g5.xlarge' }).precision).toMatchObject({ compute: 'bf16', weights: 'bf16' });
-    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.g4dn.xlarge' }).precision).toMatchObject({ compute: 'fp32', weights: 'fp32', label: 'fp32 (T4 has no bf16)' });
-    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.p3.2xlarge' }).precision).toMatchObject({ compute: 'fp32', label: 'fp32 (V100 has no bf16)' });
-    expect(estimateTrainingMemory({ ...lora, method: 'qlora', instanceType: 'ml.g4dn.xlarge' }).precision).toMatchObject({ compute: 'fp16', weights: 'nf4' });
+    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.g5.xlarge' }).precision).toEqual({ compute: 'bf16', weights: 'bf16', label: 'bf16' });
+    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.g4dn.xlarge' }).precision).toEqual({ compute: 'fp16', weights: 'fp16', label: 'fp16 (T4 has no bf16)' });
+    expect(estimateTrainingMemory({ ...lora, instanceType: 'ml.p3.2xlarge' }).precision).toMatchObject({ compute: 'fp16', label: 'fp16 (V100 has no bf16)' });
+    expect(estimateTrainingMemory({ ...lora, method: 'qlora', instanceType: 'ml.g4dn.xlarge' }).precision).toMatchObject({ compute: 'fp16', weights: 'nf4', label: 'nf4 weights, fp16 compute (T4 has no bf16)' });
+    // all weights trained on one GPU: fp32 master weights under autocast
+    expect(estimateTrainingMemory({ ...lora, method: 'sft', instanceType: 'ml.g4dn.xlarge' }).precision?.label).toBe('fp32 weights, fp16 mixed precision (T4 has no bf16)');
   });
 
-  test('LoRA on a T4 holds the base in fp32: twice the weights and wider activations than on an A10G', () => {
+  test('a 16-bit GPU holds the same bytes either way: LoRA on a T4 needs what it needs on an A10G', () => {
     const lora = { ...BASE, method: 'lora' as const, parametersBillions: 1, baseModel: 'meta-llama/Llama-3.2-1B', batchSize: 1 };
     const a10g = estimateTrainingMemory({ ...lora, instanceType: 'ml.g5.xlarge' });
     const t4 = estimateTrainingMemory({ ...lora, instanceType: 'ml.g4dn.xlarge' });
-    expect(t4.breakdown.weights / a10g.breakdown.weights).toBeCloseTo(2, 1);
-    expect(t4.breakdown.activations).toBeGreaterThan(a10g.breakdown.activations);
+    expect(t4.breakdown).toEqual(a10g.breakdown);
+    expect([t4.fits, a10g.fits]).toEqual([t4.requiredGiB <= 16, a10g.requiredGiB <= 24]);
+  });
+
+  test('FSDP-QLoRA keeps what it does not quantize in 16 bits and shards it; one GPU keeps it in fp32 (prepare_model_for_kbit_training)', () => {
+    const qlora = { ...BASE, baseModel: 'meta-llama/Llama-3.1-70B', parametersBillions: 70, batchSize: 1, instanceType: 'ml.g6e.12xlarge' };
+    const ddp = estimateTrainingMemory({ ...qlora, distribution: 'ddp' });
+    const fsdp = estimateTrainingMemory({ ...qlora, distribution: 'fsdp' });
+    expect(fsdp.shardedOver).toBe(4);
+    // 4 GPUs: a quarter of the 4-bit weights, and 16-bit instead of fp32 embeddings and output projection
+    expect(fsdp.breakdown.weights).toBeLessThan(ddp.breakdown.weights / 4);
+  });
+
+  test('an 8-bit optimizer holds a quarter of AdamW\'s state; Liger\'s fused cross-entropy drops the logits', () => {
+    const sft = { ...BASE, method: 'sft' as const, baseModel: 'Qwen/Qwen2.5-1.5B', parametersBillions: 1.5, instanceType: 'ml.g6e.xlarge' };
+    const adamw = estimateTrainingMemory(sft);
+    const eightBit = estimateTrainingMemory({ ...sft, optim: 'adamw_8bit' });
+    expect(eightBit.breakdown.optimizer / adamw.breakdown.optimizer).toBeCloseTo(0.25, 1);
+    expect(() => estimateTrainingMemory({ ...sft, optim: 'sgd' })).toThrow(/optim "sgd" is not one the trainer offers; use one of adamw_torch_fused, /);
+    const qlora = { ...BASE, baseModel: 'meta-llama/Llama-3.1-8B', parametersBillions: 8 };
+    const plain = estimateTrainingMemory(qlora);
+    const liger = estimateTrainingMemory({ ...qlora, useLigerKernel: true });
+    // 8,192 tokens x 128,256 logits x 12 bytes: ~11.7 GiB of loss that Liger never holds
+    expect(plain.breakdown.activations - liger.breakdown.activations).toBeGreaterThan(9);
+    expect(plain.advice).toMatch(/set useLigerKernel/);
+    expect(liger.fits).toBe(true);
   });
 
   test('the breakdown adds up to the requirement', () => {
@@ -226,7 +252,7 @@ describe('against published measurements', () => {
   // on q/v/output projections and the MLP, no dropout, activation checkpointing, bf16 everywhere (adapter, gradients and
   // AdamW state too), QLoRA's unquantized parameters kept in bf16, and CEWithChunkedOutputLoss: the bf16 logits plus one
   // of 8 chunks upcast to fp32 (log-softmax and its gradients, 12 bytes) at a time.
-  const TORCHTUNE: TrainerMemoryProfile = { adapterBytes: 2, adapterGradientBytes: 2, adapterOptimizerBytes: 4, qloraUnquantizedBytes: 2, lossBytesPerLogit: 2 + 12 / 8 };
+  const TORCHTUNE: TrainerMemoryProfile = { adapterBytes: 2, adapterGradientBytes: 2, adapterOptimizerBytes: 4, qloraUnquantizedBytes: 2, lossBytesPerLogit: 2 + 12 / 8, preferenceLossBytesPerLogit: 2 + 12 / 8 };
   const RECIPE: TrainingMemoryInput = {
     ...BASE,
     baseModel: 'meta-llama/Llama-3.1-8B-Instruct',

@@ -224,23 +224,39 @@ export interface TrainerPrecision {
 }
 
 /**
- * The dtypes the trainer uses on this GPU. `compute_dtype()`: bf16 where the GPU supports it (compute
- * capability 8.0 or more: A10G, L4, L40S, A100, H100, H200), fp32 otherwise (T4, V100); QLoRA computes
- * in fp16 there instead (bitsandbytes' 4-bit kernels need a 16-bit compute dtype). `weights_dtype()`:
- * a frozen base (LoRA, DPO with an adapter) in the compute dtype; all weights trained in fp32 on one
- * GPU or DDP (fp32 master weights under bf16 autocast); FSDP/DeepSpeed load the compute dtype and keep
- * fp32 shards of what trains.
+ * The dtypes the trainer uses on this GPU (train.py `compute_dtype()`, `weights_dtype()`,
+ * `qlora_compute_dtype()`): mixed precision in bf16 where the GPU has bf16 units (compute capability
+ * 8.0 or more: A10G, L4, L40S, A100, H100, H200), in fp16 with loss scaling on T4 and V100 (QLoRA's
+ * 4-bit layers compute in fp16 there too). A frozen base (LoRA, DPO with an adapter) is held in the
+ * compute dtype; all weights trained on one GPU or DDP are fp32 master weights under autocast; FSDP and
+ * DeepSpeed load the compute dtype and keep fp32 shards of what trains.
  */
 export function trainerPrecision(method: Method, instance: GpuInstance, distribution: Distribution, useLora = true): TrainerPrecision {
   const bf16 = instance.computeCapability >= 8;
-  const compute: Dtype = bf16 ? 'bf16' : method === 'qlora' ? 'fp16' : 'fp32';
+  const compute: Dtype = bf16 ? 'bf16' : 'fp16';
   const adapter = method === 'lora' || method === 'qlora' || (method === 'dpo' && useLora);
   const sharded = distribution === 'fsdp' || distribution === 'deepspeed';
   const weights = method === 'qlora' ? 'nf4' : adapter || sharded ? compute : 'fp32';
   const why = bf16 ? '' : ` (${instance.gpuModel} has no bf16)`;
-  const label = method === 'qlora' ? `nf4 weights, ${compute} compute${why}` : weights === compute ? `${compute}${why}` : `fp32 weights, ${compute} compute${why}`;
+  const label =
+    method === 'qlora' ? `nf4 weights, ${compute} compute${why}` : weights === 'fp32' ? `fp32 weights, ${compute} mixed precision${why}` : `${compute}${why}`;
   return { compute, weights, label };
 }
+
+/**
+ * Bytes of optimizer state per trained parameter, by the recipe's `optim` (transformers' OptimizerNames):
+ * AdamW's two fp32 moments; bitsandbytes' 8-bit AdamW keeps them in 8 bits (the paged variants can move
+ * them to host memory under pressure: counted on the GPU here, the worst case); Adafactor factors its
+ * second moment into a row and a column vector per matrix and keeps no first moment (close to nothing).
+ */
+export const OPTIMIZER_STATE_BYTES: Readonly<Record<string, number>> = {
+  adamw_torch_fused: 8,
+  adamw_torch: 8,
+  paged_adamw_32bit: 8,
+  adamw_8bit: 2,
+  paged_adamw_8bit: 2,
+  adafactor: 0,
+};
 
 /**
  * What a training stack holds per parameter and per logit, beyond the model's shape and the dtypes.
@@ -248,22 +264,27 @@ export function trainerPrecision(method: Method, instance: GpuInstance, distribu
  * recipes with it to compare against torchtune's published measurements.
  */
 export interface TrainerMemoryProfile {
-  /** Bytes per LoRA adapter parameter, its gradient, and its optimizer state. */
+  /** Bytes per LoRA adapter parameter, and per adapter parameter of its gradient. */
   readonly adapterBytes: number;
   readonly adapterGradientBytes: number;
+  /** Bytes of AdamW state per adapter parameter (an 8-bit optimizer or Adafactor replaces it, see {@link OPTIMIZER_STATE_BYTES}). */
   readonly adapterOptimizerBytes: number;
-  /** QLoRA: bytes per parameter that is not quantized (embeddings, output projection, norms). */
+  /** QLoRA on one GPU or DDP: bytes per parameter that is not quantized (embeddings, output projection, norms). */
   readonly qloraUnquantizedBytes: number;
-  /** Peak bytes per logit (token x vocabulary entry) while the loss and its gradient are computed. */
+  /** Peak bytes per logit (token x vocabulary entry) while a causal-LM loss and its gradient are computed. */
   readonly lossBytesPerLogit: number;
+  /** The same for a preference (DPO) loss over the chosen and rejected sequences. */
+  readonly preferenceLossBytesPerLogit: number;
 }
 
 /**
  * Tuneyard's trainer (transformers, TRL, PEFT): the adapter is trained in fp32 with fp32 gradients
  * and AdamW state (`fp32_trainable_parameters`); PEFT's `prepare_model_for_kbit_training` casts
- * every parameter QLoRA does not quantize to fp32; transformers' causal-LM loss upcasts the logits to
- * fp32 and keeps the log-softmax for the backward pass, which then holds its gradient and the
- * input's: 12 bytes per logit at the peak (the 16-bit logits are freed by then).
+ * every parameter QLoRA does not quantize to fp32 (not under FSDP, which keeps them in the compute
+ * dtype); transformers' causal-LM loss upcasts the logits to fp32 and keeps the log-softmax for the
+ * backward pass, which then holds its gradient and the input's: 12 bytes per logit at the peak (the
+ * 16-bit logits are freed by then). TRL's DPO takes log-probabilities of the 16-bit logits row by row
+ * (`selective_log_softmax`): the logits, the kept log-softmax rows and their two gradients, 8 bytes.
  */
 export const TUNEYARD_TRAINER: TrainerMemoryProfile = {
   adapterBytes: 4,
@@ -271,7 +292,16 @@ export const TUNEYARD_TRAINER: TrainerMemoryProfile = {
   adapterOptimizerBytes: 8,
   qloraUnquantizedBytes: 4,
   lossBytesPerLogit: 12,
+  preferenceLossBytesPerLogit: 8,
 };
+
+/**
+ * With Liger's kernels (recipe `useLigerKernel`), the fused linear cross-entropy never holds the whole
+ * logits: it works through chunks of about as many logits as the hidden states hold, in fp32 with their
+ * gradient, plus the hidden states' gradient: about 20 bytes per token per hidden unit. Its RMSNorm keeps
+ * only its 16-bit input and its SwiGLU recomputes SiLU instead of keeping it (`layerActivationBytes`).
+ */
+const LIGER_LOSS_BYTES_PER_HIDDEN = 20;
 
 /** What decides the GPU memory of a training job. */
 export interface TrainingMemoryInput {
@@ -293,6 +323,10 @@ export interface TrainingMemoryInput {
   readonly loraDropout?: number;
   /** DPO only: a LoRA adapter (true) or all weights (false). @default true */
   readonly useLora?: boolean;
+  /** The optimizer (recipe `optim`, see {@link OPTIMIZER_STATE_BYTES}). @default 'adamw_torch_fused' */
+  readonly optim?: string;
+  /** Liger's kernels: the fused linear cross-entropy holds no full logits. @default false */
+  readonly useLigerKernel?: boolean;
   readonly instanceType: string;
   readonly instanceCount: number;
   readonly distribution: Distribution;
@@ -370,13 +404,15 @@ export function loraParameters(s: ModelShape, r: number, targetModules: 'all-lin
  * output that sdpa/flash attention save (no sequence-squared term); the o_proj input; SwiGLU's gate,
  * SiLU(gate), up and their product; and with LoRA dropout each adapted module's dropped-out input and mask.
  */
-export function layerActivationBytes(s: ModelShape, a: number, dropoutModules: readonly string[] = []): number {
+export function layerActivationBytes(s: ModelShape, a: number, dropoutModules: readonly string[] = [], liger = false): number {
   const h = s.hiddenSize;
   const q = s.heads * s.headDim;
   const kv = s.kvHeads * s.headDim;
   const features = moduleFeatures(s);
   const dropout = dropoutModules.reduce((sum, m) => sum + (features[m]?.[0] ?? h), 0) * (a + 1);
-  return 2 * (4 * h + a * h) + a * (q + 2 * kv) + 2 * a * q + 4 * a * s.intermediateSize + dropout;
+  const norms = liger ? 2 * a * h : 2 * (4 * h + a * h);
+  const mlp = (liger ? 3 : 4) * a * s.intermediateSize; // Liger: gate, up and their product; SiLU recomputed
+  return norms + a * (q + 2 * kv) + 2 * a * q + mlp + dropout;
 }
 
 /** Estimates the GPU memory of a fine-tuning job, per GPU, and whether it fits the instance. */
@@ -412,35 +448,46 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   const distributed = input.distribution !== 'none' && instance.gpus * input.instanceCount > 1;
   const shards = sharded ? instance.gpus * input.instanceCount : 1;
   const linear = Math.min(params, shape.layers * layerLinearParameters(shape));
+  const optim = input.optim ?? 'adamw_torch_fused';
+  const optimizerState = OPTIMIZER_STATE_BYTES[optim];
+  if (optimizerState === undefined) throw new Error(`optim "${optim}" is not one the trainer offers; use one of ${Object.keys(OPTIMIZER_STATE_BYTES).join(', ')}`);
 
-  // The base weights, as the trainer holds them.
+  // The base weights, as the trainer holds them. QLoRA under FSDP skips prepare_model_for_kbit_training: what it does
+  // not quantize stays in the compute dtype, and FSDP shards it with the 4-bit weights (stored in the compute dtype).
+  const unquantizedBytes = sharded ? a : profile.qloraUnquantizedBytes;
   let weightBytes: number;
-  if (precision.weights === 'nf4') weightBytes = linear * NF4_BYTES + (params - linear) * profile.qloraUnquantizedBytes;
+  if (precision.weights === 'nf4') weightBytes = (linear * NF4_BYTES + (params - linear) * unquantizedBytes) / shards;
   else if (full && sharded) weightBytes = (params * 4) / shards + 2 * (layerLinearParameters(shape) * a); // fp32 shards + two gathered layers
   else weightBytes = (params * (precision.weights === 'fp32' ? 4 : a)) / shards;
-  // Without gradient checkpointing, bf16 autocast keeps a 16-bit copy of fp32 weights through the backward pass.
-  if (full && !sharded && precision.weights === 'fp32' && a === 2 && !input.gradientCheckpointing) weightBytes += params * a;
+  // Without gradient checkpointing, autocast keeps a 16-bit copy of fp32 weights through the backward pass.
+  if (full && !sharded && precision.weights === 'fp32' && !input.gradientCheckpointing) weightBytes += params * a;
   // DPO on all weights keeps a frozen reference copy; with LoRA the reference is the base with the adapter disabled.
   const referenceBytes = input.method === 'dpo' && full ? (params * (sharded ? a : 4)) / shards : 0;
 
   const modules = adaptedModules(input.targetModules ?? 'all-linear');
-  const adapterParams = full ? 0 : loraParameters(shape, input.loraR, modules);
+  const adapterParams = full ? 0 : loraParameters(shape, input.loraR, modules) / shards;
   const trainableBytes = adapterParams * profile.adapterBytes;
   const gradientBytes = full ? (params * 4) / shards : adapterParams * profile.adapterGradientBytes;
   // DDP copies the gradients into its all-reduce buckets.
   const bucketBytes = input.distribution === 'ddp' && distributed ? (full ? params * 4 : adapterParams * profile.adapterGradientBytes) : 0;
-  const optimizerBytes = full ? (params * 8) / shards : adapterParams * profile.adapterOptimizerBytes;
+  const optimizerBytes = full
+    ? (params * optimizerState) / shards
+    : adapterParams * (optimizerState === OPTIMIZER_STATE_BYTES.adamw_torch ? profile.adapterOptimizerBytes : optimizerState);
 
   // DPO runs the chosen and the rejected sequence of each pair.
-  const sequences = input.batchSize * (input.method === 'dpo' ? 2 : 1);
+  const preference = input.method === 'dpo';
+  const sequences = input.batchSize * (preference ? 2 : 1);
   const tokens = sequences * input.maxLength;
+  const liger = input.useLigerKernel ?? false;
   const dropout = !full && (input.loraDropout ?? 0.05) > 0 ? modules : [];
-  const perLayer = layerActivationBytes(shape, a, dropout) * tokens;
+  const perLayer = layerActivationBytes(shape, a, dropout, liger) * tokens;
   const h = shape.hiddenSize;
   // The embedding output and the final norm, kept either way.
   const outside = tokens * (a * h + 4 * h + a * h);
-  // The loss over the logits; a QLoRA output projection kept in fp32 is cast to 16 bits for its matmul.
-  const logits = tokens * shape.vocabSize * profile.lossBytesPerLogit + (precision.weights === 'nf4' && profile.qloraUnquantizedBytes > a ? shape.vocabSize * h * a : 0);
+  // The loss over the logits; QLoRA's output projection kept in fp32 is cast to 16 bits for its matmul.
+  const perLogit = preference ? profile.preferenceLossBytesPerLogit : profile.lossBytesPerLogit;
+  const lossBytes = liger ? tokens * h * LIGER_LOSS_BYTES_PER_HIDDEN : tokens * shape.vocabSize * perLogit;
+  const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
   const layerBackward = perLayer + tokens * a * (2 * shape.intermediateSize + 2 * h);
@@ -471,6 +518,7 @@ function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model
   if (input.method === 'sft' || (input.method === 'dpo' && input.useLora === false)) fixes.push('use qlora (or lora)');
   if (input.method === 'lora') fixes.push('use qlora');
   if (input.batchSize > 1) fixes.push('lower batchSize (raise gradientAccumulation to keep the effective batch)');
+  if (!input.useLigerKernel && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) fixes.push('set useLigerKernel (its fused cross-entropy never holds the whole logits)');
   if (!input.gradientCheckpointing) fixes.push('turn on gradientCheckpointing');
   if (instance.gpus * input.instanceCount > 1 && !sharded && input.method !== 'qlora') fixes.push('shard with distribution "fsdp"');
   const bigger = biggerInstance(input, instance);

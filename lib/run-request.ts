@@ -380,6 +380,8 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     parametersBillions,
     baseModel: request.baseModel,
     loraDropout: recipe.loraDropout,
+    optim: recipe.optim,
+    useLigerKernel: recipe.useLigerKernel,
     maxLength: recipe.maxLength,
     batchSize: recipe.batchSize,
     gradientCheckpointing: recipe.gradientCheckpointing,

@@ -520,6 +520,8 @@ function preflightDefaultRecipe(scope: Construct, defaults: DefaultRecipe): void
       parametersBillions,
       baseModel: defaults.baseModel,
       loraDropout: resolved.loraDropout,
+      optim: resolved.optim,
+      useLigerKernel: resolved.useLigerKernel,
       maxLength: resolved.maxLength,
       batchSize: resolved.batchSize,
       gradientCheckpointing: resolved.gradientCheckpointing,

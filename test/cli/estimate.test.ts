@@ -9,15 +9,15 @@ describe('estimate: what it tells', () => {
   test('prints the dtype per GPU and the memory breakdown, in text and in --json', async () => {
     const args = ['estimate', '--base-model', 'meta-llama/Llama-3.2-1B', '--method', 'lora', '--tokens', '1000000', '--instance', 'ml.g4dn.xlarge', '--batch-size', '1'];
     const text = await cli(args);
-    // T4: the trainer falls back to fp32
-    expect(text.stdout).toMatch(/^ml\.g4dn\.xlarge +1 +fp32 \(T4 has no bf16\) +[\d.]+ +16 +yes/m);
+    // T4: the trainer's mixed precision is fp16 there
+    expect(text.stdout).toMatch(/^ml\.g4dn\.xlarge +1 +fp16 \(T4 has no bf16\) +[\d.]+ +16 +yes/m);
     expect(text.stdout).toMatch(
       /^memory per GPU on ml\.g4dn\.xlarge \(GiB\): weights [\d.]+, LoRA adapter [\d.]+, gradients [\d.]+, optimizer state [\d.]+, activations and logits [\d.]+, CUDA context and allocator [\d.]+ = [\d.]+$/m,
     );
     expect(text.stdout).toContain('Llama 3.2 1B, 1.24B parameters, shape from https://huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json');
     const json = JSON.parse((await cli([...args, '--json'])).stdout);
     const [t4] = json.estimates;
-    expect(t4.precision).toBe('fp32 (T4 has no bf16)');
+    expect(t4.precision).toBe('fp16 (T4 has no bf16)');
     expect(Object.keys(t4.breakdown).sort()).toEqual(['activations', 'gradients', 'optimizer', 'overhead', 'trainable', 'weights']);
     const sum = Object.values(t4.breakdown as Record<string, number>).reduce((a, b) => a + b, 0);
     expect(sum).toBeCloseTo(t4.requiredGiB, 0);
@@ -66,6 +66,27 @@ describe('estimate: exit codes', () => {
     const { code, stderr } = await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-8B', '--method', 'qlora', '--tokens', '1000000']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
+  });
+});
+
+describe('estimate: the recipe fields that change the memory', () => {
+  test('the recipe defaults (batch 4 x 2048) do not fit QLoRA of Llama 3.1 8B on an A10G; Liger\'s fused cross-entropy or batch 2 does', async () => {
+    const args = ['estimate', '--base-model', 'meta-llama/Llama-3.1-8B-Instruct', '--method', 'qlora', '--tokens', '1000000', '--instance', 'ml.g5.2xlarge'];
+    const defaults = await cli(args);
+    expect(defaults.stdout).toMatch(/^ml\.g5\.2xlarge +1 +nf4 weights, bf16 compute +2\d\.\d +24 +no /m);
+    expect(defaults.stderr).toMatch(/^error: does not fit: QLoRA of Llama 3\.1 8B .*: lower batchSize .*, or set useLigerKernel/);
+    expect(defaults.code).toBe(1);
+    const liger = await cli([...args, '--use-liger-kernel', '--json']);
+    expect(JSON.parse(liger.stdout).estimates[0]).toMatchObject({ fits: true });
+    expect(liger.code).toBe(0);
+    expect((await cli([...args, '--batch-size', '2'])).code).toBe(0);
+  });
+
+  test('--optim adamw_8bit holds a quarter of the optimizer state of full SFT', async () => {
+    const args = ['estimate', '--base-model', 'Qwen/Qwen2.5-0.5B', '--method', 'sft', '--tokens', '1000', '--instance', 'ml.g6e.xlarge', '--json'];
+    const adamw = JSON.parse((await cli(args)).stdout).estimates[0].breakdown.optimizer;
+    const eightBit = JSON.parse((await cli([...args, '--optim', 'adamw_8bit'])).stdout).estimates[0].breakdown.optimizer;
+    expect(eightBit / adamw).toBeCloseTo(0.25, 1);
   });
 });
 

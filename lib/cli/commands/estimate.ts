@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { GPU_INSTANCES, gpuInstance } from '../../instances';
-import { Distribution, estimateTrainingMemory, MemoryBreakdown, ModelShape, resolveModel, ResolvedModel } from '../../preflight';
+import { Distribution, estimateTrainingMemory, MemoryBreakdown, ModelShape, OPTIMIZER_STATE_BYTES, resolveModel, ResolvedModel } from '../../preflight';
 import {
   ACROSS_INSTANCE_SCALING,
   estimateCost,
@@ -29,6 +29,10 @@ export interface EstimateOptions {
   readonly batchSize: number;
   readonly loraR: number;
   readonly distribution?: Distribution;
+  /** The recipe's optimizer (`optim`). @default 'adamw_torch_fused' */
+  readonly optim?: string;
+  /** The recipe's `useLigerKernel`. @default false */
+  readonly useLigerKernel?: boolean;
 }
 
 export interface InstanceEstimate {
@@ -91,6 +95,8 @@ export function estimateOn(instanceType: string, opts: EstimateOptions, sized: R
     batchSize: opts.batchSize,
     gradientCheckpointing: true,
     loraR: opts.loraR,
+    optim: opts.optim,
+    useLigerKernel: opts.useLigerKernel,
     instanceType,
     instanceCount: opts.instanceCount,
     distribution,
@@ -140,7 +146,7 @@ export function estimateRun(opts: EstimateOptions): EstimateReport {
     assumptions: {
       parametersBillions: model.parametersBillions,
       modelShape: model.shape.source,
-      precision: 'the trainer\'s: bf16 on GPUs of compute capability 8.0 or more; fp32 on T4/V100 (QLoRA: fp16 compute); all weights trained in fp32',
+      precision: 'the trainer\'s: bf16 mixed precision on GPUs of compute capability 8.0 or more, fp16 on T4/V100; all weights trained as fp32 master weights',
       prices: `SageMaker training on-demand, ${PRICE_REGION}, as of ${PRICES_AS_OF} (lib/pricing.ts)`,
       spotDiscount: SPOT_DISCOUNT,
       throughput: 'tokens/s per GPU by GPU model and method for an 8B model, scaled by size (lib/pricing.ts); excludes start-up and evaluation',
@@ -183,6 +189,8 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
     .option('--batch-size <n>', 'sequences per GPU per step', positiveInt, RECIPE_FIELDS.batchSize.default)
     .option('--lora-r <n>', 'LoRA rank', positiveInt, RECIPE_FIELDS.loraR.default)
     .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora; none on one GPU)').choices(DISTRIBUTIONS))
+    .addOption(new Option('--optim <name>', 'optimizer (recipe optim; 8-bit ones hold a quarter of AdamW\'s state)').choices(Object.keys(OPTIMIZER_STATE_BYTES)).default(RECIPE_FIELDS.optim.default))
+    .option('--use-liger-kernel', 'Liger\'s kernels (recipe useLigerKernel): the fused cross-entropy never holds the whole logits', false)
     .action(async (opts: EstimateOptions, command: Command) => {
       ctx.use(command);
       const report = estimateRun(opts);
