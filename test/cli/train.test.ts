@@ -133,6 +133,12 @@ describe('train flags', () => {
     expect(await executions()).toEqual(before);
   });
 
+  test('a request field set by a flag is named with the flag', async () => {
+    const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--instance-count', '17'], { clients: plane.factory });
+    expect(stderr).toMatch(/^error: invalid RunRequest:\n {2}- instanceCount \(--instance-count\): must be at most 16 \(got 17\)/);
+    expect(code).toBe(1);
+  });
+
   test('--help lists the recipe flags, says a flag wins over --recipe and points at the recipe reference', async () => {
     const { stdout } = await cli(['train', '--help']);
     for (const flag of ['--epochs', '--batch-size', '--gradient-accumulation', '--learning-rate', '--lora-r', '--lora-alpha', '--lora-dropout', '--max-length', '--instance', '--instance-count', '--no-spot']) {
@@ -191,7 +197,7 @@ describe('train refuses what the pipeline would, before starting anything', () =
 
   test('an instance whose GPU the training image cannot run (output MinComputeCapability 7.5)', async () => {
     const { code, stderr } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'qlora', '--instance', 'ml.p3.2xlarge'], { clients: plane.factory });
-    expect(stderr).toMatch(/^error: instanceType: ml\.p3\.2xlarge has V100 GPUs \(compute capability 7\.0\), which the training image's CUDA build cannot run/);
+    expect(stderr).toMatch(/^error: instanceType \(--instance\): ml\.p3\.2xlarge has V100 GPUs \(compute capability 7\.0\), which the training image's CUDA build cannot run/);
     expect(code).toBe(1);
   });
 

@@ -306,11 +306,25 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
 
 /** `recipe.<field>` in a RunRequest error, followed by the flag that set it or the recipe file it came from. */
 function withFlagNames(message: string, fromFlags: string[], recipeFile?: string): string {
-  return message.replace(/^( {2}- )recipe\.(\w+)/gm, (whole, lead: string, field: string) => {
-    if (fromFlags.includes(field)) return `${lead}recipe.${field} (${RECIPE_FLAGS.find((f) => f.field === field)!.flag.split(' ')[0]})`;
-    return recipeFile && field !== 'method' ? `${lead}recipe.${field} (in ${recipeFile})` : whole;
-  });
+  return message
+    .replace(/^( {2}- )recipe\.(\w+)/gm, (whole, lead: string, field: string) => {
+      if (fromFlags.includes(field)) return `${lead}recipe.${field} (${RECIPE_FLAGS.find((f) => f.field === field)!.flag.split(' ')[0]})`;
+      return recipeFile && field !== 'method' ? `${lead}recipe.${field} (in ${recipeFile})` : whole;
+    })
+    .replace(/^( {2}- )([\w.]+):/gm, (whole, lead: string, field: string) => (REQUEST_FLAGS[field] ? `${lead}${field} (${REQUEST_FLAGS[field]}):` : whole));
 }
+
+/** The flags of the RunRequest fields whose names differ from them, for messages. */
+const REQUEST_FLAGS: Record<string, string> = {
+  instanceType: '--instance',
+  instanceCount: '--instance-count',
+  maxRuntimeHours: '--max-runtime-hours',
+  'thresholds.maxEvalLossRatio': '--max-eval-loss-ratio',
+  'thresholds.maxForgettingIncrease': '--max-forgetting-increase',
+  'deploy.endpointName': '--deploy-endpoint',
+  'deploy.adapterName': '--adapter',
+  runName: '--run-name',
+};
 
 const PLACEHOLDER_KEY = 'arn:aws:kms:us-east-1:000000000000:key/preflight';
 
@@ -349,7 +363,9 @@ const ADVICE_FLAGS: Array<[RegExp, string]> = [
 
 /** A planRun message in the CLI's words: flags instead of request fields, and how to stage a Hub model. */
 function planMessage(message: string, request: RunRequest): string {
-  let text = message.replace('set baseModelParameters', 'pass --base-model-parameters');
+  let text = message
+    .replace('set baseModelParameters', 'pass --base-model-parameters')
+    .replace(/^(instanceType|instanceCount|maxRuntimeHours):/, (_whole, field: string) => `${field} (${REQUEST_FLAGS[field]}):`);
   if (text.startsWith('the run does not fit in GPU memory:')) {
     const cut = text.lastIndexOf('GPU: ');
     if (cut > 0) {
