@@ -1,17 +1,26 @@
 /**
- * Throughput of the dataset validator (lib/datasets) against a plain `readline` + `JSON.parse` loop
- * over the same file, in the same process: best of 3 runs each.
+ * CPU throughput and peak memory of dataset validation against a bare `readline` + `JSON.parse` loop
+ * over the same chat JSONL file: the ratio issue 14 asks for (validation at least 0.8x the baseline's
+ * throughput, at constant memory).
  *
- *   npx tsx benchmarks/validate-throughput.ts [size in MB, default 200]
+ *   npx tsx benchmarks/validate-throughput.ts [--size MB] [--runs N] [--file PATH]
  *
- * Generates a synthetic chat JSONL file (seeded, ~1 KB rows, some non-ASCII text, 5% duplicate rows)
- * in a temporary directory, deletes it afterwards, and prints a markdown table.
+ * --size: the synthetic file's size (default 200 MB, about a minute here; the issue's figure is --size 1000);
+ * --runs: measurements per reader (default 3, the median is reported); --file: an existing JSONL file instead.
+ *
+ * Each measurement runs in a process of its own (so its peak RSS is its own) and reports its CPU time
+ * (user + system), wall time and peak RSS. The readers, alternating within each run:
+ * - baseline: `readline` over `fs.createReadStream` + `JSON.parse` of each non-blank line;
+ * - validator: lib/datasets' `validateStream` (UTF-8, JSON, format rules, duplicates, token estimates) for sft;
+ * - tuneyard validate: the CLI's path (`checkDataset`: input sniffing, the shared rules, the file's sha256).
+ *
+ * The synthetic file: seeded, chat rows of ~1.2 KB (system, user, assistant), some non-ASCII text, 5% duplicates.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { validateStream } from '../lib/datasets';
 
 const WORDS = (
   'the model learns from each example a response to the user question about data training loss ' +
@@ -68,61 +77,111 @@ function generate(file: string, megabytes: number): number {
   return rows;
 }
 
-async function readlineJsonParse(file: string): Promise<number> {
-  const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
-  let rows = 0;
-  for await (const line of lines) {
-    if (line.trim() === '') continue;
-    JSON.parse(line);
-    rows++;
-  }
-  return rows;
+const READERS = {
+  async baseline(file: string): Promise<number> {
+    const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+    let rows = 0;
+    for await (const line of lines) {
+      if (line.trim() === '') continue;
+      JSON.parse(line);
+      rows++;
+    }
+    return rows;
+  },
+  async validator(file: string): Promise<number> {
+    const { validateStream } = await import('../lib/datasets');
+    const report = await validateStream(fs.createReadStream(file), { method: 'sft', maxLength: 2048 });
+    if (report.errorCount !== 0) throw new Error(`unexpected errors: ${JSON.stringify(report.errors.slice(0, 3))}`);
+    return report.rows;
+  },
+  async cli(file: string): Promise<number> {
+    const { checkDataset } = await import('../lib/cli/dataset-files');
+    const checked = await checkDataset({ out: () => undefined, err: () => undefined, errIsTTY: false }, file, undefined, { method: 'sft', maxLength: 2048, overlap: 'warning' });
+    if (!checked.check.ok) throw new Error(`unexpected errors: ${JSON.stringify(checked.check.train.errors.slice(0, 3))}`);
+    return checked.train.report.rows;
+  },
+};
+type Reader = keyof typeof READERS;
+const LABELS: Record<Reader, string> = {
+  baseline: 'readline + JSON.parse (baseline)',
+  validator: 'DatasetValidator (`validateStream`: UTF-8, JSON, format rules, duplicates, token estimates)',
+  cli: '`tuneyard validate` path (`checkDataset`: + input sniffing, shared rules, sha256 of the file)',
+};
+
+interface Measurement {
+  readonly rows: number;
+  readonly cpuSeconds: number;
+  readonly wallSeconds: number;
+  readonly peakRssMiB: number;
 }
 
-async function validator(file: string): Promise<number> {
-  const report = await validateStream(fs.createReadStream(file), { method: 'sft', maxLength: 2048 });
-  if (report.errorCount !== 0) throw new Error(`unexpected errors: ${JSON.stringify(report.errors.slice(0, 3))}`);
-  return report.rows;
+/** Runs in the child: one reader over the file, after loading the code (not timed). */
+async function measure(reader: Reader, file: string): Promise<Measurement> {
+  if (reader !== 'baseline') await import(reader === 'cli' ? '../lib/cli/dataset-files' : '../lib/datasets');
+  const cpu = process.cpuUsage();
+  const start = process.hrtime.bigint();
+  const rows = await READERS[reader](file);
+  const used = process.cpuUsage(cpu);
+  return {
+    rows,
+    cpuSeconds: (used.user + used.system) / 1e6,
+    wallSeconds: Number(process.hrtime.bigint() - start) / 1e9,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
 }
 
-async function bestOf(runs: number, fn: () => Promise<number>): Promise<{ seconds: number; rows: number }> {
-  let best = Infinity;
-  let rows = 0;
-  for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    rows = await fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  return { seconds: best, rows };
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i === -1 ? undefined : process.argv[i + 1];
 }
 
 async function main(): Promise<void> {
-  const megabytes = Number(process.argv[2] ?? 200);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-bench-'));
-  const file = path.join(dir, 'chat.jsonl');
+  const child = arg('--measure') as Reader | undefined;
+  if (child) {
+    process.stdout.write(JSON.stringify(await measure(child, arg('--file')!)));
+    return;
+  }
+  const megabytes = Number(arg('--size') ?? 200);
+  const runs = Number(arg('--runs') ?? 3);
+  const given = arg('--file');
+  const dir = given ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-bench-'));
+  const file = given ?? path.join(dir!, 'chat.jsonl');
   try {
-    const rows = generate(file, megabytes);
+    const generated = given ? undefined : generate(file, megabytes);
     const size = fs.statSync(file).size / 1e6;
-    // Warm up both paths (JIT) on the same file before timing.
-    await readlineJsonParse(file);
-    await validator(file);
-    const baseline = await bestOf(3, () => readlineJsonParse(file));
-    const ours = await bestOf(3, () => validator(file));
-    if (baseline.rows !== rows || ours.rows !== rows) throw new Error(`row counts differ: ${rows} generated, ${baseline.rows} / ${ours.rows} read`);
+    const results: Record<Reader, Measurement[]> = { baseline: [], validator: [], cli: [] };
+    for (let run = 0; run < runs; run++) {
+      for (const reader of Object.keys(READERS) as Reader[]) {
+        const out = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--measure', reader, '--file', file], { encoding: 'utf8', maxBuffer: 1 << 20 });
+        results[reader].push(JSON.parse(out));
+      }
+    }
+    const rows = results.baseline[0].rows;
+    for (const reader of Object.keys(results) as Reader[]) {
+      if (results[reader].some((m) => m.rows !== rows) || (generated !== undefined && rows !== generated)) throw new Error(`row counts differ: ${reader}`);
+    }
     const cpus = os.cpus();
-    console.log(`Dataset validation throughput: ${size.toFixed(0)} MB synthetic chat JSONL, ${rows} rows (~${Math.round((size * 1e6) / rows)} B/row), best of 3`);
-    console.log(`Machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, Node ${process.version}, ${os.platform()} ${os.arch()}\n`);
-    console.log('| reader | best time (s) | MB/s | relative |');
-    console.log('|---|---:|---:|---:|');
-    const mbps = (s: number) => size / s;
-    console.log(`| readline + JSON.parse (baseline) | ${baseline.seconds.toFixed(2)} | ${mbps(baseline.seconds).toFixed(1)} | 1.00 |`);
-    console.log(
-      `| DatasetValidator (UTF-8, JSON, format rules, duplicates, token estimates) | ${ours.seconds.toFixed(2)} | ${mbps(ours.seconds).toFixed(1)} | ${(
-        baseline.seconds / ours.seconds
-      ).toFixed(2)} |`,
-    );
+    console.log(`Dataset validation throughput: ${size.toFixed(0)} MB chat JSONL, ${rows} rows (~${Math.round((size * 1e6) / rows)} B/row), medians of ${runs} runs, each in a process of its own`);
+    console.log(`Machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, Node ${process.version}, ${os.platform()} ${os.arch()}, load average ${os.loadavg()[0].toFixed(1)}\n`);
+    console.log('| reader | CPU s (runs) | MB per CPU-s | x baseline throughput | wall s | peak RSS MiB |');
+    console.log('|---|---:|---:|---:|---:|---:|');
+    const base = median(results.baseline.map((m) => m.cpuSeconds));
+    for (const reader of Object.keys(results) as Reader[]) {
+      const ms = results[reader];
+      const cpu = median(ms.map((m) => m.cpuSeconds));
+      console.log(
+        `| ${LABELS[reader]} | ${cpu.toFixed(2)} (${ms.map((m) => m.cpuSeconds.toFixed(2)).join(', ')}) | ${(size / cpu).toFixed(0)} | ${(base / cpu).toFixed(2)} | ` +
+          `${median(ms.map((m) => m.wallSeconds)).toFixed(2)} | ${median(ms.map((m) => m.peakRssMiB)).toFixed(0)} |`,
+      );
+    }
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -61,7 +61,7 @@ export interface DatasetCheck {
   /** Cross-file findings (errors and warnings), after the files' own errors. */
   readonly issues: DatasetIssue[];
   /**
-   * Eval rows whose normalised content (NFKC, case-folded, white space collapsed) is in the training file,
+   * Eval rows whose normalised content (NFKC, lower-cased, white space collapsed) is in the training file,
    * with the policy they were judged by; only with an eval file.
    */
   readonly overlap?: { readonly count: number; readonly examples: Array<{ line: number; trainLine: number }>; readonly policy: OverlapPolicy };
@@ -146,7 +146,7 @@ export function datasetVerdict(reports: { readonly train: DatasetReport; readonl
         code: 'overlap',
         message:
           `${contamination.count} eval row${contamination.count === 1 ? ' is' : 's are'} also in the training file ` +
-          `(same text after Unicode NFKC, case folding and white-space collapsing${first ? `; e.g. eval line ${first.line} is train line ${first.trainLine}` : ''}), ` +
+          `(same text after Unicode NFKC, lower-casing and white-space collapsing${first ? `; e.g. eval line ${first.line} is train line ${first.trainLine}` : ''}), ` +
           'so the eval loss and scores overstate how the model generalises; remove them from one file, or keep them with `tuneyard upload --allow-overlap`',
         severity: policy === 'error' ? 'error' : 'warning',
       });

@@ -24,7 +24,7 @@ export const CONTENT_FIELDS = [
 /**
  * The hash of a row's normalised content, for the train/eval overlap check: every string under the
  * row's {@link CONTENT_FIELDS} (message roles, contents, tool calls' arguments...), in document order,
- * each normalised ({@link RowHasher.addNormalized}: NFKC, case-folded, white space collapsed and
+ * each normalised ({@link RowHasher.addNormalized}: NFKC, lower-cased, white space collapsed and
  * trimmed). A copy with a trailing space, other capitals or full-width characters has the same hash;
  * numbers (e.g. message weights) do not count.
  */

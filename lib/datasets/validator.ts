@@ -160,6 +160,8 @@ const NEWLINE = 0x0a;
  */
 const DECODE_BLOCK = 64 * 1024;
 const MAX_ERROR_GROUPS = 100;
+/** Throws on invalid UTF-8; keeps byte order marks (the validator decides where one may be). */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * A streaming JSONL dataset validator: `push()` byte chunks from any source (a file stream, an S3
@@ -269,9 +271,14 @@ export class DatasetValidator {
 
   /** The lines of `buf[start, end)`, which ends at a newline (not included). */
   private wholeLines(buf: Buffer, start: number, end: number): void {
-    if (isUtf8(buf.subarray(start, end))) {
-      // All valid UTF-8 (the usual case): decode them in one go.
-      const text = buf.toString('utf8', start, end);
+    // All valid UTF-8 (the usual case): decode them in one go (one native call checks and decodes).
+    let text: string | undefined;
+    try {
+      text = STRICT_UTF8.decode(buf.subarray(start, end));
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) {
       let from = 0;
       for (let to = text.indexOf('\n'); ; to = text.indexOf('\n', from)) {
         const lineText = text.slice(from, to === -1 ? text.length : to);
