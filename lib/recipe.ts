@@ -107,13 +107,17 @@ const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 
 /** "unknown field X": the field it most likely meant (a trainer key in snake_case, or a near spelling). */
 function unknownFieldMessage(keys: readonly string[]): string {
   const fields = Object.keys(RECIPE_FIELDS);
+  const listed = 20; // a request with thousands of keys still gets a short message
+  const more = keys.length > listed ? `; and ${keys.length - listed} more unknown fields` : '';
   return keys
-    .map((key) => {
-      const byKey = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === key)?.[0];
-      const near = byKey ?? closest(key, fields);
+    .slice(0, listed)
+    .map((raw) => {
+      const key = raw.length <= 60 ? raw : `${raw.slice(0, 60)}... (${raw.length} characters)`;
+      const byKey = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === raw)?.[0];
+      const near = byKey ?? closest(raw, fields);
       return `unknown field "${key}"; ${near ? `did you mean "${near}"?` : `the fields are ${fields.join(', ')}`}`;
     })
-    .join('; ');
+    .join('; ') + more;
 }
 
 const positiveInt = (what: string) => z.number().int(`must be a whole number (${what})`).min(1, `must be at least 1 (${what})`);

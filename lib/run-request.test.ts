@@ -42,6 +42,7 @@ describe('parseRunRequest', () => {
     expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo only and has no effect with method "sft"; remove it/);
     expect(() => request({ recipe: { method: 'qlora', distribution: 'deepspeed' } })).toThrow(/recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported/);
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
+    expect(() => request({ recipe: { method: 'lora', lora_r: 8 } })).toThrow(/ {2}- recipe: unknown field "lora_r"; did you mean "loraR"\?/);
     expect(() => request({ maxRuntimeHours: 0.0001 })).toThrow(/maxRuntimeHours: must be at least 1\/60 hour \(one minute\) \(got 0\.0001\)/);
   });
 

@@ -171,6 +171,7 @@ export function parseRunRequest(raw: unknown): RunRequest {
   const lines = issues.slice(0, LISTED_MAX).map((issue) => {
     const where = issue.path.map((k) => clipText(String(k))).join('.') || '(top level)';
     if (issue.code === 'unrecognized_keys') {
+      if (where === 'recipe') return `recipe: ${issue.message}`; // the recipe names the field meant (did you mean)
       const keys = issue.keys.slice(0, LISTED_MAX).map(clipText).join(', ') + (issue.keys.length > LISTED_MAX ? ` and ${issue.keys.length - LISTED_MAX} more` : '');
       return `${where === '(top level)' ? '' : `${where}.`}${keys}: unknown field; remove it`;
     }

@@ -1,0 +1,96 @@
+import { DPO_LOSS_TYPES, OPTIMIZERS, parseRecipe, renderHyperParameters } from './recipe';
+
+const render = (recipe: object) => renderHyperParameters(parseRecipe(recipe), { baseModel: 'm' });
+
+describe('recipe validation', () => {
+  test('accepts every new option where it applies, and renders it under the trainer key', () => {
+    // GIVEN / WHEN
+    const sft = render({
+      method: 'qlora',
+      maxSteps: 500,
+      weightDecay: 0.01,
+      maxGradNorm: 0.3,
+      optim: 'paged_adamw_8bit',
+      neftuneNoiseAlpha: 5,
+      useDora: true,
+      useRslora: true,
+      loraModulesToSave: ['embed_tokens', 'lm_head'],
+      chatTemplate: 'chatml',
+      torchCompile: true,
+      useLigerKernel: true,
+      distribution: 'fsdp',
+    });
+    const dpo = render({ method: 'dpo', dpoLossType: 'robust', dpoLabelSmoothing: 0.1, rpoAlpha: 1, precomputeRefLogProbs: true, dpoBeta: 0.2 });
+
+    // THEN
+    expect(sft).toMatchObject({
+      max_steps: '500',
+      weight_decay: '0.01',
+      max_grad_norm: '0.3',
+      optim: 'paged_adamw_8bit',
+      neftune_noise_alpha: '5',
+      use_dora: 'true',
+      use_rslora: 'true',
+      lora_modules_to_save: 'embed_tokens,lm_head',
+      chat_template: 'chatml',
+      torch_compile: 'true',
+      use_liger_kernel: 'true',
+      distribution: 'fsdp',
+    });
+    expect(dpo).toMatchObject({ dpo_loss_type: 'robust', dpo_label_smoothing: '0.1', rpo_alpha: '1', precompute_ref_log_probs: 'true', dpo_beta: '0.2' });
+    for (const optim of OPTIMIZERS) expect(render({ method: 'lora', optim }).optim).toBe(optim);
+    for (const dpoLossType of DPO_LOSS_TYPES.filter((t) => t !== 'exo_pair')) expect(render({ method: 'dpo', dpoLossType }).dpo_loss_type).toBe(dpoLossType);
+    expect(render({ method: 'dpo', dpoLossType: 'exo_pair', dpoLabelSmoothing: 0.001 }).dpo_label_smoothing).toBe('0.001');
+  });
+
+  test('options that default to off are not rendered unless set; the others render their defaults', () => {
+    const rendered = render({ method: 'lora' });
+    for (const key of ['max_steps', 'neftune_noise_alpha', 'lora_modules_to_save', 'chat_template', 'rpo_alpha']) expect(rendered).not.toHaveProperty(key);
+    expect(rendered).toMatchObject({ weight_decay: '0', max_grad_norm: '1', optim: 'adamw_torch_fused', use_dora: 'false', use_rslora: 'false', torch_compile: 'false', use_liger_kernel: 'false' });
+    expect(rendered).not.toHaveProperty('dpo_loss_type');
+  });
+
+  test.each([
+    [{ method: 'dpo', neftuneNoiseAlpha: 5 }, /recipe\.neftuneNoiseAlpha: neftuneNoiseAlpha applies to method sft or lora or qlora only and has no effect with method "dpo"; remove it/],
+    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo only/],
+    [{ method: 'dpo', useLora: false, useRslora: true }, /recipe\.useRslora: useRslora needs an adapter, but method dpo with useLora false trains all weights/],
+    [{ method: 'dpo', useLora: false, loraModulesToSave: ['lm_head'] }, /recipe\.loraModulesToSave: loraModulesToSave needs an adapter/],
+    [{ method: 'lora', dpoLossType: 'ipo' }, /recipe\.dpoLossType: dpoLossType applies to method dpo only/],
+    [{ method: 'lora', rpoAlpha: 1 }, /recipe\.rpoAlpha: rpoAlpha applies to method dpo only/],
+    [{ method: 'sft', precomputeRefLogProbs: true }, /recipe\.precomputeRefLogProbs: precomputeRefLogProbs applies to method dpo only/],
+    [{ method: 'dpo', dpoLossType: 'ipo', dpoLabelSmoothing: 0.1 }, /recipe\.dpoLabelSmoothing: dpoLabelSmoothing has no effect with dpoLossType "ipo" \(TRL reads it in robust, exo_pair, aot, aot_unpaired only\); set dpoLossType "robust"/],
+    [{ method: 'dpo', dpoLabelSmoothing: 0.1 }, /dpoLabelSmoothing has no effect with dpoLossType "sigmoid"/],
+    [{ method: 'dpo', dpoLossType: 'exo_pair' }, /recipe\.dpoLabelSmoothing: dpoLossType "exo_pair" needs dpoLabelSmoothing above 0/],
+    [{ method: 'dpo', dpoLossType: 'robust', dpoLabelSmoothing: 0.5 }, /recipe\.dpoLabelSmoothing: must be from 0 to below 0\.5/],
+    [{ method: 'qlora', distribution: 'deepspeed' }, /recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported; use distribution "fsdp"/],
+    [{ method: 'lora', maxSteps: 0 }, /recipe\.maxSteps: must be at least 1/],
+    [{ method: 'lora', weightDecay: -0.1 }, /recipe\.weightDecay: must be 0 \(off\) or more/],
+    [{ method: 'lora', maxGradNorm: -1 }, /recipe\.maxGradNorm: must be 0 \(no clipping\) or more/],
+    [{ method: 'lora', optim: 'lion' }, /recipe\.optim: /],
+    [{ method: 'lora', chatTemplate: 'llama3' }, /recipe\.chatTemplate: /],
+    [{ method: 'lora', loraModulesToSave: [] }, /recipe\.loraModulesToSave: must name at least one module/],
+  ])('fails for %j, naming the field and the fix', (recipe, message) => {
+    expect(() => parseRecipe(recipe)).toThrow(message);
+  });
+
+  test('FSDP-QLoRA is accepted (the 4-bit weights are sharded)', () => {
+    expect(parseRecipe({ method: 'qlora', distribution: 'fsdp' }).distribution).toBe('fsdp');
+  });
+
+  test.each([
+    ['lora_r', 'loraR'],
+    ['learning_rate', 'learningRate'],
+    ['num_train_epochs', 'epochs'],
+    ['max_grad_norm', 'maxGradNorm'],
+    ['neftune_noise_alpha', 'neftuneNoiseAlpha'],
+    ['loraRank', 'loraR'],
+    ['learningrate', 'learningRate'],
+    ['weightDecy', 'weightDecay'],
+  ])('an unknown field %s says: did you mean %s', (key, field) => {
+    expect(() => parseRecipe({ method: 'lora', [key]: 1 })).toThrow(`recipe.(top level): unknown field "${key}"; did you mean "${field}"?`);
+  });
+
+  test('an unknown field nothing is near lists the fields', () => {
+    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution/);
+  });
+});
