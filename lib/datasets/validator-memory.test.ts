@@ -20,3 +20,23 @@ test('memory stays constant over a long stream of duplicate rows (only distinct 
   expect(probe.firstDuplicate).toEqual({ line: 2, firstLine: 1 });
   expect(probe.errors).toEqual([]);
 });
+
+test('memory stays constant on the CLI\'s whole path: a gzip stream through the shared rules with the overlap check', () => {
+  // GIVEN 80 MiB of one repeated chat row, gzip-compressed, checked with an eval file (so content hashes are kept),
+  // in a process of its own with --expose-gc
+  const root = path.join(__dirname, '..', '..');
+  const out = execFileSync(process.execPath, ['--expose-gc', '-r', 'tsx/cjs', path.join(root, 'test/support/dataset-input-memory-probe.ts')], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  const probe = JSON.parse(out);
+
+  // THEN the live heap after 80 MiB is where it was after 40 MiB and 8 MiB (within 4 MiB of noise)
+  expect(Math.abs(probe.heap.after80 - probe.heap.after40)).toBeLessThan(4 * 1024 * 1024);
+  expect(Math.abs(probe.heap.after40 - probe.heap.after8)).toBeLessThan(4 * 1024 * 1024);
+  // AND every row was decompressed and read, found a duplicate, and the eval row found in the training file
+  expect(probe.rows).toBe(80 * probe.linesPerBlock);
+  expect(probe.duplicates).toBe(probe.rows - 1);
+  expect(probe.overlap).toBe(1);
+  expect(probe.errors).toEqual([]);
+});
