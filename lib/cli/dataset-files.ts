@@ -16,8 +16,11 @@ export interface CheckedFile {
   readonly path: string;
   /** Bytes of the JSON Lines the pipeline reads (what upload stores). */
   readonly bytes: number;
-  /** sha256 of those JSON Lines bytes, lower-case hex (for a plain .jsonl file: of the file itself). */
-  readonly sha256: string;
+  /**
+   * sha256 of those JSON Lines bytes, lower-case hex (for a plain .jsonl file: of the file itself); only
+   * with the `sha256` option (it costs about a tenth of the check's CPU).
+   */
+  readonly sha256?: string;
   /** What the file was: gzip-compressed or not, JSON Lines or a JSON array. */
   readonly input: { readonly gzip: boolean; readonly kind: DatasetInputKind; readonly bytes: number };
   readonly report: DatasetReport;
@@ -44,6 +47,8 @@ export interface CheckOptions {
   readonly overlap: OverlapPolicy;
   /** Keep the JSON Lines of converted input and stdin in a temporary file, for upload. */
   readonly spool?: boolean;
+  /** Hash the JSON Lines (the version hash needs it). @default false */
+  readonly sha256?: boolean;
 }
 
 /** How a file argument is shown in messages. */
@@ -62,8 +67,9 @@ export async function checkDataset(io: CliIo, trainPath: string, evalPath: strin
   const tmp = options.spool ? fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-upload-')) : undefined;
   const cleanup = () => tmp && fs.rmSync(tmp, { recursive: true, force: true });
   try {
-    const train = await fileSource(io, trainPath, tmp && path.join(tmp, 'train.jsonl'));
-    const evalFile = evalPath === undefined ? undefined : await fileSource(io, evalPath, tmp && path.join(tmp, 'eval.jsonl'));
+    const hashing = options.sha256 ?? false;
+    const train = await fileSource(io, trainPath, tmp && path.join(tmp, 'train.jsonl'), hashing);
+    const evalFile = evalPath === undefined ? undefined : await fileSource(io, evalPath, tmp && path.join(tmp, 'eval.jsonl'), hashing);
     const check = await checkDatasetFiles(
       { train: train.source, ...(evalFile ? { eval: evalFile.source } : {}) },
       { method: options.method, maxLength: options.maxLength, overlap: options.overlap },
@@ -81,7 +87,7 @@ export async function checkDataset(io: CliIo, trainPath: string, evalPath: strin
 }
 
 /** A file (or stdin) as a {@link DatasetFileSource}: hashes, spools and draws progress as the validator reads it. */
-async function fileSource(io: CliIo, file: string, spoolPath: string | undefined) {
+async function fileSource(io: CliIo, file: string, spoolPath: string | undefined, hashing: boolean) {
   const name = displayName(file);
   let size = 0;
   if (file !== STDIN) {
@@ -94,7 +100,7 @@ async function fileSource(io: CliIo, file: string, spoolPath: string | undefined
     if (!stat.isFile()) throw new CliError(`${file}: not a file`);
     size = stat.size;
   }
-  const hash = createHash('sha256');
+  const hash = hashing ? createHash('sha256') : undefined;
   let bytes = 0;
   let read = 0;
   let spooled: string | undefined;
@@ -122,7 +128,7 @@ async function fileSource(io: CliIo, file: string, spoolPath: string | undefined
         let fd: number | undefined;
         try {
           for await (const chunk of opened.chunks) {
-            hash.update(chunk);
+            hash?.update(chunk);
             bytes += chunk.length;
             if (spoolPath && converted()) {
               fd ??= fs.openSync(spoolPath, 'w');
@@ -149,7 +155,7 @@ async function fileSource(io: CliIo, file: string, spoolPath: string | undefined
     result: (report: DatasetReport): CheckedFile => ({
       path: file,
       bytes,
-      sha256: hash.digest('hex'),
+      ...(hash ? { sha256: hash.digest('hex') } : {}),
       input: { gzip: input?.gzip() ?? false, kind: input?.kind() ?? 'jsonl', bytes: read },
       report,
       ...(spooled ? { uploadPath: spooled } : file !== STDIN ? { uploadPath: file } : {}),

@@ -31,7 +31,7 @@ export function registerDatasetCommands(program: Command, ctx: CommandContext): 
       ctx.use(command);
       // checked for a run: the rows a run with the recipe's default maxLength would drop are counted too
       const maxLength = opts.maxLength ?? (opts.method ? RECIPE_FIELDS.maxLength.default : undefined);
-      const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, maxLength, overlap: 'warning' });
+      const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, maxLength, overlap: 'warning', sha256: ctx.global.json });
       const warnings = checked.check.issues.filter((i) => i.severity === 'warning').length;
       const ok = checked.check.ok && !(opts.strict && warnings > 0);
       if (ctx.global.json) {
@@ -56,7 +56,7 @@ export function registerDatasetCommands(program: Command, ctx: CommandContext): 
     .option('--allow-overlap', 'upload even when eval rows are also in the training file (recorded in the manifest; the pipeline then accepts it)', false)
     .action(async (file: string, opts: { name: string; eval?: string; allowOverlap: boolean }, command: Command) => {
       ctx.use(command);
-      const checked = await checkDataset(ctx.io, file, opts.eval, { overlap: opts.allowOverlap ? 'allowed' : 'error', spool: true });
+      const checked = await checkDataset(ctx.io, file, opts.eval, { overlap: opts.allowOverlap ? 'allowed' : 'error', spool: true, sha256: true });
       try {
         await upload(ctx, file, opts, checked);
       } finally {
@@ -112,7 +112,7 @@ async function upload(ctx: CommandContext, file: string, opts: { name: string; e
     ctx.print(checkJson(checked, false), '');
     throw new CliError(`not uploaded: ${count(check.errorCount)} error${check.errorCount === 1 ? '' : 's'}, listed in the JSON on stdout (train.report.errorGroups, eval.report.errorGroups, issues)`);
   }
-  const sha256 = datasetVersionHash(checked.train.sha256, checked.eval?.sha256);
+  const sha256 = datasetVersionHash(checked.train.sha256!, checked.eval?.sha256);
   const version = `${opts.name}@${sha256}`;
   const client = ctx.runClient();
   const total = checked.train.bytes + (checked.eval?.bytes ?? 0);
@@ -222,7 +222,7 @@ function fileJson(file: CheckedFile) {
 function manifest(name: string, sha256: string, checked: CheckedDataset, allowOverlap: boolean) {
   const entry = (key: string, file: CheckedFile) => ({
     key,
-    sha256: file.sha256,
+    sha256: file.sha256!,
     bytes: file.bytes,
     format: file.report.format,
     ...(file.report.dialect ? { dialect: file.report.dialect } : {}),
