@@ -100,6 +100,29 @@ describe('the internal form', () => {
     expect(estimateTokens(internal(openai), 'chat')).toBe(estimateTokens(internal(plain), 'chat'));
   });
 
+  test('ShareGPT function_call and observation turns and its tools map to OpenAI tool calls, tool messages and tools', () => {
+    // GIVEN a ShareGPT row as LLaMA-Factory writes it (tools as a JSON string of bare function definitions)
+    const fn = { name: 'get_weather', parameters: { type: 'object' } };
+    const sharegpt = {
+      conversations: [
+        { from: 'human', value: 'Weather in Paris?' },
+        { from: 'function_call', value: JSON.stringify({ name: 'get_weather', arguments: { city: 'Paris' } }) },
+        { from: 'observation', value: '18 C' },
+        { from: 'gpt', value: 'Done.' },
+      ],
+      tools: JSON.stringify([fn]),
+    };
+    // THEN it is the OpenAI row (call ids aside: they are not content), with one hash
+    const openai = { ...toolRow('Paris', '18 C'), tools: [{ type: 'function', function: fn }] };
+    const expected = internal(openai) as { messages: Array<Record<string, unknown>> };
+    expected.messages = expected.messages.map(({ id: _id, tool_call_id: _callId, ...m }) => ({
+      ...m,
+      ...(m.tool_calls ? { tool_calls: (m.tool_calls as Array<Record<string, unknown>>).map(({ id: _i, ...c }) => c) } : {}),
+    }));
+    expect(internal(sharegpt)).toEqual(expected);
+    expect(rowHash(internal(sharegpt), 'chat')).toEqual(rowHash(internal(openai), 'chat'));
+  });
+
   test('OpenAI preference rows map to the TRL conversational pair they stand for', () => {
     const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }];
     const openai = { input: { messages: [{ role: 'user', content: '2 + 2?' }], tools }, preferred_output: [{ role: 'assistant', content: '4' }], non_preferred_output: [{ role: 'assistant', content: '5' }] };
@@ -174,10 +197,10 @@ describe('messages that say what is wrong and where', () => {
     expect(err.message).toMatch(/"messages\[0\]\.content\[0\]" is a "image_url" part; Tuneyard trains on text only/);
   });
 
-  test('fails on ShareGPT function_call turns, pointing at the OpenAI format', () => {
-    const err = problem({ conversations: [{ from: 'human', value: 'Hi' }, { from: 'function_call', value: '{}' }] });
-    expect(err.code).toBe('invalid-role');
-    expect(err.message).toMatch(/convert the row to the OpenAI chat format/);
+  test('fails on a ShareGPT function_call turn that holds no call, saying what it must hold', () => {
+    const err = problem({ conversations: [{ from: 'human', value: 'Hi' }, { from: 'function_call', value: '{"name": "f"}' }] });
+    expect(err.code).toBe('invalid-tool-call');
+    expect(err.message).toMatch(/^"conversations\[1\]\.value" is not a call with a "name" and "arguments"; a function_call turn holds/);
   });
 
   test('fails when a tool message answers no call, listing the open ones', () => {

@@ -93,6 +93,8 @@ interface ConversationShape {
   readonly role: string;
   readonly content: string;
   readonly roles: Record<string, Role>;
+  /** Roles of assistant turns whose content holds the tool call(s) as JSON (ShareGPT's `function_call`). */
+  readonly callRoles?: string[];
   readonly refusedRoles: Record<string, string>;
 }
 
@@ -100,7 +102,13 @@ interface Definition {
   readonly detection: ReadonlyArray<{ readonly dialect: DatasetDialect; readonly anyKey: string[]; readonly arrayKey?: string }>;
   readonly dialects: Record<
     DatasetDialect,
-    { readonly format: DatasetFormat; readonly conversation?: string; readonly fields?: Record<string, string> }
+    {
+      readonly format: DatasetFormat;
+      readonly conversation?: string;
+      readonly fields?: Record<string, string>;
+      /** Tools given as bare function definitions, or a JSON string of them (ShareGPT as LLaMA-Factory writes it). */
+      readonly functionTools?: boolean;
+    }
   >;
   readonly conversations: Record<string, ConversationShape>;
   readonly contentParts: Record<string, string>;
@@ -268,6 +276,26 @@ function toolArguments(value: unknown, at: string): JsonObject {
   return parsed;
 }
 
+/** ShareGPT's `function_call` turn: its value holds the call, or a list of calls, as JSON `{"name", "arguments"}`. */
+function encodedCalls(text: string, at: string): ToolCall[] {
+  const shape = 'a function_call turn holds {"name": "...", "arguments": {...}} (or a list of them) as JSON';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new RowInvalid('invalid-tool-call', `"${at}" is not valid JSON (${(err as Error).message}); ${shape}`);
+  }
+  const list = Array.isArray(parsed) ? parsed : [parsed];
+  if (list.length === 0) throw new RowInvalid('invalid-tool-call', `"${at}" holds no call; ${shape}`);
+  return list.map((call, j) => {
+    const cat = Array.isArray(parsed) ? `${at}[${j}]` : at;
+    if (!isJsonObject(call) || typeof call.name !== 'string' || isBlank(call.name) || !has(call, 'arguments')) {
+      throw new RowInvalid('invalid-tool-call', `"${cat}" is not a call with a "name" and "arguments"; ${shape}`);
+    }
+    return { type: 'function', function: { name: call.name, arguments: toolArguments(call.arguments, `${cat}.arguments`) } };
+  });
+}
+
 /** The name of the message being checked, in error messages (a character no field name holds). */
 const HERE = '\u0000';
 
@@ -294,7 +322,8 @@ function checkMessage(value: unknown, shape: ConversationShape): Message {
         (content === null ? ' (null content is for assistant messages with "tool_calls")' : ''),
     );
   }
-  const internal = lookup(shape.roles, role);
+  const callRole = !has(shape.roles, role) && shape.callRoles !== undefined && shape.callRoles.includes(role);
+  const internal = callRole ? 'assistant' : lookup(shape.roles, role);
   if (internal === undefined) {
     throw new RowInvalid(
       'invalid-role',
@@ -303,7 +332,10 @@ function checkMessage(value: unknown, shape: ConversationShape): Message {
   }
   const text = typeof content === 'string' ? content : Array.isArray(content) ? partsText(content, `${at}.${shape.content}`) : '';
   const message: { -readonly [K in keyof Message]: Message[K] } = { role: internal, content: text };
-  if (calls !== undefined) {
+  if (callRole) {
+    message.content = '';
+    message.tool_calls = encodedCalls(text, `${at}.${shape.content}`);
+  } else if (calls !== undefined) {
     if (internal !== 'assistant') throw new RowInvalid('invalid-tool-call', `"${at}" is a ${role} message with "tool_calls"; only assistant messages call tools`);
     message.tool_calls = checkToolCalls(calls, `${at}.tool_calls`);
   } else if (isBlank(text)) {
@@ -383,8 +415,20 @@ function checkTurnOrder(messages: Message[], where: string): Role {
   return expected;
 }
 
-function checkTools(value: unknown, at: string): JsonObject[] | undefined {
+function checkTools(value: unknown, at: string, functions = false): JsonObject[] | undefined {
   if (value === undefined || value === null) return undefined;
+  if (functions) {
+    // Bare function definitions, or a JSON string of them (ShareGPT as LLaMA-Factory writes it; "" for none).
+    if (typeof value === 'string') {
+      if (isBlank(value)) return undefined;
+      try {
+        value = JSON.parse(value);
+      } catch (err) {
+        throw new RowInvalid('invalid-tool-call', `"${at}" is not valid JSON (${(err as Error).message}); give a list of function definitions`);
+      }
+    }
+    if (Array.isArray(value)) value = value.map((tool) => (isJsonObject(tool) && !has(tool, 'function') ? { type: 'function', function: tool } : tool));
+  }
   if (!Array.isArray(value)) throw new RowInvalid('wrong-type', `"${at}" must be an array of {"type":"function","function":{"name","description","parameters"}} tools, got ${jsonType(value)}`);
   for (let j = 0; j < value.length; j++) {
     const tool = value[j];
@@ -431,7 +475,7 @@ function checkChat(row: JsonObject, dialect: DatasetDialect): JsonObject {
       `"${fields.messages}" must end with an assistant message (the response the model learns); add one or drop the row`,
     );
   }
-  const tools = fields.tools === undefined ? undefined : checkTools(fieldAt(row, fields.tools), fields.tools);
+  const tools = fields.tools === undefined ? undefined : checkTools(fieldAt(row, fields.tools), fields.tools, DEFINITION.dialects[dialect].functionTools);
   return tools === undefined ? { messages } : { messages, tools };
 }
 

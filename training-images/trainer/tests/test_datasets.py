@@ -101,6 +101,22 @@ def test_sharegpt_rows_render_like_the_same_messages_rows(tmp_path):
         {"role": "user", "content": "Another one?"},
         {"role": "assistant", "content": "Green."},
     ]
+    # function_call turns are assistant tool calls (a list: parallel calls), observations tool results, and the tools
+    # (a JSON string of bare function definitions) OpenAI tool definitions
+    weather, parallel = sharegpt[3], sharegpt[4]
+    assert [m["role"] for m in weather["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    assert weather["messages"][2] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+    }
+    assert weather["messages"][3] == {"role": "tool", "content": '{"temperature": 18, "sky": "sunny"}'}
+    assert weather["tools"][0]["type"] == "function" and weather["tools"][0]["function"]["name"] == "get_weather"
+    assert [c["function"] for c in parallel["messages"][1]["tool_calls"]] == [
+        {"name": "get_weather", "arguments": {"city": "Rome"}},
+        {"name": "get_time", "arguments": {"city": "Rome"}},
+    ]
+    assert [t["function"]["name"] for t in parallel["tools"]] == ["get_weather", "get_time"]
 
 
 def test_openai_preference_rows_render_to_the_conversational_pairs_they_stand_for():

@@ -208,6 +208,26 @@ def _tool_calls(value: Any, at: str) -> list[dict[str, Any]]:
     return calls
 
 
+def _encoded_calls(text: str, at: str) -> list[dict[str, Any]]:
+    """ShareGPT's `function_call` turn: its value holds the call, or a list of calls, as JSON {"name", "arguments"}."""
+    shape = 'a function_call turn holds {"name": "...", "arguments": {...}} (or a list of them) as JSON'
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as err:
+        raise _RowInvalid("invalid-tool-call", f'"{at}" is not valid JSON ({err}); {shape}') from None
+    calls = parsed if isinstance(parsed, list) else [parsed]
+    if not calls:
+        raise _RowInvalid("invalid-tool-call", f'"{at}" holds no call; {shape}')
+    internal = []
+    for j, call in enumerate(calls):
+        cat = f"{at}[{j}]" if isinstance(parsed, list) else at
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and not _is_blank(call["name"]) and "arguments" in call):
+            raise _RowInvalid("invalid-tool-call", f'"{cat}" is not a call with a "name" and "arguments"; {shape}')
+        arguments = _tool_arguments(call["arguments"], f"{cat}.arguments")
+        internal.append({"type": "function", "function": {"name": call["name"], "arguments": arguments}})
+    return internal
+
+
 def _message(value: Any, at: str, shape: dict[str, Any]) -> dict[str, Any]:
     """Checks one message and returns it in the internal form (OpenAI's chat message with text content)."""
     role_key, content_key = shape["role"], shape["content"]
@@ -223,7 +243,8 @@ def _message(value: Any, at: str, shape: dict[str, Any]) -> dict[str, Any]:
         raise _RowInvalid("wrong-type", f'"{at}.{role_key}" must be a string, got {_json_type(role)}')
     if not isinstance(content, (str, list)) and not (calls is not None and content is None):
         raise _RowInvalid("wrong-type", f'"{at}.{content_key}" must be a string or an array of text parts, got {_json_type(content)}')
-    internal = shape["roles"].get(role)
+    call_role = role not in shape["roles"] and role in shape.get("callRoles", ())
+    internal = "assistant" if call_role else shape["roles"].get(role)
     if internal is None:
         raise _RowInvalid(
             "invalid-role",
@@ -231,7 +252,10 @@ def _message(value: Any, at: str, shape: dict[str, Any]) -> dict[str, Any]:
         )
     text = content if isinstance(content, str) else _parts_text(content, f"{at}.{content_key}") if isinstance(content, list) else ""
     message: dict[str, Any] = {"role": internal, "content": text}
-    if calls is not None:
+    if call_role:
+        message["content"] = ""
+        message["tool_calls"] = _encoded_calls(text, f"{at}.{content_key}")
+    elif calls is not None:
         if internal != "assistant":
             raise _RowInvalid("invalid-tool-call", f'"{at}" is a {role} message with "tool_calls"; only assistant messages call tools')
         message["tool_calls"] = _tool_calls(calls, f"{at}.tool_calls")
@@ -289,9 +313,20 @@ def _check_turn_order(messages: list[dict[str, Any]], where: str) -> str:
     return expected
 
 
-def _tools(value: Any, at: str) -> list[dict[str, Any]] | None:
+def _tools(value: Any, at: str, functions: bool = False) -> list[dict[str, Any]] | None:
     if value is _ABSENT or value is None:
         return None
+    if functions:
+        # Bare function definitions, or a JSON string of them (ShareGPT as LLaMA-Factory writes it; "" for none).
+        if isinstance(value, str):
+            if _is_blank(value):
+                return None
+            try:
+                value = json.loads(value, parse_constant=_reject_constant)
+            except ValueError as err:
+                raise _RowInvalid("invalid-tool-call", f'"{at}" is not valid JSON ({err}); give a list of function definitions') from None
+        if isinstance(value, list):
+            value = [{"type": "function", "function": t} if isinstance(t, dict) and "function" not in t else t for t in value]
     if not isinstance(value, list):
         raise _RowInvalid("wrong-type", f'"{at}" must be an array of {{"type":"function","function":{{...}}}} tools, got {_json_type(value)}')
     for j, tool in enumerate(value):
@@ -336,7 +371,8 @@ def _check_chat(row: dict[str, Any], dialect: str) -> dict[str, Any]:
     _check_turn_order(messages, fields["messages"])
     if not messages or messages[-1]["role"] != "assistant":
         raise _RowInvalid("no-assistant", f'"{fields["messages"]}" must end with an assistant message (the one trained on)')
-    tools = _tools(_field_at(row, fields["tools"]), fields["tools"]) if "tools" in fields else None
+    functions = DEFINITION["dialects"][dialect].get("functionTools", False)
+    tools = _tools(_field_at(row, fields["tools"]), fields["tools"], functions) if "tools" in fields else None
     return {"messages": messages} if tools is None else {"messages": messages, "tools": tools}
 
 
