@@ -109,6 +109,7 @@ def test_zero3_config_defers_sizes_to_the_trainer():
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
         assert zero3[key] == "auto"
     assert zero3["bf16"] == {"enabled": "auto"}
+    assert zero3["fp16"] == {"enabled": "auto"}  # V100, T4: the Trainer's fp16 (compute_dtype)
     assert launch.distribution_args(config(distribution="ddp")) == {}
 
 
