@@ -193,6 +193,18 @@ def test_a_template_that_drops_tool_calls_is_refused(base_model_dir):
     assert len(sft_dataset(rows[3:4], tokenizer, responses_only=True)) == 1
 
 
+def test_a_template_that_drops_tool_definitions_is_refused_for_rows_that_define_tools(tmp_path):
+    # GIVEN the ChatML tools template without its tools block: calls and results are rendered, definitions are not
+    no_tools = CHATML_TOOLS[CHATML_TOOLS.index("{%- for m in messages %}") :]
+    tokenizer = build_chatml_tokenizer(tmp_path, no_tools)
+    rows = render_sft(validate_file(FIXTURES / "openai-chat.jsonl", "sft").rows, "chat")
+    # THEN rows with tools are refused, and rows with calls but no tools are rendered
+    with pytest.raises(ChatTemplateError, match=r"4 row\(s\) define tools, but the chat template does not render tool definitions"):
+        sft_dataset(rows, tokenizer, responses_only=True)
+    without = [{"messages": row["messages"]} for row in rows]
+    assert '"arguments": {"city": "Paris"}' in tokenizer.decode(sft_dataset(without, tokenizer, responses_only=True)[0]["input_ids"])
+
+
 CITIES = [
     "Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Delhi", "Quito", "Accra", "Hanoi", "Seoul", "Dakar",
     "Sofia", "Riga", "Bern", "Kyiv", "Baku", "Doha", "Male", "Suva", "Apia", "Nuuk", "Lome", "Juba", "Vaduz",
