@@ -337,6 +337,13 @@ def test_lora_with_chatml_trains_the_new_token_rows_and_saves_them_with_the_adap
     print(f"P(<|im_end|>) after an answer: base {float(untuned[new[1]]):.4f}, tuned {float(tuned[new[1]]):.4f}")
     assert int(tuned.argmax()) == new[1] and tuned[new[1]] > 20 * untuned[new[1]]
 
+    # evaluate loads the adapter on a base resized the same way, and measures the tuned model better on its rows
+    evaluation = Job(tmp_path / "eval", plain_base_dir).configure({}, eval=sft_rows()[:8])
+    (evaluation.root / "input" / "data" / "adapter").symlink_to(job.model_dir, target_is_directory=True)
+    assert evaluation.run("evaluate") == 0, evaluation.failure
+    report = json.loads((evaluation.model_dir / "eval.json").read_text())
+    assert report["tuned"]["eval_loss"] < report["base"]["eval_loss"] - 0.1, report
+
 
 def test_full_sft_with_chatml_resizes_and_writes_the_resized_model(tmp_path, plain_base_dir):
     job = Job(tmp_path / "ml", plain_base_dir)

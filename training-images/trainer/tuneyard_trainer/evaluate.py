@@ -188,6 +188,7 @@ def run(env: SageMakerEnv) -> int:
         )
         if kind == "adapter":
             tuned_model = PeftModel.from_pretrained(base, str(tuned))
+            templates.fused_head_compatible(tuned_model)  # trained rows of new tokens in the output head
         else:
             if method != "dpo":  # full-weight DPO keeps the base: the reference its rewards are measured against
                 del base
