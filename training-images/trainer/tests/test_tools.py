@@ -13,7 +13,7 @@ from conftest import FAST, FIXTURES, Job, build_chatml_tokenizer, build_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.chat_template_utils import qwen2_5_chat_template
 
-from tuneyard_trainer import train
+from tuneyard_trainer import templates, train
 from tuneyard_trainer.chat import (
     ChatTemplateError,
     assistant_spans,
@@ -203,6 +203,25 @@ def test_a_template_that_drops_tool_definitions_is_refused_for_rows_that_define_
         sft_dataset(rows, tokenizer, responses_only=True)
     without = [{"messages": row["messages"]} for row in rows]
     assert '"arguments": {"city": "Paris"}' in tokenizer.decode(sft_dataset(without, tokenizer, responses_only=True)[0]["input_ids"])
+
+
+def test_the_chatml_template_given_to_a_tokenizer_without_one_renders_tools_calls_and_results(tmp_path):
+    # GIVEN a tokenizer without a chat template, given the trainer's chatml (config chat_template)
+    tokenizer = build_chatml_tokenizer(tmp_path, None)
+    assert templates.apply(tokenizer, "chatml")
+    rows = render_sft(validate_file(FIXTURES / "openai-chat.jsonl", "sft").rows, "chat")
+    # WHEN the tool rows are tokenized
+    dataset = sft_dataset(rows, tokenizer, responses_only=True)
+    # THEN the tools, the call (arguments as an object, as vLLM's hermes parser reads it) and the result are there, and
+    # the call is trained with its end of turn
+    text = tokenizer.decode(dataset[0]["input_ids"])
+    assert '"description": "Current weather in a city"' in text and "18 C, sunny" in text
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>'
+    assert call in mask_runs(tokenizer, dataset[0])[0]
+    both = mask_runs(tokenizer, dataset[1])[0]
+    assert '"arguments": {"city": "Rome"}}\n</tool_call>\n<tool_call>\n{"name": "get_time"' in both
+    # AND a conversation without tools reads as before
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False) == "<|im_start|>user\nHi<|im_end|>\n"
 
 
 CITIES = [

@@ -20,12 +20,27 @@ class NamedTemplate:
 
 # ChatML (OpenAI's, Qwen's and many fine-tunes'): no default system prompt, and a turn rendered alone reads the same
 # as inside a longer conversation, so chat.assistant_spans finds each assistant turn with its <|im_end|>. Content
-# that is not a string (an assistant message with tool calls and no text) renders empty.
+# that is not a string renders empty. Tools as Qwen2.5 and Hermes write them (what vLLM's hermes tool parser reads):
+# the definitions in a system turn of their own, each call in the assistant turn as <tool_call> JSON </tool_call>
+# (arguments as an object), each result as a `tool` turn.
 CHATML = NamedTemplate(
     template=(
+        "{%- if tools %}"
+        "{{- '<|im_start|>system\n# Tools\n\nYou may call one or more functions. Their signatures, within <tools></tools>:"
+        "\n<tools>' }}"
+        "{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}"
+        "{{- '\n</tools>\n\nFor each call, return a JSON object with the function name and arguments within "
+        "<tool_call></tool_call>:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n"
+        "</tool_call><|im_end|>\n' }}"
+        "{%- endif %}"
         "{%- for message in messages %}"
         "{{- '<|im_start|>' + message['role'] + '\n' }}"
         "{%- if message['content'] is string %}{{- message['content'] }}{%- endif %}"
+        "{%- for call in message['tool_calls'] or [] %}"
+        "{%- set call = call['function'] if call['function'] is defined else call %}"
+        "{{- ('\n' if not loop.first or message['content'] else '') + '<tool_call>\n{\"name\": \"' + call['name'] "
+        "+ '\", \"arguments\": ' + (call['arguments'] | tojson) + '}\n</tool_call>' }}"
+        "{%- endfor %}"
         "{{- '<|im_end|>\n' }}"
         "{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
