@@ -390,12 +390,24 @@ function adaptedModules(targetModules: 'all-linear' | readonly string[]): readon
   return targetModules === 'all-linear' ? ADAPTER_MODULES : targetModules;
 }
 
-/** Trainable parameters of a LoRA adapter of rank r on the given modules (an unknown module name counts as the average one). */
+/**
+ * Trainable parameters of a LoRA adapter of rank r on the given modules. PEFT matches a name at the end of
+ * module paths: `q_proj` adapts every layer's, `model.layers.0.self_attn.q_proj` only layer 0's. A name
+ * Tuneyard does not know counts as the average linear module.
+ */
 export function loraParameters(s: ModelShape, r: number, targetModules: 'all-linear' | readonly string[] = 'all-linear'): number {
   const features = moduleFeatures(s);
   const average = ADAPTER_MODULES.reduce((sum, m) => sum + features[m][0] + features[m][1], 0) / ADAPTER_MODULES.length;
-  const perLayer = adaptedModules(targetModules).reduce((sum, m) => sum + (features[m] ? features[m][0] + features[m][1] : average), 0);
-  return s.layers * r * perLayer;
+  return adaptedModules(targetModules).reduce((sum, name) => {
+    const f = features[moduleName(name)];
+    const layers = /(^|\.)\d+\./.test(name) ? 1 : s.layers;
+    return sum + layers * r * (f ? f[0] + f[1] : average);
+  }, 0);
+}
+
+/** The module type a target name ends with: `model.layers.0.self_attn.q_proj` → `q_proj`. */
+function moduleName(target: string): string {
+  return target.slice(target.lastIndexOf('.') + 1);
 }
 
 /**
@@ -409,7 +421,7 @@ export function layerActivationBytes(s: ModelShape, a: number, dropoutModules: r
   const q = s.heads * s.headDim;
   const kv = s.kvHeads * s.headDim;
   const features = moduleFeatures(s);
-  const dropout = dropoutModules.reduce((sum, m) => sum + (features[m]?.[0] ?? h), 0) * (a + 1);
+  const dropout = dropoutModules.reduce((sum, m) => sum + (features[moduleName(m)]?.[0] ?? h) / (/(^|\.)\d+\./.test(m) ? s.layers : 1), 0) * (a + 1);
   const norms = liger ? 2 * a * h : 2 * (4 * h + a * h);
   const mlp = (liger ? 3 : 4) * a * s.intermediateSize; // Liger: gate, up and their product; SiLU recomputed
   return norms + a * (q + 2 * kv) + 2 * a * q + mlp + dropout;

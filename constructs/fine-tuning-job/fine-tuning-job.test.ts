@@ -173,11 +173,11 @@ describe('FineTuningJob', () => {
   test('fails when the default recipe cannot fit its instance', () => {
     expect(() =>
       setup({ defaultRecipe: { recipe: { method: 'sft' }, baseModel: 's3://b/base-models/llama-3.1-8b/', instanceType: 'ml.g5.2xlarge' } }),
-    ).toThrow(/defaultRecipe does not fit in GPU memory: full SFT of an 8B model .* needs ~1\d\d(\.\d)? GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora/);
+    ).toThrow(/defaultRecipe does not fit in GPU memory: full SFT of Llama 3\.1 8B .* needs ~1\d\d(\.\d)? GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora/);
   });
 
   test('accepts a default recipe that fits', () => {
-    const { job } = setup({ defaultRecipe: { recipe: { method: 'qlora' }, baseModel: 'meta-llama/Llama-3.1-8B-Instruct' } });
+    const { job } = setup({ defaultRecipe: { recipe: { method: 'qlora', batchSize: 2 }, baseModel: 'meta-llama/Llama-3.1-8B-Instruct' } });
     expect(job.defaultRecipe?.recipe.method).toBe('qlora');
   });
 
