@@ -91,6 +91,19 @@ describe('recipe validation', () => {
   });
 
   test('an unknown field nothing is near lists the fields', () => {
-    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution/);
+    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution$/m);
+  });
+
+  test('many unknown fields are listed in part, the valid fields once', () => {
+    const keys = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`field${i}${'k'.repeat(1000)}`, i]));
+    let message = '';
+    try {
+      parseRecipe({ method: 'lora', lora_r: 8, ...keys });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^invalid recipe:\n {2}- recipe\.\(top level\): unknown field "lora_r"; did you mean "loraR"\?; unknown field "field0k{54}\.\.\. \(1006 characters\)"; .* and 981 more unknown fields; the fields are method, /);
+    expect(message.match(/the fields are/g)).toHaveLength(1);
+    expect(message.length).toBeLessThan(4096);
   });
 });

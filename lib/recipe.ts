@@ -108,16 +108,15 @@ const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 
 function unknownFieldMessage(keys: readonly string[]): string {
   const fields = Object.keys(RECIPE_FIELDS);
   const listed = 20; // a request with thousands of keys still gets a short message
-  const more = keys.length > listed ? `; and ${keys.length - listed} more unknown fields` : '';
-  return keys
-    .slice(0, listed)
-    .map((raw) => {
-      const key = raw.length <= 60 ? raw : `${raw.slice(0, 60)}... (${raw.length} characters)`;
-      const byKey = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === raw)?.[0];
-      const near = byKey ?? closest(raw, fields);
-      return `unknown field "${key}"; ${near ? `did you mean "${near}"?` : `the fields are ${fields.join(', ')}`}`;
-    })
-    .join('; ') + more;
+  let unmatched = false;
+  const each = keys.slice(0, listed).map((raw) => {
+    const key = raw.length <= 60 ? raw : `${raw.slice(0, 60)}... (${raw.length} characters)`;
+    const near = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === raw)?.[0] ?? closest(raw, fields);
+    unmatched ||= near === undefined;
+    return `unknown field "${key}"${near ? `; did you mean "${near}"?` : ''}`;
+  });
+  const more = keys.length > listed ? ` and ${keys.length - listed} more unknown fields` : '';
+  return each.join('; ') + more + (unmatched ? `; the fields are ${fields.join(', ')}` : '');
 }
 
 const positiveInt = (what: string) => z.number().int(`must be a whole number (${what})`).min(1, `must be at least 1 (${what})`);
