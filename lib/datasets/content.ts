@@ -45,10 +45,14 @@ function addStrings(h: RowHasher, value: unknown): void {
   } else if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) addStrings(h, value[i]);
   } else if (typeof value === 'object' && value !== null) {
-    // A message's role and content first, whatever their key order, then the rest (tool calls, name...).
     const object = value as Record<string, unknown>;
-    if (object.role !== undefined) addStrings(h, object.role);
-    if (object.content !== undefined) addStrings(h, object.content);
-    for (const key in object) if (key !== 'role' && key !== 'content') addStrings(h, object[key]);
+    if (object.role !== undefined || object.content !== undefined) {
+      // A message: its role, content and tool calls, whatever their key order (ids and weights are not content).
+      if (object.role !== undefined) addStrings(h, object.role);
+      if (object.content !== undefined) addStrings(h, object.content);
+      if (object.tool_calls !== undefined) addStrings(h, object.tool_calls);
+    } else {
+      for (const key in object) if (key !== 'id') addStrings(h, object[key]);
+    }
   }
 }

@@ -3,6 +3,9 @@ const EMPTY = 0;
 const imul = Math.imul;
 const MAX_LOAD = 0.75;
 const NON_ASCII = /[^\x00-\x7f]/;
+/** White space other than single plain spaces (`\\s` is JavaScript's white space, as `trim()` knows it). */
+const IRREGULAR_SPACE = /\s\s|[^\S ]/;
+const SPACE_RUNS = /\s+/g;
 
 /**
  * The rows seen so far, as 64-bit hashes ({@link RowHasher}) of their canonical form with the line of each row's first
@@ -146,34 +149,14 @@ export class RowHasher {
    * Feeds the normalised text of one string: Unicode NFKC, lower-cased (Unicode's full lower-casing, which
    * stands in for case folding: they differ on a few characters such as "ß"/"SS"), every run of white space
    * one space, trimmed. Two strings that differ only in case, spacing or compatibility characters
-   * (full-width letters, ligatures, no-break spaces) feed the same units. ASCII strings, the usual case,
-   * are normalised in the loop without allocating.
+   * (full-width letters, ligatures, no-break spaces) feed the same units. NFKC runs only on strings with
+   * non-ASCII characters; it and lower-casing are most of the cost of the overlap check.
    */
   addNormalized(value: string): this {
-    const text = NON_ASCII.test(value) ? value.normalize('NFKC').toLowerCase() : value;
-    let h1 = imul(this.h1 ^ 0x10001, 2654435761); // a separator no UTF-16 unit equals
-    let h2 = imul(this.h2 ^ 0x10001, 1597334677);
-    let pendingSpace = false;
-    let started = false;
-    for (let i = 0; i < text.length; i++) {
-      let c = text.charCodeAt(i);
-      if (isSpace(c)) {
-        pendingSpace = started;
-        continue;
-      }
-      if (pendingSpace) {
-        h1 = imul(h1 ^ 0x20, 2654435761);
-        h2 = imul(h2 ^ 0x20, 1597334677);
-        pendingSpace = false;
-      }
-      started = true;
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      h1 = imul(h1 ^ c, 2654435761);
-      h2 = imul(h2 ^ c, 1597334677);
-    }
-    this.h1 = h1;
-    this.h2 = h2;
-    return this;
+    // native passes (each returns its input when there is nothing to change), then the word hash of add()
+    let text = NON_ASCII.test(value) ? value.normalize('NFKC').toLowerCase() : value.toLowerCase();
+    if (IRREGULAR_SPACE.test(text)) text = text.replace(SPACE_RUNS, ' ');
+    return this.add(text.trim());
   }
 
   /** The hash as two 32-bit halves, never both 0 (which marks an empty slot of {@link RowHashes}). */
@@ -188,11 +171,4 @@ export class RowHasher {
     const lo = h1 >>> 0;
     return hi === EMPTY && lo === EMPTY ? [0, 1] : [hi, lo];
   }
-}
-
-/** White space as JavaScript's `\s` knows it (after NFKC most of it is a plain space). */
-function isSpace(c: number): boolean {
-  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
-  if (c < 0xa0) return false;
-  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }
