@@ -44,6 +44,10 @@ describe('parseRunRequest', () => {
     expect(() => request({ recipe: { method: 'qlora', distribution: 'deepspeed' } })).toThrow(/recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported/);
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
     expect(() => request({ recipe: { method: 'lora', lora_r: 8 } })).toThrow(/ {2}- recipe: unknown field "lora_r"; did you mean "loraR"\?/);
+    expect(() => request({ recipe: { method: 'lora', useDora: true }, deploy: { endpointName: 'chat', adapterName: 'support' } })).toThrow(
+      /recipe\.useDora: vLLM cannot serve a DoRA adapter .*; remove useDora, or set recipe\.merge true and deploy the merged model/,
+    );
+    expect(request({ recipe: { method: 'lora', useDora: true, merge: true }, deploy: { endpointName: 'chat' } }).recipe.useDora).toBe(true);
     expect(() => request({ maxRuntimeHours: 0.0001 })).toThrow(/maxRuntimeHours: must be at least 1\/60 hour \(one minute\) \(got 0\.0001\)/);
   });
 

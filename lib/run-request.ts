@@ -126,6 +126,14 @@ export const RunRequestSchema = z.strictObject({
         message: `applies to recipe.method "dpo" only (the evaluation of a ${request.recipe.method} run has no preference pairs); remove it, or use maxEvalLossRatio`,
       });
     }
+    if (request.deploy?.adapterName !== undefined && request.recipe.useDora) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['recipe', 'useDora'],
+        message:
+          'vLLM cannot serve a DoRA adapter (it does not load lora_magnitude_vector), and deploy.adapterName deploys the adapter; remove useDora, or set recipe.merge true and deploy the merged model to a single-model endpoint (no adapterName)',
+      });
+    }
   })
   // The gate of the run's method (the thresholds it sets are the ones checked): what the request is parsed to, so the
   // run id and the rejection notice name the gate the run is judged by.
