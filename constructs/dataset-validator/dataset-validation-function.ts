@@ -20,9 +20,10 @@ export interface DatasetValidationFunctionProps {
   /**
    * Memory of the function in MiB. It also buys CPU: at 1769 MiB Lambda gives one full vCPU.
    *
-   * @default 2048 - more than one vCPU: at the ~150 MB/s the validator reaches on one x86 core
+   * @default 2048 - more than one vCPU: at the ~200 MB per CPU-second the validator reaches on one x86 core
    * (benchmarks/validate-throughput.ts; not measured on Lambda arm64) 1 GB takes seconds to tens of seconds,
-   * bounded by the S3 read; plus room for the duplicate index (~16 bytes a distinct row: ~160 MB for 10 million rows)
+   * bounded by the S3 read; plus room for the duplicate index (~16 bytes a distinct row: ~160 MB for 10 million rows;
+   * twice that with an eval file, for the overlap check)
    */
   readonly memorySize?: number;
 
@@ -95,10 +96,12 @@ export interface DatasetValidationFunctionProps {
 
 /**
  * The ValidateDataset step: a Lambda (Node.js 24, arm64) that streams a dataset version's
- * `train.jsonl` (and `eval.jsonl`) from the data bucket through the Tuneyard dataset validator,
- * writes `validation-report.json` beside them once, and returns a summary
- * (`ValidateDatasetOutput`) or fails with the error `DatasetInvalid` whose message lists the first
- * errors with their line numbers.
+ * `train.jsonl` (and `eval.jsonl`) from the data bucket through the rules `tuneyard validate` and
+ * `tuneyard upload` apply (one implementation, `checkDatasetFiles` of lib/datasets: each file's rows,
+ * the run's method, one format for both files, train/eval overlap refused unless the version's
+ * `manifest.json` records `--allow-overlap`), writes `validation-report.json` beside them once, and
+ * returns a summary (`ValidateDatasetOutput`) or fails with the error `DatasetInvalid` whose message
+ * lists the first errors with their line numbers.
  *
  * Invoke it synchronously (Step Functions `LambdaInvoke`) with a `ValidateDatasetInput`.
  * The handler is bundled in-process by esbuild at synth (no Docker).
