@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tokenizers import AddedToken
 from peft.utils.other import TrainableTokensWrapper
+from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerBase
 
 
