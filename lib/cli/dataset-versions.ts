@@ -50,10 +50,12 @@ export async function listDatasetVersions(client: RunClient, name?: string): Pro
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   found.sort((a, b) => (b.uploaded?.getTime() ?? 0) - (a.uploaded?.getTime() ?? 0) || a.name.localeCompare(b.name));
+  // the manifests, 16 GetObject calls at a time
   const versions: DatasetVersionInfo[] = [];
-  for (const version of found) {
-    const manifest = await readVersionJson<DatasetManifest>(client, version, DATASET_MANIFEST);
-    versions.push({ ...version, manifest: manifest ?? {} });
+  for (let i = 0; i < found.length; i += 16) {
+    const batch = found.slice(i, i + 16);
+    const manifests = await Promise.all(batch.map((version) => readVersionJson<DatasetManifest>(client, version, DATASET_MANIFEST)));
+    batch.forEach((version, j) => versions.push({ ...version, manifest: manifests[j] ?? {} }));
   }
   return versions;
 }
