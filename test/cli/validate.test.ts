@@ -145,7 +145,7 @@ describe('tuneyard validate output', () => {
   test('fails on an unknown --method, naming the choices', async () => {
     const { code, stderr } = await cli(['validate', path.join(FIXTURES, 'chat.jsonl'), '--method', 'ppo']);
     expect(stderr).toMatch(/option '--method <method>' argument 'ppo' is invalid\. Allowed choices are sft, lora, qlora, dpo/);
-    expect(code).toBe(1);
+    expect(code).toBe(64); // a usage error (README: Exit codes)
   });
 
   test('draws a progress bar on a TTY only, for large files', async () => {
