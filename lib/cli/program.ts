@@ -118,8 +118,17 @@ export const EXIT_CODES = {
 
 /** Examples shown at the end of a command's `--help`. */
 const EXAMPLES: Record<string, readonly string[]> = {
-  validate: ['tuneyard validate train.jsonl', 'tuneyard validate train.jsonl --method dpo --max-length 4096'],
-  upload: ['tuneyard upload train.jsonl --name support-chats', 'tuneyard upload train.jsonl --eval eval.jsonl --name support-chats'],
+  validate: [
+    'tuneyard validate train.jsonl',
+    'tuneyard validate train.jsonl --method dpo --max-length 4096',
+    'tuneyard validate train.jsonl.gz --eval eval.json --strict',
+    'zcat export.jsonl.gz | tuneyard validate -',
+  ],
+  upload: [
+    'tuneyard upload train.jsonl --name support-chats',
+    'tuneyard upload train.jsonl --eval eval.jsonl --name support-chats',
+    'tuneyard upload train.jsonl.gz --eval eval.jsonl --name support-chats --allow-overlap',
+  ],
   datasets: ['tuneyard datasets', 'tuneyard datasets support-chats --json'],
   'stage-model': ['tuneyard stage-model ./Llama-3.1-8B-Instruct --name llama-3.1-8b-instruct'],
   train: [
