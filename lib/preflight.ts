@@ -9,11 +9,12 @@ import type { Method } from './recipe';
  * The estimate follows what Tuneyard's trainer (training-images/trainer) really holds on each GPU:
  * - the model's real shape for the families users name ({@link MODEL_SHAPES}); other models fall
  *   back to a Llama-like shape for their parameter count, and the estimate says so;
- * - the dtypes the trainer uses on that GPU ({@link trainerPrecision}): bf16 compute where the GPU's
- *   compute capability is 8.0 or more, fp32 on T4/V100 (fp16 compute for QLoRA there);
+ * - the dtypes the trainer uses on that GPU ({@link trainerPrecision}): bf16 mixed precision where the
+ *   GPU's compute capability is 8.0 or more, fp16 on T4/V100; fp32 master weights when all weights train;
  * - the optimizer and gradient state of what trains, activations per layer (gradient checkpointing
  *   keeps each decoder layer's input), the logits of the loss, and the CUDA context and allocator.
- * It is checked against torchtune's published peak memory in preflight.test.ts.
+ * Every sequence is taken to be maxLength tokens long (the worst case). It is checked against
+ * torchtune's published peak memory in preflight.test.ts.
  */
 
 const GIB = 1024 ** 3;
