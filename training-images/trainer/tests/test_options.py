@@ -368,7 +368,20 @@ def test_full_dpo_with_chatml_gets_a_resized_reference_with_the_policy_rows(tmp_
 # --- kernels and compilation -----------------------------------------------------------------------------------------
 
 
-def test_liger_kernel_is_refused_without_cuda_and_patches_the_model_when_on(job):
+@pytest.fixture
+def restore_llama_module():
+    """Liger also patches functions of transformers' Llama module (rotary embeddings) for the whole process: fine in a
+    job, which trains one model, but every later test here would then run Triton kernels on the CPU."""
+    from transformers.models.llama import modeling_llama
+
+    saved = dict(vars(modeling_llama))
+    yield
+    for name, value in saved.items():
+        if getattr(modeling_llama, name, None) is not value:
+            setattr(modeling_llama, name, value)
+
+
+def test_liger_kernel_is_refused_without_cuda_and_patches_the_model_when_on(job, restore_llama_module):
     job.configure({**STEPS, "use_liger_kernel": True}, train=sft_rows())
     with pytest.raises(train.PreflightError, match="use_liger_kernel=true needs an NVIDIA GPU"):
         train.read_inputs(SageMakerEnv(job.root))
