@@ -90,6 +90,9 @@ export async function checkDataset(io: CliIo, trainPath: string, evalPath: strin
 async function fileSource(io: CliIo, file: string, spoolPath: string | undefined, hashing: boolean) {
   const name = displayName(file);
   let size = 0;
+  if (file === STDIN && !io.stdin && process.stdin.isTTY) {
+    throw new CliError('- reads standard input, but it is a terminal: pipe the data in (e.g. `zcat data.jsonl.gz | tuneyard validate -`) or pass a file');
+  }
   if (file !== STDIN) {
     let stat: fs.Stats;
     try {

@@ -70,6 +70,19 @@ describe('tuneyard validate reads the inputs users have', () => {
     expect(code).toBe(0);
   });
 
+  test('fails when - is given and standard input is a terminal (nothing piped in), instead of waiting', async () => {
+    const descriptor = Object.getOwnPropertyDescriptor(process.stdin, 'isTTY');
+    Object.defineProperty(process.stdin, 'isTTY', { value: true, configurable: true });
+    try {
+      const { code, stderr } = await cli(['validate', '-']);
+      expect(stderr).toBe('error: - reads standard input, but it is a terminal: pipe the data in (e.g. `zcat data.jsonl.gz | tuneyard validate -`) or pass a file\n');
+      expect(code).toBe(1);
+    } finally {
+      if (descriptor) Object.defineProperty(process.stdin, 'isTTY', descriptor);
+      else delete (process.stdin as { isTTY?: boolean }).isTTY;
+    }
+  });
+
   test('fails when the train and eval files are both standard input', async () => {
     const { code, stderr } = await cliWithStdin(['validate', '-', '--eval', '-'], Buffer.from(jsonl(ROWS)));
     expect(stderr).toBe('error: the training and eval files cannot both be standard input (-): pass one of them as a file\n');
