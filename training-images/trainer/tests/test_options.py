@@ -485,3 +485,33 @@ def test_fsdp_qlora_adapter_is_cast_to_the_storage_dtype():
     model[1].weight.requires_grad_(False)
     train.fp32_trainable_parameters(model, torch.float16)
     assert model[0].weight.dtype == torch.float16 and model[0].bias.dtype == torch.float16
+
+
+# --- on a GPU ----------------------------------------------------------------------------------------------------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes' optimisers and Liger's kernels need an NVIDIA GPU (CUDA)")
+
+
+@CUDA
+@pytest.mark.parametrize("optim", ["adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"])
+def test_bitsandbytes_optimizers_train_the_adapter(make_job, optim):
+    import bitsandbytes
+
+    trainer = build(make_job(optim), {**STEPS, "method": "lora", "optim": optim, "num_train_epochs": 2}, sft_rows())
+    before = trained(trainer)
+    trainer.train()
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert type(optimizer).__module__.startswith(bitsandbytes.optim.__name__), type(optimizer)
+    after = trained(trainer)
+    assert all(not torch.equal(before[n], after[n]) for n in before if "lora_A" in n)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses[-1] < losses[0]
+
+
+@CUDA
+def test_liger_kernels_train_on_the_gpu(make_job, restore_llama_module):
+    trainer = build(make_job("liger-gpu"), {**STEPS, "method": "lora", "use_liger_kernel": True, "num_train_epochs": 2},
+                    sft_rows())
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses) == 10 and losses[-1] < losses[0]
