@@ -267,7 +267,9 @@ class TrainerConfig(BaseModel):
                 "preference labels, or remove it"
             )
         if self.dpo_loss_type == "exo_pair" and not self.dpo_label_smoothing:
-            problems.append("dpo_loss_type=exo_pair needs dpo_label_smoothing above 0 (its epsilon; the EXO paper uses 1e-3)")
+            problems.append(
+                "dpo_loss_type=exo_pair needs dpo_label_smoothing above 0 (its epsilon; the EXO paper uses 1e-3)"
+            )
         if self.early_stopping_patience and self.save_steps % self.eval_steps:
             problems.append(
                 f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple of "

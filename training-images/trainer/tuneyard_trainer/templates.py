@@ -57,7 +57,8 @@ def apply(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
     if tokenizer.chat_template:
         return False
     named = TEMPLATES[name]
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in named.special_tokens], special_tokens=True)
+    tokens = [AddedToken(t, special=True, normalized=False) for t in named.special_tokens]
+    tokenizer.add_tokens(tokens, special_tokens=True)
     tokenizer.chat_template = named.template
     return True
 

@@ -83,8 +83,8 @@ def read_inputs(env: SageMakerEnv) -> Inputs:
         )
     if config.optim in CUDA_OPTIMIZERS and not torch.cuda.is_available():
         raise PreflightError(
-            f"optim={config.optim} is a bitsandbytes optimiser, which needs an NVIDIA GPU (CUDA); run on a GPU instance "
-            "or use optim=adamw_torch_fused"
+            f"optim={config.optim} is a bitsandbytes optimiser, which needs an NVIDIA GPU (CUDA); run on a GPU "
+            "instance or use optim=adamw_torch_fused"
         )
     if config.use_liger_kernel and not torch.cuda.is_available():
         raise PreflightError("use_liger_kernel=true needs an NVIDIA GPU: Liger's kernels are Triton kernels for CUDA")
@@ -596,7 +596,8 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
             collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
     model = load_model(config, inputs.model_source, flat=flat)
     resized = templates.fit_embeddings(model, tokenizer)
-    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
+    template_ids = templates.template_token_ids(tokenizer)
+    new_tokens = templates.trainable_token_indices(model, template_ids, config.modules_to_save)
     peft_config = lora_config(config, new_tokens) if config.trains_adapter else None
     if config.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
