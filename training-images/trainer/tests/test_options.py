@@ -365,6 +365,24 @@ def test_full_dpo_with_chatml_gets_a_resized_reference_with_the_policy_rows(tmp_
     assert trainer.state.global_step == 5
 
 
+@pytest.mark.parametrize("precompute", [False, True], ids=["reference-by-disabling", "precomputed-reference"])
+def test_lora_dpo_with_chatml_trains_and_saves_the_new_token_rows(tmp_path, plain_base_dir, precompute):
+    """TRL's DPOTrainer scores both responses through the same fused LM head; the reference is the adapter disabled
+    (or its log-probabilities precomputed that way), which leaves the new rows at their initial values."""
+    job = Job(tmp_path / "ml", plain_base_dir)
+    job.configure({**STEPS, "method": "dpo", "chat_template": "chatml", "dpo_beta": 0.5, "num_train_epochs": 2,
+                   "precompute_ref_log_probs": precompute}, train=dpo_rows())
+    assert job.run() == 0, job.failure
+    adapter = load_file(job.model_dir / "adapter" / "adapter_model.safetensors")
+    rows = {name.split(".")[-3] for name in adapter if "trainable_tokens_delta" in name}
+    assert rows == {"embed_tokens", "lm_head"}
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    assert written["end_of_turn_token"] == "<|im_end|>"
+    margins = [e["rewards/margins"] for e in json.loads(
+        (train.newest_checkpoint(job.checkpoints) / "trainer_state.json").read_text())["log_history"] if "rewards/margins" in e]
+    assert margins[-1] > margins[0]
+
+
 # --- kernels and compilation -----------------------------------------------------------------------------------------
 
 
