@@ -611,9 +611,10 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
         "callbacks": callbacks,
     }
     if config.method == "dpo":
-        # the frozen reference of full-weight DPO needs no fp32 copy (without one, TRL loads it in the policy's dtype)
-        # (TRL would load it from the base model's files: without the rows of tokens a chat template added); none
-        # when the reference's log-probabilities are precomputed (TRL computes them with the policy before training)
+        # The frozen reference of full-weight DPO is loaded here, in compute_dtype(), when the policy is fp32 (it needs
+        # no fp32 copy; TRL would load it in the policy's dtype) or when a chat template added tokens (TRL would load
+        # it from the base model's files, without their rows). None when the reference log-probabilities are
+        # precomputed: TRL computes them with the policy before the first step.
         full_in_fp32 = not config.trains_adapter and weights_dtype(config) != compute_dtype()
         reference = None
         if not config.trains_adapter and not config.precompute_ref_log_probs and (full_in_fp32 or resized):
