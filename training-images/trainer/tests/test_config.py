@@ -37,6 +37,9 @@ def test_sagemaker_strings_are_coerced_and_sagemaker_keys_ignored():
 def test_unknown_key_is_rejected_with_the_closest_name():
     with pytest.raises(ConfigError, match=r'unknown hyperparameter "learning_rat" \(did you mean "learning_rate"\?\)'):
         from_hyperparameters({"base_model": "m", "learning_rat": "1e-4"})
+    # a recipe's camelCase name: its snake_case key, not the nearest spelling (use_lora for useDora)
+    with pytest.raises(ConfigError, match=r'unknown hyperparameter "useDora" \(did you mean "use_dora"\?\)'):
+        from_hyperparameters({"base_model": "m", "method": "lora", "useDora": "true"})
     with pytest.raises(ConfigError, match='unknown hyperparameter "sagemakerish"'):
         from_hyperparameters({"base_model": "m", "sagemakerish": "1"})
 

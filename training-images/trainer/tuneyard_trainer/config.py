@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -328,7 +329,8 @@ def from_hyperparameters(raw: dict[str, Any]) -> TrainerConfig:
     if unknown:
         hints = []
         for key in unknown:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()  # a recipe's camelCase name: useDora -> use_dora
+            close = [snake] if snake in known else difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hints.append(f'unknown hyperparameter "{key}"' + (f' (did you mean "{close[0]}"?)' if close else ""))
         raise ConfigError("; ".join(hints) + f". Valid names: {', '.join(known)}.")
     try:
