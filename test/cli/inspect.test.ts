@@ -49,7 +49,7 @@ let plane: MotoPlane;
 beforeAll(async () => {
   plane = await startMotoPlane({ bucket: BUCKET, definition: PIPELINE_STAND_IN, executeStateMachine: true });
   await plane.clients.logs.send(new CreateLogGroupCommand({ logGroupName: GROUP }));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await plane?.stop();

@@ -19,7 +19,7 @@ let tmp: string;
 beforeAll(async () => {
   plane = await startMotoPlane({ bucket: BUCKET });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-stage-'));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await plane?.stop();

@@ -36,12 +36,12 @@ beforeAll(async () => {
     [pairsFile, 'pairs'],
   ]) {
     const up = await cli(['upload', file, '--name', name, '--json'], { clients: plane.factory });
-    expect(up.code).toBe(0);
+    expect({ code: up.code, stderr: up.stderr }).toEqual({ code: 0, stderr: '' });
   }
   chat = 'chats';
   pairs = 'pairs';
   await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/qwen2.5-0.5b-instruct/config.json', Body: '{"model_type":"qwen2"}' }));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await plane?.stop();

@@ -108,7 +108,7 @@ beforeAll(async () => {
   );
   fs.writeFileSync(path.join(tmp, 'support-chats.jsonl'), rows.join('\n') + '\n');
   process.chdir(tmp);
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   process.chdir(cwd);
