@@ -11,11 +11,14 @@
  *   covered with fake clients below, since moto cannot produce them.
  * - Checkpoints are objects the test writes where SageMaker syncs the trainer's checkpoint folder.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { CreateTrainingJobCommand } from '@aws-sdk/client-sagemaker';
 import { CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
+import { CHECKPOINT_MANIFEST } from '../../lib/cli/commands/checkpoints';
 import { stagesOf } from '../../lib/cli/commands/events';
 import { startMotoPlane, MotoPlane } from './moto-plane';
 import { cli, fakeClients, PLANE_OUTPUTS } from './support';
@@ -230,6 +233,13 @@ describe('checkpoints', () => {
       [200, false, 19 + JSON.stringify({ files: { 'adapter_model.safetensors': 2048, 'trainer_state.json': 19 } }).length],
       [300, false, 2048],
     ]);
+  });
+
+  test('reads the manifest the trainer writes (its CHECKPOINT_MANIFEST and folder names)', () => {
+    const trainer = fs.readFileSync(path.join(__dirname, '..', '..', 'training-images', 'trainer', 'tuneyard_trainer', 'train.py'), 'utf8');
+    expect(/^CHECKPOINT_MANIFEST = "([^"]+)"$/m.exec(trainer)?.[1]).toBe(CHECKPOINT_MANIFEST);
+    expect(trainer).toContain('f"checkpoint-{state.global_step}"');
+    expect(trainer).toContain('manifest = {"files": dict(sorted(union.items())), "run": self.identity}');
   });
 
   test('a run without checkpoints says so; an unknown run fails', async () => {
