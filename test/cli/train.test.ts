@@ -70,7 +70,7 @@ describe('train flags', () => {
       [
         'train', '--dataset', chat, '--base-model', BASE, '--recipe', recipe, '--epochs', '2', '--lora-r', '8', '--learning-rate', '1e-4',
         '--gradient-accumulation', '2', '--lora-alpha', '16', '--lora-dropout', '0.1', '--max-length', '1024', '--target-modules', 'q_proj,v_proj',
-        '--lr-scheduler', 'linear', '--merge', '--save-steps', '50', '--instance', 'ml.g5.xlarge', '--no-spot', '--json',
+        '--lr-scheduler', 'linear', '--merge', '--save-steps', '50', '--weight-decay', '0.01', '--max-steps', '500', '--instance', 'ml.g5.xlarge', '--no-spot', '--json',
       ],
       { clients: plane.factory },
     );
@@ -95,11 +95,13 @@ describe('train flags', () => {
       lrScheduler: 'linear',
       merge: true,
       saveSteps: 50,
+      weightDecay: 0.01,
+      maxSteps: 500,
     });
     expect(request).toMatchObject({ instanceType: 'ml.g5.xlarge', spot: false });
-    // AND the cost printed is the estimate command's for the dataset's tokens and the run's recipe
+    // AND the cost printed is the estimate command's for the dataset's tokens and the run's recipe (its steps as passes over the rows)
     const manifest = JSON.parse(await (await plane.clients.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `datasets/chats/${request.dataset.sha256}/manifest.json` }))).Body!.transformToString());
-    const expected = estimateOn('ml.g5.xlarge', { baseModel: BASE, method: 'lora', instanceCount: 1, tokens: manifest.files.train.tokens, epochs: 2, maxLength: 1024, batchSize: 8, loraR: 8, distribution: 'none' });
+    const expected = estimateOn('ml.g5.xlarge', { baseModel: BASE, method: 'lora', instanceCount: 1, tokens: manifest.files.train.tokens, epochs: (500 * 8 * 2) / manifest.files.train.rows, maxLength: 1024, batchSize: 8, loraR: 8, distribution: 'none' }); // --max-steps 500 of 8 x 2 rows
     expect(out.estimate).toEqual(JSON.parse(JSON.stringify(expected)));
     expect(out.estimate.onDemandUsd).toBeGreaterThan(0);
   });

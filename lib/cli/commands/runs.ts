@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { methodError } from '../../datasets';
 import type { DatasetFormat } from '../../datasets';
+import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
 import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, OVERLONG_ROWS, Recipe, RECIPE_FIELDS, resolveRecipe } from '../../recipe';
@@ -49,11 +50,13 @@ type RecipeField = Exclude<keyof Recipe, 'method'>;
  */
 export const RECIPE_FLAGS: ReadonlyArray<{ field: RecipeField; flag: string; help: string; parse?: (value: string) => unknown; choices?: readonly string[] }> = [
   { field: 'epochs', flag: '--epochs <n>', help: 'passes over the training data (fractions allowed)', parse: positiveNumber },
+  { field: 'maxSteps', flag: '--max-steps <n>', help: 'optimiser steps to train for, instead of --epochs', parse: positiveInt },
   { field: 'batchSize', flag: '--batch-size <n>', help: 'sequences per GPU per step (lower it when the run does not fit)', parse: positiveInt },
   { field: 'gradientAccumulation', flag: '--gradient-accumulation <n>', help: 'steps per optimiser update (raise it with a lower --batch-size to keep the effective batch)', parse: positiveInt },
   { field: 'learningRate', flag: '--learning-rate <lr>', help: 'peak learning rate (default: the trainer\'s for the method: lora/qlora 2e-4, sft 1e-5, dpo 5e-6)', parse: positiveNumber },
   { field: 'lrScheduler', flag: '--lr-scheduler <name>', help: 'learning-rate schedule after warmup', choices: LR_SCHEDULERS },
   { field: 'warmupRatio', flag: '--warmup-ratio <r>', help: 'share of the steps spent warming up', parse: fraction },
+  { field: 'weightDecay', flag: '--weight-decay <w>', help: 'AdamW weight decay', parse: nonNegativeNumber },
   { field: 'maxLength', flag: '--max-length <tokens>', help: 'tokens per sequence', parse: positiveInt },
   { field: 'overlongRows', flag: '--overlong-rows <rule>', help: 'rows longer than --max-length', choices: OVERLONG_ROWS },
   { field: 'loraR', flag: '--lora-r <n>', help: 'LoRA rank (lora, qlora, dpo)', parse: positiveInt },
@@ -436,6 +439,11 @@ function costEstimate(request: RunRequest, plan: RunPlan, manifest: DatasetManif
   if (!tokens) return undefined;
   const recipe = resolveRecipe(request.recipe);
   try {
+    // --max-steps trains that many optimiser steps whatever the epochs: as passes over the data
+    const rows = manifest.files?.train?.rows;
+    const processes = recipe.distribution === 'none' ? 1 : gpuInstance(request.instanceType).gpus * request.instanceCount;
+    const maxSteps = request.recipe.maxSteps;
+    const epochs = maxSteps && rows ? (maxSteps * recipe.batchSize * recipe.gradientAccumulation * processes) / rows : recipe.epochs;
     return estimateOn(
       plan.resourceConfig.InstanceType,
       {
@@ -444,7 +452,7 @@ function costEstimate(request: RunRequest, plan: RunPlan, manifest: DatasetManif
         method: recipe.method,
         instanceCount: request.instanceCount,
         tokens,
-        epochs: recipe.epochs,
+        epochs,
         maxLength: recipe.maxLength,
         batchSize: recipe.batchSize,
         loraR: recipe.loraR,
