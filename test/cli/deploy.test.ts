@@ -376,7 +376,7 @@ describe('deploy refuses', () => {
   test('a missing --endpoint is a usage error', async () => {
     const { code, stderr } = await cli(['deploy', '3']);
     expect(stderr).toMatch(/^error: required option '--endpoint <name>' not specified/);
-    expect(code).toBe(1);
+    expect(code).toBe(64); // usage errors exit 64 (EX_USAGE)
   });
 });
 
