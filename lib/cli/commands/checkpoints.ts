@@ -105,8 +105,9 @@ export function registerCheckpointsCommand(program: Command, ctx: CommandContext
       const objects = await client.listObjects(prefix);
       const manifests = new Map<number, string | undefined>();
       for (const object of objects) {
-        const match = new RegExp(`^checkpoint-(\\d+)/${CHECKPOINT_MANIFEST.replace(/\./g, '\\.')}$`).exec((object.Key ?? '').slice(prefix.length));
-        if (match) manifests.set(Number(match[1]), await client.readObject(object.Key!));
+        const rest = (object.Key ?? '').slice(prefix.length);
+        const step = /^checkpoint-(\d+)\//.exec(rest)?.[1];
+        if (step !== undefined && rest === `checkpoint-${step}/${CHECKPOINT_MANIFEST}`) manifests.set(Number(step), await client.readObject(object.Key!));
       }
       const checkpoints = checkpointsOf(objects, prefix, dataBucketName, manifests);
       const s3Uri = `s3://${dataBucketName}/${prefix}`;
