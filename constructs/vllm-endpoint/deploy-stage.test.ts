@@ -103,7 +103,7 @@ function runInput(deploy: { endpointName: string; adapterName?: string }, overri
   const request = {
     dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
     baseModel: 's3://data-bucket/base-models/llama-3.1-8b/',
-    recipe: { method: 'qlora', merge: !deploy.adapterName },
+    recipe: { method: 'qlora', batchSize: 2, merge: !deploy.adapterName }, // batch 4 x 2048 of Llama 3.1 8B does not fit the A10G
     autoApprove: true,
     deploy,
     ...overrides,

@@ -173,7 +173,7 @@ const admits = (pattern: string, arn: string) => new RegExp(`^${pattern.split('*
 
 /** Runs the synthesized definition once, with the real PlanRun and ReadEvalReport and local stand-ins for SageMaker, the validator and SNS. */
 async function runOnce(p: ReturnType<typeof composed>) {
-  const request = { dataset: { name: 'support-chats', sha256: 'b'.repeat(64) }, baseModel: `s3://${p.env.bucketName}/base-models/llama-3.1-8b/`, recipe: { method: 'qlora' }, autoApprove: true };
+  const request = { dataset: { name: 'support-chats', sha256: 'b'.repeat(64) }, baseModel: `s3://${p.env.bucketName}/base-models/llama-3.1-8b/`, recipe: { method: 'qlora', batchSize: 2 }, autoApprove: true };
   const runId = runIdFor(parseRunRequest(request));
   const calls: Record<string, any[]> = {};
   const record = (name: string, fn: LocalHandler): LocalHandler => async (input) => {

@@ -23,7 +23,8 @@ const REQUEST = {
   dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
   probeDataset: { name: 'general-probe', sha256: 'c'.repeat(64) },
   baseModel: 's3://data-bucket/base-models/llama-3.1-8b/',
-  recipe: { method: 'qlora' },
+  // batch 2: at the default 4 x 2048 tokens the fp32 logits of Llama 3's 128k vocabulary do not fit the A10G (PlanRun refuses it)
+  recipe: { method: 'qlora', batchSize: 2 },
 };
 const { probeDataset: _probe, ...REQUEST_WITHOUT_PROBE } = REQUEST;
 const RUN_ID = runIdFor(parseRunRequest(REQUEST));

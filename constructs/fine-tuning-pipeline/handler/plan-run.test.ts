@@ -27,7 +27,7 @@ describe('PlanRun', () => {
 
   test.each([
     [{ method: 'sft' }, /serves LoRA adapters, but method sft trains all weights and writes no adapter/],
-    [{ method: 'dpo', useLora: false }, /method dpo with useLora false trains all weights/],
+    [{ method: 'dpo', useLora: false, batchSize: 1 }, /method dpo with useLora false trains all weights/], // full DPO fits the A10G at batch 1
   ])('fails when an adapter endpoint is asked to deploy a run that writes no adapter (%o)', (recipe, message) => {
     expect(() => planRunStep(request(recipe), { ...ENV, deploys: 'adapter' })).toThrow(message);
   });
