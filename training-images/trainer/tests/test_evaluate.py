@@ -141,6 +141,31 @@ def test_eval_loss_is_the_mean_over_label_tokens_whatever_the_batch_size(tmp_pat
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_eval_loss_never_builds_the_logits(tmp_path, base_model_dir):
+    """The eval loop scores label tokens through TRL's fused LM head, in tiles: the output projection is never called
+    as a module on the hidden states (which would build the (batch, length, vocabulary) logits; SFTTrainer's own eval
+    does, in a second forward pass), and the figure is still the token mean."""
+    job = Job(tmp_path / "ml", base_model_dir).configure(
+        {**FAST, "method": "sft", "max_length": 256}, train=sft_rows(), eval=LONG_AND_SHORT
+    )
+    env = SageMakerEnv(job.root)
+    inputs = train.read_inputs(env)
+    tokenizer = train.load_tokenizer(inputs.model_source, inputs.train.format)
+    trainer = train.build_trainer(inputs, env, tokenizer, [])
+    head_outputs = []
+    hook = trainer.model.get_output_embeddings().register_forward_hook(lambda m, i, out: head_outputs.append(out.shape))
+    try:
+        figure = trainer.evaluate()["eval_loss"]
+        assert head_outputs == [], f"the eval loop built logits of shape {head_outputs}"
+        with torch.no_grad():  # the hook does see a forward that builds logits
+            trainer.model(torch.tensor([[1, 2, 3]]))
+        assert len(head_outputs) == 1
+    finally:
+        hook.remove()
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    assert figure == pytest.approx(hand_token_mean(model, tokenizer, render_sft(LONG_AND_SHORT, "chat")), rel=1e-5)
+
+
 def completion_logprob(model, tokenizer, messages: list[dict]) -> float:
     """Log-probability of the last (assistant) message's tokens, its end-of-turn token included, after the rest."""
     prefix = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)

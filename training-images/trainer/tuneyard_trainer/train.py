@@ -460,19 +460,6 @@ def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Datas
     return datasets[0], datasets[1]
 
 
-def _label_nll(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
-    """Per sequence of an eval batch: [summed NLL of its label tokens, their count]. The model's own loss, summed
-    rather than averaged: logits at t predict label t+1 (-100: no loss). One sequence at a time, so the fp32 copy of
-    the logits is one sequence's."""
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    rows = []
-    for row_logits, row_labels in zip(logits, labels):
-        targets = row_labels[1:]
-        nll = torch.nn.functional.cross_entropy(row_logits[:-1].float(), targets, ignore_index=-100, reduction="sum")
-        rows.append(torch.stack([nll, (targets != -100).sum().float()]))
-    return torch.stack(rows)
-
-
 def _token_mean(prediction: EvalPrediction) -> dict[str, float]:
     sums = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1, 2).sum(axis=0)
     return {"token_loss": float(sums[0] / max(sums[1], 1.0))}
@@ -489,7 +476,7 @@ class TokenMeanSFTTrainer(SFTTrainer):
     across processes by rows, and the eval set is never packed (eval_packing=False)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, compute_metrics=_token_mean, preprocess_logits_for_metrics=_label_nll, **kwargs)
+        super().__init__(*args, compute_metrics=_token_mean, **kwargs)
         if self.args.eval_packing or (self.args.eval_packing is None and self.args.packing):
             raise ValueError("token-weighted evaluation needs one sequence per row: set eval_packing=False")
         self.eval_collator = DataCollatorForLanguageModeling(pad_token_id=self.processing_class.pad_token_id)
@@ -500,6 +487,17 @@ class TokenMeanSFTTrainer(SFTTrainer):
             return super().get_eval_dataloader(eval_dataset)
         finally:
             self.data_collator = training
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Per sequence of an eval batch: [summed NLL of its label tokens, their count], from one forward through
+        TRL's fused LM head (per-token log-probabilities computed in fp32 tiles): the (batch, length, vocabulary)
+        logits are never built, so evaluating holds no more memory than a training step's loss does, and it takes one
+        forward pass where SFTTrainer's evaluation takes two (the fused loss, then the full logits for metrics)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+        sums = torch.stack([-outputs.log_probs.float().sum(dim=1), outputs.label_mask.sum(dim=1).float()], dim=1)
+        return None, sums, inputs["labels"]
 
     def evaluation_loop(self, *args, **kwargs):
         output = super().evaluation_loop(*args, **kwargs)
