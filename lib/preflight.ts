@@ -276,17 +276,32 @@ export interface TrainerMemoryProfile {
   readonly lossBytesPerLogit: number;
   /** The same for a preference (DPO) loss over the chosen and rejected sequences. */
   readonly preferenceLossBytesPerLogit: number;
+  /** A fused LM head computes the loss (the per-logit figures are then unused). */
+  readonly fusedLmHead?: FusedLmHead;
 }
 
 /**
- * Tuneyard's trainer (transformers, TRL, PEFT): the adapter is trained in fp32 with fp32 gradients
+ * A loss computed through a fused LM head, in tiles: TRL 1.x's SFT and DPO trainers (`add_fused_lm_head`,
+ * `trl.kernels.ChunkedLogProbFunction`) project `tokenTile` tokens onto `vocabTile` vocabulary entries at a time in
+ * the compute dtype and fold each tile into fp32 per-token statistics; the backward pass recomputes each tile and
+ * accumulates the hidden states' gradient (and the output projection's, when it trains) in fp32. The
+ * (tokens x vocabulary) logits are never built.
+ */
+export interface FusedLmHead {
+  readonly tokenTile: number;
+  readonly vocabTile: number;
+}
+
+/**
+ * Tuneyard's trainer (transformers, TRL 1.16, PEFT): the adapter is trained in fp32 with fp32 gradients
  * and AdamW state (`fp32_trainable_parameters`); PEFT's `prepare_model_for_kbit_training` casts
  * every parameter QLoRA does not quantize to fp32 (not under FSDP, which keeps them in the compute
- * dtype); transformers' causal-LM loss upcasts the logits to fp32 and keeps the log-softmax for the
- * backward pass, which then holds its gradient and the input's: 12 bytes per logit at the peak (the
- * 16-bit logits are freed by then). TRL's DPO takes log-probabilities of the 16-bit logits row by row
- * (`selective_log_softmax`): the logits, the kept log-softmax rows and their two gradients, 8 bytes.
+ * dtype); the loss of training and of evaluation goes through TRL's fused LM head (`TRL_FUSED_LM_HEAD`,
+ * TOKEN_CHUNK_SIZE and _CHUNKED_LOGPROB_CHUNK_SIZE in TRL 1.16), with or without Liger (TRL turns Liger's own
+ * fused cross-entropy off). The per-logit figures apply to stacks without a fused head only.
  */
+export const TRL_FUSED_LM_HEAD: FusedLmHead = { tokenTile: 4096, vocabTile: 32768 };
+
 export const TUNEYARD_TRAINER: TrainerMemoryProfile = {
   adapterBytes: 4,
   adapterGradientBytes: 4,
@@ -294,15 +309,19 @@ export const TUNEYARD_TRAINER: TrainerMemoryProfile = {
   qloraUnquantizedBytes: 4,
   lossBytesPerLogit: 12,
   preferenceLossBytesPerLogit: 8,
+  fusedLmHead: TRL_FUSED_LM_HEAD,
 };
 
 /**
- * With Liger's kernels (recipe `useLigerKernel`), the fused linear cross-entropy never holds the whole
- * logits: it works through chunks of about as many logits as the hidden states hold, in fp32 with their
- * gradient, plus the hidden states' gradient: about 20 bytes per token per hidden unit. Its RMSNorm keeps
- * only its 16-bit input and its SwiGLU recomputes SiLU instead of keeping it (`layerActivationBytes`).
+ * Without a fused LM head, Liger's fused linear cross-entropy never holds the whole logits either: it works
+ * through chunks of about as many logits as the hidden states hold, in fp32 with their gradient, plus the hidden
+ * states' gradient: about 20 bytes per token per hidden unit. Its RMSNorm keeps only its 16-bit input and its
+ * SwiGLU recomputes SiLU instead of keeping it (`layerActivationBytes`).
  */
 const LIGER_LOSS_BYTES_PER_HIDDEN = 20;
+
+/** Bytes of the fused head's per-token fp32 statistics (running max, sums, target logit, outputs) and targets. */
+const FUSED_HEAD_BYTES_PER_TOKEN = 48;
 
 /** What decides the GPU memory of a training job. */
 export interface TrainingMemoryInput {
@@ -498,8 +517,7 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   // The embedding output and the final norm, kept either way.
   const outside = tokens * (a * h + 4 * h + a * h);
   // The loss over the logits; QLoRA's output projection kept in fp32 is cast to 16 bits for its matmul.
-  const perLogit = preference ? profile.preferenceLossBytesPerLogit : profile.lossBytesPerLogit;
-  const lossBytes = liger ? tokens * h * LIGER_LOSS_BYTES_PER_HIDDEN : tokens * shape.vocabSize * perLogit;
+  const lossBytes = lossMemory(profile, shape, tokens, a, { liger, full, preference });
   const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
@@ -522,6 +540,28 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   return { breakdown, requiredGiB, shards, precision, model: shape };
 }
 
+/**
+ * Peak bytes of the loss over `tokens` tokens: a fused head's tile, its fp32 per-token statistics and the hidden
+ * states' fp32 gradient (plus the output projection's fp32 gradient when all weights train); else Liger's chunks;
+ * else the whole logits at the profile's bytes per logit.
+ */
+function lossMemory(
+  profile: TrainerMemoryProfile,
+  shape: ModelShape,
+  tokens: number,
+  a: number,
+  run: { readonly liger: boolean; readonly full: boolean; readonly preference: boolean },
+): number {
+  const h = shape.hiddenSize;
+  const fused = profile.fusedLmHead;
+  if (fused) {
+    const tile = Math.min(tokens, fused.tokenTile) * Math.min(shape.vocabSize, fused.vocabTile) * a;
+    return tile + tokens * (4 * h + FUSED_HEAD_BYTES_PER_TOKEN) + (run.full ? shape.vocabSize * h * 4 : 0);
+  }
+  if (run.liger) return tokens * h * LIGER_LOSS_BYTES_PER_HIDDEN;
+  return tokens * shape.vocabSize * (run.preference ? profile.preferenceLossBytesPerLogit : profile.lossBytesPerLogit);
+}
+
 function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model: ModelShape, required: number, fits: boolean): string {
   const what = `${METHOD_NAMES[input.method]} of ${modelLabel(input, model)} at maxLength ${input.maxLength}, batchSize ${input.batchSize}`;
   const has = `${instance.instanceType} has ${instance.gpuMemoryGiB} GiB per GPU`;
@@ -531,7 +571,9 @@ function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model
   if (input.method === 'sft' || (input.method === 'dpo' && input.useLora === false)) fixes.push('use qlora (or lora)');
   if (input.method === 'lora') fixes.push('use qlora');
   if (input.batchSize > 1) fixes.push('lower batchSize (raise gradientAccumulation to keep the effective batch)');
-  if (!input.useLigerKernel && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) fixes.push('set useLigerKernel (its fused cross-entropy never holds the whole logits)');
+  if (!input.useLigerKernel && !(input.profile ?? TUNEYARD_TRAINER).fusedLmHead && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) {
+    fixes.push('set useLigerKernel (its fused cross-entropy never holds the whole logits)');
+  }
   if (!input.gradientCheckpointing) fixes.push('turn on gradientCheckpointing');
   if (instance.gpus * input.instanceCount > 1 && !sharded && input.method !== 'qlora') fixes.push('shard with distribution "fsdp"');
   const bigger = biggerInstance(input, instance);

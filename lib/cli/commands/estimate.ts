@@ -190,7 +190,7 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
     .option('--lora-r <n>', 'LoRA rank', positiveInt, RECIPE_FIELDS.loraR.default)
     .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora; none on one GPU)').choices(DISTRIBUTIONS))
     .addOption(new Option('--optim <name>', 'optimizer (recipe optim; 8-bit ones hold a quarter of AdamW\'s state)').choices(Object.keys(OPTIMIZER_STATE_BYTES)).default(RECIPE_FIELDS.optim.default))
-    .option('--use-liger-kernel', 'Liger\'s kernels (recipe useLigerKernel): the fused cross-entropy never holds the whole logits', false)
+    .option('--use-liger-kernel', 'Liger\'s kernels (recipe useLigerKernel): RMSNorm and SwiGLU keep less of each layer (TRL\'s fused LM head computes the loss either way)', false)
     .action(async (opts: EstimateOptions, command: Command) => {
       ctx.use(command);
       const report = estimateRun(opts);
