@@ -442,7 +442,7 @@ export function parseFormula(text: string, names: readonly string[]): void {
       if (peek() === '(') {
         if (!FORMULA_FUNCTIONS.includes(token)) {
           const near = closest(token, FORMULA_FUNCTIONS);
-          throw new Error(`calls "${token}", which is not a formula function; ${near ? `did you mean "${near}"?` : `the functions are ${FORMULA_FUNCTIONS.join(', ')}`}`);
+          throw new Error(`calls "${token}", which is not a formula function; ${near ? `did you mean "${near}"? ` : ''}the functions are ${FORMULA_FUNCTIONS.join(', ')}`);
         }
         at++;
         if (peek() === ')') throw new Error(`calls ${token}() with no arguments; pass at least one`);
@@ -451,7 +451,7 @@ export function parseFormula(text: string, names: readonly string[]): void {
         expect(')');
       } else if (!names.includes(token)) {
         const near = closest(token, names);
-        throw new Error(`uses "${token}", which is not one of its graders; ${near ? `did you mean "${near}"?` : `the graders are ${names.join(', ')}`}`);
+        throw new Error(`uses "${token}", which is not one of its graders; ${near ? `did you mean "${near}"? ` : ''}the graders are ${names.join(', ')}`);
       }
     } else syntax();
   };

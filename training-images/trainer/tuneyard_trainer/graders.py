@@ -336,8 +336,8 @@ class Formula:
         if isinstance(node, ast.Name):
             if node.id not in names:
                 near = closest(node.id, names)
-                hint = f'did you mean "{near}"?' if near else f"the graders are {', '.join(names)}"
-                raise ValueError(f'uses "{node.id}", which is not one of its graders; {hint}')
+                hint = f'did you mean "{near}"? ' if near else ""
+                raise ValueError(f'uses "{node.id}", which is not one of its graders; {hint}the graders are {", ".join(names)}')
             return
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             self._check(node.left, names)
@@ -349,8 +349,8 @@ class Formula:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             if node.func.id not in _FUNCTIONS:
                 near = closest(node.func.id, list(_FUNCTIONS))
-                hint = f'did you mean "{near}"?' if near else f"the functions are {', '.join(_FUNCTIONS)}"
-                raise ValueError(f'calls "{node.func.id}", which is not a formula function; {hint}')
+                hint = f'did you mean "{near}"? ' if near else ""
+                raise ValueError(f'calls "{node.func.id}", which is not a formula function; {hint}the functions are {", ".join(_FUNCTIONS)}')
             if not node.args:
                 raise ValueError(f'calls {node.func.id}() with no arguments; pass at least one')
             for arg in node.args:

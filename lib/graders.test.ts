@@ -1,0 +1,151 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
+
+const ROOT = path.join(__dirname, '..');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'graders');
+const SCHEMA = JSON.parse(fs.readFileSync(path.join(ROOT, 'training-images/trainer/tuneyard_trainer/graders.schema.json'), 'utf8'));
+
+interface Fixture {
+  description: string;
+  graders: unknown;
+  problems?: string[];
+}
+const fixtures = (kind: 'good' | 'bad') =>
+  fs
+    .readdirSync(path.join(FIXTURES, kind))
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => [f, JSON.parse(fs.readFileSync(path.join(FIXTURES, kind, f), 'utf8')) as Fixture] as const);
+
+const output = '{{ sample.output_text }}';
+const stringCheck = (fields: Record<string, unknown> = {}) => ({ type: 'string_check', name: 'exact', input: output, reference: '{{ item.reference }}', operation: 'eq', ...fields });
+
+/** The message parseGraders throws for `graders`. */
+function refusal(graders: unknown, where = 'graders.json'): string {
+  try {
+    parseGraders(graders, where);
+  } catch (e) {
+    expect(e).toBeInstanceOf(GradersError);
+    return (e as Error).message;
+  }
+  throw new Error('the graders were accepted');
+}
+
+describe('the shared fixtures (test/fixtures/graders; tests/test_graders.py runs the same files)', () => {
+  test.each(fixtures('good'))('accepts good/%s', (_file, fixture) => {
+    // GIVEN graders as OpenAI documents them (or Tuneyard's own types) WHEN parsed THEN they come back unchanged
+    expect(parseGraders(fixture.graders, 'graders')).toEqual(fixture.graders);
+  });
+
+  test.each(fixtures('bad'))('refuses bad/%s at exactly its paths', (_file, fixture) => {
+    const problems = graderProblems(fixture.graders);
+    expect([...new Set(problems.map((p) => p.path))].sort()).toEqual([...fixture.problems!].sort());
+    for (const p of problems) expect(p.message.length).toBeGreaterThan(10);
+  });
+
+  test('the good fixtures hold every grader type, and OpenAI documented examples of each OpenAI type', () => {
+    const types = new Set<string>();
+    const collect = (g: { type: string; graders?: Record<string, { type: string }> }) => {
+      types.add(g.type);
+      Object.values(g.graders ?? {}).forEach(collect);
+    };
+    for (const [, fixture] of fixtures('good')) (fixture.graders as Array<{ type: string }>).forEach(collect);
+    expect([...types].sort()).toEqual([...GRADER_TYPES].sort());
+    const openai = fixtures('good').filter(([f]) => f.startsWith('openai-')).flatMap(([, fx]) => (fx.graders as Array<{ type: string }>).map((g) => g.type));
+    expect(new Set(openai)).toEqual(new Set(['string_check', 'text_similarity', 'score_model', 'label_model', 'python', 'multi']));
+  });
+});
+
+describe('the one definition (graders.schema.json)', () => {
+  test('is shipped in the npm package beside the trainer, where the compiled validator imports it from', () => {
+    const files: string[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).files;
+    expect(files).toContain('dist/training-images/trainer/tuneyard_trainer/graders.schema.json');
+  });
+
+  test("uses OpenAI's operations and metrics, and refuses meteor with a reason", () => {
+    expect(SCHEMA.$defs.string_check.properties.operation.enum).toEqual(['eq', 'ne', 'like', 'ilike']);
+    expect(SCHEMA.$defs.text_similarity.properties.evaluation_metric.enum).toEqual(
+      expect.arrayContaining(['fuzzy_match', 'bleu', 'gleu', 'meteor', 'rouge_1', 'rouge_2', 'rouge_3', 'rouge_4', 'rouge_5', 'rouge_l', 'cosine']),
+    );
+    expect(refusal([{ type: 'text_similarity', name: 'm', input: output, reference: '{{ item.reference }}', evaluation_metric: 'meteor' }])).toMatch(
+      /graders\.json\[0\]\.evaluation_metric: "meteor" is not available: METEOR needs NLTK's WordNet data/,
+    );
+  });
+});
+
+describe('each mistake is named with its path and fix', () => {
+  test('fails when a type is misspelt: did you mean', () => {
+    expect(refusal([{ type: 'text_similarty', name: 'x' }])).toMatch(/graders\.json\[0\]\.type: must be a grader type: .* \(got "text_similarty"\); did you mean "text_similarity"\?/);
+  });
+
+  test('fails when a field is misspelt: the unknown field gets a did you mean, the missing one what it must be', () => {
+    const message = refusal([{ type: 'string_check', name: 'x', input: output, reference: 'y', operaton: 'eq' }]);
+    expect(message).toMatch(/graders\.json\[0\]\.operaton: unknown field; did you mean "operation"\?/);
+    expect(message).toMatch(/graders\.json\[0\]\.operation: missing; must be eq \(equal\), ne \(not equal\), like \(input contains reference\) or ilike/);
+  });
+
+  test('fails when an enum value is not one of its values: did you mean', () => {
+    expect(refusal([stringCheck({ operation: 'ilke' })])).toMatch(/\[0\]\.operation: must be eq .* \(got "ilke"\); did you mean "ilike"\?/);
+    expect(refusal([{ type: 'text_similarity', name: 'r', input: output, reference: 'x', evaluation_metric: 'rouge_L' }])).toMatch(/did you mean "rouge_l"\?/);
+  });
+
+  test('fails when a value has the wrong type or range, echoing the value', () => {
+    expect(refusal([{ type: 'text_similarity', name: 'f', input: output, reference: 'x', evaluation_metric: 'bleu', pass_threshold: 80 }])).toMatch(
+      /\[0\]\.pass_threshold: must be a number from 0 to 1: a row passes when its score is at least this \(got 80\)/,
+    );
+    expect(refusal([stringCheck({ input: ['a'] })])).toMatch(/\[0\]\.input: must be a string; it may hold templates: .* \(got \["a"\]\)/);
+    expect(refusal(stringCheck())).toMatch(/^invalid graders \(1 problem\):\n {2}- graders\.json: must be a list of graders, e\.g\. \[\{"type": "string_check"/);
+  });
+
+  test('fails when a template is not one the resolver knows, naming the forms it knows', () => {
+    expect(refusal([stringCheck({ reference: 'Answer: {{ answer }}' })])).toMatch(
+      /\[0\]\.reference: "\{\{ answer \}\}" is not a template this resolver knows; use \{\{ sample\.output_text \}\}, \{\{ sample\.output_json\.<field> \}\} or \{\{ item\.<field> \}\}/,
+    );
+    expect(refusal([stringCheck({ input: '{{ sample.output_txt }}' })])).toMatch(/\[0\]\.input: "sample\.output_txt" is not a field of the sample; did you mean "sample\.output_text"\?/);
+    expect(templateProblems('{{ item.reference }} and {{ item.meta.tags[0] }} and {{sample.output_json.name}}')).toEqual([]);
+    expect(templateProblems('{{ item.reference ')).toEqual(['has a "{{" without its "}}"; close the template or remove the braces']);
+    expect(templateProblems('{{ sample.choices }}')[0]).toMatch(/not a field of the sample; the sample has sample\.output_text, sample\.output_json/);
+  });
+
+  test("fails when a judge's messages hold an unknown template: the path names the message", () => {
+    const judge = { type: 'score_model', name: 's', model: 'judge', input: [{ role: 'system', content: 'Grade.' }, { role: 'user', content: '{{ item.question }} {{ sampel.output_text }}' }] };
+    expect(refusal([judge])).toMatch(/graders\.json\[0\]\.input\[1\]\.content: "\{\{ sampel\.output_text \}\}" is not a template/);
+  });
+
+  test('fails when two graders share a name', () => {
+    expect(refusal([stringCheck(), stringCheck({ operation: 'ne' })])).toMatch(/\[1\]\.name: "exact" is also the name of \[0\]; give each grader its own name/);
+  });
+
+  test('fails when a python grader defines no grade function', () => {
+    expect(refusal([{ type: 'python', name: 'p', source: 'def score(sample, item):\n    return 1\n' }])).toMatch(/\[0\]\.source: defines no top-level function grade\(sample, item\) -> float; add one/);
+  });
+
+  test('fails when a regex does not compile; Python named groups are accepted', () => {
+    expect(refusal([{ type: 'regex', name: 'r', input: output, pattern: '(?P<id>[a-z' }])).toMatch(/\[0\]\.pattern: is not a valid regular expression: .*; fix the pattern/);
+    expect(parseGraders([{ type: 'regex', name: 'r', input: output, pattern: '(?P<id>[a-z]+)-(?P=id)', flags: 'is' }], 'g')).toHaveLength(1);
+  });
+});
+
+describe('multi formulas', () => {
+  test('accepts arithmetic over the graders, ^ and ** for power, and the whitelisted functions', () => {
+    for (const formula of ['0.5 * a + 0.5 * b', '(a + b) / 2', 'a ^ 2 - b ** 0.5', '-a + +b', 'max(0, min(1, a - b))', 'sqrt(abs(a)) + log(exp(b)) + floor(a) + ceil(1.5e0) + .5']) {
+      expect(() => parseFormula(formula, ['a', 'b'])).not.toThrow();
+    }
+  });
+
+  test.each([
+    ['a + c', /uses "c", which is not one of its graders; .*the graders are a, b/],
+    ['aa + b', /uses "aa", which is not one of its graders; did you mean "a"\? the graders are a, b/],
+    ['pow(a, 2)', /calls "pow", which is not a formula function; .*the functions are min, max, abs, floor, ceil, exp, sqrt, log/],
+    ['maxx(a, b)', /calls "maxx", which is not a formula function; did you mean "max"\? the functions are min, max/],
+    ["__import__('os').system('id')", /calls "__import__", which is not a formula function/],
+    ['a.real', /is not a formula \(unexpected "\."\)/],
+    ['a % 2', /is not a formula \(unexpected "%"\)/],
+    ['(a + b', /is not a formula \(unexpected end\)/],
+    ['min()', /calls min\(\) with no arguments/],
+    ['a b', /is not a formula \(unexpected "b"\)/],
+  ])('fails on %s', (formula, message) => {
+    expect(() => parseFormula(formula, ['a', 'b'])).toThrow(message);
+  });
+});
