@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
+import { parseRunRequest, planRun } from './run-request';
 
 const ROOT = path.join(__dirname, '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'graders');
@@ -147,5 +148,54 @@ describe('multi formulas', () => {
     ['a b', /is not a formula \(unexpected "b"\)/],
   ])('fails on %s', (formula, message) => {
     expect(() => parseFormula(formula, ['a', 'b'])).toThrow(message);
+  });
+});
+
+describe('in a RunRequest', () => {
+  const SETTINGS = {
+    bucketName: 'tuneyard-data',
+    volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/volume',
+    outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/output',
+    allowHubModels: false,
+  };
+  const request = (graders?: unknown) =>
+    parseRunRequest({
+      dataset: { name: 'support-chats', sha256: 'a'.repeat(64) },
+      baseModel: 's3://tuneyard-data/base-models/llama-3.1-8b/',
+      recipe: { method: 'qlora', batchSize: 2 },
+      ...(graders === undefined ? {} : { graders }),
+    });
+
+  test("the evaluation job gets the graders as compact JSON in its graders hyperparameter; runs without graders get none", () => {
+    // GIVEN OpenAI's multigrader example WHEN the run is planned THEN the evaluation job's hyperparameter holds it
+    const [, multi] = fixtures('good').find(([f]) => f === 'openai-multi.json')!;
+    const plan = planRun(request(multi.graders), SETTINGS);
+    expect(JSON.parse(plan.evaluationHyperParameters.graders)).toEqual(multi.graders);
+    expect(plan.evaluationHyperParameters.graders).not.toMatch(/\n/);
+    expect(planRun(request(), SETTINGS).evaluationHyperParameters).not.toHaveProperty('graders');
+    // graders are part of the request: other graders, another run
+    expect(planRun(request(multi.graders), SETTINGS).runId).not.toEqual(planRun(request(), SETTINGS).runId);
+  });
+
+  test('fails when a grader is invalid: each problem under graders, its path, the value once and the fix', () => {
+    const message = (() => {
+      try {
+        request([stringCheck({ operation: 'equals' }), { type: 'regex', input: output, pattern: 'a' }]);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      throw new Error('accepted');
+    })();
+    expect(message).toMatch(/invalid RunRequest:\n {2}- graders\.0\.operation: must be eq \(equal\), .* \(got "equals"\)\n/);
+    expect(message).toMatch(/\n {2}- graders\.1\.name: missing; must be the grader's name, 1-100 characters/);
+    expect(message.match(/got "equals"/g)).toHaveLength(1);
+    expect(() => request({ type: 'string_check' })).toThrow(/- graders: must be a list of graders/);
+  });
+
+  test('fails when the graders do not fit the 2,500 characters of a hyperparameter', () => {
+    const source = `def grade(sample, item):\n    return 1.0  # ${'x'.repeat(2600)}\n`;
+    expect(() => planRun(request([{ type: 'python', name: 'long', source }]), SETTINGS)).toThrow(
+      /graders: \d+ characters of JSON, over the 2500 that the evaluation job's graders hyperparameter takes .* Use fewer or shorter graders/,
+    );
   });
 });

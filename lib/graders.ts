@@ -107,6 +107,8 @@ export type GraderConfig =
 /** One problem: where (`[0].graders.acc.input`, the same rendering as graders.py) and what to do. */
 export interface GraderProblem {
   readonly path: string;
+  /** The path as keys (`[0, 'graders', 'acc', 'input']`). */
+  readonly at: ReadonlyArray<string | number>;
   readonly message: string;
 }
 
@@ -144,7 +146,7 @@ export function graderProblems(value: unknown): GraderProblem[] {
   const seen = new Set<string>();
   const out: GraderProblem[] = [];
   for (const { path, message } of found) {
-    const problem = { path: renderPath(path), message };
+    const problem = { path: renderPath(path), at: path, message };
     const key = `${problem.path}\n${problem.message}`;
     if (!seen.has(key)) {
       seen.add(key);

@@ -16,6 +16,7 @@ import {
   stringLimitProblem,
   TRAINING_JOB_NAME,
 } from './api-limits';
+import { compactGraders, graderProblems, parseGraders } from './graders';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
 import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
@@ -117,8 +118,18 @@ export const RunRequestSchema = z.strictObject({
     .describe('Deploy the approved model to this endpoint (as adapterName on an adapter endpoint). Default: null (no deployment).'),
   runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 letters, digits, spaces, ".", "_" or "-"').optional().describe('A label for people.'),
   baseModelParameters: z.number().gt(0, 'must be a positive number of billions (e.g. 8)').optional().describe('Parameters of the base model in billions, when its name does not tell.'),
+  graders: z
+    .unknown()
+    .optional()
+    .describe(
+      "Graders that score the models' answers to the eval rows: OpenAI grader JSON (string_check, text_similarity, score_model, label_model, python, multi) or Tuneyard's json_schema, regex, label_check (graders.schema.json). Default: none.",
+    ),
 })
   .superRefine((request, ctx) => {
+    if (request.graders !== undefined) {
+      // lib/graders.ts names each problem's path and fix (and echoes the value itself)
+      for (const problem of graderProblems(request.graders)) ctx.addIssue({ code: 'custom', path: ['graders', ...problem.at], message: problem.message, params: { echoed: true } });
+    }
     if (request.recipe.method !== 'dpo' && request.thresholds.minPreferenceAccuracy !== undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -183,6 +194,7 @@ export function parseRunRequest(raw: unknown): RunRequest {
       const keys = issue.keys.slice(0, LISTED_MAX).map(clipText).join(', ') + (issue.keys.length > LISTED_MAX ? ` and ${issue.keys.length - LISTED_MAX} more` : '');
       return `${where === '(top level)' ? '' : `${where}.`}${keys}: unknown field; remove it`;
     }
+    if (issue.code === 'custom' && issue.params?.echoed) return `${where}: ${issue.message}`;
     const value = valueAt(raw, issue.path);
     return `${where}: ${issue.message}${value === undefined ? '' : ` (got ${echoValue(value)})`}`;
   });
@@ -435,14 +447,23 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   }
   const runtime = Math.round(request.maxRuntimeHours * 3600);
   const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
+  // The evaluation job reads the graders from its `graders` hyperparameter (compact JSON): at most 2,500 characters.
+  const graders = request.graders === undefined ? undefined : compactGraders(parseGraders(request.graders, 'graders'));
+  if (graders !== undefined && graders.length > HYPER_PARAMETER_VALUE.max!) {
+    throw new RunRequestError(
+      `graders: ${graders.length} characters of JSON, over the ${HYPER_PARAMETER_VALUE.max} that the evaluation job's graders hyperparameter takes (CreateTrainingJob.HyperParameters values). ` +
+        'Use fewer or shorter graders (python sources and judge prompts count in full).',
+    );
+  }
 
   const plan: RunPlan = {
     runId,
     trainingJobName,
     evaluationJobName,
     hyperParameters,
-    // `evaluate` reads the method and loss masking from the training output; these two keys are informative.
-    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method },
+    // `evaluate` reads the method and loss masking from the training output (base_model and method are informative)
+    // and the graders, when the run names any, from `graders`.
+    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...(graders !== undefined ? { graders } : {}) },
     inputDataConfig: [channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'), evalChannel, ...modelChannel],
     evaluationInputDataConfig: [...modelChannel, channel('adapter', modelArtifactS3Uri), evalChannel, ...probe],
     outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },

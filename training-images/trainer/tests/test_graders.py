@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT, build_tokenizer
 
 from tuneyard_trainer import graders
-from tuneyard_trainer.graders import GradersError, grade_rows, label_metrics, load
+from tuneyard_trainer.graders import GradersError, from_hyperparameters, grade_rows, label_metrics, load
 
 FIXTURES = REPO_ROOT / "test" / "fixtures" / "graders"
 OUT = "{{ sample.output_text }}"
@@ -70,6 +70,18 @@ def test_python_syntax_errors_are_refused_before_any_row_is_graded():
 def test_a_json_schema_grader_whose_schema_is_not_a_json_schema_is_refused():
     with pytest.raises(GradersError, match=r"graders\[0\]\.schema: is not a valid JSON Schema: "):
         load([{"type": "json_schema", "name": "j", "input": OUT, "schema": {"type": "objekt"}}])
+
+
+def test_the_evaluation_job_reads_its_graders_hyperparameter():
+    multi = json.loads((FIXTURES / "good" / "openai-multi.json").read_text())["graders"]
+    compact = json.dumps(multi, separators=(",", ":"))  # as PlanRun writes it (JSON.stringify)
+    assert [g.name for g in from_hyperparameters({"base_model": "s3://b/base-models/m/", "graders": compact})] == ["example multigrader"]
+    assert [g.type for g in from_hyperparameters({"graders": json.dumps(compact)})] == ["multi"]
+    assert from_hyperparameters({"method": "lora"}) == []
+    with pytest.raises(GradersError, match=r"hyperparameter graders: is not JSON \(Expecting value at character 0\)"):
+        from_hyperparameters({"graders": "not json"})
+    with pytest.raises(GradersError, match=r"hyperparameter graders\[0\]\.operation: must be eq"):
+        from_hyperparameters({"graders": '[{"type":"string_check","name":"x","input":"a","reference":"b","operation":"is"}]'})
 
 
 # ---------------------------------------------------------------------------------------------------------------------

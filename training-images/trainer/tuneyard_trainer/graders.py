@@ -605,6 +605,21 @@ def load(config_list: Any, where: str = "graders") -> list[Grader]:
     return [build(config) for config in validate(config_list, where)]
 
 
+def from_hyperparameters(hyperparameters: dict[str, Any]) -> list[Grader]:
+    """The evaluation job's graders: its `graders` hyperparameter (the compact JSON PlanRun writes, lib/run-request.ts),
+    validated again here; [] when the run names none."""
+    raw = hyperparameters.get("graders")
+    if raw is None:
+        return []
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if isinstance(value, str):  # a JSON string of the JSON, as some launchers quote every hyperparameter value
+            value = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise GradersError([("", f"is not JSON ({e.msg} at character {e.pos}); pass the graders list as JSON")], "hyperparameter graders") from None
+    return load(value, where="hyperparameter graders")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Grading many rows, and label metrics
 # ---------------------------------------------------------------------------------------------------------------------
