@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import DPO_LORA_RUN, FAST, REPO_ROOT, Job, dpo_rows, probe_rows, sft_rows
+from conftest import DPO_LORA_RUN, FAST, REPO_ROOT, WORDS, Job, dpo_rows, probe_rows, sft_rows, write_jsonl
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -15,7 +15,7 @@ from tuneyard_trainer.data import render_sft
 from tuneyard_trainer.evaluate import mean_loss
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
-KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples"}
+KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples", "generation", "benchmarks"}
 
 # The real reports this trainer writes, committed for the pipeline's ReadEvalReport tests (the TypeScript side
 # of the eval.json contract reads them instead of a hand-written copy). TUNEYARD_UPDATE_FIXTURES=1 rewrites them.
@@ -251,3 +251,59 @@ def test_rows_longer_than_max_length_are_left_out_as_in_training(make_job, lora_
     for side in ("base", "tuned"):
         assert with_overlong[side]["eval_loss"] == pytest.approx(fitting[side]["eval_loss"], rel=1e-6)
     assert with_overlong["examples"] == 6  # the eval channel's rows
+
+
+def hand_accuracy(model, tokenizer, items: list[dict]) -> tuple[float, float]:
+    """acc and acc_norm as lm-eval computes them, each choice scored alone (unpadded, the whole vocabulary)."""
+    right = right_norm = 0
+    for item in items:
+        context = f"Question: {item['question']}\nAnswer:"
+        lls = []
+        for choice in item["choices"]:
+            context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(context + " " + choice, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logprobs = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+            lls.append(sum(float(logprobs[t - 1, ids[t]]) for t in range(len(context_ids), len(ids))))
+        right += max(range(len(lls)), key=lambda c: lls[c]) == item["answer"]
+        normed = [ll / len(choice) for ll, choice in zip(lls, item["choices"])]
+        right_norm += max(range(len(normed)), key=lambda c: normed[c]) == item["answer"]
+    return right / len(items), right_norm / len(items)
+
+
+def translation_items(offset: int) -> list[dict]:
+    return [
+        {"question": f"Translate to French: {en}", "choices": [WORDS[(i + k) % len(WORDS)][1] for k in range(3)], "answer": 0}
+        for i, (en, _) in enumerate(WORDS[offset : offset + 8], start=offset)
+    ]
+
+
+def test_benchmark_accuracy_of_base_and_tuned_goes_into_the_report(make_job, lora_run, base_model_dir):
+    """Each file of the benchmarks channel is one benchmark (its first max_benchmark_items items), scored for the base
+    (the adapter disabled) and the tuned model; eval.json carries both accuracies and the drop, beside the generations
+    summary. The report is the fixture the pipeline's ReadEvalReport tests read."""
+    channel = {"max_benchmark_items": 6, "max_new_tokens": 16}
+    job = make_job("benchmarks").configure(channel, eval=sft_rows()[:4])
+    for name, offset in (("translate-a", 0), ("translate-b", 8)):
+        write_jsonl(job.root / "input" / "data" / "benchmarks" / f"{name}.jsonl", translation_items(offset))
+    (job.root / "input" / "data" / "adapter").symlink_to(lora_run.model_dir, target_is_directory=True)
+    assert job.run("evaluate") == 0, job.failure
+    report = json.loads((job.model_dir / "eval.json").read_text())
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model_dir), lora_run.model_dir / "adapter").eval()
+    assert [entry["name"] for entry in report["benchmarks"]] == ["translate-a", "translate-b"]
+    for entry, offset in zip(report["benchmarks"], (0, 8)):
+        items = translation_items(offset)[:6]
+        base_acc, base_norm = hand_accuracy(base, tokenizer, items)
+        tuned_acc, tuned_norm = hand_accuracy(tuned, tokenizer, items)
+        print(f"{entry['name']}: by hand base {base_acc, base_norm}, tuned {tuned_acc, tuned_norm}; in eval.json {entry}")
+        assert entry == pytest.approx({
+            "name": entry["name"], "items": 6, "of": 8,
+            "base_accuracy": base_acc, "tuned_accuracy": tuned_acc, "drop": base_acc - tuned_acc,
+            "base_accuracy_norm": base_norm, "tuned_accuracy_norm": tuned_norm, "drop_norm": base_norm - tuned_norm,
+        })
+    assert report["generation"]["items"] == 4 and report["generation"]["max_new_tokens"] == 16
+    assert len((job.model_dir / "generations.jsonl").read_text().splitlines()) == 4
+    check_fixture("eval-report-benchmarks.json", report)

@@ -1,6 +1,7 @@
 """`evaluate`: held-out loss and perplexity of the base and the tuned model, the probe set's loss before and after
 tuning (forgetting) and, for DPO, how the tuned model ranks held-out preference pairs against the base, written as
-eval.json for the pipeline's gate."""
+eval.json for the pipeline's gate; the answers of both models to the eval prompts (generations.jsonl, see generate.py)
+and their accuracy on the multiple-choice benchmark files of the `benchmarks` channel (see benchmarks.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from . import templates
-from .chat import fit_to_length, preference_dataset, sft_dataset
+from . import benchmarks, generate, templates
+from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .data import render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
 from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dataset_channel
 
-# Version 1 throughout: `preference` (DPO only) is an optional field that readers of version 1 may ignore.
+# Version 1 throughout: `preference` (DPO only), `generation` and `benchmarks` are optional fields that readers of
+# version 1 may ignore.
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_DPO_BETA = 0.1
@@ -157,7 +159,80 @@ def preference_figures(
     }
 
 
+# The evaluation job's own hyperparameters (all optional): (default, least value).
+SETTINGS = {
+    "max_generations": (generate.DEFAULT_MAX_GENERATIONS, 0),  # 0: no generations
+    "max_new_tokens": (generate.DEFAULT_MAX_NEW_TOKENS, 1),
+    "generation_batch_size": (generate.DEFAULT_BATCH_SIZE, 1),
+    "max_benchmark_items": (benchmarks.DEFAULT_MAX_ITEMS, 1),  # per benchmark file
+    "benchmark_batch_size": (benchmarks.DEFAULT_BATCH_SIZE, 1),
+}
+
+
+def evaluation_settings(hyperparameters: dict[str, Any]) -> dict[str, int]:
+    """The SETTINGS from the job's hyperparameters (SageMaker passes them as strings), defaults for the rest."""
+    settings = {}
+    for key, (default, least) in SETTINGS.items():
+        raw = hyperparameters.get(key)
+        if raw is None or raw == "":
+            settings[key] = default
+            continue
+        try:
+            value = int(str(raw))
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise ValueError(
+                f"hyperparameter {key}: {raw!r} is not a whole number of at least {least}; pass e.g. "
+                f"{key}={default} (the default) in the evaluation job's hyperparameters"
+            )
+        settings[key] = value
+    return settings
+
+
+class _Outputs:
+    """What each model answers and scores beside its losses: generations and benchmark accuracy."""
+
+    def __init__(self, tokenizer, prompts, stop_ids, suites, settings, max_length):
+        self.tokenizer, self.prompts, self.stop_ids, self.suites = tokenizer, prompts, stop_ids, suites
+        self.settings, self.max_length = settings, max_length
+
+    def of(self, model) -> dict[str, Any]:
+        answers = summary = None
+        if self.prompts:
+            answers, summary = generate.timed(
+                model,
+                self.tokenizer,
+                self.prompts,
+                self.stop_ids,
+                self.settings["max_new_tokens"],
+                self.settings["generation_batch_size"],
+            )
+        scores = {
+            name: benchmarks.score(model, self.tokenizer, items, self.max_length, self.settings["benchmark_batch_size"])
+            for name, (items, _) in self.suites.items()
+        }
+        return {"answers": answers, "generation": summary, "benchmarks": scores}
+
+
+def _generation_report(settings, prompts, available, base, tuned) -> dict[str, Any]:
+    identical = sum(b.text == t.text for b, t in zip(base["answers"], tuned["answers"], strict=True))
+    return {
+        "file": generate.GENERATIONS_FILE,
+        "items": len(prompts),
+        "of": available,
+        "max_generations": settings["max_generations"],
+        "max_new_tokens": settings["max_new_tokens"],
+        "greedy": True,
+        "identical_answers": identical,
+        "base": base["generation"],
+        "tuned": tuned["generation"],
+    }
+
+
 def run(env: SageMakerEnv) -> int:
+    hyperparameters = env.read_hyperparameters() if (env.root / "input" / "config" / "hyperparameters.json").exists() else {}
+    settings = evaluation_settings(hyperparameters)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         base_source = env.channel_model("model", scratch)
@@ -177,9 +252,18 @@ def run(env: SageMakerEnv) -> int:
         eval_rows = render_sft(eval_report.rows, eval_report.format)  # preference rows: prompt and chosen response
         probe_rows = render_sft(probe_report.rows, probe_report.format) if probe_report else None
 
+        suites = {}  # benchmark name: (its first max_benchmark_items items, how many the file holds)
+        for path in benchmarks.benchmark_files(env.channel("benchmarks")):
+            items = benchmarks.load_file(path)
+            suites[path.stem] = (items[: settings["max_benchmark_items"]], len(items))
+
         tokenizer = AutoTokenizer.from_pretrained(str(tuned))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        available = generate.prompts(eval_report.rows, eval_report.format)
+        prompts = available[: settings["max_generations"]]
+        stop_ids = training.get("stop_token_ids") or stop_token_ids(tokenizer)
+        outputs = _Outputs(tokenizer, prompts, stop_ids, suites, settings, max_length)
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
         base = AutoModelForCausalLM.from_pretrained(str(base_source), **load)
         templates.fit_embeddings(base, tokenizer)  # rows for the tokens a chat_template added in training
@@ -189,13 +273,17 @@ def run(env: SageMakerEnv) -> int:
         if kind == "adapter":
             tuned_model = PeftModel.from_pretrained(base, str(tuned))
             templates.fused_head_compatible(tuned_model)  # trained rows of new tokens in the output head
+            with tuned_model.disable_adapter():  # the base: the same weights, the adapter off
+                base_outputs = outputs.of(tuned_model)
         else:
+            base_outputs = outputs.of(base)
             if method != "dpo":  # full-weight DPO keeps the base: the reference its rewards are measured against
                 del base
             tuned_model = AutoModelForCausalLM.from_pretrained(str(tuned), **load)
         tuned_figures = _figures(
             tuned_model, tokenizer, eval_rows, probe_rows, completion_only, max_length, overlong_rows, scratch
         )
+        tuned_outputs = outputs.of(tuned_model)
         preference = None
         if method == "dpo":  # last: TRL's DPOTrainer patches the models it evaluates
             beta = float(training.get("dpo_beta", DEFAULT_DPO_BETA))
@@ -217,10 +305,21 @@ def run(env: SageMakerEnv) -> int:
     }
     if preference is not None:
         report["preference"] = preference
+    report["generation"] = (
+        _generation_report(settings, prompts, len(available), base_outputs, tuned_outputs) if prompts else None
+    )
+    report["benchmarks"] = [
+        benchmarks.compare(name, total, base_outputs["benchmarks"][name], tuned_outputs["benchmarks"][name])
+        for name, (_, total) in suites.items()
+    ] or None
     text = json.dumps(report, indent=2) + "\n"
     for folder in (env.model_dir, env.output_data_dir):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "eval.json").write_text(text, encoding="utf-8")
+        if prompts:  # beside eval.json: eval-reports/<run id>/<evaluation job>/output/model/generations.jsonl
+            generate.write_generations(
+                folder / generate.GENERATIONS_FILE, prompts, base_outputs["answers"], tuned_outputs["answers"]
+            )
     line = {k: tuned_figures[k] for k in ("eval_loss", "eval_perplexity")}
     if preference is not None:
         line.update(reward_accuracy=preference["accuracy"], reward_margin=preference["reward_margin"])
@@ -228,6 +327,10 @@ def run(env: SageMakerEnv) -> int:
     summary = f"eval_loss_ratio={report['eval_loss_ratio']:.6g}"
     if preference is not None:
         summary += f", preference accuracy {preference['preferred']}/{preference['pairs']}"
+    if report["generation"] is not None:
+        summary += f", {len(prompts)} answers of each model in {generate.GENERATIONS_FILE}"
+    for entry in report["benchmarks"] or []:
+        summary += f", {entry['name']} accuracy {entry['base_accuracy']:.4g} -> {entry['tuned_accuracy']:.4g}"
     print(f"wrote {env.model_dir / 'eval.json'}: {summary}", flush=True)
     return 0
 
