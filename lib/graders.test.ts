@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
+import * as os from 'node:os';
+import { buildRunRequest } from './cli/commands/runs';
 import { parseRunRequest, planRun } from './run-request';
 
 const ROOT = path.join(__dirname, '..');
@@ -197,5 +199,30 @@ describe('in a RunRequest', () => {
     expect(() => planRun(request([{ type: 'python', name: 'long', source }]), SETTINGS)).toThrow(
       /graders: \d+ characters of JSON, over the 2500 that the evaluation job's graders hyperparameter takes .* Use fewer or shorter graders/,
     );
+  });
+});
+
+describe('tuneyard train --graders FILE', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graders-'));
+  const train = (graders: string) =>
+    buildRunRequest({ dataset: 'support-chats', baseModel: 's3://tuneyard-data/base-models/llama-3.1-8b/', method: 'qlora', batchSize: 2, spot: true, interval: 15, graders } as never, {
+      name: 'support-chats',
+      sha256: 'a'.repeat(64),
+    });
+
+  test("puts the file's graders in the request", () => {
+    const file = path.join(FIXTURES, 'good', 'openai-text-similarity.json');
+    const graders = JSON.parse(fs.readFileSync(file, 'utf8')).graders;
+    fs.writeFileSync(path.join(dir, 'graders.json'), JSON.stringify(graders));
+    expect(train(path.join(dir, 'graders.json')).graders).toEqual(graders);
+  });
+
+  test('fails naming the file, the JSON path and the fix', () => {
+    const file = path.join(dir, 'bad.json');
+    fs.writeFileSync(file, JSON.stringify([stringCheck({ operation: 'equal' })]));
+    expect(() => train(file)).toThrow(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: invalid graders \\(1 problem\\):\\n {2}- .*bad\\.json\\[0\\]\\.operation: must be eq .*; did you mean "eq"\\?`));
+    fs.writeFileSync(file, '[{');
+    expect(() => train(file)).toThrow(/bad\.json: not valid JSON/);
+    expect(() => train(path.join(dir, 'missing.json'))).toThrow(/missing\.json: cannot read the graders \(ENOENT\)/);
   });
 });

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { methodError } from '../../datasets';
 import type { DatasetFormat } from '../../datasets';
+import { GraderConfig, GradersError, parseGraders } from '../../graders';
 import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
@@ -91,6 +92,7 @@ type TrainOptions = {
   deployEndpoint?: string;
   adapter?: string;
   runName?: string;
+  graders?: string;
   wait?: boolean;
   interval: number;
 } & { [K in RecipeField]?: unknown };
@@ -126,6 +128,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--deploy-endpoint <name>', 'after approval, deploy to this vLLM endpoint (with --adapter when it serves adapters as inference components)')
     .option('--adapter <name>', 'the adapter name on --deploy-endpoint')
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
+    .option('--graders <file>', 'JSON list of graders that score the base and tuned answers to the eval rows (OpenAI grader JSON carries over; README "Graders")')
     .option('--wait', 'watch the run until it ends (exit code as `tuneyard watch`)')
     .option('--interval <seconds>', 'seconds between polls with --wait', positiveNumber, 15)
     .action(async (opts: TrainOptions, command: Command) => {
@@ -279,6 +282,7 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     if (!recipe || typeof recipe !== 'object' || Array.isArray(recipe)) throw new CliError(`${opts.recipe}: a recipe is a JSON object such as {"method":"lora","epochs":2}`);
   }
   if (opts.adapter && !opts.deployEndpoint) throw new CliError('--adapter needs --deploy-endpoint NAME');
+  const graders = opts.graders === undefined ? undefined : readGraders(opts.graders);
   const flags: Record<string, unknown> = {};
   for (const { field } of RECIPE_FLAGS) if (opts[field] !== undefined) flags[field] = opts[field];
   const thresholds =
@@ -298,11 +302,34 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     autoApprove: opts.autoApprove ?? false,
     deploy: opts.deployEndpoint ? { endpointName: opts.deployEndpoint, adapterName: opts.adapter } : null,
     runName: opts.runName,
+    graders,
   };
   try {
     return parseRunRequest(JSON.parse(JSON.stringify(raw)));
   } catch (e) {
     if (e instanceof RunRequestError) throw new CliError(withFlagNames(e.message, Object.keys(flags), opts.recipe) + `\n  every recipe field: ${RECIPE_REFERENCE}`);
+    throw e;
+  }
+}
+
+/** A graders file, validated (lib/graders.ts): each problem is named by the file and its JSON path. */
+function readGraders(file: string): GraderConfig[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CliError(`${file}: cannot read the graders (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  try {
+    return parseGraders(value, file);
+  } catch (e) {
+    if (e instanceof GradersError) throw new CliError(e.message.replace(/^invalid graders/, `${file}: invalid graders`));
     throw e;
   }
 }
