@@ -128,7 +128,7 @@ describe('FineTuningPipeline, executed locally', () => {
     });
     const report = trainerReport(true);
     expect(w.sns.messages).toEqual([
-      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringMatching(/^passed \| eval_loss_ratio=0\.93/) }) },
+      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringContaining(`passed | eval_loss_ratio=${Number((report.tuned.eval_loss / report.base.eval_loss).toPrecision(4))} `) }) },
     ]);
     expect(result.output).toMatchObject({
       plan: { runId: RUN_ID, forgettingProbe: true },
