@@ -61,6 +61,12 @@ describe('the shared fixtures (test/fixtures/graders; tests/test_graders.py runs
 });
 
 describe('the one definition (graders.schema.json)', () => {
+  test("the README's graders example is valid", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const example = /## Graders\n[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)![1];
+    expect(parseGraders(JSON.parse(example), 'README.md').map((g) => g.type)).toEqual(['string_check', 'text_similarity', 'multi', 'python']);
+  });
+
   test('is shipped in the npm package beside the trainer, where the compiled validator imports it from', () => {
     const files: string[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).files;
     expect(files).toContain('dist/training-images/trainer/tuneyard_trainer/graders.schema.json');
