@@ -178,6 +178,17 @@ def test_python_grader_scores_and_its_failures_are_error_rows_not_a_crash():
     assert "grade() must return a finite number, got 'high'" in results["text"]["errors"][0]["error"]
 
 
+def test_openais_python_grader_example_runs_unchanged_with_the_images_rapidfuzz():
+    example = json.loads((FIXTURES / "good" / "openai-python.json").read_text())["graders"]
+    rows = [({"output_text": "The Eiffel Tower"}, {"reference_answer": "the eiffel tower!"}), ({"output_text": "Louvre"}, {"reference_answer": "The Eiffel Tower"})]
+    started = time.monotonic()
+    result = grade_rows(load(example), rows)["Example python grader"]
+    per_row = (time.monotonic() - started) / len(rows)
+    print(f"python grader: {per_row * 1000:.0f} ms per row (a process each)")
+    # WRatio after default_process (lower-case, punctuation stripped): identical strings score 100
+    assert result["errors"] == [] and result["scores"][0] == 1.0 and result["scores"][1] < 0.6
+
+
 def test_multi_formula_combines_its_graders():
     config = {
         "type": "multi",
