@@ -33,6 +33,7 @@ export {
   runIdFor,
 } from './run-request';
 export { METHODS, type Method, parseRecipe, type Recipe, recipeProblems, RecipeSchema, type ResolvedRecipe, resolveRecipe } from './recipe';
+export { type GraderConfig, graderProblems, type GraderProblem, GradersError, GRADER_TYPES, parseGraders } from './graders';
 
 // Dataset formats and validation, and where datasets live in the bucket
 export * from './datasets';
