@@ -1,8 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { pythonEnv } from '../test/support/api-model';
 import { buildRunRequest } from './cli/commands/runs';
+import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
 import { parseRunRequest, planRun } from './run-request';
 
 const ROOT = path.join(__dirname, '..');
@@ -57,6 +59,61 @@ describe('the shared fixtures (test/fixtures/graders; tests/test_graders.py runs
     expect([...types].sort()).toEqual([...GRADER_TYPES].sort());
     const openai = fixtures('good').filter(([f]) => f.startsWith('openai-')).flatMap(([, fx]) => (fx.graders as Array<{ type: string }>).map((g) => g.type));
     expect(new Set(openai)).toEqual(new Set(['string_check', 'text_similarity', 'score_model', 'label_model', 'python', 'multi']));
+  });
+});
+
+/** The problem paths graders.py (the evaluation job's validator) finds in each case: one Python process for all. */
+function pythonProblemPaths(cases: unknown[]): string[][] {
+  const script = 'import json, sys\nfrom tuneyard_trainer import graders\nprint(json.dumps([sorted({p for p, _ in graders.problems(c)}) for c in json.load(sys.stdin)]))';
+  const result = spawnSync(path.join(pythonEnv(), 'bin', 'python'), ['-c', script], {
+    cwd: path.join(ROOT, 'training-images', 'trainer'),
+    input: JSON.stringify(cases),
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0) throw new Error(`graders.py exited with ${result.status}: ${result.stderr}`);
+  return JSON.parse(result.stdout);
+}
+
+/** Every good fixture with one change to one grader (a field removed, renamed, of the wrong type, or a broken string). */
+function mutations(): unknown[] {
+  const cases: unknown[] = [];
+  for (const [, fixture] of fixtures('good')) {
+    const graders = fixture.graders as Array<Record<string, unknown>>;
+    graders.forEach((grader, i) => {
+      const nested = Object.entries((grader.graders ?? {}) as Record<string, Record<string, unknown>>).map(([key, sub]) => ({ sub, put: (g: unknown) => ({ ...grader, graders: { ...(grader.graders as object), [key]: g } }) }));
+      for (const { sub, put } of [{ sub: grader, put: (g: unknown) => g }, ...nested]) {
+        for (const [field, value] of Object.entries(sub)) {
+          const changed = (g: unknown) => graders.map((other, j) => (j === i ? put(g) : other));
+          const without = Object.fromEntries(Object.entries(sub).filter(([k]) => k !== field));
+          cases.push(changed(without));
+          cases.push(changed({ ...without, [`${field}s`]: value }));
+          cases.push(changed({ ...sub, [field]: 7 }));
+          cases.push(changed({ ...sub, [field]: typeof value === 'string' ? `${value.slice(0, -1)} {{ sample.output } x` : [value] }));
+          cases.push(changed({ ...sub, [field]: typeof value === 'string' ? `${value}s` : {} }));
+        }
+      }
+    });
+  }
+  return cases;
+}
+
+describe('the TypeScript and the Python validator agree', () => {
+  test('on every one-field change of the good fixtures', () => {
+    // GIVEN hundreds of near-miss grader lists WHEN both validators check them THEN they name the same paths
+    const cases = mutations();
+    expect(cases.length).toBeGreaterThan(300);
+    const python = pythonProblemPaths(cases);
+    const typescript = cases.map((c) => [...new Set(graderProblems(c).map((p) => p.path))].sort());
+    const disagreements = cases.flatMap((c, k) => (JSON.stringify(python[k]) === JSON.stringify(typescript[k]) ? [] : [{ graders: c, python: python[k], typescript: typescript[k] }]));
+    // The one known difference: graders.py parses a python grader's source (a syntax error is refused before any row is
+    // graded); TypeScript has no Python parser and checks only that grade() is defined.
+    const syntaxOnly = (d: (typeof disagreements)[number]) =>
+      d.typescript.length === 0 && d.python.length === 1 && d.python[0].endsWith('.source') && /\{\{ sample\.output \} x/.test(JSON.stringify(d.graders));
+    expect(disagreements.filter((d) => !syntaxOnly(d))).toEqual([]);
+    expect(disagreements.length).toBe(2); // the two python sources given a broken tail (openai-python, tuneyard-types)
+    // and the changes are mistakes: most are refused
+    expect(typescript.filter((paths) => paths.length > 0).length).toBeGreaterThan(cases.length * 0.7);
   });
 });
 
