@@ -15,7 +15,7 @@ from tuneyard_trainer.data import render_sft
 from tuneyard_trainer.evaluate import mean_loss
 from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
-KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples", "generation", "benchmarks"}
+KEYS = {"schema_version", "base", "tuned", "eval_loss_ratio", "forgetting_increase", "examples", "generation", "benchmarks", "graders"}
 
 # The real reports this trainer writes, committed for the pipeline's ReadEvalReport tests (the TypeScript side
 # of the eval.json contract reads them instead of a hand-written copy). TUNEYARD_UPDATE_FIXTURES=1 rewrites them.
@@ -282,7 +282,11 @@ def test_benchmark_accuracy_of_base_and_tuned_goes_into_the_report(make_job, lor
     """Each file of the benchmarks channel is one benchmark (its first max_benchmark_items items), scored for the base
     (the adapter disabled) and the tuned model; eval.json carries both accuracies and the drop, beside the generations
     summary. The report is the fixture the pipeline's ReadEvalReport tests read."""
-    channel = {"max_benchmark_items": 6, "max_new_tokens": 16}
+    checks = [
+        {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}", "operation": "eq"},
+        {"type": "text_similarity", "name": "fuzzy", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}", "evaluation_metric": "fuzzy_match", "pass_threshold": 0.5},
+    ]
+    channel = {"max_benchmark_items": 6, "max_new_tokens": 16, "graders": json.dumps(checks)}
     job = make_job("benchmarks").configure(channel, eval=sft_rows()[:4])
     for name, offset in (("translate-a", 0), ("translate-b", 8)):
         write_jsonl(job.root / "input" / "data" / "benchmarks" / f"{name}.jsonl", translation_items(offset))
@@ -305,5 +309,13 @@ def test_benchmark_accuracy_of_base_and_tuned_goes_into_the_report(make_job, lor
             "base_accuracy_norm": base_norm, "tuned_accuracy_norm": tuned_norm, "drop_norm": base_norm - tuned_norm,
         })
     assert report["generation"]["items"] == 4 and report["generation"]["max_new_tokens"] == 16
-    assert len((job.model_dir / "generations.jsonl").read_text().splitlines()) == 4
+    written = [json.loads(line) for line in (job.model_dir / "generations.jsonl").read_text().splitlines()]
+    assert len(written) == 4
+    for side in ("base", "tuned"):  # the graders' means: over the answers in generations.jsonl
+        exact = [float(row[side] == row["reference"]) for row in written]
+        assert [row[f"{side}_scores"]["exact"] for row in written] == exact
+        assert report["graders"][side]["exact"]["mean"] == pytest.approx(sum(exact) / 4)
+        fuzzy = [row[f"{side}_scores"]["fuzzy"] for row in written]
+        assert report["graders"][side]["fuzzy"]["mean"] == pytest.approx(sum(fuzzy) / 4)
+        assert report["graders"][side]["fuzzy"]["passed"] == pytest.approx(sum(f >= 0.5 for f in fuzzy) / 4)
     check_fixture("eval-report-benchmarks.json", report)

@@ -177,3 +177,40 @@ def test_prompts_of_each_format_end_before_the_last_assistant_turn():
     [item] = generate.prompts([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}], "preference")
     assert item.messages == [{"role": "user", "content": "2+2?"}] and item.reference == "4"
     assert generate.prompts([{"text": "no prompt here"}], "text") == []
+
+
+def test_the_run_s_graders_score_both_answers_of_each_prompt(make_job, rigged):
+    """The graders of the run (its `graders` hyperparameter, as PlanRun writes it) grade the base and the tuned answers:
+    per-answer scores in generations.jsonl, means in eval.json. `item` is the eval row as written, with `reference`."""
+    checks = [
+        {"type": "string_check", "name": "says_chat", "input": "{{ sample.output_text }}", "reference": "chat", "operation": "eq"},
+        {"type": "string_check", "name": "as_expected", "input": "{{ sample.output_text }}", "reference": "{{ item.expected }}", "operation": "eq"},
+        {"type": "string_check", "name": "is_reference", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}", "operation": "eq"},
+    ]
+    rows = [{**row, "expected": "dhat"} for row in sft_rows()[:3]]
+    job = make_job("graded").configure({"graders": json.dumps(checks), "max_new_tokens": 8}, eval=rows)
+    (job.root / "input" / "data" / "model").unlink()
+    (job.root / "input" / "data" / "model").symlink_to(rigged["root"] / "base", target_is_directory=True)
+    (job.root / "input" / "data" / "adapter").symlink_to(rigged["root"] / "trained" / "model", target_is_directory=True)
+    assert job.run("evaluate") == 0, job.failure
+
+    written = [json.loads(line) for line in (job.model_dir / "generations.jsonl").read_text().splitlines()]
+    # the first row's reference is "chat" (the French for cat): the base's answer
+    assert [row["reference"] for row in written] == ["chat", "chien", "oiseau"]
+    assert [row["base_scores"] for row in written] == [
+        {"says_chat": 1.0, "as_expected": 0.0, "is_reference": float(i == 0)} for i in range(3)
+    ]
+    assert [row["tuned_scores"] for row in written] == [{"says_chat": 0.0, "as_expected": 1.0, "is_reference": 0.0}] * 3
+    report = json.loads((job.model_dir / "eval.json").read_text())["graders"]
+    assert {side: {name: r["mean"] for name, r in results.items()} for side, results in report.items()} == {
+        "base": {"says_chat": 1.0, "as_expected": 0.0, "is_reference": 1 / 3},
+        "tuned": {"says_chat": 0.0, "as_expected": 1.0, "is_reference": 0.0},
+    }
+    assert report["base"]["says_chat"]["graded"] == 3 and report["base"]["says_chat"]["error_count"] == 0
+
+
+def test_graders_without_generations_fail_before_any_weights_load(job):
+    checks = [{"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}", "operation": "eq"}]
+    job.configure({"graders": json.dumps(checks), "max_generations": 0}, eval=sft_rows()[:2])
+    assert job.run("evaluate") == 1
+    assert "max_generations is 0, but the run names graders" in job.failure

@@ -16,7 +16,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from . import benchmarks, generate, templates
+from . import benchmarks, generate, graders, templates
 from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .data import render_dpo, render_sft
 from .metrics import format_line
@@ -230,9 +230,39 @@ def _generation_report(settings, prompts, available, base, tuned) -> dict[str, A
     }
 
 
+def _grader_items(env: SageMakerEnv, rows: list[dict[str, Any]], prompts: list[generate.Prompt]) -> list[dict[str, Any]]:
+    """The `item` each grader reads ({{ item.<field> }}): the eval file's row as written (every field of it, when the
+    file's lines are the validated rows one to one), else its validated form, with `reference`: the last assistant
+    message (a preference row's chosen response) that the prompt stops before."""
+    path = env.channel_jsonl("eval")
+    written = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path else []
+    source = written if len(written) == len(rows) and all(isinstance(r, dict) for r in written) else rows
+    return [{**source[p.index], "reference": p.reference} for p in prompts]
+
+
+def _grader_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """graders.grade_rows' results without the per-row scores (those go to generations.jsonl), errors counted and the
+    first 5 kept."""
+    return {
+        name: {
+            **{k: v for k, v in result.items() if k not in ("scores", "errors")},
+            "graded": sum(score is not None for score in result["scores"]),
+            "error_count": len(result["errors"]),
+            "errors": result["errors"][:5],
+        }
+        for name, result in results.items()
+    }
+
+
 def run(env: SageMakerEnv) -> int:
     hyperparameters = env.read_hyperparameters() if (env.root / "input" / "config" / "hyperparameters.json").exists() else {}
     settings = evaluation_settings(hyperparameters)
+    grader_list = graders.from_hyperparameters(hyperparameters)  # validated before any weights load
+    if grader_list and settings["max_generations"] == 0:
+        raise ValueError(
+            "hyperparameter max_generations is 0, but the run names graders, which grade the generated answers; "
+            "set max_generations above 0 or remove the graders"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         base_source = env.channel_model("model", scratch)
@@ -262,6 +292,11 @@ def run(env: SageMakerEnv) -> int:
             tokenizer.pad_token = tokenizer.eos_token
         available = generate.prompts(eval_report.rows, eval_report.format)
         prompts = available[: settings["max_generations"]]
+        if grader_list and not prompts:
+            raise ValueError(
+                f"the run names graders, but the eval rows ({eval_report.format}) have no prompts to answer; graders "
+                "need chat, prompt-completion, alpaca or preference rows"
+            )
         stop_ids = training.get("stop_token_ids") or stop_token_ids(tokenizer)
         outputs = _Outputs(tokenizer, prompts, stop_ids, suites, settings, max_length)
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
@@ -308,6 +343,13 @@ def run(env: SageMakerEnv) -> int:
     report["generation"] = (
         _generation_report(settings, prompts, len(available), base_outputs, tuned_outputs) if prompts else None
     )
+    grades = {}  # side: graders.grade_rows results
+    if grader_list:
+        items = _grader_items(env, eval_report.rows, prompts)
+        for side, outputs_of in (("base", base_outputs), ("tuned", tuned_outputs)):
+            samples = [{"output_text": answer.text} for answer in outputs_of["answers"]]
+            grades[side] = graders.grade_rows(grader_list, list(zip(samples, items, strict=True)))
+    report["graders"] = {side: _grader_summary(results) for side, results in grades.items()} or None
     report["benchmarks"] = [
         benchmarks.compare(name, total, base_outputs["benchmarks"][name], tuned_outputs["benchmarks"][name])
         for name, (_, total) in suites.items()
@@ -318,7 +360,11 @@ def run(env: SageMakerEnv) -> int:
         (folder / "eval.json").write_text(text, encoding="utf-8")
         if prompts:  # beside eval.json: eval-reports/<run id>/<evaluation job>/output/model/generations.jsonl
             generate.write_generations(
-                folder / generate.GENERATIONS_FILE, prompts, base_outputs["answers"], tuned_outputs["answers"]
+                folder / generate.GENERATIONS_FILE,
+                prompts,
+                base_outputs["answers"],
+                tuned_outputs["answers"],
+                {side: {name: r["scores"] for name, r in results.items()} for side, results in grades.items()},
             )
     line = {k: tuned_figures[k] for k in ("eval_loss", "eval_perplexity")}
     if preference is not None:

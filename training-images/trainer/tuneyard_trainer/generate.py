@@ -145,11 +145,19 @@ def timed(model, tokenizer, items: list[Prompt], stop_ids: list[int], max_new_to
     return answers, summary
 
 
-def write_generations(path: Path, items: list[Prompt], base: list[Answer], tuned: list[Answer]) -> None:
+def write_generations(
+    path: Path,
+    items: list[Prompt],
+    base: list[Answer],
+    tuned: list[Answer],
+    scores: dict[str, dict[str, list[float | None]]] | None = None,
+) -> None:
     """generations.jsonl: one row per prompt with the reference and both answers (tokens: new tokens generated, the
-    stop token included; stopped: false when the answer ran to max_new_tokens)."""
+    stop token included; stopped: false when the answer ran to max_new_tokens) and, when the run has graders, each
+    answer's score by each grader (`scores`: side -> grader -> one score per prompt; None: not gradable)."""
     lines = []
-    for item, b, t in zip(items, base, tuned, strict=True):
+    scores = scores or {}
+    for at, (item, b, t) in enumerate(zip(items, base, tuned, strict=True)):
         row = {
             "index": item.index,
             "prompt": item.messages,
@@ -161,6 +169,7 @@ def write_generations(path: Path, items: list[Prompt], base: list[Answer], tuned
             "tuned_tokens": t.tokens,
             "base_stopped": b.stopped,
             "tuned_stopped": t.stopped,
+            **{f"{side}_scores": {name: values[at] for name, values in by_grader.items()} for side, by_grader in scores.items()},
         }
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     path.write_text("".join(lines), encoding="utf-8")
