@@ -137,3 +137,25 @@ def test_benchmark_files_are_read_with_errors_that_name_the_line(tmp_path):
     path.write_text("{not json\n")
     with pytest.raises(BenchmarkError, match="mmlu-mini.jsonl:1: not JSON"):
         benchmarks.load_file(path)
+
+
+def test_benchmarks_are_found_in_the_benchmarks_channel_and_in_benchmark_channels(tmp_path):
+    """The `benchmarks` channel: each file one benchmark, named by its file; a `benchmark-<name>` channel (a RunRequest's
+    benchmarkDatasets): its one file, named <name>. Other channels are not benchmarks."""
+    data = tmp_path / "input" / "data"
+    for path in ("benchmarks/mmlu.jsonl", "benchmarks/sub/arc.jsonl", "benchmark-hellaswag/train.jsonl", "eval/eval.jsonl"):
+        (data / path).parent.mkdir(parents=True, exist_ok=True)
+        (data / path).write_text("{}\n")
+    assert benchmarks.staged(data) == {
+        "arc": data / "benchmarks" / "sub" / "arc.jsonl",
+        "mmlu": data / "benchmarks" / "mmlu.jsonl",
+        "hellaswag": data / "benchmark-hellaswag" / "train.jsonl",
+    }
+    (data / "benchmark-mmlu").mkdir()
+    (data / "benchmark-mmlu" / "train.jsonl").write_text("{}\n")
+    with pytest.raises(BenchmarkError, match="two benchmark files are named mmlu"):
+        benchmarks.staged(data)
+    (data / "benchmark-mmlu" / "more.jsonl").write_text("{}\n")
+    with pytest.raises(BenchmarkError, match="the benchmark-mmlu channel .* holds 2 .jsonl files; a benchmark-<name> channel holds exactly one"):
+        benchmarks.staged(data)
+    assert benchmarks.staged(tmp_path / "none") == {}

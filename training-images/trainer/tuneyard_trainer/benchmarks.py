@@ -82,14 +82,34 @@ def load_file(path: Path) -> list[Item]:
     return items
 
 
-def benchmark_files(folder: Path | None) -> list[Path]:
-    """The .jsonl files of the benchmarks channel, each one benchmark named by its file name."""
-    if folder is None:
-        return []
-    files = sorted(p for p in folder.rglob("*.jsonl") if p.is_file())
-    if not files:
-        raise BenchmarkError(f"the benchmarks channel ({folder}) holds no .jsonl file")
-    return files
+CHANNEL = "benchmarks"
+CHANNEL_PREFIX = "benchmark-"
+
+
+def staged(input_data: Path) -> dict[str, Path]:
+    """The benchmark files of an evaluation job (input_data: /opt/ml/input/data), by name: each .jsonl file of the
+    `benchmarks` channel, named by its file name, and the one .jsonl file of each `benchmark-<name>` channel (what
+    PlanRun makes of a RunRequest's benchmarkDatasets), named <name>."""
+    found: dict[str, Path] = {}
+    channels = sorted(p for p in input_data.iterdir() if p.is_dir()) if input_data.is_dir() else []
+    for channel in channels:
+        if channel.name != CHANNEL and not channel.name.startswith(CHANNEL_PREFIX):
+            continue
+        files = sorted(p for p in channel.rglob("*.jsonl") if p.is_file())
+        if not files or (channel.name != CHANNEL and len(files) != 1):
+            raise BenchmarkError(
+                f"the {channel.name} channel ({channel}) holds {len(files)} .jsonl files; "
+                + ("stage at least one" if channel.name == CHANNEL else "a benchmark-<name> channel holds exactly one")
+            )
+        for path in files:
+            name = path.stem if channel.name == CHANNEL else channel.name[len(CHANNEL_PREFIX) :]
+            if name in found:
+                raise BenchmarkError(
+                    f"two benchmark files are named {name} ({found[name]} and {path}); rename one (a benchmark is "
+                    "named by its file in the benchmarks channel, by its channel benchmark-<name> otherwise)"
+                )
+            found[name] = path
+    return found
 
 
 def encode_pair(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:

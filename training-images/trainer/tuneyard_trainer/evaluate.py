@@ -283,9 +283,9 @@ def run(env: SageMakerEnv) -> int:
         probe_rows = render_sft(probe_report.rows, probe_report.format) if probe_report else None
 
         suites = {}  # benchmark name: (its first max_benchmark_items items, how many the file holds)
-        for path in benchmarks.benchmark_files(env.channel("benchmarks")):
+        for name, path in benchmarks.staged(env.root / "input" / "data").items():
             items = benchmarks.load_file(path)
-            suites[path.stem] = (items[: settings["max_benchmark_items"]], len(items))
+            suites[name] = (items[: settings["max_benchmark_items"]], len(items))
 
         tokenizer = AutoTokenizer.from_pretrained(str(tuned))
         if tokenizer.pad_token is None:
