@@ -227,7 +227,7 @@ describe('runs', () => {
   });
 
   test('train refuses a run that does not fit in GPU memory, before starting anything', async () => {
-    const { code, stderr } = await cli(['train', '--dataset', `greetings@${sha}`, '--base-model', baseModel, '--method', 'lora', '--instance', 'ml.g5.2xlarge'], { clients: factory });
+    const { code, stderr } = await cli(['train', '--dataset', `greetings@${sha}`, '--base-model', baseModel, '--method', 'lora', '--instance', 'ml.g5.2xlarge', '--batch-size', '16'], { clients: factory });
     expect(stderr).toMatch(/^error: the run does not fit in GPU memory: LoRA of .*8B.* needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU: use qlora/);
     expect(code).toBe(1);
     const runs = await cli(['runs', '--json'], { clients: factory });
