@@ -152,6 +152,32 @@ describe('planRun', () => {
     expect(plan.modelApprovalStatus).toBe('Approved');
   });
 
+  test('adds a benchmark-<name> channel per benchmark dataset and passes the evaluation settings as hyperparameters', () => {
+    // GIVEN two staged benchmark versions and a smaller generation budget
+    const benchmarkDatasets = [
+      { name: 'mmlu-mini', sha256: 'c'.repeat(64) },
+      { name: 'hellaswag', sha256: 'd'.repeat(64) },
+    ];
+    // WHEN
+    const plan = planRun(request({ benchmarkDatasets, evaluation: { maxGenerations: 50, maxNewTokens: 128, maxBenchmarkItems: 500 } }), SETTINGS);
+    // THEN evaluate.py reads each channel's one file as the benchmark of the channel's name
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toEqual(['model', 'adapter', 'eval', 'benchmark-mmlu-mini', 'benchmark-hellaswag']);
+    expect(plan.evaluationInputDataConfig[3].DataSource.S3DataSource.S3Uri).toBe(`s3://tuneyard-data/datasets/mmlu-mini/${'c'.repeat(64)}/train.jsonl`);
+    expect(plan.evaluationHyperParameters).toMatchObject({ max_generations: '50', max_new_tokens: '128', max_benchmark_items: '500' });
+    expect(plan.inputDataConfig.map((c) => c.ChannelName)).not.toContain('benchmark-mmlu-mini');
+    // without them, the evaluation job takes its defaults
+    expect(Object.keys(planRun(request(), SETTINGS).evaluationHyperParameters).sort()).toEqual(['base_model', 'method']);
+  });
+
+  test.each([
+    [{ benchmarkDatasets: [{ name: 'mmlu', sha256: 'c'.repeat(64) }, { name: 'mmlu', sha256: 'd'.repeat(64) }] }, /benchmarkDatasets: must name each benchmark dataset once/],
+    [{ benchmarkDatasets: Array.from({ length: 9 }, (_, i) => ({ name: `b${i}`, sha256: 'c'.repeat(64) })) }, /benchmarkDatasets: must list at most 8 benchmarks/],
+    [{ evaluation: { maxGenerations: -1 } }, /evaluation\.maxGenerations: must be 0 or more/],
+    [{ evaluation: { maxNewTokens: 1.5 } }, /evaluation\.maxNewTokens: must be a whole number/],
+  ])('fails when the benchmarks or evaluation settings are invalid (%#)', (overrides, message) => {
+    expect(() => planRun(request(overrides), SETTINGS)).toThrow(message);
+  });
+
   test('fails when a Hub model is given and the plane does not allow it', () => {
     const hub = request({ baseModel: 'meta-llama/Llama-3.1-8B-Instruct' });
     expect(() => planRun(hub, SETTINGS)).toThrow(/is a Hugging Face Hub id, but training jobs run with network isolation .* Stage the model folder under s3:\/\/tuneyard-data\/base-models\//);

@@ -36,6 +36,12 @@ const DatasetRefSchema = z.strictObject({
 
 const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
+/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe and these). */
+export const MAX_BENCHMARK_DATASETS = 8;
+
+/** What the evaluation job generates and scores when the request does not say (the trainer's defaults, evaluate.py). */
+export const DEFAULT_EVALUATION = { maxGenerations: 200, maxNewTokens: 256, maxBenchmarkItems: 1000 } as const;
+
 /** The longest run a request may ask for: 10 days (spot waits up to twice the runtime, within SageMaker's 28 days). */
 export const MAX_RUNTIME_HOURS = 240;
 
@@ -80,6 +86,22 @@ export const RunRequestSchema = z.strictObject({
   probeDataset: DatasetRefSchema.optional().describe(
     'A general-capability dataset version whose train.jsonl measures forgetting (base vs tuned loss). Default: none (forgettingIncrease is null).',
   ),
+  benchmarkDatasets: z
+    .array(DatasetRefSchema)
+    .max(MAX_BENCHMARK_DATASETS, `must list at most ${MAX_BENCHMARK_DATASETS} benchmarks (each is an input channel of the evaluation job)`)
+    .refine((refs) => new Set(refs.map((r) => r.name)).size === refs.length, { message: 'must name each benchmark dataset once (the evaluation reports each by its name)' })
+    .optional()
+    .describe(
+      'Multiple-choice benchmark dataset versions (train.jsonl: {"question" or "context", "choices", "answer"} per line) that the evaluation scores base and tuned by log-likelihood, as lm-evaluation-harness does; eval.json reports each accuracy and its drop, by the dataset name. Default: none.',
+    ),
+  evaluation: z
+    .strictObject({
+      maxGenerations: z.number().int('must be a whole number').min(0, 'must be 0 or more').max(10000, 'must be at most 10000').optional().describe(`Eval prompts each model answers (the first ones of eval.jsonl); 0: none. Default: ${DEFAULT_EVALUATION.maxGenerations}.`),
+      maxNewTokens: z.number().int('must be a whole number').min(1, 'must be at least 1').max(32768, 'must be at most 32768').optional().describe(`Tokens an answer may have at most. Default: ${DEFAULT_EVALUATION.maxNewTokens}.`),
+      maxBenchmarkItems: z.number().int('must be a whole number').min(1, 'must be at least 1').optional().describe(`Items scored of each benchmark (its first ones). Default: ${DEFAULT_EVALUATION.maxBenchmarkItems}.`),
+    })
+    .optional()
+    .describe('How much the evaluation job generates and scores (its cost). Default: the defaults of each field.'),
   baseModel: z
     .string()
     .min(1, 'must name the base model')
@@ -427,6 +449,15 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     ? [channel('probe', `${bucket}${datasetVersionPrefix(request.probeDataset.name, request.probeDataset.sha256)}train.jsonl`, 'application/jsonlines')]
     : [];
   const evalChannel = channel('eval', `${datasetS3Uri}eval.jsonl`, 'application/jsonlines');
+  // evaluate.py reads each benchmark-<name> channel's one file as the benchmark <name>
+  const benchmarkChannels = (request.benchmarkDatasets ?? []).map((b) =>
+    channel(`benchmark-${b.name}`, `${bucket}${datasetVersionPrefix(b.name, b.sha256)}train.jsonl`, 'application/jsonlines'),
+  );
+  const evaluationSettings = {
+    ...(request.evaluation?.maxGenerations !== undefined ? { max_generations: String(request.evaluation.maxGenerations) } : {}),
+    ...(request.evaluation?.maxNewTokens !== undefined ? { max_new_tokens: String(request.evaluation.maxNewTokens) } : {}),
+    ...(request.evaluation?.maxBenchmarkItems !== undefined ? { max_benchmark_items: String(request.evaluation.maxBenchmarkItems) } : {}),
+  };
 
   const { training: trainingJobName, evaluation: evaluationJobName } = jobNamesFor(runId, prefix);
   const outputS3Uri = `${bucket}${DATA_PREFIXES.artifacts}${runId}/`;
@@ -463,9 +494,9 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     hyperParameters,
     // `evaluate` reads the method and loss masking from the training output (base_model and method are informative)
     // and the graders, when the run names any, from `graders`.
-    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...(graders !== undefined ? { graders } : {}) },
+    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...(graders !== undefined ? { graders } : {}), ...evaluationSettings },
     inputDataConfig: [channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'), evalChannel, ...modelChannel],
-    evaluationInputDataConfig: [...modelChannel, channel('adapter', modelArtifactS3Uri), evalChannel, ...probe],
+    evaluationInputDataConfig: [...modelChannel, channel('adapter', modelArtifactS3Uri), evalChannel, ...probe, ...benchmarkChannels],
     outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     evaluationOutputDataConfig: { S3OutputPath: evalReportS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     resourceConfig: { InstanceType: request.instanceType, InstanceCount: request.instanceCount, VolumeSizeInGB: volumeSize, ...volumeKms },
@@ -596,7 +627,7 @@ function apiLimitProblems(plan: RunPlan): string[] {
     if (channels.length > INPUT_DATA_CONFIG.max!) problems.push(`job ${job} would have ${channels.length} input channels, over the ${INPUT_DATA_CONFIG.max} that CreateTrainingJob takes.`);
     for (const c of channels) {
       check(CHANNEL_NAME, c.ChannelName, 'CreateTrainingJob.InputDataConfig[].ChannelName', `channel ${c.ChannelName}`, 'Rename the channel.');
-      const field = c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : 'dataset';
+      const field = c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : c.ChannelName.startsWith('benchmark-') ? 'benchmarkDatasets' : 'dataset';
       check(S3_URI, c.DataSource.S3DataSource.S3Uri, `CreateTrainingJob.InputDataConfig["${c.ChannelName}"].S3Uri`, field, 'Use a shorter S3 location.');
     }
   }
