@@ -282,6 +282,7 @@ const EXTENSION = definition['x-tuneyard'];
 const REFUSED_METRICS: Record<string, string> = EXTENSION.refusedMetrics;
 const SAMPLE_FIELDS: readonly string[] = EXTENSION.sampleFields;
 const FORMULA_FUNCTIONS: readonly string[] = EXTENSION.formulaFunctions;
+const FORMULA_NUMBER = new RegExp(EXTENSION.formulaNumber);
 const TEMPLATE_FORMS = '{{ sample.output_text }}, {{ sample.output_json.<field> }} or {{ item.<field> }}';
 
 function ruleProblems(graders: GraderConfig[], out: Array<{ path: Key[]; message: string }>): void {
@@ -345,18 +346,60 @@ function graderRules(grader: GraderConfig, at: Key[], out: Array<{ path: Key[]; 
 }
 
 /**
- * The pattern's problem as JavaScript can tell it: Python's named groups are rewritten to JavaScript's first. The
- * evaluation job compiles it with Python's `re` (the authority); a verbose (`x`) pattern is left to it.
+ * The pattern's problem as JavaScript can tell it, after rewriting what Python's `re` writes differently: named groups
+ * `(?P<name>...)` and `(?P=name)`, global flags at the start (`(?i)`), scoped flags (`(?i:...)`), comments (`(?#...)`).
+ * JavaScript-only syntax (`(?<name>...)`, `\k<name>`, `\p{...}`) is refused, as Python would. The evaluation job
+ * compiles the pattern with Python's `re`, the authority: what JavaScript cannot judge (verbose patterns, back references
+ * to groups not yet closed, look-behinds of varying width) is refused there, before any answer is generated.
  */
 function regexProblem(pattern: string, flags: string): string | undefined {
-  if (flags.includes('x')) return undefined;
-  const js = pattern.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
+  const fix = 'fix the pattern (Python re syntax)';
+  const global = /^\(\?([aiLmsux]+)\)/.exec(pattern);
+  const letters = flags + (global?.[1] ?? '');
+  if (letters.includes('x')) return undefined;
+  const escaped = (what: string) => new RegExp(`(?<!\\\\)(?:\\\\\\\\)*${what}`).test(pattern);
+  if (/\(\?<(?![=!])/.test(pattern)) return `uses (?<name>...), which Python's re writes (?P<name>...); ${fix}`;
+  if (escaped('\\\\k<')) return `uses \\k<name>, which Python's re writes (?P=name); ${fix}`;
+  if (escaped('\\\\[pP]\\{')) return `uses \\p{...}, a Unicode property class Python's re does not have; ${fix}`;
+  const reference = openReference(pattern);
+  if (reference) return `refers to group ${reference}, which is not closed before it (Python's re refuses it); ${fix}`;
+  const js = pattern
+    .slice(global?.[0].length ?? 0)
+    .replace(/\(\?#[^)]*\)/g, '')
+    .replace(/\(\?[aiLmsux-]+:/g, '(?:')
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
   try {
-    new RegExp(js, flags.replace(/[^ims]/g, ''));
+    new RegExp(js, [...new Set(letters.replace(/[^ims]/g, ''))].join(''));
     return undefined;
   } catch (e) {
-    return `is not a valid regular expression: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}; fix the pattern (Python re syntax)`;
+    return `is not a valid regular expression: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}; ${fix}`;
   }
+}
+
+/** The first back reference `\\N` to a group not closed before it (Python refuses it; JavaScript reads an octal escape). */
+function openReference(pattern: string): number | undefined {
+  const open: boolean[] = []; // per open group: does it capture?
+  let closed = 0;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      const digits = /^[1-9]\d?/.exec(pattern.slice(i + 1));
+      if (!inClass && digits && Number(digits[0]) > closed) return Number(digits[0]);
+      i++;
+    } else if (inClass) {
+      if (c === ']') inClass = false;
+    } else if (c === '[') {
+      inClass = true;
+      if (pattern[i + 1] === ']') i++; // a ] first in a class is a literal
+    } else if (c === '(') {
+      open.push(pattern[i + 1] !== '?' || pattern.startsWith('(?P<', i));
+    } else if (c === ')' && open.pop()) {
+      closed++;
+    }
+  }
+  return undefined;
 }
 
 /** A parsed `{{ ... }}` reference: its namespace and steps, or the problem with it. */
@@ -405,7 +448,7 @@ const FORMULA_HINT = `use numbers, grader names, + - * / ^, parentheses and ${FO
  * parentheses and the functions of `x-tuneyard.formulaFunctions`. Throws naming what is not allowed.
  */
 export function parseFormula(text: string, names: readonly string[]): void {
-  const tokens = [...text.matchAll(/\s*(\*\*|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|[-+*/^(),]|\S)/g)].map((m) => m[1]);
+  const tokens = [...text.matchAll(/\s*(\*\*|(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*|[A-Za-z_][A-Za-z0-9_]*|[-+*/^(),]|\S)/g)].map((m) => m[1]);
   let at = 0;
   const peek = () => tokens[at];
   const syntax = (): never => {
@@ -438,6 +481,7 @@ export function parseFormula(text: string, names: readonly string[]): void {
       sum();
       expect(')');
     } else if (/^[\d.]/.test(token)) {
+      if (!FORMULA_NUMBER.test(token)) throw new Error(`has "${token}", which is not a number formulas take: write decimal numbers such as 2, 0.5 or 1e-3`);
       at++;
     } else if (/^[A-Za-z_]/.test(token)) {
       at++;
@@ -449,7 +493,11 @@ export function parseFormula(text: string, names: readonly string[]): void {
         at++;
         if (peek() === ')') throw new Error(`calls ${token}() with no arguments; pass at least one`);
         sum();
-        while (peek() === ',') at++, sum();
+        while (peek() === ',') {
+          at++;
+          if (peek() === ')') break; // a trailing comma, as Python allows
+          sum();
+        }
         expect(')');
       } else if (!names.includes(token)) {
         const near = closest(token, names);

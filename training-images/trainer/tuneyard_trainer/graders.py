@@ -324,14 +324,19 @@ class Formula:
 
     def __init__(self, text: str, names: list[str]):
         self.text = text
+        # one line, ^ as power: white space (new lines included) only separates tokens, as lib/graders.ts reads it
+        self.source = " ".join(text.split()).replace("^", "**")
         try:
-            self.tree = ast.parse(text.replace("^", "**"), mode="eval").body
+            self.tree = ast.parse(self.source, mode="eval").body
         except SyntaxError as e:
             raise ValueError(f"is not a formula ({e.msg} at character {e.offset}): use numbers, grader names, + - * / ^, parentheses and {', '.join(_FUNCTIONS)}") from None
         self._check(self.tree, names)
 
     def _check(self, node: ast.AST, names: list[str]) -> None:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            written = ast.get_source_segment(self.source, node) or ""
+            if not re.fullmatch(schema()[EXTENSION]["formulaNumber"], written):
+                raise ValueError(f'has "{written}", which is not a number formulas take: write decimal numbers such as 2, 0.5 or 1e-3')
             return
         if isinstance(node, ast.Name):
             if node.id not in names:
