@@ -27,9 +27,10 @@ export function count(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-/** Dollars: `$12.34`. */
+/** Dollars: `$12.34`; a cost above zero that rounds to nothing is `<$0.01`, not `$0.00`. */
 export function usd(n: number | undefined): string {
-  return n === undefined ? 'n/a' : `$${n.toFixed(2)}`;
+  if (n === undefined) return 'n/a';
+  return n > 0 && n < 0.005 ? '<$0.01' : `$${n.toFixed(2)}`;
 }
 
 /** A metric value with 4 significant digits. */

@@ -109,7 +109,7 @@ describe('train flags', () => {
   test('text output: the preflight, then the time and cost with spot', async () => {
     const { code, stdout } = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'qlora', '--epochs', '3'], { clients: plane.factory });
     expect(stdout).toMatch(
-      /^started run chats-qlora-[0-9a-f]{12}\n {2}QLoRA of .+ at maxLength 2048, batchSize 4 needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU\.\n {2}estimated ~\S+ h of training on 1 x ml\.g5\.2xlarge: \$[\d.]+ with spot \(\$[\d.]+ on demand\); an estimate, excluding start-up and evaluation \(see `tuneyard estimate`\)\n {2}watch it: tuneyard watch chats-qlora-[0-9a-f]{12}\n$/,
+      /^started run chats-qlora-[0-9a-f]{12}\n {2}QLoRA of .+ at maxLength 2048, batchSize 4 needs ~[\d.]+ GiB per GPU; ml\.g5\.2xlarge has 24 GiB per GPU\.\n {2}estimated ~\S+ h of training on 1 x ml\.g5\.2xlarge: <?\$[\d.]+ with spot \(<?\$[\d.]+ on demand\); an estimate, excluding start-up and evaluation \(see `tuneyard estimate`\)\n {2}watch it: tuneyard watch chats-qlora-[0-9a-f]{12}\n$/,
     );
     expect(code).toBe(0);
   });

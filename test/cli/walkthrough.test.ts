@@ -211,7 +211,7 @@ test('the README\'s first run, from hf download to a finished run, on moto', asy
         expect(result.stdout).toMatch(/^uploaded support-chats@[0-9a-f]{64}\n/);
         break;
       case 'train': {
-        const started = /^started run (support-chats-lora-[0-9a-f]{12})\n {2}.+ needs ~[\d.]+ GiB per GPU; ml\.g5\.xlarge has 24 GiB per GPU\.\n {2}estimated ~\S+ h of training on 1 x ml\.g5\.xlarge: \$[\d.]+ with spot \(\$[\d.]+ on demand\); .*\n {2}watch it: tuneyard watch \1\n$/.exec(result.stdout);
+        const started = /^started run (support-chats-lora-[0-9a-f]{12})\n {2}.+ needs ~[\d.]+ GiB per GPU; ml\.g5\.xlarge has 24 GiB per GPU\.\n {2}estimated ~\S+ h of training on 1 x ml\.g5\.xlarge: <?\$[\d.]+ with spot \(<?\$[\d.]+ on demand\); .*\n {2}watch it: tuneyard watch \1\n$/.exec(result.stdout);
         expect(started).not.toBeNull();
         runId = started![1];
         logLines = await playThePipeline(runId);
