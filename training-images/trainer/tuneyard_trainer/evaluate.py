@@ -297,7 +297,10 @@ def run(env: SageMakerEnv) -> int:
                 f"the run names graders, but the eval rows ({eval_report.format}) have no prompts to answer; graders "
                 "need chat, prompt-completion, alpaca or preference rows"
             )
-        stop_ids = training.get("stop_token_ids") or stop_token_ids(tokenizer)
+        written_stops = training.get("stop_token_ids")  # what train set as the generation config's eos_token_id
+        if isinstance(written_stops, int):
+            written_stops = [written_stops]
+        stop_ids = written_stops or stop_token_ids(tokenizer)
         outputs = _Outputs(tokenizer, prompts, stop_ids, suites, settings, max_length)
         load = {"dtype": compute_dtype(), "device_map": "auto" if torch.cuda.is_available() else None}
         base = AutoModelForCausalLM.from_pretrained(str(base_source), **load)
