@@ -159,3 +159,15 @@ def test_benchmarks_are_found_in_the_benchmarks_channel_and_in_benchmark_channel
     with pytest.raises(BenchmarkError, match="the benchmark-mmlu channel .* holds 2 .jsonl files; a benchmark-<name> channel holds exactly one"):
         benchmarks.staged(data)
     assert benchmarks.staged(tmp_path / "none") == {}
+
+
+def test_the_readme_s_benchmark_lines_are_items():
+    """README.md ("Evaluation: answers, graders and benchmarks") shows the format with two lines: both are read."""
+    from conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme[readme.index("A benchmark file is JSONL") :]
+    start = block.index("```json\n") + 8
+    lines = block[start : block.index("\n```", start)].splitlines()
+    items = [benchmarks.item_of(json.loads(line), f"README.md example {i}") for i, line in enumerate(lines)]
+    assert [item.context for item in items] == ["Question: What is the capital of France?\nAnswer:", "A man is sitting on a roof. He"]
