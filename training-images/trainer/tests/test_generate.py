@@ -214,3 +214,20 @@ def test_graders_without_generations_fail_before_any_weights_load(job):
     job.configure({"graders": json.dumps(checks), "max_generations": 0}, eval=sft_rows()[:2])
     assert job.run("evaluate") == 1
     assert "max_generations is 0, but the run names graders" in job.failure
+
+
+def test_the_defaults_planrun_states_are_the_evaluation_job_s():
+    """lib/run-request.ts states the evaluation's defaults (DEFAULT_EVALUATION, in the RunRequest's descriptions) but
+    leaves them out of the job's hyperparameters: they must be the ones evaluate.py applies."""
+    import re
+
+    from conftest import REPO_ROOT
+
+    from tuneyard_trainer.evaluate import SETTINGS, evaluation_settings
+
+    source = (REPO_ROOT / "lib" / "run-request.ts").read_text()
+    stated = dict(re.findall(r"(\w+): (\d+)", re.search(r"DEFAULT_EVALUATION = \{([^}]*)\}", source).group(1)))
+    keys = {"maxGenerations": "max_generations", "maxNewTokens": "max_new_tokens", "maxBenchmarkItems": "max_benchmark_items"}
+    assert set(stated) == set(keys)
+    assert {keys[k]: int(v) for k, v in stated.items()} == {key: SETTINGS[key][0] for key in keys.values()}
+    assert evaluation_settings({})["max_generations"] == int(stated["maxGenerations"])
