@@ -5,8 +5,8 @@ tokens (chat.stop_token_ids: the end-of-turn token, then eos).
 What makes it fast on a GPU: one `generate` call per batch of up to `batch_size` prompts (the GPU works on the whole
 batch each step), the KV cache (each step runs only the new token through the model), the model's attention
 implementation (sdpa by default in transformers), prompts of similar length in one batch (little padding), and a batch
-that stops as soon as all of its answers have stopped. vLLM (continuous batching, paged attention) is not in the image;
-at a few hundred answers of a few hundred tokens, batched `generate` takes minutes on one GPU."""
+that stops as soon as all of its answers have stopped. vLLM (continuous batching, paged attention) is not in the image.
+benchmarks/generation_throughput.py measures it (CPU figures in benchmarks/RESULTS.md; not yet measured on a GPU)."""
 
 from __future__ import annotations
 
