@@ -4,6 +4,7 @@ tokens' log-probabilities after the context (acc), and that sum over the choice'
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -171,3 +172,66 @@ def test_the_readme_s_benchmark_lines_are_items():
     lines = block[start : block.index("\n```", start)].splitlines()
     items = [benchmarks.item_of(json.loads(line), f"README.md example {i}") for i, line in enumerate(lines)]
     assert [item.context for item in items] == ["Question: What is the capital of France?\nAnswer:", "A man is sitting on a roof. He"]
+
+
+# lm-evaluation-harness's own output on fixed inputs (benchmarks/lm_eval_reference.py writes it, with lm-eval 0.4.13
+# installed beside the test requirements): the model and items below, scored by lm-eval's HFLM as a multiple_choice
+# task read from a local JSONL file.
+LM_EVAL_REFERENCE = Path(__file__).with_name("lm_eval_reference.json")
+REFERENCE_CORPUS = [
+    f"Translate to French: {en} {fr}. The {en} and the {fr} are near the road; question: answer, the {fr} et le {en}."
+    for en, fr in [("cat", "chat"), ("dog", "chien"), ("bird", "oiseau"), ("house", "maison"), ("tree", "arbre"),
+                   ("water", "eau"), ("bread", "pain"), ("sun", "soleil"), ("moon", "lune"), ("sea", "mer")]
+]
+
+
+def reference_setup(folder: Path):
+    """A tokenizer trained on a fixed corpus (not the test fixtures, which may grow) and a seeded random 2-layer Llama,
+    saved to `folder`; the benchmark items (some choices long, so acc and acc_norm differ). Returns (tokenizer, model,
+    rows)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(
+        REFERENCE_CORPUS,
+        trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token=None, unk_token=None)
+    torch.manual_seed(1234)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).eval()
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+    words = [("cat", "chat"), ("dog", "chien"), ("bird", "oiseau"), ("house", "maison"), ("tree", "arbre"),
+             ("water", "eau"), ("bread", "pain"), ("sun", "soleil"), ("moon", "lune"), ("sea", "mer")]
+    rows = []
+    for i, (en, _) in enumerate(words):
+        choices = [words[(i + k) % len(words)][1] for k in range(4)]
+        if i % 3 == 0:
+            choices[1] += " et le " + words[(i + 7) % len(words)][1]
+        rows.append({"question": f"Translate to French: {en}", "choices": choices, "answer": i % 4})
+    rows.append({"context": "The cat and the dog are near the", "choices": ["road.", "sea.", "tree and the house."], "answer": 0})
+    rows.append({"context": "Translate to French: sun ", "choices": ["soleil", "lune"], "answer": 0})  # trailing space
+    return tokenizer, model, rows
+
+
+def test_scores_are_lm_evaluation_harness_s_on_the_same_model_and_items(tmp_path):
+    """Per-choice log-likelihoods within 1e-4 of lm-eval 0.4.13's, and the same acc and acc_norm."""
+    reference = json.loads(LM_EVAL_REFERENCE.read_text())
+    tokenizer, model, rows = reference_setup(tmp_path)
+    assert rows == reference["items"], f"{LM_EVAL_REFERENCE.name} was recorded for other items: rerun {reference['command']}"
+    path = tmp_path / "mc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = benchmarks.load_file(path)
+    pairs = [(item.context, benchmarks.TARGET_DELIMITER + choice) for item in items for choice in item.choices]
+    assert benchmarks.loglikelihoods(model, tokenizer, pairs, 2048, batch_size=5) == pytest.approx(reference["loglikelihoods"], abs=1e-4)
+    scored = benchmarks.score(model, tokenizer, items, 2048)
+    assert (scored["accuracy"], scored["accuracy_norm"]) == pytest.approx((reference["acc"], reference["acc_norm"]))
+    assert reference["acc"] != reference["acc_norm"]  # the items tell the two apart
