@@ -19,6 +19,15 @@ export function dpoTrainerReport(): any {
 }
 
 /**
+ * The eval.json the real trainer wrote with graders and benchmarks: `graders` (exact, fuzzy) on generated answers
+ * and two multiple-choice benchmarks (translate-a, translate-b); or, with `graderErrors`, the report of a run whose
+ * grader `label` errored on every row and whose `rubric` (score_model) did not run, beside a working `exact`.
+ */
+export function gradedTrainerReport(graderErrors = false): any {
+  return fixture(graderErrors ? 'eval-report-grader-errors.json' : 'eval-report-benchmarks.json');
+}
+
+/**
  * The trainer's report with the tuned model's losses moved, its derived figures recomputed the way the
  * trainer computes them (evaluate.py): a report the trainer could have written for another model.
  */

@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dpoTrainerReport, movedDpoReport, trainerReport } from '../../../test/support/trainer-reports';
-import { gateFailures, parseReport, readEvalReport } from './read-eval-report';
+import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, trainerReport } from '../../../test/support/trainer-reports';
+import { gateFailures, JudgeResult, parseReport, readEvalReport } from './read-eval-report';
 
 // The eval.json the real trainer wrote, without and with a forgetting probe.
 const REPORT = trainerReport(false);
@@ -142,5 +142,116 @@ describe('ReadEvalReport handler', () => {
     [{ ...REPORT, examples: 0 }, /examples must be a positive integer/],
   ])('fails as EvalReportInvalid on a report that breaks the contract (%#)', (report, message) => {
     expect(() => parseReport(JSON.stringify(report), 'x')).toThrow(message);
+  });
+
+  describe('the gate on what the evaluation measured: graders, the judge, benchmarks', () => {
+    // The real reports: exact and fuzzy graders with two benchmarks; and graders that errored on every row or did not run.
+    const GRADED = gradedTrainerReport();
+    const ERRORS = gradedTrainerReport(true);
+    const BENCHMARKS = ['translate-a', 'translate-b'];
+    const fuzzy = GRADED.graders.tuned.fuzzy.mean as number;
+    const parse = (report: any, thresholds: object, planned: { benchmarks?: string[]; judge?: JudgeResult | null } = {}) =>
+      parseReport(JSON.stringify(report), 'x', { maxEvalLossRatio: 1, ...thresholds }, false, { benchmarks: planned.benchmarks ?? [], judge: planned.judge ?? null });
+    // A judge result as the JudgeAnswers state writes it ($.judge): winRate = wins / (wins + ties + losses).
+    const judge = (wins: number, ties: number, losses: number): JudgeResult => ({
+      reportUri: 's3://b/eval-reports/r/judge/judge.json',
+      items: wins + ties + losses,
+      wins,
+      ties,
+      losses,
+      winRate: wins + ties + losses ? wins / (wins + ties + losses) : 0,
+    });
+
+    test('a grader threshold passes at the tuned mean and fails just above it, the check named with its value and threshold', () => {
+      expect(fuzzy).toBeGreaterThan(0); // the fixture's figure, not one the test chose
+      const at = parse(GRADED, { minGraderMean: { fuzzy: round(fuzzy) - 0.0001 } });
+      expect(at).toMatchObject({ passed: true, failures: [] });
+      expect(at.graders!.tuned.fuzzy).toMatchObject({ mean: fuzzy, graded: 4, error_count: 0 });
+      const min = round(fuzzy + 0.01);
+      const above = parse(GRADED, { minGraderMean: { fuzzy: min, exact: 0 } });
+      expect(above.failures).toEqual([`grader fuzzy mean ${round(fuzzy)} is below the minimum ${min}`]);
+      expect(above.summary).toContain(`grader fuzzy=${round(fuzzy)} (base ${round(GRADED.graders.base.fuzzy.mean)}; min ${min})`);
+      expect(above.summary).toContain('grader exact=0 (base 0; min 0)');
+      expect(above.summary.startsWith(`rejected: grader fuzzy mean ${round(fuzzy)} is below the minimum ${min} | `)).toBe(true);
+    });
+
+    test('without thresholds the summary still shows each grader and benchmark the report measured', () => {
+      const result = parse(GRADED, {}, { benchmarks: BENCHMARKS });
+      expect(result.passed).toBe(true);
+      expect(result.summary).toContain(`grader fuzzy=${round(fuzzy)} (base ${round(GRADED.graders.base.fuzzy.mean)}; min none)`);
+      expect(result.summary).toContain(`benchmark translate-b drop=${round(GRADED.benchmarks[1].drop)} (accuracy ${round(GRADED.benchmarks[1].base_accuracy)} -> ${round(GRADED.benchmarks[1].tuned_accuracy)} on 6 items; max none)`);
+    });
+
+    test.each([
+      ['errored on every row', 'label', /^grader label was not measured \(minimum 0\): it errored on every row \(3 of them; row 0: .*label/],
+      ['did not run (an LLM judge grader the job cannot run)', 'rubric', /^grader rubric was not measured \(minimum 0\): the evaluation could not run it \(.+\)$/],
+      ['is missing from the report', 'absent', /^grader absent was not measured \(minimum 0\): the report has no result for it \(graders reported: exact, label, rubric\)$/],
+    ])('a grader that %s fails the gate closed, even at a minimum of 0', (_, name, message) => {
+      const result = parse(ERRORS, { minGraderMean: { [name]: 0, exact: 0 } });
+      expect(result.passed).toBe(false);
+      expect(result.failures).toHaveLength(1);
+      expect(result.failures[0]).toMatch(message);
+      expect(result.summary).toContain(`grader ${name}=missing (min 0)`);
+    });
+
+    test('a grader threshold fails closed on a report without graders', () => {
+      const result = parse(trainerReport(false), { minGraderMean: { exact: 0.5 } });
+      expect(result.failures).toEqual(['grader exact was not measured (minimum 0.5): the report has no grader results']);
+    });
+
+    test('the benchmark drop: the real report passes at the largest drop it measured and fails below it', () => {
+      const largest = Math.max(...GRADED.benchmarks.map((b: any) => b.drop));
+      expect(parse(GRADED, { maxBenchmarkDrop: largest }, { benchmarks: BENCHMARKS })).toMatchObject({ passed: true, failures: [] });
+      // the same report with translate-a's tuned model one item (of 6) worse: a drop of 1/6 the trainer could have written
+      const worse = JSON.parse(JSON.stringify(GRADED));
+      const a = worse.benchmarks[0];
+      a.tuned_accuracy = a.base_accuracy - 1 / 6;
+      a.drop = a.base_accuracy - a.tuned_accuracy;
+      const result = parse(worse, { maxBenchmarkDrop: 0.02 }, { benchmarks: BENCHMARKS });
+      expect(result.failures).toEqual([`benchmark translate-a drop ${round(a.drop)} is above the maximum 0.02 (accuracy ${round(a.base_accuracy)} -> ${round(a.tuned_accuracy)})`]);
+      expect(result.summary).toContain(`benchmark translate-a drop=${round(a.drop)} (accuracy ${round(a.base_accuracy)} -> ${round(a.tuned_accuracy)} on 6 items; max 0.02)`);
+    });
+
+    test('a planned benchmark missing from eval.json, or a report without benchmarks, fails the gate closed', () => {
+      const missing = parse(GRADED, { maxBenchmarkDrop: 0.5 }, { benchmarks: [...BENCHMARKS, 'mmlu'] });
+      expect(missing.failures).toEqual(['benchmark mmlu was not measured (maximum drop 0.5): eval.json has no result for it']);
+      expect(missing.summary).toContain('benchmark mmlu drop=missing (max 0.5)');
+      const none = parse(trainerReport(false), { maxBenchmarkDrop: 0.5 }, { benchmarks: ['mmlu'] });
+      expect(none.failures).toEqual(['benchmark mmlu was not measured (maximum drop 0.5): eval.json has no result for it']);
+      expect(parse(trainerReport(false), { maxBenchmarkDrop: 0.5 }).failures).toEqual(['benchmark drop was not measured (maximum 0.5): the report has no benchmarks and the run planned none']);
+    });
+
+    test('refuses a benchmark drop that disagrees with its accuracies (EvalReportInvalid)', () => {
+      const report = JSON.parse(JSON.stringify(GRADED));
+      report.benchmarks[1].drop = 0;
+      expect(() => parse(report, {})).toThrow(/benchmarks\[1\]\.drop 0 disagrees with the accuracies it summarises/);
+    });
+
+    test('the judge win rate passes at the minimum, fails under it, and fails closed without a judge result or a verdict', () => {
+      expect(parse(GRADED, { minJudgeWinRate: 0.6 }, { judge: judge(6, 2, 2) })).toMatchObject({ passed: true, failures: [] });
+      const under = parse(GRADED, { minJudgeWinRate: 0.6 }, { judge: judge(5, 3, 2) });
+      expect(under.failures).toEqual(['judge_win_rate 0.5 is below the minimum 0.6']);
+      expect(under.summary).toContain('judge_win_rate=0.5 (5 wins, 3 ties, 2 losses of 10 items; min 0.6)');
+      const absent = parse(GRADED, { minJudgeWinRate: 0.6 });
+      expect(absent.failures).toEqual(['judge_win_rate was not measured (minimum 0.6): the pipeline passed no judge result']);
+      expect(absent.summary).toContain('judge_win_rate=missing (min 0.6)');
+      expect(parse(GRADED, { minJudgeWinRate: 0 }, { judge: judge(0, 0, 0) }).failures).toEqual([
+        'judge_win_rate was not measured (minimum 0): the judge gave no verdict (0 wins, ties or losses of 0 items)',
+      ]);
+      expect(() => parse(GRADED, {}, { judge: { ...judge(5, 3, 2), winRate: 0.9 } })).toThrow(/winRate 0\.9 disagrees with the verdicts \(5 wins of 10 = 0\.5\)/);
+    });
+
+    test('the handler gates on the planned benchmarks and the judge result of its event', async () => {
+      const key = 'b/eval-reports/r/job/output/model/eval.json';
+      const result = await readEvalReport(
+        { reportUri: `s3://${key}`, thresholds: { maxEvalLossRatio: 1, maxBenchmarkDrop: 0.5, minJudgeWinRate: 0.5 }, benchmarks: ['translate-a', 'missing-one'], judge: judge(1, 0, 3) },
+        s3With(key, Buffer.from(JSON.stringify(GRADED))),
+      );
+      expect(result.failures).toEqual([
+        'judge_win_rate 0.25 is below the minimum 0.5',
+        'benchmark missing-one was not measured (maximum drop 0.5): eval.json has no result for it',
+      ]);
+      expect(result.judge).toEqual(judge(1, 0, 3));
+    });
   });
 });

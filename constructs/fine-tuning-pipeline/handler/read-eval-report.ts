@@ -16,6 +16,25 @@ export interface ReadEvalReportEvent {
    * then fails the gate (closed), instead of passing for want of a measurement.
    */
   readonly forgettingProbe?: boolean;
+  /**
+   * The benchmarks the run planned (`plan.benchmarks`): one missing from the report fails a maxBenchmarkDrop
+   * threshold (closed).
+   */
+  readonly benchmarks?: string[];
+  /** The LLM judge's result (the JudgeAnswers state's `$.judge`), `null` when the run has no judge. */
+  readonly judge?: JudgeResult | null;
+}
+
+/** The LLM judge's pairwise verdicts of the tuned model's answers against the base model's. */
+export interface JudgeResult {
+  /** Where the judge wrote its summary and judgements. */
+  readonly reportUri: string;
+  readonly items: number;
+  readonly wins: number;
+  readonly ties: number;
+  readonly losses: number;
+  /** wins / (wins + ties + losses). */
+  readonly winRate: number;
 }
 
 /**
@@ -27,6 +46,34 @@ export interface GateThresholds {
   readonly maxForgettingIncrease?: number | null;
   /** The least share of held-out preference pairs the tuned model must rank right (DPO); a report without the figure fails. */
   readonly minPreferenceAccuracy?: number | null;
+  /** The least mean score of the tuned model's answers per grader, by the grader's name; a grader that graded no row fails. */
+  readonly minGraderMean?: Record<string, number> | null;
+  /** The least win rate of the tuned model over the base by the LLM judge; no judge result fails. */
+  readonly minJudgeWinRate?: number | null;
+  /** The most accuracy (a fraction: 0.02 is 2 points) any benchmark may lose, base minus tuned; a planned benchmark missing from the report fails. */
+  readonly maxBenchmarkDrop?: number | null;
+}
+
+/** One grader's figures for one model (eval.json `graders.base|tuned.<name>`). */
+export interface GraderFigures {
+  /** Mean score over the graded answers, a row that could not be graded counting 0; `null` when the grader did not run. */
+  readonly mean: number | null;
+  /** Rows graded (not errored). */
+  readonly graded: number;
+  readonly error_count: number;
+  /** The first errors: {row, error}. */
+  readonly errors: { row: number; error: string }[];
+  /** Why the grader did not run (a type the job cannot run yet), when it did not. */
+  readonly unavailable?: string;
+}
+
+/** One benchmark's accuracies (eval.json `benchmarks[]`); drop = base - tuned. */
+export interface BenchmarkFigures {
+  readonly name: string;
+  readonly items: number;
+  readonly base_accuracy: number;
+  readonly tuned_accuracy: number;
+  readonly drop: number;
 }
 
 /** One model's figures in the report. */
@@ -67,6 +114,12 @@ export interface EvalReportResult {
   readonly preferenceAccuracy: number | null;
   /** The report's preference figures (DPO), `null` without. */
   readonly preference: PreferenceFigures | null;
+  /** The graders' figures of each model, `null` when the run had no graders. */
+  readonly graders: { readonly base: Record<string, GraderFigures>; readonly tuned: Record<string, GraderFigures> } | null;
+  /** The benchmarks' accuracies, `null` when the run had none. */
+  readonly benchmarks: BenchmarkFigures[] | null;
+  /** The judge's result the gate read, `null` without a judge. */
+  readonly judge: JudgeResult | null;
   /** The gate's decision: every threshold the run asked for was measured and met. */
   readonly passed: boolean;
   /** Each threshold that was not met or not measured, one line each (empty when passed). */
@@ -105,7 +158,7 @@ export async function readEvalReport(event: ReadEvalReportEvent, s3: S3Reader): 
     text = (await getObject(s3, bucket, reportKey)).toString('utf8');
   }
   const reportUri = `s3://${bucket}/${reportKey}`;
-  return { reportUri, ...parseReport(text, reportUri, event.thresholds, event.forgettingProbe ?? false) };
+  return { reportUri, ...parseReport(text, reportUri, event.thresholds, event.forgettingProbe ?? false, { benchmarks: event.benchmarks ?? [], judge: event.judge ?? null }) };
 }
 
 /** How far a ratio or difference written in the report may be from the one computed from its losses (float rounding). */
@@ -122,6 +175,7 @@ export function parseReport(
   where: string,
   thresholds: GateThresholds = {},
   forgettingProbe = false,
+  planned: { readonly benchmarks: readonly string[]; readonly judge: JudgeResult | null } = { benchmarks: [], judge: null },
 ): Omit<EvalReportResult, 'reportUri'> {
   let raw: unknown;
   try {
@@ -164,7 +218,11 @@ export function parseReport(
   const preference = report.preference === null || report.preference === undefined ? null : preferenceFigures(report.preference, where);
   const preferenceAccuracy = preference === null ? null : preference.preferred / preference.pairs;
 
-  const failures = gateFailures({ evalLossRatio, forgettingIncrease, preferenceAccuracy }, thresholds, forgettingProbe);
+  const graders = report.graders === null || report.graders === undefined ? null : graderReport(report.graders, where);
+  const benchmarks = report.benchmarks === null || report.benchmarks === undefined ? null : benchmarkReport(report.benchmarks, where);
+  const judge = planned.judge === null ? null : judgeResult(planned.judge);
+
+  const failures = gateFailures({ evalLossRatio, forgettingIncrease, preferenceAccuracy, graders, benchmarks, judge }, thresholds, forgettingProbe, planned.benchmarks);
   const passed = failures.length === 0;
   const parts: string[] = [];
   const minAccuracy = thresholds.minPreferenceAccuracy ?? null;
@@ -184,9 +242,10 @@ export function parseReport(
         : 'forgetting_increase=none (no probe)'
       : `forgetting_increase=${round(forgettingIncrease)} (max ${thresholds.maxForgettingIncrease ?? 'none'})`,
   );
+  parts.push(...measureParts({ graders, benchmarks, judge }, thresholds, planned.benchmarks));
   parts.push(`eval_loss ${round(base.eval_loss)} -> ${round(tuned.eval_loss)} on ${examples} examples`);
   const summary = `${passed ? 'passed' : `rejected: ${failures.join('; ')}`} | ${parts.join('; ')}`;
-  return { evalLossRatio, forgettingIncrease, examples, base, tuned, preferenceAccuracy, preference, passed, failures, summary };
+  return { evalLossRatio, forgettingIncrease, examples, base, tuned, preferenceAccuracy, preference, graders, benchmarks, judge, passed, failures, summary };
 }
 
 /**
@@ -194,11 +253,43 @@ export function parseReport(
  * but is missing fails (closed). NaN never passes: the comparisons are written so that it fails them.
  */
 export function gateFailures(
-  figures: { readonly evalLossRatio: number; readonly forgettingIncrease: number | null; readonly preferenceAccuracy?: number | null },
+  figures: {
+    readonly evalLossRatio: number;
+    readonly forgettingIncrease: number | null;
+    readonly preferenceAccuracy?: number | null;
+    readonly graders?: EvalReportResult['graders'];
+    readonly benchmarks?: BenchmarkFigures[] | null;
+    readonly judge?: JudgeResult | null;
+  },
   thresholds: GateThresholds,
   forgettingProbe: boolean,
+  plannedBenchmarks: readonly string[] = [],
 ): string[] {
   const failures: string[] = [];
+  for (const [name, min] of Object.entries(thresholds.minGraderMean ?? {})) {
+    const grader = figures.graders?.tuned[name];
+    const missing = graderMissing(grader, figures.graders ?? null);
+    if (missing !== null) failures.push(`grader ${name} was not measured (minimum ${min}): ${missing}`);
+    else if (!(grader!.mean! >= min)) failures.push(`grader ${name} mean ${round(grader!.mean!)} is below the minimum ${min}`);
+  }
+  const minWinRate = thresholds.minJudgeWinRate;
+  if (minWinRate !== undefined && minWinRate !== null) {
+    const judge = figures.judge ?? null;
+    if (judge === null) failures.push(`judge_win_rate was not measured (minimum ${minWinRate}): the pipeline passed no judge result`);
+    else if (judge.wins + judge.ties + judge.losses === 0) failures.push(`judge_win_rate was not measured (minimum ${minWinRate}): the judge gave no verdict (0 wins, ties or losses of ${judge.items} items)`);
+    else if (!(judge.winRate >= minWinRate)) failures.push(`judge_win_rate ${round(judge.winRate)} is below the minimum ${minWinRate}`);
+  }
+  const maxDrop = thresholds.maxBenchmarkDrop;
+  if (maxDrop !== undefined && maxDrop !== null) {
+    const reported = figures.benchmarks ?? [];
+    const names = [...new Set([...plannedBenchmarks, ...reported.map((b) => b.name)])];
+    if (names.length === 0) failures.push(`benchmark drop was not measured (maximum ${maxDrop}): the report has no benchmarks and the run planned none`);
+    for (const name of names) {
+      const entry = reported.find((b) => b.name === name);
+      if (!entry) failures.push(`benchmark ${name} was not measured (maximum drop ${maxDrop}): eval.json has no result for it`);
+      else if (!(entry.drop <= maxDrop)) failures.push(`benchmark ${name} drop ${round(entry.drop)} is above the maximum ${maxDrop} (accuracy ${round(entry.base_accuracy)} -> ${round(entry.tuned_accuracy)})`);
+    }
+  }
   const minAccuracy = thresholds.minPreferenceAccuracy;
   if (minAccuracy !== undefined && minAccuracy !== null) {
     const accuracy = figures.preferenceAccuracy ?? null;
@@ -221,6 +312,131 @@ export function gateFailures(
     }
   }
   return failures;
+}
+
+/** Why a grader's tuned figure cannot be gated on, or `null` when it can. */
+function graderMissing(grader: GraderFigures | undefined, graders: EvalReportResult['graders']): string | null {
+  if (graders === null) return 'the report has no grader results';
+  if (grader === undefined) return `the report has no result for it (graders reported: ${Object.keys(graders.tuned).join(', ') || 'none'})`;
+  if (grader.unavailable !== undefined || grader.mean === null) return `the evaluation could not run it (${grader.unavailable ?? 'no mean'})`;
+  if (grader.graded === 0) {
+    const first = grader.errors[0];
+    return `it errored on every row (${grader.error_count} of them${first ? `; row ${first.row}: ${first.error}` : ''})`;
+  }
+  return null;
+}
+
+/** The summary's parts for the graders, the judge and the benchmarks: each figure the gate read, beside its threshold. */
+function measureParts(
+  figures: { readonly graders: EvalReportResult['graders']; readonly benchmarks: BenchmarkFigures[] | null; readonly judge: JudgeResult | null },
+  thresholds: GateThresholds,
+  plannedBenchmarks: readonly string[],
+): string[] {
+  const parts: string[] = [];
+  const minMean = thresholds.minGraderMean ?? {};
+  const graderNames = [...new Set([...Object.keys(figures.graders?.tuned ?? {}), ...Object.keys(minMean)])];
+  for (const name of graderNames) {
+    const grader = figures.graders?.tuned[name];
+    const limit = `min ${minMean[name] ?? 'none'}`;
+    if (graderMissing(grader, figures.graders) !== null) {
+      parts.push(`grader ${name}=missing (${limit})`);
+    } else {
+      const base = figures.graders!.base[name]?.mean;
+      const errors = grader!.error_count ? `, ${grader!.error_count} errors` : '';
+      parts.push(`grader ${name}=${round(grader!.mean!)} (base ${base === null || base === undefined ? 'missing' : round(base)}${errors}; ${limit})`);
+    }
+  }
+  const minWinRate = thresholds.minJudgeWinRate ?? null;
+  if (figures.judge !== null) {
+    const j = figures.judge;
+    parts.push(`judge_win_rate=${round(j.winRate)} (${j.wins} wins, ${j.ties} ties, ${j.losses} losses of ${j.items} items; min ${minWinRate ?? 'none'})`);
+  } else if (minWinRate !== null) {
+    parts.push(`judge_win_rate=missing (min ${minWinRate})`);
+  }
+  const maxDrop = thresholds.maxBenchmarkDrop ?? null;
+  const reported = figures.benchmarks ?? [];
+  for (const name of [...new Set([...plannedBenchmarks, ...reported.map((b) => b.name)])]) {
+    const entry = reported.find((b) => b.name === name);
+    parts.push(
+      entry
+        ? `benchmark ${name} drop=${round(entry.drop)} (accuracy ${round(entry.base_accuracy)} -> ${round(entry.tuned_accuracy)} on ${entry.items} items; max ${maxDrop ?? 'none'})`
+        : `benchmark ${name} drop=missing (max ${maxDrop ?? 'none'})`,
+    );
+  }
+  return parts;
+}
+
+function graderReport(value: unknown, where: string): NonNullable<EvalReportResult['graders']> {
+  const v = value as Record<string, unknown> | null;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new EvalReportInvalid(`${where}: graders must be an object {base, tuned} or null.`);
+  const side = (name: 'base' | 'tuned'): Record<string, GraderFigures> => {
+    const results = v[name] as Record<string, unknown> | null;
+    if (!results || typeof results !== 'object' || Array.isArray(results)) throw new EvalReportInvalid(`${where}: graders.${name} must be an object of grader results by name.`);
+    const out: Record<string, GraderFigures> = {};
+    for (const [grader, raw] of Object.entries(results)) {
+      const r = raw as Record<string, unknown> | null;
+      const field = `graders.${name}.${grader}`;
+      if (!r || typeof r !== 'object' || Array.isArray(r)) throw new EvalReportInvalid(`${where}: ${field} must be an object of figures.`);
+      const graded = r.graded;
+      const errorCount = r.error_count;
+      if (typeof graded !== 'number' || !Number.isInteger(graded) || graded < 0) throw new EvalReportInvalid(`${where}: ${field}.graded must be a whole number, got ${JSON.stringify(graded)}.`);
+      if (typeof errorCount !== 'number' || !Number.isInteger(errorCount) || errorCount < 0) throw new EvalReportInvalid(`${where}: ${field}.error_count must be a whole number, got ${JSON.stringify(errorCount)}.`);
+      const errors = Array.isArray(r.errors) ? (r.errors as { row: number; error: string }[]) : [];
+      out[grader] = {
+        mean: r.mean === null || r.mean === undefined ? null : finite(r.mean, `${field}.mean`, where),
+        graded,
+        error_count: errorCount,
+        errors,
+        ...(typeof r.unavailable === 'string' ? { unavailable: r.unavailable } : {}),
+      };
+    }
+    return out;
+  };
+  return { base: side('base'), tuned: side('tuned') };
+}
+
+function benchmarkReport(value: unknown, where: string): BenchmarkFigures[] {
+  if (!Array.isArray(value)) throw new EvalReportInvalid(`${where}: benchmarks must be a list or null.`);
+  return value.map((raw, i) => {
+    const r = raw as Record<string, unknown> | null;
+    const field = `benchmarks[${i}]`;
+    if (!r || typeof r !== 'object' || typeof r.name !== 'string') throw new EvalReportInvalid(`${where}: ${field} must be an object with a name.`);
+    const items = r.items;
+    if (typeof items !== 'number' || !Number.isInteger(items) || items < 1) throw new EvalReportInvalid(`${where}: ${field}.items must be a positive integer, got ${JSON.stringify(items)}.`);
+    const entry: BenchmarkFigures = {
+      name: r.name,
+      items,
+      base_accuracy: finite(r.base_accuracy, `${field}.base_accuracy`, where),
+      tuned_accuracy: finite(r.tuned_accuracy, `${field}.tuned_accuracy`, where),
+      drop: finite(r.drop, `${field}.drop`, where),
+    };
+    // the drop the gate compares is computed from the accuracies, as the loss ratio is from the losses
+    if (!agrees(entry.drop, entry.base_accuracy - entry.tuned_accuracy)) {
+      throw new EvalReportInvalid(
+        `${where}: ${field}.drop ${entry.drop} disagrees with the accuracies it summarises (base ${entry.base_accuracy} - tuned ${entry.tuned_accuracy}). ` +
+          'The report is inconsistent: fix the evaluation that wrote it (drop = base_accuracy - tuned_accuracy).',
+      );
+    }
+    return entry;
+  });
+}
+
+/** The judge's result as the JudgeAnswers state wrote it: counts that add up and a win rate that agrees with them. */
+function judgeResult(value: JudgeResult): JudgeResult {
+  const v = value as unknown as Record<string, unknown>;
+  const where = 'the judge result ($.judge)';
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new EvalReportInvalid(`${where} must be an object {reportUri, items, wins, ties, losses, winRate} or null, got ${JSON.stringify(value)}.`);
+  for (const field of ['items', 'wins', 'ties', 'losses'] as const) {
+    const n = v[field];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new EvalReportInvalid(`${where}: ${field} must be a whole number, got ${JSON.stringify(n)}.`);
+  }
+  const judged = value.wins + value.ties + value.losses;
+  // no verdict: no rate to check (the gate reports the judge as not measured)
+  const winRate = judged === 0 && typeof v.winRate !== 'number' ? 0 : finite(v.winRate, 'winRate', where);
+  if (judged > 0 && !agrees(winRate, value.wins / judged)) {
+    throw new EvalReportInvalid(`${where}: winRate ${winRate} disagrees with the verdicts (${value.wins} wins of ${judged} = ${round(value.wins / judged)}); fix the judge step (winRate = wins / (wins + ties + losses)).`);
+  }
+  return { reportUri: String(v.reportUri), items: value.items, wins: value.wins, ties: value.ties, losses: value.losses, winRate };
 }
 
 function agrees(written: number, computed: number): boolean {

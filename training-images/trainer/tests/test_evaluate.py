@@ -319,3 +319,25 @@ def test_benchmark_accuracy_of_base_and_tuned_goes_into_the_report(make_job, lor
         assert report["graders"][side]["fuzzy"]["mean"] == pytest.approx(sum(fuzzy) / 4)
         assert report["graders"][side]["fuzzy"]["passed"] == pytest.approx(sum(f >= 0.5 for f in fuzzy) / 4)
     check_fixture("eval-report-benchmarks.json", report)
+
+
+def test_graders_that_cannot_grade_are_reported_so_the_gate_fails_closed(make_job, lora_run):
+    """A grader whose template names a field the eval rows lack errors on every row (graded 0, each error listed), and a
+    score_model grader (an LLM judge the job does not run) is unavailable (mean null): the gate cannot pass a threshold
+    on either. The report is the fixture the pipeline's ReadEvalReport tests read for those fail-closed cases."""
+    checks = [
+        {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}", "operation": "eq"},
+        {"type": "string_check", "name": "label", "input": "{{ sample.output_text }}", "reference": "{{ item.label }}", "operation": "eq"},
+        {"type": "score_model", "name": "rubric", "model": "m", "input": [{"role": "user", "content": "Rate {{ sample.output_text }}"}], "range": [0, 1]},
+    ]
+    job = make_job("grader-errors").configure({"max_new_tokens": 8, "graders": json.dumps(checks)}, eval=sft_rows()[:3])
+    (job.root / "input" / "data" / "adapter").symlink_to(lora_run.model_dir, target_is_directory=True)
+    assert job.run("evaluate") == 0, job.failure
+    report = json.loads((job.model_dir / "eval.json").read_text())
+    for side in ("base", "tuned"):
+        graders = report["graders"][side]
+        assert graders["exact"]["graded"] == 3 and graders["exact"]["error_count"] == 0
+        assert graders["label"]["graded"] == 0 and graders["label"]["error_count"] == 3
+        assert "label" in graders["label"]["errors"][0]["error"]
+        assert graders["rubric"]["mean"] is None and graders["rubric"]["unavailable"]
+    check_fixture("eval-report-grader-errors.json", report)

@@ -169,7 +169,8 @@ def write_generations(
             "tuned_tokens": t.tokens,
             "base_stopped": b.stopped,
             "tuned_stopped": t.stopped,
-            **{f"{side}_scores": {name: values[at] for name, values in by_grader.items()} for side, by_grader in scores.items()},
+            # a grader that did not run (graders.grade_rows: "unavailable") has no scores: no entry, not a row's None
+            **{f"{side}_scores": {name: values[at] for name, values in by_grader.items() if values} for side, by_grader in scores.items()},
         }
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     path.write_text("".join(lines), encoding="utf-8")
