@@ -17,6 +17,7 @@ import {
   TRAINING_JOB_NAME,
 } from './api-limits';
 import { compactGraders, graderProblems, parseGraders } from './graders';
+import { JudgePlan, judgeGraders, judgeProblem, JudgeRequestSchema } from './judge';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
 import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
@@ -146,6 +147,7 @@ export const RunRequestSchema = z.strictObject({
     .describe(
       "Graders that score the models' answers to the eval rows: OpenAI grader JSON (string_check, text_similarity, score_model, label_model, python, multi) or Tuneyard's json_schema, regex, label_check (graders.schema.json). Default: none.",
     ),
+  judge: JudgeRequestSchema.optional(),
 })
   .superRefine((request, ctx) => {
     if (request.graders !== undefined) {
@@ -283,6 +285,11 @@ export interface PlanSettings {
    * @default - not checked (an image of the user's own)
    */
   readonly minComputeCapability?: number;
+  /**
+   * The Bedrock model ids a run's judge may name (the JudgeAnswers role may invoke those only).
+   * @default - none: a request with a judge is refused
+   */
+  readonly judgeModelIds?: readonly string[];
 }
 
 /** The default prefix of training job names. */
@@ -354,6 +361,8 @@ export interface RunPlan {
   /** The registry's ModelApprovalStatus: `Approved` when the request auto-approves, else `PendingManualApproval`. */
   readonly modelApprovalStatus: 'Approved' | 'PendingManualApproval';
   readonly deploy: RunRequest['deploy'];
+  /** The LLM judge that JudgeAnswers runs after the evaluation; null when the run has none. */
+  readonly judge: JudgePlan | null;
   /**
    * Lineage for the model registry's CustomerMetadataProperties: every key and value within the
    * API's limits ({@link CUSTOMER_METADATA_VALUE}: at most 256 of letters, digits, spaces and
@@ -487,6 +496,8 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     );
   }
 
+  const judge = request.judge === undefined ? null : planJudge(request, settings, graders === undefined ? [] : judgeGraders(parseGraders(request.graders, 'graders')), evalReportKey);
+
   const plan: RunPlan = {
     runId,
     trainingJobName,
@@ -516,6 +527,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     autoApprove: request.autoApprove,
     modelApprovalStatus: request.autoApprove ? 'Approved' : 'PendingManualApproval',
     deploy: request.deploy,
+    judge,
     lineage: {
       runId,
       baseModel: request.baseModel,
@@ -537,6 +549,27 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const problems = apiLimitProblems(plan);
   if (problems.length) throw new RunRequestError(problems.join('\n'));
   return plan;
+}
+
+/** The judge's plan: refused (with the fix) when the plane does not allow its model or it would have nothing to judge. */
+function planJudge(request: RunRequest, settings: PlanSettings, graders: JudgePlan['graders'], evalReportKey: string): JudgePlan {
+  const judge = request.judge!;
+  const maxGenerations = request.evaluation?.maxGenerations ?? DEFAULT_EVALUATION.maxGenerations;
+  const problem = judgeProblem(judge, settings.judgeModelIds, maxGenerations, graders.length);
+  if (problem) throw new RunRequestError(problem);
+  const maxItems = Math.min(judge.maxItems, maxGenerations);
+  const runPrefix = evalReportKey.slice(0, evalReportKey.indexOf('/', DATA_PREFIXES.evalReports.length) + 1);
+  return {
+    modelId: judge.modelId,
+    maxItems,
+    ...(judge.rubric !== undefined ? { rubric: judge.rubric } : {}),
+    pairwise: judge.pairwise,
+    graders,
+    generations: { bucket: settings.bucketName, key: evalReportKey.replace(/eval\.json$/, 'generations.jsonl') },
+    output: { bucket: settings.bucketName, prefix: `${runPrefix}judge/` },
+    maxCalls: maxItems * ((judge.pairwise ? 2 : 0) + 2 * graders.length),
+    cost: 'unpriced',
+  };
 }
 
 /** Room for the base weights, checkpoints (with optimizer state when all weights train) and the outputs. */

@@ -16,6 +16,7 @@ import { createLogKey, createPlaneFunction } from '../../lib/plane-function';
 import { TuneyardValidationError } from '../../lib/errors';
 import { DATA_PREFIXES } from '../../lib/layout';
 import { GATE_REJECTED_ERROR, isJobNamePrefix, MAX_JOB_NAME_PREFIX_LENGTH } from '../../lib/run-request';
+import { inferenceProfileGeography, JUDGE_MODEL_ID } from '../../lib/judge';
 
 export { GATE_REJECTED_ERROR };
 import type { DeployArtifact } from './handler/plan-run';
@@ -236,6 +237,15 @@ export interface FineTuningPipelineProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * The Amazon Bedrock models a run's LLM judge may name (RunRequest `judge.modelId`): foundation model ids
+   * (`amazon.nova-pro-v1:0`) or cross-region inference profile ids (`us.anthropic.claude-3-5-haiku-20241022-v1:0`).
+   * With any, the pipeline gets a JudgeAnswers state after Evaluate whose function may invoke these models only
+   * (`bedrock:InvokeModel`); the models must be enabled in the account (Bedrock model access).
+   *
+   * @default - none: no judge; PlanRun refuses a request that asks for one
+   */
+  readonly judgeModelIds?: string[];
 }
 
 /** The pipeline's state names that other code (CLI, dashboards, tests) relies on. */
@@ -246,6 +256,9 @@ export const PIPELINE_STATES = {
   inspectTraining: 'InspectTraining',
   evaluate: 'Evaluate',
   inspectEvaluation: 'InspectEvaluation',
+  judgeRequested: 'JudgeRequested',
+  judgeAnswers: 'JudgeAnswers',
+  judgeDone: 'JudgeDone',
   readEvalReport: 'ReadEvalReport',
   gate: 'Gate',
   register: 'Register',
@@ -265,10 +278,14 @@ export const PIPELINE_FAILURES = {
   trainingFailed: 'TrainingFailed',
   evaluationFailed: 'EvaluationFailed',
   evalReportInvalid: 'EvalReportInvalid',
+  judgeFailed: 'JudgeFailed',
   registrationFailed: 'RegistrationFailed',
   rejected: 'Rejected',
 } as const;
 
+
+/** How long one JudgeAnswers invocation may run (a run with more items loops, from its cursor). */
+const JUDGE_FUNCTION_TIMEOUT = Duration.minutes(10);
 
 /** The CloudWatch namespace of the pipeline's own metrics. */
 export const PIPELINE_METRICS_NAMESPACE = 'Tuneyard/Pipeline';
@@ -329,6 +346,8 @@ export class FineTuningPipeline extends Construct {
   public readonly readEvalReportFunction: lambda.IFunction;
   /** The function that looks at a training or evaluation job after its state failed (InspectTraining, InspectEvaluation). */
   public readonly inspectJobFunction: lambda.IFunction;
+  /** The JudgeAnswers function (the LLM judge on Bedrock); undefined when `judgeModelIds` allows none. */
+  public readonly judgeFunction?: lambda.IFunction;
   /** The plane's data store. */
   public readonly store: DatasetStore;
   /** The training and evaluation jobs (given, or created). */
@@ -396,6 +415,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_DEPLOYS: props.deployStage?.deploys ?? '',
       TUNEYARD_ADAPTER_NAME_PREFIX: props.deployStage?.adapterNamePrefix ?? '',
       TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
+      TUNEYARD_JUDGE_MODEL_IDS: (props.judgeModelIds ?? []).join(','),
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
@@ -409,6 +429,8 @@ export class FineTuningPipeline extends Construct {
       [`AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this), props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*`))}]`]:
         'Reads the eval report of any run under eval-reports/: the run is chosen per execution (the plan names the object).',
     });
+
+    this.judgeFunction = this.createJudgeFunction(props.judgeModelIds ?? []);
 
     const definition = this.buildDefinition();
 
@@ -435,7 +457,13 @@ export class FineTuningPipeline extends Construct {
     this.registry.grantRegister(this.role);
     this.topic.grantPublish(this.role);
     if (this.topic.masterKey) this.topic.masterKey.grant(this.role, 'kms:Decrypt', 'kms:GenerateDataKey');
-    this.acknowledgeRoleFindings([this.planRunFunction, this.readEvalReportFunction, this.inspectJobFunction, this.datasetValidator.function]);
+    this.acknowledgeRoleFindings([
+      this.planRunFunction,
+      this.readEvalReportFunction,
+      this.inspectJobFunction,
+      this.datasetValidator.function,
+      ...(this.judgeFunction ? [this.judgeFunction] : []),
+    ]);
     this.notifyAbortedRuns(this.topic);
 
     new logs.MetricFilter(this, 'RunsRejectedFilter', {
@@ -546,6 +574,9 @@ export class FineTuningPipeline extends Construct {
         reportUri: sfn.JsonPath.stringAt('$.plan.evalReport.s3Uri'),
         thresholds: sfn.JsonPath.objectAt('$.plan.thresholds'),
         forgettingProbe: sfn.JsonPath.objectAt('$.plan.forgettingProbe'),
+        benchmarks: sfn.JsonPath.listAt('$.plan.benchmarks'),
+        // null (PlanRun's) for a run without a judge, the JudgeAnswers result otherwise
+        judge: sfn.JsonPath.objectAt('$.judge'),
       }),
       resultPath: '$.report',
       taskTimeout: sfn.Timeout.duration(Duration.minutes(15)),
@@ -557,7 +588,7 @@ export class FineTuningPipeline extends Construct {
     const train = this.trainingJob.trainState(PIPELINE_STATES.train);
     const evaluate = this.trainingJob.evaluateState(PIPELINE_STATES.evaluate);
     this.recoverJob(train, 'Train', '$.training', failure(PIPELINE_FAILURES.trainingFailed, PIPELINE_STATES.train), evaluate);
-    this.recoverJob(evaluate, 'Evaluate', '$.evaluation', failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), readReport);
+    this.recoverJob(evaluate, 'Evaluate', '$.evaluation', failure(PIPELINE_FAILURES.evaluationFailed, PIPELINE_STATES.evaluate), this.judgeStates(readReport));
 
     const register = this.registry.registerState(PIPELINE_STATES.register);
     this.addTransientRetries(register, 'sagemaker');
@@ -643,6 +674,101 @@ export class FineTuningPipeline extends Construct {
     }
 
     return sfn.Chain.start(planRun).next(validate).next(train);
+  }
+
+  /**
+   * The LLM judge between Evaluate and ReadEvalReport, when the pipeline allows judge models: JudgeRequested routes a
+   * run without a judge (`$.plan.judge` null; `$.judge` stays the null PlanRun wrote) to ReadEvalReport; a run with
+   * one goes JudgeStart → JudgeAnswers, invoked again from its cursor (JudgeDone) until every item is judged, and
+   * JudgeResult puts `{reportUri, items, wins, ties, losses, winRate}` at `$.judge`.
+   */
+  private judgeStates(next: sfn.IChainable): sfn.IChainable {
+    if (!this.judgeFunction) return next;
+    const judge = new tasks.LambdaInvoke(this, PIPELINE_STATES.judgeAnswers, {
+      lambdaFunction: this.judgeFunction,
+      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject({ judge: sfn.JsonPath.objectAt('$.plan.judge'), progress: sfn.JsonPath.objectAt('$.judgeProgress') }),
+      resultPath: '$.judgeProgress',
+      taskTimeout: sfn.Timeout.duration(JUDGE_FUNCTION_TIMEOUT.plus(Duration.minutes(1))),
+      retryOnServiceExceptions: false,
+    });
+    // A part is written under a key named by its cursor: judging a part again overwrites it (idempotent).
+    this.addTransientRetries(judge, 'lambda', true);
+    // Bedrock throttling that outlasted the SDK's adaptive retries: wait, and judge the part again.
+    judge.addRetry({ errors: ['ThrottlingException', 'ServiceUnavailableException', 'ModelNotReadyException'], interval: Duration.seconds(30), maxAttempts: 4, backoffRate: 2, jitterStrategy: sfn.JitterType.FULL, maxDelay: Duration.minutes(5) });
+    judge.addCatch(this.failureChain(PIPELINE_FAILURES.judgeFailed, PIPELINE_STATES.judgeAnswers), { resultPath: '$.error' });
+    const start = new sfn.Pass(this, 'JudgeStart', { result: sfn.Result.fromObject({ cursor: 0, parts: [], done: false }), resultPath: '$.judgeProgress' });
+    const result = new sfn.Pass(this, 'JudgeResult', { inputPath: '$.judgeProgress.result', resultPath: '$.judge' });
+    judge.next(
+      new sfn.Choice(this, PIPELINE_STATES.judgeDone)
+        .when(sfn.Condition.and(sfn.Condition.isBoolean('$.judgeProgress.done'), sfn.Condition.booleanEquals('$.judgeProgress.done', true)), result.next(next))
+        .otherwise(judge),
+    );
+    return new sfn.Choice(this, PIPELINE_STATES.judgeRequested)
+      .when(sfn.Condition.and(sfn.Condition.isPresent('$.plan.judge'), sfn.Condition.not(sfn.Condition.isNull('$.plan.judge'))), start.next(judge))
+      .otherwise(next);
+  }
+
+  /**
+   * The JudgeAnswers function, when `judgeModelIds` names any: it reads generations.jsonl and writes under
+   * `eval-reports/<run>/judge/`, and may invoke the named Bedrock models only.
+   */
+  private createJudgeFunction(modelIds: string[]): lambda.IFunction | undefined {
+    if (modelIds.length === 0) return undefined;
+    for (const id of modelIds) {
+      if (!Token.isUnresolved(id) && !JUDGE_MODEL_ID.test(id)) {
+        throw new TuneyardValidationError(
+          `judgeModelIds: "${id}" is not a Bedrock model id or inference profile id: use e.g. "amazon.nova-pro-v1:0" or "us.anthropic.claude-3-5-haiku-20241022-v1:0" (not an ARN).`,
+          this,
+        );
+      }
+    }
+    const stack = Stack.of(this);
+    const fn = createPlaneFunction(this, {
+      ids: { function: 'JudgeFunction', role: 'JudgeFunctionRole', logGroup: 'JudgeFunctionLogs' },
+      entry: path.join(__dirname, 'handler', 'judge-answers'),
+      description: 'Tuneyard: an LLM judge on Amazon Bedrock of the base and tuned answers of a run',
+      memorySize: 512,
+      timeout: JUDGE_FUNCTION_TIMEOUT,
+      reservedConcurrentExecutions: this.props.reserveConcurrency === false ? undefined : 5,
+      logEncryptionKey: this.logEncryptionKey,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+      vpc: this.props.vpc,
+      vpcSubnets: this.props.vpcSubnets,
+      outsideVpcReason: 'the function calls S3 and Bedrock Runtime over TLS only.',
+      policyScope: 'the eval-reports/ prefix, the named Bedrock models, the log group or a key',
+    }).function;
+    this.props.store.grantReadEvalReports(fn);
+    const judgements = this.props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/judge/*`);
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [judgements] }));
+    this.props.store.encryptionKey?.grant(fn, 'kms:GenerateDataKey');
+    const models: string[] = [];
+    for (const id of modelIds) {
+      const geography = inferenceProfileGeography(id);
+      if (geography === undefined) {
+        models.push(stack.formatArn({ service: 'bedrock', account: '', resource: 'foundation-model', resourceName: id }));
+      } else {
+        // A cross-region profile routes to the foundation model in any region of its geography.
+        models.push(stack.formatArn({ service: 'bedrock', resource: 'inference-profile', resourceName: id }));
+        models.push(stack.formatArn({ service: 'bedrock', region: '*', account: '', resource: 'foundation-model', resourceName: id.slice(geography.length + 1) }));
+      }
+    }
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['bedrock:InvokeModel'], resources: models }));
+    acknowledgeOnGrantee(fn, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, this.props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*`))}]`]:
+        "Reads the generations.jsonl of any run under eval-reports/: the run is chosen per execution (the plan names the object).",
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, judgements)}]`]: "Writes the judgements of any run, under that run's eval-reports/<run>/judge/ only.",
+      ...Object.fromEntries(
+        modelIds
+          .filter((id) => inferenceProfileGeography(id) !== undefined)
+          .map((id) => [
+            `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${id.slice(inferenceProfileGeography(id)!.length + 1)}]`,
+            `The cross-region inference profile ${id} sends each request to this one model in a region of its geography, chosen per request.`,
+          ]),
+      ),
+    });
+    return fn;
   }
 
   /**

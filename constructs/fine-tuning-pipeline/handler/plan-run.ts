@@ -14,6 +14,11 @@ export interface PlanRunResult {
   readonly plan: RunPlan;
   /** The dataset validator's input. */
   readonly datasetCheck: { datasetName: string; datasetSha256: string; method: string; maxLength: number };
+  /**
+   * The judge's result (`$.judge`): null here, so that the path always exists (a JSONPath to a missing field is an
+   * uncatchable States.Runtime error); the JudgeAnswers states replace it for a run with a judge.
+   */
+  readonly judge: null;
 }
 
 /** What a Deploy stage takes from a run's output: the LoRA adapter, or the full (merged) weights. */
@@ -117,6 +122,7 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment): PlanR
       method: recipe.method,
       maxLength: recipe.maxLength,
     },
+    judge: null,
   };
 }
 
@@ -139,6 +145,7 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
     deploys: env.TUNEYARD_DEPLOYS === 'adapter' || env.TUNEYARD_DEPLOYS === 'full-weights' ? env.TUNEYARD_DEPLOYS : undefined,
     adapterNamePrefix: env.TUNEYARD_ADAPTER_NAME_PREFIX || undefined,
     runTimeoutSeconds: env.TUNEYARD_RUN_TIMEOUT_SECONDS ? Number(env.TUNEYARD_RUN_TIMEOUT_SECONDS) : undefined,
+    judgeModelIds: (env.TUNEYARD_JUDGE_MODEL_IDS ?? '').split(',').filter(Boolean),
   };
 }
 

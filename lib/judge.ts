@@ -1,0 +1,85 @@
+/**
+ * The LLM judge of a run (RunRequest `judge`): an Amazon Bedrock model that the pipeline's JudgeAnswers state calls
+ * after the evaluation job (which is network isolated), on the answers in generations.jsonl. Pairwise base-vs-tuned
+ * preference in both orders, and the run's score_model / label_model graders pointwise. See
+ * constructs/fine-tuning-pipeline/handler/judge-answers.ts.
+ */
+import { z } from 'zod';
+import type { GraderConfig, LabelModelGrader, ScoreModelGrader } from './graders';
+
+/** Items a run's judge judges when the request does not say. */
+export const DEFAULT_JUDGE_MAX_ITEMS = 100;
+/** The most items a run's judge may judge (its cost bound). */
+export const JUDGE_MAX_ITEMS_CAP = 1000;
+
+/**
+ * A Bedrock model id the judge may name: a foundation model (`anthropic.claude-3-5-sonnet-20240620-v1:0`,
+ * `amazon.nova-pro-v1:0`) or a cross-region inference profile (`us.anthropic.claude-3-5-haiku-20241022-v1:0`).
+ */
+export const JUDGE_MODEL_ID = /^(?:(us|eu|apac|us-gov|ca|jp|au|global)\.)?[a-z0-9-]+\.[a-z0-9][a-z0-9.:-]{0,100}$/;
+
+/** The inference-profile prefix of a judge model id (`us.`), or undefined for a foundation model id. */
+export function inferenceProfileGeography(modelId: string): string | undefined {
+  return JUDGE_MODEL_ID.exec(modelId)?.[1];
+}
+
+export const JudgeRequestSchema = z
+  .strictObject({
+    modelId: z
+      .string()
+      .regex(JUDGE_MODEL_ID, 'must be a Bedrock model id ("amazon.nova-pro-v1:0") or inference profile id ("us.anthropic.claude-3-5-haiku-20241022-v1:0"), not an ARN')
+      .describe("The Bedrock model that judges: one of the pipeline's judgeModelIds."),
+    maxItems: z
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(JUDGE_MAX_ITEMS_CAP, `must be at most ${JUDGE_MAX_ITEMS_CAP} (the judge's cost bound)`)
+      .default(DEFAULT_JUDGE_MAX_ITEMS)
+      .describe(`Rows of generations.jsonl judged (the first ones). Default: ${DEFAULT_JUDGE_MAX_ITEMS}; at most ${JUDGE_MAX_ITEMS_CAP}.`),
+    rubric: z.string().min(1, 'must not be empty').max(4000, 'must be at most 4000 characters').optional().describe('What makes an answer better, added to the pairwise prompt. Default: none.'),
+    pairwise: z.boolean().default(true).describe('Judge base vs tuned answers pairwise, each pair in both orders. Default: true.'),
+  })
+  .describe(
+    "An LLM judge on Amazon Bedrock, run by the pipeline after the evaluation: pairwise base-vs-tuned preference and the run's score_model / label_model graders. Default: none.",
+  );
+
+export type JudgeRequest = z.output<typeof JudgeRequestSchema>;
+
+/** The judge part of a run's plan: what JudgeAnswers reads at `$.plan.judge`. */
+export interface JudgePlan {
+  readonly modelId: string;
+  /** Items judged at most: the request's maxItems, and no more than the evaluation generates. */
+  readonly maxItems: number;
+  readonly rubric?: string;
+  readonly pairwise: boolean;
+  /** The run's score_model and label_model graders (top level), run pointwise on each answer. */
+  readonly graders: ReadonlyArray<ScoreModelGrader | LabelModelGrader>;
+  /** The evaluation job's generations.jsonl. */
+  readonly generations: { readonly bucket: string; readonly key: string };
+  /** Where judgements.jsonl and judge.json go: `eval-reports/<run>/judge/`. */
+  readonly output: { readonly bucket: string; readonly prefix: string };
+  /** Converse calls at most: items × (2 pairwise + 2 per pointwise grader). */
+  readonly maxCalls: number;
+  /** The judge's cost: Bedrock prices are not in Tuneyard's tables. */
+  readonly cost: 'unpriced';
+}
+
+/** Why a request's judge cannot run on this plane, or undefined. */
+export function judgeProblem(judge: JudgeRequest, allowed: readonly string[] | undefined, maxGenerations: number, pointwise: number): string | undefined {
+  if (!allowed || allowed.length === 0) {
+    return `judge: this plane's pipeline allows no judge model, so the run could not call ${judge.modelId}. Set the FineTuningPipeline prop judgeModelIds (e.g. ["${judge.modelId}"]) to allow it, or remove judge from the request.`;
+  }
+  if (!allowed.includes(judge.modelId)) {
+    return `judge.modelId: "${judge.modelId}" is not one of the pipeline's judgeModelIds (${allowed.join(', ')}): its role may invoke those only. Use one of them, or add it to judgeModelIds.`;
+  }
+  if (maxGenerations === 0) return 'judge: evaluation.maxGenerations is 0, so there are no answers to judge. Let the evaluation generate answers (maxGenerations of 1 or more), or remove judge.';
+  if (!judge.pairwise && pointwise === 0) {
+    return 'judge: pairwise is false and the run has no score_model or label_model grader, so the judge has nothing to judge. Set pairwise true, add such a grader, or remove judge.';
+  }
+  return undefined;
+}
+
+/** The judge's graders among the run's: score_model and label_model at the top level. */
+export function judgeGraders(graders: readonly GraderConfig[]): Array<ScoreModelGrader | LabelModelGrader> {
+  return graders.filter((g): g is ScoreModelGrader | LabelModelGrader => g.type === 'score_model' || g.type === 'label_model');
+}
