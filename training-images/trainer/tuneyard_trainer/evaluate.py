@@ -16,7 +16,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from . import benchmarks, generate, graders, templates
+from . import benchmarks, generate, graders, report as html_report, templates
 from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .data import render_dpo, render_sft
 from .metrics import format_line
@@ -271,6 +271,7 @@ def run(env: SageMakerEnv) -> int:
             raise ChannelError("evaluate needs the model (base weights) and adapter (training output) channels")
         kind, tuned = locate_tuned(tuned_root)
         training = _training_config(tuned_root)
+        history = html_report.read_history(tuned_root)  # the training run's loss curves, for report.html
         method = training.get("method", "sft")
         eval_report = load_dataset_channel(env, "eval", method)
         if eval_report is None:
@@ -369,6 +370,9 @@ def run(env: SageMakerEnv) -> int:
                 tuned_outputs["answers"],
                 {side: {name: r["scores"] for name, r in results.items()} for side, results in grades.items()},
             )
+        # report.html (the judge, which runs later, renders it again) and the blind A/B sheet with its key apart
+        rows = html_report.read_jsonl(folder / generate.GENERATIONS_FILE) if prompts else []
+        html_report.write(folder, report, rows, history)
     line = {k: tuned_figures[k] for k in ("eval_loss", "eval_perplexity")}
     if preference is not None:
         line.update(reward_accuracy=preference["accuracy"], reward_margin=preference["reward_margin"])

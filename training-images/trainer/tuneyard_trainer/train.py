@@ -36,6 +36,7 @@ from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, preferenc
 from .config import CUDA_OPTIMIZERS, SFT_METHODS, TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
 from .metrics import MetricsCallback, format_line
+from .report import HISTORY_FILE
 from .sagemaker_env import STOP_EXIT_CODE, ChannelError, SageMakerEnv, write_adapter_archive
 
 TRAINING_CONFIG = "training_config.json"
@@ -699,6 +700,7 @@ def run(env: SageMakerEnv) -> int:
             print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
             return 0 if launch.is_worker() else STOP_EXIT_CODE
         final = _final_eval(trainer)
+        history = list(trainer.state.log_history)  # train loss per logging step, eval loss per evaluation: the report
         kind = "adapter" if config.trains_adapter else "full"
         if kind == "full" and config.distribution in ("none", "ddp"):
             trainer.model.to(compute_dtype())  # written in bf16 on a GPU (the fp32 weights were for the updates)
@@ -729,5 +731,7 @@ def run(env: SageMakerEnv) -> int:
     summary = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
     stops = {"end_of_turn_token": end_of_turn_token(tokenizer), "stop_token_ids": generation.eos_token_id}
     write_training_config(env.model_dir / TRAINING_CONFIG, inputs, artifacts, summary, stops)
+    document = {"schema_version": 1, "log_history": history}  # read by the eval job's report (report.read_history)
+    (env.model_dir / HISTORY_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
     return 0
