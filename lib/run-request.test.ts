@@ -67,6 +67,40 @@ describe('parseRunRequest', () => {
     );
     expect(() => request({ recipe: { method: 'dpo' }, thresholds: { minPreferenceAccuracy: 1.5 } })).toThrow(/thresholds\.minPreferenceAccuracy: must be from 0 to 1 \(got 1\.5\)/);
   });
+
+  describe('thresholds on what the evaluation measures', () => {
+    const graders = [
+      { type: 'string_check', name: 'exact', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', operation: 'eq' },
+      { type: 'regex', name: 'has-ticket', input: '{{ sample.output_text }}', pattern: 'TICKET-[0-9]+' },
+    ];
+    const benchmarkDatasets = [{ name: 'mmlu-sample', sha256: 'b'.repeat(64) }];
+
+    test('are kept beside the method\'s gate when the run measures them', () => {
+      const thresholds = { minGraderMean: { exact: 0.8, 'has-ticket': 0.9 }, maxBenchmarkDrop: 0.02 };
+      expect(request({ graders, benchmarkDatasets, thresholds }).thresholds).toEqual({ ...thresholds, maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
+      expect(request({ judge: { modelId: 'amazon.nova-pro-v1:0' }, thresholds: { minJudgeWinRate: 0.55 } }).thresholds).toMatchObject({ minJudgeWinRate: 0.55 });
+    });
+
+    test('fails when a grader threshold names a grader the run does not define, with the closest name', () => {
+      expect(() => request({ graders, thresholds: { minGraderMean: { exakt: 0.8 } } })).toThrow(
+        /thresholds\.minGraderMean\.exakt: names grader "exakt", which the run does not define \(its graders: exact, has-ticket\); did you mean "exact"\?/,
+      );
+      expect(() => request({ thresholds: { minGraderMean: { exact: 0.8 } } })).toThrow(/thresholds\.minGraderMean\.exact: names grader "exact", but the run defines no graders; add it to graders, or remove the threshold/);
+    });
+
+    test('fails when a judge or benchmark threshold has nothing to measure, or is out of range', () => {
+      expect(() => request({ thresholds: { minJudgeWinRate: 0.5 } })).toThrow(/thresholds\.minJudgeWinRate: needs a judge, and the run configures none; add judge, or remove the threshold/);
+      expect(() => request({ thresholds: { maxBenchmarkDrop: 0.02 } })).toThrow(/thresholds\.maxBenchmarkDrop: needs benchmarks, and the run names no benchmarkDatasets/);
+      expect(() => request({ benchmarkDatasets, thresholds: { maxBenchmarkDrop: 2 } })).toThrow(/thresholds\.maxBenchmarkDrop: must be from 0 to 1 \(a fraction: 0\.02 is 2 accuracy points\)/);
+    });
+
+    test('planRun hands the gate the planned benchmarks by name', () => {
+      const plan = planRun(request({ benchmarkDatasets, thresholds: { maxBenchmarkDrop: 0.02 } }), SETTINGS);
+      expect(plan.benchmarks).toEqual(['mmlu-sample']);
+      expect(plan.thresholds).toMatchObject({ maxBenchmarkDrop: 0.02 });
+      expect(planRun(request(), SETTINGS).benchmarks).toEqual([]);
+    });
+  });
 });
 
 describe('runIdFor', () => {

@@ -18,6 +18,7 @@ import {
 } from './api-limits';
 import { compactGraders, graderProblems, parseGraders } from './graders';
 import { JudgePlan, judgeGraders, judgeProblem, JudgeRequestSchema } from './judge';
+import { closest } from './config';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
 import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
@@ -73,6 +74,26 @@ const ThresholdsSchema = z
       .describe(
         `dpo only: the share of held-out preference pairs whose chosen response the tuned model rewards above the rejected one (DPO's implicit reward against the base model) at least this. Default: ${DEFAULT_THRESHOLDS.minPreferenceAccuracy} (no worse than chance; a tie counts as a miss).`,
       ),
+    minGraderMean: z
+      .record(z.string().min(1, 'must be the name of one of the run\'s graders'), z.number())
+      .optional()
+      .describe(
+        "The tuned model's mean score of each named grader (one of the run's graders, by its name) at least this: {\"exact\": 0.8}. A row the grader could not grade counts as 0; a grader that graded no row fails the gate. Default: none.",
+      ),
+    minJudgeWinRate: z
+      .number()
+      .min(0, 'must be from 0 to 1')
+      .max(1, 'must be from 0 to 1')
+      .optional()
+      .describe("Runs with a judge: the LLM judge's win rate of the tuned model over the base, wins / (wins + ties + losses), at least this. Default: none."),
+    maxBenchmarkDrop: z
+      .number()
+      .min(0, 'must be from 0 to 1 (a fraction: 0.02 is 2 accuracy points)')
+      .max(1, 'must be from 0 to 1 (a fraction: 0.02 is 2 accuracy points)')
+      .optional()
+      .describe(
+        'Runs with benchmarkDatasets: base accuracy minus tuned accuracy of every benchmark at most this, as a fraction (0.02: 2 accuracy points lost; the guides call more than 2-3 points a warning). Default: none.',
+      ),
   });
 
 /** The thresholds of a method, defaults applied: the eval loss ratio gates sft, lora and qlora; the preference accuracy gates dpo. */
@@ -124,7 +145,7 @@ export const RunRequestSchema = z.strictObject({
   thresholds: ThresholdsSchema
     .default({ maxForgettingIncrease: DEFAULT_THRESHOLDS.maxForgettingIncrease })
     .describe(
-      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo: preference accuracy at least minPreferenceAccuracy; both: probe loss increase at most maxForgettingIncrease.',
+      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo: preference accuracy at least minPreferenceAccuracy; both: probe loss increase at most maxForgettingIncrease, and, when set, graders\' means (minGraderMean), the judge\'s win rate (minJudgeWinRate) and each benchmark\'s accuracy drop (maxBenchmarkDrop). A threshold whose figure the evaluation did not write fails the gate.',
     ),
   autoApprove: z.boolean().default(false).describe('Register the model as Approved (true) or PendingManualApproval. Default: false.'),
   deploy: z
@@ -161,6 +182,7 @@ export const RunRequestSchema = z.strictObject({
         message: `applies to recipe.method "dpo" only (the evaluation of a ${request.recipe.method} run has no preference pairs); remove it, or use maxEvalLossRatio`,
       });
     }
+    thresholdProblems(request, ctx);
     if (request.deploy?.adapterName !== undefined && request.recipe.useDora) {
       ctx.addIssue({
         code: 'custom',
@@ -175,6 +197,41 @@ export const RunRequestSchema = z.strictObject({
   .overwrite((request) => ({ ...request, thresholds: methodThresholds(request.recipe.method, request.thresholds) }));
 
 
+
+/**
+ * A gate threshold on a figure the run does not measure can only fail: refused when the request is read, with the fix.
+ * minGraderMean names graders of the run (did-you-mean), minJudgeWinRate needs a judge, maxBenchmarkDrop benchmarks.
+ */
+function thresholdProblems(request: { thresholds: z.output<typeof ThresholdsSchema>; graders?: unknown; benchmarkDatasets?: unknown[]; judge?: unknown }, ctx: z.RefinementCtx): void {
+  const { minGraderMean, minJudgeWinRate, maxBenchmarkDrop } = request.thresholds;
+  if (minGraderMean !== undefined) {
+    const graders = request.graders === undefined ? undefined : graderProblems(request.graders).length ? null : parseGraders(request.graders, 'graders');
+    const names = (graders ?? []).map((g) => g.name);
+    for (const name of Object.keys(minGraderMean)) {
+      // invalid graders are reported on their own: no second message about their names
+      if (graders === null || names.includes(name)) continue;
+      const near = closest(name, names);
+      ctx.addIssue({
+        code: 'custom',
+        path: ['thresholds', 'minGraderMean', name],
+        message:
+          graders === undefined
+            ? `names grader "${name}", but the run defines no graders; add it to graders, or remove the threshold`
+            : `names grader "${name}", which the run does not define (its graders: ${names.join(', ')})${near ? `; did you mean "${near}"?` : ''}`,
+      });
+    }
+  }
+  if (minJudgeWinRate !== undefined && (request.judge === undefined || request.judge === null)) {
+    ctx.addIssue({ code: 'custom', path: ['thresholds', 'minJudgeWinRate'], message: 'needs a judge, and the run configures none; add judge, or remove the threshold' });
+  }
+  if (maxBenchmarkDrop !== undefined && !request.benchmarkDatasets?.length) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['thresholds', 'maxBenchmarkDrop'],
+      message: 'needs benchmarks, and the run names no benchmarkDatasets; add the multiple-choice datasets staged with `tuneyard stage-benchmark`, or remove the threshold',
+    });
+  }
+}
 
 /** The request as the caller writes it (optional fields may be left out). */
 export type RunRequestInput = z.input<typeof RunRequestSchema>;
@@ -357,6 +414,8 @@ export interface RunPlan {
   readonly thresholds: RunRequest['thresholds'];
   /** Whether the evaluation measures forgetting on a probe dataset: the gate then fails closed without the figure. */
   readonly forgettingProbe: boolean;
+  /** The benchmarks the evaluation scores (benchmarkDatasets' names): the gate fails closed on one missing from eval.json. */
+  readonly benchmarks: string[];
   readonly autoApprove: boolean;
   /** The registry's ModelApprovalStatus: `Approved` when the request auto-approves, else `PendingManualApproval`. */
   readonly modelApprovalStatus: 'Approved' | 'PendingManualApproval';
@@ -524,6 +583,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     datasetS3Uri,
     thresholds: request.thresholds,
     forgettingProbe: request.probeDataset !== undefined,
+    benchmarks: (request.benchmarkDatasets ?? []).map((b) => b.name),
     autoApprove: request.autoApprove,
     modelApprovalStatus: request.autoApprove ? 'Approved' : 'PendingManualApproval',
     deploy: request.deploy,

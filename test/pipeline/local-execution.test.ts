@@ -4,7 +4,7 @@ import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline
 import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
-import { dpoTrainerReport, movedDpoReport, movedReport, trainerReport } from '../support/trainer-reports';
+import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 
@@ -160,6 +160,61 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.entered.slice(-2)).toEqual(['NotifyRejected', 'Rejected']);
     expect(w.calls.Register).toBeUndefined();
     expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', runId: RUN_ID, thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 } }) }]);
+  });
+
+  describe('a run gated on its graders and benchmarks', () => {
+    // The graders and benchmarks of the real report (training-images/trainer/tests/test_evaluate.py wrote it with these).
+    const GRADED_REQUEST = {
+      ...REQUEST_WITHOUT_PROBE,
+      graders: [
+        { type: 'string_check', name: 'exact', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', operation: 'eq' },
+        { type: 'text_similarity', name: 'fuzzy', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', evaluation_metric: 'fuzzy_match', pass_threshold: 0.5 },
+      ],
+      benchmarkDatasets: [{ name: 'translate-a', sha256: 'b'.repeat(64) }, { name: 'translate-b', sha256: 'd'.repeat(64) }],
+    };
+    const report = gradedTrainerReport();
+    const fuzzy = Number(report.graders.tuned.fuzzy.mean.toPrecision(4));
+    const request = (minFuzzy: number) => ({ ...GRADED_REQUEST, thresholds: { minGraderMean: { fuzzy: minFuzzy }, maxBenchmarkDrop: 0.02 } });
+
+    test('passes when the tuned answers meet the grader minimum and no benchmark drops more than the maximum', async () => {
+      const input = request(0.05);
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(report), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['SUCCEEDED', undefined]);
+      expect(w.calls.ReadEvalReport[0]).toMatchObject({ benchmarks: ['translate-a', 'translate-b'], judge: null, thresholds: { minGraderMean: { fuzzy: 0.05 }, maxBenchmarkDrop: 0.02 } });
+      expect(w.sns.messages[0].message.report).toContain(`grader fuzzy=${fuzzy} (base ${Number(report.graders.base.fuzzy.mean.toPrecision(4))}; min 0.05)`);
+      expect(w.sns.messages[0].message.report).toContain('benchmark translate-a drop=0 (accuracy 0.3333 -> 0.3333 on 6 items; max 0.02)');
+    });
+
+    test('is rejected by a grader threshold, the check named with its value and threshold in the notification', async () => {
+      const input = request(0.5);
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(report), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(new RegExp(`^rejected: grader fuzzy mean ${fuzzy} is below the minimum 0\\.5 \\|`));
+      expect(w.calls.Register).toBeUndefined();
+      expect(w.sns.messages).toEqual([
+        {
+          subject: 'Tuneyard run rejected by the quality gate',
+          message: expect.objectContaining({
+            outcome: 'REJECTED',
+            report: expect.stringContaining(`grader fuzzy mean ${fuzzy} is below the minimum 0.5`),
+            thresholds: expect.objectContaining({ minGraderMean: { fuzzy: 0.5 }, maxBenchmarkDrop: 0.02 }),
+          }),
+        },
+      ]);
+    });
+
+    test('a planned benchmark the report lacks fails the gate closed', async () => {
+      const input = { ...request(0.05), benchmarkDatasets: [...GRADED_REQUEST.benchmarkDatasets, { name: 'mmlu', sha256: 'e'.repeat(64) }] };
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(report), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: benchmark mmlu was not measured \(maximum drop 0\.02\): eval\.json has no result for it \|/);
+    });
   });
 
   describe('a DPO run', () => {
