@@ -206,7 +206,7 @@ describe('runs', () => {
     const { code, stdout, stderr } = await cli(['train', '--dataset', 'greetings', '--base-model', baseModel, '--method', 'qlora', '--batch-size', '2'], { clients: factory });
 
     expect(stderr).toBe('');
-    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of .*8B.* at maxLength 2048, batchSize 2 needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  estimated ~\\S+ h of training on 1 x ml\\.g5\\.2xlarge: \\$[\\d.]+ with spot \\(\\$[\\d.]+ on demand\\)[^\n]*\n  watch it: tuneyard watch ${runId}\n$`));
+    expect(stdout).toMatch(new RegExp(`^started run ${runId}\n  QLoRA of .*8B.* at maxLength 2048, batchSize 2 needs ~[\\d.]+ GiB per GPU; ml\\.g5\\.2xlarge has 24 GiB per GPU\\.\n  estimated ~\\S+ h of training on 1 x ml\\.g5\\.2xlarge: <?\\$[\\d.]+ with spot \\(<?\\$[\\d.]+ on demand\\)[^\n]*\n  watch it: tuneyard watch ${runId}\n$`));
     expect(code).toBe(0);
   });
 
