@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCheckpointsCommand } from './commands/checkpoints';
 import { registerDatasetCommands } from './commands/datasets';
 import { registerEstimateCommand } from './commands/estimate';
+import { registerEvalCommand } from './commands/eval';
 import { registerEventsCommand } from './commands/events';
 import { registerModelCommands } from './commands/models';
 import { registerRunCommands } from './commands/runs';
@@ -96,6 +97,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerRunCommands(program, ctx);
   registerEventsCommand(program, ctx);
   registerCheckpointsCommand(program, ctx);
+  registerEvalCommand(program, ctx);
   registerModelCommands(program, ctx);
   registerEstimateCommand(program, ctx);
   for (const command of program.commands) {
@@ -142,6 +144,7 @@ const EXAMPLES: Record<string, readonly string[]> = {
   logs: ['tuneyard logs support-chats-qlora-5d0e7a1b2c3f --tail 50', 'tuneyard logs support-chats-qlora-5d0e7a1b2c3f --follow'],
   events: ['tuneyard events support-chats-qlora-5d0e7a1b2c3f'],
   checkpoints: ['tuneyard checkpoints support-chats-qlora-5d0e7a1b2c3f'],
+  eval: ['tuneyard eval support-chats-qlora-5d0e7a1b2c3f --out review/', 'tuneyard eval support-chats-qlora-5d0e7a1b2c3f --ab-results review/ab-review.csv'],
   models: ['tuneyard models', 'tuneyard models --region eu-west-1 --json'],
   deploy: ['tuneyard deploy 3 --endpoint chat --adapter support --approve --wait', 'tuneyard deploy 3 --endpoint chat-merged'],
   invoke: ['tuneyard invoke --endpoint chat --adapter support "Where is my order?"'],
