@@ -1,0 +1,64 @@
+import { DEFAULT_JUDGE_MAX_ITEMS, inferenceProfileGeography, JUDGE_MAX_ITEMS_CAP } from './judge';
+import { parseRunRequest, planRun, PlanSettings } from './run-request';
+
+const SETTINGS: PlanSettings = {
+  bucketName: 'data-bucket',
+  volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k',
+  outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k',
+  allowHubModels: false,
+  judgeModelIds: ['amazon.nova-pro-v1:0'],
+};
+const request = (extra: Record<string, unknown>) =>
+  parseRunRequest({ dataset: { name: 'chats', sha256: 'c'.repeat(64) }, baseModel: 's3://data-bucket/base-models/qwen2.5-0.5b/', recipe: { method: 'lora' }, ...extra });
+const SCORE = { type: 'score_model', name: 'quality', model: 'm', input: [{ role: 'user', content: 'Rate {{ sample.output_text }}' }], range: [0, 10] };
+
+describe('the judge in a run plan', () => {
+  test('a run without a judge plans none (null, so the state machine can test it)', () => {
+    expect(planRun(request({}), SETTINGS).judge).toBeNull();
+  });
+
+  test('plans the judge with its cost bound: items, calls, where generations are read and judgements written', () => {
+    const plan = planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0', maxItems: 50 }, graders: [SCORE], evaluation: { maxGenerations: 40 } }), SETTINGS);
+    expect(plan.judge).toEqual({
+      modelId: 'amazon.nova-pro-v1:0',
+      maxItems: 40, // no more than the evaluation generates
+      pairwise: true,
+      graders: [SCORE],
+      generations: { bucket: 'data-bucket', key: plan.evalReport.key.replace(/eval\.json$/, 'generations.jsonl') },
+      output: { bucket: 'data-bucket', prefix: `eval-reports/${plan.runId}/judge/` },
+      maxCalls: 40 * (2 + 2),
+      cost: 'unpriced',
+    });
+    expect(planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' } }), SETTINGS).judge!.maxItems).toBe(DEFAULT_JUDGE_MAX_ITEMS);
+  });
+
+  test('fails when the pipeline allows no judge model, naming the prop to set', () => {
+    expect(() => planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' } }), { ...SETTINGS, judgeModelIds: undefined })).toThrow(
+      /allows no judge model, so the run could not call amazon\.nova-pro-v1:0\. Set the FineTuningPipeline prop judgeModelIds/,
+    );
+  });
+
+  test('fails when the model is not one the pipeline allows', () => {
+    expect(() => planRun(request({ judge: { modelId: 'anthropic.claude-3-haiku-20240307-v1:0' } }), SETTINGS)).toThrow(
+      /judge\.modelId: "anthropic\.claude-3-haiku-20240307-v1:0" is not one of the pipeline's judgeModelIds \(amazon\.nova-pro-v1:0\)/,
+    );
+  });
+
+  test('fails when there is nothing to judge', () => {
+    expect(() => planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' }, evaluation: { maxGenerations: 0 } }), SETTINGS)).toThrow(/maxGenerations is 0, so there are no answers to judge/);
+    expect(() => planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0', pairwise: false } }), SETTINGS)).toThrow(/pairwise is false and the run has no score_model or label_model grader/);
+  });
+
+  test.each([
+    [{ modelId: 'arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0' }, /judge\.modelId: must be a Bedrock model id/],
+    [{ modelId: 'amazon.nova-pro-v1:0', maxItems: JUDGE_MAX_ITEMS_CAP + 1 }, /judge\.maxItems: must be at most 1000 \(the judge's cost bound\)/],
+    [{ modelId: 'amazon.nova-pro-v1:0', pairwize: true }, /judge\.pairwize: unknown field/],
+  ])('fails when the request says %j', (judge, message) => {
+    expect(() => request({ judge })).toThrow(message);
+  });
+
+  test('tells inference profiles from foundation models', () => {
+    expect(inferenceProfileGeography('us.anthropic.claude-3-5-haiku-20241022-v1:0')).toBe('us');
+    expect(inferenceProfileGeography('anthropic.claude-3-5-haiku-20241022-v1:0')).toBeUndefined();
+  });
+});
