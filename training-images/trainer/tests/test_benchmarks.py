@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tokenizer
+from conftest import REPO_ROOT, build_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from tuneyard_trainer import benchmarks
@@ -235,3 +235,22 @@ def test_scores_are_lm_evaluation_harness_s_on_the_same_model_and_items(tmp_path
     scored = benchmarks.score(model, tokenizer, items, 2048)
     assert (scored["accuracy"], scored["accuracy_norm"]) == pytest.approx((reference["acc"], reference["acc_norm"]))
     assert reference["acc"] != reference["acc_norm"]  # the items tell the two apart
+
+
+def test_the_shared_corpus_of_benchmark_files_gives_the_same_items_and_first_error_as_stage_benchmark():
+    """test/fixtures/benchmarks/cases.json: the TypeScript check behind `tuneyard stage-benchmark` lists every error of
+    each file; the job stops at the first, with the same line and code, and reads every item of a valid file."""
+    corpus = REPO_ROOT / "test" / "fixtures" / "benchmarks"
+    cases = json.loads((corpus / "cases.json").read_text())["cases"]
+    assert {case["file"] for case in cases} == {p.name for p in corpus.glob("*.jsonl")}  # every file is a case
+    for case in cases:
+        path = corpus / case["file"]
+        if not case["errors"]:
+            assert len(benchmarks.load_file(path)) == case["items"], case["file"]
+            continue
+        with pytest.raises(BenchmarkError) as raised:
+            benchmarks.load_file(path)
+        first = case["errors"][0]
+        assert raised.value.code == first["code"], case["file"]
+        where = f"{path.name}:{first['line']}: " if first["line"] is not None else f"{path.name} "
+        assert str(raised.value).startswith(where), (case["file"], str(raised.value))

@@ -38,7 +38,13 @@ TARGET_DELIMITER = " "
 
 
 class BenchmarkError(ValueError):
-    """A benchmark file that is not in the documented format."""
+    """A benchmark file that is not in the documented format. `code` names the rule it breaks, the same codes as
+    `tuneyard stage-benchmark` (lib/datasets/multiple-choice.ts; both run test/fixtures/benchmarks/cases.json):
+    invalid-json, not-object, no-context, bad-choices, bad-answer, empty-file."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -52,35 +58,45 @@ def item_of(row: Any, where: str) -> Item:
     """One benchmark line; `where` (file:line) names it in errors."""
     fix = 'expected {"question" or "context": str, "choices": [str, ...], "answer": index of the right choice}'
     if not isinstance(row, dict):
-        raise BenchmarkError(f"{where}: an item must be a JSON object; {fix}")
+        raise BenchmarkError(f"{where}: an item must be a JSON object; {fix}", "not-object")
     keys = [k for k in ("question", "context") if k in row]
     if len(keys) != 1 or not isinstance(row[keys[0]], str):
-        raise BenchmarkError(f"{where}: an item needs exactly one of question or context, a string; {fix}")
+        raise BenchmarkError(f"{where}: an item needs exactly one of question or context, a string; {fix}", "no-context")
     choices = row.get("choices")
     if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
-        raise BenchmarkError(f"{where}: choices must be a list of at least 2 non-empty strings; {fix}")
+        raise BenchmarkError(f"{where}: choices must be a list of at least 2 non-empty strings; {fix}", "bad-choices")
     answer = row.get("answer")
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)  # 1.0 is the number 1, as JSON (and TypeScript's reading of it) has it
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(choices):
         raise BenchmarkError(
             f"{where}: answer must be the 0-based index of the right choice (0 to {len(choices) - 1}), got "
-            f"{json.dumps(answer)}; {fix}"
+            f"{json.dumps(answer)}; {fix}",
+            "bad-answer",
         )
     context = row["context"] if keys[0] == "context" else f"Question: {row['question']}\nAnswer:"
     return Item(context, list(choices), answer)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def load_file(path: Path) -> list[Item]:
+    """The items of a JSONL file: lines split at \\n only (a JSON string may hold U+2028), a UTF-8 byte order mark
+    ignored, blank lines skipped; NaN and Infinity are not JSON."""
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BenchmarkError(f"{path.name}:{number}: not JSON ({err.msg}); each line must be one item") from None
+            row = json.loads(line, parse_constant=_no_constant)
+        except ValueError as err:
+            reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+            raise BenchmarkError(f"{path.name}:{number}: not JSON ({reason}); each line must be one item", "invalid-json") from None
         items.append(item_of(row, f"{path.name}:{number}"))
     if not items:
-        raise BenchmarkError(f"{path.name} holds no items; stage a JSONL file of multiple-choice items")
+        raise BenchmarkError(f"{path.name} holds no items; stage a JSONL file of multiple-choice items", "empty-file")
     return items
 
 
