@@ -616,12 +616,18 @@ export class FineTuningPipeline extends Construct {
     );
     register.addCatch(registrationFailed, { resultPath: '$.error' });
 
+    // The report people read (report.html beside eval.json) and the command that prints and downloads it.
+    const reportLinks = {
+      htmlReport: sfn.JsonPath.format('{}{}/output/model/report.html', sfn.JsonPath.stringAt('$.plan.evalReportS3Uri'), sfn.JsonPath.stringAt('$.plan.evaluationJobName')),
+      review: sfn.JsonPath.format('tuneyard eval {}', sfn.JsonPath.stringAt('$.plan.runId')),
+    };
     const succeeded = this.notify(PIPELINE_STATES.notifySucceeded, 'Tuneyard run succeeded', {
       outcome: 'SUCCEEDED',
       runId: sfn.JsonPath.stringAt('$.plan.runId'),
       execution: sfn.JsonPath.executionId,
       report: sfn.JsonPath.stringAt('$.report.summary'),
       reportUri: sfn.JsonPath.stringAt('$.report.reportUri'),
+      ...reportLinks,
     });
     const end = new sfn.Succeed(this, PIPELINE_STATES.succeeded);
     succeeded.addCatch(end, { resultPath: '$.notificationError' });
@@ -634,6 +640,7 @@ export class FineTuningPipeline extends Construct {
       execution: sfn.JsonPath.executionId,
       report: sfn.JsonPath.stringAt('$.report.summary'),
       reportUri: sfn.JsonPath.stringAt('$.report.reportUri'),
+      ...reportLinks,
       thresholds: sfn.JsonPath.objectAt('$.plan.thresholds'),
     });
     rejected.addCatch(rejectedFail, { resultPath: '$.notificationError' });

@@ -128,7 +128,7 @@ describe('FineTuningPipeline, executed locally', () => {
     });
     const report = trainerReport(true);
     expect(w.sns.messages).toEqual([
-      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringContaining(`passed | eval_loss_ratio=${Number((report.tuned.eval_loss / report.base.eval_loss).toPrecision(4))} `) }) },
+      { subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId: RUN_ID, report: expect.stringContaining(`passed | eval_loss_ratio=${Number((report.tuned.eval_loss / report.base.eval_loss).toPrecision(4))} `), htmlReport: reportUri.replace(/eval\.json$/, 'report.html'), review: `tuneyard eval ${RUN_ID}` }) },
     ]);
     expect(result.output).toMatchObject({
       plan: { runId: RUN_ID, forgettingProbe: true },
@@ -159,7 +159,7 @@ describe('FineTuningPipeline, executed locally', () => {
     expect(result.cause).toMatch(summary);
     expect(result.entered.slice(-2)).toEqual(['NotifyRejected', 'Rejected']);
     expect(w.calls.Register).toBeUndefined();
-    expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', runId: RUN_ID, thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 } }) }]);
+    expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', runId: RUN_ID, thresholds: { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 }, review: `tuneyard eval ${RUN_ID}`, htmlReport: `s3://data-bucket/eval-reports/${RUN_ID}/tuneyard-${RUN_ID}-eval/output/model/report.html` }) }]);
   });
 
   describe('a run gated on its graders and benchmarks', () => {
