@@ -751,6 +751,7 @@ export class FineTuningPipeline extends Construct {
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [judgements] }));
     this.props.store.encryptionKey?.grant(fn, 'kms:GenerateDataKey');
     const models: string[] = [];
+    const geographyModels: Record<string, string> = {};
     for (const id of modelIds) {
       const geography = inferenceProfileGeography(id);
       if (geography === undefined) {
@@ -758,7 +759,9 @@ export class FineTuningPipeline extends Construct {
       } else {
         // A cross-region profile routes to the foundation model in any region of its geography.
         models.push(stack.formatArn({ service: 'bedrock', resource: 'inference-profile', resourceName: id }));
-        models.push(stack.formatArn({ service: 'bedrock', region: '*', account: '', resource: 'foundation-model', resourceName: id.slice(geography.length + 1) }));
+        const model = stack.formatArn({ service: 'bedrock', region: '*', account: '', resource: 'foundation-model', resourceName: id.slice(geography.length + 1) });
+        models.push(model);
+        geographyModels[id] = model;
       }
     }
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['bedrock:InvokeModel'], resources: models }));
@@ -767,12 +770,10 @@ export class FineTuningPipeline extends Construct {
         "Reads the generations.jsonl of any run under eval-reports/: the run is chosen per execution (the plan names the object).",
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, judgements)}]`]: "Writes the judgements of any run, under that run's eval-reports/<run>/judge/ only.",
       ...Object.fromEntries(
-        modelIds
-          .filter((id) => inferenceProfileGeography(id) !== undefined)
-          .map((id) => [
-            `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${id.slice(inferenceProfileGeography(id)!.length + 1)}]`,
-            `The cross-region inference profile ${id} sends each request to this one model in a region of its geography, chosen per request.`,
-          ]),
+        Object.entries(geographyModels).map(([id, model]) => [
+          `AwsSolutions-IAM5[Resource::${nagResource(stack, model)}]`,
+          `The cross-region inference profile ${id} sends each request to this one model in a region of its geography, chosen per request.`,
+        ]),
       ),
     });
     return fn;
