@@ -102,8 +102,21 @@ describe('PlanRun', () => {
         TUNEYARD_DEPLOY_STAGE: 'enabled',
         TUNEYARD_DEPLOYS: 'adapter',
         TUNEYARD_RUN_TIMEOUT_SECONDS: '604800',
+        TUNEYARD_JUDGE_MODEL_IDS: 'amazon.nova-pro-v1:0,us.amazon.nova-lite-v1:0',
       }),
-    ).toEqual({ bucketName: 'b', volumeKmsKeyArn: 'v', outputKmsKeyArn: 'o', allowHubModels: false, jobNamePrefix: 'teama-', deployStage: true, deploys: 'adapter', runTimeoutSeconds: 604800 });
+    ).toEqual({
+      bucketName: 'b',
+      volumeKmsKeyArn: 'v',
+      outputKmsKeyArn: 'o',
+      allowHubModels: false,
+      jobNamePrefix: 'teama-',
+      deployStage: true,
+      deploys: 'adapter',
+      runTimeoutSeconds: 604800,
+      judgeModelIds: ['amazon.nova-pro-v1:0', 'us.amazon.nova-lite-v1:0'],
+    });
+    // an empty list (the pipeline's default): no judge model allowed
+    expect(environmentSettings({ TUNEYARD_BUCKET_NAME: 'b', TUNEYARD_VOLUME_KMS_KEY_ARN: 'v', TUNEYARD_OUTPUT_KMS_KEY_ARN: 'o', TUNEYARD_JOB_NAME_PREFIX: 'p-', TUNEYARD_JUDGE_MODEL_IDS: '' }).judgeModelIds).toEqual([]);
     expect(() => environmentSettings({})).toThrow(/TUNEYARD_BUCKET_NAME is not set/);
   });
 
