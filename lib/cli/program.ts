@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerBenchmarkCommand } from './commands/benchmarks';
 import { registerCheckpointsCommand } from './commands/checkpoints';
 import { registerDatasetCommands } from './commands/datasets';
 import { registerEstimateCommand } from './commands/estimate';
@@ -94,6 +95,7 @@ export function buildProgram(ctx: CommandContext): Command {
     .exitOverride();
   registerDatasetCommands(program, ctx);
   registerStageModelCommand(program, ctx);
+  registerBenchmarkCommand(program, ctx);
   registerRunCommands(program, ctx);
   registerEventsCommand(program, ctx);
   registerCheckpointsCommand(program, ctx);
@@ -133,9 +135,11 @@ const EXAMPLES: Record<string, readonly string[]> = {
   ],
   datasets: ['tuneyard datasets', 'tuneyard datasets support-chats --json'],
   'stage-model': ['tuneyard stage-model ./Llama-3.1-8B-Instruct --name llama-3.1-8b-instruct'],
+  'stage-benchmark': ['tuneyard stage-benchmark mmlu-sample.jsonl --name mmlu-sample'],
   train: [
     'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method qlora --batch-size 2 --gradient-accumulation 8 --epochs 2',
     'tuneyard train --dataset support-chats@<sha256> --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --recipe recipe.json --wait',
+    'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --graders graders.json --min-grader-mean exact=0.8 --benchmark mmlu-sample --max-benchmark-drop 0.02',
   ],
   watch: ['tuneyard watch support-chats-qlora-5d0e7a1b2c3f', 'tuneyard watch support-chats-qlora-5d0e7a1b2c3f --json --interval 60'],
   runs: ['tuneyard runs', 'tuneyard runs --status FAILED --max 5'],

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { methodError } from '../../datasets';
+import { MULTIPLE_CHOICE_FORMAT } from '../../datasets/multiple-choice';
 import type { DatasetFormat } from '../../datasets';
 import { GraderConfig, GradersError, parseGraders } from '../../graders';
 import { gpuInstance } from '../../instances';
@@ -36,6 +37,22 @@ function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError('must be a whole number.');
   return n;
+}
+
+/** A share from 0 to 1 (a win rate, an accuracy drop). */
+function share(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('must be a number from 0 to 1.');
+  return n;
+}
+
+/** `--min-grader-mean name=min`, collected into {name: min}. */
+function graderMinimum(value: string, all: Record<string, number>): Record<string, number> {
+  const at = value.lastIndexOf('=');
+  const name = value.slice(0, at);
+  const min = Number(value.slice(at + 1));
+  if (at < 1 || value.slice(at + 1).trim() === '' || !Number.isFinite(min)) throw new InvalidArgumentError(`"${value}": give a grader name and its minimum mean, e.g. exact=0.8.`);
+  return { ...all, [name]: min };
 }
 
 /** `all-linear`, or module names separated by commas. */
@@ -93,6 +110,12 @@ type TrainOptions = {
   adapter?: string;
   runName?: string;
   graders?: string;
+  benchmark: string[];
+  maxGenerations?: number;
+  maxNewTokens?: number;
+  minGraderMean: Record<string, number>;
+  minJudgeWinRate?: number;
+  maxBenchmarkDrop?: number;
   wait?: boolean;
   interval: number;
 } & { [K in RecipeField]?: unknown };
@@ -129,6 +152,12 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--adapter <name>', 'the adapter name on --deploy-endpoint')
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
     .option('--graders <file>', 'JSON list of graders that score the base and tuned answers to the eval rows (OpenAI grader JSON carries over; README "Graders")')
+    .option('--benchmark <name[@version]>', 'a multiple-choice benchmark from `tuneyard stage-benchmark` whose accuracy the evaluation compares, base vs tuned (repeatable)', (v: string, all: string[]) => [...all, v], [])
+    .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
+    .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
+    .option('--min-grader-mean <name=min>', 'gate: the tuned answers\' mean score of this grader (of --graders) at least min (repeatable)', graderMinimum, {})
+    .option('--min-judge-win-rate <rate>', 'gate: the LLM judge\'s win rate of the tuned model over the base at least this (0-1; needs a judge)', share)
+    .option('--max-benchmark-drop <fraction>', 'gate: each --benchmark\'s accuracy, base minus tuned, at most this (0.02: 2 points)', share)
     .option('--wait', 'watch the run until it ends (exit code as `tuneyard watch`)')
     .option('--interval <seconds>', 'seconds between polls with --wait', positiveNumber, 15)
     .action(async (opts: TrainOptions, command: Command) => {
@@ -137,13 +166,16 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const dataset = await resolveDataset(ctx, opts.dataset);
       const plane = await client.plane();
       const baseModelParameters = opts.baseModelParameters ?? (await stagedParameters(client, plane, opts.baseModel));
-      const request = buildRunRequest({ ...opts, baseModelParameters }, dataset);
+      const benchmarkDatasets = [];
+      for (const benchmark of opts.benchmark ?? []) benchmarkDatasets.push(await resolveDataset(ctx, benchmark, 'stage-benchmark'));
+      const request = buildRunRequest({ ...opts, baseModelParameters }, dataset, benchmarkDatasets);
       // The data first (a DPO run on chat rows needs other data, not another instance), then PlanRun's checks, then the model folder.
       const manifest = await client.datasetManifest(request.dataset);
       if (!manifest) {
         throw new CliError(`dataset ${request.dataset.name}@${request.dataset.sha256} not found in ${plane.dataBucketName}: upload it with \`tuneyard upload FILE --name ${request.dataset.name}\``);
       }
       checkDatasetFormat(request, manifest);
+      for (const benchmark of request.benchmarkDatasets ?? []) await checkBenchmark(client, plane, benchmark);
       const plan = planForCli(request, plane);
       await checkBaseModel(client, plane, request.baseModel);
       const cost = costEstimate(request, plan, manifest);
@@ -256,16 +288,16 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
 }
 
 /** `name@sha256` as given, or a bare name resolved to its newest version. */
-async function resolveDataset(ctx: CommandContext, value: string): Promise<{ name: string; sha256: string }> {
+async function resolveDataset(ctx: CommandContext, value: string, command: 'upload' | 'stage-benchmark' = 'upload'): Promise<{ name: string; sha256: string }> {
   const at = value.indexOf('@');
   if (at >= 0) return { name: value.slice(0, at), sha256: value.slice(at + 1) };
   const latest = await ctx.runClient().latestDatasetVersion(value);
-  if (!latest) throw new CliError(`dataset "${value}" has no versions: upload one with \`tuneyard upload FILE --name ${value}\``);
+  if (!latest) throw new CliError(`${command === 'upload' ? 'dataset' : 'benchmark'} "${value}" has no versions: ${command === 'upload' ? 'upload' : 'stage'} one with \`tuneyard ${command} FILE --name ${value}\``);
   return latest;
 }
 
 /** The RunRequest of `train`'s options, validated (errors name the field and the fix). */
-export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha256: string }): RunRequest {
+export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha256: string }, benchmarkDatasets: Array<{ name: string; sha256: string }> = []): RunRequest {
   let recipe: Record<string, unknown> = {};
   if (opts.recipe) {
     let text: string;
@@ -285,10 +317,16 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
   const graders = opts.graders === undefined ? undefined : readGraders(opts.graders);
   const flags: Record<string, unknown> = {};
   for (const { field } of RECIPE_FLAGS) if (opts[field] !== undefined) flags[field] = opts[field];
-  const thresholds =
-    opts.maxEvalLossRatio !== undefined || opts.maxForgettingIncrease !== undefined
-      ? { maxEvalLossRatio: opts.maxEvalLossRatio, maxForgettingIncrease: opts.maxForgettingIncrease }
-      : undefined;
+  const minGraderMean = Object.keys(opts.minGraderMean ?? {}).length ? opts.minGraderMean : undefined;
+  const gate = {
+    maxEvalLossRatio: opts.maxEvalLossRatio,
+    maxForgettingIncrease: opts.maxForgettingIncrease,
+    minGraderMean,
+    minJudgeWinRate: opts.minJudgeWinRate,
+    maxBenchmarkDrop: opts.maxBenchmarkDrop,
+  };
+  const thresholds = Object.values(gate).some((v) => v !== undefined) ? gate : undefined;
+  const evaluation = opts.maxGenerations !== undefined || opts.maxNewTokens !== undefined ? { maxGenerations: opts.maxGenerations, maxNewTokens: opts.maxNewTokens } : undefined;
   const raw = {
     dataset,
     baseModel: opts.baseModel,
@@ -303,6 +341,8 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     deploy: opts.deployEndpoint ? { endpointName: opts.deployEndpoint, adapterName: opts.adapter } : null,
     runName: opts.runName,
     graders,
+    benchmarkDatasets: benchmarkDatasets.length ? benchmarkDatasets : undefined,
+    evaluation,
   };
   try {
     return parseRunRequest(JSON.parse(JSON.stringify(raw)));
@@ -351,6 +391,11 @@ const REQUEST_FLAGS: Record<string, string> = {
   maxRuntimeHours: '--max-runtime-hours',
   'thresholds.maxEvalLossRatio': '--max-eval-loss-ratio',
   'thresholds.maxForgettingIncrease': '--max-forgetting-increase',
+  'thresholds.minJudgeWinRate': '--min-judge-win-rate',
+  'thresholds.maxBenchmarkDrop': '--max-benchmark-drop',
+  benchmarkDatasets: '--benchmark',
+  'evaluation.maxGenerations': '--max-generations',
+  'evaluation.maxNewTokens': '--max-new-tokens',
   'deploy.endpointName': '--deploy-endpoint',
   'deploy.adapterName': '--adapter',
   runName: '--run-name',
@@ -414,10 +459,29 @@ function planMessage(message: string, request: RunRequest): string {
 /** The check ValidateDataset makes of the dataset's format against the method, from the version's manifest. */
 function checkDatasetFormat(request: RunRequest, manifest: DatasetManifest): void {
   if (!manifest.format) return; // a manifest without a format (not written by `tuneyard upload`): the pipeline checks the rows
+  if (manifest.format === MULTIPLE_CHOICE_FORMAT) {
+    throw new CliError(
+      `dataset ${request.dataset.name}@${request.dataset.sha256} is a multiple-choice benchmark (staged with \`tuneyard stage-benchmark\`), not training data: ` +
+        `pass it as --benchmark ${request.dataset.name}, and train on a dataset from \`tuneyard upload\``,
+    );
+  }
   const problem = methodError(manifest.format as DatasetFormat, manifest.files?.train?.rows ?? 1, request.recipe.method);
   if (problem) {
     throw new CliError(
       `dataset ${request.dataset.name}@${request.dataset.sha256}: ${problem.message.replace(/\bUse method (\w+)/, 'Use --method $1')} (${problem.code}; the pipeline's ValidateDataset would fail the run)`,
+    );
+  }
+}
+
+/** A --benchmark must be a staged multiple-choice benchmark: its manifest says so (the evaluation job would fail on other rows). */
+async function checkBenchmark(client: RunClient, plane: Plane, benchmark: { name: string; sha256: string }): Promise<void> {
+  const manifest = await client.datasetManifest(benchmark);
+  const version = `${benchmark.name}@${benchmark.sha256}`;
+  if (!manifest) throw new CliError(`--benchmark ${version} not found in ${plane.dataBucketName}: stage it with \`tuneyard stage-benchmark FILE --name ${benchmark.name}\``);
+  if (manifest.format !== undefined && manifest.format !== MULTIPLE_CHOICE_FORMAT) {
+    throw new CliError(
+      `--benchmark ${version} is a ${manifest.format ?? 'unknown'} dataset, not a multiple-choice benchmark: stage the benchmark's items ` +
+        '({"question" or "context", "choices", "answer"} per line) with `tuneyard stage-benchmark FILE --name NAME`',
     );
   }
 }
