@@ -216,6 +216,14 @@ def test_the_ab_sheet_is_blind_and_its_key_maps_back(evaluated):
     assert report.ab_sheets(generations, seed=1)[1] != (folder / AB_KEY).read_text()
 
 
+def test_generations_with_line_separators_inside_answers_are_read_back(tmp_path):
+    """A random model writes any character: U+2028, U+0085 and \x1c stay raw inside generations.jsonl's strings."""
+    rows = [{"index": i, "tuned": f"a{ch}b", "base": "c"} for i, ch in enumerate("\u2028\x85\x1c\r")]
+    path = tmp_path / "generations.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    assert report.read_jsonl(path) == rows
+
+
 def test_a_cell_that_would_run_as_a_formula_is_quoted():
     rows = [{"index": 0, "prompt": "p", "reference": "r", "base": "=HYPERLINK(\"http://x\")", "tuned": "+1", "base_tokens": 1, "tuned_tokens": 1}]
     sheet = list(csv.reader(io.StringIO(report.ab_sheets(rows)[0])))[1]
