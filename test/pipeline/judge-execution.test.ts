@@ -149,4 +149,39 @@ describe('FineTuningPipeline with an LLM judge, executed locally', () => {
     expect(w.sns.messages[0].message).toMatchObject({ outcome: 'FAILED', stage: PIPELINE_STATES.judgeAnswers, error: 'JudgeFailed', cause: expect.stringContaining('or remove judge from the request') });
     expect(result.entered).not.toContain('Register');
   });
+
+  describe('the gate on the judge\'s win rate (thresholds.minJudgeWinRate)', () => {
+    const GATED_REQUEST = { ...JUDGED_REQUEST, thresholds: { minJudgeWinRate: 0.5 } };
+
+    test('passes when the judge prefers the tuned answers, the win rate named in the notification', async () => {
+      const runId = runIdFor(parseRunRequest(GATED_REQUEST));
+      const w = world(runId);
+      const result = await runLocal(withJudge, GATED_REQUEST, w.handlers, { executionName: runId });
+      expect(result.requestErrors).toEqual([]);
+      expect([result.status, result.error]).toEqual(['SUCCEEDED', undefined]);
+      expect(w.sns.messages[0].message.report).toContain('judge_win_rate=1 (4 wins, 0 ties, 0 losses of 4 items; min 0.5)');
+    });
+
+    test('rejects the run when the judge prefers the base answers, the check named with its value and threshold', async () => {
+      const runId = runIdFor(parseRunRequest(GATED_REQUEST));
+      const w = world(runId);
+      // the same judge, preferring the other answer ("dhat" is the tuned model's) in either position
+      const tuned = tunedPreferringJudge();
+      const basePreferring = {
+        send: async (command: any) => {
+          const answer = await tuned.send(command);
+          const verdict = JSON.parse(answer.output.message.content[0].text);
+          return { ...answer, output: { message: { role: 'assistant', content: [{ text: JSON.stringify({ ...verdict, winner: verdict.winner === 'A' ? 'B' : 'A' }) }] } } };
+        },
+      };
+      w.handlers.JudgeAnswers = lambdaTask((event) => judgeAnswers(event, { s3: w.s3, bedrock: basePreferring, concurrency: 1, reserveMs: 1000, remainingMs: () => 60_000 }));
+      const result = await runLocal(withJudge, GATED_REQUEST, w.handlers, { executionName: runId });
+      expect(result.requestErrors).toEqual([]);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: judge_win_rate 0 is below the minimum 0\.5 \| .*judge_win_rate=0 \(0 wins, 0 ties, 4 losses of 4 items; min 0\.5\)/);
+      expect(w.sns.messages).toEqual([
+        { subject: 'Tuneyard run rejected by the quality gate', message: expect.objectContaining({ outcome: 'REJECTED', report: expect.stringContaining('judge_win_rate 0 is below the minimum 0.5'), thresholds: expect.objectContaining({ minJudgeWinRate: 0.5 }) }) },
+      ]);
+    });
+  });
 });
