@@ -27,15 +27,31 @@ describe('the judge in a run plan', () => {
       generations: { bucket: 'data-bucket', key: plan.evalReport.key.replace(/eval\.json$/, 'generations.jsonl') },
       output: { bucket: 'data-bucket', prefix: `eval-reports/${plan.runId}/judge/` },
       maxCalls: 40 * (2 + 2),
-      cost: 'unpriced',
+      // Nova Pro: $0.0008 / $0.0032 per 1k tokens; 40 items x (2 pairwise calls of 400 + 3 x 256 tokens in, 2 pointwise of 400 + 2 x 256), 150 out each
+      cost: {
+        usd: ((80 * 1168 + 80 * 912) / 1000) * 0.0008 + ((160 * 150) / 1000) * 0.0032,
+        inputTokens: 80 * 1168 + 80 * 912,
+        outputTokens: 160 * 150,
+        pricesAsOf: '2026-04',
+        assumption: expect.stringContaining('answers of at most 256 tokens'),
+      },
     });
+    // a model without a listed price
+    expect(planRun(request({ judge: { modelId: 'anthropic.claude-3-haiku-20240307-v1:0' } }), { ...SETTINGS, judgeModelIds: ['anthropic.claude-3-haiku-20240307-v1:0'] }).judge!.cost).toBe('unpriced');
+    // an inference profile is priced as its model
+    const profile = planRun(request({ judge: { modelId: 'us.amazon.nova-pro-v1:0' } }), { ...SETTINGS, judgeModelIds: ['us.amazon.nova-pro-v1:0'] }).judge!.cost;
+    expect(profile).toMatchObject({ inputTokens: 200 * 1168, outputTokens: 200 * 150 });
     expect(planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' } }), SETTINGS).judge!.maxItems).toBe(DEFAULT_JUDGE_MAX_ITEMS);
   });
 
   test('fails when the pipeline allows no judge model, naming the prop to set', () => {
-    expect(() => planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' } }), { ...SETTINGS, judgeModelIds: undefined })).toThrow(
+    expect(() => planRun(request({ judge: { modelId: 'amazon.nova-pro-v1:0' } }), { ...SETTINGS, judgeModelIds: [] })).toThrow(
       /allows no judge model, so the run could not call amazon\.nova-pro-v1:0\. Set the FineTuningPipeline prop judgeModelIds/,
     );
+  });
+
+  test('plans any model when the allow-list is not known (the CLI preflight): the pipeline\'s PlanRun checks it', () => {
+    expect(planRun(request({ judge: { modelId: 'amazon.nova-lite-v1:0' } }), { ...SETTINGS, judgeModelIds: undefined }).judge!.modelId).toBe('amazon.nova-lite-v1:0');
   });
 
   test('fails when the model is not one the pipeline allows', () => {

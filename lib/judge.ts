@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { GraderConfig, LabelModelGrader, ScoreModelGrader } from './graders';
+import { bedrockPricePer1kTokens, JUDGE_PRICES_AS_OF, PRICE_REGION } from './pricing';
 
 /** Items a run's judge judges when the request does not say. */
 export const DEFAULT_JUDGE_MAX_ITEMS = 100;
@@ -60,16 +61,46 @@ export interface JudgePlan {
   readonly output: { readonly bucket: string; readonly prefix: string };
   /** Converse calls at most: items × (2 pairwise + 2 per pointwise grader). */
   readonly maxCalls: number;
-  /** The judge's cost: Bedrock prices are not in Tuneyard's tables. */
-  readonly cost: 'unpriced';
+  /** The judge's cost at most, estimated (see {@link judgeCost}); "unpriced" for a model without a listed price. */
+  readonly cost: JudgeCost;
+}
+
+/** An estimate of a judge's Bedrock cost, or "unpriced". */
+export type JudgeCost =
+  | 'unpriced'
+  | { readonly usd: number; readonly inputTokens: number; readonly outputTokens: number; readonly pricesAsOf: string; readonly assumption: string };
+
+/** What the estimate assumes a call takes besides the answers: instructions, prompt and rubric in; reasoning and verdict out. */
+export const JUDGE_TOKENS_PER_CALL = { instructions: 400, output: 150 } as const;
+
+/**
+ * The judge's cost if every item and call runs: a pairwise call reads two answers and the reference, a pointwise call an
+ * answer and the reference, each at most `maxNewTokens` long, plus {@link JUDGE_TOKENS_PER_CALL}; priced from
+ * lib/pricing.ts. Long prompts cost more than this says.
+ */
+export function judgeCost(modelId: string, items: number, pairwise: boolean, pointwiseGraders: number, maxNewTokens: number): JudgeCost {
+  const price = bedrockPricePer1kTokens(modelId);
+  if (!price) return 'unpriced';
+  const pairCalls = pairwise ? 2 * items : 0;
+  const pointCalls = 2 * pointwiseGraders * items;
+  const inputTokens = pairCalls * (JUDGE_TOKENS_PER_CALL.instructions + 3 * maxNewTokens) + pointCalls * (JUDGE_TOKENS_PER_CALL.instructions + 2 * maxNewTokens);
+  const outputTokens = (pairCalls + pointCalls) * JUDGE_TOKENS_PER_CALL.output;
+  return {
+    usd: (inputTokens / 1000) * price.input + (outputTokens / 1000) * price.output,
+    inputTokens,
+    outputTokens,
+    pricesAsOf: JUDGE_PRICES_AS_OF,
+    assumption: `answers of at most ${maxNewTokens} tokens, ${JUDGE_TOKENS_PER_CALL.instructions} tokens of instructions and prompt and ${JUDGE_TOKENS_PER_CALL.output} of verdict per call; on-demand ${PRICE_REGION} prices`,
+  };
 }
 
 /** Why a request's judge cannot run on this plane, or undefined. */
 export function judgeProblem(judge: JudgeRequest, allowed: readonly string[] | undefined, maxGenerations: number, pointwise: number): string | undefined {
-  if (!allowed || allowed.length === 0) {
+  // undefined: the plane's list is not known here (the CLI's preflight); the pipeline's PlanRun always knows it
+  if (allowed && allowed.length === 0) {
     return `judge: this plane's pipeline allows no judge model, so the run could not call ${judge.modelId}. Set the FineTuningPipeline prop judgeModelIds (e.g. ["${judge.modelId}"]) to allow it, or remove judge from the request.`;
   }
-  if (!allowed.includes(judge.modelId)) {
+  if (allowed && !allowed.includes(judge.modelId)) {
     return `judge.modelId: "${judge.modelId}" is not one of the pipeline's judgeModelIds (${allowed.join(', ')}): its role may invoke those only. Use one of them, or add it to judgeModelIds.`;
   }
   if (maxGenerations === 0) return 'judge: evaluation.maxGenerations is 0, so there are no answers to judge. Let the evaluation generate answers (maxGenerations of 1 or more), or remove judge.';

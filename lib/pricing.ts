@@ -175,3 +175,25 @@ export function estimateCost(instanceType: string, instanceCount: number, hours:
   const onDemandUsd = price * instanceCount * hours;
   return { onDemandUsd, spotUsd: onDemandUsd * (1 - SPOT_DISCOUNT) };
 }
+
+/**
+ * Amazon Bedrock on-demand prices of a few judge models, USD per 1,000 tokens (input, output), region us-east-1.
+ *
+ * Source: https://aws.amazon.com/bedrock/pricing/ (On-Demand, US East (N. Virginia)), as quoted by pricing guides of
+ * 2026-01 to 2026-04 that cite it (not re-checked against the AWS page from the build machine). A cross-region
+ * inference profile (`us.`, `eu.`, ...) is billed at the source region's price of its model; global profiles and newer
+ * model generations may be priced otherwise, and are not listed. A model not listed is "unpriced".
+ */
+export const JUDGE_PRICES_AS_OF = '2026-04';
+const BEDROCK_USD_PER_1K_TOKENS: Readonly<Record<string, { readonly input: number; readonly output: number }>> = {
+  'amazon.nova-micro-v1:0': { input: 0.000035, output: 0.00014 },
+  'amazon.nova-lite-v1:0': { input: 0.00006, output: 0.00024 },
+  'amazon.nova-pro-v1:0': { input: 0.0008, output: 0.0032 },
+  'anthropic.claude-3-5-haiku-20241022-v1:0': { input: 0.0008, output: 0.004 },
+  'anthropic.claude-3-7-sonnet-20250219-v1:0': { input: 0.003, output: 0.015 },
+};
+
+/** The on-demand price of a judge model (a geography's inference profile: its model's), or undefined when not listed. */
+export function bedrockPricePer1kTokens(modelId: string): { readonly input: number; readonly output: number } | undefined {
+  return BEDROCK_USD_PER_1K_TOKENS[modelId] ?? BEDROCK_USD_PER_1K_TOKENS[modelId.replace(/^(us|eu|apac|us-gov|ca|jp|au)\./, '')];
+}

@@ -17,7 +17,7 @@ import {
   TRAINING_JOB_NAME,
 } from './api-limits';
 import { compactGraders, graderProblems, parseGraders } from './graders';
-import { JudgePlan, judgeGraders, judgeProblem, JudgeRequestSchema } from './judge';
+import { judgeCost, JudgePlan, judgeGraders, judgeProblem, JudgeRequestSchema } from './judge';
 import { closest } from './config';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
@@ -343,8 +343,9 @@ export interface PlanSettings {
    */
   readonly minComputeCapability?: number;
   /**
-   * The Bedrock model ids a run's judge may name (the JudgeAnswers role may invoke those only).
-   * @default - none: a request with a judge is refused
+   * The Bedrock model ids a run's judge may name (the JudgeAnswers role may invoke those only); empty: a request
+   * with a judge is refused. The pipeline's PlanRun always passes its list.
+   * @default - not checked (the CLI's preflight, which does not know the plane's list)
    */
   readonly judgeModelIds?: readonly string[];
 }
@@ -628,7 +629,7 @@ function planJudge(request: RunRequest, settings: PlanSettings, graders: JudgePl
     generations: { bucket: settings.bucketName, key: evalReportKey.replace(/eval\.json$/, 'generations.jsonl') },
     output: { bucket: settings.bucketName, prefix: `${runPrefix}judge/` },
     maxCalls: maxItems * ((judge.pairwise ? 2 : 0) + 2 * graders.length),
-    cost: 'unpriced',
+    cost: judgeCost(judge.modelId, maxItems, judge.pairwise, graders.length, request.evaluation?.maxNewTokens ?? DEFAULT_EVALUATION.maxNewTokens),
   };
 }
 
