@@ -137,7 +137,8 @@ def histogram(
     values = [v for vs in groups.values() for v in vs if math.isfinite(v)]
     if not values:
         raise ValueError("histogram needs at least one finite value")
-    low, high = min(0.0, min(values)), max(1.0, max(values))
+    xticks = _ticks(min(0.0, min(values)), max(1.0, max(values)))
+    low, high = xticks[0], xticks[-1]
     span = (high - low) / bins
 
     def bin_of(v: float) -> int:
@@ -159,7 +160,7 @@ def histogram(
     def sy(v: float) -> float:
         return y0 - v / yh * (y0 - y1)
 
-    body = _axes(x0, y0, x1, y1, _ticks(low, high, 5)[:: 1], yticks, sx, sy, x_label, "answers")
+    body = _axes(x0, y0, x1, y1, xticks, yticks, sx, sy, x_label, "answers")
     slot = (x1 - x0) / bins / max(len(groups), 1)
     for g, (name, per_bin) in enumerate(counts.items()):
         d = []
