@@ -44,7 +44,7 @@ function bucket(runId: string, generations: boolean) {
     send: async (command: any) => {
       const key = `${command.input.Bucket}/${command.input.Key}`;
       if (command instanceof PutObjectCommand) {
-        objects.set(key, command.input.Body);
+        objects.set(key, command.input.Body as string);
         return {};
       }
       if (!(command instanceof GetObjectCommand)) throw new Error(`unexpected ${command.constructor.name}`);
@@ -64,7 +64,7 @@ function tunedPreferringJudge() {
     send: async (command: any) => {
       if (!(command instanceof ConverseCommand)) throw new Error(`unexpected ${command.constructor.name}`);
       requests.push(command.input);
-      const text = command.input.messages[0].content[0].text as string;
+      const text = command.input.messages![0].content![0].text as string;
       const winner = /Answer A:\ndhat/.test(text) ? 'A' : 'B';
       return { output: { message: { role: 'assistant', content: [{ text: JSON.stringify({ reasoning: 'dhat is preferred', winner }) }] } }, stopReason: 'end_turn', usage: { inputTokens: 50, outputTokens: 10 } };
     },
