@@ -7,7 +7,7 @@ the training and eval loss, histograms of grader scores); a plotting library wou
 chart types. Everything that comes from the run (prompts, answers, grader names, reasoning) is HTML-escaped.
 
 `render_report(eval_report, generations, history, judgements=None)` is a pure function: the eval job renders it
-without the judge (the judge runs after it); the judge step can render it again with its judgements."""
+without the judge (the judge runs after it); a later step can render it again with the judge's summary."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ MAX_SAMPLES = 50  # side-by-side samples in the report (worst regressions first)
 
 BASE_COLOUR, TUNED_COLOUR = "#8a8f98", "#1f6feb"
 TRAIN_COLOUR, EVAL_COLOUR = "#1f6feb", "#d1242f"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _e(value: Any) -> str:
@@ -221,7 +225,7 @@ def _grader_names(generations: list[dict[str, Any]]) -> list[str]:
 def score_change(row: dict[str, Any]) -> float | None:
     """The mean over graders of tuned minus base score (graders that scored both answers); None without any."""
     base, tuned = row.get("base_scores") or {}, row.get("tuned_scores") or {}
-    changes = [tuned[n] - base[n] for n in base if isinstance(base.get(n), (int, float)) and isinstance(tuned.get(n), (int, float))]
+    changes = [tuned[n] - base[n] for n in base if _is_number(base.get(n)) and _is_number(tuned.get(n))]
     return sum(changes) / len(changes) if changes else None
 
 
@@ -364,7 +368,7 @@ def _graders(report: dict[str, Any], generations: list[dict[str, Any]]) -> str:
     rows = []
     for name in names:
         b, t = base.get(name) or {}, tuned.get(name) or {}
-        change = t["mean"] - b["mean"] if isinstance(b.get("mean"), (int, float)) and isinstance(t.get("mean"), (int, float)) else None
+        change = t["mean"] - b["mean"] if _is_number(b.get("mean")) and _is_number(t.get("mean")) else None
         css = "" if change is None else ("bad" if change < 0 else "good" if change > 0 else "")
         rows.append([
             f"<td>{_e(name)}</td>", _num_cell(b.get("mean")), _num_cell(t.get("mean")), _num_cell(change, css),
@@ -406,7 +410,10 @@ def _benchmarks(report: dict[str, Any]) -> str:
 def _judge(judgements: dict[str, Any] | None) -> str:
     head = '<section id="judge"><h2>LLM judge</h2>'
     if not judgements:
-        return head + '<p class="muted">judge: not run yet / not configured (the judge runs after this report is written; its step renders the report again with its verdicts).</p></section>'
+        return head + (
+            '<p class="muted">judge: not run yet / not configured (the judge runs after this report is written: its '
+            "verdicts go to eval-reports/&lt;run&gt;/judge/, and <code>tuneyard eval RUN</code> prints them).</p></section>"
+        )
     pairwise = judgements.get("pairwise") if isinstance(judgements.get("pairwise"), dict) else judgements
     wins, ties, losses = (int(pairwise.get(k) or 0) for k in ("wins", "ties", "losses"))
     total = wins + ties + losses
@@ -489,7 +496,9 @@ def render_report(
     )
 
 
-def write(folder: Path, eval_report: dict[str, Any], generations: list[dict[str, Any]], history, seed: int = DEFAULT_AB_SEED) -> list[str]:
+def write(
+    folder: Path, eval_report: dict[str, Any], generations: list[dict[str, Any]], history, seed: int = DEFAULT_AB_SEED
+) -> list[str]:
     """report.html and, when there are generations, ab-review.csv and ab-key.csv in `folder`: the files written."""
     (folder / REPORT_FILE).write_text(render_report(eval_report, generations, history), encoding="utf-8")
     written = [REPORT_FILE]
