@@ -1,3 +1,4 @@
+import { buildRunRequest, judgeCostText } from './cli/commands/runs';
 import { DEFAULT_JUDGE_MAX_ITEMS, inferenceProfileGeography, JUDGE_MAX_ITEMS_CAP } from './judge';
 import { parseRunRequest, planRun, PlanSettings } from './run-request';
 
@@ -76,5 +77,27 @@ describe('the judge in a run plan', () => {
   test('tells inference profiles from foundation models', () => {
     expect(inferenceProfileGeography('us.anthropic.claude-3-5-haiku-20241022-v1:0')).toBe('us');
     expect(inferenceProfileGeography('anthropic.claude-3-5-haiku-20241022-v1:0')).toBeUndefined();
+  });
+});
+
+describe('tuneyard train --judge', () => {
+  const train = (opts: Record<string, unknown>) =>
+    buildRunRequest({ baseModel: 's3://data-bucket/base-models/qwen2.5-0.5b/', method: 'lora', spot: true, interval: 15, benchmark: [], minGraderMean: {}, ...opts } as never, {
+      name: 'chats',
+      sha256: 'c'.repeat(64),
+    });
+
+  test('puts the judge in the request, and train prints its cost line from the plan', () => {
+    const request = train({ judge: 'amazon.nova-pro-v1:0', judgeMaxItems: 10 });
+    expect(request.judge).toEqual({ modelId: 'amazon.nova-pro-v1:0', maxItems: 10, pairwise: true });
+    const judge = planRun(request, SETTINGS).judge!;
+    // 10 items x 2 calls: 20 x (400 + 3 x 256) tokens in at $0.0008/1k, 20 x 150 out at $0.0032/1k = $0.0283
+    expect(judgeCostText(judge)).toMatch(/^judge amazon\.nova-pro-v1:0: at most 10 items, 20 Bedrock calls, ~\$0\.03, an estimate \(answers of at most 256 tokens/);
+    const unpriced = planRun(train({ judge: 'anthropic.claude-3-haiku-20240307-v1:0' }), { ...SETTINGS, judgeModelIds: undefined }).judge!;
+    expect(judgeCostText(unpriced)).toBe('judge anthropic.claude-3-haiku-20240307-v1:0: at most 100 items, 200 Bedrock calls, unpriced (no price for this model in the pricing table)');
+  });
+
+  test('fails when --judge-max-items is given without --judge', () => {
+    expect(() => train({ judgeMaxItems: 5 })).toThrow(/--judge-max-items needs --judge MODEL_ID/);
   });
 });

@@ -4,6 +4,7 @@ import { methodError } from '../../datasets';
 import { MULTIPLE_CHOICE_FORMAT } from '../../datasets/multiple-choice';
 import type { DatasetFormat } from '../../datasets';
 import { GraderConfig, GradersError, parseGraders } from '../../graders';
+import type { JudgePlan } from '../../judge';
 import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
@@ -116,6 +117,8 @@ type TrainOptions = {
   minGraderMean: Record<string, number>;
   minJudgeWinRate?: number;
   maxBenchmarkDrop?: number;
+  judge?: string;
+  judgeMaxItems?: number;
   wait?: boolean;
   interval: number;
 } & { [K in RecipeField]?: unknown };
@@ -156,6 +159,8 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
     .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
     .option('--min-grader-mean <name=min>', 'gate: the tuned answers\' mean score of this grader (of --graders) at least min (repeatable)', graderMinimum, {})
+    .option('--judge <model id>', "an LLM judge on Amazon Bedrock (one of the pipeline's judgeModelIds): base vs tuned answers in both orders, and the --graders of type score_model/label_model (README \"The LLM judge\")")
+    .option('--judge-max-items <n>', 'answers the judge judges at most (default: 100, at most 1000): its cost bound', wholeNumber)
     .option('--min-judge-win-rate <rate>', 'gate: the LLM judge\'s win rate of the tuned model over the base at least this (0-1; needs a judge)', share)
     .option('--max-benchmark-drop <fraction>', 'gate: each --benchmark\'s accuracy, base minus tuned, at most this (0.02: 2 points)', share)
     .option('--wait', 'watch the run until it ends (exit code as `tuneyard watch`)')
@@ -185,7 +190,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
         { runId, executionArn: started.executionArn, existing: started.existing, trainingJobName: plan.trainingJobName, preflight: plan.preflight, estimate: cost },
         started.existing
           ? `run ${runId} already exists for this request: nothing started\n  watch it: tuneyard watch ${runId}\n`
-          : `started run ${runId}\n  ${plan.preflight.advice}\n${cost ? `  ${costText(cost, request.spot)}\n` : ''}  watch it: tuneyard watch ${runId}\n`,
+          : `started run ${runId}\n  ${plan.preflight.advice}\n${cost ? `  ${costText(cost, request.spot)}\n` : ''}${plan.judge ? `  ${judgeCostText(plan.judge)}\n` : ''}  watch it: tuneyard watch ${runId}\n`,
       );
       if (opts.wait) ctx.exitCode = await watchRun(ctx, runId, opts.interval);
     });
@@ -343,7 +348,9 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     graders,
     benchmarkDatasets: benchmarkDatasets.length ? benchmarkDatasets : undefined,
     evaluation,
+    judge: opts.judge ? { modelId: opts.judge, maxItems: opts.judgeMaxItems } : undefined,
   };
+  if (opts.judgeMaxItems !== undefined && !opts.judge) throw new CliError('--judge-max-items needs --judge MODEL_ID');
   try {
     return parseRunRequest(JSON.parse(JSON.stringify(raw)));
   } catch (e) {
@@ -565,6 +572,12 @@ function costText(e: InstanceEstimate, spot: boolean): string {
         ? `${usd(e.spotUsd)} with spot (${usd(e.onDemandUsd)} on demand)`
         : `${usd(e.onDemandUsd)} on demand`;
   return `estimated ~${h} h of training on ${e.instanceCount} x ${e.instanceType}: ${price}; an estimate, excluding start-up and evaluation (see \`tuneyard estimate\`)`;
+}
+
+/** `judge amazon.nova-pro-v1:0: at most 100 items, 200 Bedrock calls, ~$0.24, an estimate (...)`, or unpriced. */
+export function judgeCostText(judge: JudgePlan): string {
+  const cost = judge.cost === 'unpriced' ? 'unpriced (no price for this model in the pricing table)' : `~${usd(judge.cost.usd)}, an estimate (${judge.cost.assumption}; prices of ${judge.cost.pricesAsOf}; longer prompts cost more)`;
+  return `judge ${judge.modelId}: at most ${judge.maxItems} items, ${judge.maxCalls} Bedrock calls, ${cost}`;
 }
 
 /** Polls a run and prints a line whenever it changes; returns the exit code of its outcome. */
