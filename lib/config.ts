@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { TuneyardValidationError } from './errors';
+import { JUDGE_MODEL_ID } from './judge';
 
 /**
  * The plane's configuration as JSON, for `cdk deploy` without editing code.
@@ -73,6 +74,10 @@ export const PlaneConfigSchema = z.strictObject({
   pipeline: z
     .strictObject({
       timeoutDays: z.number().int('must be a whole number of days').min(1, 'must be at least 1 day').max(24, 'must be at most 24 days').optional().describe('The longest a run may take end to end, spot waits included. Default: 7.'),
+      judgeModelIds: z
+        .array(z.string().regex(JUDGE_MODEL_ID, 'must be a Bedrock model id ("amazon.nova-pro-v1:0") or inference profile id ("us.anthropic.claude-3-5-haiku-20241022-v1:0")'))
+        .optional()
+        .describe("The Amazon Bedrock models a run's LLM judge may name (RunRequest judge.modelId). Default: none (no judge)."),
     })
     .optional(),
   serving: z

@@ -147,6 +147,7 @@ export class FineTuningPlaneStack extends Stack {
       topic: this.notifications.topic,
       deployStage: this.endpoint ? new VllmDeployStage({ endpoint: this.endpoint }) : undefined,
       timeout: config.pipeline?.timeoutDays === undefined ? undefined : Duration.days(config.pipeline.timeoutDays),
+      judgeModelIds: config.pipeline?.judgeModelIds,
       reserveConcurrency,
       vpc: this.network.vpc,
       vpcSubnets: this.network.vpcSubnets,

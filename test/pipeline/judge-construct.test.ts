@@ -1,7 +1,9 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { DatasetStore } from '../../constructs/dataset-store';
 import { FineTuningPipeline } from '../../constructs/fine-tuning-pipeline';
-import { complianceFindings, testStack } from '../support/app';
+import { parsePlaneConfig } from '../../lib/config';
+import { FineTuningPlaneStack } from '../../lib/fine-tuning-plane-stack';
+import { complianceFindings, TEST_ENV, testApp, testStack } from '../support/app';
 import { definitionFromTemplate } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 
@@ -63,5 +65,18 @@ describe('FineTuningPipeline judgeModelIds', () => {
     expect(() => new FineTuningPipeline(s, 'Pipeline', { store, judgeModelIds: [`arn:aws:bedrock:us-east-1::foundation-model/${FOUNDATION}`] })).toThrow(
       /judgeModelIds: "arn:aws:bedrock:us-east-1::foundation-model\/amazon\.nova-pro-v1:0" is not a Bedrock model id or inference profile id/,
     );
+  });
+});
+
+describe('FineTuningPlaneStack pipeline.judgeModelIds', () => {
+  test('the plane configuration allows judge models: the pipeline gets the judge, and the plane stays compliant', () => {
+    const stack = new FineTuningPlaneStack(testApp(), 'Tuneyard', { env: TEST_ENV, config: { pipeline: { judgeModelIds: [FOUNDATION] } } });
+    const states = definitionFromTemplate(Template.fromStack(stack).toJSON()).States;
+    expect(states.JudgeAnswers).toBeDefined();
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+
+  test('fails when the configuration names a judge model by ARN', () => {
+    expect(() => parsePlaneConfig({ pipeline: { judgeModelIds: ['arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0'] } }, 'cdk.json')).toThrow(/pipeline\.judgeModelIds\.0.*must be a Bedrock model id/);
   });
 });
