@@ -113,7 +113,7 @@ describe('validateRequests', () => {
   });
 
   test('can compile every pattern of the services the plane calls', () => {
-    expect(untranslatablePatterns(['sagemaker', 'sns', 'lambda', 's3', 'stepfunctions', 'cloudwatch', 'events', 'kms', 'logs'])).toEqual({
+    expect(untranslatablePatterns(['sagemaker', 'sns', 'lambda', 's3', 'stepfunctions', 'cloudwatch', 'events', 'kms', 'logs', 'bedrock-runtime'])).toEqual({
       sagemaker: [],
       sns: [],
       lambda: [],
@@ -123,7 +123,14 @@ describe('validateRequests', () => {
       events: [],
       kms: [],
       logs: [],
+      'bedrock-runtime': [],
     });
+  });
+
+  test("refuses a Converse request the Bedrock Runtime model refuses (the judge's requests are checked against it)", () => {
+    expect(validateRequests([{ service: 'bedrock-runtime', operation: 'Converse', params: { modelId: 'amazon.nova-pro-v1:0', messages: [{ role: 'judge', content: [{ text: 'x' }] }] } }])).toEqual([
+      ['Converse.messages[0].role: value "judge" is not one of user, assistant, system'],
+    ]);
   });
 });
 
