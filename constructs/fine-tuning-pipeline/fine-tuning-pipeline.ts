@@ -315,7 +315,8 @@ const SNS_TRANSIENT_ERRORS = ['SNS.ThrottledException', 'SNS.InternalErrorExcept
 /**
  * The fine-tuning run as a Step Functions state machine (JSONPath, Standard workflow):
  *
- * PlanRun → ValidateDataset → Train → Evaluate → ReadEvalReport → Gate → Register
+ * PlanRun → ValidateDataset → Train → Evaluate → [JudgeRequested → JudgeAnswers (looped by cursor), with
+ * `judgeModelIds`] → ReadEvalReport → Gate → Register
  * → [DeployRequested → Deploy] → NotifySucceeded → Succeeded.
  *
  * A run the gate rejects goes NotifyRejected → Rejected (error `Tuneyard.GateRejected`, the
