@@ -153,6 +153,8 @@ export class FineTuningPlaneStack extends Stack {
       vpcSubnets: this.network.vpcSubnets,
       removalPolicy,
     });
+    // The judge's function runs in the plane's isolated subnets: it reaches Bedrock Runtime through an endpoint.
+    if (config.pipeline?.judgeModelIds?.length) this.network.addServiceEndpoint('BedrockRuntime', ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME);
 
     const observability = config.observability ?? {};
     if (observability.enabled ?? true) {

@@ -203,7 +203,7 @@ export interface FineTuningPipelineProps {
   readonly timeout?: Duration;
   /**
    * Whether the pipeline's Lambda functions reserve concurrency (and are capped at it): PlanRun,
-   * ReadEvalReport and InspectJob 5 each, the default dataset validator 5, a Deploy stage's function 2.
+   * ReadEvalReport, InspectJob and JudgeAnswers 5 each, the default dataset validator 5, a Deploy stage's function 2.
    * Lambda keeps 100 units of an account's limit unreserved, so an account whose limit is 10 (new
    * accounts) cannot reserve any and the deployment fails: set this to false there, or ask for a limit
    * increase.
@@ -218,8 +218,9 @@ export interface FineTuningPipelineProps {
    */
   readonly logEncryptionKey?: kms.IKey;
   /**
-   * The VPC that the pipeline's Lambda functions run in (they call S3 only: give the VPC an S3
-   * gateway endpoint), and the default training job and dataset validator too.
+   * The VPC that the pipeline's Lambda functions run in (they call S3: give the VPC an S3 gateway
+   * endpoint; with `judgeModelIds` the judge's function also calls Bedrock Runtime: an interface
+   * endpoint or a NAT route), and the default training job and dataset validator too.
    *
    * @default - the functions run outside a VPC
    */

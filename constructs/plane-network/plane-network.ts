@@ -180,6 +180,19 @@ export class PlaneNetwork extends Construct {
   }
 
   /**
+   * Adds an interface endpoint for a service that an optional part of the plane calls (Bedrock
+   * Runtime for the pipeline's LLM judge) to the VPC this construct created, with the endpoints'
+   * security group (HTTPS from the VPC only). An imported VPC is its owner's: nothing is added, and
+   * the owner provides the endpoint (or a NAT route).
+   *
+   * @returns the endpoint, or undefined for an imported VPC
+   */
+  public addServiceEndpoint(id: string, service: ec2.InterfaceVpcEndpointAwsService): ec2.InterfaceVpcEndpoint | undefined {
+    if (!this.endpointSecurityGroup) return undefined;
+    return this.vpc.addInterfaceEndpoint(id, { service, privateDnsEnabled: true, subnets: this.vpcSubnets, securityGroups: [this.endpointSecurityGroup], open: false });
+  }
+
+  /**
    * The key of the network's log groups, which CloudWatch Logs may use for this account's log
    * groups. Its id stays 'FlowLogKey' (the key of the first release's flow logs) so that an
    * update does not replace it.

@@ -74,6 +74,10 @@ describe('FineTuningPlaneStack pipeline.judgeModelIds', () => {
     const states = definitionFromTemplate(Template.fromStack(stack).toJSON()).States;
     expect(states.JudgeAnswers).toBeDefined();
     expect(complianceFindings(stack)).toEqual([]);
+    // the judge in the plane's isolated subnets reaches Bedrock Runtime through an interface endpoint; a plane without a judge has none
+    const bedrock = { ServiceName: Match.stringLikeRegexp('bedrock-runtime'), VpcEndpointType: 'Interface', PrivateDnsEnabled: true };
+    Template.fromStack(stack).resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', bedrock, 1);
+    Template.fromStack(new FineTuningPlaneStack(testApp(), 'Tuneyard', { env: TEST_ENV })).resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', bedrock, 0);
   });
 
   test('fails when the configuration names a judge model by ARN', () => {
