@@ -231,9 +231,9 @@ class TrainerConfig(BaseModel):
     )
     use_liger_kernel: bool = Field(
         False,
-        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) patched into the "
-        "model: less activation memory and faster steps on supported architectures (Llama, Mistral, Qwen, Gemma, "
-        "...). Needs an NVIDIA GPU.",
+        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) patched into the model (TRL keeps its own fused "
+        "LM head for the loss): less activation memory and faster steps on supported architectures (Llama, Mistral, "
+        "Qwen, Gemma, ...). Needs an NVIDIA GPU.",
     )
     distribution: Literal["none", "ddp", "fsdp", "deepspeed"] = Field(
         "none",
