@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * report.html in headless Chromium: the page the eval job wrote (test/fixtures/contracts/eval-job/report.html,
  * rendered by training-images/trainer/tuneyard_trainer/report.py from the real eval job's output in
