@@ -719,8 +719,9 @@ export class FineTuningPipeline extends Construct {
   }
 
   /**
-   * The JudgeAnswers function, when `judgeModelIds` names any: it reads generations.jsonl and writes under
-   * `eval-reports/<run>/judge/`, and may invoke the named Bedrock models only.
+   * The JudgeAnswers function, when `judgeModelIds` names any: it reads generations.jsonl, writes under
+   * `eval-reports/<run>/judge/` and rewrites the evaluation's report.html with the judge's section, and may invoke the
+   * named Bedrock models only.
    */
   private createJudgeFunction(modelIds: string[]): lambda.IFunction | undefined {
     if (modelIds.length === 0) return undefined;
@@ -750,7 +751,9 @@ export class FineTuningPipeline extends Construct {
     }).function;
     this.props.store.grantReadEvalReports(fn);
     const judgements = this.props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/judge/*`);
-    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [judgements] }));
+    // The evaluation's report.html, rewritten with the judge's section (judge-report.ts): that one file of each eval job.
+    const reports = this.props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/output/model/report.html`);
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [judgements, reports] }));
     this.props.store.encryptionKey?.grant(fn, 'kms:GenerateDataKey');
     const models: string[] = [];
     const geographyModels: Record<string, string> = {};
@@ -771,6 +774,8 @@ export class FineTuningPipeline extends Construct {
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, this.props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*`))}]`]:
         "Reads the generations.jsonl of any run under eval-reports/: the run is chosen per execution (the plan names the object).",
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, judgements)}]`]: "Writes the judgements of any run, under that run's eval-reports/<run>/judge/ only.",
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, reports)}]`]:
+        "Rewrites the report.html of any run's evaluation job (eval-reports/<run>/<job>/output/model/report.html) with the judge's section, and no other object there.",
       ...Object.fromEntries(
         Object.entries(geographyModels).map(([id, model]) => [
           `AwsSolutions-IAM5[Resource::${nagResource(stack, model)}]`,

@@ -30,9 +30,11 @@ describe('FineTuningPipeline judgeModelIds', () => {
     expect(resources).toContain(`:bedrock:us-east-1:123456789012:inference-profile/${PROFILE}`);
     expect(resources).toContain(':bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0');
     expect(bedrock[0].Resource).toHaveLength(3);
-    // S3: writes under eval-reports/*/judge/ only
+    // S3: writes under eval-reports/*/judge/ and each evaluation's report.html (the judge's section), nothing else
     const puts = statements.filter((s: any) => s.Action === 's3:PutObject');
-    expect(JSON.stringify(puts)).toContain('/eval-reports/*/judge/*');
+    expect(puts).toHaveLength(1);
+    const written = puts[0].Resource.map((r: any) => JSON.stringify(r).replace(/.*\/eval-reports/, 'eval-reports').replace(/"\]\]}$/, ''));
+    expect(written).toEqual(['eval-reports/*/judge/*', 'eval-reports/*/output/model/report.html']);
   });
 
   test('PlanRun is told the allowed judge models; the judge function times out within 15 minutes', () => {

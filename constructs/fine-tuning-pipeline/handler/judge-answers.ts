@@ -21,6 +21,7 @@ import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandInput, type 
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { GraderMessage, LabelModelGrader, ScoreModelGrader } from '../../../lib/graders';
 import type { JudgePlan } from '../../../lib/judge';
+import { type JudgeSummary, renderJudgeSection, withJudgeSection } from './judge-report';
 
 export type { JudgePlan };
 
@@ -366,6 +367,7 @@ export async function judgeAnswers(event: JudgeAnswersEvent, runtime: JudgeRunti
   const summary = summarize(plan, all, reportUri);
   await put(runtime.s3, plan.output.bucket, `${plan.output.prefix}judgements.jsonl`, all.map((j) => JSON.stringify(j) + '\n').join(''), 'application/jsonl');
   await put(runtime.s3, plan.output.bucket, `${plan.output.prefix}judge.json`, JSON.stringify(summary, null, 2) + '\n', 'application/json');
+  await rewriteReport(runtime.s3, plan, summary, all);
   if (plan.pairwise && summary.pairwise!.items === 0 && total > 0) {
     throw new JudgeFailed(`the judge ${plan.modelId} gave no usable pairwise verdict on ${total} items (${summary.errors} errors): see ${plan.output.prefix}judgements.jsonl for its raw answers.`);
   }
@@ -376,6 +378,24 @@ export async function judgeAnswers(event: JudgeAnswersEvent, runtime: JudgeRunti
     done: true,
     result: { reportUri, items: pair.items, wins: pair.wins, ties: pair.ties, losses: pair.losses, winRate: pair.winRate },
   };
+}
+
+/**
+ * Puts the judge's section into the evaluation's report.html (beside generations.jsonl) between the markers the eval
+ * job wrote (see judge-report.ts). A report that is missing or has no markers (an older trainer) is left as it is.
+ */
+async function rewriteReport(s3: Sender, plan: JudgePlan, summary: JudgeSummary, judgements: readonly Judgement[]): Promise<void> {
+  const key = reportKey(plan);
+  const page = await getText(s3, plan.generations.bucket, key);
+  if (page === undefined) return void console.warn(`s3://${plan.generations.bucket}/${key} does not exist: no report.html to add the judge to`);
+  const rewritten = withJudgeSection(page, renderJudgeSection(summary, judgements));
+  if ('problem' in rewritten) return void console.warn(`s3://${plan.generations.bucket}/${key}: ${rewritten.problem}; left as it is`);
+  await put(s3, plan.generations.bucket, key, rewritten.page, 'text/html; charset=utf-8');
+}
+
+/** The evaluation's report.html: beside its generations.jsonl. */
+export function reportKey(plan: JudgePlan): string {
+  return plan.generations.key.replace(/[^/]*$/, 'report.html');
 }
 
 function partKey(plan: JudgePlan, start: number): string {

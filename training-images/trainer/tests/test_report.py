@@ -126,6 +126,11 @@ def test_the_eval_job_writes_the_report_and_the_ab_sheet_beside_eval_json(evalua
     parsed = outline(page)
     assert parsed.ids == SECTIONS
     assert parsed.scripts == 0
+    # the judge section, between the markers JudgeAnswers replaces (judge-report.ts), once each, around it
+    begin, end = page.index(report.JUDGE_BEGIN), page.index(report.JUDGE_END)
+    assert page.count(report.JUDGE_BEGIN) == page.count(report.JUDGE_END) == 1
+    assert page[begin + len(report.JUDGE_BEGIN) : end].startswith('<section id="judge">')
+    assert page[begin + len(report.JUDGE_BEGIN) : end].endswith("</section>")
     text = "".join(parsed.text)
     assert "judge: not run yet / not configured" in text
     for grader in ("exact", "fuzzy"):  # each grader's mean, both sides, as eval.json has it

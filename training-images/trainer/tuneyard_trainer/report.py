@@ -26,6 +26,10 @@ AB_SHEET = "ab-review.csv"
 AB_KEY = "ab-key.csv"
 DEFAULT_AB_SEED = 15
 MAX_SAMPLES = 50  # side-by-side samples in the report (worst regressions first); the A/B sheet has every item
+# The judge section sits between these comments: the pipeline's JudgeAnswers Lambda, which runs after this report is
+# written, replaces what is between them with the judge's verdicts (constructs/fine-tuning-pipeline/handler/
+# judge-report.ts) and rewrites report.html in place. A contract: change both sides together.
+JUDGE_BEGIN, JUDGE_END = "<!-- tuneyard:judge -->", "<!-- /tuneyard:judge -->"
 
 BASE_COLOUR, TUNED_COLOUR = "#8a8f98", "#1f6feb"
 TRAIN_COLOUR, EVAL_COLOUR = "#1f6feb", "#d1242f"
@@ -482,7 +486,7 @@ def render_report(
         _curves(history),
         _graders(eval_report, generations),
         _benchmarks(eval_report),
-        _judge(judgements),
+        JUDGE_BEGIN + _judge(judgements) + JUDGE_END,
         _samples(generations),
     ]
     return (
