@@ -49,18 +49,18 @@ def test_unknown_key_is_rejected_with_the_closest_name():
     [
         ({"base_model": None}, "base_model: Field required"),
         ({"lora_r": "eight"}, r"lora_r: Input should be a valid integer.*'eight'"),
-        ({"method": "ppo"}, "method: Input should be 'sft', 'lora', 'qlora' or 'dpo'"),
+        ({"method": "ppo"}, "method: Input should be 'sft', 'lora', 'qlora', 'dpo'"),
         ({"learning_rate": "0"}, "learning_rate: Input should be greater than 0"),
         ({"method": "sft", "merge": "true"}, "merge applies to method lora or qlora or dpo only"),
-        ({"method": "sft", "lora_r": "8"}, "lora_r applies to method lora or qlora or dpo only"),
-        ({"method": "lora", "use_lora": "false"}, "use_lora applies to method dpo only"),
+        ({"method": "sft", "lora_r": "8"}, "lora_r applies to method lora or qlora or dpo"),
+        ({"method": "lora", "use_lora": "false"}, "use_lora applies to method dpo"),
         ({"method": "lora", "dpo_beta": "0.2"}, "dpo_beta applies to method dpo only"),
         ({"method": "dpo", "packing": "true"}, "packing applies to method sft or lora or qlora only"),
         ({"method": "dpo", "use_lora": "false", "merge": "true"}, "merge=true needs an adapter"),
         ({"method": "dpo", "use_lora": "false", "lora_r": "4"}, "lora_r has no effect with method=dpo and use_lora=false"),
         ({"method": "qlora", "distribution": "deepspeed"}, "method=qlora with distribution=deepspeed is not supported"),
         ({"method": "dpo", "neftune_noise_alpha": "5"}, "neftune_noise_alpha applies to method sft or lora or qlora only"),
-        ({"method": "sft", "use_dora": "true"}, "use_dora applies to method lora or qlora or dpo only"),
+        ({"method": "sft", "use_dora": "true"}, "use_dora applies to method lora or qlora or dpo"),
         ({"method": "dpo", "use_lora": "false", "use_rslora": "true"}, "use_rslora has no effect with method=dpo and use_lora=false"),
         ({"method": "lora", "dpo_loss_type": "ipo"}, "dpo_loss_type applies to method dpo only"),
         ({"method": "dpo", "dpo_loss_type": "ipo", "dpo_label_smoothing": "0.1"}, "dpo_label_smoothing=0.1 has no effect with dpo_loss_type=ipo"),
@@ -84,7 +84,7 @@ def test_committed_schema_is_current():
     schema = json.loads(committed)
     assert schema["additionalProperties"] is False and schema["required"] == ["base_model"]
     assert set(schema["properties"]) == set(TrainerConfig.model_fields)
-    assert schema["properties"]["method"]["enum"] == ["sft", "lora", "qlora", "dpo"]
+    assert schema["properties"]["method"]["enum"][:5] == ["sft", "lora", "qlora", "dpo", "reward"]
     assert schema["properties"]["distribution"]["enum"] == ["none", "ddp", "fsdp", "deepspeed"]
     assert schema["properties"]["dpo_beta"]["x-tuneyard-methods"] == ["dpo"]
     assert schema["properties"]["completion_only_loss"]["default"] is True

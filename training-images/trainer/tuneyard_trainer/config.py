@@ -10,17 +10,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-METHODS = ("sft", "lora", "qlora", "dpo")
-LORA_METHODS = ("lora", "qlora", "dpo")
+METHODS = ("sft", "lora", "qlora", "dpo", "reward")
+LORA_METHODS = ("lora", "qlora", "dpo", "reward")
+# The methods that train on preference pairs and choose between an adapter and all weights (use_lora).
+PREFERENCE_METHODS = ("dpo", "reward")
 SFT_METHODS = ("sft", "lora", "qlora")
-# The fields of the adapter: refused for method=dpo with use_lora=false (all weights trained).
+# The fields of the adapter: refused for method=dpo or reward with use_lora=false (all weights trained).
 ADAPTER_FIELDS = (
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_dora", "use_rslora", "lora_modules_to_save",
 )
 # The peak learning rate when a config sets none, by what is trained (dpo-lora: method=dpo with use_lora=true).
+# reward-lora is TRL 1.16's RewardConfig default (1e-4); reward-full is InstructGPT's reward-model rate (9e-6), rounded.
 # The one definition: the TypeScript recipe renders no learning_rate when a recipe sets none, and
 # config.schema.json carries this table (x-tuneyard-default-by-method) for its docs and contract test.
-DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7}
+DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7,
+                          "reward-lora": 1e-4, "reward-full": 1e-5}
 # DPO losses of TRL's DPOConfig.loss_type offered (all of TRL 1.16's but "sft", which rpo_alpha adds to one of these).
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
@@ -50,10 +54,11 @@ class TrainerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="TuneyardTrainerConfig")
 
-    method: Literal["sft", "lora", "qlora", "dpo"] = Field(
+    method: Literal["sft", "lora", "qlora", "dpo", "reward"] = Field(
         "lora",
         description="sft: all weights; lora: a LoRA adapter on a bf16 base; qlora: a LoRA adapter on a 4-bit NF4 "
-        "base (needs CUDA); dpo: direct preference optimisation on prompt/chosen/rejected pairs.",
+        "base (needs CUDA); dpo: direct preference optimisation on prompt/chosen/rejected pairs; reward: a reward model (the base with a "
+        "scalar score head, TRL's RewardTrainer) trained on the same pairs to score chosen above rejected.",
     )
     base_model: str = Field(
         min_length=1,
@@ -62,8 +67,8 @@ class TrainerConfig(BaseModel):
     )
     use_lora: bool = Field(
         True,
-        description="DPO only: train a LoRA adapter (true) or all weights (false).",
-        json_schema_extra=_methods("dpo"),
+        description="DPO and reward only: train a LoRA adapter (true) or all weights (false).",
+        json_schema_extra=_methods(*PREFERENCE_METHODS),
     )
     lora_r: int = Field(16, ge=1, description="LoRA rank.", json_schema_extra=_methods(*LORA_METHODS))
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.", json_schema_extra=_methods(*LORA_METHODS))
@@ -81,7 +86,8 @@ class TrainerConfig(BaseModel):
         None,
         gt=0,
         description="Peak learning rate. Unset: the default for what is trained, x-tuneyard-default-by-method "
-        "(dpo-lora: method=dpo with use_lora=true, dpo-full: with use_lora=false).",
+        "(dpo-lora: method=dpo with use_lora=true, dpo-full: with use_lora=false; reward-lora and reward-full "
+        "likewise for method=reward).",
         json_schema_extra={"x-tuneyard-default-by-method": DEFAULT_LEARNING_RATES},
     )
     lr_scheduler_type: Literal[
@@ -129,8 +135,9 @@ class TrainerConfig(BaseModel):
     )
     merge: bool = Field(
         False,
-        description="Also write the adapter merged into a bf16 reload of the base model (model/full).",
-        json_schema_extra=_methods(*LORA_METHODS),
+        description="Also write the adapter merged into a bf16 reload of the base model (model/full). Not for "
+        "method=reward, which always writes its model merged (model/full), to be loaded alone as a reward model.",
+        json_schema_extra=_methods("lora", "qlora", "dpo"),
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations to save GPU memory.")
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
@@ -251,9 +258,9 @@ class TrainerConfig(BaseModel):
                     f"{name} applies to method {' or '.join(allowed)} only and has no effect with method={self.method}; "
                     "remove it"
                 )
-        if self.method == "dpo" and not self.use_lora:
+        if self.method in PREFERENCE_METHODS and not self.use_lora:
             for name in sorted(self.model_fields_set & set(ADAPTER_FIELDS)):
-                problems.append(f"{name} has no effect with method=dpo and use_lora=false; remove it")
+                problems.append(f"{name} has no effect with method={self.method} and use_lora=false; remove it")
             if self.merge:
                 problems.append("merge=true needs an adapter, but method=dpo with use_lora=false trains all weights")
         if self.method == "qlora" and self.distribution == "deepspeed":
@@ -285,7 +292,7 @@ class TrainerConfig(BaseModel):
 
     @property
     def trains_adapter(self) -> bool:
-        return self.method in ("lora", "qlora") or (self.method == "dpo" and self.use_lora)
+        return self.method in ("lora", "qlora") or (self.method in PREFERENCE_METHODS and self.use_lora)
 
     @property
     def target_modules(self) -> str | list[str]:
@@ -308,7 +315,9 @@ class TrainerConfig(BaseModel):
 
 
 def default_learning_rate(method: str, use_lora: bool) -> float:
-    return DEFAULT_LEARNING_RATES[f"dpo-{'lora' if use_lora else 'full'}" if method == "dpo" else method]
+    if method in PREFERENCE_METHODS:
+        return DEFAULT_LEARNING_RATES[f"{method}-{'lora' if use_lora else 'full'}"]
+    return DEFAULT_LEARNING_RATES[method]
 
 
 def _unquote(value: Any) -> Any:

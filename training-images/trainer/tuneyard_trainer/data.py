@@ -454,7 +454,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def validate_file(path: Path, method: str) -> DatasetReport:
-    """Reads and checks a JSONL dataset for a training method (sft, lora, qlora or dpo); its valid rows in the
+    """Reads and checks a JSONL dataset for a training method (sft, lora, qlora, dpo or reward); its valid rows in the
     internal form of their format (`to_internal`)."""
     report = DatasetReport(path=path)
     data = path.read_bytes()
@@ -519,13 +519,13 @@ def _file_error(report: DatasetReport, method: str) -> RowError | None:
         return RowError(1, "empty-file", "the file has no rows")
     if report.format is None:
         return None
-    if method == "dpo" and report.format not in PREFERENCE_FORMATS:
+    if method in ("dpo", "reward") and report.format not in PREFERENCE_FORMATS:
         return RowError(
             1,
             "not-preference",
-            f"method dpo needs preference pairs (prompt/chosen/rejected); the file is {report.format}",
+            f"method {method} needs preference pairs (prompt/chosen/rejected); the file is {report.format}",
         )
-    if method != "dpo" and report.format in PREFERENCE_FORMATS:
+    if method not in ("dpo", "reward") and report.format in PREFERENCE_FORMATS:
         return RowError(
             1,
             "preference-for-sft",

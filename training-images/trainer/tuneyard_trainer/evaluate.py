@@ -1,5 +1,6 @@
 """`evaluate`: held-out loss and perplexity of the base and the tuned model, the probe set's loss before and after
-tuning (forgetting) and, for DPO, how the tuned model ranks held-out preference pairs against the base, written as
+tuning (forgetting) and, for DPO, how the tuned model ranks held-out preference pairs against the base (for a reward
+model, method=reward, how its scores rank them: see reward_report), written as
 eval.json for the pipeline's gate; the answers of both models to the eval prompts (generations.jsonl, see generate.py)
 and their accuracy on the multiple-choice benchmark files of the `benchmarks` channel (see benchmarks.py)."""
 
@@ -16,7 +17,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from . import benchmarks, generate, graders, report as html_report, templates
+from . import benchmarks, generate, graders, report as html_report, reward, templates
 from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .data import render_dpo, render_sft
 from .metrics import format_line
@@ -276,6 +277,9 @@ def run(env: SageMakerEnv) -> int:
         eval_report = load_dataset_channel(env, "eval", method)
         if eval_report is None:
             raise ChannelError("evaluate needs the eval channel (one JSONL file of held-out rows)")
+        if method == "reward":
+            report = reward_report(env, tuned_root, training, eval_report, grader_list, scratch)
+            return _write_reward_report(env, report, history)
         probe_report = load_dataset_channel(env, "probe", "sft")
         completion_only = training.get("completion_only_loss", True)
         max_length = int(training.get("max_length", DEFAULT_MAX_LENGTH))
@@ -385,6 +389,74 @@ def run(env: SageMakerEnv) -> int:
     for entry in report["benchmarks"] or []:
         summary += f", {entry['name']} accuracy {entry['base_accuracy']:.4g} -> {entry['tuned_accuracy']:.4g}"
     print(f"wrote {env.model_dir / 'eval.json'}: {summary}", flush=True)
+    return 0
+
+
+def reward_report(env: SageMakerEnv, tuned_root: Path, training: dict[str, Any], eval_report, grader_list, scratch: Path):
+    """eval.json of a reward model: how its scores rank the held-out pairs (`preference`, beta null) and its pairwise
+    loss -log sigmoid(r(chosen) - r(rejected)) as `tuned.eval_loss`. A reward model has no base to compare with (the
+    base has no score head): `base` is chance, a model that scores every response alike (loss ln 2, perplexity 2).
+    It generates nothing, so a probe, graders and benchmarks, which measure answers, are refused."""
+    refused = [
+        what
+        for what, given in (
+            ("a probe (forgetting)", env.channel_jsonl("probe") is not None),
+            ("graders", bool(grader_list)),
+            ("benchmarks", bool(benchmarks.staged(env.root / "input" / "data"))),
+        )
+        if given
+    ]
+    if refused:
+        raise ValueError(
+            f"the tuned model is a reward model (method=reward), which scores text and generates none, but the job has "
+            f"{', '.join(refused)}; evaluate a reward model on its held-out pairs alone (remove them from the run)"
+        )
+    folder = tuned_root / "full" if (tuned_root / "full" / "config.json").exists() else tuned_root
+    if not (folder / "config.json").exists():
+        raise ChannelError(
+            f"the adapter channel ({tuned_root}) holds no reward model (full/config.json); a reward run writes its "
+            "model merged to model/full: point the channel at the training job's model output"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = reward.load_model(str(folder), dtype=compute_dtype(), device_map="auto" if torch.cuda.is_available() else None)
+    max_length = int(training.get("max_length", DEFAULT_MAX_LENGTH))
+    overlong_rows = training.get("overlong_rows", DEFAULT_OVERLONG_ROWS)
+    pairs = render_dpo(eval_report.rows, eval_report.format)
+    dataset, _ = fit_to_length(preference_dataset(pairs, tokenizer), tokenizer, max_length, overlong_rows)
+    scores = reward.score_pairs(model, tokenizer, dataset, max_length, scratch)
+    preference = reward.reward_figures(scores)
+    loss = reward.pair_loss(scores)
+    chance = reward.CHANCE_PAIR_LOSS
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "base": {"eval_loss": chance, "eval_perplexity": math.exp(chance), "probe_loss": None},
+        "tuned": {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700.0)), "probe_loss": None},
+        "eval_loss_ratio": loss / chance,
+        "forgetting_increase": None,
+        "examples": preference["pairs"],
+        "preference": preference,
+        "generation": None,
+        "graders": None,
+        "benchmarks": None,
+    }
+
+
+def _write_reward_report(env: SageMakerEnv, report: dict[str, Any], history) -> int:
+    text = json.dumps(report, indent=2) + "\n"
+    for folder in (env.model_dir, env.output_data_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eval.json").write_text(text, encoding="utf-8")
+        html_report.write(folder, report, [], history)
+    preference = report["preference"]
+    line = {"eval_loss": report["tuned"]["eval_loss"], "reward_accuracy": preference["accuracy"],
+            "reward_margin": preference["reward_margin"]}
+    print(format_line(0, line), flush=True)
+    print(
+        f"wrote {env.model_dir / 'eval.json'}: reward model pairwise accuracy {preference['preferred']}/"
+        f"{preference['pairs']}, margin {preference['reward_margin']:.6g}, "
+        f"eval_loss_ratio={report['eval_loss_ratio']:.6g} (pairwise loss against chance, ln 2)",
+        flush=True,
+    )
     return 0
 
 

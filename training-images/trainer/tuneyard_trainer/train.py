@@ -1,4 +1,4 @@
-"""`train`: SFT, LoRA, QLoRA and DPO on TRL's trainers, with resume from checkpoints/ and a clean stop on SIGTERM."""
+"""`train`: SFT, LoRA, QLoRA, DPO and reward models (reward.py) on TRL's trainers, with resume from checkpoints/ and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     TrainerCallback,
 )
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, RewardTrainer, SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from . import attention, launch, merge, templates
+from . import attention, launch, merge, reward, templates
 from .chat import ChatTemplateError, end_of_turn_token, fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .config import CUDA_OPTIMIZERS, SFT_METHODS, TrainerConfig, from_hyperparameters
 from .data import DatasetReport, render_dpo, render_sft, split_rows, validate_file
@@ -213,6 +213,8 @@ def load_model(
             # one 4-bit copy per process on its own GPU: under torchrun this process's GPU is LOCAL_RANK (FSDP places
             # the shards itself, from the low-memory loading its arguments set up)
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    if config.method == "reward":  # the base with a scalar score head (reward.py)
+        return reward.load_model(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if config.method == "qlora" and not sharded:
         # not under FSDP: it casts the layers that stay unquantized to fp32, and FSDP shards uniform dtypes
@@ -247,7 +249,19 @@ def padding_free(config: TrainerConfig, model_type: str) -> bool:
 
 def lora_config(config: TrainerConfig, trainable_tokens: dict[str, list[int]] | None = None) -> LoraConfig:
     """The adapter: LoRA (DoRA, rsLoRA), the modules trained whole beside it, and the rows of new tokens
-    (templates.trainable_token_indices)."""
+    (templates.trainable_token_indices). A reward model's score head is trained whole beside the adapter (SEQ_CLS)."""
+    if config.method == "reward":
+        return LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.target_modules,
+            use_dora=config.use_dora,
+            use_rslora=config.use_rslora,
+            modules_to_save=[*(config.modules_to_save or []), reward.SCORE_HEAD],
+            trainable_token_indices=trainable_tokens,
+            task_type="SEQ_CLS",
+        )
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -443,7 +457,7 @@ def _datasets(inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> tuple[Datas
     else:
         train_rows, eval_rows = split_rows(inputs.train.rows, config.eval_fraction, config.seed)
     fmt = inputs.train.format
-    if config.method == "dpo":
+    if config.method in ("dpo", "reward"):
         render = lambda rows: preference_dataset(render_dpo(rows, fmt), tokenizer)  # noqa: E731
     else:
         render = lambda rows: sft_dataset(render_sft(rows, fmt), tokenizer, config.completion_only_loss)  # noqa: E731
@@ -567,6 +581,8 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
             label_smoothing=config.dpo_label_smoothing,
             precompute_ref_log_probs=config.precompute_ref_log_probs,
         )
+    elif config.method == "reward":
+        args = reward.config(_trainer_args(config, env))
     else:
         model_type = AutoConfig.from_pretrained(inputs.model_source).model_type
         flat = padding_free(config, model_type)
@@ -622,9 +638,11 @@ def build_trainer(inputs: Inputs, env: SageMakerEnv, tokenizer, callbacks: list[
             if resized:  # the same new rows as the policy's (mean resizing samples them)
                 reference.load_state_dict(model.state_dict())
         trainer = DPOTrainer(**common, ref_model=reference)
+    elif config.method == "reward":
+        trainer = RewardTrainer(**common)
     else:
         trainer = TokenMeanSFTTrainer(**common, data_collator=collator)
-    if new_tokens:
+    if new_tokens and config.method != "reward":  # a reward model has no LM head
         templates.fused_head_compatible(trainer.model)
     if config.distribution in ("none", "ddp"):
         fp32_trainable_parameters(trainer.model)
@@ -676,6 +694,10 @@ def write_training_config(
 
 def run(env: SageMakerEnv) -> int:
     """Trains; returns 0 when done, STOP_EXIT_CODE when SIGTERM stopped it after a checkpoint."""
+    if from_hyperparameters(env.read_hyperparameters()).method == "grpo":
+        from . import grpo  # online RL on prompt-only rows: its own data, rewards and trainer
+
+        return grpo.run(env)
     inputs = read_inputs(env)
     config = inputs.config
     if not launch.is_worker():
@@ -705,8 +727,10 @@ def run(env: SageMakerEnv) -> int:
         if kind == "full" and config.distribution in ("none", "ddp"):
             trainer.model.to(compute_dtype())  # written in bf16 on a GPU (the fp32 weights were for the updates)
         # generation (transformers, vLLM) stops on any of these: the chat template's end-of-turn token, then eos
-        generation = trainer.model.generation_config
-        generation.eos_token_id = stop_token_ids(tokenizer)
+        generation = None
+        if config.method != "reward":  # a reward model generates nothing
+            generation = trainer.model.generation_config
+            generation.eos_token_id = stop_token_ids(tokenizer)
         if trainer.is_fsdp_enabled:
             # checkpoints are sharded (each process writes its own shard, in seconds); the model written is whole:
             # gathered once, weights only, on the main process's CPU
@@ -717,7 +741,11 @@ def run(env: SageMakerEnv) -> int:
     if not _is_main_process():
         return 0
     artifacts = {kind: kind}
-    if kind == "adapter":
+    if config.method == "reward" and kind == "adapter":
+        # loaded alone later (RL runs, the eval job): the adapter and its score head merged into the base
+        reward.merge_adapter(inputs.model_source, env.model_dir / "adapter", env.model_dir / "full", compute_dtype())
+        artifacts["full"] = "full"
+    elif kind == "adapter":
         generation.save_pretrained(str(env.model_dir / "adapter"))  # PEFT saves none; merge and serving read it
         write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
         artifacts["adapter_archive"] = ADAPTER_ARCHIVE
@@ -729,7 +757,8 @@ def run(env: SageMakerEnv) -> int:
         merge.merge_adapter(inputs.model_source, env.model_dir / "adapter", env.model_dir / "full")
         artifacts["full"] = "full"
     summary = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
-    stops = {"end_of_turn_token": end_of_turn_token(tokenizer), "stop_token_ids": generation.eos_token_id}
+    stop_ids = generation.eos_token_id if generation is not None else stop_token_ids(tokenizer)
+    stops = {"end_of_turn_token": end_of_turn_token(tokenizer), "stop_token_ids": stop_ids}
     write_training_config(env.model_dir / TRAINING_CONFIG, inputs, artifacts, summary, stops)
     document = {"schema_version": 1, "log_history": history}  # read by the eval job's report (report.read_history)
     (env.model_dir / HISTORY_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
