@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-METHODS = ("sft", "lora", "qlora", "dpo", "reward")
-LORA_METHODS = ("lora", "qlora", "dpo", "reward")
+METHODS = ("sft", "lora", "qlora", "dpo", "reward", "grpo")
+LORA_METHODS = ("lora", "qlora", "dpo", "reward", "grpo")
 # The methods that train on preference pairs and choose between an adapter and all weights (use_lora).
 PREFERENCE_METHODS = ("dpo", "reward")
 SFT_METHODS = ("sft", "lora", "qlora")
@@ -24,7 +24,7 @@ ADAPTER_FIELDS = (
 # The one definition: the TypeScript recipe renders no learning_rate when a recipe sets none, and
 # config.schema.json carries this table (x-tuneyard-default-by-method) for its docs and contract test.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7,
-                          "reward-lora": 1e-4, "reward-full": 1e-5}
+                          "reward-lora": 1e-4, "reward-full": 1e-5, "grpo": 1e-5}
 # DPO losses of TRL's DPOConfig.loss_type offered (all of TRL 1.16's but "sft", which rpo_alpha adds to one of these).
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
@@ -54,11 +54,12 @@ class TrainerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="TuneyardTrainerConfig")
 
-    method: Literal["sft", "lora", "qlora", "dpo", "reward"] = Field(
+    method: Literal["sft", "lora", "qlora", "dpo", "reward", "grpo"] = Field(
         "lora",
         description="sft: all weights; lora: a LoRA adapter on a bf16 base; qlora: a LoRA adapter on a 4-bit NF4 "
         "base (needs CUDA); dpo: direct preference optimisation on prompt/chosen/rejected pairs; reward: a reward model (the base with a "
-        "scalar score head, TRL's RewardTrainer) trained on the same pairs to score chosen above rejected.",
+        "scalar score head, TRL's RewardTrainer) trained on the same pairs to score chosen above rejected; grpo: online RL (TRL's GRPO) with a LoRA adapter on "
+        "prompt-only rows, rewarded by graders and/or a reward model.",
     )
     base_model: str = Field(
         min_length=1,
@@ -247,6 +248,70 @@ class TrainerConfig(BaseModel):
         description="none: one process; ddp: one process per GPU on every host; fsdp: FSDP full sharding; "
         "deepspeed: DeepSpeed ZeRO-3.",
     )
+    graders: str | None = Field(
+        None,
+        min_length=2,
+        description="GRPO: the graders that reward each completion, as the JSON list the evaluation job takes (the same "
+        "definitions, graders.schema.json): a grader's sample is {\"output_text\": completion}, its item the train row. "
+        "score_model and label_model (LLM judges) are refused: they do not run in the job yet.",
+        json_schema_extra=_methods("grpo"),
+    )
+    reward_model: str | None = Field(
+        None,
+        min_length=1,
+        description="GRPO: the registered reward model (a sequence-classification model with one score, method=reward) "
+        "that rewards each prompt and completion; its files arrive in the job's `reward_model` channel and its "
+        "tokenizer must be the policy's.",
+        json_schema_extra=_methods("grpo"),
+    )
+    reward_weights: str | None = Field(
+        None,
+        min_length=2,
+        description='GRPO: JSON object of reward source -> weight, a source being a grader\'s name or "reward_model", '
+        'e.g. {"exact": 1, "reward_model": 0.5}; the reward is the weighted sum. Unset (or a source left out): 1.',
+        json_schema_extra=_methods("grpo"),
+    )
+    grpo_num_generations: int = Field(
+        8,
+        ge=2,
+        description="GRPO group size: completions sampled per prompt (advantages are relative to the group). "
+        "per_device_train_batch_size x gradient_accumulation_steps must be a multiple of it.",
+        json_schema_extra=_methods("grpo"),
+    )
+    grpo_max_completion_length: int = Field(
+        256, ge=1, description="GRPO: new tokens per completion at most.", json_schema_extra=_methods("grpo")
+    )
+    grpo_temperature: float = Field(
+        1.0, gt=0, description="GRPO: sampling temperature of the completions.", json_schema_extra=_methods("grpo")
+    )
+    grpo_beta: float = Field(
+        0.04,
+        ge=0,
+        description="GRPO: weight of the KL penalty to the reference model (the base: the adapter disabled, no second "
+        "copy); 0 turns it off.",
+        json_schema_extra=_methods("grpo"),
+    )
+    grpo_length_guard: Literal["penalty", "mask", "none"] = Field(
+        "penalty",
+        description="GRPO, against reward hacking by length: completions that reach grpo_max_completion_length without "
+        "ending are clipped; penalty: grpo_length_penalty is subtracted from their reward; mask: they are left out "
+        "of the loss (DAPO); none: neither. Clipped completions are counted either way (metric clipped_ratio).",
+        json_schema_extra=_methods("grpo"),
+    )
+    grpo_length_penalty: float = Field(
+        1.0,
+        gt=0,
+        description="GRPO with grpo_length_guard=penalty: subtracted from a clipped completion's reward.",
+        json_schema_extra=_methods("grpo"),
+    )
+    grpo_format_regex: str | None = Field(
+        None,
+        min_length=1,
+        description="GRPO format guard: a Python regular expression the whole completion must match (re.fullmatch, "
+        "dot matching newlines); a completion that does not gets 0 from every reward source (the length penalty "
+        "still applies). Unset: off.",
+        json_schema_extra=_methods("grpo"),
+    )
 
     @model_validator(mode="after")
     def _combinations(self) -> TrainerConfig:
@@ -283,6 +348,8 @@ class TrainerConfig(BaseModel):
                 f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple of "
                 f"eval_steps ({self.eval_steps})"
             )
+        if self.method == "grpo":
+            problems.extend(self._grpo_problems())
         if problems:
             raise ValueError("; ".join(problems))
         if self.learning_rate is None:
@@ -290,9 +357,37 @@ class TrainerConfig(BaseModel):
             self.model_fields_set.discard("learning_rate")  # the method's default, not set by the config
         return self
 
+    def _grpo_problems(self) -> list[str]:
+        problems = []
+        if self.graders is None and self.reward_model is None:
+            problems.append(
+                "method=grpo needs a reward source: set graders (a JSON list of grader definitions), reward_model (a "
+                "registered reward model, its files in the reward_model channel) or both"
+            )
+        if "grpo_length_penalty" in self.model_fields_set and self.grpo_length_guard != "penalty":
+            problems.append(
+                f"grpo_length_penalty has no effect with grpo_length_guard={self.grpo_length_guard}; remove it"
+            )
+        if self.grpo_format_regex is not None:
+            try:
+                re.compile(self.grpo_format_regex)
+            except re.error as err:
+                problems.append(f"grpo_format_regex is not a Python regular expression ({err}); fix the pattern")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.grpo_num_generations:
+            problems.append(
+                f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
+                f"grpo_num_generations ({self.grpo_num_generations}): each batch holds whole groups of completions"
+            )
+        if self.early_stopping_patience:
+            problems.append("early_stopping_patience needs eval_loss, which method=grpo does not compute; remove it")
+        if self.distribution in ("fsdp", "deepspeed"):
+            problems.append(f"method=grpo runs with distribution none or ddp (got {self.distribution})")
+        return problems
+
     @property
     def trains_adapter(self) -> bool:
-        return self.method in ("lora", "qlora") or (self.method in PREFERENCE_METHODS and self.use_lora)
+        return self.method in ("lora", "qlora", "grpo") or (self.method in PREFERENCE_METHODS and self.use_lora)
 
     @property
     def target_modules(self) -> str | list[str]:

@@ -27,6 +27,14 @@ METRICS = {
     "reward_margin": "DPO: mean chosen minus rejected reward",
     "reward_accuracy": "DPO: share of pairs where the chosen reward is higher",
     "overlong_rows": "rows of the train split longer than max_length tokens (dropped or truncated: overlong_rows), at step 0",
+    "reward_mean": "GRPO: mean reward of the step's completions (the weighted sum of the reward sources)",
+    "reward_std": "GRPO: standard deviation of the completions' rewards",
+    "reward_model": "GRPO: mean score the reward model gave the completions (before its weight)",
+    "reward_length_penalty": "GRPO: mean length penalty (-1 per clipped completion, before grpo_length_penalty)",
+    "kl": "GRPO: mean per-token KL divergence of the policy from the reference (the base, adapter disabled)",
+    "completion_length": "GRPO: mean completion length in tokens",
+    "clipped_ratio": "GRPO: share of completions that reached grpo_max_completion_length without ending",
+    "format_miss_ratio": "GRPO: share of completions that missed grpo_format_regex (scored 0)",
 }
 
 # Trainer log key -> metric name

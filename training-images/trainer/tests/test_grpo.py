@@ -1,0 +1,312 @@
+"""method=grpo: online RL with graders, a reward model or both as rewards, on the tiny random-init Llama of conftest.
+
+The toy task is verifiable and learnable by a 2-layer model with a 400-token vocabulary: a regex grader rewards a
+completion that contains the letter "a" (about a third of the random model's 4-token samples do)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import WORDS, Job, build_tokenizer
+
+from tuneyard_trainer import graders as graders_module
+from tuneyard_trainer import grpo
+from tuneyard_trainer.config import ConfigError, from_hyperparameters
+from tuneyard_trainer.metrics import METRICS, PREFIX
+
+CONTAINS_A = {"type": "regex", "name": "has_a", "input": "{{ sample.output_text }}", "pattern": "a"}
+MENTIONS_REFERENCE = {
+    "type": "string_check", "name": "says_ref", "input": "{{ sample.output_text }}",
+    "reference": "{{ item.reference }}", "operation": "ilike",
+}
+
+GRPO_FAST = {
+    "method": "grpo",
+    "per_device_train_batch_size": 16,
+    "gradient_accumulation_steps": 1,
+    "grpo_num_generations": 8,
+    "grpo_max_completion_length": 4,
+    "grpo_temperature": 1.0,
+    "logging_steps": 1,
+    "save_steps": 1000,
+    "warmup_ratio": 0,
+    "lr_scheduler_type": "constant",
+    "gradient_checkpointing": False,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0,
+}
+
+
+def prompt_rows() -> list[dict]:
+    """Prompt-only rows of both kinds: chats ending with the user's turn and plain prompts, with a reference field."""
+    rows = []
+    for i, (en, fr) in enumerate(WORDS):
+        if i % 2:
+            rows.append({"messages": [{"role": "user", "content": f"Translate to French: {en}"}], "reference": fr})
+        else:
+            rows.append({"prompt": f"Translate to French: {en}", "reference": fr})
+    return rows
+
+
+def metric_lines(stdout: str) -> list[dict[str, float]]:
+    lines = []
+    for line in stdout.splitlines():
+        if line.startswith(PREFIX):
+            fields = dict(part.split("=", 1) for part in line.removeprefix(PREFIX).split())
+            lines.append({k: float(v) for k, v in fields.items()})
+    return [line for line in lines if "reward_mean" in line]
+
+
+def run_job(job: Job, capsys, hyperparameters: dict, rows: list[dict] | None = None) -> list[dict[str, float]]:
+    job.configure(hyperparameters, train=rows or prompt_rows())
+    capsys.readouterr()
+    code = job.run()
+    out = capsys.readouterr().out
+    assert code == 0, (job.failure, out[-3000:])
+    return metric_lines(out)
+
+
+def build_reward_model(folder: Path, tokenizer_source: Path | None = None, seed: int = 1) -> Path:
+    """A tiny Llama sequence-classification model with one score, saved with its tokenizer (the policy's by default)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source) if tokenizer_source else build_tokenizer(folder)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, num_labels=1,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def add_reward_model_channel(job: Job, folder: Path) -> None:
+    channel = job.root / "input" / "data" / "reward_model"
+    channel.parent.mkdir(parents=True, exist_ok=True)
+    channel.symlink_to(folder, target_is_directory=True)
+
+
+@pytest.fixture(scope="module")
+def reward_model_dir(tmp_path_factory, base_model_dir) -> Path:
+    return build_reward_model(tmp_path_factory.mktemp("reward-model"), base_model_dir)
+
+
+def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(job, capsys):
+    lines = run_job(
+        job, capsys,
+        {
+            **GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "max_steps": 30, "learning_rate": 1e-2, "grpo_beta": 0.04,
+            # the output head trained whole beside the adapter (PEFT modules_to_save): the tiny model learns the task
+            # in a few dozen steps; the reference keeps the base head
+            "lora_modules_to_save": "lm_head", "grpo_length_guard": "none",
+        },
+    )
+    assert len(lines) == 30
+    first = sum(line["reward_grader_has_a"] for line in lines[:5]) / 5
+    last = sum(line["reward_grader_has_a"] for line in lines[-5:]) / 5
+    print(f"GRPO toy task: reward {first:.3f} over the first 5 steps, {last:.3f} over the last 5")
+    assert last >= first + 0.3, (first, last)
+    assert last >= 0.7
+    kls = [line["kl"] for line in lines]
+    assert all(0 <= kl < 5 for kl in kls), kls  # bounded: the penalty holds the policy near the base
+    assert kls[-1] > kls[0]  # the policy did move away from the reference
+    for line in lines:
+        assert {"train_loss", "kl", "completion_length", "clipped_ratio", "reward_std"} <= line.keys()
+        assert 0 < line["completion_length"] <= 4
+    written = json.loads((job.model_dir / "training_config.json").read_text())
+    assert written["config"]["method"] == "grpo"
+    assert written["rewards"]["sources"] == {"has_a": 1.0}
+    assert (job.model_dir / "adapter" / "adapter_config.json").is_file()
+    assert (job.model_dir / "adapter.tar.gz").is_file()
+
+
+def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir):
+    """No second copy of the weights: with a LoRA adapter and beta > 0 TRL holds no ref_model, and the reference
+    log-probabilities are the base model's (the adapter disabled)."""
+    from transformers import AutoModelForCausalLM
+
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
+    job.configure({**GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "grpo_beta": 0.1}, train=prompt_rows())
+    import os
+
+    os.environ["TUNEYARD_ML_ROOT"] = str(job.root)
+    try:
+        env = SageMakerEnv.from_environ()
+        inputs, tokenizer = grpo.read_inputs(env)
+        trainer, _ = grpo.build_trainer(inputs, env, tokenizer, [])
+    finally:
+        del os.environ["TUNEYARD_ML_ROOT"]
+    assert trainer.beta == 0.1
+    assert trainer.ref_model is None
+    model = trainer.model
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)  # an adapter that changes the outputs
+    ids = torch.tensor([tokenizer("Translate to French: cat")["input_ids"]])
+    base = AutoModelForCausalLM.from_pretrained(base_model_dir).eval()
+    model.eval()
+    with torch.no_grad():
+        with model.disable_adapter():
+            disabled = model(input_ids=ids).logits
+        adapted = model(input_ids=ids).logits
+        expected = base(input_ids=ids).logits
+    torch.testing.assert_close(disabled, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(adapted, expected, atol=1e-3)
+
+
+def test_a_reward_model_rewards_the_completions(job, capsys, reward_model_dir):
+    add_reward_model_channel(job, reward_model_dir)
+    lines = run_job(
+        job, capsys,
+        {**GRPO_FAST, "reward_model": "tiny-reward", "max_steps": 3, "learning_rate": 1e-2, "grpo_length_guard": "none"},
+    )
+    assert len(lines) == 3
+    for line in lines:
+        assert line["reward_model"] != 0 and line["reward_mean"] == pytest.approx(line["reward_model"], rel=1e-4)
+    assert len({line["reward_model"] for line in lines}) > 1  # scores of different completions, not a constant
+    # the same scores the model gives these texts outside the trainer
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(reward_model_dir)
+    scorer = grpo.ModelReward(reward_model_dir, tokenizer, grpo.Guards(4, set(), None), torch.float32)
+    prompt = [{"role": "user", "content": "Translate to French: cat"}]
+    scores = scorer([prompt, prompt], [[{"role": "assistant", "content": "chat"}], [{"role": "assistant", "content": "x"}]])
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(reward_model_dir).eval()
+    text = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": "chat"}], tokenize=False)
+    with torch.no_grad():
+        alone = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits[0, 0].item()
+    assert scores[0] == pytest.approx(alone, abs=1e-4)
+    assert scores[0] != scores[1]
+
+
+def test_a_weighted_mix_sums_the_weighted_rewards(job, capsys, reward_model_dir):
+    """Graders and the reward model, weighted, with both guards on: the logged total is the weighted sum of the logged
+    per-source means, and every GRPO MetricDefinition (metrics.json) captures a number from the run's stdout."""
+    add_reward_model_channel(job, reward_model_dir)
+    weights = {"has_a": 2.0, "says_ref": 0.5, "reward_model": -3.0}
+    job.configure(
+        {
+            **GRPO_FAST, "graders": json.dumps([CONTAINS_A, MENTIONS_REFERENCE]), "reward_model": "tiny-reward",
+            "reward_weights": json.dumps(weights), "max_steps": 3, "learning_rate": 1e-2,
+            "grpo_max_completion_length": 3, "grpo_length_penalty": 0.25, "grpo_format_regex": "[a-z ]*",
+        },
+        train=prompt_rows(),
+    )
+    capsys.readouterr()
+    assert job.run() == 0, job.failure
+    stdout = capsys.readouterr().out
+    lines = metric_lines(stdout)
+    assert len(lines) == 3
+    for line in lines:
+        total = (
+            2.0 * line["reward_grader_has_a"] + 0.5 * line["reward_grader_says_ref"] - 3.0 * line["reward_model"]
+            + 0.25 * line["reward_length_penalty"]
+        )
+        assert line["reward_mean"] == pytest.approx(total, abs=1e-4)
+    assert json.loads((job.model_dir / "training_config.json").read_text())["rewards"]["sources"] == weights
+    definitions = json.loads((Path(grpo.__file__).parents[1] / "metrics.json").read_text())
+    grpo_names = [d for d in definitions if METRICS[d["Name"]].startswith("GRPO:")]
+    assert len(grpo_names) == 8
+    for definition in grpo_names:
+        captured = re.findall(definition["Regex"], stdout)
+        assert len(captured) == 3, definition
+        assert all(float(c) == float(c) for c in captured)
+
+
+def test_the_length_guard_penalises_clipped_completions(job, capsys):
+    # 2 new tokens at most: nearly every completion of the random model runs out before its end-of-turn token
+    lines = run_job(
+        job, capsys,
+        {**GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "grpo_max_completion_length": 2, "max_steps": 2,
+         "grpo_length_penalty": 0.5, "learning_rate": 1e-3},
+    )
+    for line in lines:
+        assert line["clipped_ratio"] > 0.5
+        assert line["reward_length_penalty"] == pytest.approx(-line["clipped_ratio"], abs=1e-4)
+        total = line["reward_grader_has_a"] + 0.5 * line["reward_length_penalty"]
+        assert line["reward_mean"] == pytest.approx(total, abs=1e-4)
+
+
+def test_guards_clip_and_format():
+    guards = grpo.Guards(3, {7}, re.compile(r"[a-z]+", re.DOTALL))
+    assert guards.clipped([1, 2, 3]) and guards.clipped([1, 2, 3, 4])
+    assert not guards.clipped([1, 2, 7]) and not guards.clipped([1, 2])
+    reward = grpo.GraderReward(graders_module.load([CONTAINS_A])[0], [{"prompt": "p"}] * 3, guards)
+    scores = reward(["p"] * 3, ["banana", "Banana!", "xyz"], tuneyard_row=[0, 1, 2])
+    assert scores == [1.0, 0.0, 0.0]  # "Banana!" has an "a" but misses the format: 0
+    assert guards.take_format_miss_ratio() == pytest.approx(1 / 3)
+    penalty = grpo.LengthPenalty(guards)
+    assert penalty(["p"] * 2, ["abc", "ab"], completion_ids=[[1, 2, 3], [1, 7]]) == [-1.0, 0.0]
+
+
+def test_a_format_miss_gets_zero(job, capsys):
+    # the format only a completion of letters and spaces passes: the random model's samples mostly miss it
+    lines = run_job(
+        job, capsys,
+        {**GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "grpo_format_regex": "[a-z ]*", "max_steps": 2,
+         "learning_rate": 1e-3, "grpo_length_guard": "none"},
+    )
+    for line in lines:
+        assert 0 < line["format_miss_ratio"] <= 1
+        assert line["reward_grader_has_a"] <= 1 - line["format_miss_ratio"] + 1e-6
+
+
+@pytest.mark.parametrize(
+    "hyperparameters, rows, message",
+    [
+        ({}, None, "method=grpo needs a reward source"),
+        ({"graders": json.dumps([{**CONTAINS_A, "type": "regx"}])}, None, "regex"),
+        ({"graders": json.dumps([CONTAINS_A]), "reward_weights": json.dumps({"has_b": 1})}, None,
+         'reward_weights names "has_b", which is not a reward source of this run; did you mean "has_a"?'),
+        ({"graders": json.dumps([CONTAINS_A]), "per_device_train_batch_size": 6}, None, "multiple of grpo_num_generations"),
+        ({"graders": json.dumps([CONTAINS_A])}, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}],
+         "must end with a user message"),
+        ({"graders": json.dumps([CONTAINS_A])}, [{"text": "no prompt"}], 'has neither "messages"'),
+        ({"reward_model": "tiny-reward"}, None, "the job has no reward_model channel"),
+        ({"graders": json.dumps([CONTAINS_A]), "grpo_format_regex": "(["}, None, "grpo_format_regex is not a Python regular expression"),
+    ],
+)
+def test_bad_configs_fail_before_weights_load(job, monkeypatch, hyperparameters, rows, message):
+    loaded = []
+    monkeypatch.setattr("tuneyard_trainer.train.load_model", lambda *a, **k: loaded.append(a) or pytest.fail("loaded"))
+    job.configure({**GRPO_FAST, **hyperparameters}, train=rows or prompt_rows())
+    assert job.run() != 0
+    assert message in job.failure, job.failure
+    assert not loaded
+
+
+def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.train_from_iterator(["a different corpus of words"] * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>"]))
+    other = tmp_path / "other-tokenizer"
+    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>").save_pretrained(other)
+    folder = build_reward_model(tmp_path / "other-reward", other)
+    add_reward_model_channel(job, folder)
+    monkeypatch.setattr("tuneyard_trainer.train.load_model", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(
+        "transformers.AutoModelForSequenceClassification.from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
+    )
+    job.configure({**GRPO_FAST, "reward_model": "other"}, train=prompt_rows())
+    assert job.run() != 0
+    assert "the reward model's vocabulary" in job.failure and "is not the policy's" in job.failure, job.failure
+
+
+def test_grpo_fields_are_refused_for_other_methods_and_metrics_are_defined():
+    with pytest.raises(ConfigError, match="grpo_beta applies to method grpo only"):
+        from_hyperparameters({"method": "lora", "base_model": "x", "grpo_beta": "0.1"})
+    for name in ("reward_mean", "reward_std", "kl", "completion_length", "clipped_ratio", "format_miss_ratio",
+                 "reward_model", "reward_length_penalty"):
+        assert name in METRICS

@@ -1,0 +1,566 @@
+"""`train` with method=grpo: online RL (TRL's GRPOTrainer) with a LoRA adapter on prompt-only rows, rewarded by the
+evaluation's graders (the same definitions: what gates a model can also train it), a registered reward model, or a
+weighted mix of them.
+
+Prompt-only rows (the train channel's one JSONL file), one of:
+    {"messages": [..., {"role": "user", "content": "..."}]}   a chat whose last message is the user's turn
+    {"prompt": "..."}                                          a prompt, asked as one user turn
+    {"prompt": [..., {"role": "user", ...}]}                   a chat prompt
+Any other field of a row (e.g. `reference`) is kept: it is the grader's `item` ({{ item.reference }}).
+
+The reward of a completion is sum_i weight_i x reward_i over the sources (TRL's reward_weights): one per grader
+(`grader_<name>`: Grader.grade({"output_text": completion}, row)), the reward model (`model`: its score of the prompt
+and completion rendered with the chat template) and, with grpo_length_guard=penalty, `length_penalty` (-1 for a
+completion clipped at grpo_max_completion_length, weighted by grpo_length_penalty). A completion that misses
+grpo_format_regex gets 0 from the graders and the reward model.
+
+The reference of the KL penalty (grpo_beta > 0) is the base model itself: TRL computes its log-probabilities with the
+adapter disabled (GRPOTrainer keeps ref_model None for a PEFT model), so no second copy of the weights is held.
+Generation is transformers' (use_vllm=False): the image has no vLLM.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer
+
+from . import graders as graders_module
+from . import launch, templates
+from .chat import end_of_turn_token, stop_token_ids
+from .config import ConfigError, TrainerConfig, from_hyperparameters
+from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
+from .report import HISTORY_FILE
+from .sagemaker_env import ChannelError, SageMakerEnv, write_adapter_archive
+
+REWARD_MODEL_CHANNEL = "reward_model"
+REWARD_MODEL_SOURCE = "reward_model"  # its name in reward_weights
+ROW_COLUMN = "tuneyard_row"  # the index of a dataset row, so the graders read the row as written
+
+
+class GrpoPreflightError(ValueError):
+    """A GRPO job that cannot run with this config, data or reward model; found before any weights load."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Prompt-only rows
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _messages_problem(messages: Any, where: str) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return f"{where} must be a non-empty list of messages"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
+            message.get("content"), str
+        ):
+            return f"{where}[{i}] must be an object with a string role and a string content"
+    if messages[-1]["role"] != "user":
+        return (
+            f"{where} must end with a user message (the turn the model answers), not {messages[-1]['role']}; drop the "
+            "answer: GRPO samples its own"
+        )
+    return None
+
+
+def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a prompt-only JSONL file; PreflightError listing every bad line (its number and the fix)."""
+    rows, problems = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"line {number}: not JSON ({err.msg} at character {err.pos})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"line {number}: must be a JSON object")
+            continue
+        if "messages" in row:
+            problem = _messages_problem(row["messages"], "messages")
+        elif isinstance(row.get("prompt"), str):
+            problem = None if row["prompt"].strip() else "prompt is empty"
+        elif "prompt" in row:
+            problem = _messages_problem(row["prompt"], "prompt")
+        else:
+            problem = 'has neither "messages" (a chat ending with a user turn) nor "prompt"; GRPO trains on prompts only'
+        if problem:
+            problems.append(f"line {number}: {problem}")
+        else:
+            rows.append(row)
+    if problems:
+        shown = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise GrpoPreflightError(
+            f"channel train: {len(problems)} invalid row(s) in {path.name} for method=grpo, which trains on prompt-only "
+            f"rows ({{\"messages\": [... user turn]}} or {{\"prompt\": ...}}); fix them:\n{shown}{more}"
+        )
+    if not rows:
+        raise GrpoPreflightError(f"channel train: {path.name} holds no rows")
+    return rows
+
+
+def prompt_of(row: dict[str, Any], chat: bool) -> str | list[dict[str, str]]:
+    """TRL's prompt: a conversation (rendered with the chat template) or, without a template, the plain string."""
+    if "messages" in row:
+        messages = row["messages"]
+    elif isinstance(row["prompt"], list):
+        messages = row["prompt"]
+    else:
+        return [{"role": "user", "content": row["prompt"]}] if chat else row["prompt"]
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def prompt_dataset(rows: list[dict[str, Any]], chat: bool) -> Dataset:
+    return Dataset.from_list([{"prompt": prompt_of(row, chat), ROW_COLUMN: i} for i, row in enumerate(rows)])
+
+
+def grader_item(row: dict[str, Any]) -> dict[str, Any]:
+    """The grader's `item`: the row as written, with `prompt` when it had messages (templates may read either)."""
+    return row if "prompt" in row or "messages" not in row else {**row, "prompt": row["messages"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reward sources
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Guards:
+    """The length and format guards, and what they saw since the last metric line."""
+
+    max_completion_length: int
+    stop_ids: set[int]
+    format_regex: re.Pattern[str] | None
+    format_checked: int = 0
+    format_missed: int = 0
+    grade_errors: list[str] = field(default_factory=list)
+
+    def clipped(self, completion_ids: list[int]) -> bool:
+        """Ran to max_completion_length without ending on a stop token."""
+        return len(completion_ids) >= self.max_completion_length and (
+            not completion_ids or completion_ids[-1] not in self.stop_ids
+        )
+
+    def format_ok(self, texts: list[str]) -> list[bool]:
+        if self.format_regex is None:
+            return [True] * len(texts)
+        passed = [self.format_regex.fullmatch(t) is not None for t in texts]
+        self.format_checked += len(passed)
+        self.format_missed += passed.count(False)
+        return passed
+
+    def take_format_miss_ratio(self) -> float | None:
+        if not self.format_checked:
+            return None
+        ratio = self.format_missed / self.format_checked
+        self.format_checked = self.format_missed = 0
+        return ratio
+
+
+def completion_text(completion: Any) -> str:
+    """A completion as text: TRL passes conversational completions as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+class GraderReward:
+    """One grader as a TRL reward function: grade({"output_text": completion}, row). A row the grader cannot grade
+    scores None (TRL leaves it out of that source's mean and the sum)."""
+
+    def __init__(self, grader: graders_module.Grader, rows: list[dict[str, Any]], guards: Guards):
+        self.grader, self.rows, self.guards = grader, rows, guards
+        self.__name__ = f"grader_{_safe_name(grader.name)}"
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
+        texts = [completion_text(c) for c in completions]
+        passed = self.guards.format_ok(texts)
+        scores: list[float | None] = []
+        for text, ok, index in zip(texts, passed, kwargs[ROW_COLUMN], strict=True):
+            if not ok:
+                scores.append(0.0)
+                continue
+            try:
+                scores.append(float(self.grader.grade({"output_text": text}, grader_item(self.rows[index]))))
+            except graders_module.GradeError as err:
+                if len(self.guards.grade_errors) < 20:
+                    self.guards.grade_errors.append(f"{self.grader.name}, row {index}: {err}")
+                scores.append(None)
+        return scores
+
+
+class ModelReward:
+    """The reward model's score (its one logit) of the prompt and completion, rendered as the policy sees them."""
+
+    __name__ = "model"
+
+    def __init__(self, folder: Path, tokenizer, guards: Guards, dtype: torch.dtype):
+        self.tokenizer, self.guards = tokenizer, guards
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=dtype)
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = tokenizer.pad_token_id
+        self.model.eval().requires_grad_(False)
+
+    def text(self, prompt: Any, completion: Any) -> str:
+        if isinstance(prompt, list):
+            messages = prompt + [{"role": "assistant", "content": completion_text(completion)}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return prompt + completion_text(completion)
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        passed = self.guards.format_ok([completion_text(c) for c in completions])
+        texts = [self.text(p, c) for p, c in zip(prompts, completions, strict=True)]
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.model.to(device)
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            scores = self.model(**batch).logits[:, 0].float().tolist()
+        return [s if ok else 0.0 for s, ok in zip(scores, passed, strict=True)]
+
+
+class LengthPenalty:
+    """-1 for a clipped completion (weighted by grpo_length_penalty), 0 otherwise."""
+
+    __name__ = "length_penalty"
+
+    def __init__(self, guards: Guards):
+        self.guards = guards
+
+    def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float]:
+        return [-1.0 if self.guards.clipped(list(ids)) else 0.0 for ids in completion_ids]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Preflight: config, data, graders and the reward model, before any weights load
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GrpoInputs:
+    config: TrainerConfig
+    model_source: str
+    train_path: Path
+    rows: list[dict[str, Any]]
+    graders: list[graders_module.Grader]
+    reward_model_dir: Path | None
+    weights: dict[str, float]  # source -> weight, in the order of the reward functions (graders, then reward_model)
+
+
+def parse_weights(raw: str | None, sources: list[str]) -> dict[str, float]:
+    if raw is None:
+        return {source: 1.0 for source in sources}
+    try:
+        value = json.loads(raw)
+        if isinstance(value, str):
+            value = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"reward_weights is not JSON ({err.msg} at character {err.pos}); pass an object of source -> weight, "
+            'e.g. {"exact": 1, "reward_model": 0.5}'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError('reward_weights must be a JSON object of source -> weight, e.g. {"exact": 1}')
+    problems = []
+    for name, weight in value.items():
+        if name not in sources:
+            near = graders_module.closest(name, sources)
+            hint = f'did you mean "{near}"? ' if near else ""
+            problems.append(
+                f'reward_weights names "{name}", which is not a reward source of this run; {hint}the sources are '
+                f"{', '.join(sources)} (the graders' names, and reward_model when a reward model is set)"
+            )
+        elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            problems.append(f'reward_weights["{name}"] must be a finite number (got {json.dumps(weight)})')
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return {source: float(value.get(source, 1.0)) for source in sources}
+
+
+def reward_model_folder(env: SageMakerEnv) -> Path | None:
+    """The reward_model channel's model folder: the channel itself, or the `full/` folder a reward job writes."""
+    folder = env.channel_model(REWARD_MODEL_CHANNEL, env.root / "scratch")
+    if folder is None:
+        return None
+    for candidate in (folder, folder / "full", folder / "model" / "full"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise GrpoPreflightError(
+        f"the reward_model channel ({folder}) holds no model: expected a config.json there or in full/ (a reward "
+        "job's model/full); pass the registered reward model's artifact"
+    )
+
+
+def check_reward_model(folder: Path, policy_tokenizer, policy_source: str) -> None:
+    """Its config (one score) and tokenizer (the policy's vocabulary), read without its weights."""
+    config = AutoConfig.from_pretrained(str(folder))
+    architectures = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise GrpoPreflightError(
+            f"the reward model in {folder} is a {', '.join(architectures) or 'model without an architecture'}, not a "
+            "sequence-classification model; name a reward model trained with method=reward"
+        )
+    if getattr(config, "num_labels", 1) != 1:
+        raise GrpoPreflightError(
+            f"the reward model in {folder} has {config.num_labels} labels; a reward model has one score (num_labels=1)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise GrpoPreflightError(
+            f"the reward model in {folder} has no tokenizer ({err}); a reward model is saved with its tokenizer"
+        ) from None
+    ours, theirs = policy_tokenizer.get_vocab(), tokenizer.get_vocab()
+    if ours != theirs:
+        differing = len(set(ours.items()) ^ set(theirs.items()))
+        raise GrpoPreflightError(
+            f"the reward model's vocabulary ({len(theirs)} tokens) is not the policy's ({policy_source}: {len(ours)} "
+            f"tokens; {differing} token ids differ): it would score token ids it reads differently. Use a reward "
+            "model trained (method=reward) on this base model or one of its tokenizer family"
+        )
+
+
+def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
+    """Everything that can fail before weights load; returns the inputs and the policy's tokenizer."""
+    from .train import load_tokenizer
+
+    config = from_hyperparameters(env.read_hyperparameters())
+    if config.method != "grpo":
+        raise ConfigError(f"grpo.read_inputs got method={config.method}")
+    if config.method == "grpo" and config.optim in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit") and not (
+        torch.cuda.is_available()
+    ):
+        raise GrpoPreflightError(f"optim={config.optim} needs an NVIDIA GPU (bitsandbytes); use adamw_torch_fused")
+    train_path = env.channel_jsonl("train")
+    if train_path is None:
+        raise ChannelError("the train channel is missing or empty; it must hold one JSONL file of prompt-only rows")
+    rows = read_prompt_rows(train_path)
+    grader_list = graders_module.from_hyperparameters({"graders": config.graders}) if config.graders else []
+    judges = [g.name for g in grader_list if isinstance(g, graders_module.ModelGrader)]
+    if judges:
+        raise GrpoPreflightError(
+            f"graders {', '.join(judges)} are LLM judges (score_model, label_model), which do not run in the training "
+            "job yet; reward with the other grader types or a reward model"
+        )
+    model_dir = env.channel("model")
+    source = str(model_dir) if model_dir else config.base_model
+    # chat rows need a chat template (the tokenizer's, or chat_template); a plain prompt is asked as a user turn when
+    # the tokenizer has one, and given as it is otherwise
+    needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
+    tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
+    reward_dir = None
+    if config.reward_model is not None:
+        reward_dir = reward_model_folder(env)
+        if reward_dir is None:
+            raise GrpoPreflightError(
+                f"reward_model is {config.reward_model}, but the job has no reward_model channel: pass the registered "
+                "reward model's artifact as the `reward_model` channel"
+            )
+        check_reward_model(reward_dir, tokenizer, source)
+    sources = [g.name for g in grader_list] + ([REWARD_MODEL_SOURCE] if reward_dir else [])
+    weights = parse_weights(config.reward_weights, sources)
+    return GrpoInputs(config, source, train_path, rows, grader_list, reward_dir, weights), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Metric lines
+# ---------------------------------------------------------------------------------------------------------------------
+
+# TRL log key -> metric name (metrics.METRICS describes them)
+_FROM_LOGS = {
+    "loss": "train_loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "epoch": "epoch",
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "kl": "kl",
+    "completions/mean_length": "completion_length",
+    "completions/clipped_ratio": "clipped_ratio",
+}
+
+
+class GrpoMetricsCallback(MetricsCallback):
+    """A metric line per logging step: loss, mean reward (total, and `reward_<source>` per reward function, before
+    weighting), KL to the reference, completion length, clipped ratio and, with a format guard, its miss ratio."""
+
+    def __init__(self, guards: Guards):
+        super().__init__()
+        self.guards = guards
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "reward" not in logs:
+            return
+        values = {name: float(logs[key]) for key, name in _FROM_LOGS.items() if logs.get(key) is not None}
+        for key, value in logs.items():
+            match = re.fullmatch(r"rewards/(.+)/mean", key)
+            if match and value is not None:
+                values[f"reward_{match.group(1)}"] = float(value)
+        miss = self.guards.take_format_miss_ratio()
+        if miss is not None:
+            values["format_miss_ratio"] = miss
+        now = time.perf_counter()
+        tokens = state.num_input_tokens_seen - self._last_tokens
+        values["tokens_per_second"] = tokens / max(now - self._last_time, 1e-9)
+        values["gpu_memory_peak_gib"] = gpu_memory_peak_gib()
+        self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+        print(format_line(state.global_step, values), flush=True, file=sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def grpo_args(config: TrainerConfig, env: SageMakerEnv, weights: list[float]) -> GRPOConfig:
+    from .train import _trainer_args
+
+    args = _trainer_args(config, env)
+    for key in ("eval_strategy", "eval_steps", "load_best_model_at_end", "metric_for_best_model", "max_length",
+                "per_device_eval_batch_size", "include_num_input_tokens_seen"):
+        args.pop(key, None)
+    return GRPOConfig(
+        **args,
+        eval_strategy="no",  # the evaluation job evaluates (graders, benchmarks, the gate)
+        include_num_input_tokens_seen="no",  # TRL counts prompt and completion tokens itself (num_tokens)
+        num_generations=config.grpo_num_generations,
+        max_completion_length=config.grpo_max_completion_length,
+        temperature=config.grpo_temperature,
+        beta=config.grpo_beta,
+        reward_weights=weights,
+        mask_truncated_completions=config.grpo_length_guard == "mask",
+        use_vllm=False,  # not in the image; colocated vLLM needs it installed and a GPU (see README)
+        log_completions=False,
+        remove_unused_columns=False,
+    )
+
+
+def build_trainer(inputs: GrpoInputs, env: SageMakerEnv, tokenizer, callbacks: list) -> tuple[GRPOTrainer, Guards]:
+    from .train import compute_dtype, fp32_trainable_parameters, load_model, lora_config
+
+    config = inputs.config
+    chat = bool(tokenizer.chat_template)
+    guards = Guards(
+        config.grpo_max_completion_length,
+        set(stop_token_ids(tokenizer)) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()),
+        re.compile(config.grpo_format_regex, re.DOTALL) if config.grpo_format_regex else None,
+    )
+    functions: list[Any] = [GraderReward(g, inputs.rows, guards) for g in inputs.graders]
+    weights = [inputs.weights[g.name] for g in inputs.graders]
+    if inputs.reward_model_dir is not None:
+        functions.append(ModelReward(inputs.reward_model_dir, tokenizer, guards, compute_dtype()))
+        weights.append(inputs.weights[REWARD_MODEL_SOURCE])
+    if config.grpo_length_guard == "penalty":
+        functions.append(LengthPenalty(guards))
+        weights.append(config.grpo_length_penalty)
+    args = grpo_args(config, env, weights)
+    model = load_model(config, inputs.model_source)
+    templates.fit_embeddings(model, tokenizer)
+    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
+    # generation stops on the chat template's end of turn as well as eos
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=functions,
+        args=args,
+        train_dataset=prompt_dataset(inputs.rows, chat),
+        processing_class=tokenizer,
+        peft_config=lora_config(config, new_tokens),
+        callbacks=[GrpoMetricsCallback(guards), *callbacks],
+    )
+    if config.distribution in ("none", "ddp"):
+        fp32_trainable_parameters(trainer.model)
+    return trainer, guards
+
+
+def run(env: SageMakerEnv) -> int:
+    """Trains; writes model/adapter (and model/full with merge), training_config.json and the log history."""
+    from .train import (
+        _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
+        _sha256, resume_point,
+    )
+    from .sagemaker_env import STOP_EXIT_CODE
+
+    inputs, tokenizer = read_inputs(env)
+    config = inputs.config
+    if not launch.is_worker():
+        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
+        if layout is not None:
+            return launch.run_torchrun(env, layout)
+        env.stop_flag.unlink(missing_ok=True)
+    identity = {
+        "config": {k: v for k, v in config.model_dump().items() if k not in _RESUMABLE_CHANGES},
+        "data": {"train": _sha256(inputs.train_path), "eval": None},
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+    resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
+    stop = StopOnSignal(env.stop_flag)
+    stop.install()
+    try:
+        trainer, guards = build_trainer(inputs, env, tokenizer, [stop, CheckpointManifest(identity)])
+        resume = resume_point(env.checkpoints_dir, identity)
+        if resume is not None:
+            print(f"resuming from {resume}", flush=True)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if stop.stopped:
+            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+            return 0 if launch.is_worker() else STOP_EXIT_CODE
+        history = list(trainer.state.log_history)
+        generation = trainer.model.generation_config
+        generation.eos_token_id = stop_token_ids(tokenizer)
+        trainer.save_model(str(env.model_dir / "adapter"))
+    finally:
+        stop.uninstall()
+    if not _is_main_process():
+        return 0
+    generation.save_pretrained(str(env.model_dir / "adapter"))
+    write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
+    artifacts = {"adapter": "adapter", "adapter_archive": ADAPTER_ARCHIVE}
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    trained = [e for e in history if "reward" in e]
+    final = {k: float(trained[-1][k]) for k in ("reward", "kl", "completions/clipped_ratio") if trained and
+             trained[-1].get(k) is not None}
+    document = {
+        "schema_version": 1,
+        "config": config.model_dump(),
+        "model_source": inputs.model_source,
+        "dataset": {"format": "prompt", "train_rows": len(inputs.rows), "eval_channel": False, "overlong_rows": {}},
+        "artifacts": artifacts,
+        "end_of_turn_token": end_of_turn_token(tokenizer),
+        "stop_token_ids": generation.eos_token_id,
+        "rewards": {"sources": inputs.weights, "grade_errors": guards.grade_errors},
+        "final_metrics": final,
+        "versions": _versions(),
+    }
+    (env.model_dir / TRAINING_CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (env.model_dir / HISTORY_FILE).write_text(
+        json.dumps({"schema_version": 1, "log_history": history}, indent=2) + "\n", encoding="utf-8"
+    )
+    print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    return {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}
