@@ -43,6 +43,32 @@ describe('GPU instance table', () => {
 });
 
 describe('estimateTrainingMemory', () => {
+  test('a reward model: two sequences per pair like DPO, no reference copy, and no vocabulary-wide logits', () => {
+    const model = { ...BASE, baseModel: 'Qwen/Qwen2.5-7B', instanceType: 'ml.p4de.24xlarge', distribution: 'none' as const, gradientCheckpointing: true };
+    const rewardFull = estimateTrainingMemory({ ...model, method: 'reward', useLora: false, batchSize: 1 });
+    const dpoFull = estimateTrainingMemory({ ...model, method: 'dpo', useLora: false, batchSize: 1 });
+    const sft = estimateTrainingMemory({ ...model, method: 'sft', batchSize: 1 });
+    // DPO on all weights holds a frozen fp32 reference; the reward model does not
+    expect(dpoFull.breakdown.weights - rewardFull.breakdown.weights).toBeCloseTo(sft.breakdown.weights, 0);
+    expect(rewardFull.breakdown.gradients).toBe(sft.breakdown.gradients);
+    expect(rewardFull.precision?.label).toBe('fp32 weights, bf16 mixed precision');
+    // with an adapter the base is frozen in bf16, as for LoRA
+    const rewardLora = estimateTrainingMemory({ ...model, method: 'reward' });
+    const lora = estimateTrainingMemory({ ...model, method: 'lora' });
+    expect(rewardLora.breakdown.weights).toBe(lora.breakdown.weights);
+    expect(rewardLora.breakdown.trainable).toBe(lora.breakdown.trainable);
+    // twice the sequences of a LoRA step, but a scalar head: less activation memory than DPO with an adapter, which
+    // runs the same sequences through the LM head's logits
+    const kept = { ...model, gradientCheckpointing: false }; // every layer's activations kept: the loss's share shows
+    const dpoLoraKept = estimateTrainingMemory({ ...kept, method: 'dpo' });
+    const rewardLoraKept = estimateTrainingMemory({ ...kept, method: 'reward' });
+    const loraKept = estimateTrainingMemory({ ...kept, method: 'lora' });
+    expect(rewardLoraKept.breakdown.activations).toBeLessThan(dpoLoraKept.breakdown.activations);
+    expect(rewardLoraKept.breakdown.activations).toBeGreaterThan(1.9 * loraKept.breakdown.activations - 0.1);
+    expect(rewardLora.breakdown.activations).toBeLessThanOrEqual(estimateTrainingMemory({ ...model, method: 'dpo' }).breakdown.activations);
+    expect(rewardLora.advice).toMatch(/^reward model of /);
+  });
+
   test('full SFT of an 8B model does not fit a g5.2xlarge: fp32 weights, gradients and AdamW state, 16 bytes per parameter', () => {
     const e = estimateTrainingMemory({ ...BASE, method: 'sft' });
     expect(e.fits).toBe(false);
@@ -250,7 +276,7 @@ describe('trainer precision per GPU', () => {
   });
 
   test('the breakdown adds up to the requirement', () => {
-    for (const method of ['sft', 'lora', 'qlora', 'dpo'] as const) {
+    for (const method of ['sft', 'lora', 'qlora', 'dpo', 'reward'] as const) {
       const { breakdown: b, requiredGiB } = estimateTrainingMemory({ ...BASE, method, baseModel: 'Qwen/Qwen2.5-7B', instanceType: 'ml.p4de.24xlarge', distribution: method === 'qlora' ? 'ddp' : 'fsdp' });
       expect(b.weights + b.trainable + b.gradients + b.optimizer + b.activations + b.overhead).toBeCloseTo(requiredGiB, 0);
     }

@@ -235,7 +235,7 @@ export interface TrainerPrecision {
 export function trainerPrecision(method: Method, instance: GpuInstance, distribution: Distribution, useLora = true): TrainerPrecision {
   const bf16 = instance.computeCapability >= 8;
   const compute: Dtype = bf16 ? 'bf16' : 'fp16';
-  const adapter = method === 'lora' || method === 'qlora' || (method === 'dpo' && useLora);
+  const adapter = method === 'lora' || method === 'qlora' || ((method === 'dpo' || method === 'reward') && useLora);
   const sharded = distribution === 'fsdp' || distribution === 'deepspeed';
   const weights = method === 'qlora' ? 'nf4' : adapter || sharded ? compute : 'fp32';
   const why = bf16 ? '' : ` (${instance.gpuModel} has no bf16)`;
@@ -475,7 +475,8 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   const { shape, params } = inputModel(input);
   const precision = trainerPrecision(input.method, instance, input.distribution, input.useLora ?? true);
   const a = BYTES[precision.compute];
-  const full = input.method === 'sft' || (input.method === 'dpo' && input.useLora === false);
+  const pairs = input.method === 'dpo' || input.method === 'reward';
+  const full = input.method === 'sft' || (pairs && input.useLora === false);
   const sharded = input.distribution === 'fsdp' || input.distribution === 'deepspeed';
   const distributed = input.distribution !== 'none' && instance.gpus * input.instanceCount > 1;
   const shards = sharded ? instance.gpus * input.instanceCount : 1;
@@ -506,8 +507,9 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
     ? (params * optimizerState) / shards
     : adapterParams * (optimizerState === OPTIMIZER_STATE_BYTES.adamw_torch ? profile.adapterOptimizerBytes : optimizerState);
 
-  // DPO runs the chosen and the rejected sequence of each pair.
-  const preference = input.method === 'dpo';
+  // DPO and reward models run the chosen and the rejected sequence of each pair (a reward model is the base with a
+  // scalar score head: one model, no reference; its weights are counted as the base's, output head included).
+  const preference = pairs;
   const sequences = input.batchSize * (preference ? 2 : 1);
   const tokens = sequences * input.maxLength;
   const liger = input.useLigerKernel ?? false;
@@ -517,7 +519,8 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   // The embedding output and the final norm, kept either way.
   const outside = tokens * (a * h + 4 * h + a * h);
   // The loss over the logits; QLoRA's output projection kept in fp32 is cast to 16 bits for its matmul.
-  const lossBytes = lossMemory(profile, shape, tokens, a, { liger, full, preference });
+  // A reward model's head scores every position with one fp32 value: no vocabulary-wide logits.
+  const lossBytes = input.method === 'reward' ? tokens * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
   const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
@@ -569,6 +572,7 @@ function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model
   const fixes: string[] = [];
   const sharded = input.distribution === 'fsdp' || input.distribution === 'deepspeed';
   if (input.method === 'sft' || (input.method === 'dpo' && input.useLora === false)) fixes.push('use qlora (or lora)');
+  if (input.method === 'reward' && input.useLora === false) fixes.push('set useLora true (a LoRA adapter and the score head)');
   if (input.method === 'lora') fixes.push('use qlora');
   if (input.batchSize > 1) fixes.push('lower batchSize (raise gradientAccumulation to keep the effective batch)');
   if (!input.useLigerKernel && !(input.profile ?? TUNEYARD_TRAINER).fusedLmHead && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) {
@@ -594,7 +598,7 @@ function biggerInstance(input: TrainingMemoryInput, current: GpuInstance): strin
   return undefined;
 }
 
-const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO' };
+const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO', reward: 'reward model' };
 
 /** What decides the GPU memory of a vLLM endpoint. */
 export interface InferenceMemoryInput {

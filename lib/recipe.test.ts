@@ -52,7 +52,7 @@ describe('recipe validation', () => {
 
   test.each([
     [{ method: 'dpo', neftuneNoiseAlpha: 5 }, /recipe\.neftuneNoiseAlpha: neftuneNoiseAlpha applies to method sft or lora or qlora only and has no effect with method "dpo"; remove it/],
-    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo only/],
+    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo or reward only/],
     [{ method: 'dpo', useLora: false, useRslora: true }, /recipe\.useRslora: useRslora needs an adapter, but method dpo with useLora false trains all weights/],
     [{ method: 'dpo', useLora: false, loraModulesToSave: ['lm_head'] }, /recipe\.loraModulesToSave: loraModulesToSave needs an adapter/],
     [{ method: 'lora', dpoLossType: 'ipo' }, /recipe\.dpoLossType: dpoLossType applies to method dpo only/],
@@ -71,6 +71,18 @@ describe('recipe validation', () => {
     [{ method: 'lora', loraModulesToSave: [] }, /recipe\.loraModulesToSave: must name at least one module/],
   ])('fails for %j, naming the field and the fix', (recipe, message) => {
     expect(() => parseRecipe(recipe)).toThrow(message);
+  });
+
+  test('reward: LoRA (the score head trained whole beside it) or all weights, the adapter fields and merge as for dpo', () => {
+    expect(renderHyperParameters(parseRecipe({ method: 'reward' }), { baseModel: 'm' })).toMatchObject({ method: 'reward', use_lora: 'true', lora_r: '16' });
+    expect(renderHyperParameters(parseRecipe({ method: 'reward', useLora: false }), { baseModel: 'm' })).toMatchObject({ method: 'reward', use_lora: 'false' });
+    // no learning rate rendered: the trainer's default for a reward model (reward-lora 1e-4, reward-full 1e-5)
+    expect(renderHyperParameters(parseRecipe({ method: 'reward' }), { baseModel: 'm' })).not.toHaveProperty('learning_rate');
+    expect(() => parseRecipe({ method: 'reward', useLora: false, loraR: 8 })).toThrow(/recipe\.loraR: loraR needs an adapter, but method reward with useLora false trains all weights/);
+    // a reward run always writes its model merged: merge is not a reward field
+    expect(() => parseRecipe({ method: 'reward', merge: true })).toThrow(/recipe\.merge: merge applies to method lora or qlora or dpo only and has no effect with method "reward"/);
+    expect(() => parseRecipe({ method: 'reward', dpoBeta: 0.2 })).toThrow(/recipe\.dpoBeta: dpoBeta applies to method dpo only/);
+    expect(() => parseRecipe({ method: 'reward', packing: true })).toThrow(/recipe\.packing: packing applies to method sft or lora or qlora only/);
   });
 
   test('FSDP-QLoRA is accepted (the 4-bit weights are sharded)', () => {

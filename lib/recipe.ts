@@ -43,7 +43,9 @@ export const LABEL_SMOOTHING_LOSS_TYPES: readonly (typeof DPO_LOSS_TYPES)[number
 export const CHAT_TEMPLATES = ['chatml'] as const;
 
 
-const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo'];
+const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo', 'reward'];
+/** The methods trained on preference pairs that choose between an adapter and all weights (`useLora`). */
+export const PREFERENCE_METHODS: readonly Method[] = ['dpo', 'reward'];
 const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];
 
 /**
@@ -55,7 +57,7 @@ const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];
  */
 export const RECIPE_FIELDS = {
   method: { key: 'method', default: 'lora', methods: undefined },
-  useLora: { key: 'use_lora', default: true, methods: ['dpo'] },
+  useLora: { key: 'use_lora', default: true, methods: PREFERENCE_METHODS },
   loraR: { key: 'lora_r', default: 16, methods: LORA_METHODS },
   loraAlpha: { key: 'lora_alpha', default: 32, methods: LORA_METHODS },
   loraDropout: { key: 'lora_dropout', default: 0.05, methods: LORA_METHODS },
@@ -76,7 +78,7 @@ export const RECIPE_FIELDS = {
   saveSteps: { key: 'save_steps', default: 100, methods: undefined },
   loggingSteps: { key: 'logging_steps', default: 10, methods: undefined },
   earlyStoppingPatience: { key: 'early_stopping_patience', default: 0, methods: undefined },
-  merge: { key: 'merge', default: false, methods: LORA_METHODS },
+  merge: { key: 'merge', default: false, methods: ['lora', 'qlora', 'dpo'] },
   gradientCheckpointing: { key: 'gradient_checkpointing', default: true, methods: undefined },
   attnImplementation: { key: 'attn_implementation', default: 'auto', methods: undefined },
   dpoBeta: { key: 'dpo_beta', default: 0.1, methods: ['dpo'] },
@@ -101,7 +103,7 @@ export const RECIPE_FIELDS = {
 /** The hyperparameter key of the base model (not a recipe field: it comes from the run). */
 export const BASE_MODEL_KEY = 'base_model';
 
-/** Fields of the adapter: no effect (refused) with method dpo and useLora false. */
+/** Fields of the adapter: no effect (refused) with method dpo or reward and useLora false. */
 const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 'targetModules', 'merge', 'useDora', 'useRslora', 'loraModulesToSave'];
 
 /** "unknown field X": the field it most likely meant (a trainer key in snake_case, or a near spelling). */
@@ -125,8 +127,8 @@ const positiveInt = (what: string) => z.number().int(`must be a whole number (${
 export const RecipeSchema = z
   .strictObject(
     {
-    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs.'),
-    useLora: z.boolean().optional().describe('DPO only: train a LoRA adapter (true) or all weights (false). Default: true.'),
+    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs.'),
+    useLora: z.boolean().optional().describe('DPO and reward only: train a LoRA adapter (true) or all weights (false). Default: true.'),
     loraR: positiveInt('LoRA rank, e.g. 16').optional().describe('LoRA rank. Default: 16.'),
     loraAlpha: positiveInt('LoRA alpha, e.g. 32').optional().describe('LoRA scaling numerator. Default: 32.'),
     loraDropout: z.number().min(0, 'must be from 0 to below 1').lt(1, 'must be from 0 to below 1').optional().describe('Dropout on the LoRA input. Default: 0.05.'),
@@ -138,7 +140,7 @@ export const RecipeSchema = z
       .number()
       .gt(0, 'must be above 0 (e.g. 2e-4 for LoRA, 1e-5 for full SFT)')
       .optional()
-      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false.'),
+      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false; reward 1e-4 with useLora true, 1e-5 with useLora false.'),
     lrScheduler: z.enum(LR_SCHEDULERS).optional().describe('Learning-rate schedule after warmup. Default: cosine.'),
     warmupRatio: z.number().min(0, 'must be from 0 to below 1').lt(1, 'must be from 0 to below 1').optional().describe('Share of the steps spent warming up. Default: 0.03.'),
     epochs: z.number().gt(0, 'must be above 0').optional().describe('Passes over the training set (fractions allowed). Default: 1.'),
@@ -157,7 +159,7 @@ export const RecipeSchema = z
     saveSteps: positiveInt('optimiser steps').optional().describe('Optimiser steps between checkpoints. Default: 100.'),
     loggingSteps: positiveInt('optimiser steps').optional().describe('Optimiser steps between metric lines. Default: 10.'),
     earlyStoppingPatience: z.number().int('must be a whole number').min(0, 'must be 0 (off) or more').optional().describe('Evaluations without improvement before stopping; 0 is off. Default: 0.'),
-    merge: z.boolean().optional().describe('LoRA methods: also write the merged bf16 model. Default: false.'),
+    merge: z.boolean().optional().describe('lora, qlora and dpo: also write the merged bf16 model (reward always writes its model merged). Default: false.'),
     gradientCheckpointing: z.boolean().optional().describe('Recompute activations to save GPU memory. Default: true.'),
     attnImplementation: z.enum(ATTN_IMPLEMENTATIONS).optional().describe('Attention kernel. Default: auto.'),
     dpoBeta: z.number().gt(0, 'must be above 0 (e.g. 0.1)').optional().describe('DPO temperature. Default: 0.1.'),
@@ -201,9 +203,9 @@ export const RecipeSchema = z
  * it and the schema drift.
  */
 export interface Recipe {
-  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs. */
+  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs. */
   readonly method: Method;
-  /** DPO only: train a LoRA adapter (true) or all weights (false). @default true */
+  /** DPO and reward only: train a LoRA adapter (true) or all weights (false). @default true */
   readonly useLora?: boolean;
   /** LoRA rank. @default 16 */
   readonly loraR?: number;
@@ -245,7 +247,7 @@ export interface Recipe {
   readonly loggingSteps?: number;
   /** Evaluations without improvement before stopping; 0 is off. @default 0 */
   readonly earlyStoppingPatience?: number;
-  /** LoRA methods: also write the merged bf16 model. @default false */
+  /** lora, qlora and dpo: also write the merged bf16 model (reward always writes its model merged). @default false */
   readonly merge?: boolean;
   /** Recompute activations to save GPU memory. @default true */
   readonly gradientCheckpointing?: boolean;
@@ -311,7 +313,7 @@ export function resolveRecipe(recipe: Recipe): ResolvedRecipe {
 export function fieldApplies(field: Field, recipe: Pick<Recipe, 'method' | 'useLora'>): boolean {
   const methods = RECIPE_FIELDS[field].methods as readonly Method[] | undefined;
   if (methods && !methods.includes(recipe.method)) return false;
-  return !(ADAPTER_FIELDS.includes(field) && recipe.method === 'dpo' && recipe.useLora === false);
+  return !(ADAPTER_FIELDS.includes(field) && PREFERENCE_METHODS.includes(recipe.method) && recipe.useLora === false);
 }
 
 /** Why a recipe cannot run (the same combination rules as the trainer's config), as path + message. */
@@ -320,7 +322,7 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
   for (const field of Object.keys(RECIPE_FIELDS) as Field[]) {
     if (recipe[field] === undefined || fieldApplies(field, recipe)) continue;
     const methods = RECIPE_FIELDS[field].methods as readonly Method[] | undefined;
-    const why = methods && !methods.includes(recipe.method) ? `applies to method ${methods.join(' or ')} only` : 'needs an adapter, but method dpo with useLora false trains all weights';
+    const why = methods && !methods.includes(recipe.method) ? `applies to method ${methods.join(' or ')} only` : `needs an adapter, but method ${recipe.method} with useLora false trains all weights`;
     problems.push({ path: [field], message: `${field} ${why} and has no effect with method "${recipe.method}"; remove it` });
   }
   const distribution = recipe.distribution ?? RECIPE_FIELDS.distribution.default;

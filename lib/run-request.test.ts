@@ -40,7 +40,7 @@ describe('parseRunRequest', () => {
     );
     expect(() => request({ spot: 'yes' })).toThrow(/spot: .*expected boolean.* \(got "yes"\)/);
     expect(() => request({ instanceCount: 0 })).toThrow(/instanceCount: must be at least 1 \(got 0\)/);
-    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo only and has no effect with method "sft"; remove it/);
+    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward only and has no effect with method "sft"; remove it/);
     expect(() => request({ recipe: { method: 'qlora', distribution: 'deepspeed' } })).toThrow(/recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported/);
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
     expect(() => request({ recipe: { method: 'lora', lora_r: 8 } })).toThrow(/ {2}- recipe: unknown field "lora_r"; did you mean "loraR"\?/);
@@ -63,7 +63,7 @@ describe('parseRunRequest', () => {
 
   test('fails when a run that is not dpo asks for a preference accuracy, or one outside 0-1', () => {
     expect(() => request({ thresholds: { minPreferenceAccuracy: 0.6 } })).toThrow(
-      /thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" only \(the evaluation of a qlora run has no preference pairs\); remove it, or use maxEvalLossRatio \(got 0\.6\)/,
+      /thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" or "reward" only \(the evaluation of a qlora run has no preference pairs\); remove it, or use maxEvalLossRatio \(got 0\.6\)/,
     );
     expect(() => request({ recipe: { method: 'dpo' }, thresholds: { minPreferenceAccuracy: 1.5 } })).toThrow(/thresholds\.minPreferenceAccuracy: must be from 0 to 1 \(got 1\.5\)/);
   });
@@ -313,6 +313,37 @@ function requestsOf(plan: RunPlan): ApiRequest[] {
 
 /** Module names as long as a multimodal model's (`model.language_model.layers.<i>.self_attn.q_proj`). */
 const longModuleNames = (count: number) => Array.from({ length: count }, (_, i) => `model.language_model.layers.${i}.self_attn.q_proj`);
+
+describe('a reward run', () => {
+  const REWARD = { baseModel: 's3://tuneyard-data/base-models/llama-3.2-1b/', recipe: { method: 'reward' } };
+
+  test('is gated on its pairwise accuracy (default 0.5, like dpo), planned with the trainer method and registered as a reward model', () => {
+    const parsed = request(REWARD);
+    expect(parsed.thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+    expect(request({ ...REWARD, thresholds: { minPreferenceAccuracy: 0.8 } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.8 });
+    const plan = planRun(parsed, SETTINGS);
+    expect(plan.hyperParameters).toMatchObject({ method: 'reward', use_lora: 'true' });
+    expect(plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+    expect(plan.lineage).toMatchObject({ method: 'reward', kind: 'reward', baseModel: REWARD.baseModel, datasetSha256: SHA });
+    expect(plan.preflight.fits).toBe(true);
+    // every other method's model generates
+    expect(planRun(request(), SETTINGS).lineage.kind).toBe('generative');
+    // all weights: the disk of a full-weight run (fp32 checkpoints with optimiser state), as for full DPO
+    const full = planRun(request({ ...REWARD, instanceType: 'ml.g6e.2xlarge', recipe: { method: 'reward', useLora: false, batchSize: 1 } }), SETTINGS);
+    const dpoFull = planRun(request({ ...REWARD, instanceType: 'ml.g6e.2xlarge', recipe: { method: 'dpo', useLora: false, batchSize: 1 } }), SETTINGS);
+    expect(full.resourceConfig.VolumeSizeInGB).toBe(dpoFull.resourceConfig.VolumeSizeInGB);
+    expect(full.resourceConfig.VolumeSizeInGB).toBeGreaterThan(plan.resourceConfig.VolumeSizeInGB);
+  });
+
+  test.each([
+    ['probeDataset', { probeDataset: { name: 'general-probe', sha256: 'c'.repeat(64) } }],
+    ['benchmarkDatasets', { benchmarkDatasets: [{ name: 'mmlu', sha256: 'e'.repeat(64) }] }],
+    ['graders', { graders: [{ type: 'string_check', name: 'exact', input: '{{sample.output_text}}', reference: '{{item.reference}}', operation: 'eq' }] }],
+    ['deploy', { deploy: { endpointName: 'chat' } }],
+  ])('refuses %s: a reward model generates nothing to measure or serve', (field, extra) => {
+    expect(() => request({ ...REWARD, ...extra })).toThrow(new RegExp(`${field}: recipe\\.method "reward" trains a reward model, which scores text and generates none, so ${field} has nothing to measure or serve; remove it`));
+  });
+});
 
 describe('planRun against the SageMaker API model', () => {
   test('every request of every plan is one SageMaker accepts', () => {

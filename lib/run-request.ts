@@ -72,7 +72,7 @@ const ThresholdsSchema = z
       .max(1, 'must be from 0 to 1')
       .optional()
       .describe(
-        `dpo only: the share of held-out preference pairs whose chosen response the tuned model rewards above the rejected one (DPO's implicit reward against the base model) at least this. Default: ${DEFAULT_THRESHOLDS.minPreferenceAccuracy} (no worse than chance; a tie counts as a miss).`,
+        `dpo and reward only: the share of held-out preference pairs whose chosen response the tuned model rewards above the rejected one (dpo: DPO's implicit reward against the base model; reward: the reward model's score) at least this. Default: ${DEFAULT_THRESHOLDS.minPreferenceAccuracy} (no worse than chance; a tie counts as a miss).`,
       ),
     minGraderMean: z
       .record(z.string().min(1, 'must be the name of one of the run\'s graders'), z.number())
@@ -96,9 +96,12 @@ const ThresholdsSchema = z
       ),
   });
 
-/** The thresholds of a method, defaults applied: the eval loss ratio gates sft, lora and qlora; the preference accuracy gates dpo. */
+/**
+ * The thresholds of a method, defaults applied: the eval loss ratio gates sft, lora and qlora; the preference accuracy
+ * gates dpo and reward (a reward model's pairwise accuracy: the share of held-out pairs it scores chosen above rejected).
+ */
 function methodThresholds(method: Recipe['method'], thresholds: z.output<typeof ThresholdsSchema>): z.output<typeof ThresholdsSchema> {
-  return method === 'dpo'
+  return method === 'dpo' || method === 'reward'
     ? { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy }
     : { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
 }
@@ -145,7 +148,7 @@ export const RunRequestSchema = z.strictObject({
   thresholds: ThresholdsSchema
     .default({ maxForgettingIncrease: DEFAULT_THRESHOLDS.maxForgettingIncrease })
     .describe(
-      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo: preference accuracy at least minPreferenceAccuracy; both: probe loss increase at most maxForgettingIncrease, and, when set, graders\' means (minGraderMean), the judge\'s win rate (minJudgeWinRate) and each benchmark\'s accuracy drop (maxBenchmarkDrop). A threshold whose figure the evaluation did not write fails the gate.',
+      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo and reward: preference accuracy at least minPreferenceAccuracy; all: probe loss increase at most maxForgettingIncrease, and, when set, graders\' means (minGraderMean), the judge\'s win rate (minJudgeWinRate) and each benchmark\'s accuracy drop (maxBenchmarkDrop). A threshold whose figure the evaluation did not write fails the gate.',
     ),
   autoApprove: z.boolean().default(false).describe('Register the model as Approved (true) or PendingManualApproval. Default: false.'),
   deploy: z
@@ -175,13 +178,14 @@ export const RunRequestSchema = z.strictObject({
       // lib/graders.ts names each problem's path and fix (and echoes the value itself)
       for (const problem of graderProblems(request.graders)) ctx.addIssue({ code: 'custom', path: ['graders', ...problem.at], message: problem.message, params: { echoed: true } });
     }
-    if (request.recipe.method !== 'dpo' && request.thresholds.minPreferenceAccuracy !== undefined) {
+    if (request.recipe.method !== 'dpo' && request.recipe.method !== 'reward' && request.thresholds.minPreferenceAccuracy !== undefined) {
       ctx.addIssue({
         code: 'custom',
         path: ['thresholds', 'minPreferenceAccuracy'],
-        message: `applies to recipe.method "dpo" only (the evaluation of a ${request.recipe.method} run has no preference pairs); remove it, or use maxEvalLossRatio`,
+        message: `applies to recipe.method "dpo" or "reward" only (the evaluation of a ${request.recipe.method} run has no preference pairs); remove it, or use maxEvalLossRatio`,
       });
     }
+    if (request.recipe.method === 'reward') rewardProblems(request, ctx);
     thresholdProblems(request, ctx);
     if (request.deploy?.adapterName !== undefined && request.recipe.useDora) {
       ctx.addIssue({
@@ -202,6 +206,28 @@ export const RunRequestSchema = z.strictObject({
  * A gate threshold on a figure the run does not measure can only fail: refused when the request is read, with the fix.
  * minGraderMean names graders of the run (did-you-mean), minJudgeWinRate needs a judge, maxBenchmarkDrop benchmarks.
  */
+/**
+ * A reward model scores text and generates none: what measures or serves a generating model (a forgetting probe,
+ * graders, a judge, benchmarks, a deployment, a threshold on their figures) is refused for a reward run.
+ */
+function rewardProblems(request: { probeDataset?: unknown; graders?: unknown; judge?: unknown; benchmarkDatasets?: unknown[]; deploy?: unknown }, ctx: z.RefinementCtx): void {
+  const generating: Array<[string, boolean]> = [
+    ['probeDataset', request.probeDataset !== undefined && request.probeDataset !== null],
+    ['graders', request.graders !== undefined && request.graders !== null],
+    ['judge', request.judge !== undefined && request.judge !== null],
+    ['benchmarkDatasets', (request.benchmarkDatasets?.length ?? 0) > 0],
+    ['deploy', request.deploy !== undefined && request.deploy !== null],
+  ];
+  for (const [field, set] of generating) {
+    if (!set) continue;
+    ctx.addIssue({
+      code: 'custom',
+      path: [field],
+      message: `recipe.method "reward" trains a reward model, which scores text and generates none, so ${field} has nothing to measure or serve; remove it (the gate of a reward run is its held-out pairwise accuracy, thresholds.minPreferenceAccuracy)`,
+    });
+  }
+}
+
 function thresholdProblems(request: { thresholds: z.output<typeof ThresholdsSchema>; graders?: unknown; benchmarkDatasets?: unknown[]; judge?: unknown }, ctx: z.RefinementCtx): void {
   const { minGraderMean, minJudgeWinRate, maxBenchmarkDrop } = request.thresholds;
   if (minGraderMean !== undefined) {
@@ -535,7 +561,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   const evalReportKey = `${DATA_PREFIXES.evalReports}${runId}/${evaluationJobName}/output/model/eval.json`;
 
   const volumeKms = instance.localNvme ? {} : { VolumeKmsKeyId: settings.volumeKmsKeyArn };
-  const volumeSize = volumeSizeGiB(parametersBillions, recipe.method === 'sft' || (recipe.method === 'dpo' && !recipe.useLora));
+  const volumeSize = volumeSizeGiB(parametersBillions, recipe.method === 'sft' || ((recipe.method === 'dpo' || recipe.method === 'reward') && !recipe.useLora));
   // On instances with local NVMe, SageMaker trains on the instance store and refuses (ValidationException)
   // a VolumeSizeInGB above its size: refuse the run here, before any job starts.
   if (instance.localStorageGB !== undefined && volumeSize > instance.localStorageGB) {
@@ -595,6 +621,8 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
       datasetName: request.dataset.name,
       datasetSha256: request.dataset.sha256,
       method: recipe.method,
+      // what the registered model is: a reward model (RL runs name it as their reward) or a model that generates
+      kind: recipe.method === 'reward' ? 'reward' : 'generative',
       recipe: lineageRecipe(request.recipe),
       trainingJobName,
       ...(request.runName ? { runName: request.runName } : {}),

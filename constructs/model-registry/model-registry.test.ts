@@ -89,6 +89,7 @@ describe('ModelRegistry', () => {
         'datasetName.$': '$.plan.lineage.datasetName',
         'datasetSha256.$': '$.plan.lineage.datasetSha256',
         'method.$': '$.plan.lineage.method',
+        'kind.$': '$.plan.lineage.kind',
         'trainingJobName.$': '$.training.TrainingJobName',
         'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
         'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",

@@ -53,7 +53,9 @@ export interface RegisterStateOptions {
  * The metadata keys a registered model package carries (CustomerMetadataProperties). CreateModelPackage
  * takes at most 50 of them; keys of 1-128 and values of 1-256 characters, both only letters, digits,
  * spaces and `_ . : / = + - @` (planRun refuses a run whose values would break that). The recipe
- * goes into the ModelPackageDescription, as `lineageRecipe` writes it (`name=value` pairs).
+ * goes into the ModelPackageDescription, as `lineageRecipe` writes it (`name=value` pairs). `kind` says what the model
+ * is: `reward` for a reward model (recipe method `reward`: a sequence-classification model with one score, which RL
+ * runs name as their reward), `generative` for every other method.
  */
 export const LINEAGE_KEYS = [
   'runId',
@@ -61,6 +63,7 @@ export const LINEAGE_KEYS = [
   'datasetName',
   'datasetSha256',
   'method',
+  'kind',
   'trainingJobName',
   'evalLossRatio',
   'forgettingIncrease',
@@ -113,7 +116,7 @@ export class ModelRegistry extends Construct {
    *   else `PendingManualApproval`; computed by `planRun`).
    * - Model data: the uncompressed training output `$.plan.modelArtifactS3Uri` (S3Prefix, no compression).
    * - Lineage (CustomerMetadataProperties, {@link LINEAGE_KEYS}): from `$.plan.lineage` (runId,
-   *   baseModel, datasetName, datasetSha256, method), `$.training.TrainingJobName`,
+   *   baseModel, datasetName, datasetSha256, method, kind: `reward` or `generative`), `$.training.TrainingJobName`,
    *   `$.report.evalLossRatio` and `$.report.forgettingIncrease` (numbers, or null without a
    *   probe), and the report's URI.
    * - Description: `Tuneyard run <runId>; recipe <$.plan.lineage.recipe>` (the recipe's
@@ -153,6 +156,7 @@ export class ModelRegistry extends Construct {
             'datasetName.$': '$.plan.lineage.datasetName',
             'datasetSha256.$': '$.plan.lineage.datasetSha256',
             'method.$': '$.plan.lineage.method',
+            'kind.$': '$.plan.lineage.kind',
             'trainingJobName.$': '$.training.TrainingJobName',
             'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
             'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",

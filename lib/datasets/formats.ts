@@ -661,14 +661,15 @@ export function methodError(format: DatasetFormat | null, rows: number, method?:
   }
   if (format === null || method === undefined) return undefined;
   const preference = PREFERENCE_FORMATS.includes(format);
-  if (method === 'dpo' && !preference) {
+  const pairs = method === 'dpo' || method === 'reward'; // DPO and reward models train on preference pairs
+  if (pairs && !preference) {
     return {
       line: 1,
       code: 'not-preference',
-      message: `method dpo needs preference pairs ({"prompt","chosen","rejected"}); the file is ${format}. Use method sft, lora or qlora, or convert the data to pairs`,
+      message: `method ${method} needs preference pairs ({"prompt","chosen","rejected"}); the file is ${format}. Use method sft, lora or qlora, or convert the data to pairs`,
     };
   }
-  if (method !== 'dpo' && preference) {
+  if (!pairs && preference) {
     return {
       line: 1,
       code: 'preference-for-sft',

@@ -4,7 +4,7 @@ import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline
 import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
-import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, trainerReport } from '../support/trainer-reports';
+import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 
@@ -256,6 +256,39 @@ describe('FineTuningPipeline, executed locally', () => {
       const result = await run(w.handlers, DPO_REQUEST, DPO_RUN_ID);
       expect(result.error).toBe('Tuneyard.GateRejected');
       expect(result.cause).toMatch(/^rejected: preference_accuracy was not measured \(minimum 0\.5\)/);
+    });
+  });
+
+  describe('a reward run', () => {
+    // method reward: a reward model trained on preference pairs, gated on its held-out pairwise accuracy
+    const REWARD_REQUEST = { ...REQUEST_WITHOUT_PROBE, baseModel: 's3://data-bucket/base-models/llama-3.2-1b/', recipe: { method: 'reward' } };
+    const REWARD_RUN_ID = runIdFor(parseRunRequest(REWARD_REQUEST));
+
+    test('is gated on the pairwise accuracy of the real reward eval.json, and registered as a reward model', async () => {
+      // GIVEN the report the trainer's evaluate wrote for a reward run (LoRA, merged)
+      const report = rewardTrainerReport();
+      const w = world(evalJson(report), {}, REWARD_RUN_ID);
+      // WHEN
+      const result = await run(w.handlers, REWARD_REQUEST, REWARD_RUN_ID);
+      // THEN
+      expect([result.status, result.error]).toEqual(['SUCCEEDED', undefined]);
+      expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+      expect(w.calls.ValidateDataset[0]).toMatchObject({ method: 'reward' });
+      expect(w.calls.Train[0].HyperParameters).toMatchObject({ method: 'reward' });
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 });
+      const { preferred, pairs } = report.preference;
+      expect(result.output.report).toMatchObject({ passed: true, preferenceAccuracy: preferred / pairs, preference: { ...report.preference, beta: null } });
+      expect(result.output.report.summary).toMatch(new RegExp(`^passed \\| preference_accuracy=1 \\(${preferred}/${pairs} pairs; min 0\\.5\\); reward_margin=[0-9.]+; eval_loss_ratio=[0-9.]+ \\(max none\\)`));
+      expect(w.calls.Register).toHaveLength(1);
+      expect(w.calls.Register[0].CustomerMetadataProperties).toMatchObject({ method: 'reward', kind: 'reward', runId: REWARD_RUN_ID });
+    });
+
+    test('is rejected below the minimum pairwise accuracy and not registered', async () => {
+      const w = world(evalJson(movedRewardReport(3)), {}, REWARD_RUN_ID);
+      const result = await run(w.handlers, REWARD_REQUEST, REWARD_RUN_ID);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: preference_accuracy 0\.375 is below the minimum 0\.5 \|/);
+      expect(w.calls.Register).toBeUndefined();
     });
   });
 

@@ -58,3 +58,19 @@ function moved(report: any, tuned: { evalLossRatio?: number; forgettingIncrease?
   report.forgetting_increase = report.base.probe_loss === null ? null : report.tuned.probe_loss - report.base.probe_loss;
   return report;
 }
+
+/**
+ * The eval.json the real trainer wrote for a reward run (method reward, LoRA; training-images/trainer/tests/test_reward.py):
+ * the reward model's pairwise accuracy on held-out pairs (`preference`, beta null) and its pairwise loss against chance.
+ */
+export function rewardTrainerReport(): any {
+  return fixture('eval-report-reward.json');
+}
+
+/** The trainer's reward report for a reward model that ranks `preferred` of its held-out pairs right. */
+export function movedRewardReport(preferred: number): any {
+  const report = rewardTrainerReport();
+  report.preference.preferred = preferred;
+  report.preference.accuracy = preferred / report.preference.pairs;
+  return report;
+}

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, trainerReport } from '../../../test/support/trainer-reports';
+import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedRewardReport, rewardTrainerReport, trainerReport } from '../../../test/support/trainer-reports';
 import { gateFailures, JudgeResult, parseReport, readEvalReport } from './read-eval-report';
 
 // The eval.json the real trainer wrote, without and with a forgetting probe.
@@ -47,6 +47,19 @@ describe('ReadEvalReport handler', () => {
     expect(result.summary).toMatch(/^rejected: forgetting_increase was not measured although the run planned a probe \(maximum 0\.1\) \| .*forgetting_increase=missing/);
     // without a planned probe, the same report passes
     expect(parseReport(JSON.stringify(REPORT), 'x', { maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 }, false).passed).toBe(true);
+  });
+
+  test('a reward run is gated on its pairwise accuracy from the real reward eval.json (beta null: the reward is the score)', () => {
+    const report = rewardTrainerReport();
+    const result = parseReport(JSON.stringify(report), 'x', DPO_THRESHOLDS);
+    expect(result).toMatchObject({ passed: true, failures: [], preferenceAccuracy: report.preference.preferred / report.preference.pairs, preference: { beta: null, pairs: report.preference.pairs } });
+    // its loss is the pairwise loss against chance (ln 2), the ratio recomputed from the two
+    expect(result.evalLossRatio).toBeCloseTo(report.tuned.eval_loss / Math.log(2), 12);
+    expect(result.summary).toMatch(/^passed \| preference_accuracy=1 \(8\/8 pairs; min 0\.5\); reward_margin=/);
+    const worse = parseReport(JSON.stringify(movedRewardReport(3)), 'x', DPO_THRESHOLDS);
+    expect(worse).toMatchObject({ passed: false, failures: ['preference_accuracy 0.375 is below the minimum 0.5'] });
+    // beta is a number or null, nothing else
+    expect(() => parseReport(JSON.stringify({ ...report, preference: { ...report.preference, beta: 'none' } }), 'x', DPO_THRESHOLDS)).toThrow(/preference\.beta/);
   });
 
   test('the gate never passes NaN and checks only the thresholds that are set', () => {
@@ -96,7 +109,7 @@ describe('ReadEvalReport handler', () => {
     const result = parseReport(JSON.stringify(REPORT), 'x', DPO_THRESHOLDS, false);
     expect(result).toMatchObject({ passed: false, preferenceAccuracy: null, preference: null });
     expect(result.failures).toEqual([
-      'preference_accuracy was not measured (minimum 0.5): the report has no preference figures, which the evaluation writes for DPO runs',
+      'preference_accuracy was not measured (minimum 0.5): the report has no preference figures, which the evaluation writes for DPO and reward runs',
     ]);
     expect(result.summary).toMatch(/ \| preference_accuracy=missing \(min 0\.5\); eval_loss_ratio=/);
   });

@@ -39,12 +39,12 @@ export interface JudgeResult {
 
 /**
  * The gate's thresholds: a missing or null threshold is not checked. The plan sets those of the run's method
- * (`RunRequestSchema`): the eval loss ratio for SFT, LoRA and QLoRA, the preference accuracy for DPO.
+ * (`RunRequestSchema`): the eval loss ratio for SFT, LoRA and QLoRA, the preference accuracy for DPO and reward models.
  */
 export interface GateThresholds {
   readonly maxEvalLossRatio?: number | null;
   readonly maxForgettingIncrease?: number | null;
-  /** The least share of held-out preference pairs the tuned model must rank right (DPO); a report without the figure fails. */
+  /** The least share of held-out preference pairs the tuned model must rank right (DPO, reward); a report without the figure fails. */
   readonly minPreferenceAccuracy?: number | null;
   /** The least mean score of the tuned model's answers per grader, by the grader's name; a grader that graded no row fails. */
   readonly minGraderMean?: Record<string, number> | null;
@@ -84,8 +84,8 @@ export interface EvalFigures {
 }
 
 /**
- * How a DPO-tuned model ranks held-out preference pairs (eval.json `preference`, DPO runs only), by DPO's implicit
- * reward: beta * (log p_tuned - log p_base) of a response.
+ * How the tuned model ranks held-out preference pairs (eval.json `preference`, DPO and reward runs): for DPO by its
+ * implicit reward, beta * (log p_tuned - log p_base) of a response; for a reward model (method reward) by its score.
  */
 export interface PreferenceFigures {
   readonly pairs: number;
@@ -97,7 +97,8 @@ export interface PreferenceFigures {
   readonly rejected_reward: number;
   /** Mean of chosen minus rejected reward. */
   readonly reward_margin: number;
-  readonly beta: number;
+  /** DPO's temperature; null for a reward model, whose reward is its score. */
+  readonly beta: number | null;
 }
 
 /** What the Gate state compares, plus the report itself for the registry and the notification. */
@@ -110,9 +111,9 @@ export interface EvalReportResult {
   readonly examples: number;
   readonly base: EvalFigures;
   readonly tuned: EvalFigures;
-  /** preferred / pairs of the report's preference figures; `null` when it has none (every method but DPO). */
+  /** preferred / pairs of the report's preference figures; `null` when it has none (every method but DPO and reward). */
   readonly preferenceAccuracy: number | null;
-  /** The report's preference figures (DPO), `null` without. */
+  /** The report's preference figures (DPO, reward), `null` without. */
   readonly preference: PreferenceFigures | null;
   /** The graders' figures of each model, `null` when the run had no graders. */
   readonly graders: { readonly base: Record<string, GraderFigures>; readonly tuned: Record<string, GraderFigures> } | null;
@@ -294,7 +295,7 @@ export function gateFailures(
   if (minAccuracy !== undefined && minAccuracy !== null) {
     const accuracy = figures.preferenceAccuracy ?? null;
     if (accuracy === null) {
-      failures.push(`preference_accuracy was not measured (minimum ${minAccuracy}): the report has no preference figures, which the evaluation writes for DPO runs`);
+      failures.push(`preference_accuracy was not measured (minimum ${minAccuracy}): the report has no preference figures, which the evaluation writes for DPO and reward runs`);
     } else if (!(accuracy >= minAccuracy)) {
       failures.push(`preference_accuracy ${round(accuracy)} is below the minimum ${minAccuracy}`);
     }
@@ -471,7 +472,7 @@ function preferenceFigures(value: unknown, where: string): PreferenceFigures {
     chosen_reward: finite(v.chosen_reward, 'preference.chosen_reward', where),
     rejected_reward: finite(v.rejected_reward, 'preference.rejected_reward', where),
     reward_margin: finite(v.reward_margin, 'preference.reward_margin', where),
-    beta: finite(v.beta, 'preference.beta', where),
+    beta: v.beta === null ? null : finite(v.beta, 'preference.beta', where),
   };
   if (!agrees(figures.accuracy, preferred / pairs)) {
     throw new EvalReportInvalid(
