@@ -41,7 +41,7 @@ describe('recipe ↔ trainer config contract', () => {
 
   test('an unset learningRate is not rendered: the trainer takes its default for what is trained, as documented here', () => {
     const byMethod = properties.learning_rate['x-tuneyard-default-by-method']!;
-    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false } } as const;
+    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false } } as const;
     expect(Object.keys(byMethod).sort()).toEqual(Object.keys(trained).sort());
     for (const recipe of Object.values(trained)) {
       expect(renderHyperParameters(parseRecipe(recipe), { baseModel: 'm' })).not.toHaveProperty('learning_rate');
