@@ -122,6 +122,7 @@ def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(job, capsys):
     written = json.loads((job.model_dir / "training_config.json").read_text())
     assert written["config"]["method"] == "grpo"
     assert written["rewards"]["sources"] == {"has_a": 1.0}
+    assert written["dataset"] == {"format": "prompt", "train_rows": 20, "eval_channel": False, "overlong_rows": {"train": 0}}
     assert (job.model_dir / "adapter" / "adapter_config.json").is_file()
     assert (job.model_dir / "adapter.tar.gz").is_file()
 
@@ -236,6 +237,18 @@ def test_the_length_guard_penalises_clipped_completions(job, capsys):
         assert line["reward_mean"] == pytest.approx(total, abs=1e-4)
 
 
+def test_prompts_without_room_for_a_completion_are_dropped_and_counted(base_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    long = {"prompt": " ".join(["Translate to French: cat"] * 40)}
+    rows = [*prompt_rows()[:3], long]
+    budget = max(grpo.prompt_tokens(tokenizer, grpo.prompt_of(r, True)) for r in rows[:3])
+    assert grpo.prompt_tokens(tokenizer, grpo.prompt_of(long, True)) > budget
+    kept, dropped = grpo.fit_prompts(rows, tokenizer, budget)
+    assert kept == rows[:3] and dropped == 1
+
+
 def test_guards_clip_and_format():
     guards = grpo.Guards(3, {7}, re.compile(r"[a-z]+", re.DOTALL))
     assert guards.clipped([1, 2, 3]) and guards.clipped([1, 2, 3, 4])
@@ -273,6 +286,8 @@ def test_a_format_miss_gets_zero(job, capsys):
         ({"graders": json.dumps([CONTAINS_A])}, [{"text": "no prompt"}], 'has neither "messages"'),
         ({"reward_model": "tiny-reward"}, None, "the job has no reward_model channel"),
         ({"graders": json.dumps([CONTAINS_A]), "grpo_format_regex": "(["}, None, "grpo_format_regex is not a Python regular expression"),
+        ({"graders": json.dumps([CONTAINS_A]), "max_length": 16, "grpo_max_completion_length": 4}, None,
+         "every prompt of the train channel is longer than max_length - grpo_max_completion_length = 12 tokens"),
     ],
 )
 def test_bad_configs_fail_before_weights_load(job, monkeypatch, hyperparameters, rows, message):

@@ -383,6 +383,11 @@ class TrainerConfig(BaseModel):
             problems.append("early_stopping_patience needs eval_loss, which method=grpo does not compute; remove it")
         if self.distribution in ("fsdp", "deepspeed"):
             problems.append(f"method=grpo runs with distribution none or ddp (got {self.distribution})")
+        if self.overlong_rows == "truncate":
+            problems.append(
+                "method=grpo drops prompts with no room for a completion within max_length (a cut prompt loses its "
+                "question); remove overlong_rows=truncate"
+            )
         return problems
 
     @property

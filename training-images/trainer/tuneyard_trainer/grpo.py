@@ -124,6 +124,21 @@ def prompt_of(row: dict[str, Any], chat: bool) -> str | list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def prompt_tokens(tokenizer, prompt: str | list[dict[str, str]]) -> int:
+    """Tokens of the prompt as the policy sees it (with the generation prompt of the chat template)."""
+    if isinstance(prompt, list):
+        return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def fit_prompts(rows: list[dict[str, Any]], tokenizer, budget: int) -> tuple[list[dict[str, Any]], int]:
+    """The rows whose prompt leaves room for a whole completion within max_length (`budget` = max_length -
+    grpo_max_completion_length tokens), and how many were dropped (a cut prompt would lose its question)."""
+    chat = bool(tokenizer.chat_template)
+    kept = [row for row in rows if prompt_tokens(tokenizer, prompt_of(row, chat)) <= budget]
+    return kept, len(rows) - len(kept)
+
+
 def prompt_dataset(rows: list[dict[str, Any]], chat: bool) -> Dataset:
     return Dataset.from_list([{"prompt": prompt_of(row, chat), ROW_COLUMN: i} for i, row in enumerate(rows)])
 
@@ -262,6 +277,7 @@ class GrpoInputs:
     graders: list[graders_module.Grader]
     reward_model_dir: Path | None
     weights: dict[str, float]  # source -> weight, in the order of the reward functions (graders, then reward_model)
+    overlong_rows: int = 0  # prompts dropped: no room for a whole completion within max_length
 
 
 def parse_weights(raw: str | None, sources: list[str]) -> dict[str, float]:
@@ -376,7 +392,20 @@ def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
         check_reward_model(reward_dir, tokenizer, source)
     sources = [g.name for g in grader_list] + ([REWARD_MODEL_SOURCE] if reward_dir else [])
     weights = parse_weights(config.reward_weights, sources)
-    return GrpoInputs(config, source, train_path, rows, grader_list, reward_dir, weights), tokenizer
+    budget = config.max_length - config.grpo_max_completion_length
+    if budget < 1:
+        raise GrpoPreflightError(
+            f"max_length ({config.max_length}) leaves no room for a prompt beside grpo_max_completion_length "
+            f"({config.grpo_max_completion_length}); raise max_length or lower grpo_max_completion_length"
+        )
+    kept, overlong = fit_prompts(rows, tokenizer, budget)
+    if not kept:
+        raise GrpoPreflightError(
+            f"every prompt of the train channel is longer than max_length - grpo_max_completion_length = {budget} "
+            "tokens; raise max_length or shorten the prompts"
+        )
+    inputs = GrpoInputs(config, source, train_path, kept, grader_list, reward_dir, weights, overlong)
+    return inputs, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -515,6 +544,8 @@ def run(env: SageMakerEnv) -> int:
     stop.install()
     try:
         trainer, guards = build_trainer(inputs, env, tokenizer, [stop, CheckpointManifest(identity)])
+        if _is_main_process():
+            print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
         resume = resume_point(env.checkpoints_dir, identity)
         if resume is not None:
             print(f"resuming from {resume}", flush=True)
@@ -544,7 +575,10 @@ def run(env: SageMakerEnv) -> int:
         "schema_version": 1,
         "config": config.model_dump(),
         "model_source": inputs.model_source,
-        "dataset": {"format": "prompt", "train_rows": len(inputs.rows), "eval_channel": False, "overlong_rows": {}},
+        "dataset": {
+            "format": "prompt", "train_rows": len(inputs.rows), "eval_channel": False,
+            "overlong_rows": {"train": inputs.overlong_rows},
+        },
         "artifacts": artifacts,
         "end_of_turn_token": end_of_turn_token(tokenizer),
         "stop_token_ids": generation.eos_token_id,
