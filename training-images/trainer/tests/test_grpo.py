@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WORDS, Job, build_tokenizer
+from conftest import FAST, WORDS, Job, build_tokenizer, dpo_rows
 
 from tuneyard_trainer import graders as graders_module
 from tuneyard_trainer import grpo
@@ -72,7 +72,8 @@ def run_job(job: Job, capsys, hyperparameters: dict, rows: list[dict] | None = N
 
 
 def build_reward_model(folder: Path, tokenizer_source: Path | None = None, seed: int = 1) -> Path:
-    """A tiny Llama sequence-classification model with one score, saved with its tokenizer (the policy's by default)."""
+    """A tiny Llama sequence-classification model with one score, saved with its tokenizer (the policy's by default):
+    the reward model of another tokenizer family."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source) if tokenizer_source else build_tokenizer(folder)
@@ -93,8 +94,14 @@ def add_reward_model_channel(job: Job, folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reward_model_dir(tmp_path_factory, base_model_dir) -> Path:
-    return build_reward_model(tmp_path_factory.mktemp("reward-model"), base_model_dir)
+def reward_job_model(tmp_path_factory, base_model_dir) -> Path:
+    """A reward job's real output (method=reward, 2 steps): model/ with full/ (the merged sequence-classification
+    model and tokenizer), adapter/ and training_config.json, as the registry hands it to the reward_model channel."""
+    job = Job(tmp_path_factory.mktemp("reward-job") / "ml", base_model_dir)
+    job.configure({**FAST, "method": "reward", "max_steps": 2, "learning_rate": 1e-3}, train=dpo_rows())
+    assert job.run() == 0, job.failure
+    assert (job.model_dir / "full" / "config.json").is_file()
+    return job.model_dir
 
 
 def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(job, capsys):
@@ -162,8 +169,9 @@ def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir
     assert not torch.allclose(adapted, expected, atol=1e-3)
 
 
-def test_a_reward_model_rewards_the_completions(job, capsys, reward_model_dir):
-    add_reward_model_channel(job, reward_model_dir)
+def test_a_reward_model_rewards_the_completions(job, capsys, reward_job_model):
+    add_reward_model_channel(job, reward_job_model)
+    reward_model_dir = reward_job_model / "full"
     lines = run_job(
         job, capsys,
         {**GRPO_FAST, "reward_model": "tiny-reward", "max_steps": 3, "learning_rate": 1e-2, "grpo_length_guard": "none"},
@@ -189,10 +197,10 @@ def test_a_reward_model_rewards_the_completions(job, capsys, reward_model_dir):
     assert scores[0] != scores[1]
 
 
-def test_a_weighted_mix_sums_the_weighted_rewards(job, capsys, reward_model_dir):
+def test_a_weighted_mix_sums_the_weighted_rewards(job, capsys, reward_job_model):
     """Graders and the reward model, weighted, with both guards on: the logged total is the weighted sum of the logged
     per-source means, and every GRPO MetricDefinition (metrics.json) captures a number from the run's stdout."""
-    add_reward_model_channel(job, reward_model_dir)
+    add_reward_model_channel(job, reward_job_model)
     weights = {"has_a": 2.0, "says_ref": 0.5, "reward_model": -3.0}
     job.configure(
         {

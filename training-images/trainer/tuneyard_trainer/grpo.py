@@ -245,7 +245,9 @@ class ModelReward:
         texts = [self.text(p, c) for p, c in zip(prompts, completions, strict=True)]
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
         self.model.to(device)
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        batch = self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        ).to(device)
         with torch.inference_mode():
             scores = self.model(**batch).logits[:, 0].float().tolist()
         return [s if ok else 0.0 for s, ok in zip(scores, passed, strict=True)]
