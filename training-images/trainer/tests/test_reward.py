@@ -2,8 +2,11 @@
 written model loads alone as AutoModelForSequenceClassification and scores as the eval job reports, bad configs fail
 before any weights load, and the eval job's eval.json of a reward run (the contract fixture for ReadEvalReport)."""
 
+import contextlib
+import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +47,10 @@ def reward_lora_run(tmp_path_factory, base_model_dir):
 
     job = Job(tmp_path_factory.mktemp("reward-lora-run") / "ml", base_model_dir)
     job.configure(REWARD_LORA_RUN, train=TRAIN_PAIRS, eval=HELD_OUT_PAIRS)
-    assert job.run() == 0, job.failure
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert job.run() == 0, job.failure
+    job.stdout = stdout.getvalue()
     return job
 
 
@@ -66,6 +72,17 @@ def test_reward_model_ranks_held_out_pairs_well_above_chance(reward_lora_run, ba
     assert written["final_metrics"]["eval_accuracy"] >= 0.9
     assert written["final_metrics"]["eval_margin"] == pytest.approx(after["reward_margin"], rel=0.05)
     assert written["artifacts"] == {"adapter": "adapter", "full": "full"}
+
+
+def test_every_training_step_prints_the_pairwise_figures_as_metric_lines(reward_lora_run):
+    """The metric lines SageMaker's MetricDefinitions read: reward_accuracy and reward_margin of each logged step, as
+    for DPO, beside the loss."""
+    lines = [line for line in reward_lora_run.stdout.splitlines() if line.startswith("tuneyard-metrics: ")]
+    steps = [line for line in lines if " train_loss=" in line]
+    assert len(steps) == 32  # 4 epochs of 8 steps, logging_steps=1
+    assert all(" reward_accuracy=" in line and " reward_margin=" in line for line in steps)
+    margins = [float(re.search(r" reward_margin=(\S+)", line).group(1)) for line in steps]
+    assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4 + 1.0
 
 
 def test_the_written_reward_model_loads_alone_and_scores_as_trained(reward_lora_run, base_model_dir, tmp_path):

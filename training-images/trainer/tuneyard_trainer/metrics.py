@@ -24,8 +24,8 @@ METRICS = {
     "grad_norm": "gradient norm before clipping",
     "tokens_per_second": "non-padding tokens trained per second, all processes together, over the logging window",
     "gpu_memory_peak_gib": "peak GPU memory allocated by this process in GiB (0 without a GPU)",
-    "reward_margin": "DPO: mean chosen minus rejected reward",
-    "reward_accuracy": "DPO: share of pairs where the chosen reward is higher",
+    "reward_margin": "DPO and reward models: mean chosen minus rejected reward",
+    "reward_accuracy": "DPO and reward models: share of pairs where the chosen reward is higher",
     "overlong_rows": "rows of the train split longer than max_length tokens (dropped or truncated: overlong_rows), at step 0",
     "reward_mean": "GRPO: mean reward of the step's completions (the weighted sum of the reward sources)",
     "reward_std": "GRPO: standard deviation of the completions' rewards",
@@ -46,6 +46,9 @@ _FROM_LOGS = {
     "grad_norm": "grad_norm",
     "rewards/margins": "reward_margin",
     "rewards/accuracies": "reward_accuracy",
+    # a reward model (RewardTrainer): its pairwise figures on the step's pairs
+    "margin": "reward_margin",
+    "accuracy": "reward_accuracy",
 }
 
 
