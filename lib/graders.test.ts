@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { pythonEnv } from '../test/support/api-model';
 import { buildRunRequest } from './cli/commands/runs';
 import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
-import { parseRunRequest, planRun } from './run-request';
+import { GRADERS_FILE_MAX_BYTES, gradersFileBody, parseRunRequest, planRun } from './run-request';
 
 const ROOT = path.join(__dirname, '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'graders');
@@ -260,13 +260,21 @@ describe('in a RunRequest', () => {
       ...(graders === undefined ? {} : { graders }),
     });
 
-  test("the evaluation job gets the graders as compact JSON in its graders hyperparameter; runs without graders get none", () => {
-    // GIVEN OpenAI's multigrader example WHEN the run is planned THEN the evaluation job's hyperparameter holds it
+  test('the evaluation job gets the graders as compact JSON in graders.json, its graders channel; runs without graders get none', () => {
+    // GIVEN OpenAI's multigrader example WHEN the run is planned THEN graders.json holds it, the channel reads it
     const [, multi] = fixtures('good').find(([f]) => f === 'openai-multi.json')!;
     const plan = planRun(request(multi.graders), SETTINGS);
-    expect(JSON.parse(plan.evaluationHyperParameters.graders)).toEqual(multi.graders);
-    expect(plan.evaluationHyperParameters.graders).not.toMatch(/\n/);
-    expect(planRun(request(), SETTINGS).evaluationHyperParameters).not.toHaveProperty('graders');
+    const body = gradersFileBody(request(multi.graders))!;
+    expect(JSON.parse(body)).toEqual(multi.graders);
+    expect(body).not.toMatch(/\n/);
+    expect(plan.gradersFile).toEqual({ bucket: 'tuneyard-data', key: `eval-reports/${plan.runId}/graders.json`, s3Uri: `s3://tuneyard-data/eval-reports/${plan.runId}/graders.json` });
+    expect(plan.evaluationInputDataConfig.filter((c) => c.ChannelName === 'graders')).toEqual([
+      { ChannelName: 'graders', DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: plan.gradersFile!.s3Uri, S3DataDistributionType: 'FullyReplicated' } }, ContentType: 'application/json', InputMode: 'File' },
+    ]);
+    expect(plan.evaluationHyperParameters).not.toHaveProperty('graders');
+    const plain = planRun(request(), SETTINGS);
+    expect([plain.gradersFile, plain.evaluationInputDataConfig.map((c) => c.ChannelName)]).toEqual([null, ['model', 'adapter', 'eval']]);
+    expect(gradersFileBody(request())).toBeUndefined();
     // graders are part of the request: other graders, another run
     expect(planRun(request(multi.graders), SETTINGS).runId).not.toEqual(planRun(request(), SETTINGS).runId);
   });
@@ -286,10 +294,13 @@ describe('in a RunRequest', () => {
     expect(() => request({ type: 'string_check' })).toThrow(/- graders: must be a list of graders/);
   });
 
-  test('fails when the graders do not fit the 2,500 characters of a hyperparameter', () => {
-    const source = `def grade(sample, item):\n    return 1.0  # ${'x'.repeat(2600)}\n`;
-    expect(() => planRun(request([{ type: 'python', name: 'long', source }]), SETTINGS)).toThrow(
-      /graders: \d+ characters of JSON, over the 2500 that the evaluation job's graders hyperparameter takes .* Use fewer or shorter graders/,
+  test('graders over the 2,500 characters of a hyperparameter plan (they go as a file); over 64 KiB they fail, naming the bound', () => {
+    const source = (length: number) => `def grade(sample, item):\n    return 1.0  # ${'x'.repeat(length)}\n`;
+    const plan = planRun(request([{ type: 'python', name: 'long', source: source(2600) }]), SETTINGS);
+    expect(plan.gradersFile).not.toBeNull();
+    expect(Object.values(plan.evaluationHyperParameters).every((v) => v.length <= 2500)).toBe(true);
+    expect(() => planRun(request([{ type: 'python', name: 'long', source: source(GRADERS_FILE_MAX_BYTES) }]), SETTINGS)).toThrow(
+      /graders: \d+ bytes of JSON, over the 65536 a run's graders may take \(they travel in the pipeline's state, at most 256 KiB\)\. Use fewer or shorter graders/,
     );
   });
 });

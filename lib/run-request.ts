@@ -38,8 +38,22 @@ const DatasetRefSchema = z.strictObject({
 
 const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
-/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe and these). */
+/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe, graders and these). */
 export const MAX_BENCHMARK_DATASETS = 8;
+
+/**
+ * The most bytes of a run's graders (compact JSON). They reach the evaluation job as a file, graders.json (a
+ * hyperparameter value holds 2,500 characters, less than one long python grader), but they also travel in the request:
+ * the execution's input and every state's data are at most 256 KiB in Step Functions, and the model graders appear twice
+ * there (`$.request.graders` and `$.plan.judge.graders`). 64 KiB leaves the rest of the run room. evaluate.py checks the
+ * same bound (GRADERS_FILE_MAX_BYTES).
+ */
+export const GRADERS_FILE_MAX_BYTES = 64 * 1024;
+
+/** The run's graders as the evaluation job reads them (graders.json): compact JSON; undefined when the run has none. */
+export function gradersFileBody(request: Pick<RunRequest, 'graders'>): string | undefined {
+  return request.graders === undefined ? undefined : compactGraders(parseGraders(request.graders, 'graders'));
+}
 
 /** What the evaluation job generates and scores when the request does not say (the trainer's defaults, evaluate.py). */
 export const DEFAULT_EVALUATION = { maxGenerations: 200, maxNewTokens: 256, maxBenchmarkItems: 1000 } as const;
@@ -450,6 +464,11 @@ export interface RunPlan {
   /** The LLM judge that JudgeAnswers runs after the evaluation; null when the run has none. */
   readonly judge: JudgePlan | null;
   /**
+   * Where PlanRun writes the run's graders (`eval-reports/<runId>/graders.json`, {@link gradersFileBody}), the
+   * evaluation job's `graders` channel; null when the run has none.
+   */
+  readonly gradersFile: { readonly bucket: string; readonly key: string; readonly s3Uri: string } | null;
+  /**
    * Lineage for the model registry's CustomerMetadataProperties: every key and value within the
    * API's limits ({@link CUSTOMER_METADATA_VALUE}: at most 256 of letters, digits, spaces and
    * `_ . : / = + - @`). The recipe is written as {@link lineageRecipe} does, not as JSON.
@@ -573,14 +592,16 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   }
   const runtime = Math.round(request.maxRuntimeHours * 3600);
   const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
-  // The evaluation job reads the graders from its `graders` hyperparameter (compact JSON): at most 2,500 characters.
-  const graders = request.graders === undefined ? undefined : compactGraders(parseGraders(request.graders, 'graders'));
-  if (graders !== undefined && graders.length > HYPER_PARAMETER_VALUE.max!) {
+  // The evaluation job reads the graders from its `graders` channel: graders.json, which PlanRun writes.
+  const graders = gradersFileBody(request);
+  if (graders !== undefined && Buffer.byteLength(graders, 'utf8') > GRADERS_FILE_MAX_BYTES) {
     throw new RunRequestError(
-      `graders: ${graders.length} characters of JSON, over the ${HYPER_PARAMETER_VALUE.max} that the evaluation job's graders hyperparameter takes (CreateTrainingJob.HyperParameters values). ` +
+      `graders: ${Buffer.byteLength(graders, 'utf8')} bytes of JSON, over the ${GRADERS_FILE_MAX_BYTES} a run's graders may take (they travel in the pipeline's state, at most 256 KiB). ` +
         'Use fewer or shorter graders (python sources and judge prompts count in full).',
     );
   }
+  const gradersKey = `${DATA_PREFIXES.evalReports}${runId}/graders.json`;
+  const gradersFile = graders === undefined ? null : { bucket: settings.bucketName, key: gradersKey, s3Uri: `${bucket}${gradersKey}` };
 
   const judge = request.judge === undefined ? null : planJudge(request, settings, graders === undefined ? [] : judgeGraders(parseGraders(request.graders, 'graders')), evalReportKey);
 
@@ -590,10 +611,17 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     evaluationJobName,
     hyperParameters,
     // `evaluate` reads the method and loss masking from the training output (base_model and method are informative)
-    // and the graders, when the run names any, from `graders`.
-    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...(graders !== undefined ? { graders } : {}), ...evaluationSettings },
+    // and the graders, when the run names any, from its `graders` channel.
+    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...evaluationSettings },
     inputDataConfig: [channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'), evalChannel, ...modelChannel],
-    evaluationInputDataConfig: [...modelChannel, channel('adapter', modelArtifactS3Uri), evalChannel, ...probe, ...benchmarkChannels],
+    evaluationInputDataConfig: [
+      ...modelChannel,
+      channel('adapter', modelArtifactS3Uri),
+      evalChannel,
+      ...probe,
+      ...benchmarkChannels,
+      ...(gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
+    ],
     outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     evaluationOutputDataConfig: { S3OutputPath: evalReportS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     resourceConfig: { InstanceType: request.instanceType, InstanceCount: request.instanceCount, VolumeSizeInGB: volumeSize, ...volumeKms },
@@ -615,6 +643,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     modelApprovalStatus: request.autoApprove ? 'Approved' : 'PendingManualApproval',
     deploy: request.deploy,
     judge,
+    gradersFile,
     lineage: {
       runId,
       baseModel: request.baseModel,

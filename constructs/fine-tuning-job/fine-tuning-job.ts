@@ -217,6 +217,8 @@ export class FineTuningJob extends Construct {
     props.store.grantReadArtifacts(role);
     props.store.grantWriteArtifacts(role);
     props.store.grantWriteEvalReports(role);
+    // The evaluation job's graders channel: graders.json, which the pipeline's PlanRun writes under each run's eval-reports/.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [props.store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/graders.json`)] }));
     props.store.grantReadWriteCheckpoints(role);
     key.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:CreateGrant', 'kms:DescribeKey');
     this.image.grantPull(role);
@@ -458,6 +460,8 @@ export class FineTuningJob extends Construct {
       evalReports: 'The evaluation job writes eval.json under eval-reports/<run id>/, named at run time.',
       checkpoints: 'Spot checkpoints live under checkpoints/<run id>/, named at run time; a resumed job reads what it wrote.',
     };
+    findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/graders.json`))}]`] =
+      "The evaluation job reads its run's graders.json (eval-reports/<run id>/graders.json, named at run time), and no other object there.";
     for (const [prefix, reason] of Object.entries(prefixReasons)) {
       const arn = store.bucket.arnForObjects(`${DATA_PREFIXES[prefix as keyof typeof DATA_PREFIXES]}*`);
       findings[`AwsSolutions-IAM5[Resource::${nagResource(stack, arn)}]`] = reason;

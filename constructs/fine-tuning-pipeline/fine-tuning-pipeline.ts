@@ -419,6 +419,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
       TUNEYARD_JUDGE_MODEL_IDS: (props.judgeModelIds ?? []).join(','),
     });
+    this.grantGradersFile(props.store);
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
     this.inspectJobFunction = this.createFunction('InspectJobFunction', 'inspect-job', 'Tuneyard: looks at a training or evaluation job whose pipeline state failed');
@@ -960,6 +961,21 @@ export class FineTuningPipeline extends Construct {
       inControlPacks('IAMNoInlinePolicy', "The statements belong to the state machine's own role alone; each is scoped to one function, the training-job prefix, the topic or a key."),
     );
   }
+  /**
+   * A run's graders go to its evaluation job as a file (a hyperparameter holds 2,500 characters): PlanRun writes
+   * `eval-reports/<run>/graders.json` (that object of each run only) and the job reads it as its `graders` channel
+   * (FineTuningJob's role reads it).
+   */
+  private grantGradersFile(store: DatasetStore): void {
+    const stack = Stack.of(this);
+    const graders = store.bucket.arnForObjects(`${DATA_PREFIXES.evalReports}*/graders.json`);
+    this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [graders] }));
+    store.encryptionKey?.grant(this.planRunFunction, 'kms:GenerateDataKey');
+    acknowledgeOnGrantee(this.planRunFunction, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, graders)}]`]: 'Writes the graders.json of any run (eval-reports/<run>/graders.json, named at run time), and no other object there.',
+    });
+  }
+
   private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
     return createPlaneFunction(this, {
       ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
@@ -974,7 +990,7 @@ export class FineTuningPipeline extends Construct {
       removalPolicy: this.removalPolicy,
       vpc: this.props.vpc,
       vpcSubnets: this.props.vpcSubnets,
-      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport) or nothing at all (PlanRun).',
+      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport reads eval.json, PlanRun writes graders.json) or nothing at all.',
       policyScope: 'a prefix, the log group or a key',
     }).function;
   }

@@ -1,12 +1,13 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../constructs/fine-tuning-pipeline/handler/inspect-job';
 import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline';
-import { planRunStep, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
+import { planRunAndWriteGraders, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
 import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
+import { LONG_PYTHON_GRADER } from '../support/graders';
 
 // GIVEN the synthesized pipeline definition (intrinsics resolved) and local stand-ins for every Task
 const definition = definitionFromTemplate(Template.fromStack(pipelineStack().stack).toJSON());
@@ -72,8 +73,11 @@ function world(report = evalJson(), jobs: Record<string, Array<Record<string, un
   const sns = snsRecorder();
   const s3 = fakeS3({ [`data-bucket/eval-reports/${runId}/tuneyard-${runId}-eval/output/model/eval.json`]: report });
   const sagemaker = fakeSageMaker(jobs);
+  // what PlanRun writes (graders.json), by bucket/key
+  const objects = new Map<string, { body: string; contentType: string }>();
+  const written = { send: async (command: any) => void objects.set(`${command.input.Bucket}/${command.input.Key}`, { body: command.input.Body, contentType: command.input.ContentType }) };
   const handlers: Record<string, LocalHandler> = {
-    PlanRun: record('PlanRun', lambdaTask((event) => planRunStep(event, ENV))),
+    PlanRun: record('PlanRun', lambdaTask((event) => planRunAndWriteGraders(event, ENV, written))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ format: 'chat', rows: 1000, evalRows: 200 }))),
     Train: record('Train', (input) => completedJob(input)),
     InspectTraining: record('InspectTraining', lambdaTask((event) => inspectJob(event, sagemaker))),
@@ -85,7 +89,7 @@ function world(report = evalJson(), jobs: Record<string, Array<Record<string, un
   for (const name of Object.keys(definition.States)) {
     if (name.startsWith('Notify')) handlers[name] = record(name, sns);
   }
-  return { handlers, calls, sns, s3, sagemaker };
+  return { handlers, calls, sns, s3, sagemaker, written: objects };
 }
 
 /** Runs the pipeline; in every scenario, each request a state sent must be one the service's API model accepts. */
@@ -205,6 +209,26 @@ describe('FineTuningPipeline, executed locally', () => {
           }),
         },
       ]);
+    });
+
+    test('a python grader over 2,500 characters plans: PlanRun writes graders.json and Evaluate reads it as its graders channel', async () => {
+      const input = { ...request(0.05), graders: [...GRADED_REQUEST.graders, LONG_PYTHON_GRADER] };
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(report), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['SUCCEEDED', undefined]);
+      const key = `eval-reports/${runId}/graders.json`;
+      expect([...w.written.keys()]).toEqual([`data-bucket/${key}`]);
+      expect(JSON.parse(w.written.get(`data-bucket/${key}`)!.body)).toEqual(input.graders);
+      // the CreateTrainingJob request of Evaluate, as sent (and valid against SageMaker's API model: run() checks it)
+      const evaluate = result.requests.find((r) => r.state === 'Evaluate')!.params as any;
+      expect(evaluate.InputDataConfig.find((c: any) => c.ChannelName === 'graders')).toEqual({
+        ChannelName: 'graders',
+        DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `s3://data-bucket/${key}`, S3DataDistributionType: 'FullyReplicated' } },
+        ContentType: 'application/json',
+        InputMode: 'File',
+      });
+      expect(evaluate.HyperParameters).not.toHaveProperty('graders');
     });
 
     test('a planned benchmark the report lacks fails the gate closed', async () => {

@@ -1,5 +1,6 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { resolveRecipe } from '../../../lib/recipe';
-import { parseRunRequest, planRun, PlanSettings, RunPlan, RunRequest } from '../../../lib/run-request';
+import { gradersFileBody, parseRunRequest, planRun, PlanSettings, RunPlan, RunRequest } from '../../../lib/run-request';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {
@@ -149,7 +150,31 @@ export function environmentSettings(env: NodeJS.ProcessEnv): PlanRunEnvironment 
   };
 }
 
+/** What PlanRun writes with: an S3 client. */
+export type S3Writer = { send(command: PutObjectCommand): Promise<unknown> };
+
+/**
+ * Plans the run and writes its graders, when it has any, to `plan.gradersFile` (`eval-reports/<run>/graders.json`):
+ * the evaluation job's `graders` channel. A hyperparameter value holds at most 2,500 characters, less than one long
+ * python grader or judge prompt; the file holds up to GRADERS_FILE_MAX_BYTES (lib/run-request.ts).
+ *
+ * The write is idempotent: the run id is a hash of the whole request, graders included, so a run's graders.json always
+ * has the same bytes, and a retried PlanRun (or a restarted execution of the same request) writes them again unchanged.
+ * It is written before the run starts any job, and nothing else writes that key.
+ */
+export async function planRunAndWriteGraders(event: PlanRunEvent, env: PlanRunEnvironment, s3: S3Writer): Promise<PlanRunResult> {
+  const result = planRunStep(event, env);
+  const file = result.plan.gradersFile;
+  if (file) {
+    await s3.send(new PutObjectCommand({ Bucket: file.bucket, Key: file.key, Body: gradersFileBody(result.request)!, ContentType: 'application/json' }));
+  }
+  return result;
+}
+
+let s3: S3Client | undefined;
+
 /** The Lambda entry point. */
 export async function handler(event: PlanRunEvent): Promise<PlanRunResult> {
-  return planRunStep(event, environmentSettings(process.env));
+  s3 ??= new S3Client({});
+  return planRunAndWriteGraders(event, environmentSettings(process.env), s3);
 }

@@ -30,6 +30,11 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_DPO_BETA = 0.1
 DEFAULT_OVERLONG_ROWS = "truncate"  # what trainers wrote before training_config.json recorded overlong_rows
+# The run's graders arrive as the `graders` channel: graders.json, which PlanRun writes to eval-reports/<run>/ (a
+# hyperparameter value holds at most 2,500 characters, less than a long python grader or judge prompt). Its bound is
+# lib/run-request.ts GRADERS_FILE_MAX_BYTES. Jobs planned before the channel pass them as the `graders` hyperparameter.
+GRADERS_CHANNEL = "graders"
+GRADERS_FILE_MAX_BYTES = 64 * 1024
 
 
 def locate_tuned(folder: Path) -> tuple[str, Path]:
@@ -255,10 +260,38 @@ def _grader_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     }
 
 
+def run_graders(env: SageMakerEnv, hyperparameters: dict[str, Any]) -> list[graders.Grader]:
+    """The run's graders, validated: the `graders` channel's one JSON file or, for a job planned before the channel,
+    the `graders` hyperparameter; [] when the job has neither."""
+    folder = env.channel(GRADERS_CHANNEL)
+    if folder is None:
+        return graders.from_hyperparameters(hyperparameters)
+    if "graders" in hyperparameters:
+        raise ChannelError(
+            "the job has both a graders channel and a graders hyperparameter, so which graders to run is ambiguous; "
+            "pass the graders one way (PlanRun uses the channel)"
+        )
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if len(files) != 1 or files[0].suffix != ".json":
+        raise ChannelError(
+            f"channel graders ({folder}) must hold exactly one .json file (graders.json), found "
+            f"{[str(p.relative_to(folder)) for p in files]}"
+        )
+    where = f"channel graders ({files[0].name})"
+    size = files[0].stat().st_size
+    if size > GRADERS_FILE_MAX_BYTES:
+        raise graders.GradersError([("", f"is {size} bytes, over the {GRADERS_FILE_MAX_BYTES} a run's graders may take; use fewer or shorter graders")], where)
+    try:
+        value = json.loads(files[0].read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise graders.GradersError([("", f"is not UTF-8 JSON ({e}); it must be the graders list as JSON")], where) from None
+    return graders.load(value, where=where)
+
+
 def run(env: SageMakerEnv) -> int:
     hyperparameters = env.read_hyperparameters() if (env.root / "input" / "config" / "hyperparameters.json").exists() else {}
     settings = evaluation_settings(hyperparameters)
-    grader_list = graders.from_hyperparameters(hyperparameters)  # validated before any weights load
+    grader_list = run_graders(env, hyperparameters)  # validated before any weights load
     if grader_list and settings["max_generations"] == 0:
         raise ValueError(
             "hyperparameter max_generations is 0, but the run names graders, which grade the generated answers; "

@@ -7,7 +7,8 @@ the training and eval loss, histograms of grader scores); a plotting library wou
 chart types. Everything that comes from the run (prompts, answers, grader names, reasoning) is HTML-escaped.
 
 `render_report(eval_report, generations, history, judgements=None)` is a pure function: the eval job renders it
-without the judge (the judge runs after it); a later step can render it again with the judge's summary."""
+without the judge (the judge runs after it), its judge section between the JUDGE_BEGIN / JUDGE_END markers; the
+pipeline's JudgeAnswers Lambda later replaces that section with the judge's verdicts (judge-report.ts)."""
 
 from __future__ import annotations
 
