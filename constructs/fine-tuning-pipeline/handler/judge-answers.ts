@@ -15,7 +15,8 @@
  *
  * One invocation judges items until its time runs low, writes them as a part, and returns the cursor of the next
  * item; the state machine invokes it again from there, so a run judges up to the hard cap of items without a Lambda
- * timeout past 15 minutes. The invocation that reaches the end joins the parts and writes the summary.
+ * timeout past 15 minutes. The invocation that reaches the end joins the parts, writes the summary and puts the judge's
+ * section into the evaluation's report.html (judge-report.ts).
  */
 import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandInput, type Message, type SystemContentBlock } from '@aws-sdk/client-bedrock-runtime';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';

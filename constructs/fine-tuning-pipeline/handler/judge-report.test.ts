@@ -1,4 +1,5 @@
 import { EVAL_JOB_REPORT, HOSTILE_REASONING, MemoryS3, runJudgeOnEvalJob } from '../../../test/support/judged-report';
+import { expectValidRequests } from '../../../test/support/api-model';
 import type { Judgement } from './judge-answers';
 import { escapeHtml, JUDGE_BEGIN, JUDGE_END, MAX_JUDGED_ITEMS_SHOWN, orderedItems, withJudgeSection } from './judge-report';
 
@@ -17,6 +18,7 @@ describe('the judge section of report.html', () => {
     expect(reportKey).toMatch(/^eval-reports\/chats-lora-[0-9a-f]{12}\/.+\/output\/model\/report\.html$/);
     const put = s3.puts.find((p) => p.Key === reportKey)!;
     expect(put).toEqual({ Bucket: plan.generations.bucket, Key: reportKey, ContentType: 'text/html; charset=utf-8' });
+    expectValidRequests(s3.puts.map((params) => ({ service: 's3', operation: 'PutObject', params })));
     const page = s3.objects.get(`${plan.generations.bucket}/${reportKey}`)!;
     const summary = JSON.parse(s3.objects.get(`${plan.output.bucket}/${plan.output.prefix}judge.json`)!);
     // cat prompts (3 rows) are losses, dog prompts (3 rows) wins, the other 54 ties

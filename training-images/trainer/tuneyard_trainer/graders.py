@@ -611,8 +611,9 @@ def load(config_list: Any, where: str = "graders") -> list[Grader]:
 
 
 def from_hyperparameters(hyperparameters: dict[str, Any]) -> list[Grader]:
-    """The evaluation job's graders: its `graders` hyperparameter (the compact JSON PlanRun writes, lib/run-request.ts),
-    validated again here; [] when the run names none."""
+    """The evaluation job's graders from its `graders` hyperparameter (compact JSON), validated again here; [] when the
+    job has none. PlanRun now delivers them as the `graders` channel (evaluate.run_graders); this reads jobs planned
+    before."""
     raw = hyperparameters.get("graders")
     if raw is None:
         return []
