@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { expectValidRequests } from '../../../test/support/api-model';
-import { GRADERS_FILE_MAX_BYTES } from '../../../lib/run-request';
+import { GRADERS_FILE_MAX_BYTES, MAX_BENCHMARK_DATASETS } from '../../../lib/run-request';
 import { LONG_PYTHON_GRADER } from '../../../test/support/graders';
 import { PlanRunEnvironment, planRunAndWriteGraders, RunRequestInvalid } from './plan-run';
 
@@ -73,6 +73,29 @@ describe('PlanRun writes the graders as graders.json, the evaluation job reads t
     // other graders: another run, another key
     await planRunAndWriteGraders(request([EXACT]), ENV, s3);
     expect(s3.puts[2].Key).not.toBe(s3.puts[0].Key);
+  });
+
+  test("with a probe and the most benchmarks, the evaluation job's channels stay within CreateTrainingJob's API model (at most 20)", async () => {
+    const benchmarkDatasets = Array.from({ length: MAX_BENCHMARK_DATASETS }, (_, i) => ({ name: `bench-${i}`, sha256: String(i).repeat(64) }));
+    const event = request([EXACT, LONG_PYTHON_GRADER]);
+    const { plan } = await planRunAndWriteGraders({ request: { ...event.request, probeDataset: { name: 'probe', sha256: 'd'.repeat(64) }, benchmarkDatasets } }, ENV, new MemoryS3());
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toEqual(['model', 'adapter', 'eval', 'probe', ...benchmarkDatasets.map((b) => `benchmark-${b.name}`), 'graders']);
+    expectValidRequests([
+      {
+        service: 'sagemaker',
+        operation: 'CreateTrainingJob',
+        params: {
+          TrainingJobName: plan.evaluationJobName,
+          RoleArn: 'arn:aws:iam::123456789012:role/TrainingRole',
+          AlgorithmSpecification: { TrainingImage: '123456789012.dkr.ecr.us-east-1.amazonaws.com/trainer:1', TrainingInputMode: 'File' },
+          HyperParameters: plan.evaluationHyperParameters,
+          InputDataConfig: plan.evaluationInputDataConfig,
+          OutputDataConfig: plan.evaluationOutputDataConfig,
+          ResourceConfig: plan.evaluationResourceConfig,
+          StoppingCondition: plan.evaluationStoppingCondition,
+        },
+      },
+    ]);
   });
 
   test('a run without graders writes nothing and has no graders channel', async () => {
