@@ -5,13 +5,15 @@ completion that contains the letter "a" (about a third of the random model's 4-t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, WORDS, Job, build_tokenizer, dpo_rows
+from conftest import FAST, WORDS, Job, build_tokenizer, dpo_rows, sft_rows
 
 from tuneyard_trainer import graders as graders_module
 from tuneyard_trainer import grpo
@@ -104,16 +106,28 @@ def reward_job_model(tmp_path_factory, base_model_dir) -> Path:
     return job.model_dir
 
 
-def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(job, capsys):
-    lines = run_job(
-        job, capsys,
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory, base_model_dir) -> tuple[Job, list[dict[str, float]]]:
+    """30 GRPO steps on the toy task: the job and its metric lines."""
+    job = Job(tmp_path_factory.mktemp("grpo-toy") / "ml", base_model_dir)
+    job.configure(
         {
             **GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "max_steps": 30, "learning_rate": 1e-2, "grpo_beta": 0.04,
             # the output head trained whole beside the adapter (PEFT modules_to_save): the tiny model learns the task
             # in a few dozen steps; the reference keeps the base head
             "lora_modules_to_save": "lm_head", "grpo_length_guard": "none",
         },
+        train=prompt_rows(),
     )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = job.run()
+    assert code == 0, job.failure
+    return job, metric_lines(out.getvalue())
+
+
+def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(toy_run):
+    job, lines = toy_run
     assert len(lines) == 30
     first = sum(line["reward_grader_has_a"] for line in lines[:5]) / 5
     last = sum(line["reward_grader_has_a"] for line in lines[-5:]) / 5
@@ -132,6 +146,21 @@ def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(job, capsys):
     assert written["dataset"] == {"format": "prompt", "train_rows": 20, "eval_channel": False, "overlong_rows": {"train": 0}}
     assert (job.model_dir / "adapter" / "adapter_config.json").is_file()
     assert (job.model_dir / "adapter.tar.gz").is_file()
+
+
+def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, toy_run):
+    """What gates a model can train it: the eval job's graders (the same definition) score the GRPO adapter's greedy
+    answers above the base model's (eval.json, the figures the gate reads)."""
+    trained, _ = toy_run
+    job = make_job("evaluate-grpo").configure(
+        {"graders": json.dumps([CONTAINS_A]), "max_new_tokens": 4}, eval=sft_rows()
+    )
+    (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
+    assert job.run("evaluate") == 0, job.failure
+    report = json.loads((job.model_dir / "eval.json").read_text())["graders"]
+    base, tuned = report["base"]["has_a"]["mean"], report["tuned"]["has_a"]["mean"]
+    print(f"eval job, grader has_a over 20 prompts: base {base:.2f}, GRPO-tuned {tuned:.2f}")
+    assert tuned >= base + 0.3 and tuned >= 0.7, (base, tuned)
 
 
 def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir):
