@@ -399,11 +399,16 @@ export class RunClient {
     }
   }
 
-  /** The run's execution, stage and training job. */
-  async describeRun(run: string): Promise<RunStatus> {
+  /** A run given by id or execution ARN: its ARN, its execution and its id. An unknown run fails (how to list runs). */
+  async findRun(run: string): Promise<{ executionArn: string; execution: DescribeExecutionCommandOutput; runId: string }> {
     const executionArn = await this.executionArn(run);
     const execution = await this.describeExecution(executionArn);
-    const runId = execution.name ?? executionArn.split(':').pop()!;
+    return { executionArn, execution, runId: execution.name ?? executionArn.split(':').pop()! };
+  }
+
+  /** The run's execution, stage and training job. */
+  async describeRun(run: string): Promise<RunStatus> {
+    const { executionArn, execution, runId } = await this.findRun(run);
     const [stage, trainingJob] = await Promise.all([this.currentStage(executionArn), this.trainingJob(runId)]);
     return {
       runId,

@@ -97,9 +97,7 @@ export function registerCheckpointsCommand(program: Command, ctx: CommandContext
     .action(async (run: string, _opts: unknown, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
-      const executionArn = await client.executionArn(run);
-      const execution = await client.describeExecution(executionArn); // an unknown run fails here
-      const runId = execution.name ?? executionArn.split(':').pop()!;
+      const { runId } = await client.findRun(run); // an unknown run fails here
       const { dataBucketName } = await client.plane();
       const prefix = `${DATA_PREFIXES.checkpoints}${runId}/`;
       const objects = await client.listObjects(prefix);

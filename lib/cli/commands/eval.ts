@@ -195,9 +195,7 @@ export function registerEvalCommand(program: Command, ctx: CommandContext): void
     .action(async (run: string, opts: { out?: string; withKey: boolean; abResults?: string }, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
-      const executionArn = await client.executionArn(run);
-      const execution = await client.describeExecution(executionArn); // an unknown run fails here
-      const runId = execution.name ?? executionArn.split(':').pop()!;
+      const { execution, runId } = await client.findRun(run); // an unknown run fails here
       const { dataBucketName } = await client.plane();
       const runPrefix = `${DATA_PREFIXES.evalReports}${runId}/`;
       const reports = (await client.listObjects(runPrefix)).filter((o) => EVAL_JSON.test(o.Key ?? ''));

@@ -122,9 +122,7 @@ export function registerEventsCommand(program: Command, ctx: CommandContext): vo
     .action(async (run: string, _opts: unknown, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
-      const executionArn = await client.executionArn(run);
-      const execution = await client.describeExecution(executionArn);
-      const runId = execution.name ?? executionArn.split(':').pop()!;
+      const { executionArn, execution, runId } = await client.findRun(run);
       const [history, job] = await Promise.all([client.executionHistory(executionArn), client.trainingJob(runId)]);
       const stages = stagesOf(history);
       const status = execution.status ?? 'UNKNOWN';

@@ -259,10 +259,10 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .action(async (run: string, opts: { tail?: number; follow?: boolean; interval: number }, command: Command) => {
       ctx.use(command);
       const client = ctx.runClient();
-      const executionArn = await client.executionArn(run);
       // An unknown run fails here (exit 1, how to list runs) instead of printing nothing.
-      let execution = await client.describeExecution(executionArn);
-      const runId = execution.name ?? executionArn.split(':').pop()!;
+      const found = await client.findRun(run);
+      const { executionArn, runId } = found;
+      let execution = found.execution;
       let since: number | undefined;
       let printed = new Set<string>();
       const collected: LogLine[] = [];
