@@ -254,6 +254,22 @@ describe('reportForMethod', () => {
     expect({ ...direct, tokens: { ...direct.tokens, overLimit: { ...direct.tokens.overLimit, lines: [] } } }).toEqual(forDpo);
   });
 
+  test('a reward model needs preference pairs, as dpo does, in every preference format', () => {
+    const responses = validate(jsonl({ prompt: 'p', completion: 'c' }, { prompt: 'q', completion: 'd' }), { method: 'reward' });
+    expect(responses.errors.map((e) => [e.line, e.code, e.message])).toEqual([
+      [1, 'not-preference', 'method reward needs preference pairs ({"prompt","chosen","rejected"}); the file is prompt-completion. Use method sft, lora or qlora, or convert the data to pairs'],
+    ]);
+    const pairs = jsonl({ prompt: 'p', chosen: 'good', rejected: 'bad' }, { prompt: 'q', chosen: 'yes', rejected: 'no' });
+    expect(validate(pairs, { method: 'reward' }).errors).toEqual([]);
+    expect(validate(pairs, { method: 'lora' }).errors.map((e) => e.code)).toEqual(['preference-for-sft']);
+    const chatPairs = jsonl(
+      { prompt: [{ role: 'user', content: 'p' }], chosen: [{ role: 'assistant', content: 'good' }], rejected: [{ role: 'assistant', content: 'bad' }] },
+      { prompt: [{ role: 'user', content: 'q' }], chosen: [{ role: 'assistant', content: 'yes' }], rejected: [{ role: 'assistant', content: 'no' }] },
+    );
+    const report = validate(chatPairs, { method: 'reward' });
+    expect([report.format, report.errors]).toEqual(['preference-chat', []]);
+  });
+
   test('does not add a method error to an empty file twice', () => {
     const report = reportForMethod(validate(new Uint8Array()), 'dpo');
     expect(report.errors.map((e) => e.code)).toEqual(['empty-file']);
