@@ -14,7 +14,7 @@ const DEPLOYMENT_CONFIG = {
 const VARIANT = { VariantName: 'AllTraffic', InstanceType: 'ml.g5.2xlarge', InitialInstanceCount: 1, InitialVariantWeight: 1, ModelDataDownloadTimeoutInSeconds: 1800 };
 
 /** The model registry: version 3 of the plane's group, with the pipeline's uncompressed model folder. */
-function registry(approval: string, calls: () => Call[]): Record<string, Handler> {
+function registry(approval: string, calls: () => Call[], kind = 'generative'): Record<string, Handler> {
   return {
     ...PLANE_OUTPUTS,
     ListModelPackagesCommand: () => ({ ModelPackageSummaryList: [{ ModelPackageVersion: 3, ModelPackageArn: PACKAGE_ARN }] }),
@@ -24,6 +24,7 @@ function registry(approval: string, calls: () => Call[]): Record<string, Handler
       ModelApprovalStatus: calls().some((c) => c.command === 'UpdateModelPackageCommand') ? 'Approved' : approval,
       ApprovalDescription: approval === 'Rejected' ? 'eval_loss regressed' : undefined,
       InferenceSpecification: { Containers: [{ Image: IMAGE, ModelDataSource: { S3DataSource: { S3Uri: MODEL_DATA, S3DataType: 'S3Prefix', CompressionType: 'None' } } }] },
+      CustomerMetadataProperties: { method: kind === 'reward' ? 'reward' : 'lora', kind },
     }),
     UpdateModelPackageCommand: () => ({ ModelPackageArn: PACKAGE_ARN }),
   };
@@ -38,7 +39,7 @@ const notFound = (what: string) => {
  * CreateEndpointConfig and UpdateEndpoint change the fake's state; `statuses` are what
  * DescribeEndpoint returns after the update, one per call (the last repeats).
  */
-function singleModel(options: { approval?: string; statuses?: Array<[string, string?]>; deploymentConfig?: object | null; failFirstUpdate?: boolean } = {}) {
+function singleModel(options: { approval?: string; kind?: string; statuses?: Array<[string, string?]>; deploymentConfig?: object | null; failFirstUpdate?: boolean } = {}) {
   let failUpdate = options.failFirstUpdate ?? false;
   const models = new Map<string, object>([
     [
@@ -62,7 +63,7 @@ function singleModel(options: { approval?: string; statuses?: Array<[string, str
   const endpoint = { config: 'chat-config-1', status: 'InService', pending: undefined as string | undefined };
   const statuses = [...(options.statuses ?? [['InService', NEW_NAME]])];
   const fake = fakeClients({
-    ...registry(options.approval ?? 'Approved', () => fake.calls),
+    ...registry(options.approval ?? 'Approved', () => fake.calls, options.kind),
     DescribeEndpointCommand: ({ EndpointName }) => {
       if (EndpointName !== 'chat') notFound(`endpoint 'arn:aws:sagemaker:us-east-1:123456789012:endpoint/${EndpointName}'`);
       if (endpoint.pending) {
@@ -344,6 +345,14 @@ describe('deploy refuses', () => {
     const { factory, calls } = singleModel({ approval: 'Rejected' });
     const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat', '--approve'], { clients: factory });
     expect(stderr).toBe('error: model version 3 was rejected (eval_loss regressed): not deploying it; pick another with `tuneyard models`\n');
+    expect(code).toBe(1);
+    expect(writes(calls)).toEqual([]);
+  });
+
+  test('a reward model (lineage kind=reward), even with --approve: it scores text and generates none', async () => {
+    const { factory, calls } = singleModel({ approval: 'PendingManualApproval', kind: 'reward' });
+    const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat', '--approve'], { clients: factory });
+    expect(stderr).toBe('error: model version 3 is a reward model (kind=reward): it scores text and generates none, so a vLLM endpoint does not serve it; RL runs name it as their reward model\n');
     expect(code).toBe(1);
     expect(writes(calls)).toEqual([]);
   });
