@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ts from 'typescript';
+import { writeReadmeSection } from './readme-section';
 
 const ROOT = path.resolve(__dirname, '..');
 const BLOCK = /^<!-- construct-reference: (.+?) -->\n[\s\S]*?^<!-- \/construct-reference -->$/gm;
@@ -293,18 +294,5 @@ function isPublic(node: ts.Node): boolean {
 }
 
 if (require.main === module) {
-  const file = path.join(ROOT, 'README.md');
-  const readme = fs.readFileSync(file, 'utf8');
-  const rendered = renderReadme(readme);
-  if (process.argv.includes('--check')) {
-    if (rendered !== readme) {
-      console.error('README.md: the construct reference differs from the docstrings; run npx tsx scripts/construct-reference.ts');
-      process.exit(1);
-    }
-  } else if (rendered !== readme) {
-    fs.writeFileSync(file, rendered);
-    console.log('README.md: construct reference rewritten');
-  } else {
-    console.log('README.md: construct reference up to date');
-  }
+  writeReadmeSection('construct reference', 'the docstrings', 'construct-reference.ts', (readme) => renderReadme(readme));
 }

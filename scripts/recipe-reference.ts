@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RECIPE_FIELDS } from '../lib/recipe';
+import { writeReadmeSection } from './readme-section';
 
 const ROOT = path.resolve(__dirname, '..');
 const BLOCK = /^<!-- recipe-reference -->\n[\s\S]*?^<!-- \/recipe-reference -->$/m;
@@ -85,18 +86,5 @@ export function renderReadme(readme: string, properties = readSchema().propertie
 }
 
 if (require.main === module) {
-  const file = path.join(ROOT, 'README.md');
-  const readme = fs.readFileSync(file, 'utf8');
-  const rendered = renderReadme(readme);
-  if (process.argv.includes('--check')) {
-    if (rendered !== readme) {
-      console.error('README.md: the recipe reference differs from config.schema.json; run npx tsx scripts/recipe-reference.ts');
-      process.exit(1);
-    }
-  } else if (rendered !== readme) {
-    fs.writeFileSync(file, rendered);
-    console.log('README.md: recipe reference rewritten');
-  } else {
-    console.log('README.md: recipe reference up to date');
-  }
+  writeReadmeSection('recipe reference', 'config.schema.json', 'recipe-reference.ts', (readme) => renderReadme(readme));
 }
