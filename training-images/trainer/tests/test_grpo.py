@@ -171,15 +171,9 @@ def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir
     from tuneyard_trainer.sagemaker_env import SageMakerEnv
 
     job.configure({**GRPO_FAST, "graders": json.dumps([CONTAINS_A]), "grpo_beta": 0.1}, train=prompt_rows())
-    import os
-
-    os.environ["TUNEYARD_ML_ROOT"] = str(job.root)
-    try:
-        env = SageMakerEnv.from_environ()
-        inputs, tokenizer = grpo.read_inputs(env)
-        trainer, _ = grpo.build_trainer(inputs, env, tokenizer, [])
-    finally:
-        del os.environ["TUNEYARD_ML_ROOT"]
+    env = SageMakerEnv(job.root)
+    inputs, tokenizer = grpo.read_inputs(env)
+    trainer, _ = grpo.build_trainer(inputs, env, tokenizer, [])
     assert trainer.beta == 0.1
     assert trainer.ref_model is None
     model = trainer.model
@@ -334,6 +328,22 @@ def test_bad_configs_fail_before_weights_load(job, monkeypatch, hyperparameters,
     assert job.run() != 0
     assert message in job.failure, job.failure
     assert not loaded
+
+
+def test_the_graders_channel_is_read_like_the_eval_job_s(job):
+    """PlanRun passes graders as a channel (graders.json): GRPO reads it with the eval job's reader (evaluate.run_graders)."""
+    from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
+    job.configure({**GRPO_FAST}, train=prompt_rows())
+    channel = job.root / "input" / "data" / "graders"
+    channel.mkdir(parents=True)
+    (channel / "graders.json").write_text(json.dumps([CONTAINS_A, MENTIONS_REFERENCE]))
+    inputs, _ = grpo.read_inputs(SageMakerEnv(job.root))
+    assert [g.name for g in inputs.graders] == ["has_a", "says_ref"]
+    assert inputs.weights == {"has_a": 1.0, "says_ref": 1.0}
+    job.configure({**GRPO_FAST, "graders": json.dumps([CONTAINS_A])})
+    assert job.run() != 0
+    assert "both a graders channel and a graders hyperparameter" in job.failure
 
 
 def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkeypatch):

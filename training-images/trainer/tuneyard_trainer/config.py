@@ -253,7 +253,8 @@ class TrainerConfig(BaseModel):
         min_length=2,
         description="GRPO: the graders that reward each completion, as the JSON list the evaluation job takes (the same "
         "definitions, graders.schema.json): a grader's sample is {\"output_text\": completion}, its item the train row. "
-        "score_model and label_model (LLM judges) are refused: they do not run in the job yet.",
+        "Or the job's `graders` channel (graders.json, what PlanRun writes; not both). score_model and label_model (LLM "
+        "judges) are refused: they do not run in the job yet.",
         json_schema_extra=_methods("grpo"),
     )
     reward_model: str | None = Field(
@@ -358,12 +359,7 @@ class TrainerConfig(BaseModel):
         return self
 
     def _grpo_problems(self) -> list[str]:
-        problems = []
-        if self.graders is None and self.reward_model is None:
-            problems.append(
-                "method=grpo needs a reward source: set graders (a JSON list of grader definitions), reward_model (a "
-                "registered reward model, its files in the reward_model channel) or both"
-            )
+        problems = []  # a run without graders or reward model: grpo.read_inputs (the graders may come as a channel)
         if "grpo_length_penalty" in self.model_fields_set and self.grpo_length_guard != "penalty":
             problems.append(
                 f"grpo_length_penalty has no effect with grpo_length_guard={self.grpo_length_guard}; remove it"

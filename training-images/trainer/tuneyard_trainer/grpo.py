@@ -370,12 +370,21 @@ def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
     if train_path is None:
         raise ChannelError("the train channel is missing or empty; it must hold one JSONL file of prompt-only rows")
     rows = read_prompt_rows(train_path)
-    grader_list = graders_module.from_hyperparameters({"graders": config.graders}) if config.graders else []
+    from .evaluate import run_graders
+
+    # the graders channel (graders.json, as PlanRun passes the eval job's) or the graders hyperparameter
+    grader_list = run_graders(env, {"graders": config.graders} if config.graders is not None else {})
     judges = [g.name for g in grader_list if isinstance(g, graders_module.ModelGrader)]
     if judges:
         raise GrpoPreflightError(
             f"graders {', '.join(judges)} are LLM judges (score_model, label_model), which do not run in the training "
             "job yet; reward with the other grader types or a reward model"
+        )
+    if not grader_list and config.reward_model is None:
+        raise GrpoPreflightError(
+            "method=grpo needs a reward source: graders (the graders channel, graders.json, or the graders "
+            "hyperparameter: a JSON list of grader definitions), reward_model (a registered reward model, its files in "
+            "the reward_model channel) or both"
         )
     model_dir = env.channel("model")
     source = str(model_dir) if model_dir else config.base_model
