@@ -171,6 +171,8 @@ def test_the_eval_job_reports_the_reward_models_pairwise_accuracy(make_job, rewa
     assert report["eval_loss_ratio"] < 0.5
     assert report["examples"] == len(HELD_OUT_PAIRS) and report["forgetting_increase"] is None
     assert report["generation"] is None and report["graders"] is None and report["benchmarks"] is None
+    page = (make_job("evaluate-reward").model_dir / "report.html").read_text()
+    assert "Reward model pairwise accuracy: <b>1</b> (8/8 pairs)" in page and "DPO preference" not in page
     check_fixture("eval-report-reward.json", report)
 
 

@@ -332,8 +332,10 @@ def _summary(report: dict[str, Any]) -> str:
     ]
     preference = report.get("preference")
     if preference:
+        # beta null: a reward model's own scores (method=reward), not DPO's implicit reward
+        label = "Reward model pairwise accuracy" if preference.get("beta") is None else "DPO preference accuracy"
         facts.append(
-            f"DPO preference accuracy: <b>{_number(preference.get('accuracy'))}</b> "
+            f"{label}: <b>{_number(preference.get('accuracy'))}</b> "
             f"({_number(preference.get('preferred'))}/{_number(preference.get('pairs'))} pairs), "
             f"reward margin {_number(preference.get('reward_margin'))}"
         )
