@@ -21,4 +21,20 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt" >&2
   touch "$venv/.complete"
 fi
+# WordNet 3.0 for the meteor grader (tuneyard_trainer/graders.py, wordnet()): Debian/Ubuntu's wordnet-base package,
+# as the trainer image installs it (NLTK never downloads it). Quick when present; a no-op when TUNEYARD_WORDNET
+# names another copy. apt-get's output is shown only when it fails: stdout is the venv's path only.
+if [ -z "${TUNEYARD_WORDNET:-}" ] && [ ! -f /usr/share/wordnet/data.noun ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "python-env: installing wordnet-base (WordNet 3.0, for the meteor grader)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    install="apt-get install -y -qq --no-install-recommends wordnet-base"
+    if ! log=$($install 2>&1) && ! log=$({ apt-get update -qq && $install; } 2>&1); then
+      printf '%s\n' "$log" >&2
+      echo "python-env: could not install wordnet-base (above); the meteor grader's tests fail until it is installed" >&2
+    fi
+  else
+    echo "python-env: /usr/share/wordnet is missing: run 'sudo apt-get install wordnet-base' (or set TUNEYARD_WORDNET to WordNet 3.0's dict folder); the meteor grader's tests need it" >&2
+  fi
+fi
 echo "$venv"

@@ -130,6 +130,48 @@ def test_rouge_l_and_rouge_n_f_measures():
     assert similarity("rouge_1", "a b c d", "e f g h") == 0.0
 
 
+# NLTK's own examples (nltk.translate.meteor_score's docstrings): single_meteor_score(reference1, hypothesis1) and
+# meteor_score([reference1, reference2, reference3], hypothesis1) are 0.6944; a hypothesis sharing no word is 0.0.
+METEOR_HYPOTHESIS1 = "It is a guide to action which ensures that the military always obeys the commands of the party"
+METEOR_REFERENCES = [
+    "It is a guide to action that ensures that the military will forever heed Party commands",
+    "It is the guiding principle which guarantees the military forces always being under the command of the Party",
+    "It is the practical guide for the army always to heed the directions of the party",
+]
+
+
+def test_meteor_matches_nltks_documented_figures_over_the_packaged_wordnet():
+    from nltk.translate.meteor_score import meteor_score
+
+    assert round(similarity("meteor", METEOR_HYPOTHESIS1, METEOR_REFERENCES[0]), 4) == 0.6944
+    assert similarity("meteor", "non matching hypothesis", "this is a cat") == 0.0
+    references = [reference.split() for reference in METEOR_REFERENCES]
+    assert round(meteor_score(references, METEOR_HYPOTHESIS1.split(), wordnet=graders.wordnet()), 4) == 0.6944
+    # The reader is WordNet 3.0 from the wordnet-base package, with the lexnames shipped beside graders.py
+    reader = graders.wordnet()
+    assert reader.get_version() == "3.0"
+    assert reader.synset("dog.n.01").lexname() == "noun.animal" and reader.synset("run.v.01").lexname() == "verb.motion"
+
+
+def test_meteor_matches_synonyms_through_wordnet():
+    # "auto" and "car" share WordNet's synset car.n.01 (and Porter's stemmer leaves both as they are, which NLTK's
+    # synonym stage needs: it compares the stems left unmatched): 4 of 4 unigrams match in one chunk, so P = R = 1,
+    # Fmean = PR / (0.9P + 0.1R) = 1, penalty = 0.5 * (1 chunk / 4 matches) ** 3, METEOR = 1 - 0.5 / 64.
+    assert similarity("meteor", "the auto is red", "the car is red") == pytest.approx(1 - 0.5 / 64)
+    # Without a synonym, 3 of 4 match in 2 chunks ("the", "is red"): Fmean = 3/4, penalty = 0.5 * (2/3) ** 3
+    assert similarity("meteor", "the lorry is red", "the car is red") == pytest.approx(0.75 * (1 - 0.5 * (2 / 3) ** 3))
+
+
+def test_meteor_without_wordnet_fails_the_row_naming_the_package(tmp_path, monkeypatch):
+    graders.wordnet.cache_clear()
+    monkeypatch.setenv(graders.WORDNET_ENV, str(tmp_path))
+    try:
+        with pytest.raises(graders.GradeError, match=rf"meteor needs WordNet 3.0's dict files in {tmp_path} \(data.noun, .*missing\): install Debian/Ubuntu's wordnet-base package"):
+            similarity("meteor", "the auto is red", "the car is red")
+    finally:
+        graders.wordnet.cache_clear()
+
+
 def test_fuzzy_match_is_the_normalised_indel_similarity():
     # one insertion over 14 + 15 characters: 1 - 1/29
     assert similarity("fuzzy_match", "this is a test!", "this is a test") == pytest.approx(28 / 29)

@@ -7,9 +7,9 @@ unchanged, plus Tuneyard's json_schema, regex and label_check.
     grade_rows(graders, [(sample, row), ...])   # -> {name: {"mean", "scores", "passed", "errors"[, "labels"]}}
 
 The metrics come from the libraries people compare against: sacrebleu (bleu), rouge-score (rouge_1..5, rouge_l),
-rapidfuzz (fuzzy_match), NLTK (gleu; meteor is refused: it needs WordNet data, a download), jsonschema, transformers
-(cosine, over a staged encoder). score_model and label_model (an LLM judge) are validated but not run here yet: their
-results say so (`unavailable`).
+rapidfuzz (fuzzy_match), NLTK (gleu; meteor, over the WordNet 3.0 files of Debian/Ubuntu's wordnet-base: wordnet()),
+jsonschema, transformers (cosine, over a staged encoder). score_model and label_model (an LLM judge) are validated but
+not run here yet: their results say so (`unavailable`).
 """
 
 from __future__ import annotations
@@ -452,11 +452,64 @@ def similarity(metric: str, text: str, reference: str, embedding_model: str | No
     if metric.startswith("rouge_"):
         key = "rougeL" if metric == "rouge_l" else f"rouge{metric.removeprefix('rouge_')}"
         return _rouge(key).score(reference, text)[key].fmeasure
+    if metric == "meteor":
+        from nltk.translate.meteor_score import meteor_score
+        from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+        tokenize = Tokenizer13a()
+        return float(meteor_score([tokenize(reference).split()], tokenize(text).split(), wordnet=wordnet()))
     if metric == "cosine":
         if not embedding_model:
             raise GradeError("cosine needs embedding_model")
         return _Encoder.at(embedding_model).cosine(text, reference)
     raise GradeError(f'evaluation_metric "{metric}" is not available: {schema()[EXTENSION]["refusedMetrics"].get(metric, "unknown metric")}')
+
+
+WORDNET_ENV = "TUNEYARD_WORDNET"
+WORDNET_DEFAULT = "/usr/share/wordnet"
+LEXNAMES = Path(__file__).with_name("wordnet") / "lexnames"
+
+
+@lru_cache(maxsize=1)
+def wordnet():
+    """NLTK's WordNet 3.0 reader over the Princeton `dict/` files in $TUNEYARD_WORDNET (default /usr/share/wordnet,
+    Debian/Ubuntu's `wordnet-base`, which the trainer image and scripts/python-env.sh install): nothing is downloaded.
+    The package leaves out `lexnames`, which the reader opens first; it then comes from tuneyard_trainer/wordnet/
+    (WordNet 3.0's lexnames(5WN); the README there says how it was made). The folder joins nltk.data.path, the roots
+    NLTK's path checks let its readers open."""
+    import os
+    import warnings
+
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    folder = Path(os.environ.get(WORDNET_ENV) or WORDNET_DEFAULT)
+    missing = [name for name in ("data.noun", "index.noun", "noun.exc", "verb.exc") if not (folder / name).is_file()]
+    if missing:
+        raise GradeError(
+            f"meteor needs WordNet 3.0's dict files in {folder} ({', '.join(missing)} missing): install Debian/Ubuntu's "
+            f"wordnet-base package (the trainer image and scripts/python-env.sh do), or set {WORDNET_ENV} to a folder "
+            "holding WordNet 3.0's dict files")
+    lexnames = folder / "lexnames" if (folder / "lexnames").is_file() else LEXNAMES
+
+    class Reader(WordNetCorpusReader):
+        def open(self, file):
+            if file == "lexnames":
+                return open(lexnames, encoding=self._ENCODING)
+            return super().open(file)
+
+        def map_wn(self, version="wordnet"):
+            # NLTK maps the Open Multilingual Wordnet's WordNet 3.0 synsets onto the loaded WordNet by reading NLTK's
+            # own `wordnet` corpus (a download); this one is WordNet 3.0, so the map is the identity (None).
+            return None if self.get_version() == "3.0" else super().map_wn(version)
+
+    if str(folder) not in nltk.data.path:
+        nltk.data.path.append(str(folder))
+    with warnings.catch_warnings():
+        # "The multilingual functions are not available with this Wordnet version": no Open Multilingual Wordnet,
+        # which METEOR (English) does not use.
+        warnings.simplefilter("ignore")
+        return Reader(str(folder), None)
 
 
 @lru_cache(maxsize=8)
