@@ -3,23 +3,12 @@
 // the overlap check) over a long stream of repeated rows, with the live heap read as the stream goes.
 import * as zlib from 'node:zlib';
 import { checkDatasetFiles, openDatasetInput } from '../../lib/datasets';
+import { liveHeap, repeatedChatRow } from './live-heap';
 
-const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) throw new Error('run with node --expose-gc');
-
-function liveHeap(): number {
-  gc!();
-  gc!();
-  return process.memoryUsage().heapUsed;
-}
-
-const row = JSON.stringify({
-  messages: [
-    { role: 'user', content: 'Explain the halting problem with an example, please. '.repeat(6) },
-    { role: 'assistant', content: 'No program decides for every program and input whether it halts. '.repeat(6) },
-  ],
-});
-const block = Buffer.from(`${row}\n`.repeat(Math.ceil((1 << 20) / (row.length + 1))));
+const { row, block } = repeatedChatRow([
+  { role: 'user', content: 'Explain the halting problem with an example, please. '.repeat(6) },
+  { role: 'assistant', content: 'No program decides for every program and input whether it halts. '.repeat(6) },
+]);
 const member = zlib.gzipSync(block); // concatenated gzip members are one gzip stream
 const heap: Record<string, number> = {};
 

@@ -1,25 +1,14 @@
 // Run in its own process (`node --expose-gc -r tsx/cjs`) by lib/datasets/validator-memory.test.ts, so
 // the heap figures hold only this validator's objects, not what other test files left in a jest worker.
 import { DatasetValidator } from '../../lib/datasets';
-
-const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) throw new Error('run with node --expose-gc');
-
-function liveHeap(): number {
-  gc!();
-  gc!();
-  return process.memoryUsage().heapUsed;
-}
+import { liveHeap, repeatedChatRow } from './live-heap';
 
 // a ~1 KB chat row repeated, cut into chunks that do not align with lines
-const row = JSON.stringify({
-  messages: [
-    { role: 'system', content: 'You answer briefly. '.repeat(10) },
-    { role: 'user', content: 'Explain the halting problem with an example, please. '.repeat(6) },
-    { role: 'assistant', content: 'No program decides for every program and input whether it halts. '.repeat(6) },
-  ],
-});
-const block = Buffer.from(`${row}\n`.repeat(Math.ceil((1 << 20) / (row.length + 1)))); // ~1 MiB of whole lines
+const { row, block } = repeatedChatRow([
+  { role: 'system', content: 'You answer briefly. '.repeat(10) },
+  { role: 'user', content: 'Explain the halting problem with an example, please. '.repeat(6) },
+  { role: 'assistant', content: 'No program decides for every program and input whether it halts. '.repeat(6) },
+]);
 const validator = new DatasetValidator({ method: 'sft', maxLength: 512 });
 const pushMiB = (mib: number) => {
   for (let i = 0; i < mib; i++) {
