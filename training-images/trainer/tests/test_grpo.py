@@ -131,7 +131,10 @@ def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(toy_run):
     assert len(lines) == 30
     first = sum(line["reward_grader_has_a"] for line in lines[:5]) / 5
     last = sum(line["reward_grader_has_a"] for line in lines[-5:]) / 5
-    print(f"GRPO toy task: reward {first:.3f} over the first 5 steps, {last:.3f} over the last 5")
+    print(
+        f"GRPO toy task: reward {first:.3f} over the first 5 steps, {last:.3f} over the last 5; KL "
+        f"{lines[0]['kl']:.3f} at step 1, {max(line['kl'] for line in lines):.3f} at most, {lines[-1]['kl']:.3f} at the end"
+    )
     assert last >= first + 0.3, (first, last)
     assert last >= 0.7
     kls = [line["kl"] for line in lines]
