@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, OVERLONG_ROWS, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, OVERLONG_ROWS, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, TRAINER_ONLY } from './recipe';
 
 /**
  * The cross-language contract: the TypeScript recipe renderer against the trainer's config schema
@@ -17,13 +17,15 @@ const properties: Record<
 
 describe('recipe ↔ trainer config contract', () => {
   test('every key the renderer can emit is a property of the trainer schema, and every schema property is rendered', () => {
+    // what the trainer runs but the plane does not plan yet (TRAINER_ONLY) is the whole difference
     const emitted = [BASE_MODEL_KEY, ...Object.values(RECIPE_FIELDS).map((f) => f.key)].sort();
-    expect(emitted).toEqual(Object.keys(properties).sort());
+    expect([...emitted, ...TRAINER_ONLY.keys].sort()).toEqual(Object.keys(properties).sort());
+    for (const key of TRAINER_ONLY.keys) expect(emitted).not.toContain(key);
     expect(schema.additionalProperties).toBe(false);
   });
 
   test('enum values match (method, scheduler, distribution, attention, overlong rows)', () => {
-    expect([...METHODS]).toEqual(properties.method.enum);
+    expect([...METHODS, ...TRAINER_ONLY.methods]).toEqual(properties.method.enum);
     expect([...LR_SCHEDULERS]).toEqual(properties.lr_scheduler_type.enum);
     expect([...DISTRIBUTIONS]).toEqual(properties.distribution.enum);
     expect([...ATTN_IMPLEMENTATIONS]).toEqual(properties.attn_implementation.enum);
@@ -35,12 +37,15 @@ describe('recipe ↔ trainer config contract', () => {
       const property = properties[spec.key];
       // a default the renderer leaves to the trainer is JSON null in the schema
       expect({ field, default: spec.default ?? null }).toEqual({ field, default: property.default });
-      expect({ field, methods: spec.methods ? [...spec.methods] : undefined }).toEqual({ field, methods: property['x-tuneyard-methods'] });
+      const trainerMethods = property['x-tuneyard-methods']?.filter((m) => !(TRAINER_ONLY.methods as readonly string[]).includes(m));
+      expect({ field, methods: spec.methods ? [...spec.methods] : undefined }).toEqual({ field, methods: trainerMethods });
     }
   });
 
   test('an unset learningRate is not rendered: the trainer takes its default for what is trained, as documented here', () => {
-    const byMethod = properties.learning_rate['x-tuneyard-default-by-method']!;
+    const byMethod = Object.fromEntries(
+      Object.entries(properties.learning_rate['x-tuneyard-default-by-method']!).filter(([m]) => !(TRAINER_ONLY.methods as readonly string[]).includes(m)),
+    );
     const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false } } as const;
     expect(Object.keys(byMethod).sort()).toEqual(Object.keys(trained).sort());
     for (const recipe of Object.values(trained)) {

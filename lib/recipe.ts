@@ -103,6 +103,17 @@ export const RECIPE_FIELDS = {
 /** The hyperparameter key of the base model (not a recipe field: it comes from the run). */
 export const BASE_MODEL_KEY = 'base_model';
 
+/**
+ * What the trainer runs that the plane does not plan yet: GRPO (training-images/trainer/tuneyard_trainer/grpo.py,
+ * tested in the trainer's tests/test_grpo.py). The plane refuses method "grpo" (it is not in METHODS) until PlanRun
+ * checks its reward sources, plans the reward model's channel, estimates its memory and the recipe renders these
+ * trainer keys; lib/recipe.contract.test.ts holds the difference between the two sides to exactly this.
+ */
+export const TRAINER_ONLY = {
+  methods: ['grpo'],
+  keys: ['graders', 'reward_model', 'reward_weights', 'grpo_num_generations', 'grpo_max_completion_length', 'grpo_temperature', 'grpo_beta', 'grpo_length_guard', 'grpo_length_penalty', 'grpo_format_regex'],
+} as const;
+
 /** Fields of the adapter: no effect (refused) with method dpo or reward and useLora false. */
 const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 'targetModules', 'merge', 'useDora', 'useRslora', 'loraModulesToSave'];
 
