@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pythonEnv } from '../test/support/api-model';
 import { buildRunRequest } from './cli/commands/runs';
-import { GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems } from './graders';
+import { cosineGraders, GRADER_TYPES, graderProblems, GradersError, parseFormula, parseGraders, templateProblems, type GraderConfig } from './graders';
 import { GRADERS_FILE_MAX_BYTES, gradersFileBody, parseRunRequest, planRun } from './run-request';
 
 const ROOT = path.join(__dirname, '..');
@@ -276,6 +276,39 @@ describe('in a RunRequest', () => {
     expect(gradersFileBody(request())).toBeUndefined();
     // graders are part of the request: other graders, another run
     expect(planRun(request(multi.graders), SETTINGS).runId).not.toEqual(planRun(request(), SETTINGS).runId);
+  });
+
+  test("cosine graders read the run's embeddingModel, planned as the evaluation job's embedding_model channel", () => {
+    // GIVEN the shared cosine fixture (no embedding_model, and one inside the model folder) and a staged encoder
+    const [, cosine] = fixtures('good').find(([f]) => f === 'cosine.json')!;
+    const encoder = 's3://tuneyard-data/base-models/minilm';
+    const base = { dataset: { name: 'support-chats', sha256: 'a'.repeat(64) }, baseModel: 's3://tuneyard-data/base-models/llama-3.1-8b/', recipe: { method: 'qlora', batchSize: 2 } };
+    // WHEN the run is planned THEN the evaluation job (only) gets the folder as its embedding_model channel
+    const plan = planRun(parseRunRequest({ ...base, graders: cosine.graders, embeddingModel: encoder }), SETTINGS);
+    expect(plan.evaluationInputDataConfig.filter((c) => c.ChannelName === 'embedding_model')).toEqual([
+      { ChannelName: 'embedding_model', DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `${encoder}/`, S3DataDistributionType: 'FullyReplicated' } }, InputMode: 'File' },
+    ]);
+    expect(plan.inputDataConfig.map((c) => c.ChannelName)).not.toContain('embedding_model');
+    expect(cosineGraders(cosine.graders as GraderConfig[])).toEqual([
+      { path: '[0]', name: 'cosine' },
+      { path: '[1]', name: 'cosine, nested encoder' },
+    ]);
+    // a cosine grader inside a multi grader counts; one with an absolute folder of the job needs no channel
+    const multi = { type: 'multi', name: 'm', calculate_output: 'sim', graders: { sim: { type: 'text_similarity', name: 'sim', input: output, reference: '{{ item.reference }}', evaluation_metric: 'cosine' } } };
+    expect(cosineGraders([multi as GraderConfig])).toEqual([{ path: '[0].graders.sim', name: 'sim' }]);
+    expect(cosineGraders([{ ...multi.graders.sim, embedding_model: '/opt/ml/input/data/encoder' } as GraderConfig])).toEqual([]);
+
+    // WHEN a cosine grader has no staged model THEN the request names the field to set and the grader that needs it
+    expect(() => parseRunRequest({ ...base, graders: [multi] })).toThrow(
+      /embeddingModel: missing; graders\[0\]\.graders\.sim \("sim"\) uses the cosine metric, which embeds answers with an encoder model the evaluation job reads from its embedding_model channel: set embeddingModel to the s3:\/\/ folder of a Hugging Face encoder staged under base-models\//,
+    );
+    // an embeddingModel no grader reads, one not under s3://, one outside base-models/: each refused naming the fix
+    expect(() => parseRunRequest({ ...base, embeddingModel: encoder })).toThrow(/embeddingModel: is read by cosine graders only, and the run has none; remove it/);
+    expect(() => parseRunRequest({ ...base, graders: [stringCheck()], embeddingModel: encoder })).toThrow(/embeddingModel: is read by cosine graders only/);
+    expect(() => parseRunRequest({ ...base, graders: cosine.graders, embeddingModel: 'sentence-transformers/all-MiniLM-L6-v2' })).toThrow(/embeddingModel: must be the s3:\/\/ folder of a Hugging Face encoder model staged under base-models\//);
+    expect(() => planRun(parseRunRequest({ ...base, graders: cosine.graders, embeddingModel: 's3://other-bucket/models/minilm/' }), SETTINGS)).toThrow(
+      /embeddingModel: "s3:\/\/other-bucket\/models\/minilm\/" is outside the plane's base-models\/ prefix; the evaluation job may only read s3:\/\/tuneyard-data\/base-models\/\. Copy the encoder model folder there/,
+    );
   });
 
   test('fails when a grader is invalid: each problem under graders, its path, the value once and the fix', () => {

@@ -156,6 +156,24 @@ export function graderProblems(value: unknown): GraderProblem[] {
   return out;
 }
 
+/**
+ * The cosine graders of valid graders, each as its path (`[0]`, `[1].graders.sim`) and name: they embed answers
+ * with the run's embeddingModel, which the RunRequest must then name (the evaluation job's embedding_model channel).
+ * An absolute embedding_model names a folder of the job itself and needs no channel.
+ */
+export function cosineGraders(graders: readonly GraderConfig[]): Array<{ path: string; name: string }> {
+  const found: Array<{ path: string; name: string }> = [];
+  const visit = (grader: GraderConfig, at: Key[]) => {
+    if (grader.type === 'multi') {
+      for (const [key, sub] of Object.entries(grader.graders)) visit(sub, [...at, 'graders', key]);
+    } else if (grader.type === 'text_similarity' && grader.evaluation_metric === 'cosine' && !grader.embedding_model?.startsWith('/')) {
+      found.push({ path: renderPath(at), name: grader.name });
+    }
+  };
+  graders.forEach((grader, index) => visit(grader, [index]));
+  return found;
+}
+
 type Key = string | number;
 type Schema = { [keyword: string]: any };
 
@@ -317,9 +335,7 @@ function graderRules(grader: GraderConfig, at: Key[], out: Array<{ path: Key[]; 
     case 'text_similarity': {
       const metric = grader.evaluation_metric;
       if (metric in REFUSED_METRICS) fail(['evaluation_metric'], `"${metric}" is not available: ${REFUSED_METRICS[metric]}`);
-      if (metric === 'cosine' && grader.embedding_model === undefined) {
-        fail(['embedding_model'], 'missing; cosine needs an embedding model staged in the evaluation job: set embedding_model to its folder, or use another evaluation_metric');
-      }
+      // cosine's encoder is the run's embeddingModel (the RunRequest checks that it is set: cosineGraders)
       if (metric !== 'cosine' && grader.embedding_model !== undefined) fail(['embedding_model'], `is used by the cosine metric only; remove it (evaluation_metric is "${metric}")`);
       break;
     }

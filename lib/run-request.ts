@@ -16,7 +16,7 @@ import {
   stringLimitProblem,
   TRAINING_JOB_NAME,
 } from './api-limits';
-import { compactGraders, graderProblems, parseGraders } from './graders';
+import { compactGraders, cosineGraders, graderProblems, parseGraders, type GraderConfig } from './graders';
 import { judgeCost, JudgePlan, judgeGraders, judgeProblem, JudgeRequestSchema } from './judge';
 import { closest } from './config';
 import { gpuInstance } from './instances';
@@ -38,7 +38,7 @@ const DatasetRefSchema = z.strictObject({
 
 const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
-/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe, graders and these). */
+/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe, graders, embedding_model and these). */
 export const MAX_BENCHMARK_DATASETS = 8;
 
 /**
@@ -186,12 +186,21 @@ export const RunRequestSchema = z.strictObject({
       "Graders that score the models' answers to the eval rows: OpenAI grader JSON (string_check, text_similarity, score_model, label_model, python, multi) or Tuneyard's json_schema, regex, label_check (graders.schema.json). Default: none.",
     ),
   judge: JudgeRequestSchema.optional(),
+  embeddingModel: z
+    .string()
+    .refine((v) => v.startsWith('s3://'), { message: 'must be the s3:// folder of a Hugging Face encoder model staged under base-models/ (s3://<bucket>/base-models/<name>/)' })
+    .optional()
+    .describe(
+      "The encoder that cosine graders embed answers with: an S3 folder of a staged Hugging Face model under base-models/, the evaluation job's embedding_model channel. Required by cosine graders. Default: none.",
+    ),
 })
   .superRefine((request, ctx) => {
     if (request.graders !== undefined) {
       // lib/graders.ts names each problem's path and fix (and echoes the value itself)
-      for (const problem of graderProblems(request.graders)) ctx.addIssue({ code: 'custom', path: ['graders', ...problem.at], message: problem.message, params: { echoed: true } });
-    }
+      const problems = graderProblems(request.graders);
+      for (const problem of problems) ctx.addIssue({ code: 'custom', path: ['graders', ...problem.at], message: problem.message, params: { echoed: true } });
+      if (problems.length === 0) embeddingModelProblems(request, cosineGraders(request.graders as GraderConfig[]), ctx);
+    } else if (request.embeddingModel !== undefined) embeddingModelProblems(request, [], ctx);
     if (request.recipe.method !== 'dpo' && request.recipe.method !== 'reward' && request.thresholds.minPreferenceAccuracy !== undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -239,6 +248,22 @@ function rewardProblems(request: { probeDataset?: unknown; graders?: unknown; ju
       path: [field],
       message: `recipe.method "reward" trains a reward model, which scores text and generates none, so ${field} has nothing to measure or serve; remove it (the gate of a reward run is its held-out pairwise accuracy, thresholds.minPreferenceAccuracy)`,
     });
+  }
+}
+
+/** Cosine graders need the run's embeddingModel (the evaluation job's embedding_model channel); nothing else reads it. */
+function embeddingModelProblems(request: { embeddingModel?: string }, cosine: Array<{ path: string; name: string }>, ctx: z.RefinementCtx): void {
+  if (cosine.length > 0 && request.embeddingModel === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['embeddingModel'],
+      message:
+        `missing; graders${cosine[0].path} ("${cosine[0].name}") uses the cosine metric, which embeds answers with an encoder model the evaluation job reads from its embedding_model channel: ` +
+        'set embeddingModel to the s3:// folder of a Hugging Face encoder staged under base-models/ (as a base model is), or use another evaluation_metric',
+    });
+  }
+  if (cosine.length === 0 && request.embeddingModel !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['embeddingModel'], message: 'is read by cosine graders only, and the run has none; remove it, or add a text_similarity grader with evaluation_metric "cosine"' });
   }
 }
 
@@ -564,6 +589,15 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     : [];
   const evalChannel = channel('eval', `${datasetS3Uri}eval.jsonl`, 'application/jsonlines');
   // evaluate.py reads each benchmark-<name> channel's one file as the benchmark <name>
+  const embeddingModelUri = request.embeddingModel === undefined ? undefined : request.embeddingModel.endsWith('/') ? request.embeddingModel : `${request.embeddingModel}/`;
+  if (embeddingModelUri && !embeddingModelUri.startsWith(`${bucket}${DATA_PREFIXES.baseModels}`)) {
+    throw new RunRequestError(
+      `embeddingModel: ${echoValue(request.embeddingModel!)} is outside the plane's base-models/ prefix; the evaluation job may only read ${bucket}${DATA_PREFIXES.baseModels}. ` +
+        'Copy the encoder model folder there and pass its s3:// URI.',
+    );
+  }
+  // graders.py reads a cosine grader's encoder from the embedding_model channel (embedding_folder)
+  const embeddingChannel = embeddingModelUri ? [channel('embedding_model', embeddingModelUri)] : [];
   const benchmarkChannels = (request.benchmarkDatasets ?? []).map((b) =>
     channel(`benchmark-${b.name}`, `${bucket}${datasetVersionPrefix(b.name, b.sha256)}train.jsonl`, 'application/jsonlines'),
   );
@@ -621,6 +655,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
       ...probe,
       ...benchmarkChannels,
       ...(gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
+      ...embeddingChannel,
     ],
     outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     evaluationOutputDataConfig: { S3OutputPath: evalReportS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
@@ -778,7 +813,8 @@ function apiLimitProblems(plan: RunPlan): string[] {
     if (channels.length > INPUT_DATA_CONFIG.max!) problems.push(`job ${job} would have ${channels.length} input channels, over the ${INPUT_DATA_CONFIG.max} that CreateTrainingJob takes.`);
     for (const c of channels) {
       check(CHANNEL_NAME, c.ChannelName, 'CreateTrainingJob.InputDataConfig[].ChannelName', `channel ${c.ChannelName}`, 'Rename the channel.');
-      const field = c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : c.ChannelName.startsWith('benchmark-') ? 'benchmarkDatasets' : 'dataset';
+      const field =
+        c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : c.ChannelName.startsWith('benchmark-') ? 'benchmarkDatasets' : c.ChannelName === 'embedding_model' ? 'embeddingModel' : 'dataset';
       check(S3_URI, c.DataSource.S3DataSource.S3Uri, `CreateTrainingJob.InputDataConfig["${c.ChannelName}"].S3Uri`, field, 'Use a shorter S3 location.');
     }
   }

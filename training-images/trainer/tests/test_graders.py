@@ -301,3 +301,36 @@ def test_cosine_is_the_cosine_of_the_staged_encoders_mean_pooled_states(tmp_path
     assert one(config, "The cat sat", {"reference": "The cat sat"}) == pytest.approx(1.0, abs=1e-5)
     missing = grade_rows(load([{**config, "embedding_model": str(tmp_path / "nowhere")}]), [({"output_text": "a"}, {"reference": "b"})])["cos"]
     assert "is not a folder in the evaluation job" in missing["errors"][0]["error"]
+
+
+def test_cosine_reads_the_encoder_from_the_jobs_embedding_model_channel(tmp_path, monkeypatch):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    # the job's embedding_model channel, as PlanRun plans it from the RunRequest's embeddingModel
+    channel = tmp_path / "ml" / "input" / "data" / graders.EMBEDDING_CHANNEL
+    tokenizer = build_tokenizer(channel)
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(channel)
+    nested = channel / "nested"
+    tokenizer.save_pretrained(nested)
+    torch.manual_seed(2)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(nested)
+    cosine = {"type": "text_similarity", "name": "cos", "input": OUT, "reference": REF, "evaluation_metric": "cosine"}
+    row = ({"output_text": "The cat sat"}, {"reference": "a dog ran far away"})
+
+    monkeypatch.setenv("TUNEYARD_ML_ROOT", str(tmp_path / "ml"))
+    assert graders.embedding_folder() == channel and graders.embedding_folder("nested") == nested
+    # without embedding_model, the channel's own model; with a relative one, that folder inside the channel: the
+    # figures are those of the encoder given by its absolute folder
+    by_channel = grade_rows(load([cosine]), [row])["cos"]["scores"][0]
+    assert by_channel == pytest.approx(grade_rows(load([{**cosine, "embedding_model": str(channel)}]), [row])["cos"]["scores"][0])
+    by_nested = grade_rows(load([{**cosine, "embedding_model": "nested"}]), [row])["cos"]["scores"][0]
+    assert by_nested == pytest.approx(grade_rows(load([{**cosine, "embedding_model": str(nested)}]), [row])["cos"]["scores"][0])
+    assert by_channel != pytest.approx(by_nested)
+
+    # a job without the channel: the row's error names the RunRequest field to set
+    monkeypatch.setenv("TUNEYARD_ML_ROOT", str(tmp_path / "other"))
+    missing = grade_rows(load([cosine]), [row])["cos"]
+    assert "the evaluation job has no embedding_model channel" in missing["errors"][0]["error"]
+    assert "set the RunRequest's embeddingModel to the s3:// folder of a Hugging Face encoder staged under base-models/" in missing["errors"][0]["error"]

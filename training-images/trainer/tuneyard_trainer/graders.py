@@ -176,8 +176,7 @@ def _grader_problems(grader: dict[str, Any], at: list[Any]) -> list[tuple[list[A
         refused = schema()[EXTENSION]["refusedMetrics"]
         if metric in refused:
             found.append((at + ["evaluation_metric"], f'"{metric}" is not available: {refused[metric]}'))
-        if metric == "cosine" and "embedding_model" not in grader:
-            found.append((at + ["embedding_model"], "missing; cosine needs an embedding model staged in the evaluation job: set embedding_model to its folder, or use another evaluation_metric"))
+        # cosine's encoder is the run's embeddingModel, the job's embedding_model channel (embedding_folder)
         if metric != "cosine" and "embedding_model" in grader:
             found.append((at + ["embedding_model"], f'is used by the cosine metric only; remove it (evaluation_metric is "{metric}")'))
     if kind == "label_model":
@@ -459,9 +458,7 @@ def similarity(metric: str, text: str, reference: str, embedding_model: str | No
         tokenize = Tokenizer13a()
         return float(meteor_score([tokenize(reference).split()], tokenize(text).split(), wordnet=wordnet()))
     if metric == "cosine":
-        if not embedding_model:
-            raise GradeError("cosine needs embedding_model")
-        return _Encoder.at(embedding_model).cosine(text, reference)
+        return _Encoder.at(str(embedding_folder(embedding_model))).cosine(text, reference)
     raise GradeError(f'evaluation_metric "{metric}" is not available: {schema()[EXTENSION]["refusedMetrics"].get(metric, "unknown metric")}')
 
 
@@ -519,6 +516,25 @@ def _rouge(key: str):
     return rouge_scorer.RougeScorer([key])
 
 
+EMBEDDING_CHANNEL = "embedding_model"
+
+
+def embedding_folder(embedding_model: str | None = None) -> Path:
+    """The encoder folder of a cosine grader: the evaluation job's `embedding_model` channel (the RunRequest's
+    embeddingModel, an S3 folder under base-models/ that PlanRun plans as that channel), or `embedding_model` inside
+    it; an absolute `embedding_model` is a folder of the job as it is. Raises GradeError naming what is missing."""
+    import os
+
+    channel = Path(os.environ.get("TUNEYARD_ML_ROOT", "/opt/ml")) / "input" / "data" / EMBEDDING_CHANNEL
+    if embedding_model and Path(embedding_model).is_absolute():
+        return Path(embedding_model)
+    if not channel.is_dir() or not any(channel.iterdir()):
+        raise GradeError(
+            f"cosine needs an encoder model, and the evaluation job has no {EMBEDDING_CHANNEL} channel ({channel}): set the "
+            "RunRequest's embeddingModel to the s3:// folder of a Hugging Face encoder staged under base-models/")
+    return channel / embedding_model if embedding_model else channel
+
+
 class _Encoder:
     """A staged Hugging Face encoder: the mean of its last hidden states over the tokens, as sentence-transformers'
     mean pooling does; cosine similarity of two texts' embeddings."""
@@ -529,7 +545,9 @@ class _Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         if not Path(folder).is_dir():
-            raise GradeError(f"embedding_model {folder!r} is not a folder in the evaluation job; stage the encoder model there")
+            raise GradeError(
+                f"embedding_model {folder!r} is not a folder in the evaluation job; name a folder inside the run's "
+                f"embeddingModel (the {EMBEDDING_CHANNEL} channel), or leave embedding_model out to use that folder itself")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval()
 
