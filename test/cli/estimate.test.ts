@@ -69,6 +69,31 @@ describe('estimate: exit codes', () => {
   });
 });
 
+describe('estimate --judge: the LLM judge\'s cost bound', () => {
+  const args = ['estimate', '--base-model', 'Qwen/Qwen2.5-0.5B', '--method', 'lora', '--tokens', '100000', '--instance', 'ml.g5.xlarge'];
+
+  test('prints the judge\'s items, calls and cost at most, priced from the table, the same as a run\'s plan states', async () => {
+    const { stdout, code } = await cli([...args, '--judge', 'amazon.nova-pro-v1:0', '--judge-max-items', '50', '--max-new-tokens', '100']);
+    // 50 items x 2 orders: 100 calls of (400 + 3 x 100) tokens in and 150 out at $0.0008 / $0.0032 per 1k
+    const usd = (100 * 700 * 0.0008 + 100 * 150 * 0.0032) / 1000;
+    expect(stdout).toContain(`judge amazon.nova-pro-v1:0: at most 50 items, 100 Bedrock calls, ~$${usd.toFixed(2)}, an estimate (`);
+    expect(code).toBe(0);
+    const json = JSON.parse((await cli([...args, '--judge', 'amazon.nova-pro-v1:0', '--judge-max-items', '50', '--max-new-tokens', '100', '--json'])).stdout);
+    expect(json.judge).toMatchObject({ modelId: 'amazon.nova-pro-v1:0', maxItems: 50, maxCalls: 100, cost: { inputTokens: 70_000, outputTokens: 15_000 } });
+    expect(json.judge.cost.usd).toBeCloseTo(usd, 10);
+  });
+
+  test('judges no more items than the evaluation answers; a model without a price is unpriced; --judge-max-items needs --judge', async () => {
+    const capped = JSON.parse((await cli([...args, '--judge', 'amazon.nova-lite-v1:0', '--judge-max-items', '900', '--json'])).stdout);
+    expect(capped.judge).toMatchObject({ maxItems: 200, maxCalls: 400 });
+    const unpriced = await cli([...args, '--judge', 'example.unlisted-model-v1:0']);
+    expect(unpriced.stdout).toMatch(/^judge example\.unlisted-model-v1:0: at most 100 items, 200 Bedrock calls, unpriced/m);
+    const alone = await cli([...args, '--judge-max-items', '5']);
+    expect(alone.stderr).toBe('error: --judge-max-items needs --judge MODEL_ID\n');
+    expect(alone.code).toBe(1);
+  });
+});
+
 describe('estimate: the recipe fields that change the memory', () => {
   test('the recipe defaults (batch 4 x 2048) fit QLoRA of Llama 3.1 8B on an A10G (the loss never builds the logits); batch 16 does not, and the advice says what fits', async () => {
     const args = ['estimate', '--base-model', 'meta-llama/Llama-3.1-8B-Instruct', '--method', 'qlora', '--tokens', '1000000', '--instance', 'ml.g5.2xlarge'];

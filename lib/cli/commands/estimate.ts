@@ -11,11 +11,14 @@ import {
   scalingEfficiency,
   SPOT_DISCOUNT,
 } from '../../pricing';
+import { DEFAULT_JUDGE_MAX_ITEMS, JUDGE_MAX_ITEMS_CAP, judgeCost } from '../../judge';
 import { DISTRIBUTIONS, METHODS, Method, RECIPE_FIELDS } from '../../recipe';
+import { DEFAULT_EVALUATION } from '../../run-request';
 import { positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
 import { count, table, usd } from '../format';
 import type { CommandContext } from '../program';
+import { judgeCostText } from './runs';
 
 export interface EstimateOptions {
   readonly baseModel: string;
@@ -33,6 +36,19 @@ export interface EstimateOptions {
   readonly optim?: string;
   /** The recipe's `useLigerKernel`. @default false */
   readonly useLigerKernel?: boolean;
+  /** A Bedrock judge model: its cost at most is estimated too. */
+  readonly judge?: string;
+  readonly judgeMaxItems?: number;
+  readonly maxNewTokens?: number;
+}
+
+/** The judge's calls and cost at most for `--judge` (pairwise in both orders over at most the items the evaluation answers). */
+export function judgeEstimate(opts: Pick<EstimateOptions, 'judge' | 'judgeMaxItems' | 'maxNewTokens'>) {
+  if (opts.judgeMaxItems !== undefined && !opts.judge) throw new CliError('--judge-max-items needs --judge MODEL_ID');
+  if (!opts.judge) return undefined;
+  if (opts.judgeMaxItems !== undefined && opts.judgeMaxItems > JUDGE_MAX_ITEMS_CAP) throw new CliError(`--judge-max-items ${opts.judgeMaxItems} is above the cap of ${JUDGE_MAX_ITEMS_CAP}`);
+  const maxItems = Math.min(opts.judgeMaxItems ?? DEFAULT_JUDGE_MAX_ITEMS, DEFAULT_EVALUATION.maxGenerations);
+  return { modelId: opts.judge, maxItems, maxCalls: 2 * maxItems, cost: judgeCost(opts.judge, maxItems, true, 0, opts.maxNewTokens ?? DEFAULT_EVALUATION.maxNewTokens) };
 }
 
 export interface InstanceEstimate {
@@ -190,6 +206,9 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
     .option('--lora-r <n>', 'LoRA rank', positiveInt, RECIPE_FIELDS.loraR.default)
     .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora; none on one GPU)').choices(DISTRIBUTIONS))
     .addOption(new Option('--optim <name>', 'optimizer (recipe optim; 8-bit ones hold a quarter of AdamW\'s state)').choices(Object.keys(OPTIMIZER_STATE_BYTES)).default(RECIPE_FIELDS.optim.default))
+    .option('--judge <model id>', 'also the LLM judge\'s Bedrock cost at most (pairwise, both orders; README "The LLM judge")')
+    .option('--judge-max-items <n>', `answers the judge judges at most (default: ${DEFAULT_JUDGE_MAX_ITEMS}, at most ${JUDGE_MAX_ITEMS_CAP})`, positiveInt)
+    .option('--max-new-tokens <n>', 'tokens an evaluation answer may have at most (the judge reads two answers a call)', positiveInt, DEFAULT_EVALUATION.maxNewTokens)
     .option('--use-liger-kernel', 'Liger\'s kernels (recipe useLigerKernel): RMSNorm and SwiGLU keep less of each layer (TRL\'s fused LM head computes the loss either way)', false)
     .action(async (opts: EstimateOptions, command: Command) => {
       ctx.use(command);
@@ -217,7 +236,9 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
       text +=
         `estimates only: ${report.assumptions.prices}; spot assumed ${Math.round(SPOT_DISCOUNT * 100)}% off; time from an assumed throughput table, excluding start-up and evaluation` +
         `${multi ? `; several GPUs assumed ${IN_INSTANCE_SCALING} as fast as linear in one instance (less across instances)` : ''}; every sequence assumed maxLength tokens.\n`;
-      ctx.print(report, text);
+      const judge = judgeEstimate(opts);
+      if (judge) text += `${judgeCostText(judge)}\n`;
+      ctx.print(judge ? { ...report, judge } : report, text);
       if (!estimates.some((e) => e.fits)) {
         ctx.io.err(
           opts.instance

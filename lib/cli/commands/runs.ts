@@ -575,7 +575,7 @@ function costText(e: InstanceEstimate, spot: boolean): string {
 }
 
 /** `judge amazon.nova-pro-v1:0: at most 100 items, 200 Bedrock calls, ~$0.24, an estimate (...)`, or unpriced. */
-export function judgeCostText(judge: JudgePlan): string {
+export function judgeCostText(judge: Pick<JudgePlan, 'modelId' | 'maxItems' | 'maxCalls' | 'cost'>): string {
   const cost = judge.cost === 'unpriced' ? 'unpriced (no price for this model in the pricing table)' : `~${usd(judge.cost.usd)}, an estimate (${judge.cost.assumption}; prices of ${judge.cost.pricesAsOf}; longer prompts cost more)`;
   return `judge ${judge.modelId}: at most ${judge.maxItems} items, ${judge.maxCalls} Bedrock calls, ${cost}`;
 }
