@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, OVERLONG_ROWS, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, TRAINER_ONLY } from './recipe';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, GRADERS_KEY, GRPO_LENGTH_GUARDS, OVERLONG_ROWS, REWARD_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, TRAINER_ONLY } from './recipe';
 
 /**
  * The cross-language contract: the TypeScript recipe renderer against the trainer's config schema
@@ -18,7 +18,8 @@ const properties: Record<
 describe('recipe ↔ trainer config contract', () => {
   test('every key the renderer can emit is a property of the trainer schema, and every schema property is rendered', () => {
     // what the trainer runs but the plane does not plan yet (TRAINER_ONLY) is the whole difference
-    const emitted = [BASE_MODEL_KEY, ...Object.values(RECIPE_FIELDS).map((f) => f.key)].sort();
+    // base_model and reward_model come from the run; graders travel as the graders channel (graders.json), never rendered
+    const emitted = [BASE_MODEL_KEY, REWARD_MODEL_KEY, GRADERS_KEY, ...Object.values(RECIPE_FIELDS).map((f) => f.key)].sort();
     expect([...emitted, ...TRAINER_ONLY.keys].sort()).toEqual(Object.keys(properties).sort());
     for (const key of TRAINER_ONLY.keys) expect(emitted).not.toContain(key);
     expect(schema.additionalProperties).toBe(false);
@@ -30,6 +31,7 @@ describe('recipe ↔ trainer config contract', () => {
     expect([...DISTRIBUTIONS]).toEqual(properties.distribution.enum);
     expect([...ATTN_IMPLEMENTATIONS]).toEqual(properties.attn_implementation.enum);
     expect([...OVERLONG_ROWS]).toEqual(properties.overlong_rows.enum);
+    expect([...GRPO_LENGTH_GUARDS]).toEqual(properties.grpo_length_guard.enum);
   });
 
   test('defaults and method restrictions match the trainer', () => {
@@ -46,7 +48,7 @@ describe('recipe ↔ trainer config contract', () => {
     const byMethod = Object.fromEntries(
       Object.entries(properties.learning_rate['x-tuneyard-default-by-method']!).filter(([m]) => !(TRAINER_ONLY.methods as readonly string[]).includes(m)),
     );
-    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false } } as const;
+    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false }, grpo: { method: 'grpo' } } as const;
     expect(Object.keys(byMethod).sort()).toEqual(Object.keys(trained).sort());
     for (const recipe of Object.values(trained)) {
       expect(renderHyperParameters(parseRecipe(recipe), { baseModel: 'm' })).not.toHaveProperty('learning_rate');
@@ -59,7 +61,7 @@ describe('recipe ↔ trainer config contract', () => {
   test('renders exactly the committed fixture for each case', () => {
     expect(fixture.cases.length).toBeGreaterThanOrEqual(3);
     for (const c of fixture.cases) {
-      const rendered = renderHyperParameters(parseRecipe(c.recipe), { baseModel: c.baseModel });
+      const rendered = renderHyperParameters(parseRecipe(c.recipe), { baseModel: c.baseModel, rewardModel: c.rewardModel });
       expect({ name: c.name, hyperParameters: rendered }).toEqual({ name: c.name, hyperParameters: c.hyperParameters });
       for (const value of Object.values(rendered)) expect(typeof value).toBe('string');
     }
@@ -68,5 +70,26 @@ describe('recipe ↔ trainer config contract', () => {
   test('the fixture sets every recipe field in at least one case', () => {
     const set = new Set(fixture.cases.flatMap((c: { recipe: object }) => Object.keys(c.recipe)));
     expect([...set].sort()).toEqual(Object.keys(RECIPE_FIELDS).sort());
+  });
+
+  test('reward_model and graders: the reward model is rendered from the run for grpo only; graders never are (they are the graders channel)', () => {
+    const grpo = renderHyperParameters(parseRecipe({ method: 'grpo', rewardWeights: { exact: 1, reward_model: 0.5 } }), { baseModel: 'm', rewardModel: 's3://b/models/rm/' });
+    expect(grpo[REWARD_MODEL_KEY]).toBe('s3://b/models/rm/');
+    expect(JSON.parse(grpo.reward_weights)).toEqual({ exact: 1, reward_model: 0.5 });
+    expect(grpo).not.toHaveProperty(GRADERS_KEY);
+    expect(() => renderHyperParameters(parseRecipe({ method: 'lora' }), { baseModel: 'm', rewardModel: 's3://b/rm/' })).toThrow(/method "grpo" only.*remove rewardModel/);
+  });
+
+  test('the trainer\'s grpo combination rules hold in the recipe', () => {
+    const problems = (recipe: object) => RecipeSchema.safeParse(recipe).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+    expect(problems({ method: 'grpo' })).toEqual([]);
+    expect(problems({ method: 'grpo', batchSize: 3, gradientAccumulation: 1, grpoNumGenerations: 2 })).toEqual([expect.stringMatching(/^grpoNumGenerations: batchSize x gradientAccumulation \(3\) must be a multiple of grpoNumGenerations \(2\)/)]);
+    expect(problems({ method: 'grpo', grpoLengthGuard: 'mask', grpoLengthPenalty: 2 })).toEqual([expect.stringMatching(/^grpoLengthPenalty: .*grpoLengthGuard "mask"/)]);
+    expect(problems({ method: 'grpo', distribution: 'fsdp' })).toEqual([expect.stringMatching(/^distribution: .*"none" or "ddp"/)]);
+    expect(problems({ method: 'grpo', overlongRows: 'truncate' })).toEqual([expect.stringMatching(/^overlongRows: /)]);
+    expect(problems({ method: 'grpo', earlyStoppingPatience: 2 })).toEqual([expect.stringMatching(/^earlyStoppingPatience: /)]);
+    expect(problems({ method: 'grpo', maxLength: 256 })).toEqual([expect.stringMatching(/^grpoMaxCompletionLength: .*no room for a prompt/)]);
+    expect(problems({ method: 'grpo', merge: true })).toEqual([expect.stringMatching(/^merge: merge applies to method lora or qlora or dpo only/)]);
+    expect(problems({ method: 'lora', grpoBeta: 0.1 })).toEqual([expect.stringMatching(/^grpoBeta: grpoBeta applies to method grpo only/)]);
   });
 });

@@ -41,9 +41,15 @@ export const DPO_LOSS_TYPES = [
 export const LABEL_SMOOTHING_LOSS_TYPES: readonly (typeof DPO_LOSS_TYPES)[number][] = ['robust', 'exo_pair', 'aot', 'aot_unpaired'];
 /** Named chat templates for base models whose tokenizer has none. */
 export const CHAT_TEMPLATES = ['chatml'] as const;
+/**
+ * GRPO's guard against reward hacking by length (completions that reach grpoMaxCompletionLength without ending are
+ * clipped): penalty subtracts grpoLengthPenalty from their reward, mask leaves them out of the loss (DAPO), none
+ * neither. Clipped completions are counted either way (metric clipped_ratio).
+ */
+export const GRPO_LENGTH_GUARDS = ['penalty', 'mask', 'none'] as const;
 
 
-const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo', 'reward'];
+const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo', 'reward', 'grpo'];
 /** The methods trained on preference pairs that choose between an adapter and all weights (`useLora`). */
 export const PREFERENCE_METHODS: readonly Method[] = ['dpo', 'reward'];
 const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];
@@ -98,21 +104,36 @@ export const RECIPE_FIELDS = {
   torchCompile: { key: 'torch_compile', default: false, methods: undefined },
   useLigerKernel: { key: 'use_liger_kernel', default: false, methods: undefined },
   distribution: { key: 'distribution', default: 'none', methods: undefined },
+  rewardWeights: { key: 'reward_weights', default: undefined, methods: ['grpo'] },
+  grpoNumGenerations: { key: 'grpo_num_generations', default: 8, methods: ['grpo'] },
+  grpoMaxCompletionLength: { key: 'grpo_max_completion_length', default: 256, methods: ['grpo'] },
+  grpoTemperature: { key: 'grpo_temperature', default: 1, methods: ['grpo'] },
+  grpoBeta: { key: 'grpo_beta', default: 0.04, methods: ['grpo'] },
+  grpoLengthGuard: { key: 'grpo_length_guard', default: 'penalty', methods: ['grpo'] },
+  grpoLengthPenalty: { key: 'grpo_length_penalty', default: 1, methods: ['grpo'] },
+  grpoFormatRegex: { key: 'grpo_format_regex', default: undefined, methods: ['grpo'] },
 } as const satisfies Record<string, { key: string; default: unknown; methods: readonly Method[] | undefined }>;
 
 /** The hyperparameter key of the base model (not a recipe field: it comes from the run). */
 export const BASE_MODEL_KEY = 'base_model';
 
+/** The hyperparameter of a GRPO run's registered reward model (from the RunRequest's `rewardModel`, not the recipe; its files travel as the `reward_model` channel). */
+export const REWARD_MODEL_KEY = 'reward_model';
 /**
- * What the trainer runs that the plane does not plan yet: GRPO (training-images/trainer/tuneyard_trainer/grpo.py,
- * tested in the trainer's tests/test_grpo.py). The plane refuses method "grpo" (it is not in METHODS) until PlanRun
- * checks its reward sources, plans the reward model's channel, estimates its memory and the recipe renders these
- * trainer keys; lib/recipe.contract.test.ts holds the difference between the two sides to exactly this.
+ * The trainer's `graders` hyperparameter, which the plane never renders: PlanRun writes the run's graders to
+ * eval-reports/<run>/graders.json and both the training job (method grpo) and the evaluation job read it as their
+ * `graders` channel (the trainer refuses both at once).
  */
-export const TRAINER_ONLY = {
-  methods: ['grpo'],
-  keys: ['graders', 'reward_model', 'reward_weights', 'grpo_num_generations', 'grpo_max_completion_length', 'grpo_temperature', 'grpo_beta', 'grpo_length_guard', 'grpo_length_penalty', 'grpo_format_regex'],
-} as const;
+export const GRADERS_KEY = 'graders';
+
+/**
+ * What the trainer runs that the plane does not plan yet (method and trainer keys); lib/recipe.contract.test.ts holds
+ * the difference between the two sides to exactly this. Empty while the plane plans everything the trainer runs.
+ */
+export const TRAINER_ONLY: { readonly methods: readonly string[]; readonly keys: readonly string[] } = {
+  methods: [],
+  keys: [],
+};
 
 /** Fields of the adapter: no effect (refused) with method dpo or reward and useLora false. */
 const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 'targetModules', 'merge', 'useDora', 'useRslora', 'loraModulesToSave'];
@@ -199,6 +220,18 @@ export const RecipeSchema = z
     torchCompile: z.boolean().optional().describe('Compile the model with torch.compile. Default: false.'),
     useLigerKernel: z.boolean().optional().describe('Liger Triton kernels (RMSNorm, RoPE, SwiGLU); needs an NVIDIA GPU. Default: false.'),
     distribution: z.enum(DISTRIBUTIONS).optional().describe('none, ddp, fsdp (full sharding) or deepspeed (ZeRO-3). Default: none.'),
+    rewardWeights: z
+      .record(z.string().min(1, 'must be a grader name or "reward_model"'), z.number().refine(Number.isFinite, 'must be a finite number'))
+      .refine((weights) => Object.keys(weights).length > 0, 'must name at least one reward source')
+      .optional()
+      .describe('GRPO only: reward source -> weight, a source being a grader\'s name or "reward_model", e.g. {"exact": 1, "reward_model": 0.5}; the reward is the weighted sum. Default: 1 for each source.'),
+    grpoNumGenerations: z.number().int('must be a whole number (completions per prompt)').min(2, 'must be at least 2 (advantages are relative to the group)').optional().describe('GRPO only: completions sampled per prompt (the group); batchSize x gradientAccumulation must be a multiple of it. Default: 8.'),
+    grpoMaxCompletionLength: positiveInt('new tokens per completion').optional().describe('GRPO only: new tokens per completion at most. Default: 256.'),
+    grpoTemperature: z.number().gt(0, 'must be above 0 (e.g. 1)').optional().describe('GRPO only: sampling temperature of the completions. Default: 1.'),
+    grpoBeta: z.number().min(0, 'must be 0 (no KL penalty) or more, e.g. 0.04').optional().describe('GRPO only: weight of the KL penalty to the base (the adapter disabled, no second copy); 0 turns it off. Default: 0.04.'),
+    grpoLengthGuard: z.enum(GRPO_LENGTH_GUARDS).optional().describe('GRPO only: clipped completions (no end within grpoMaxCompletionLength) get grpoLengthPenalty subtracted (penalty), are left out of the loss (mask) or neither (none). Default: penalty.'),
+    grpoLengthPenalty: z.number().gt(0, 'must be above 0 (e.g. 1)').optional().describe('GRPO only, with grpoLengthGuard penalty: subtracted from a clipped completion\'s reward. Default: 1.'),
+    grpoFormatRegex: z.string().min(1, 'must be a Python regular expression').optional().describe('GRPO only: a Python regular expression the whole completion must match (re.fullmatch, dot matching newlines); one that does not gets 0 from every reward source. Default: unset (off).'),
     },
     { error: (issue) => (issue.code === 'unrecognized_keys' ? unknownFieldMessage(issue.keys) : undefined) },
   )
@@ -298,6 +331,22 @@ export interface Recipe {
   readonly useLigerKernel?: boolean;
   /** none, ddp, fsdp (full sharding) or deepspeed (ZeRO-3). @default "none" */
   readonly distribution?: (typeof DISTRIBUTIONS)[number];
+  /** GRPO only: reward source -> weight, a source being a grader's name or "reward_model"; the reward is the weighted sum. @default - 1 for each source */
+  readonly rewardWeights?: Record<string, number>;
+  /** GRPO only: completions sampled per prompt (the group); batchSize x gradientAccumulation must be a multiple of it. @default 8 */
+  readonly grpoNumGenerations?: number;
+  /** GRPO only: new tokens per completion at most. @default 256 */
+  readonly grpoMaxCompletionLength?: number;
+  /** GRPO only: sampling temperature of the completions. @default 1 */
+  readonly grpoTemperature?: number;
+  /** GRPO only: weight of the KL penalty to the base (the adapter disabled); 0 turns it off. @default 0.04 */
+  readonly grpoBeta?: number;
+  /** GRPO only: what happens to clipped completions; see {@link GRPO_LENGTH_GUARDS}. @default "penalty" */
+  readonly grpoLengthGuard?: (typeof GRPO_LENGTH_GUARDS)[number];
+  /** GRPO only, with grpoLengthGuard penalty: subtracted from a clipped completion's reward. @default 1 */
+  readonly grpoLengthPenalty?: number;
+  /** GRPO only: a Python regular expression the whole completion must match (re.fullmatch); one that does not gets 0 from every reward source. @default - unset: off */
+  readonly grpoFormatRegex?: string;
 }
 
 // Compiles only while Recipe and the schema's output are the same type (readonly aside).
@@ -306,7 +355,7 @@ const recipeMatchesSchema: Same<{ -readonly [K in keyof Recipe]: Recipe[K] }, z.
 void recipeMatchesSchema;
 
 /** Fields without a default value: unset, they are not rendered (the trainer's default is "off" or depends on the method). */
-type UnsetByDefault = 'learningRate' | 'maxSteps' | 'neftuneNoiseAlpha' | 'loraModulesToSave' | 'chatTemplate' | 'rpoAlpha';
+type UnsetByDefault = 'learningRate' | 'maxSteps' | 'neftuneNoiseAlpha' | 'loraModulesToSave' | 'chatTemplate' | 'rpoAlpha' | 'rewardWeights' | 'grpoFormatRegex';
 
 /** A recipe with every field resolved to a value, but those without a default (`learningRate`: the trainer's default for the method; `maxSteps`, `neftuneNoiseAlpha`, `loraModulesToSave`, `chatTemplate`, `rpoAlpha`: off). */
 export type ResolvedRecipe = Required<Omit<Recipe, UnsetByDefault>> & Pick<Recipe, UnsetByDefault>;
@@ -362,6 +411,38 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
       message: `early stopping keeps the best checkpoint, so saveSteps (${saveSteps}) must be a multiple of evalSteps (${evalSteps})`,
     });
   }
+  if (recipe.method === 'grpo') problems.push(...grpoProblems(recipe));
+  return problems;
+}
+
+/** The trainer's rules for method grpo (config.py `_grpo_problems`); the reward sources are the run's, checked by planRun. */
+function grpoProblems(recipe: Recipe): Array<{ path: string[]; message: string }> {
+  const problems: Array<{ path: string[]; message: string }> = [];
+  const guard = recipe.grpoLengthGuard ?? RECIPE_FIELDS.grpoLengthGuard.default;
+  if (recipe.grpoLengthPenalty !== undefined && guard !== 'penalty') {
+    problems.push({ path: ['grpoLengthPenalty'], message: `grpoLengthPenalty has no effect with grpoLengthGuard "${guard}"; remove it, or set grpoLengthGuard "penalty"` });
+  }
+  const batch = (recipe.batchSize ?? RECIPE_FIELDS.batchSize.default) * (recipe.gradientAccumulation ?? RECIPE_FIELDS.gradientAccumulation.default);
+  const generations = recipe.grpoNumGenerations ?? RECIPE_FIELDS.grpoNumGenerations.default;
+  if (batch % generations !== 0) {
+    problems.push({
+      path: ['grpoNumGenerations'],
+      message: `batchSize x gradientAccumulation (${batch}) must be a multiple of grpoNumGenerations (${generations}): each batch holds whole groups of completions; change batchSize, gradientAccumulation or grpoNumGenerations`,
+    });
+  }
+  if (recipe.earlyStoppingPatience) problems.push({ path: ['earlyStoppingPatience'], message: 'earlyStoppingPatience needs eval_loss, which method "grpo" does not compute; remove it' });
+  const distribution = recipe.distribution ?? RECIPE_FIELDS.distribution.default;
+  if (distribution === 'fsdp' || distribution === 'deepspeed') {
+    problems.push({ path: ['distribution'], message: `method "grpo" runs with distribution "none" or "ddp" (got "${distribution}")` });
+  }
+  if (recipe.overlongRows === 'truncate') {
+    problems.push({ path: ['overlongRows'], message: 'method "grpo" drops prompts with no room for a completion within maxLength (a cut prompt loses its question); remove overlongRows "truncate"' });
+  }
+  const maxLength = recipe.maxLength ?? RECIPE_FIELDS.maxLength.default;
+  const completion = recipe.grpoMaxCompletionLength ?? RECIPE_FIELDS.grpoMaxCompletionLength.default;
+  if (completion >= maxLength) {
+    problems.push({ path: ['grpoMaxCompletionLength'], message: `grpoMaxCompletionLength (${completion}) leaves no room for a prompt within maxLength (${maxLength}); lower it or raise maxLength` });
+  }
   return problems;
 }
 
@@ -376,6 +457,8 @@ export function parseRecipe(raw: unknown): Recipe {
 export interface HyperParameterExtras {
   /** The base model: an `s3://` folder (loaded from the `model` channel) or a Hugging Face Hub id. */
   readonly baseModel: string;
+  /** Method grpo: the registered reward model (a model package ARN or an s3:// model-data folder), rendered as `reward_model`; its files are the `reward_model` channel. */
+  readonly rewardModel?: string;
 }
 
 /**
@@ -390,12 +473,18 @@ export function renderHyperParameters(recipe: Recipe, extras: HyperParameterExtr
   for (const field of Object.keys(RECIPE_FIELDS) as Field[]) {
     const value = resolved[field];
     if (value === undefined || !fieldApplies(field, resolved)) continue;
+    if (field === 'grpoLengthPenalty' && resolved.grpoLengthGuard !== 'penalty') continue; // read with the penalty guard only (the trainer refuses it otherwise)
     out[RECIPE_FIELDS[field].key] = renderValue(value);
+  }
+  if (extras.rewardModel !== undefined) {
+    if (recipe.method !== 'grpo') throw new Error(`a reward model rewards method "grpo" only (got method "${recipe.method}"); remove rewardModel`);
+    out[REWARD_MODEL_KEY] = extras.rewardModel;
   }
   return out;
 }
 
 function renderValue(value: unknown): string {
   if (Array.isArray(value)) return value.join(',');
+  if (typeof value === 'object' && value !== null) return JSON.stringify(value); // rewardWeights: the trainer's JSON object
   return String(value);
 }

@@ -58,6 +58,14 @@ RECIPE_KEYS = {
     "torchCompile": "torch_compile",
     "useLigerKernel": "use_liger_kernel",
     "distribution": "distribution",
+    "rewardWeights": "reward_weights",
+    "grpoNumGenerations": "grpo_num_generations",
+    "grpoMaxCompletionLength": "grpo_max_completion_length",
+    "grpoTemperature": "grpo_temperature",
+    "grpoBeta": "grpo_beta",
+    "grpoLengthGuard": "grpo_length_guard",
+    "grpoLengthPenalty": "grpo_length_penalty",
+    "grpoFormatRegex": "grpo_format_regex",
 }
 
 
@@ -65,9 +73,11 @@ def intended(case: dict) -> dict:
     """The typed value the recipe meant for every rendered key: the recipe's own value where it sets the field,
     otherwise the trainer's default (the renderer's defaults are declared to be the trainer's)."""
     values = {"base_model": case["baseModel"]}
+    if "rewardModel" in case:  # the run's registered reward model (method=grpo), not a recipe field
+        values["reward_model"] = case["rewardModel"]
     by_key = {RECIPE_KEYS[field]: value for field, value in case["recipe"].items()}
     for key in case["hyperParameters"]:
-        if key != "base_model":
+        if key not in values:
             values[key] = by_key[key] if key in by_key else TrainerConfig.model_fields[key].default
     return values
 
@@ -87,6 +97,9 @@ def test_rendered_hyperparameters_parse_to_the_recipe_values(case):
         parsed = getattr(config, key)
         if key == "lora_target_modules" and isinstance(expected, list):
             assert config.target_modules == expected, key
+            continue
+        if key == "reward_weights":  # a JSON object in a string, as the trainer parses it
+            assert json.loads(parsed) == expected, key
             continue
         if key == "lora_modules_to_save":
             assert config.modules_to_save == expected, key
