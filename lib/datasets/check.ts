@@ -120,10 +120,10 @@ function mapLines(report: DatasetReport, line: (n: number) => number, trainLine:
  */
 export function datasetVerdict(reports: { readonly train: DatasetReport; readonly eval?: DatasetReport }, options: CheckDatasetOptions = {}): DatasetCheck {
   const policy = options.overlap ?? 'error';
-  const forRun = (report: DatasetReport) =>
-    options.method ? reportForMethod(withGroups(report), options.method, options.maxLength, options.maxErrors) : withGroups(report);
-  const train = forRun(reports.train);
-  const evalReport = reports.eval && forRun(reports.eval);
+  const forRun = (report: DatasetReport, trainingFile: boolean) =>
+    options.method ? reportForMethod(withGroups(report), options.method, options.maxLength, options.maxErrors, trainingFile) : withGroups(report);
+  const train = forRun(reports.train, true);
+  const evalReport = reports.eval && forRun(reports.eval, false);
   const issues: DatasetIssue[] = [];
   let overlap: DatasetCheck['overlap'];
   if (evalReport) {

@@ -54,6 +54,8 @@ export type DatasetErrorCode =
   | 'not-preference'
   | 'preference-for-sft'
   | 'identical-pair'
+  /** Method grpo: a row that is not prompt-only ({@link promptOnlyRowProblem}). */
+  | 'not-prompt-only'
   | 'empty-file'
   /** TypeScript only: a line longer than the validator's `maxLineBytes` (the row cannot be read in bounded memory). */
   | 'line-too-long';
@@ -654,6 +656,32 @@ function toolsTokens(value: unknown): number {
   return value === undefined ? 0 : textTokens(JSON.stringify(value).length);
 }
 
+/**
+ * Why a JSON value is not a prompt-only row (method grpo), or undefined when it is one: `{"messages": [...]}` (a
+ * chat ending with the user turn the model answers) or `{"prompt": "..."}` / `{"prompt": [...messages]}`. The
+ * trainer's rule (training-images/trainer/tuneyard_trainer/grpo.py `read_prompt_rows`), with its messages; extra
+ * keys are kept (the graders read them as the row).
+ */
+export function promptOnlyRowProblem(row: unknown): string | undefined {
+  if (!isJsonObject(row)) return 'must be a JSON object';
+  if (has(row, 'messages')) return promptMessagesProblem(row.messages, 'messages');
+  if (typeof row.prompt === 'string') return row.prompt.trim() ? undefined : 'prompt is empty';
+  if (has(row, 'prompt')) return promptMessagesProblem(row.prompt, 'prompt');
+  return 'has neither "messages" (a chat ending with a user turn) nor "prompt"; GRPO trains on prompts only';
+}
+
+function promptMessagesProblem(messages: unknown, where: string): string | undefined {
+  if (!Array.isArray(messages) || messages.length === 0) return `${where} must be a non-empty list of messages`;
+  for (const [i, message] of messages.entries()) {
+    if (!isJsonObject(message) || typeof message.role !== 'string' || typeof message.content !== 'string') {
+      return `${where}[${i}] must be an object with a string role and a string content`;
+    }
+  }
+  const last = (messages[messages.length - 1] as JsonObject).role as string;
+  if (last !== 'user') return `${where} must end with a user message (the turn the model answers), not ${last}; drop the answer: GRPO samples its own`;
+  return undefined;
+}
+
 /** The file-level error of a dataset for a training method, or undefined when the format suits it. */
 export function methodError(format: DatasetFormat | null, rows: number, method?: Method): DatasetError | undefined {
   if (rows === 0) {
@@ -661,6 +689,12 @@ export function methodError(format: DatasetFormat | null, rows: number, method?:
   }
   if (format === null || method === undefined) return undefined;
   const preference = PREFERENCE_FORMATS.includes(format);
+  if (method === 'grpo') {
+    // its rows are judged by promptOnlyRowProblem (the report's promptOnly); pairs are never prompt-only
+    return preference
+      ? { line: 1, code: 'not-prompt-only', message: `method grpo trains on prompt-only rows ({"messages": [... a user turn]} or {"prompt": ...}); the file holds preference pairs (${format}). Keep each row's prompt only, or use method dpo` }
+      : undefined;
+  }
   const pairs = method === 'dpo' || method === 'reward'; // DPO and reward models train on preference pairs
   if (pairs && !preference) {
     return {

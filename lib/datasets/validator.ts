@@ -11,6 +11,7 @@ import {
   isJsonObject,
   jsonType,
   methodError,
+  promptOnlyRowProblem,
   RowInvalid,
   rowHash,
 } from './formats';
@@ -149,6 +150,12 @@ export interface DatasetReport {
   /** Rows of this (eval) file that are also in the training file; only when `train` was given. */
   readonly contamination?: { readonly count: number; readonly examples: Array<{ line: number; trainLine: number }> };
   readonly tokens: TokenStats;
+  /**
+   * The rows judged as prompt-only rows (method grpo, {@link promptOnlyRowProblem}), beside the format rules: the
+   * rows that are prompt-only, and the first problems (lines that are not JSON objects are the report's own errors).
+   * Absent from reports stored before method grpo.
+   */
+  readonly promptOnly?: { readonly validRows: number; readonly errorCount: number; readonly errors: ReportError[] };
 }
 
 const BOM = '\uFEFF';
@@ -203,6 +210,7 @@ export class DatasetValidator {
   private overLimitCount = 0;
   private tokenTotal = 0;
   private tokenMax = 0;
+  private readonly promptOnly = { validRows: 0, errorCount: 0, errors: [] as ReportError[] };
   private ended = false;
 
   constructor(options: DatasetValidatorOptions = {}) {
@@ -333,6 +341,7 @@ export class DatasetValidator {
       duplicates: { count: this.duplicateCount, examples: this.duplicates },
       ...(this.options.train ? { contamination: { count: this.contaminationCount, examples: this.contamination } } : {}),
       tokens: this.tokenStats(),
+      promptOnly: this.promptOnly,
     };
     return this.options.method ? reportForMethod(report, this.options.method, this.options.maxLength, this.maxErrors) : report;
   }
@@ -407,6 +416,9 @@ export class DatasetValidator {
       this.addError('not-object', `each line must be a JSON object, got ${jsonType(value)}`);
       return;
     }
+    const promptProblem = promptOnlyRowProblem(value);
+    if (promptProblem === undefined) this.promptOnly.validRows++;
+    else if (this.promptOnly.errorCount++ < this.maxErrors) this.promptOnly.errors.push({ line: this.line, code: 'not-prompt-only', message: `${promptProblem} (method grpo trains on prompt-only rows)` });
     const dialect = detectDialect(value);
     if (dialect === null) {
       this.addError(
@@ -519,9 +531,12 @@ export class DatasetValidator {
 /**
  * The report of a file for a training method and `max_length`: adds the file-level method error
  * (`not-preference`, `preference-for-sft`) and counts the rows over `maxLength`. Lets one stored,
- * method-independent report of an immutable dataset version serve every run.
+ * method-independent report of an immutable dataset version serve every run. Method grpo judges a training file
+ * (`trainingFile`, the default) by its prompt-only rows instead; its eval file keeps the formats' rules.
  */
-export function reportForMethod(report: DatasetReport, method: Method, maxLength?: number, maxErrors = 50): DatasetReport {
+export function reportForMethod(report: DatasetReport, method: Method, maxLength?: number, maxErrors = 50, trainingFile = true): DatasetReport {
+  // grpo trains on prompt-only rows; its eval file keeps reference answers (the eval job evaluates the adapter like lora)
+  if (method === 'grpo' && trainingFile) report = promptOnlyReport(report, maxErrors);
   const error = report.rows === 0 ? undefined : methodError(report.format, report.rows, method);
   const tokens = report.tokens;
   const sameLimit = maxLength === tokens.maxLength;
@@ -541,6 +556,38 @@ export function reportForMethod(report: DatasetReport, method: Method, maxLength
             lines: [],
           },
         },
+  };
+}
+
+/** Errors of a file as a whole, or of lines that are not JSON objects: they count for every method. */
+const FILE_ERRORS: readonly ReportErrorCode[] = ['invalid-utf8', 'invalid-json', 'not-object', 'line-too-long', 'binary-file', 'json-array', 'empty-file'];
+
+/**
+ * Method grpo: the report judged on prompt-only rows (its `promptOnly`) instead of the formats' rules, which want
+ * an answer in every row; the errors of the file and of lines that are not JSON objects stay.
+ */
+function promptOnlyReport(report: DatasetReport, maxErrors: number): DatasetReport {
+  const fileGroups = (report.errorGroups ?? []).filter((g) => FILE_ERRORS.includes(g.code));
+  const fileErrors = report.errors.filter((e) => FILE_ERRORS.includes(e.code));
+  const fileErrorCount = fileGroups.reduce((n, g) => n + g.count, 0);
+  const promptOnly = report.promptOnly ?? {
+    validRows: 0,
+    errorCount: 1,
+    errors: [{ line: 1, code: 'not-prompt-only' as const, message: 'the stored validation report predates method grpo (it has no prompt-only check); upload the dataset again as a new version' }],
+  };
+  const groups = new Map<string, ErrorGroup>();
+  for (const e of promptOnly.errors) {
+    const key = `${e.code}\0${e.message}`;
+    const group = groups.get(key);
+    if (group) groups.set(key, { ...group, count: group.count + 1, lines: [...group.lines, e.line] });
+    else groups.set(key, { code: e.code, message: e.message, count: 1, lines: [e.line] });
+  }
+  return {
+    ...report,
+    validRows: promptOnly.validRows,
+    errors: [...fileErrors, ...promptOnly.errors].sort((a, b) => a.line - b.line).slice(0, maxErrors),
+    errorCount: fileErrorCount + promptOnly.errorCount,
+    errorGroups: [...fileGroups, ...groups.values()],
   };
 }
 
