@@ -131,8 +131,8 @@ export const GRADERS_KEY = 'graders';
  * the difference between the two sides to exactly this. Empty while the plane plans everything the trainer runs.
  */
 export const TRAINER_ONLY: { readonly methods: readonly string[]; readonly keys: readonly string[] } = {
-  methods: [],
-  keys: [],
+  methods: ['rloo'],
+  keys: ['rloo_num_generations', 'rloo_max_completion_length', 'rloo_temperature', 'rloo_beta', 'rloo_epsilon'],
 };
 
 /** Fields of the adapter: no effect (refused) with method dpo or reward and useLora false. */

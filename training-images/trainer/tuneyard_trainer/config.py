@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-METHODS = ("sft", "lora", "qlora", "dpo", "reward", "grpo")
-LORA_METHODS = ("lora", "qlora", "dpo", "reward", "grpo")
+METHODS = ("sft", "lora", "qlora", "dpo", "reward", "grpo", "rloo")
+LORA_METHODS = ("lora", "qlora", "dpo", "reward", "grpo", "rloo")
 # The methods that train on preference pairs and choose between an adapter and all weights (use_lora).
 PREFERENCE_METHODS = ("dpo", "reward")
 SFT_METHODS = ("sft", "lora", "qlora")
@@ -24,7 +24,7 @@ ADAPTER_FIELDS = (
 # The one definition: the TypeScript recipe renders no learning_rate when a recipe sets none, and
 # config.schema.json carries this table (x-tuneyard-default-by-method) for its docs and contract test.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "sft": 1e-5, "dpo-lora": 5e-6, "dpo-full": 5e-7,
-                          "reward-lora": 1e-4, "reward-full": 1e-5, "grpo": 1e-5}
+                          "reward-lora": 1e-4, "reward-full": 1e-5, "grpo": 1e-5, "rloo": 1e-5}
 # DPO losses of TRL's DPOConfig.loss_type offered (all of TRL 1.16's but "sft", which rpo_alpha adds to one of these).
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
@@ -54,12 +54,14 @@ class TrainerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="TuneyardTrainerConfig")
 
-    method: Literal["sft", "lora", "qlora", "dpo", "reward", "grpo"] = Field(
+    method: Literal["sft", "lora", "qlora", "dpo", "reward", "grpo", "rloo"] = Field(
         "lora",
         description="sft: all weights; lora: a LoRA adapter on a bf16 base; qlora: a LoRA adapter on a 4-bit NF4 "
         "base (needs CUDA); dpo: direct preference optimisation on prompt/chosen/rejected pairs; reward: a reward model (the base with a "
         "scalar score head, TRL's RewardTrainer) trained on the same pairs to score chosen above rejected; grpo: online RL (TRL's GRPO) with a LoRA adapter on "
-        "prompt-only rows, rewarded by graders and/or a reward model.",
+        "prompt-only rows, rewarded by graders and/or a reward model; rloo: RLHF against a registered reward model (TRL's "
+        "RLOOTrainer, REINFORCE leave-one-out, with a LoRA adapter and a KL penalty to the base; it stands in for PPO, "
+        "which TRL 1.16 no longer ships).",
     )
     base_model: str = Field(
         min_length=1,
@@ -260,10 +262,10 @@ class TrainerConfig(BaseModel):
     reward_model: str | None = Field(
         None,
         min_length=1,
-        description="GRPO: the registered reward model (a sequence-classification model with one score, method=reward) "
+        description="GRPO and RLOO: the registered reward model (a sequence-classification model with one score, method=reward) "
         "that rewards each prompt and completion; its files arrive in the job's `reward_model` channel and its "
         "tokenizer must be the policy's.",
-        json_schema_extra=_methods("grpo"),
+        json_schema_extra=_methods("grpo", "rloo"),
     )
     reward_weights: str | None = Field(
         None,
@@ -314,6 +316,33 @@ class TrainerConfig(BaseModel):
         json_schema_extra=_methods("grpo"),
     )
 
+    rloo_num_generations: int = Field(
+        4,
+        ge=2,
+        description="RLOO: completions sampled per prompt; each one's baseline is the mean reward of the others "
+        "(leave-one-out). per_device_train_batch_size x gradient_accumulation_steps must be a multiple of it.",
+        json_schema_extra=_methods("rloo"),
+    )
+    rloo_max_completion_length: int = Field(
+        256, ge=1, description="RLOO: new tokens per completion at most.", json_schema_extra=_methods("rloo")
+    )
+    rloo_temperature: float = Field(
+        1.0, gt=0, description="RLOO: sampling temperature of the completions.", json_schema_extra=_methods("rloo")
+    )
+    rloo_beta: float = Field(
+        0.05,
+        ge=0,
+        description="RLOO: weight of the KL penalty to the reference model (the base: the adapter disabled, no second "
+        "copy of the weights), TRL 1.16's RLOOConfig default.",
+        json_schema_extra=_methods("rloo"),
+    )
+    rloo_epsilon: float = Field(
+        0.2,
+        gt=0,
+        description="RLOO: clip range of the policy ratio (PPO's epsilon); the clip fraction is reported per step.",
+        json_schema_extra=_methods("rloo"),
+    )
+
     @model_validator(mode="after")
     def _combinations(self) -> TrainerConfig:
         problems = []
@@ -351,6 +380,8 @@ class TrainerConfig(BaseModel):
             )
         if self.method == "grpo":
             problems.extend(self._grpo_problems())
+        if self.method == "rloo":
+            problems.extend(self._rloo_problems())
         if problems:
             raise ValueError("; ".join(problems))
         if self.learning_rate is None:
@@ -386,9 +417,28 @@ class TrainerConfig(BaseModel):
             )
         return problems
 
+    def _rloo_problems(self) -> list[str]:
+        problems = []  # a run without reward_model or its channel: rloo.read_inputs, before any weights load
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.rloo_num_generations:
+            problems.append(
+                f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
+                f"rloo_num_generations ({self.rloo_num_generations}): each batch holds whole groups of completions"
+            )
+        if self.early_stopping_patience:
+            problems.append("early_stopping_patience needs eval_loss, which method=rloo does not compute; remove it")
+        if self.distribution in ("fsdp", "deepspeed"):
+            problems.append(f"method=rloo runs with distribution none or ddp (got {self.distribution})")
+        if self.overlong_rows == "truncate":
+            problems.append(
+                "method=rloo drops prompts with no room for a completion within max_length (a cut prompt loses its "
+                "question); remove overlong_rows=truncate"
+            )
+        return problems
+
     @property
     def trains_adapter(self) -> bool:
-        return self.method in ("lora", "qlora", "grpo") or (self.method in PREFERENCE_METHODS and self.use_lora)
+        return self.method in ("lora", "qlora", "grpo", "rloo") or (self.method in PREFERENCE_METHODS and self.use_lora)
 
     @property
     def target_modules(self) -> str | list[str]:

@@ -35,6 +35,8 @@ METRICS = {
     "completion_length": "GRPO: mean completion length in tokens",
     "clipped_ratio": "GRPO: share of completions that reached grpo_max_completion_length without ending",
     "format_miss_ratio": "GRPO: share of completions that missed grpo_format_regex (scored 0)",
+    "clip_fraction": "RLOO: share of completion tokens whose policy ratio left [1 - rloo_epsilon, 1 + rloo_epsilon]",
+    "policy_loss": "RLOO: the clipped policy-gradient loss with its KL term (TRL's loss), over the logging window",
 }
 
 # Trainer log key -> metric name

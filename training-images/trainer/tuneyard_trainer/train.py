@@ -698,6 +698,10 @@ def run(env: SageMakerEnv) -> int:
         from . import grpo  # online RL on prompt-only rows: its own data, rewards and trainer
 
         return grpo.run(env)
+    if from_hyperparameters(env.read_hyperparameters()).method == "rloo":
+        from . import rloo  # RLHF against a reward model (RLOO, in place of PPO): prompt-only rows like grpo
+
+        return rloo.run(env)
     inputs = read_inputs(env)
     config = inputs.config
     if not launch.is_worker():

@@ -1,0 +1,239 @@
+"""`train` with method=rloo: RLHF against a registered reward model, the seeds' recipe (a reward model trained on
+comparisons, then the policy optimised against it under a KL penalty to the SFT/base model), with TRL's RLOOTrainer.
+
+Why RLOO and not PPO: TRL 1.16 (the pinned version) ships no PPO. `trl.experimental.ppo` is gone from the installed
+package (`import trl.experimental.ppo` raises ModuleNotFoundError; no PPOTrainer, PPOConfig or
+AutoModelForCausalLMWithValueHead anywhere under site-packages/trl): huggingface/trl#7020 removed PPO entirely (after
+#4482 had moved it to trl.experimental in 1.10). RLOO (REINFORCE leave-one-out, Ahmadian et al. 2024) is TRL's stable
+on-policy trainer against a reward model: the same clipped policy-gradient objective as PPO, with a KL penalty to the
+reference, but the baseline of each completion is the mean reward of the other completions of its prompt instead of a
+learned value model. So there is no value model to initialise and no value loss to report; the metric lines carry
+the reward mean, KL, completion length, policy loss and clip fraction.
+
+Rows, the reward model channel and its checks are grpo.py's (prompt-only rows; the `reward_model` channel, a reward
+job's model/full; its vocabulary must be the policy's), read before any weights load. The KL reference is the base
+model with the LoRA adapter disabled (no second copy of the weights).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import RLOOConfig, RLOOTrainer
+
+from . import templates
+from .chat import end_of_turn_token, stop_token_ids
+from .config import ConfigError, TrainerConfig, from_hyperparameters
+from .grpo import (
+    REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, fit_prompts, prompt_dataset,
+    read_prompt_rows, reward_model_folder,
+)
+from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
+from .report import HISTORY_FILE
+from .sagemaker_env import ChannelError, SageMakerEnv, write_adapter_archive
+
+
+class RlooPreflightError(GrpoPreflightError):
+    """An RLOO job that cannot run with this config, data or reward model; found before any weights load."""
+
+
+@dataclass
+class RlooInputs:
+    config: TrainerConfig
+    model_source: str
+    train_path: Path
+    rows: list[dict[str, Any]]
+    reward_model_dir: Path
+    overlong_rows: int = 0
+
+
+def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
+    """Everything that can fail before weights load; returns the inputs and the policy's tokenizer."""
+    from .train import load_tokenizer
+
+    config = from_hyperparameters(env.read_hyperparameters())
+    if config.method != "rloo":
+        raise ConfigError(f"rloo.read_inputs got method={config.method}")
+    if config.optim in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit") and not torch.cuda.is_available():
+        raise RlooPreflightError(f"optim={config.optim} needs an NVIDIA GPU (bitsandbytes); use adamw_torch_fused")
+    if config.reward_model is None:
+        raise RlooPreflightError(
+            "method=rloo needs reward_model: the registered reward model (method=reward) to optimise against, its files "
+            f"in the job's `{REWARD_MODEL_CHANNEL}` channel"
+        )
+    reward_dir = reward_model_folder(env)
+    if reward_dir is None:
+        raise RlooPreflightError(
+            f"reward_model is {config.reward_model}, but the job has no reward_model channel: pass the registered "
+            "reward model's artifact as the `reward_model` channel"
+        )
+    train_path = env.channel_jsonl("train")
+    if train_path is None:
+        raise ChannelError("the train channel is missing or empty; it must hold one JSONL file of prompt-only rows")
+    rows = read_prompt_rows(train_path)
+    model_dir = env.channel("model")
+    source = str(model_dir) if model_dir else config.base_model
+    needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
+    tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
+    check_reward_model(reward_dir, tokenizer, source)
+    budget = config.max_length - config.rloo_max_completion_length
+    if budget < 1:
+        raise RlooPreflightError(
+            f"max_length ({config.max_length}) leaves no room for a prompt beside rloo_max_completion_length "
+            f"({config.rloo_max_completion_length}); raise max_length or lower rloo_max_completion_length"
+        )
+    kept, overlong = fit_prompts(rows, tokenizer, budget)
+    if not kept:
+        raise RlooPreflightError(
+            f"every prompt of the train channel is longer than max_length - rloo_max_completion_length = {budget} "
+            "tokens; raise max_length or shorten the prompts"
+        )
+    return RlooInputs(config, source, train_path, kept, reward_dir, overlong), tokenizer
+
+
+# TRL log key -> metric name (metrics.METRICS describes them)
+_FROM_LOGS = {
+    "loss": "policy_loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "epoch": "epoch",
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "rewards/model/mean": "reward_model",
+    "kl": "kl",
+    "completions/mean_length": "completion_length",
+    "completions/clipped_ratio": "clipped_ratio",
+    "clip_ratio/region_mean": "clip_fraction",
+}
+
+
+class RlooMetricsCallback(MetricsCallback):
+    """A metric line per logging step: reward mean, KL, completion length, policy loss and clip fraction."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "reward" not in logs:
+            return
+        values = {name: float(logs[key]) for key, name in _FROM_LOGS.items() if logs.get(key) is not None}
+        now = time.perf_counter()
+        tokens = state.num_input_tokens_seen - self._last_tokens
+        values["tokens_per_second"] = tokens / max(now - self._last_time, 1e-9)
+        values["gpu_memory_peak_gib"] = gpu_memory_peak_gib()
+        self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+        print(format_line(state.global_step, values), flush=True, file=sys.stdout)
+
+
+def rloo_args(config: TrainerConfig, env: SageMakerEnv) -> RLOOConfig:
+    from .train import _trainer_args
+
+    args = _trainer_args(config, env)
+    for key in ("eval_strategy", "eval_steps", "load_best_model_at_end", "metric_for_best_model", "max_length",
+                "per_device_eval_batch_size", "include_num_input_tokens_seen"):
+        args.pop(key, None)
+    return RLOOConfig(
+        **args,
+        eval_strategy="no",  # the evaluation job evaluates
+        include_num_input_tokens_seen="no",
+        num_generations=config.rloo_num_generations,
+        max_completion_length=config.rloo_max_completion_length,
+        temperature=config.rloo_temperature,
+        beta=config.rloo_beta,
+        epsilon=config.rloo_epsilon,
+        use_vllm=False,  # not in the image
+        log_completions=False,
+        remove_unused_columns=False,
+    )
+
+
+def build_trainer(inputs: RlooInputs, env: SageMakerEnv, tokenizer, callbacks: list) -> RLOOTrainer:
+    from .train import compute_dtype, fp32_trainable_parameters, load_model, lora_config
+
+    config = inputs.config
+    guards = Guards(config.rloo_max_completion_length, set(stop_token_ids(tokenizer)), None)
+    reward = ModelReward(inputs.reward_model_dir, tokenizer, guards, compute_dtype())
+    args = rloo_args(config, env)
+    model = load_model(config, inputs.model_source)
+    templates.fit_embeddings(model, tokenizer)
+    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=prompt_dataset(inputs.rows, bool(tokenizer.chat_template)),
+        processing_class=tokenizer,
+        peft_config=lora_config(config, new_tokens),
+        callbacks=[RlooMetricsCallback(), *callbacks],
+    )
+    if config.distribution in ("none", "ddp"):
+        fp32_trainable_parameters(trainer.model)
+    return trainer
+
+
+def run(env: SageMakerEnv) -> int:
+    """Trains; writes model/adapter (and its archive), training_config.json and the log history."""
+    from .train import ADAPTER_ARCHIVE, TRAINING_CONFIG, StopOnSignal, _is_main_process
+    from .sagemaker_env import STOP_EXIT_CODE
+
+    inputs, tokenizer = read_inputs(env)
+    config = inputs.config
+    env.stop_flag.unlink(missing_ok=True)
+    stop = StopOnSignal(env.stop_flag)
+    stop.install()
+    try:
+        trainer = build_trainer(inputs, env, tokenizer, [stop])
+        if _is_main_process():
+            print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
+        trainer.train()
+        if stop.stopped:
+            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+            return STOP_EXIT_CODE
+        history = list(trainer.state.log_history)
+        generation = trainer.model.generation_config
+        generation.eos_token_id = stop_token_ids(tokenizer)
+        trainer.save_model(str(env.model_dir / "adapter"))
+    finally:
+        stop.uninstall()
+    if not _is_main_process():
+        return 0
+    generation.save_pretrained(str(env.model_dir / "adapter"))
+    write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
+    artifacts = {"adapter": "adapter", "adapter_archive": ADAPTER_ARCHIVE}
+    del trainer
+    gc.collect()
+    trained = [e for e in history if "reward" in e]
+    final = {k: float(trained[-1][k]) for k in ("reward", "kl", "completions/clipped_ratio") if trained and
+             trained[-1].get(k) is not None}
+    document = {
+        "schema_version": 1,
+        "config": config.model_dump(),
+        "model_source": inputs.model_source,
+        "dataset": {
+            "format": "prompt", "train_rows": len(inputs.rows), "eval_channel": False,
+            "overlong_rows": {"train": inputs.overlong_rows},
+        },
+        "artifacts": artifacts,
+        "end_of_turn_token": end_of_turn_token(tokenizer),
+        "stop_token_ids": generation.eos_token_id,
+        "rewards": {"sources": {"reward_model": 1.0}, "algorithm": "rloo"},
+        "final_metrics": final,
+        "versions": _versions(),
+    }
+    (env.model_dir / TRAINING_CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (env.model_dir / HISTORY_FILE).write_text(
+        json.dumps({"schema_version": 1, "log_history": history}, indent=2) + "\n", encoding="utf-8"
+    )
+    print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    return {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}
