@@ -235,7 +235,7 @@ export interface TrainerPrecision {
 export function trainerPrecision(method: Method, instance: GpuInstance, distribution: Distribution, useLora = true): TrainerPrecision {
   const bf16 = instance.computeCapability >= 8;
   const compute: Dtype = bf16 ? 'bf16' : 'fp16';
-  const adapter = method === 'lora' || method === 'qlora' || ((method === 'dpo' || method === 'reward') && useLora);
+  const adapter = method === 'lora' || method === 'qlora' || method === 'grpo' || ((method === 'dpo' || method === 'reward') && useLora);
   const sharded = distribution === 'fsdp' || distribution === 'deepspeed';
   const weights = method === 'qlora' ? 'nf4' : adapter || sharded ? compute : 'fp32';
   const why = bf16 ? '' : ` (${instance.gpuModel} has no bf16)`;
@@ -352,18 +352,22 @@ export interface TrainingMemoryInput {
   readonly distribution: Distribution;
   /** The training stack. @default TUNEYARD_TRAINER */
   readonly profile?: TrainerMemoryProfile;
+  /** GRPO only: new tokens per completion at most (recipe `grpoMaxCompletionLength`): the log-probabilities and logits of the loss cover these. @default 256 */
+  readonly grpoMaxCompletionLength?: number;
+  /** GRPO only: the reward model's parameters in billions, held in the compute dtype beside the policy; unset: no reward model (graders only). */
+  readonly rewardModelParametersBillions?: number;
 }
 
 /** Per-GPU GiB, by what uses it. */
 export interface MemoryBreakdown {
-  /** The base model's weights (a DPO reference copy and FSDP's gathered layers included). */
+  /** The base model's weights (a DPO reference copy, FSDP's gathered layers and a GRPO run's reward model included). */
   readonly weights: number;
   /** Weights that train apart from the base: the LoRA adapter (0 when all weights train: they are `weights`). */
   readonly trainable: number;
   readonly gradients: number;
   /** AdamW's two moments. */
   readonly optimizer: number;
-  /** Activations kept for the backward pass, the logits of the loss (training) or the KV cache (serving). */
+  /** Activations kept for the backward pass, the logits of the loss (training; GRPO: with its generation KV cache and log-probabilities) or the KV cache (serving). */
   readonly activations: number;
   /** CUDA context, allocator fragmentation, NCCL buffers. */
   readonly overhead: number;
@@ -520,19 +524,30 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   const outside = tokens * (a * h + 4 * h + a * h);
   // The loss over the logits; QLoRA's output projection kept in fp32 is cast to 16 bits for its matmul.
   // A reward model's head scores every position with one fp32 value: no vocabulary-wide logits.
-  const lossBytes = input.method === 'reward' ? tokens * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
+  // GRPO: the loss reads the logits of the completion tokens only, and keeps three fp32 log-probabilities per completion
+  // token (the policy's, the sampling policy's and the reference's, the base with the adapter disabled).
+  const grpo = input.method === 'grpo';
+  const completionTokens = input.batchSize * Math.min(input.grpoMaxCompletionLength ?? 256, input.maxLength);
+  const lossBytes =
+    input.method === 'reward' ? tokens * 4 : grpo ? lossMemory(profile, shape, completionTokens, a, { liger, full, preference }) + completionTokens * 3 * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
+  // GRPO generates batchSize completions per step: the KV cache of batchSize x (prompt + completion) tokens (at most
+  // maxLength each), keys and values of every layer in the compute dtype; counted beside the training activations,
+  // which the caching allocator does not give back in between.
+  const kvCacheBytes = grpo ? tokens * 2 * shape.layers * shape.kvHeads * shape.headDim * a : 0;
+  // and the reward model (a registered reward run's merged model) beside the policy, in the compute dtype
+  const rewardModelBytes = grpo && input.rewardModelParametersBillions ? input.rewardModelParametersBillions * 1e9 * a : 0;
   const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
   const layerBackward = perLayer + tokens * a * (2 * shape.intermediateSize + 2 * h);
-  const activationBytes = input.gradientCheckpointing
+  const activationBytes = (input.gradientCheckpointing
     ? shape.layers * tokens * a * h + outside + Math.max(logits, layerBackward)
-    : shape.layers * perLayer + outside + logits;
+    : shape.layers * perLayer + outside + logits) + kvCacheBytes;
 
-  const allocated = weightBytes + referenceBytes + trainableBytes + gradientBytes + bucketBytes + optimizerBytes + activationBytes;
+  const allocated = weightBytes + referenceBytes + rewardModelBytes + trainableBytes + gradientBytes + bucketBytes + optimizerBytes + activationBytes;
   const overheadGiB = CUDA_CONTEXT_GIB + (ALLOCATOR_FRAGMENTATION * allocated) / GIB + (distributed ? NCCL_BUFFERS_GIB : 0);
   const breakdown: MemoryBreakdown = {
-    weights: round((weightBytes + referenceBytes) / GIB),
+    weights: round((weightBytes + referenceBytes + rewardModelBytes) / GIB),
     trainable: round(trainableBytes / GIB),
     gradients: round((gradientBytes + bucketBytes) / GIB),
     optimizer: round(optimizerBytes / GIB),
@@ -574,6 +589,7 @@ function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model
   if (input.method === 'sft' || (input.method === 'dpo' && input.useLora === false)) fixes.push('use qlora (or lora)');
   if (input.method === 'reward' && input.useLora === false) fixes.push('set useLora true (a LoRA adapter and the score head)');
   if (input.method === 'lora') fixes.push('use qlora');
+  if (input.method === 'grpo' && (input.grpoMaxCompletionLength ?? 256) > 64) fixes.push('lower grpoMaxCompletionLength (the KV cache and the loss grow with it)');
   if (input.batchSize > 1) fixes.push('lower batchSize (raise gradientAccumulation to keep the effective batch)');
   if (!input.useLigerKernel && !(input.profile ?? TUNEYARD_TRAINER).fusedLmHead && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) {
     fixes.push('set useLigerKernel (its fused cross-entropy never holds the whole logits)');
@@ -598,7 +614,7 @@ function biggerInstance(input: TrainingMemoryInput, current: GpuInstance): strin
   return undefined;
 }
 
-const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO', reward: 'reward model' };
+const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO', reward: 'reward model', grpo: 'GRPO' };
 
 /** What decides the GPU memory of a vLLM endpoint. */
 export interface InferenceMemoryInput {

@@ -52,7 +52,7 @@ describe('recipe validation', () => {
 
   test.each([
     [{ method: 'dpo', neftuneNoiseAlpha: 5 }, /recipe\.neftuneNoiseAlpha: neftuneNoiseAlpha applies to method sft or lora or qlora only and has no effect with method "dpo"; remove it/],
-    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo or reward only/],
+    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo or reward or grpo only/],
     [{ method: 'dpo', useLora: false, useRslora: true }, /recipe\.useRslora: useRslora needs an adapter, but method dpo with useLora false trains all weights/],
     [{ method: 'dpo', useLora: false, loraModulesToSave: ['lm_head'] }, /recipe\.loraModulesToSave: loraModulesToSave needs an adapter/],
     [{ method: 'lora', dpoLossType: 'ipo' }, /recipe\.dpoLossType: dpoLossType applies to method dpo only/],
@@ -103,7 +103,7 @@ describe('recipe validation', () => {
   });
 
   test('an unknown field nothing is near lists the fields', () => {
-    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution$/m);
+    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution, rewardWeights, .*grpoFormatRegex$/m);
   });
 
   test('many unknown fields are listed in part, the valid fields once', () => {

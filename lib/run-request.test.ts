@@ -40,7 +40,7 @@ describe('parseRunRequest', () => {
     );
     expect(() => request({ spot: 'yes' })).toThrow(/spot: .*expected boolean.* \(got "yes"\)/);
     expect(() => request({ instanceCount: 0 })).toThrow(/instanceCount: must be at least 1 \(got 0\)/);
-    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward only and has no effect with method "sft"; remove it/);
+    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward or grpo only and has no effect with method "sft"; remove it/);
     expect(() => request({ recipe: { method: 'qlora', distribution: 'deepspeed' } })).toThrow(/recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported/);
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
     expect(() => request({ recipe: { method: 'lora', lora_r: 8 } })).toThrow(/ {2}- recipe: unknown field "lora_r"; did you mean "loraR"\?/);
@@ -458,5 +458,68 @@ describe('echoed values', () => {
     }
     expect(error).toMatch(message);
     expect(error.length).toBeLessThan(2048);
+  });
+});
+
+describe('a grpo run', () => {
+  const EXACT = { type: 'string_check', name: 'exact', input: '{{sample.output_text}}', reference: '{{item.reference}}', operation: 'eq' };
+  const ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/7';
+  const REWARD_DATA = 's3://tuneyard-data/artifacts/rm-run/tuneyard-rm-run-train/output/model/';
+  const GRPO = { baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/', recipe: { method: 'grpo' }, graders: [EXACT] };
+
+  test('with graders: planned with the trainer method, the graders channel of the training job (graders.json) and gated like lora unless minGraderMean is set', () => {
+    const parsed = request(GRPO);
+    expect(parsed.thresholds).toEqual({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
+    expect(request({ ...GRPO, thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 } });
+    const plan = planRun(parsed, SETTINGS);
+    expect(plan.hyperParameters).toMatchObject({ method: 'grpo', grpo_num_generations: '8', grpo_beta: '0.04', lora_r: '16' });
+    expect(plan.hyperParameters).not.toHaveProperty('graders');
+    expect(plan.hyperParameters).not.toHaveProperty('reward_model');
+    const trainChannels = plan.inputDataConfig.map((c) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]);
+    expect(trainChannels).toContainEqual(['graders', plan.gradersFile!.s3Uri]);
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toContain('graders');
+    expect(plan.lineage).toMatchObject({ method: 'grpo', kind: 'generative' });
+    // a lora run's training job reads no graders
+    expect(planRun(request({ graders: [EXACT] }), SETTINGS).inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
+  });
+
+  test('needs a reward source, names its weights after its sources, and takes no LLM judge as a reward', () => {
+    expect(() => request({ ...GRPO, graders: undefined })).toThrow(/graders: recipe\.method "grpo" needs a reward source: graders .*rewardModel .*or both/);
+    expect(() => request({ ...GRPO, recipe: { method: 'grpo', rewardWeights: { exatc: 1 } } })).toThrow(/recipe\.rewardWeights\.exatc: names "exatc", which is not a reward source of this run \(its sources: exact: .*\); did you mean "exact"\?/);
+    expect(() => request({ ...GRPO, recipe: { method: 'grpo', rewardWeights: { reward_model: 1 } } })).toThrow(/recipe\.rewardWeights\.reward_model: weighs the reward model, but the run names no rewardModel; set rewardModel/);
+    expect(request({ ...GRPO, rewardModel: REWARD_DATA, recipe: { method: 'grpo', rewardWeights: { exact: 1, reward_model: 0.5 } } }).recipe.rewardWeights).toEqual({ exact: 1, reward_model: 0.5 });
+    const judge = { type: 'score_model', name: 'helpful', model: 'x', input: [{ role: 'user', content: 'Rate {{sample.output_text}}' }], range: [0, 1] };
+    expect(() => request({ ...GRPO, graders: [EXACT, judge] })).toThrow(/graders: grader "helpful" is an LLM judge \(score_model\), which cannot reward a grpo run/);
+    expect(() => request({ ...GRPO, recipe: { method: 'grpo', batchSize: 3, gradientAccumulation: 1 } })).toThrow(/recipe\.grpoNumGenerations: batchSize x gradientAccumulation \(3\) must be a multiple of grpoNumGenerations \(8\)/);
+    expect(() => request({ rewardModel: REWARD_DATA })).toThrow(/rewardModel: a reward model rewards recipe\.method "grpo" only \(got "qlora"\)/);
+    expect(() => request({ ...GRPO, rewardModel: 'my-reward-model' })).toThrow(/rewardModel: must be a registered reward model: its model package version ARN/);
+  });
+
+  test('a reward model folder is planned as the reward_model channel, its hyperparameter set and its weights in the memory estimate', () => {
+    const withGraders = planRun(request(GRPO), SETTINGS);
+    const plan = planRun(request({ ...GRPO, graders: undefined, rewardModel: REWARD_DATA }), SETTINGS);
+    expect(plan.hyperParameters.reward_model).toBe(REWARD_DATA);
+    expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
+    expect(plan.inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
+    // a reward model of the policy's size (0.5B) in bf16 beside the policy: ~0.9 GiB more weights
+    expect(plan.preflight.breakdown.weights - withGraders.preflight.breakdown.weights).toBeCloseTo((0.494 * 1e9 * 2) / 2 ** 30, 1);
+    expect(() => planRun(request({ ...GRPO, rewardModel: 's3://other-bucket/models/rm/' }), SETTINGS)).toThrow(/rewardModel: "s3:\/\/other-bucket\/models\/rm\/" is outside the plane's artifacts\/ prefix/);
+  });
+
+  test('a model package ARN is resolved from the registry: a reward model (kind=reward) plans its model data; any other kind, or no lookup, is refused', () => {
+    const parsed = request({ ...GRPO, rewardModel: ARN });
+    expect(() => planRun(parsed, SETTINGS)).toThrow(/rewardModel: ".*model-package\/tuneyard-models\/7" is a model package, .*this plan was made without reading it/);
+    expect(() => planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'generative' } })).toThrow(/is registered as kind=generative, not as a reward model \(kind=reward\)/);
+    const plan = planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'reward', baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/' } });
+    expect(plan.hyperParameters.reward_model).toBe(ARN);
+    expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
+  });
+
+  test('its lineage recipe carries the reward weights and a digest of the format pattern, within the registry\'s pattern; every request is one SageMaker accepts', () => {
+    const recipe = { method: 'grpo', rewardWeights: { exact: 1, reward_model: 0.5 }, grpoFormatRegex: '<answer>.*</answer>', grpoNumGenerations: 4 } as const;
+    const text = lineageRecipe(recipe);
+    expect(text).toMatch(/^grpoFormatRegex=sha256-[0-9a-f]{12} grpoNumGenerations=4 method=grpo rewardWeights=exact:1\+reward_model:0\.5$/);
+    const plan = planRun(request({ ...GRPO, rewardModel: REWARD_DATA, recipe }), SETTINGS);
+    expectValidRequests(requestsOf(plan));
   });
 });

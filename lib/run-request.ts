@@ -115,10 +115,18 @@ const ThresholdsSchema = z
  * gates dpo and reward (a reward model's pairwise accuracy: the share of held-out pairs it scores chosen above rejected).
  */
 function methodThresholds(method: Recipe['method'], thresholds: z.output<typeof ThresholdsSchema>): z.output<typeof ThresholdsSchema> {
-  return method === 'dpo' || method === 'reward'
-    ? { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy }
-    : { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
+  if (method === 'dpo' || method === 'reward') return { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy };
+  // grpo (a LoRA adapter, evaluated like lora's) gated on its graders' means does not minimise the loss of the eval
+  // set's reference answers, so the loss ratio is checked only when set; without minGraderMean it gates like lora
+  if (method === 'grpo' && thresholds.minGraderMean !== undefined && Object.keys(thresholds.minGraderMean).length > 0) return thresholds;
+  return { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
 }
+
+/** A registered model package version: arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>. */
+export const MODEL_PACKAGE_ARN = /^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package\/[A-Za-z0-9](-*[A-Za-z0-9]){0,62}\/\d+$/;
+
+/** The name of a GRPO run's reward model among its reward sources (recipe.rewardWeights), as the trainer names it. */
+export const REWARD_MODEL_SOURCE = 'reward_model';
 
 export const RunRequestSchema = z.strictObject({
   dataset: DatasetRefSchema.describe('The dataset version: datasets/<name>/<sha256>/{train.jsonl,eval.jsonl}.'),
@@ -186,6 +194,16 @@ export const RunRequestSchema = z.strictObject({
       "Graders that score the models' answers to the eval rows: OpenAI grader JSON (string_check, text_similarity, score_model, label_model, python, multi) or Tuneyard's json_schema, regex, label_check (graders.schema.json). Default: none.",
     ),
   judge: JudgeRequestSchema.optional(),
+  rewardModel: z
+    .string()
+    .refine((v) => v.startsWith('s3://') || MODEL_PACKAGE_ARN.test(v), {
+      message:
+        'must be a registered reward model: its model package version ARN (arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>, `tuneyard models list`) or the s3:// model data folder of a method "reward" run (s3://<bucket>/artifacts/<run>/<job>/output/model/)',
+    })
+    .optional()
+    .describe(
+      'recipe.method "grpo" only: the registered reward model that rewards each completion (a method "reward" run\'s model; lineage kind=reward): its model package version ARN or its s3:// model data folder under artifacts/. The training job reads it as its reward_model channel; its tokenizer must be the base model\'s. Default: none (the graders reward).',
+    ),
   embeddingModel: z
     .string()
     .refine((v) => v.startsWith('s3://'), { message: 'must be the s3:// folder of a Hugging Face encoder model staged under base-models/ (s3://<bucket>/base-models/<name>/)' })
@@ -209,6 +227,10 @@ export const RunRequestSchema = z.strictObject({
       });
     }
     if (request.recipe.method === 'reward') rewardProblems(request, ctx);
+    if (request.recipe.method === 'grpo') grpoRequestProblems(request, ctx);
+    else if (request.rewardModel !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['rewardModel'], message: `a reward model rewards recipe.method "grpo" only (got "${request.recipe.method}"); remove rewardModel, or set recipe.method "grpo"` });
+    }
     thresholdProblems(request, ctx);
     if (request.deploy?.adapterName !== undefined && request.recipe.useDora) {
       ctx.addIssue({
@@ -247,6 +269,49 @@ function rewardProblems(request: { probeDataset?: unknown; graders?: unknown; ju
       code: 'custom',
       path: [field],
       message: `recipe.method "reward" trains a reward model, which scores text and generates none, so ${field} has nothing to measure or serve; remove it (the gate of a reward run is its held-out pairwise accuracy, thresholds.minPreferenceAccuracy)`,
+    });
+  }
+}
+
+/**
+ * A GRPO run's reward sources: its graders (the same graders.json the evaluation reads) and/or its rewardModel; at
+ * least one, no LLM judge among the graders (score_model and label_model do not run in the training job), and
+ * recipe.rewardWeights naming only those sources. The recipe holds the batch rule (a multiple of grpoNumGenerations).
+ */
+function grpoRequestProblems(request: { graders?: unknown; rewardModel?: string; recipe: Recipe }, ctx: z.RefinementCtx): void {
+  if (request.graders === undefined && request.rewardModel === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['graders'],
+      message:
+        'recipe.method "grpo" needs a reward source: graders (the same grader definitions the evaluation scores with: what gates the model trains it), rewardModel (a registered reward model, a method "reward" run\'s), or both',
+    });
+    return;
+  }
+  // invalid graders are reported on their own
+  const graders = request.graders === undefined ? [] : graderProblems(request.graders).length ? null : parseGraders(request.graders, 'graders');
+  if (graders === null) return;
+  const judges = judgeGraders(graders);
+  if (judges.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['graders'],
+      message:
+        `grader "${judges[0].name}" is an LLM judge (${judges[0].type}), which cannot reward a grpo run: the training job reads the run's graders and runs no judge model. ` +
+        'Remove the score_model and label_model graders (the run\'s judge can still compare base and tuned answers), or reward with a registered reward model (rewardModel)',
+    });
+  }
+  const sources = [...graders.map((g) => g.name), ...(request.rewardModel !== undefined ? [REWARD_MODEL_SOURCE] : [])];
+  for (const name of Object.keys(request.recipe.rewardWeights ?? {})) {
+    if (sources.includes(name)) continue;
+    const near = closest(name, sources);
+    ctx.addIssue({
+      code: 'custom',
+      path: ['recipe', 'rewardWeights', name],
+      message:
+        name === REWARD_MODEL_SOURCE
+          ? 'weighs the reward model, but the run names no rewardModel; set rewardModel, or remove the weight'
+          : `names "${name}", which is not a reward source of this run (its sources: ${sources.join(', ')}: the graders' names, and reward_model with a rewardModel)${near ? `; did you mean "${near}"?` : ''}`,
     });
   }
 }
@@ -507,7 +572,26 @@ export interface RunPlan {
  * renders the CreateTrainingJob fragments of the training and the evaluation job.
  * Throws a {@link RunRequestError} naming the fix when the run cannot work.
  */
-export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
+/**
+ * What the model registry says about a run's registered reward model (a model package ARN), read by PlanRun
+ * (DescribeModelPackage) before it plans: where its model data is and what it is.
+ */
+export interface RegisteredRewardModel {
+  /** The model package's model data (ModelDataSource S3Uri): the reward run's output/model/ folder. */
+  readonly modelDataS3Uri: string;
+  /** Its lineage `kind` (CustomerMetadataProperties): `reward` for a method "reward" run's model. */
+  readonly kind?: string;
+  /** Its lineage `baseModel`, for messages and the memory estimate of a known model. */
+  readonly baseModel?: string;
+}
+
+/** What PlanRun read before planning (the registry); a plan made without it (the CLI's preflight) cannot resolve a model package ARN. */
+export interface PlanLookups {
+  /** The model package that `request.rewardModel` names, when it names one. */
+  readonly rewardModel?: RegisteredRewardModel;
+}
+
+export function planRun(request: RunRequest, settings: PlanSettings, lookups: PlanLookups = {}): RunPlan {
   const prefix = settings.jobNamePrefix ?? DEFAULT_JOB_NAME_PREFIX;
   if (!isJobNamePrefix(prefix)) {
     throw new RunRequestError(`jobNamePrefix "${prefix}" must be 1-${MAX_JOB_NAME_PREFIX_LENGTH} lower-case letters, digits or hyphens (job names are at most 63 characters)`);
@@ -557,8 +641,12 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
       `instanceCount is ${request.instanceCount} but recipe.distribution is "none" (one process): set distribution to "ddp" or "fsdp", or instanceCount to 1.`,
     );
   }
+  const rewardModel = rewardModelPlan(request, lookups, bucket);
   const estimate = estimateTrainingMemory({
     method: recipe.method,
+    grpoMaxCompletionLength: recipe.grpoMaxCompletionLength,
+    // a reward model of the same tokenizer family: its base model's size when the registry says it, else the policy's
+    rewardModelParametersBillions: rewardModel ? rewardModelParameters(rewardModel.baseModel, parametersBillions) : undefined,
     parametersBillions,
     baseModel: request.baseModel,
     loraDropout: recipe.loraDropout,
@@ -625,7 +713,7 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     );
   }
   const runtime = Math.round(request.maxRuntimeHours * 3600);
-  const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel });
+  const hyperParameters = renderHyperParameters(request.recipe, { baseModel: request.baseModel, rewardModel: request.rewardModel });
   // The evaluation job reads the graders from its `graders` channel: graders.json, which PlanRun writes.
   const graders = gradersFileBody(request);
   if (graders !== undefined && Buffer.byteLength(graders, 'utf8') > GRADERS_FILE_MAX_BYTES) {
@@ -647,7 +735,14 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
     // `evaluate` reads the method and loss masking from the training output (base_model and method are informative)
     // and the graders, when the run names any, from its `graders` channel.
     evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...evaluationSettings },
-    inputDataConfig: [channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'), evalChannel, ...modelChannel],
+    inputDataConfig: [
+      channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'),
+      evalChannel,
+      ...modelChannel,
+      // grpo: its rewards, the graders.json the evaluation job reads too and the registered reward model's files
+      ...(recipe.method === 'grpo' && gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
+      ...(rewardModel ? [channel('reward_model', rewardModel.s3Uri)] : []),
+    ],
     evaluationInputDataConfig: [
       ...modelChannel,
       channel('adapter', modelArtifactS3Uri),
@@ -704,6 +799,53 @@ export function planRun(request: RunRequest, settings: PlanSettings): RunPlan {
   return plan;
 }
 
+/**
+ * The reward_model channel of a grpo run: an s3:// model data folder under artifacts/ as given, or the model data of
+ * the model package PlanRun read, which must be registered as a reward model (lineage kind=reward).
+ */
+function rewardModelPlan(request: RunRequest, lookups: PlanLookups, bucket: string): { s3Uri: string; baseModel?: string } | undefined {
+  const named = request.rewardModel;
+  if (named === undefined) return undefined;
+  let uri: string;
+  let baseModel: string | undefined;
+  if (named.startsWith('s3://')) uri = named;
+  else {
+    const registered = lookups.rewardModel;
+    if (registered === undefined) {
+      throw new RunRequestError(
+        `rewardModel: ${echoValue(named)} is a model package, whose model data and kind the registry holds, and this plan was made without reading it. ` +
+          "Start the run (the pipeline's PlanRun reads the registry), or pass the reward run's s3:// model data folder (s3://<bucket>/artifacts/<run>/<job>/output/model/).",
+      );
+    }
+    if (registered.kind !== 'reward') {
+      throw new RunRequestError(
+        `rewardModel: ${echoValue(named)} is registered as ${registered.kind === undefined ? 'a model without a lineage kind' : `kind=${registered.kind}`}, not as a reward model (kind=reward); ` +
+          'a grpo run is rewarded by a method "reward" run\'s model: name its model package (`tuneyard models list`), or remove rewardModel and reward with graders.',
+      );
+    }
+    uri = registered.modelDataS3Uri;
+    baseModel = registered.baseModel;
+  }
+  const folder = uri.endsWith('/') ? uri : `${uri}/`;
+  if (!folder.startsWith(`${bucket}${DATA_PREFIXES.artifacts}`)) {
+    throw new RunRequestError(
+      `rewardModel: ${echoValue(named)}${folder !== `${named}/` && folder !== named ? ` (model data ${echoValue(folder)})` : ''} is outside the plane's artifacts/ prefix, where reward runs write their models; the training role may only read ${bucket}${DATA_PREFIXES.artifacts} there. ` +
+        'Name a reward model this plane trained (a method "reward" run), or copy its model folder under artifacts/.',
+    );
+  }
+  return { s3Uri: folder, ...(baseModel !== undefined ? { baseModel } : {}) };
+}
+
+/** The reward model's parameters in billions: its registered base model's when known, else the policy's (the same tokenizer family). */
+function rewardModelParameters(baseModel: string | undefined, policyBillions: number): number {
+  if (baseModel === undefined) return policyBillions;
+  try {
+    return resolveParameters(baseModel, undefined);
+  } catch {
+    return policyBillions;
+  }
+}
+
 /** The judge's plan: refused (with the fix) when the plane does not allow its model or it would have nothing to judge. */
 function planJudge(request: RunRequest, settings: PlanSettings, graders: JudgePlan['graders'], evalReportKey: string): JudgePlan {
   const judge = request.judge!;
@@ -742,10 +884,26 @@ export function lineageRecipe(recipe: Recipe): string {
   const text = Object.entries(recipe)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`)
+    .map(([k, v]) => `${k}=${lineageValue(k, v)}`)
     .join(' ');
   const max = CUSTOMER_METADATA_VALUE.max;
   return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
+}
+
+/**
+ * A recipe value in the lineage: lists joined with `+`; grpo's rewardWeights as `source:weight` joined with `+`
+ * (characters the registry refuses in a grader's name as `-`); its grpoFormatRegex, free text, as the first 12 hex
+ * digits of its SHA-256 (the run's recipe has it whole).
+ */
+function lineageValue(field: string, value: unknown): string {
+  if (Array.isArray(value)) return value.join('+');
+  if (field === 'grpoFormatRegex') return `sha256-${createHash('sha256').update(String(value)).digest('hex').slice(0, 12)}`;
+  if (typeof value === 'object' && value !== null) {
+    return Object.entries(value)
+      .map(([k, w]) => `${k.replace(/[^\p{L}\p{N}_.=@-]+/gu, '-')}:${String(w)}`)
+      .join('+');
+  }
+  return String(value);
 }
 
 /** Where the lineage goes, for messages. */
@@ -766,6 +924,7 @@ function baseModelError(baseModel: string, problem: string): string {
 /** Which request field a hyperparameter comes from, for messages. */
 function fieldOfHyperParameter(key: string): string {
   if (key === 'base_model') return 'baseModel';
+  if (key === 'reward_model') return 'rewardModel';
   const field = Object.entries(RECIPE_FIELDS).find(([, spec]) => spec.key === key)?.[0];
   return field ? `recipe.${field}` : `hyperparameter ${key}`;
 }
@@ -814,7 +973,19 @@ function apiLimitProblems(plan: RunPlan): string[] {
     for (const c of channels) {
       check(CHANNEL_NAME, c.ChannelName, 'CreateTrainingJob.InputDataConfig[].ChannelName', `channel ${c.ChannelName}`, 'Rename the channel.');
       const field =
-        c.ChannelName === 'model' ? 'baseModel' : c.ChannelName === 'probe' ? 'probeDataset' : c.ChannelName.startsWith('benchmark-') ? 'benchmarkDatasets' : c.ChannelName === 'embedding_model' ? 'embeddingModel' : 'dataset';
+        c.ChannelName === 'model'
+          ? 'baseModel'
+          : c.ChannelName === 'probe'
+            ? 'probeDataset'
+            : c.ChannelName.startsWith('benchmark-')
+              ? 'benchmarkDatasets'
+              : c.ChannelName === 'embedding_model'
+                ? 'embeddingModel'
+                : c.ChannelName === 'reward_model'
+                  ? 'rewardModel'
+                  : c.ChannelName === 'graders'
+                    ? 'graders'
+                    : 'dataset';
       check(S3_URI, c.DataSource.S3DataSource.S3Uri, `CreateTrainingJob.InputDataConfig["${c.ChannelName}"].S3Uri`, field, 'Use a shorter S3 location.');
     }
   }

@@ -182,7 +182,7 @@ describe('FineTuningJob', () => {
   });
 
   test('fails when the default recipe is invalid or its model size is unknown', () => {
-    expect(() => setup({ defaultRecipe: { recipe: { method: 'sft', loraR: 8 }, baseModel: 'x-8b' } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward only/);
+    expect(() => setup({ defaultRecipe: { recipe: { method: 'sft', loraR: 8 }, baseModel: 'x-8b' } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward or grpo only/);
     expect(() => setup({ defaultRecipe: { recipe: { method: 'lora' }, baseModel: 's3://b/base-models/custom/' } })).toThrow(/set baseModelParameters/);
   });
 

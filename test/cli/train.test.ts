@@ -123,7 +123,7 @@ describe('train flags', () => {
   test('a flag that does not apply to the method is named with its flag; a recipe file field with its file', async () => {
     const before = await executions();
     const flag = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'sft', '--lora-r', '8'], { clients: plane.factory });
-    expect(flag.stderr).toMatch(/^error: invalid RunRequest:\n {2}- recipe\.loraR \(--lora-r\): loraR applies to method lora or qlora or dpo or reward only/);
+    expect(flag.stderr).toMatch(/^error: invalid RunRequest:\n {2}- recipe\.loraR \(--lora-r\): loraR applies to method lora or qlora or dpo or reward or grpo only/);
     expect(flag.stderr).toContain('every recipe field: the README\'s "Recipe reference"');
     expect(flag.code).toBe(1);
 
