@@ -144,6 +144,7 @@ def test_the_reference_is_the_base_with_the_adapter_disabled(job, reward_model):
         ({"per_device_train_batch_size": 6}, True, "multiple of rloo_num_generations"),
         ({"max_length": 16, "rloo_max_completion_length": 4}, True,
          "every prompt of the train channel is longer than max_length - rloo_max_completion_length = 12 tokens"),
+        ({}, True, "invalid row(s) in train.jsonl for method=rloo"),
     ],
 )
 def test_bad_configs_fail_before_weights_load(job, monkeypatch, reward_model, hyperparameters, channel, message):
@@ -151,7 +152,8 @@ def test_bad_configs_fail_before_weights_load(job, monkeypatch, reward_model, hy
     if channel:
         add_reward_model_channel(job, reward_model)
     config = {k: v for k, v in {**RLOO_FAST, **hyperparameters}.items() if v is not None}
-    job.configure(config, train=prompt_rows())
+    rows = [{"text": "no prompt"}] if "invalid row" in message else prompt_rows()
+    job.configure(config, train=rows)
     assert job.run() != 0
     assert message in job.failure, job.failure
 

@@ -75,7 +75,7 @@ def _messages_problem(messages: Any, where: str) -> str | None:
     return None
 
 
-def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
+def read_prompt_rows(path: Path, method: str = "grpo") -> list[dict[str, Any]]:
     """The rows of a prompt-only JSONL file; PreflightError listing every bad line (its number and the fix)."""
     rows, problems = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -105,7 +105,7 @@ def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
         shown = "\n".join(f"  - {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise GrpoPreflightError(
-            f"channel train: {len(problems)} invalid row(s) in {path.name} for method=grpo, which trains on prompt-only "
+            f"channel train: {len(problems)} invalid row(s) in {path.name} for method={method}, which trains on prompt-only "
             f"rows ({{\"messages\": [... user turn]}} or {{\"prompt\": ...}}); fix them:\n{shown}{more}"
         )
     if not rows:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from trl import RLOOConfig, RLOOTrainer
 
-from . import templates
+from . import launch, templates
 from .chat import end_of_turn_token, stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
 from .grpo import (
@@ -77,7 +78,7 @@ def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
     train_path = env.channel_jsonl("train")
     if train_path is None:
         raise ChannelError("the train channel is missing or empty; it must hold one JSONL file of prompt-only rows")
-    rows = read_prompt_rows(train_path)
+    rows = read_prompt_rows(train_path, "rloo")
     model_dir = env.channel("model")
     source = str(model_dir) if model_dir else config.base_model
     needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
@@ -178,22 +179,38 @@ def build_trainer(inputs: RlooInputs, env: SageMakerEnv, tokenizer, callbacks: l
 
 def run(env: SageMakerEnv) -> int:
     """Trains; writes model/adapter (and its archive), training_config.json and the log history."""
-    from .train import ADAPTER_ARCHIVE, TRAINING_CONFIG, StopOnSignal, _is_main_process
+    from .train import (
+        _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
+        _sha256, resume_point,
+    )
     from .sagemaker_env import STOP_EXIT_CODE
 
     inputs, tokenizer = read_inputs(env)
     config = inputs.config
-    env.stop_flag.unlink(missing_ok=True)
+    if not launch.is_worker():
+        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
+        if layout is not None:
+            return launch.run_torchrun(env, layout)
+        env.stop_flag.unlink(missing_ok=True)
+    identity = {
+        "config": {k: v for k, v in config.model_dump().items() if k not in _RESUMABLE_CHANGES},
+        "data": {"train": _sha256(inputs.train_path), "eval": None},
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+    resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
     stop = StopOnSignal(env.stop_flag)
     stop.install()
     try:
-        trainer = build_trainer(inputs, env, tokenizer, [stop])
+        trainer = build_trainer(inputs, env, tokenizer, [stop, CheckpointManifest(identity)])
         if _is_main_process():
             print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
-        trainer.train()
+        resume = resume_point(env.checkpoints_dir, identity)
+        if resume is not None:
+            print(f"resuming from {resume}", flush=True)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.stopped:
             print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
-            return STOP_EXIT_CODE
+            return 0 if launch.is_worker() else STOP_EXIT_CODE
         history = list(trainer.state.log_history)
         generation = trainer.model.generation_config
         generation.eos_token_id = stop_token_ids(tokenizer)
