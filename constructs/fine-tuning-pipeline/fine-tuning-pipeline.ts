@@ -420,6 +420,12 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_JUDGE_MODEL_IDS: (props.judgeModelIds ?? []).join(','),
     });
     this.grantGradersFile(props.store);
+    // a grpo run's rewardModel may name a model package version of the registry: PlanRun reads its model data and lineage kind
+    const rewardModels = stack.formatArn({ service: 'sagemaker', resource: 'model-package', resourceName: `${this.registry.modelPackageGroupName}/*` });
+    this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sagemaker:DescribeModelPackage'], resources: [rewardModels] }));
+    acknowledgeOnGrantee(this.planRunFunction, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, rewardModels)}]`]: "Reads the registry's model package versions (a grpo run's reward model, named per request); read-only, this group only.",
+    });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);
     this.inspectJobFunction = this.createFunction('InspectJobFunction', 'inspect-job', 'Tuneyard: looks at a training or evaluation job whose pipeline state failed');

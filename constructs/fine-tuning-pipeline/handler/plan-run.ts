@@ -1,6 +1,7 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { resolveRecipe } from '../../../lib/recipe';
-import { gradersFileBody, parseRunRequest, planRun, PlanSettings, RunPlan, RunRequest } from '../../../lib/run-request';
+import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, RunPlan, RunRequest } from '../../../lib/run-request';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {
@@ -56,12 +57,12 @@ export class RunRequestInvalid extends Error {
  * Re-validates the RunRequest (the CLI validated it before starting the execution, but anyone
  * with StartExecution can start one) and plans the run.
  */
-export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment): PlanRunResult {
+export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment, lookups: PlanLookups = {}): PlanRunResult {
   let request: RunRequest;
   let plan: RunPlan;
   try {
     request = parseRunRequest(event?.request);
-    plan = planRun(request, env);
+    plan = planRun(request, env, lookups);
   } catch (e) {
     if ((e as Error).name === 'RunRequestError') throw new RunRequestInvalid((e as Error).message);
     throw e;
@@ -162,8 +163,8 @@ export type S3Writer = { send(command: PutObjectCommand): Promise<unknown> };
  * has the same bytes, and a retried PlanRun (or a restarted execution of the same request) writes them again unchanged.
  * It is written before the run starts any job, and nothing else writes that key.
  */
-export async function planRunAndWriteGraders(event: PlanRunEvent, env: PlanRunEnvironment, s3: S3Writer): Promise<PlanRunResult> {
-  const result = planRunStep(event, env);
+export async function planRunAndWriteGraders(event: PlanRunEvent, env: PlanRunEnvironment, s3: S3Writer, registry?: RegistryReader): Promise<PlanRunResult> {
+  const result = planRunStep(event, env, registry ? await registryLookups(event, registry) : {});
   const file = result.plan.gradersFile;
   if (file) {
     await s3.send(new PutObjectCommand({ Bucket: file.bucket, Key: file.key, Body: gradersFileBody(result.request)!, ContentType: 'application/json' }));
@@ -171,10 +172,42 @@ export async function planRunAndWriteGraders(event: PlanRunEvent, env: PlanRunEn
   return result;
 }
 
+/** What PlanRun reads the registry with: a SageMaker client (DescribeModelPackage). */
+export type RegistryReader = { send(command: DescribeModelPackageCommand): Promise<DescribeModelPackageCommandOutput> };
+
+/**
+ * What the registry says about the model package a grpo request names as its rewardModel: its model data and its
+ * lineage kind and base model, which planRun checks (a reward model, kind=reward) and plans (the reward_model channel).
+ * A package that does not exist, or that PlanRun may not read (another group), is refused with the fix.
+ */
+export async function registryLookups(event: PlanRunEvent, registry: RegistryReader): Promise<PlanLookups> {
+  const named = (event?.request as { rewardModel?: unknown } | undefined)?.rewardModel;
+  if (typeof named !== 'string' || !MODEL_PACKAGE_ARN.test(named)) return {};
+  let described: DescribeModelPackageCommandOutput;
+  try {
+    described = await registry.send(new DescribeModelPackageCommand({ ModelPackageName: named }));
+  } catch (e) {
+    const name = (e as Error).name;
+    if (name === 'ValidationException' || name === 'ResourceNotFound' || name === 'AccessDeniedException') {
+      throw new RunRequestInvalid(
+        `rewardModel: ${echoValue(named)} cannot be read from this plane's model registry (${name}: ${(e as Error).message}); ` +
+          'name a reward model version of its model package group (`tuneyard models list`), or pass the reward run\'s s3:// model data folder.',
+      );
+    }
+    throw e;
+  }
+  const modelData = described.InferenceSpecification?.Containers?.[0]?.ModelDataSource?.S3DataSource?.S3Uri ?? described.InferenceSpecification?.Containers?.[0]?.ModelDataUrl;
+  if (!modelData) throw new RunRequestInvalid(`rewardModel: ${echoValue(named)} has no model data in the registry (InferenceSpecification); name a version that a Tuneyard reward run registered.`);
+  const metadata = described.CustomerMetadataProperties ?? {};
+  return { rewardModel: { modelDataS3Uri: modelData, ...(metadata.kind ? { kind: metadata.kind } : {}), ...(metadata.baseModel ? { baseModel: metadata.baseModel } : {}) } };
+}
+
 let s3: S3Client | undefined;
+let sagemaker: SageMakerClient | undefined;
 
 /** The Lambda entry point. */
 export async function handler(event: PlanRunEvent): Promise<PlanRunResult> {
   s3 ??= new S3Client({});
-  return planRunAndWriteGraders(event, environmentSettings(process.env), s3);
+  sagemaker ??= new SageMakerClient({});
+  return planRunAndWriteGraders(event, environmentSettings(process.env), s3, sagemaker);
 }
