@@ -98,7 +98,8 @@ def test_rlhf_against_the_reward_model_raises_the_reward_with_bounded_kl(rlhf_ru
     spread = max(line["reward_mean"] for line in lines) - min(line["reward_mean"] for line in lines)
     assert last > first + 0.25 * spread, (first, last, spread)
     # RLOO's KL is the sampled completions' summed log-ratio to the reference (an estimate: it can dip below 0)
-    assert all(-0.5 < kl < 5 for kl in kls), kls  # bounded: the penalty holds the policy near the base
+    # bounded: the penalty holds the policy near the base (summed over at most 4 tokens: under 2 nats a token)
+    assert all(-0.5 < kl < 8 for kl in kls), kls
     assert kls[-1] > kls[0]  # the policy did move away from the reference
     for line in lines:
         assert {"policy_loss", "kl", "completion_length", "clip_fraction", "reward_std", "reward_model"} <= line.keys()
