@@ -316,6 +316,62 @@ describe('FineTuningPipeline, executed locally', () => {
     });
   });
 
+  describe('a grpo run', () => {
+    // method grpo: a LoRA adapter trained online on prompt-only rows, rewarded by the run's graders (the same
+    // definitions the evaluation scores with) and gated on them; the eval job evaluates the adapter like lora's, so
+    // the report is the trainer's real graded eval.json of a LoRA adapter (test_evaluate.py)
+    const GRADERS = [
+      { type: 'string_check', name: 'exact', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', operation: 'eq' },
+      { type: 'text_similarity', name: 'fuzzy', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', evaluation_metric: 'fuzzy_match', pass_threshold: 0.5 },
+    ];
+    const GRPO_REQUEST = {
+      ...REQUEST_WITHOUT_PROBE,
+      baseModel: 's3://data-bucket/base-models/llama-3.2-1b/',
+      recipe: { method: 'grpo', rewardWeights: { exact: 1, fuzzy: 0.5 }, grpoMaxCompletionLength: 128 },
+      graders: GRADERS,
+      thresholds: { minGraderMean: { fuzzy: 0.05 } },
+    };
+    const GRPO_RUN_ID = runIdFor(parseRunRequest(GRPO_REQUEST));
+
+    test('is planned with its graders as the training job\'s rewards, trained, gated on its grader mean and registered', async () => {
+      const w = world(evalJson(gradedTrainerReport()), {}, GRPO_RUN_ID);
+      const result = await run(w.handlers, GRPO_REQUEST, GRPO_RUN_ID);
+      expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+      expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+      expect(w.calls.ValidateDataset[0]).toMatchObject({ method: 'grpo' });
+      // the Train state's CreateTrainingJob, as sent (valid against SageMaker's API model: run() checks it)
+      const train = result.requests.find((r) => r.state === 'Train')!.params as any;
+      expect(train.HyperParameters).toMatchObject({ method: 'grpo', reward_weights: '{"exact":1,"fuzzy":0.5}', grpo_max_completion_length: '128' });
+      expect(train.HyperParameters).not.toHaveProperty('graders');
+      const key = `eval-reports/${GRPO_RUN_ID}/graders.json`;
+      expect(train.InputDataConfig.find((c: any) => c.ChannelName === 'graders')?.DataSource.S3DataSource.S3Uri).toBe(`s3://data-bucket/${key}`);
+      expect(JSON.parse(w.written.get(`data-bucket/${key}`)!.body)).toEqual(GRADERS);
+      // gated on the grader the request names; the loss ratio of the reference answers is not checked unless set
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { fuzzy: 0.05 } });
+      expect(result.output.report).toMatchObject({ passed: true });
+      expect(w.calls.Register[0].CustomerMetadataProperties).toMatchObject({ method: 'grpo', kind: 'generative', runId: GRPO_RUN_ID });
+    });
+
+    test('is rejected below its grader minimum and not registered', async () => {
+      const input = { ...GRPO_REQUEST, thresholds: { minGraderMean: { fuzzy: 0.99 } } };
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(gradedTrainerReport()), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: grader fuzzy mean [0-9.]+ is below the minimum 0\.99 \|/);
+      expect(w.calls.Register).toBeUndefined();
+    });
+
+    test('without a reward source it fails as RunRequestInvalid before anything runs', async () => {
+      const { graders: _graders, thresholds: _thresholds, ...input } = { ...GRPO_REQUEST, recipe: { method: 'grpo' } };
+      const w = world();
+      const result = await run(w.handlers, input, 'no-reward');
+      expect(result.status).toBe('FAILED');
+      expect(JSON.parse(result.cause!)).toMatchObject({ errorType: 'RunRequestInvalid', errorMessage: expect.stringMatching(/- graders: recipe\.method "grpo" needs a reward source/) });
+      expect(w.calls.Train).toBeUndefined();
+    });
+  });
+
   test('a report whose ratio disagrees with its own losses is refused, not trusted (EvalReportInvalid)', async () => {
     // GIVEN the trainer's report for a model 30% worse than the base, whose ratio was rewritten to 0.8
     const report = movedReport(true, { evalLossRatio: 1.3 });
