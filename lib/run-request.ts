@@ -585,6 +585,21 @@ export interface RegisteredRewardModel {
   readonly baseModel?: string;
 }
 
+/**
+ * A DescribeModelPackage answer as planRun reads it (its model data, lineage kind and base model); undefined when it
+ * has no model data. One mapping for PlanRun and the CLI's preflight.
+ */
+export function registeredRewardModel(described: {
+  readonly InferenceSpecification?: { readonly Containers?: ReadonlyArray<{ readonly ModelDataUrl?: string; readonly ModelDataSource?: { readonly S3DataSource?: { readonly S3Uri?: string } } }> };
+  readonly CustomerMetadataProperties?: Record<string, string>;
+}): RegisteredRewardModel | undefined {
+  const container = described.InferenceSpecification?.Containers?.[0];
+  const modelData = container?.ModelDataSource?.S3DataSource?.S3Uri ?? container?.ModelDataUrl;
+  if (!modelData) return undefined;
+  const metadata = described.CustomerMetadataProperties ?? {};
+  return { modelDataS3Uri: modelData, ...(metadata.kind ? { kind: metadata.kind } : {}), ...(metadata.baseModel ? { baseModel: metadata.baseModel } : {}) };
+}
+
 /** What PlanRun read before planning (the registry); a plan made without it (the CLI's preflight) cannot resolve a model package ARN. */
 export interface PlanLookups {
   /** The model package that `request.rewardModel` names, when it names one. */

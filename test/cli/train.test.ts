@@ -221,6 +221,37 @@ describe('train refuses what the pipeline would, before starting anything', () =
   });
 });
 
+describe('train --method grpo', () => {
+  test('a prompt-only dataset uploaded with --method grpo trains with --graders and --reward-model, the request carrying both', async () => {
+    // GIVEN prompt-only training rows and eval rows with reference answers, uploaded for grpo (upload refuses them otherwise)
+    const prompts = path.join(tmp, 'prompts.jsonl');
+    fs.writeFileSync(prompts, Array.from({ length: 20 }, (_, i) => JSON.stringify({ messages: [{ role: 'user', content: `What is ${i} + ${i}?` }], reference: String(2 * i) })).join('\n') + '\n');
+    const answers = path.join(tmp, 'answers.jsonl');
+    fs.writeFileSync(answers, Array.from({ length: 5 }, (_, i) => JSON.stringify({ messages: [{ role: 'user', content: `What is ${i} x 3?` }, { role: 'assistant', content: String(3 * i) }], reference: String(3 * i) })).join('\n') + '\n');
+    const refused = await cli(['upload', prompts, '--name', 'sums', '--eval', answers, '--json'], { clients: plane.factory });
+    expect(refused.code).not.toBe(0);
+    const up = await cli(['upload', prompts, '--name', 'sums', '--eval', answers, '--method', 'grpo', '--json'], { clients: plane.factory });
+    expect({ code: up.code, stderr: up.stderr }).toEqual({ code: 0, stderr: '' });
+    const graders = path.join(tmp, 'grpo-graders.json');
+    fs.writeFileSync(graders, JSON.stringify([{ type: 'string_check', name: 'exact', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', operation: 'eq' }]));
+    const rewardModel = `s3://${BUCKET}/artifacts/rm-run/tuneyard-rm-run-train/output/model/`;
+    // WHEN
+    const { code, stdout, stderr } = await cli(
+      ['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--graders', graders, '--reward-model', rewardModel, '--batch-size', '2', '--json'],
+      { clients: plane.factory },
+    );
+    // THEN the run starts with the grpo request PlanRun plans
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const request = await startedRequest(JSON.parse(stdout).executionArn);
+    expect(request).toMatchObject({ recipe: { method: 'grpo', batchSize: 2 }, rewardModel, graders: [expect.objectContaining({ name: 'exact' })] });
+    // AND without a reward source it is refused before anything starts, naming the flags
+    const none = await cli(['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--batch-size', '2'], { clients: plane.factory });
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/graders.*needs a reward source/);
+  });
+});
+
 test('train sizes a staged model whose name does not tell from the parameters stage-model counted', async () => {
   await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/house-model/config.json', Body: '{}' }));
   await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'base-models/house-model/tuneyard-model.json', Body: JSON.stringify({ name: 'house-model', parameters: 1_543_714_304, files: {} }) }));

@@ -42,6 +42,7 @@ function registryOf(method: 'reward' | 'lora'): RegistryReader & { calls: unknow
         ModelPackageName: 'tuneyard-models',
         CreationTime: new Date(0),
         ModelPackageStatus: 'Completed',
+        ModelPackageStatusDetails: { ValidationStatuses: [] },
         InferenceSpecification: {
           Containers: [{ Image: 'image', ModelDataSource: { S3DataSource: { S3Uri: plan.modelArtifactS3Uri, S3DataType: 'S3Prefix', CompressionType: 'None' } } }],
           SupportedContentTypes: ['application/json'],

@@ -1,7 +1,7 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { resolveRecipe } from '../../../lib/recipe';
-import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, RunPlan, RunRequest } from '../../../lib/run-request';
+import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, registeredRewardModel, RunPlan, RunRequest } from '../../../lib/run-request';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {
@@ -196,10 +196,9 @@ export async function registryLookups(event: PlanRunEvent, registry: RegistryRea
     }
     throw e;
   }
-  const modelData = described.InferenceSpecification?.Containers?.[0]?.ModelDataSource?.S3DataSource?.S3Uri ?? described.InferenceSpecification?.Containers?.[0]?.ModelDataUrl;
-  if (!modelData) throw new RunRequestInvalid(`rewardModel: ${echoValue(named)} has no model data in the registry (InferenceSpecification); name a version that a Tuneyard reward run registered.`);
-  const metadata = described.CustomerMetadataProperties ?? {};
-  return { rewardModel: { modelDataS3Uri: modelData, ...(metadata.kind ? { kind: metadata.kind } : {}), ...(metadata.baseModel ? { baseModel: metadata.baseModel } : {}) } };
+  const rewardModel = registeredRewardModel(described);
+  if (!rewardModel) throw new RunRequestInvalid(`rewardModel: ${echoValue(named)} has no model data in the registry (InferenceSpecification); name a version that a Tuneyard reward run registered.`);
+  return { rewardModel };
 }
 
 let s3: S3Client | undefined;

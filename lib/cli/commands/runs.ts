@@ -9,7 +9,7 @@ import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
 import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, OVERLONG_ROWS, Recipe, RECIPE_FIELDS, resolveRecipe } from '../../recipe';
-import { GATE_REJECTED_ERROR, parseRunRequest, planRun, RunPlan, RunRequest, RunRequestError, runIdFor } from '../../run-request';
+import { GATE_REJECTED_ERROR, parseRunRequest, PlanLookups, planRun, registeredRewardModel, RunPlan, RunRequest, RunRequestError, runIdFor } from '../../run-request';
 import { nonNegativeNumber, positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
 import { duration, metric, table, time, usd } from '../format';
@@ -111,6 +111,7 @@ type TrainOptions = {
   adapter?: string;
   runName?: string;
   graders?: string;
+  rewardModel?: string;
   benchmark: string[];
   maxGenerations?: number;
   maxNewTokens?: number;
@@ -155,6 +156,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--adapter <name>', 'the adapter name on --deploy-endpoint')
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
     .option('--graders <file>', 'JSON list of graders that score the base and tuned answers to the eval rows (OpenAI grader JSON carries over; README "Graders")')
+    .option('--reward-model <model>', "method grpo: the registered reward model that rewards the completions: a model version (e.g. 3) or model package ARN of kind=reward (`tuneyard models`), or a reward run's s3:// model data folder (with or instead of --graders)")
     .option('--benchmark <name[@version]>', 'a multiple-choice benchmark from `tuneyard stage-benchmark` whose accuracy the evaluation compares, base vs tuned (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
     .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
@@ -173,7 +175,10 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const baseModelParameters = opts.baseModelParameters ?? (await stagedParameters(client, plane, opts.baseModel));
       const benchmarkDatasets = [];
       for (const benchmark of opts.benchmark ?? []) benchmarkDatasets.push(await resolveDataset(ctx, benchmark, 'stage-benchmark'));
-      const request = buildRunRequest({ ...opts, baseModelParameters }, dataset, benchmarkDatasets);
+      // a registered reward model (grpo), by version or ARN: read from the registry as PlanRun reads it (model data, lineage kind)
+      const registered = opts.rewardModel !== undefined && !opts.rewardModel.startsWith('s3://') ? await client.describeModel(opts.rewardModel) : undefined;
+      const rewardModel = registered ? registeredRewardModel(registered) : undefined;
+      const request = buildRunRequest({ ...opts, baseModelParameters, ...(registered ? { rewardModel: registered.ModelPackageArn } : {}) }, dataset, benchmarkDatasets);
       // The data first (a DPO run on chat rows needs other data, not another instance), then PlanRun's checks, then the model folder.
       const manifest = await client.datasetManifest(request.dataset);
       if (!manifest) {
@@ -181,7 +186,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       }
       checkDatasetFormat(request, manifest);
       for (const benchmark of request.benchmarkDatasets ?? []) await checkBenchmark(client, plane, benchmark);
-      const plan = planForCli(request, plane);
+      const plan = planForCli(request, plane, { rewardModel });
       await checkBaseModel(client, plane, request.baseModel);
       const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);
@@ -346,6 +351,7 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     deploy: opts.deployEndpoint ? { endpointName: opts.deployEndpoint, adapterName: opts.adapter } : null,
     runName: opts.runName,
     graders,
+    rewardModel: opts.rewardModel,
     benchmarkDatasets: benchmarkDatasets.length ? benchmarkDatasets : undefined,
     evaluation,
     judge: opts.judge ? { modelId: opts.judge, maxItems: opts.judgeMaxItems } : undefined,
@@ -417,7 +423,7 @@ const PLACEHOLDER_KEY = 'arn:aws:kms:us-east-1:000000000000:key/preflight';
  * shape the plan. A plane whose outputs do not say whether it allows Hub ids lets them through
  * here; its PlanRun decides.
  */
-export function planForCli(request: RunRequest, plane: Plane): RunPlan {
+export function planForCli(request: RunRequest, plane: Plane, lookups: PlanLookups = {}): RunPlan {
   try {
     return planRun(request, {
       bucketName: plane.dataBucketName,
@@ -426,7 +432,7 @@ export function planForCli(request: RunRequest, plane: Plane): RunPlan {
       allowHubModels: plane.allowHubModels ?? true,
       jobNamePrefix: plane.trainingJobPrefix,
       minComputeCapability: plane.minComputeCapability,
-    });
+    }, lookups);
   } catch (e) {
     if (e instanceof RunRequestError) throw new CliError(planMessage(e.message, request));
     throw e;
