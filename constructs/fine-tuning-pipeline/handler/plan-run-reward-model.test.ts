@@ -89,3 +89,16 @@ describe('PlanRun resolves a grpo run\'s rewardModel in the model registry', () 
     expect(registry.calls).toEqual([]);
   });
 });
+
+describe('PlanRun deploys a grpo run as the adapter it writes', () => {
+  const deploying = (deploys: 'adapter' | 'full-weights') =>
+    planRunStep(
+      { request: { ...grpoRequest('s3://data-bucket/artifacts/rm/tuneyard-rm-train/output/model/').request, deploy: { endpointName: 'chat', adapterName: 'math-v1' } } },
+      { ...ENV, deployStage: true, deploys },
+    );
+
+  test('an adapter endpoint takes it; a single-model endpoint is refused with why merge does not help', () => {
+    expect(deploying('adapter').plan.hyperParameters.method).toBe('grpo');
+    expect(() => deploying('full-weights')).toThrow(/serves full models, but this grpo run writes only a LoRA adapter\. A grpo run does not merge \(recipe\.merge does not apply\)/);
+  });
+});
