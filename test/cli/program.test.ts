@@ -318,6 +318,8 @@ describe('pricing', () => {
     // DPO runs at a third of LoRA's rate
     const lora = estimateTrainingHours({ gpuModel: 'A10G', gpus: 1, method: 'lora', paramsB: 8, tokens: 1e6, epochs: 1 });
     expect(estimateTrainingHours({ gpuModel: 'A10G', gpus: 1, method: 'dpo', paramsB: 8, tokens: 1e6, epochs: 1 })).toBeCloseTo(3 * lora);
+    // GRPO generates its completions token by token before scoring them: assumed at a tenth of LoRA's rate
+    expect(estimateTrainingHours({ gpuModel: 'A10G', gpus: 1, method: 'grpo', paramsB: 8, tokens: 1e6, epochs: 1 })).toBeCloseTo(10 * lora);
     expect(() => estimateTrainingHours({ gpuModel: 'TPU', gpus: 1, method: 'lora', paramsB: 8, tokens: 1, epochs: 1 })).toThrow(/no throughput assumption for GPU model "TPU"/);
   });
 
