@@ -159,7 +159,7 @@ const positiveInt = (what: string) => z.number().int(`must be a whole number (${
 export const RecipeSchema = z
   .strictObject(
     {
-    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs.'),
+    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run\'s graders and/or rewardModel.'),
     useLora: z.boolean().optional().describe('DPO and reward only: train a LoRA adapter (true) or all weights (false). Default: true.'),
     loraR: positiveInt('LoRA rank, e.g. 16').optional().describe('LoRA rank. Default: 16.'),
     loraAlpha: positiveInt('LoRA alpha, e.g. 32').optional().describe('LoRA scaling numerator. Default: 32.'),
@@ -172,7 +172,7 @@ export const RecipeSchema = z
       .number()
       .gt(0, 'must be above 0 (e.g. 2e-4 for LoRA, 1e-5 for full SFT)')
       .optional()
-      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false; reward 1e-4 with useLora true, 1e-5 with useLora false.'),
+      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false; reward 1e-4 with useLora true, 1e-5 with useLora false; grpo 1e-5.'),
     lrScheduler: z.enum(LR_SCHEDULERS).optional().describe('Learning-rate schedule after warmup. Default: cosine.'),
     warmupRatio: z.number().min(0, 'must be from 0 to below 1').lt(1, 'must be from 0 to below 1').optional().describe('Share of the steps spent warming up. Default: 0.03.'),
     epochs: z.number().gt(0, 'must be above 0').optional().describe('Passes over the training set (fractions allowed). Default: 1.'),
@@ -247,7 +247,7 @@ export const RecipeSchema = z
  * it and the schema drift.
  */
 export interface Recipe {
-  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs. */
+  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run's graders and/or rewardModel. */
   readonly method: Method;
   /** DPO and reward only: train a LoRA adapter (true) or all weights (false). @default true */
   readonly useLora?: boolean;
