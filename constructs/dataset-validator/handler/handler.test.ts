@@ -195,3 +195,17 @@ test('the input bucket overrides the default one', async () => {
   const out = await validateDatasetVersion(input({ bucket: 'other' }), { s3, bucket: 'data' });
   expect(out.reportS3Uri).toBe(`s3://other/${REPORT_KEY}`);
 });
+
+test('method grpo: a training file of prompt-only rows passes, judged from the stored report, which serves other methods unchanged', async () => {
+  // GIVEN a version whose train.jsonl holds prompts only and whose eval.jsonl holds reference answers (corpus chat rows)
+  const s3 = bucketWith({ 'eval.jsonl': 'chat.jsonl' });
+  const prompts = [{ messages: [{ role: 'user', content: 'What is 2 + 2?' }], reference: '4' }, { prompt: 'What is 3 + 3?', reference: '6' }];
+  s3.objects.set(`${PREFIX}train.jsonl`, Buffer.from(prompts.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+  // WHEN validated for grpo
+  const out = await validateDatasetVersion(input({ method: 'grpo' }), { s3, bucket: 'data' });
+  // THEN it passes, and the stored (method-independent) report carries the prompt-only counts
+  expect(out).toMatchObject({ ok: true, errorCount: 0 });
+  expect(s3.report().train.promptOnly).toEqual({ validRows: 2, errorCount: 0, errors: [] });
+  // AND the same stored report refuses the version for lora (its rows have no answers to train on)
+  await expect(validateDatasetVersion(input({ method: 'lora' }), { s3, bucket: 'data' })).rejects.toMatchObject({ name: 'DatasetInvalid' });
+});
