@@ -531,14 +531,30 @@ def build_trainer(inputs: GrpoInputs, env: SageMakerEnv, tokenizer, callbacks: l
 
 
 def run(env: SageMakerEnv) -> int:
-    """Trains; writes model/adapter (and model/full with merge), training_config.json and the log history."""
+    """Trains; writes model/adapter, training_config.json and the log history."""
+    inputs, tokenizer = read_inputs(env)
+    built: dict[str, Any] = {}
+
+    def build(callbacks: list) -> Any:
+        built["trainer"], built["guards"] = build_trainer(inputs, env, tokenizer, callbacks)
+        return built["trainer"]
+
+    return run_online(
+        env, inputs, tokenizer, build, lambda: {"sources": inputs.weights, "grade_errors": built["guards"].grade_errors}
+    )
+
+
+def run_online(env: SageMakerEnv, inputs: Any, tokenizer: Any, build: Any, rewards: Any) -> int:
+    """The run of an online RL method (grpo, rloo) once its inputs are read: torchrun's layout, the checkpoint identity
+    (another run's checkpoint fails the job before any weights load) and resume, the stop signal, then the adapter and
+    its archive, training_config.json (`rewards()` says what rewarded it) and the log history. `build(callbacks)`
+    returns the method's trainer."""
     from .train import (
         _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
         _sha256, resume_point,
     )
     from .sagemaker_env import STOP_EXIT_CODE
 
-    inputs, tokenizer = read_inputs(env)
     config = inputs.config
     if not launch.is_worker():
         layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
@@ -554,7 +570,7 @@ def run(env: SageMakerEnv) -> int:
     stop = StopOnSignal(env.stop_flag)
     stop.install()
     try:
-        trainer, guards = build_trainer(inputs, env, tokenizer, [stop, CheckpointManifest(identity)])
+        trainer = build([stop, CheckpointManifest(identity)])
         if _is_main_process():
             print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
         resume = resume_point(env.checkpoints_dir, identity)
@@ -593,7 +609,7 @@ def run(env: SageMakerEnv) -> int:
         "artifacts": artifacts,
         "end_of_turn_token": end_of_turn_token(tokenizer),
         "stop_token_ids": generation.eos_token_id,
-        "rewards": {"sources": inputs.weights, "grade_errors": guards.grade_errors},
+        "rewards": rewards(),
         "final_metrics": final,
         "versions": _versions(),
     }

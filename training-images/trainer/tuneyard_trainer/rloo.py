@@ -17,9 +17,6 @@ model with the LoRA adapter disabled (no second copy of the weights).
 
 from __future__ import annotations
 
-import gc
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -29,16 +26,15 @@ from typing import Any
 import torch
 from trl import RLOOConfig, RLOOTrainer
 
-from . import launch, templates
-from .chat import end_of_turn_token, stop_token_ids
+from . import templates
+from .chat import stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
 from .grpo import (
     REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, fit_prompts, prompt_dataset,
-    read_prompt_rows, reward_model_folder,
+    read_prompt_rows, reward_model_folder, run_online,
 )
 from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
-from .report import HISTORY_FILE
-from .sagemaker_env import ChannelError, SageMakerEnv, write_adapter_archive
+from .sagemaker_env import ChannelError, SageMakerEnv
 
 
 class RlooPreflightError(GrpoPreflightError):
@@ -178,79 +174,12 @@ def build_trainer(inputs: RlooInputs, env: SageMakerEnv, tokenizer, callbacks: l
 
 
 def run(env: SageMakerEnv) -> int:
-    """Trains; writes model/adapter (and its archive), training_config.json and the log history."""
-    from .train import (
-        _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
-        _sha256, resume_point,
-    )
-    from .sagemaker_env import STOP_EXIT_CODE
-
+    """Trains; writes model/adapter (and its archive), training_config.json and the log history (grpo.run_online)."""
     inputs, tokenizer = read_inputs(env)
-    config = inputs.config
-    if not launch.is_worker():
-        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
-        if layout is not None:
-            return launch.run_torchrun(env, layout)
-        env.stop_flag.unlink(missing_ok=True)
-    identity = {
-        "config": {k: v for k, v in config.model_dump().items() if k not in _RESUMABLE_CHANGES},
-        "data": {"train": _sha256(inputs.train_path), "eval": None},
-        "processes": int(os.environ.get("WORLD_SIZE", "1")),
-    }
-    resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
-    stop = StopOnSignal(env.stop_flag)
-    stop.install()
-    try:
-        trainer = build_trainer(inputs, env, tokenizer, [stop, CheckpointManifest(identity)])
-        if _is_main_process():
-            print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
-        resume = resume_point(env.checkpoints_dir, identity)
-        if resume is not None:
-            print(f"resuming from {resume}", flush=True)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if stop.stopped:
-            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
-            return 0 if launch.is_worker() else STOP_EXIT_CODE
-        history = list(trainer.state.log_history)
-        generation = trainer.model.generation_config
-        generation.eos_token_id = stop_token_ids(tokenizer)
-        trainer.save_model(str(env.model_dir / "adapter"))
-    finally:
-        stop.uninstall()
-    if not _is_main_process():
-        return 0
-    generation.save_pretrained(str(env.model_dir / "adapter"))
-    write_adapter_archive(env.model_dir / "adapter", env.model_dir / ADAPTER_ARCHIVE)
-    artifacts = {"adapter": "adapter", "adapter_archive": ADAPTER_ARCHIVE}
-    del trainer
-    gc.collect()
-    trained = [e for e in history if "reward" in e]
-    final = {k: float(trained[-1][k]) for k in ("reward", "kl", "completions/clipped_ratio") if trained and
-             trained[-1].get(k) is not None}
-    document = {
-        "schema_version": 1,
-        "config": config.model_dump(),
-        "model_source": inputs.model_source,
-        "dataset": {
-            "format": "prompt", "train_rows": len(inputs.rows), "eval_channel": False,
-            "overlong_rows": {"train": inputs.overlong_rows},
-        },
-        "artifacts": artifacts,
-        "end_of_turn_token": end_of_turn_token(tokenizer),
-        "stop_token_ids": generation.eos_token_id,
-        "rewards": {"sources": {"reward_model": 1.0}, "algorithm": "rloo"},
-        "final_metrics": final,
-        "versions": _versions(),
-    }
-    (env.model_dir / TRAINING_CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (env.model_dir / HISTORY_FILE).write_text(
-        json.dumps({"schema_version": 1, "log_history": history}, indent=2) + "\n", encoding="utf-8"
+    return run_online(
+        env,
+        inputs,
+        tokenizer,
+        lambda callbacks: build_trainer(inputs, env, tokenizer, callbacks),
+        lambda: {"sources": {"reward_model": 1.0}, "algorithm": "rloo"},
     )
-    print(f"done: wrote {', '.join(sorted(artifacts))} to {env.model_dir}", flush=True)
-    return 0
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata
-
-    return {pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}
