@@ -1,6 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { findInTar } from './tar';
+import type { JudgeResult } from './judge-answers';
 
 /** The input of the ReadEvalReport step. */
 export interface ReadEvalReportEvent {
@@ -25,17 +26,8 @@ export interface ReadEvalReportEvent {
   readonly judge?: JudgeResult | null;
 }
 
-/** The LLM judge's pairwise verdicts of the tuned model's answers against the base model's. */
-export interface JudgeResult {
-  /** Where the judge wrote its summary and judgements. */
-  readonly reportUri: string;
-  readonly items: number;
-  readonly wins: number;
-  readonly ties: number;
-  readonly losses: number;
-  /** wins / (wins + ties + losses). */
-  readonly winRate: number;
-}
+/** The LLM judge's pairwise verdicts of the tuned model's answers against the base model's: JudgeAnswers' result. */
+export type { JudgeResult } from './judge-answers';
 
 /**
  * The gate's thresholds: a missing or null threshold is not checked. The plan sets those of the run's method
