@@ -139,6 +139,37 @@ def fit_prompts(rows: list[dict[str, Any]], tokenizer, budget: int) -> tuple[lis
     return kept, len(rows) - len(kept)
 
 
+def prompts_within(
+    rows: list[dict[str, Any]], tokenizer, max_length: int, completion_length: int, completion_key: str, error: type
+) -> tuple[list[dict[str, Any]], int]:
+    """The prompt rows with room for a whole completion of `completion_length` tokens within `max_length`, and how many
+    were dropped; refused (`error`) when max_length leaves no room for a prompt or no prompt fits."""
+    budget = max_length - completion_length
+    if budget < 1:
+        raise error(
+            f"max_length ({max_length}) leaves no room for a prompt beside {completion_key} ({completion_length}); "
+            f"raise max_length or lower {completion_key}"
+        )
+    kept, overlong = fit_prompts(rows, tokenizer, budget)
+    if not kept:
+        raise error(
+            f"every prompt of the train channel is longer than max_length - {completion_key} = {budget} "
+            "tokens; raise max_length or shorten the prompts"
+        )
+    return kept, overlong
+
+
+def require_reward_model_folder(env: SageMakerEnv, reward_model: str, error: type) -> Path:
+    """The reward model's files from the job's reward_model channel; refused (`error`) when the channel is missing."""
+    folder = reward_model_folder(env)
+    if folder is None:
+        raise error(
+            f"reward_model is {reward_model}, but the job has no reward_model channel: pass the registered "
+            "reward model's artifact as the `reward_model` channel"
+        )
+    return folder
+
+
 def prompt_dataset(rows: list[dict[str, Any]], chat: bool) -> Dataset:
     return Dataset.from_list([{"prompt": prompt_of(row, chat), ROW_COLUMN: i} for i, row in enumerate(rows)])
 
@@ -394,27 +425,14 @@ def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
     tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
     reward_dir = None
     if config.reward_model is not None:
-        reward_dir = reward_model_folder(env)
-        if reward_dir is None:
-            raise GrpoPreflightError(
-                f"reward_model is {config.reward_model}, but the job has no reward_model channel: pass the registered "
-                "reward model's artifact as the `reward_model` channel"
-            )
+        reward_dir = require_reward_model_folder(env, config.reward_model, GrpoPreflightError)
         check_reward_model(reward_dir, tokenizer, source)
     sources = [g.name for g in grader_list] + ([REWARD_MODEL_SOURCE] if reward_dir else [])
     weights = parse_weights(config.reward_weights, sources)
-    budget = config.max_length - config.grpo_max_completion_length
-    if budget < 1:
-        raise GrpoPreflightError(
-            f"max_length ({config.max_length}) leaves no room for a prompt beside grpo_max_completion_length "
-            f"({config.grpo_max_completion_length}); raise max_length or lower grpo_max_completion_length"
-        )
-    kept, overlong = fit_prompts(rows, tokenizer, budget)
-    if not kept:
-        raise GrpoPreflightError(
-            f"every prompt of the train channel is longer than max_length - grpo_max_completion_length = {budget} "
-            "tokens; raise max_length or shorten the prompts"
-        )
+    kept, overlong = prompts_within(
+        rows, tokenizer, config.max_length, config.grpo_max_completion_length, "grpo_max_completion_length",
+        GrpoPreflightError,
+    )
     inputs = GrpoInputs(config, source, train_path, kept, grader_list, reward_dir, weights, overlong)
     return inputs, tokenizer
 

@@ -30,8 +30,8 @@ from . import templates
 from .chat import stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
 from .grpo import (
-    REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, fit_prompts, prompt_dataset,
-    read_prompt_rows, reward_model_folder, run_online,
+    REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, prompt_dataset, prompts_within,
+    read_prompt_rows, require_reward_model_folder, run_online,
 )
 from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
 from .sagemaker_env import ChannelError, SageMakerEnv
@@ -65,12 +65,7 @@ def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
             "method=rloo needs reward_model: the registered reward model (method=reward) to optimise against, its files "
             f"in the job's `{REWARD_MODEL_CHANNEL}` channel"
         )
-    reward_dir = reward_model_folder(env)
-    if reward_dir is None:
-        raise RlooPreflightError(
-            f"reward_model is {config.reward_model}, but the job has no reward_model channel: pass the registered "
-            "reward model's artifact as the `reward_model` channel"
-        )
+    reward_dir = require_reward_model_folder(env, config.reward_model, RlooPreflightError)
     train_path = env.channel_jsonl("train")
     if train_path is None:
         raise ChannelError("the train channel is missing or empty; it must hold one JSONL file of prompt-only rows")
@@ -80,18 +75,10 @@ def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
     needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
     tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
     check_reward_model(reward_dir, tokenizer, source)
-    budget = config.max_length - config.rloo_max_completion_length
-    if budget < 1:
-        raise RlooPreflightError(
-            f"max_length ({config.max_length}) leaves no room for a prompt beside rloo_max_completion_length "
-            f"({config.rloo_max_completion_length}); raise max_length or lower rloo_max_completion_length"
-        )
-    kept, overlong = fit_prompts(rows, tokenizer, budget)
-    if not kept:
-        raise RlooPreflightError(
-            f"every prompt of the train channel is longer than max_length - rloo_max_completion_length = {budget} "
-            "tokens; raise max_length or shorten the prompts"
-        )
+    kept, overlong = prompts_within(
+        rows, tokenizer, config.max_length, config.rloo_max_completion_length, "rloo_max_completion_length",
+        RlooPreflightError,
+    )
     return RlooInputs(config, source, train_path, kept, reward_dir, overlong), tokenizer
 
 
