@@ -37,6 +37,18 @@ GRADERS_CHANNEL = "graders"
 GRADERS_FILE_MAX_BYTES = 64 * 1024
 
 
+def eval_only() -> dict[str, Any]:
+    """The arguments of a TRL trainer built only to evaluate: no reports, no checkpointing of activations, no progress
+    bar, the GPU's mixed precision."""
+    return {
+        "report_to": "none",
+        "bf16": compute_dtype() == torch.bfloat16,
+        "gradient_checkpointing": False,
+        "disable_tqdm": True,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+
+
 def locate_tuned(folder: Path) -> tuple[str, Path]:
     """("adapter" | "full", path) in what train wrote: model/adapter is preferred (exactly what was trained)."""
     for kind, marker in (("adapter", "adapter_config.json"), ("full", "config.json")):
@@ -70,14 +82,7 @@ def mean_loss(
         action = "left out" if overlong_rows == "drop" else "cut to it"
         print(f"{overlong} of {len(rows)} rows are longer than max_length={max_length} tokens: {action}", flush=True)
     args = SFTConfig(
-        output_dir=str(scratch / "trainer"),
-        per_device_eval_batch_size=batch_size,
-        max_length=max_length,
-        report_to="none",
-        bf16=compute_dtype() == torch.bfloat16,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        output_dir=str(scratch / "trainer"), per_device_eval_batch_size=batch_size, max_length=max_length, **eval_only()
     )
     trainer = TokenMeanSFTTrainer(
         model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer
@@ -123,16 +128,7 @@ def preference_figures(
     dataset, _ = fit_to_length(preference_dataset(pairs, tokenizer), tokenizer, max_length, overlong_rows)
     if len(dataset) == 0:
         raise ValueError(f"every pair to evaluate is longer than max_length={max_length} tokens (overlong_rows=drop)")
-    args = DPOConfig(
-        output_dir=str(scratch / "preference"),
-        beta=beta,
-        max_length=max_length,
-        report_to="none",
-        bf16=compute_dtype() == torch.bfloat16,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
+    args = DPOConfig(output_dir=str(scratch / "preference"), beta=beta, max_length=max_length, **eval_only())
     trainer = DPOTrainer(
         model=model,
         ref_model=reference,
