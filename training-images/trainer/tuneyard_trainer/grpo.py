@@ -569,7 +569,7 @@ def run_online(env: SageMakerEnv, inputs: Any, tokenizer: Any, build: Any, rewar
     returns the method's trainer."""
     from .train import (
         _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
-        _sha256, resume_point,
+        _sha256, resume_point, train_resumably,
     )
     from .sagemaker_env import STOP_EXIT_CODE
 
@@ -591,12 +591,7 @@ def run_online(env: SageMakerEnv, inputs: Any, tokenizer: Any, build: Any, rewar
         trainer = build([stop, CheckpointManifest(identity)])
         if _is_main_process():
             print(format_line(0, {"overlong_rows": inputs.overlong_rows}), flush=True)
-        resume = resume_point(env.checkpoints_dir, identity)
-        if resume is not None:
-            print(f"resuming from {resume}", flush=True)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if stop.stopped:
-            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+        if train_resumably(trainer, env, identity, stop):
             return 0 if launch.is_worker() else STOP_EXIT_CODE
         history = list(trainer.state.log_history)
         generation = trainer.model.generation_config

@@ -250,18 +250,7 @@ def padding_free(config: TrainerConfig, model_type: str) -> bool:
 def lora_config(config: TrainerConfig, trainable_tokens: dict[str, list[int]] | None = None) -> LoraConfig:
     """The adapter: LoRA (DoRA, rsLoRA), the modules trained whole beside it, and the rows of new tokens
     (templates.trainable_token_indices). A reward model's score head is trained whole beside the adapter (SEQ_CLS)."""
-    if config.method == "reward":
-        return LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.target_modules,
-            use_dora=config.use_dora,
-            use_rslora=config.use_rslora,
-            modules_to_save=[*(config.modules_to_save or []), reward.SCORE_HEAD],
-            trainable_token_indices=trainable_tokens,
-            task_type="SEQ_CLS",
-        )
+    scored = config.method == "reward"
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -269,9 +258,9 @@ def lora_config(config: TrainerConfig, trainable_tokens: dict[str, list[int]] | 
         target_modules=config.target_modules,
         use_dora=config.use_dora,
         use_rslora=config.use_rslora,
-        modules_to_save=config.modules_to_save,
+        modules_to_save=[*(config.modules_to_save or []), reward.SCORE_HEAD] if scored else config.modules_to_save,
         trainable_token_indices=trainable_tokens,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if scored else "CAUSAL_LM",
     )
 
 
@@ -354,6 +343,19 @@ def newest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint with the highest step that is complete (see checkpoint_complete)."""
     found = complete_checkpoints(folder)
     return found[max(found)] if found else None
+
+
+def train_resumably(trainer, env: SageMakerEnv, identity: dict[str, Any], stop: "StopOnSignal") -> bool:
+    """Trains from this run's newest complete checkpoint, if any (resume_point), saying so; True when a stop signal
+    ended training (its checkpoint is then in env.checkpoints_dir)."""
+    resume = resume_point(env.checkpoints_dir, identity)
+    if resume is not None:
+        print(f"resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.stopped:
+        print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+        return True
+    return False
 
 
 def resume_point(folder: Path, identity: dict[str, Any]) -> Path | None:
@@ -718,12 +720,7 @@ def run(env: SageMakerEnv) -> int:
         trainer = build_trainer(inputs, env, tokenizer, [MetricsCallback(), stop, CheckpointManifest(identity)])
         if _is_main_process():
             print(format_line(0, {"overlong_rows": inputs.overlong_rows["train"]}), flush=True)
-        resume = resume_point(env.checkpoints_dir, identity)
-        if resume is not None:
-            print(f"resuming from {resume}", flush=True)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if stop.stopped:
-            print(f"stopped after step {trainer.state.global_step}; the checkpoint is in {env.checkpoints_dir}")
+        if train_resumably(trainer, env, identity, stop):
             return 0 if launch.is_worker() else STOP_EXIT_CODE
         final = _final_eval(trainer)
         history = list(trainer.state.log_history)  # train loss per logging step, eval loss per evaluation: the report
