@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedRewardReport, rewardTrainerReport, trainerReport } from '../../../test/support/trainer-reports';
+import { runJudgeOnEvalJob } from '../../../test/support/judged-report';
 import { gateFailures, JudgeResult, parseReport, readEvalReport } from './read-eval-report';
 
 // The eval.json the real trainer wrote, without and with a forgetting probe.
@@ -252,6 +253,16 @@ describe('ReadEvalReport handler', () => {
         'judge_win_rate was not measured (minimum 0): the judge gave no verdict (0 wins, ties or losses of 0 items)',
       ]);
       expect(() => parse(GRADED, {}, { judge: { ...judge(5, 3, 2), winRate: 0.9 } })).toThrow(/winRate 0\.9 disagrees with the verdicts \(5 wins of 10 = 0\.5\)/);
+    });
+
+    test('gates on the result the real JudgeAnswers handler leaves at $.judge (a scripted judge on the eval job\'s real generations)', async () => {
+      const { progress } = await runJudgeOnEvalJob();
+      const result = progress.result!;
+      expect(result.wins + result.ties + result.losses).toBe(result.items);
+      expect(result.items).toBeGreaterThan(0);
+      expect(parse(GRADED, { minJudgeWinRate: result.winRate }, { judge: result })).toMatchObject({ passed: true, failures: [] });
+      const above = Math.min(1, round(result.winRate + 0.01));
+      expect(parse(GRADED, { minJudgeWinRate: above }, { judge: result }).failures).toEqual([`judge_win_rate ${round(result.winRate)} is below the minimum ${above}`]);
     });
 
     test('the handler gates on the planned benchmarks and the judge result of its event', async () => {
