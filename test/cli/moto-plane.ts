@@ -35,11 +35,10 @@ export interface MotoPlaneOptions {
   readonly executeStateMachine?: boolean;
 }
 
-export async function startMotoPlane(options: MotoPlaneOptions): Promise<MotoPlane> {
-  const moto = await startMoto('us-east-1');
-  if (options.executeStateMachine) await motoConfig(moto.endpoint, { stepfunctions: { execute_state_machine: true } });
+/** The CLI's AWS clients, pointed at a moto server (S3 path-style). */
+export function motoClients(moto: MotoServer): AwsClients {
   const config = moto.clientConfig;
-  const clients: AwsClients = {
+  return {
     cloudformation: new CloudFormationClient(config),
     s3: new S3Client({ ...config, forcePathStyle: true }),
     sfn: new SFNClient(config),
@@ -48,6 +47,12 @@ export async function startMotoPlane(options: MotoPlaneOptions): Promise<MotoPla
     runtime: new SageMakerRuntimeClient(config),
     sts: new STSClient(config),
   };
+}
+
+export async function startMotoPlane(options: MotoPlaneOptions): Promise<MotoPlane> {
+  const moto = await startMoto('us-east-1');
+  if (options.executeStateMachine) await motoConfig(moto.endpoint, { stepfunctions: { execute_state_machine: true } });
+  const clients = motoClients(moto);
   // Made through the Step Functions API, not the template: with execute_state_machine on, moto runs
   // executions in another backend than the one its CloudFormation writes to.
   const { stateMachineArn } = await clients.sfn.send(

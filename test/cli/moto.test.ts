@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
-import { CloudWatchLogsClient, CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateStackCommand } from '@aws-sdk/client-cloudformation';
+import { CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   CreateEndpointCommand,
   CreateEndpointConfigCommand,
@@ -32,12 +32,10 @@ import {
   DescribeModelPackageCommand,
   SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
-import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
-import { SFNClient } from '@aws-sdk/client-sfn';
-import { STSClient } from '@aws-sdk/client-sts';
 import { AwsClients } from '../../lib/cli/run-client';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { MotoServer, startMoto } from '../support/moto';
+import { motoClients } from './moto-plane';
 import { cli } from './support';
 
 const REGION = 'us-east-1';
@@ -50,16 +48,7 @@ const factory = () => clients;
 
 beforeAll(async () => {
   moto = await startMoto(REGION);
-  const config = moto.clientConfig;
-  clients = {
-    cloudformation: new CloudFormationClient(config),
-    s3: new S3Client({ ...config, forcePathStyle: true }),
-    sfn: new SFNClient(config),
-    sagemaker: new SageMakerClient(config),
-    logs: new CloudWatchLogsClient(config),
-    runtime: new SageMakerRuntimeClient(config),
-    sts: new STSClient(config),
-  };
+  clients = motoClients(moto);
   await clients.cloudformation.send(new CreateStackCommand({ StackName: 'Tuneyard', TemplateBody: JSON.stringify(PLANE_STAND_IN) }));
   await clients.sagemaker.send(new CreateModelPackageGroupCommand({ ModelPackageGroupName: GROUP }));
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tuneyard-moto-'));
