@@ -16,7 +16,7 @@ grpo_format_regex gets 0 from the graders and the reward model.
 
 The reference of the KL penalty (grpo_beta > 0) is the base model itself: TRL computes its log-probabilities with the
 adapter disabled (GRPOTrainer keeps ref_model None for a PEFT model), so no second copy of the weights is held.
-Generation is transformers' (use_vllm=False): the image has no vLLM.
+Generation is transformers' (use_vllm=False): no vLLM release fits the image's pins (README, "without vLLM").
 """
 
 from __future__ import annotations
@@ -504,7 +504,7 @@ def grpo_args(config: TrainerConfig, env: SageMakerEnv, weights: list[float]) ->
         beta=config.grpo_beta,
         reward_weights=weights,
         mask_truncated_completions=config.grpo_length_guard == "mask",
-        use_vllm=False,  # not in the image; colocated vLLM needs it installed and a GPU (see README)
+        use_vllm=False,  # no vLLM release fits torch 2.15 + TRL 1.16 (README: "without vLLM")
         log_completions=False,
         remove_unused_columns=False,
     )

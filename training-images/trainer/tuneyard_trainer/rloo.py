@@ -129,7 +129,7 @@ def rloo_args(config: TrainerConfig, env: SageMakerEnv) -> RLOOConfig:
         temperature=config.rloo_temperature,
         beta=config.rloo_beta,
         epsilon=config.rloo_epsilon,
-        use_vllm=False,  # not in the image
+        use_vllm=False,  # no vLLM release fits torch 2.15 + TRL 1.16 (README: "without vLLM")
         log_completions=False,
         remove_unused_columns=False,
     )
