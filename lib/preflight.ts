@@ -614,7 +614,7 @@ function biggerInstance(input: TrainingMemoryInput, current: GpuInstance): strin
   return undefined;
 }
 
-const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO', reward: 'reward model', grpo: 'GRPO' };
+const METHOD_NAMES: Record<Method, string> = { sft: 'full SFT', lora: 'LoRA', qlora: 'QLoRA', dpo: 'DPO', reward: 'reward model', grpo: 'GRPO', rloo: 'RLOO (RLHF)' };
 
 /** What decides the GPU memory of a vLLM endpoint. */
 export interface InferenceMemoryInput {

@@ -1,3 +1,5 @@
+import { isOnlineRl, Method } from './methods';
+
 /**
  * What a training job costs, for `tuneyard estimate`: an on-demand price table for the GPU
  * instances in `instances.ts`, a stated spot discount, and a stated throughput assumption.
@@ -143,7 +145,7 @@ export interface TrainingTimeInput {
   readonly gpus: number;
   /** Instances the GPUs are spread over. @default 1 */
   readonly instances?: number;
-  readonly method: 'sft' | 'lora' | 'qlora' | 'dpo' | 'reward' | 'grpo';
+  readonly method: Method;
   /** The base model's parameters, in billions. */
   readonly paramsB: number;
   /** Tokens in one pass over the training data. */
@@ -159,9 +161,9 @@ export function estimateTrainingHours(input: TrainingTimeInput): number {
   const rates = TOKENS_PER_SECOND_PER_GPU_8B[input.gpuModel];
   if (!rates) throw new Error(`no throughput assumption for GPU model "${input.gpuModel}"`);
   // DPO: the chosen and the rejected sequence through the policy and the reference; a reward model: both through one model
-  // GRPO: each prompt's group of completions is generated token by token, then scored by the policy and the reference;
-  // generation dominates, assumed at a tenth of LoRA's training throughput per training token
-  const perGpu = input.method === 'dpo' ? rates.lora / 3 : input.method === 'reward' ? rates.lora / 2 : input.method === 'grpo' ? rates.lora / 10 : rates[input.method];
+  // GRPO and RLOO: each prompt's group of completions is generated token by token, then scored by the policy, the
+  // reference (and a reward model); generation dominates, assumed at a tenth of LoRA's training throughput per training token
+  const perGpu = input.method === 'dpo' ? rates.lora / 3 : input.method === 'reward' ? rates.lora / 2 : isOnlineRl(input.method) ? rates.lora / 10 : rates[input.method];
   const scaled = (perGpu * REFERENCE_PARAMS_B) / Math.max(input.paramsB, 0.1);
   return (input.tokens * input.epochs) / (scaled * input.gpus * scalingEfficiency(input.gpus, input.instances)) / 3600;
 }

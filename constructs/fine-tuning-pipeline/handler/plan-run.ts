@@ -1,5 +1,6 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, SageMakerClient } from '@aws-sdk/client-sagemaker';
+import { isOnlineRl } from '../../../lib/methods';
 import { resolveRecipe } from '../../../lib/recipe';
 import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, registeredRewardModel, RunPlan, RunRequest } from '../../../lib/run-request';
 
@@ -83,7 +84,7 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment, lookup
   }
   const recipe = resolveRecipe(request.recipe);
   if (request.deploy && env.deploys) {
-    const writesAdapter = recipe.method === 'lora' || recipe.method === 'qlora' || recipe.method === 'grpo' || (recipe.method === 'dpo' && recipe.useLora);
+    const writesAdapter = recipe.method === 'lora' || recipe.method === 'qlora' || isOnlineRl(recipe.method) || (recipe.method === 'dpo' && recipe.useLora);
     const writesFullWeights = !writesAdapter || recipe.merge;
     if (env.deploys === 'adapter' && !request.deploy.adapterName) {
       throw new RunRequestInvalid(
@@ -99,8 +100,8 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment, lookup
     if (env.deploys === 'full-weights' && !writesFullWeights) {
       throw new RunRequestInvalid(
         `deploy: endpoint "${request.deploy.endpointName}" serves full models, but this ${recipe.method} run writes only a LoRA adapter. ` +
-          (recipe.method === 'grpo'
-            ? 'A grpo run does not merge (recipe.merge does not apply): deploy its adapter to an endpoint that serves adapters, or merge it yourself.'
+          (isOnlineRl(recipe.method)
+            ? `A ${recipe.method} run does not merge (recipe.merge does not apply): deploy its adapter to an endpoint that serves adapters, or merge it yourself.`
             : 'Set recipe.merge to true so the run also writes the merged model.'),
       );
     }
