@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, GRADERS_KEY, GRPO_LENGTH_GUARDS, OVERLONG_ROWS, REWARD_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, TRAINER_ONLY } from './recipe';
+import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, GRADERS_KEY, GRPO_LENGTH_GUARDS, OVERLONG_ROWS, REWARD_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
 
 /**
  * The cross-language contract: the TypeScript recipe renderer against the trainer's config schema
@@ -17,16 +17,14 @@ const properties: Record<
 
 describe('recipe ↔ trainer config contract', () => {
   test('every key the renderer can emit is a property of the trainer schema, and every schema property is rendered', () => {
-    // what the trainer runs but the plane does not plan yet (TRAINER_ONLY) is the whole difference
     // base_model and reward_model come from the run; graders travel as the graders channel (graders.json), never rendered
     const emitted = [BASE_MODEL_KEY, REWARD_MODEL_KEY, GRADERS_KEY, ...Object.values(RECIPE_FIELDS).map((f) => f.key)].sort();
-    expect([...emitted, ...TRAINER_ONLY.keys].sort()).toEqual(Object.keys(properties).sort());
-    for (const key of TRAINER_ONLY.keys) expect(emitted).not.toContain(key);
+    expect(emitted).toEqual(Object.keys(properties).sort());
     expect(schema.additionalProperties).toBe(false);
   });
 
   test('enum values match (method, scheduler, distribution, attention, overlong rows)', () => {
-    expect([...METHODS, ...TRAINER_ONLY.methods]).toEqual(properties.method.enum);
+    expect([...METHODS]).toEqual(properties.method.enum);
     expect([...LR_SCHEDULERS]).toEqual(properties.lr_scheduler_type.enum);
     expect([...DISTRIBUTIONS]).toEqual(properties.distribution.enum);
     expect([...ATTN_IMPLEMENTATIONS]).toEqual(properties.attn_implementation.enum);
@@ -39,16 +37,13 @@ describe('recipe ↔ trainer config contract', () => {
       const property = properties[spec.key];
       // a default the renderer leaves to the trainer is JSON null in the schema
       expect({ field, default: spec.default ?? null }).toEqual({ field, default: property.default });
-      const trainerMethods = property['x-tuneyard-methods']?.filter((m) => !(TRAINER_ONLY.methods as readonly string[]).includes(m));
-      expect({ field, methods: spec.methods ? [...spec.methods] : undefined }).toEqual({ field, methods: trainerMethods });
+      expect({ field, methods: spec.methods ? [...spec.methods] : undefined }).toEqual({ field, methods: property['x-tuneyard-methods'] });
     }
   });
 
   test('an unset learningRate is not rendered: the trainer takes its default for what is trained, as documented here', () => {
-    const byMethod = Object.fromEntries(
-      Object.entries(properties.learning_rate['x-tuneyard-default-by-method']!).filter(([m]) => !(TRAINER_ONLY.methods as readonly string[]).includes(m)),
-    );
-    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false }, grpo: { method: 'grpo' } } as const;
+    const byMethod = properties.learning_rate['x-tuneyard-default-by-method']!;
+    const trained = { lora: { method: 'lora' }, qlora: { method: 'qlora' }, sft: { method: 'sft' }, 'dpo-lora': { method: 'dpo', useLora: true }, 'dpo-full': { method: 'dpo', useLora: false }, 'reward-lora': { method: 'reward', useLora: true }, 'reward-full': { method: 'reward', useLora: false }, grpo: { method: 'grpo' }, rloo: { method: 'rloo' } } as const;
     expect(Object.keys(byMethod).sort()).toEqual(Object.keys(trained).sort());
     for (const recipe of Object.values(trained)) {
       expect(renderHyperParameters(parseRecipe(recipe), { baseModel: 'm' })).not.toHaveProperty('learning_rate');
@@ -72,12 +67,19 @@ describe('recipe ↔ trainer config contract', () => {
     expect([...set].sort()).toEqual(Object.keys(RECIPE_FIELDS).sort());
   });
 
-  test('reward_model and graders: the reward model is rendered from the run for grpo only; graders never are (they are the graders channel)', () => {
+  test('reward_model and graders: the reward model is rendered from the run for grpo and rloo only, as the trainer reads it; graders never are (they are the graders channel)', () => {
+    expect(properties[REWARD_MODEL_KEY]['x-tuneyard-methods']).toEqual(['grpo', 'rloo']);
     const grpo = renderHyperParameters(parseRecipe({ method: 'grpo', rewardWeights: { exact: 1, reward_model: 0.5 } }), { baseModel: 'm', rewardModel: 's3://b/models/rm/' });
     expect(grpo[REWARD_MODEL_KEY]).toBe('s3://b/models/rm/');
     expect(JSON.parse(grpo.reward_weights)).toEqual({ exact: 1, reward_model: 0.5 });
     expect(grpo).not.toHaveProperty(GRADERS_KEY);
-    expect(() => renderHyperParameters(parseRecipe({ method: 'lora' }), { baseModel: 'm', rewardModel: 's3://b/rm/' })).toThrow(/method "grpo" only.*remove rewardModel/);
+    const rloo = renderHyperParameters(parseRecipe({ method: 'rloo' }), { baseModel: 'm', rewardModel: 's3://b/models/rm/' });
+    expect(rloo).toMatchObject({
+      base_model: 'm', reward_model: 's3://b/models/rm/', method: 'rloo', lora_r: '16', lora_target_modules: 'all-linear',
+      rloo_num_generations: '4', rloo_max_completion_length: '256', rloo_temperature: '1', rloo_beta: '0.05', rloo_epsilon: '0.2',
+    });
+    for (const key of ['merge', 'use_lora', 'reward_weights', 'grpo_num_generations', 'packing', GRADERS_KEY]) expect(rloo).not.toHaveProperty(key);
+    expect(() => renderHyperParameters(parseRecipe({ method: 'lora' }), { baseModel: 'm', rewardModel: 's3://b/rm/' })).toThrow(/methods grpo and rloo only.*remove rewardModel/);
   });
 
   test('the trainer\'s grpo combination rules hold in the recipe', () => {
@@ -91,5 +93,31 @@ describe('recipe ↔ trainer config contract', () => {
     expect(problems({ method: 'grpo', maxLength: 256 })).toEqual([expect.stringMatching(/^grpoMaxCompletionLength: .*no room for a prompt/)]);
     expect(problems({ method: 'grpo', merge: true })).toEqual([expect.stringMatching(/^merge: merge applies to method lora or qlora or dpo only/)]);
     expect(problems({ method: 'lora', grpoBeta: 0.1 })).toEqual([expect.stringMatching(/^grpoBeta: grpoBeta applies to method grpo only/)]);
+  });
+
+  test('the trainer\'s rloo combination rules (config.py _rloo_problems) hold in the recipe', () => {
+    const problems = (recipe: object) => RecipeSchema.safeParse(recipe).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+    expect(problems({ method: 'rloo' })).toEqual([]);
+    expect(problems({ method: 'rloo', batchSize: 3, gradientAccumulation: 2, rlooNumGenerations: 4 })).toEqual([
+      expect.stringMatching(/^rlooNumGenerations: batchSize x gradientAccumulation \(6\) must be a multiple of rlooNumGenerations \(4\).*change batchSize, gradientAccumulation or rlooNumGenerations$/),
+    ]);
+    // the default 4 x 4 = 16 holds whole groups of rloo's 4 completions, not of grpo's default 8 with batchSize 2
+    expect(problems({ method: 'rloo', batchSize: 1, gradientAccumulation: 4 })).toEqual([]);
+    expect(problems({ method: 'grpo', batchSize: 1, gradientAccumulation: 4 })).toEqual([expect.stringMatching(/^grpoNumGenerations: /)]);
+    expect(problems({ method: 'rloo', distribution: 'deepspeed' })).toEqual([expect.stringMatching(/^distribution: method "rloo" runs with distribution "none" or "ddp" \(got "deepspeed"\)/)]);
+    expect(problems({ method: 'rloo', overlongRows: 'truncate' })).toEqual([expect.stringMatching(/^overlongRows: method "rloo" drops prompts/)]);
+    expect(problems({ method: 'rloo', earlyStoppingPatience: 2 })).toEqual([expect.stringMatching(/^earlyStoppingPatience: .*method "rloo" does not compute/)]);
+    expect(problems({ method: 'rloo', maxLength: 256 })).toEqual([expect.stringMatching(/^rlooMaxCompletionLength: rlooMaxCompletionLength \(256\) leaves no room for a prompt within maxLength \(256\)/)]);
+    expect(problems({ method: 'rloo', merge: true })).toEqual([expect.stringMatching(/^merge: merge applies to method lora or qlora or dpo only/)]);
+    expect(problems({ method: 'rloo', useLora: false })).toEqual([expect.stringMatching(/^useLora: useLora applies to method dpo or reward only/)]);
+    expect(problems({ method: 'rloo', grpoNumGenerations: 4 })).toEqual([expect.stringMatching(/^grpoNumGenerations: grpoNumGenerations applies to method grpo only/)]);
+    expect(problems({ method: 'rloo', rewardWeights: { reward_model: 1 } })).toEqual([expect.stringMatching(/^rewardWeights: rewardWeights applies to method grpo only/)]);
+    expect(problems({ method: 'grpo', rlooBeta: 0.1 })).toEqual([expect.stringMatching(/^rlooBeta: rlooBeta applies to method rloo only/)]);
+    expect(problems({ method: 'rloo', rlooNumGenerations: 1, rlooEpsilon: 0, rlooBeta: -1, rlooTemperature: 0 })).toEqual([
+      'rlooNumGenerations: must be at least 2 (each completion\'s baseline is the mean reward of the others)',
+      'rlooTemperature: must be above 0 (e.g. 1)',
+      'rlooBeta: must be 0 (no KL penalty) or more, e.g. 0.05',
+      'rlooEpsilon: must be above 0 (PPO\'s clip range, e.g. 0.2)',
+    ]);
   });
 });

@@ -52,7 +52,7 @@ describe('recipe validation', () => {
 
   test.each([
     [{ method: 'dpo', neftuneNoiseAlpha: 5 }, /recipe\.neftuneNoiseAlpha: neftuneNoiseAlpha applies to method sft or lora or qlora only and has no effect with method "dpo"; remove it/],
-    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo or reward or grpo only/],
+    [{ method: 'sft', useDora: true }, /recipe\.useDora: useDora applies to method lora or qlora or dpo or reward or grpo or rloo only/],
     [{ method: 'dpo', useLora: false, useRslora: true }, /recipe\.useRslora: useRslora needs an adapter, but method dpo with useLora false trains all weights/],
     [{ method: 'dpo', useLora: false, loraModulesToSave: ['lm_head'] }, /recipe\.loraModulesToSave: loraModulesToSave needs an adapter/],
     [{ method: 'lora', dpoLossType: 'ipo' }, /recipe\.dpoLossType: dpoLossType applies to method dpo only/],
@@ -85,6 +85,17 @@ describe('recipe validation', () => {
     expect(() => parseRecipe({ method: 'reward', packing: true })).toThrow(/recipe\.packing: packing applies to method sft or lora or qlora only/);
   });
 
+  test('rloo: a LoRA adapter (the LoRA fields apply, merge does not), its own rloo fields with the trainer\'s defaults, no grpo or grader fields', () => {
+    const rendered = renderHyperParameters(parseRecipe({ method: 'rloo', loraR: 8, useDora: true }), { baseModel: 'm', rewardModel: 's3://b/artifacts/rm/out/model/full/' });
+    expect(rendered).toMatchObject({ method: 'rloo', lora_r: '8', use_dora: 'true', rloo_num_generations: '4', rloo_beta: '0.05', reward_model: 's3://b/artifacts/rm/out/model/full/' });
+    expect(rendered).not.toHaveProperty('learning_rate'); // the trainer's rloo default, 1e-5
+    expect(() => parseRecipe({ method: 'rloo', merge: true })).toThrow(/recipe\.merge: merge applies to method lora or qlora or dpo only and has no effect with method "rloo"; remove it/);
+    expect(() => parseRecipe({ method: 'rloo', grpoBeta: 0.1 })).toThrow(/recipe\.grpoBeta: grpoBeta applies to method grpo only and has no effect with method "rloo"/);
+    expect(() => parseRecipe({ method: 'rloo', rlooNumGenerations: 2.5 })).toThrow(/recipe\.rlooNumGenerations: must be a whole number \(completions per prompt\)/);
+    expect(() => parseRecipe({ method: 'rloo', rlooMaxCompletionLength: 0 })).toThrow(/recipe\.rlooMaxCompletionLength: must be at least 1 \(new tokens per completion\)/);
+    expect(() => parseRecipe({ method: 'rloo', batchSize: 1, gradientAccumulation: 6 })).toThrow(/recipe\.rlooNumGenerations: batchSize x gradientAccumulation \(6\) must be a multiple of rlooNumGenerations \(4\)/);
+  });
+
   test('FSDP-QLoRA is accepted (the 4-bit weights are sharded)', () => {
     expect(parseRecipe({ method: 'qlora', distribution: 'fsdp' }).distribution).toBe('fsdp');
   });
@@ -103,7 +114,7 @@ describe('recipe validation', () => {
   });
 
   test('an unknown field nothing is near lists the fields', () => {
-    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution, rewardWeights, .*grpoFormatRegex$/m);
+    expect(() => parseRecipe({ method: 'lora', colour: 'red' })).toThrow(/unknown field "colour"; the fields are method, useLora, loraR, .*distribution, rewardWeights, .*grpoFormatRegex, rlooNumGenerations, .*rlooEpsilon$/m);
   });
 
   test('many unknown fields are listed in part, the valid fields once', () => {

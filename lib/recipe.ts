@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { closest } from './config';
-import { METHODS, Method } from './methods';
+import { isOnlineRl, METHODS, Method, ONLINE_RL_METHODS, OnlineRlMethod } from './methods';
 
-export { METHODS };
+export { METHODS, ONLINE_RL_METHODS, isOnlineRl };
 export type { Method };
 
 /**
@@ -49,7 +49,7 @@ export const CHAT_TEMPLATES = ['chatml'] as const;
 export const GRPO_LENGTH_GUARDS = ['penalty', 'mask', 'none'] as const;
 
 
-const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo', 'reward', 'grpo'];
+const LORA_METHODS: readonly Method[] = ['lora', 'qlora', 'dpo', 'reward', ...ONLINE_RL_METHODS];
 /** The methods trained on preference pairs that choose between an adapter and all weights (`useLora`). */
 export const PREFERENCE_METHODS: readonly Method[] = ['dpo', 'reward'];
 const SFT_METHODS: readonly Method[] = ['sft', 'lora', 'qlora'];
@@ -112,12 +112,17 @@ export const RECIPE_FIELDS = {
   grpoLengthGuard: { key: 'grpo_length_guard', default: 'penalty', methods: ['grpo'] },
   grpoLengthPenalty: { key: 'grpo_length_penalty', default: 1, methods: ['grpo'] },
   grpoFormatRegex: { key: 'grpo_format_regex', default: undefined, methods: ['grpo'] },
+  rlooNumGenerations: { key: 'rloo_num_generations', default: 4, methods: ['rloo'] },
+  rlooMaxCompletionLength: { key: 'rloo_max_completion_length', default: 256, methods: ['rloo'] },
+  rlooTemperature: { key: 'rloo_temperature', default: 1, methods: ['rloo'] },
+  rlooBeta: { key: 'rloo_beta', default: 0.05, methods: ['rloo'] },
+  rlooEpsilon: { key: 'rloo_epsilon', default: 0.2, methods: ['rloo'] },
 } as const satisfies Record<string, { key: string; default: unknown; methods: readonly Method[] | undefined }>;
 
 /** The hyperparameter key of the base model (not a recipe field: it comes from the run). */
 export const BASE_MODEL_KEY = 'base_model';
 
-/** The hyperparameter of a GRPO run's registered reward model (from the RunRequest's `rewardModel`, not the recipe; its files travel as the `reward_model` channel). */
+/** The hyperparameter of a GRPO or RLOO run's registered reward model (from the RunRequest's `rewardModel`, not the recipe; its files travel as the `reward_model` channel). */
 export const REWARD_MODEL_KEY = 'reward_model';
 /**
  * The trainer's `graders` hyperparameter, which the plane never renders: PlanRun writes the run's graders to
@@ -125,15 +130,6 @@ export const REWARD_MODEL_KEY = 'reward_model';
  * `graders` channel (the trainer refuses both at once).
  */
 export const GRADERS_KEY = 'graders';
-
-/**
- * What the trainer runs that the plane does not plan yet (method and trainer keys); lib/recipe.contract.test.ts holds
- * the difference between the two sides to exactly this. Empty while the plane plans everything the trainer runs.
- */
-export const TRAINER_ONLY: { readonly methods: readonly string[]; readonly keys: readonly string[] } = {
-  methods: ['rloo'],
-  keys: ['rloo_num_generations', 'rloo_max_completion_length', 'rloo_temperature', 'rloo_beta', 'rloo_epsilon'],
-};
 
 /** Fields of the adapter: no effect (refused) with method dpo or reward and useLora false. */
 const ADAPTER_FIELDS: readonly string[] = ['loraR', 'loraAlpha', 'loraDropout', 'targetModules', 'merge', 'useDora', 'useRslora', 'loraModulesToSave'];
@@ -159,7 +155,7 @@ const positiveInt = (what: string) => z.number().int(`must be a whole number (${
 export const RecipeSchema = z
   .strictObject(
     {
-    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run\'s graders and/or rewardModel.'),
+    method: z.enum(METHODS).describe('sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run\'s graders and/or rewardModel; rloo: RLHF, online RL with an adapter on prompt-only rows against the run\'s rewardModel (RLOO, which stands in for PPO).'),
     useLora: z.boolean().optional().describe('DPO and reward only: train a LoRA adapter (true) or all weights (false). Default: true.'),
     loraR: positiveInt('LoRA rank, e.g. 16').optional().describe('LoRA rank. Default: 16.'),
     loraAlpha: positiveInt('LoRA alpha, e.g. 32').optional().describe('LoRA scaling numerator. Default: 32.'),
@@ -172,7 +168,7 @@ export const RecipeSchema = z
       .number()
       .gt(0, 'must be above 0 (e.g. 2e-4 for LoRA, 1e-5 for full SFT)')
       .optional()
-      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false; reward 1e-4 with useLora true, 1e-5 with useLora false; grpo 1e-5.'),
+      .describe('Peak learning rate. Default: the trainer\'s for the method: lora and qlora 2e-4, sft 1e-5, dpo 5e-6 with useLora true, 5e-7 with useLora false; reward 1e-4 with useLora true, 1e-5 with useLora false; grpo and rloo 1e-5.'),
     lrScheduler: z.enum(LR_SCHEDULERS).optional().describe('Learning-rate schedule after warmup. Default: cosine.'),
     warmupRatio: z.number().min(0, 'must be from 0 to below 1').lt(1, 'must be from 0 to below 1').optional().describe('Share of the steps spent warming up. Default: 0.03.'),
     epochs: z.number().gt(0, 'must be above 0').optional().describe('Passes over the training set (fractions allowed). Default: 1.'),
@@ -232,6 +228,16 @@ export const RecipeSchema = z
     grpoLengthGuard: z.enum(GRPO_LENGTH_GUARDS).optional().describe('GRPO only: clipped completions (no end within grpoMaxCompletionLength) get grpoLengthPenalty subtracted (penalty), are left out of the loss (mask) or neither (none). Default: penalty.'),
     grpoLengthPenalty: z.number().gt(0, 'must be above 0 (e.g. 1)').optional().describe('GRPO only, with grpoLengthGuard penalty: subtracted from a clipped completion\'s reward. Default: 1.'),
     grpoFormatRegex: z.string().min(1, 'must be a Python regular expression').optional().describe('GRPO only: a Python regular expression the whole completion must match (re.fullmatch, dot matching newlines); one that does not gets 0 from every reward source. Default: unset (off).'),
+    rlooNumGenerations: z
+      .number()
+      .int('must be a whole number (completions per prompt)')
+      .min(2, 'must be at least 2 (each completion\'s baseline is the mean reward of the others)')
+      .optional()
+      .describe('RLOO only: completions sampled per prompt; each one\'s baseline is the mean reward of the others (leave-one-out); batchSize x gradientAccumulation must be a multiple of it. Default: 4.'),
+    rlooMaxCompletionLength: positiveInt('new tokens per completion').optional().describe('RLOO only: new tokens per completion at most. Default: 256.'),
+    rlooTemperature: z.number().gt(0, 'must be above 0 (e.g. 1)').optional().describe('RLOO only: sampling temperature of the completions. Default: 1.'),
+    rlooBeta: z.number().min(0, 'must be 0 (no KL penalty) or more, e.g. 0.05').optional().describe('RLOO only: weight of the KL penalty to the base (the adapter disabled, no second copy); 0 turns it off. Default: 0.05.'),
+    rlooEpsilon: z.number().gt(0, 'must be above 0 (PPO\'s clip range, e.g. 0.2)').optional().describe('RLOO only: clip range of the policy ratio (PPO\'s epsilon). Default: 0.2.'),
     },
     { error: (issue) => (issue.code === 'unrecognized_keys' ? unknownFieldMessage(issue.keys) : undefined) },
   )
@@ -247,7 +253,7 @@ export const RecipeSchema = z
  * it and the schema drift.
  */
 export interface Recipe {
-  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run's graders and/or rewardModel. */
+  /** sft: all weights; lora: adapter on a bf16 base; qlora: adapter on a 4-bit NF4 base; dpo: preference pairs; reward: a reward model (scalar score head) trained on preference pairs; grpo: online RL with an adapter on prompt-only rows, rewarded by the run's graders and/or rewardModel; rloo: RLHF, online RL with an adapter on prompt-only rows against the run's rewardModel (RLOO, which stands in for PPO). */
   readonly method: Method;
   /** DPO and reward only: train a LoRA adapter (true) or all weights (false). @default true */
   readonly useLora?: boolean;
@@ -347,6 +353,16 @@ export interface Recipe {
   readonly grpoLengthPenalty?: number;
   /** GRPO only: a Python regular expression the whole completion must match (re.fullmatch); one that does not gets 0 from every reward source. @default - unset: off */
   readonly grpoFormatRegex?: string;
+  /** RLOO only: completions sampled per prompt; each one's baseline is the mean reward of the others (leave-one-out); batchSize x gradientAccumulation must be a multiple of it. @default 4 */
+  readonly rlooNumGenerations?: number;
+  /** RLOO only: new tokens per completion at most. @default 256 */
+  readonly rlooMaxCompletionLength?: number;
+  /** RLOO only: sampling temperature of the completions. @default 1 */
+  readonly rlooTemperature?: number;
+  /** RLOO only: weight of the KL penalty to the base (the adapter disabled); 0 turns it off. @default 0.05 */
+  readonly rlooBeta?: number;
+  /** RLOO only: clip range of the policy ratio (PPO's epsilon). @default 0.2 */
+  readonly rlooEpsilon?: number;
 }
 
 // Compiles only while Recipe and the schema's output are the same type (readonly aside).
@@ -411,37 +427,60 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
       message: `early stopping keeps the best checkpoint, so saveSteps (${saveSteps}) must be a multiple of evalSteps (${evalSteps})`,
     });
   }
-  if (recipe.method === 'grpo') problems.push(...grpoProblems(recipe));
+  if (recipe.method === 'grpo') {
+    const guard = recipe.grpoLengthGuard ?? RECIPE_FIELDS.grpoLengthGuard.default;
+    if (recipe.grpoLengthPenalty !== undefined && guard !== 'penalty') {
+      problems.push({ path: ['grpoLengthPenalty'], message: `grpoLengthPenalty has no effect with grpoLengthGuard "${guard}"; remove it, or set grpoLengthGuard "penalty"` });
+    }
+  }
+  if (isOnlineRl(recipe.method)) problems.push(...onlineRlProblems(recipe, recipe.method));
   return problems;
 }
 
-/** The trainer's rules for method grpo (config.py `_grpo_problems`); the reward sources are the run's, checked by planRun. */
-function grpoProblems(recipe: Recipe): Array<{ path: string[]; message: string }> {
+/** The recipe fields of each online RL method's completions: how many per prompt, how long at most. */
+const COMPLETION_FIELDS = {
+  grpo: { generations: 'grpoNumGenerations', maxCompletionLength: 'grpoMaxCompletionLength' },
+  rloo: { generations: 'rlooNumGenerations', maxCompletionLength: 'rlooMaxCompletionLength' },
+} as const satisfies Record<OnlineRlMethod, { generations: Field; maxCompletionLength: Field }>;
+
+/** How many completions an online RL run samples per prompt and how long each may be, the recipe's or the defaults. */
+export function completionsOf(recipe: Recipe & { method: OnlineRlMethod }): { generations: number; maxCompletionLength: number } {
+  const fields = COMPLETION_FIELDS[recipe.method];
+  return {
+    generations: recipe[fields.generations] ?? RECIPE_FIELDS[fields.generations].default,
+    maxCompletionLength: recipe[fields.maxCompletionLength] ?? RECIPE_FIELDS[fields.maxCompletionLength].default,
+  };
+}
+
+/**
+ * The trainer's rules for the online RL methods (config.py `_grpo_problems`, `_rloo_problems`); the reward sources are
+ * the run's, checked by planRun.
+ */
+function onlineRlProblems(recipe: Recipe, method: OnlineRlMethod): Array<{ path: string[]; message: string }> {
   const problems: Array<{ path: string[]; message: string }> = [];
-  const guard = recipe.grpoLengthGuard ?? RECIPE_FIELDS.grpoLengthGuard.default;
-  if (recipe.grpoLengthPenalty !== undefined && guard !== 'penalty') {
-    problems.push({ path: ['grpoLengthPenalty'], message: `grpoLengthPenalty has no effect with grpoLengthGuard "${guard}"; remove it, or set grpoLengthGuard "penalty"` });
-  }
+  const fields = COMPLETION_FIELDS[method];
+  const { generations, maxCompletionLength } = completionsOf({ ...recipe, method });
   const batch = (recipe.batchSize ?? RECIPE_FIELDS.batchSize.default) * (recipe.gradientAccumulation ?? RECIPE_FIELDS.gradientAccumulation.default);
-  const generations = recipe.grpoNumGenerations ?? RECIPE_FIELDS.grpoNumGenerations.default;
   if (batch % generations !== 0) {
     problems.push({
-      path: ['grpoNumGenerations'],
-      message: `batchSize x gradientAccumulation (${batch}) must be a multiple of grpoNumGenerations (${generations}): each batch holds whole groups of completions; change batchSize, gradientAccumulation or grpoNumGenerations`,
+      path: [fields.generations],
+      message: `batchSize x gradientAccumulation (${batch}) must be a multiple of ${fields.generations} (${generations}): each batch holds whole groups of completions; change batchSize, gradientAccumulation or ${fields.generations}`,
     });
   }
-  if (recipe.earlyStoppingPatience) problems.push({ path: ['earlyStoppingPatience'], message: 'earlyStoppingPatience needs eval_loss, which method "grpo" does not compute; remove it' });
+  if (recipe.earlyStoppingPatience) problems.push({ path: ['earlyStoppingPatience'], message: `earlyStoppingPatience needs eval_loss, which method "${method}" does not compute; remove it` });
   const distribution = recipe.distribution ?? RECIPE_FIELDS.distribution.default;
   if (distribution === 'fsdp' || distribution === 'deepspeed') {
-    problems.push({ path: ['distribution'], message: `method "grpo" runs with distribution "none" or "ddp" (got "${distribution}")` });
+    problems.push({ path: ['distribution'], message: `method "${method}" runs with distribution "none" or "ddp" (got "${distribution}")` });
   }
   if (recipe.overlongRows === 'truncate') {
-    problems.push({ path: ['overlongRows'], message: 'method "grpo" drops prompts with no room for a completion within maxLength (a cut prompt loses its question); remove overlongRows "truncate"' });
+    problems.push({ path: ['overlongRows'], message: `method "${method}" drops prompts with no room for a completion within maxLength (a cut prompt loses its question); remove overlongRows "truncate"` });
   }
   const maxLength = recipe.maxLength ?? RECIPE_FIELDS.maxLength.default;
-  const completion = recipe.grpoMaxCompletionLength ?? RECIPE_FIELDS.grpoMaxCompletionLength.default;
-  if (completion >= maxLength) {
-    problems.push({ path: ['grpoMaxCompletionLength'], message: `grpoMaxCompletionLength (${completion}) leaves no room for a prompt within maxLength (${maxLength}); lower it or raise maxLength` });
+  if (maxCompletionLength >= maxLength) {
+    problems.push({
+      path: [fields.maxCompletionLength],
+      message: `${fields.maxCompletionLength} (${maxCompletionLength}) leaves no room for a prompt within maxLength (${maxLength}); lower it or raise maxLength`,
+    });
   }
   return problems;
 }
@@ -457,7 +496,7 @@ export function parseRecipe(raw: unknown): Recipe {
 export interface HyperParameterExtras {
   /** The base model: an `s3://` folder (loaded from the `model` channel) or a Hugging Face Hub id. */
   readonly baseModel: string;
-  /** Method grpo: the registered reward model (a model package ARN or an s3:// model-data folder), rendered as `reward_model`; its files are the `reward_model` channel. */
+  /** Methods grpo and rloo: the registered reward model (a model package ARN or an s3:// model-data folder), rendered as `reward_model`; its files are the `reward_model` channel. */
   readonly rewardModel?: string;
 }
 
@@ -477,7 +516,7 @@ export function renderHyperParameters(recipe: Recipe, extras: HyperParameterExtr
     out[RECIPE_FIELDS[field].key] = renderValue(value);
   }
   if (extras.rewardModel !== undefined) {
-    if (recipe.method !== 'grpo') throw new Error(`a reward model rewards method "grpo" only (got method "${recipe.method}"); remove rewardModel`);
+    if (!isOnlineRl(recipe.method)) throw new Error(`a reward model rewards methods ${ONLINE_RL_METHODS.join(' and ')} only (got method "${recipe.method}"); remove rewardModel`);
     out[REWARD_MODEL_KEY] = extras.rewardModel;
   }
   return out;

@@ -66,6 +66,11 @@ RECIPE_KEYS = {
     "grpoLengthGuard": "grpo_length_guard",
     "grpoLengthPenalty": "grpo_length_penalty",
     "grpoFormatRegex": "grpo_format_regex",
+    "rlooNumGenerations": "rloo_num_generations",
+    "rlooMaxCompletionLength": "rloo_max_completion_length",
+    "rlooTemperature": "rloo_temperature",
+    "rlooBeta": "rloo_beta",
+    "rlooEpsilon": "rloo_epsilon",
 }
 
 
@@ -73,7 +78,7 @@ def intended(case: dict) -> dict:
     """The typed value the recipe meant for every rendered key: the recipe's own value where it sets the field,
     otherwise the trainer's default (the renderer's defaults are declared to be the trainer's)."""
     values = {"base_model": case["baseModel"]}
-    if "rewardModel" in case:  # the run's registered reward model (method=grpo), not a recipe field
+    if "rewardModel" in case:  # the run's registered reward model (method grpo or rloo), not a recipe field
         values["reward_model"] = case["rewardModel"]
     by_key = {RECIPE_KEYS[field]: value for field, value in case["recipe"].items()}
     for key in case["hyperParameters"]:
@@ -150,6 +155,12 @@ def test_spot_checks_of_typed_values():
     assert dpo_lora.learning_rate == 5e-6
     assert (dpo_lora.dpo_loss_type, dpo_lora.dpo_label_smoothing, dpo_lora.precompute_ref_log_probs) == ("robust", 0.1, True)
     assert dpo_lora.dpo_loss_types == (["robust", "sft"], [1.0, 0.5])  # RPO: TRL 1.16's loss list and weights
+
+    rloo = from_hyperparameters(BY_NAME["rloo against a registered reward model"])
+    assert rloo.method == "rloo" and rloo.trains_adapter and rloo.merge is False
+    assert rloo.reward_model.startswith("s3://") and rloo.reward_model.endswith("/output/model/full/")
+    assert (rloo.rloo_num_generations, rloo.rloo_max_completion_length) == (8, 128)
+    assert (rloo.rloo_temperature, rloo.rloo_beta, rloo.rloo_epsilon, rloo.learning_rate) == (0.7, 0.02, 0.1, 5e-6)
 
     sft = from_hyperparameters(BY_NAME["sft with defaults"])
     assert sft.method == "sft" and not sft.trains_adapter and sft.packing is False
