@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -164,6 +164,31 @@ describe('FineTuningJob', () => {
     for (const name of ['train_loss', 'eval_loss', 'tokens_per_second']) expect(names).toContain(name);
   });
 
+  test('the RL and preference metrics search for names the MetricDefinitions publish (metrics.json)', () => {
+    // GIVEN
+    const { job } = setup({ jobNamePrefix: 'team-a-' });
+    const defined: string[] = METRICS.map((m: { Name: string }) => m.Name);
+    // WHEN
+    const searched = {
+      reward_mean: job.metricRewardMean(),
+      kl: job.metricKl(),
+      completion_length: job.metricCompletionLength(),
+      clipped_ratio: job.metricClippedRatio(),
+      format_miss_ratio: job.metricFormatMissRatio(),
+      policy_loss: job.metricPolicyLoss(),
+      reward_accuracy: job.metricRewardAccuracy(),
+      reward_margin: job.metricRewardMargin(),
+    };
+    // THEN each is a SEARCH of its own metric over the prefix's jobs, and a metric the trainer prints
+    for (const [name, metric] of Object.entries(searched)) {
+      expect(metric.expression).toBe(`SEARCH('{/aws/sagemaker/TrainingJobs,Host} MetricName="${name}" (Host=team AND Host=a)', 'Average', 300)`);
+      expect(defined).toContain(name);
+    }
+    expect(job.metricDefinitions.map((d) => d.name)).toEqual(defined);
+    // options pass through, as for the loss metrics
+    expect(job.metricKl({ period: Duration.minutes(1), label: 'kl' })).toMatchObject({ label: 'kl', expression: expect.stringMatching(/, 60\)$/) });
+  });
+
   test('has no unacknowledged compliance finding', () => {
     // GIVEN a test VPC without flow logs (PlaneNetwork's tests cover those): only the job's own resources count
     const { stack } = setup();
@@ -182,7 +207,7 @@ describe('FineTuningJob', () => {
   });
 
   test('fails when the default recipe is invalid or its model size is unknown', () => {
-    expect(() => setup({ defaultRecipe: { recipe: { method: 'sft', loraR: 8 }, baseModel: 'x-8b' } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward or grpo only/);
+    expect(() => setup({ defaultRecipe: { recipe: { method: 'sft', loraR: 8 }, baseModel: 'x-8b' } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or .* only and has no effect with method "sft"/);
     expect(() => setup({ defaultRecipe: { recipe: { method: 'lora' }, baseModel: 's3://b/base-models/custom/' } })).toThrow(/set baseModelParameters/);
   });
 

@@ -380,6 +380,61 @@ export class FineTuningJob extends Construct {
   }
 
   /**
+   * Mean reward of each step's completions (metric `reward_mean`) of every job with the prefix:
+   * GRPO (the weighted sum of its reward sources) and RLOO (the reward model's score).
+   */
+  public metricRewardMean(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('reward_mean', 'Average', 'Reward (mean)', props);
+  }
+
+  /** Mean per-token KL divergence of the policy from the reference model (metric `kl`) of every GRPO and RLOO job with the prefix. */
+  public metricKl(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('kl', 'Average', 'KL', props);
+  }
+
+  /** Mean completion length in tokens (metric `completion_length`) of every GRPO and RLOO job with the prefix. */
+  public metricCompletionLength(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('completion_length', 'Average', 'Completion length (tokens)', props);
+  }
+
+  /**
+   * Share (0-1) of completions that reached the maximum completion length without ending (metric
+   * `clipped_ratio`) of every GRPO and RLOO job with the prefix.
+   */
+  public metricClippedRatio(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('clipped_ratio', 'Average', 'Clipped ratio', props);
+  }
+
+  /**
+   * Share (0-1) of completions that missed the run's `grpo_format_regex` (metric
+   * `format_miss_ratio`) of every GRPO job with the prefix; published only by runs that set one.
+   */
+  public metricFormatMissRatio(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('format_miss_ratio', 'Average', 'Format-miss ratio', props);
+  }
+
+  /**
+   * The clipped policy-gradient loss with its KL term (metric `policy_loss`) of every RLOO job with
+   * the prefix: what an RLOO run logs instead of `train_loss`.
+   */
+  public metricPolicyLoss(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('policy_loss', 'Average', 'Policy loss (RLOO)', props);
+  }
+
+  /**
+   * Share (0-1) of preference pairs whose chosen answer gets the higher reward (metric
+   * `reward_accuracy`) of every DPO and reward-model job with the prefix.
+   */
+  public metricRewardAccuracy(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('reward_accuracy', 'Average', 'Preference accuracy', props);
+  }
+
+  /** Mean chosen minus rejected reward (metric `reward_margin`) of every DPO and reward-model job with the prefix. */
+  public metricRewardMargin(props: cloudwatch.MathExpressionOptions = {}): cloudwatch.MathExpression {
+    return this.searchMetric('reward_margin', 'Average', 'Reward margin', props);
+  }
+
+  /**
    * A SEARCH over the training-jobs namespace: SageMaker publishes both instance metrics and the
    * MetricDefinitions' metrics there with the dimension `Host` = `<job name>/algo-<n>`. The job
    * names are unknown at synth, so the search matches the prefix's words: CloudWatch splits

@@ -42,6 +42,22 @@ export interface ITrainingMetricSource extends IConstruct {
   metricGpuUtilization(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
   /** GPU memory utilisation of the training instances (100 per GPU). */
   metricGpuMemoryUtilization(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GRPO and RLOO: mean reward of each step's completions. */
+  metricRewardMean(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GRPO and RLOO: mean per-token KL divergence of the policy from the reference model. */
+  metricKl(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GRPO and RLOO: mean completion length, in tokens. */
+  metricCompletionLength(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GRPO and RLOO: share (0-1) of completions that reached the maximum completion length without ending. */
+  metricClippedRatio(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** GRPO with a format check: share (0-1) of completions that missed the required format. */
+  metricFormatMissRatio(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** RLOO: its policy-gradient loss, which it logs instead of the training loss. */
+  metricPolicyLoss(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** DPO and reward models: share (0-1) of preference pairs whose chosen answer gets the higher reward. */
+  metricRewardAccuracy(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
+  /** DPO and reward models: mean chosen minus rejected reward. */
+  metricRewardMargin(props?: cloudwatch.MathExpressionOptions): cloudwatch.IMetric;
 }
 
 /**

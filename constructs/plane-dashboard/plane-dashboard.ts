@@ -33,9 +33,9 @@ export interface PlaneDashboardProps {
 
   /**
    * The training-job definitions whose runs the dashboard shows (train/eval loss, tokens per
-   * second, GPU utilisation and memory, one line per job in the time range; and the instance-hours
-   * of their prefix when `usage` watches it), one section each. More can be added with
-   * `addTrainingJob()`.
+   * second, GPU utilisation and memory, one line per job in the time range; the instance-hours
+   * of their prefix when `usage` watches it; the figures of GRPO, RLOO, DPO and reward-model runs),
+   * one section each. More can be added with `addTrainingJob()`.
    *
    * @default - no training section
    */
@@ -102,6 +102,8 @@ const GRAPH_HEIGHT = 6;
 const MICROS_PER_MS = 1000;
 const MS_PER_MINUTE = 60_000;
 const BYTES_PER_GIB = 1024 ** 3;
+/** The axis of a share: 0 to 1. */
+const RATIO_AXIS: cloudwatch.YAxisProps = { min: 0, max: 1 };
 
 /**
  * One CloudWatch dashboard for the fine-tuning plane: training, pipelines, endpoints and data,
@@ -148,7 +150,9 @@ export class PlaneDashboard extends Construct {
 
   /**
    * Adds a section for the runs of a training-job definition: loss, throughput, GPU use and, when
-   * `usage` watches its prefix, the instance-hours of that prefix's jobs.
+   * `usage` watches its prefix, the instance-hours of that prefix's jobs; below them, the online RL
+   * figures (reward and KL; completion length, clipped and format-miss ratios) and the preference
+   * figures (accuracy and reward margin), which fill only for runs of those methods.
    */
   public addTrainingJob(job: ITrainingMetricSource): void {
     const name = this.register('training job', job);
@@ -158,12 +162,16 @@ export class PlaneDashboard extends Construct {
       `Loss, throughput and GPU use of the training jobs named \`${job.jobNamePrefix}*\`, one line per job in the time range (SEARCH over \`/aws/sagemaker/TrainingJobs\`). ` +
         (usage
           ? "Instance-hours (training time × instances) are Tuneyard's own metrics, counted when a job ends; billable hours are lower under managed spot."
-          : 'SageMaker publishes no instance time to CloudWatch: add `UsageMetrics` for instance-hours, or see each job\'s `BillableTimeInSeconds`.'),
+          : 'SageMaker publishes no instance time to CloudWatch: add `UsageMetrics` for instance-hours, or see each job\'s `BillableTimeInSeconds`.') +
+        '\n\nThe second row fills for online RL runs (GRPO, RLOO) and preference runs (DPO, reward models) only. ' +
+        'Reward rising while KL keeps climbing, or completion length pinned at the maximum (clipped ratio near 1), is reward hacking: ' +
+        'the policy games the reward instead of learning the task. Stop the run; raise `grpo_beta` / `rloo_beta`, keep `grpo_length_guard` on, or fix the reward.',
       ['training'],
+      3,
     );
     const width = usage ? 6 : 8;
     const widgets = [
-      graph(`${name}: training and eval loss`, [job.metricTrainingLoss(), job.metricEvalLoss()], width),
+      graph(`${name}: training and eval loss`, [job.metricTrainingLoss(), job.metricEvalLoss(), job.metricPolicyLoss()], width),
       graph(`${name}: tokens per second`, [job.metricTokensPerSecond()], width),
       graph(`${name}: GPU utilisation and GPU memory (%, 100 per GPU)`, [job.metricGpuUtilization(), job.metricGpuMemoryUtilization()], width),
     ];
@@ -178,6 +186,23 @@ export class PlaneDashboard extends Construct {
       );
     }
     this.dashboard.addWidgets(...widgets);
+    this.dashboard.addWidgets(
+      twoAxes(`${name}: reward (left) and KL (right), GRPO and RLOO`, [job.metricRewardMean()], [job.metricKl()], {}, { min: 0 }),
+      twoAxes(
+        `${name}: completion length (left, tokens) and clipped / format-miss ratio (right)`,
+        [job.metricCompletionLength()],
+        [job.metricClippedRatio(), job.metricFormatMissRatio()],
+        { min: 0 },
+        RATIO_AXIS,
+      ),
+      twoAxes(
+        `${name}: preference accuracy (left) and reward margin (right), DPO and reward models`,
+        [job.metricRewardAccuracy()],
+        [job.metricRewardMargin()],
+        RATIO_AXIS,
+        {},
+      ),
+    );
   }
 
   /** Adds a section for the runs of a pipeline: runs per hour by outcome (its own gate rejections apart) and run duration. */
@@ -326,10 +351,10 @@ export class PlaneDashboard extends Construct {
     return source.node.id;
   }
 
-  private section(title: string, text: string, runbook: RunbookEntry[]): void {
+  private section(title: string, text: string, runbook: RunbookEntry[], height = 2): void {
     const links = runbook.map((entry) => runbookMarkdown(entry, this.runbookUrl)).join(' · ');
     this.dashboard.addWidgets(
-      new cloudwatch.TextWidget({ markdown: `## ${title}\n${text}\n\nRunbook: ${links}`, width: FULL, height: 2 }),
+      new cloudwatch.TextWidget({ markdown: `## ${title}\n${text}\n\nRunbook: ${links}`, width: FULL, height }),
     );
   }
 }
@@ -341,4 +366,15 @@ function metricId(name: string, statistic: string): string {
 
 function graph(title: string, left: cloudwatch.IMetric[], width: number): cloudwatch.GraphWidget {
   return new cloudwatch.GraphWidget({ title, left, width, height: GRAPH_HEIGHT });
+}
+
+/** A third-width graph with a left and a right axis. */
+function twoAxes(
+  title: string,
+  left: cloudwatch.IMetric[],
+  right: cloudwatch.IMetric[],
+  leftYAxis: cloudwatch.YAxisProps,
+  rightYAxis: cloudwatch.YAxisProps,
+): cloudwatch.GraphWidget {
+  return new cloudwatch.GraphWidget({ title, left, right, leftYAxis, rightYAxis, width: FULL / 3, height: GRAPH_HEIGHT });
 }

@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CfnResource } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -9,7 +11,7 @@ import { FineTuningJob } from '../../constructs/fine-tuning-job';
 import { TrainingImage } from '../../constructs/training-image';
 import { UsageMetrics } from '../../constructs/usage-metrics';
 import { StubEndpoint, StubPipeline } from './fakes';
-import { publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
+import { parseSearch, publisherOf, readMetrics, resolveIntrinsics } from './metric-walk';
 
 function dashboardBody(template: Template): { widgets: { type: string; width: number; properties: Record<string, any> }[] } {
   const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
@@ -63,6 +65,74 @@ describe('PlaneDashboard with a pipeline and a data store', () => {
 
   test('opens on the last week', () => {
     expect(dashboardBody(template)).toMatchObject({ start: '-P7D' });
+  });
+});
+
+describe('PlaneDashboard with a training job', () => {
+  // GIVEN a training-job definition whose jobs are named team-a-*
+  const stack = testStack();
+  const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+  const trainingJob = new FineTuningJob(stack, 'Job', {
+    store: new DatasetStore(stack, 'Store'),
+    vpc,
+    image: TrainingImage.fromImageUri('123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:1'),
+    s3PrefixListId: 'pl-63a5400a',
+    jobNamePrefix: 'team-a-',
+  });
+  // WHEN
+  new PlaneDashboard(stack, 'Dashboard', { trainingJob });
+  const body = dashboardBody(Template.fromStack(stack));
+  const widget = (title: string) => {
+    const found = body.widgets.find((w) => w.properties.title === title);
+    if (!found) throw new Error(`no widget "${title}" among ${body.widgets.map((w) => w.properties.title).join(', ')}`);
+    return found as typeof found & { x: number; y: number };
+  };
+  /** The metric each SEARCH of a widget looks for, on its axis: `left:kl`. */
+  const searched = (title: string) =>
+    (widget(title).properties.metrics as { expression: string; yAxis?: string }[][]).map(([row]) => {
+      const parsed = parseSearch(row.expression);
+      expect(parsed).toMatchObject({ namespace: '/aws/sagemaker/TrainingJobs', dimensions: ['Host'], terms: { Host: [{ value: 'team', exact: false }, { value: 'a', exact: false }] } });
+      return `${row.yAxis ?? 'left'}:${parsed.metricName}`;
+    });
+  const RL = {
+    'Job: reward (left) and KL (right), GRPO and RLOO': ['left:reward_mean', 'right:kl'],
+    'Job: completion length (left, tokens) and clipped / format-miss ratio (right)': ['left:completion_length', 'right:clipped_ratio', 'right:format_miss_ratio'],
+    'Job: preference accuracy (left) and reward margin (right), DPO and reward models': ['left:reward_accuracy', 'right:reward_margin'],
+  };
+
+  test('graphs reward and KL, completion length and clipped / format-miss ratios, preference accuracy and margin, per job of the prefix', () => {
+    for (const [title, metrics] of Object.entries(RL)) expect(searched(title)).toEqual(metrics);
+    // RLOO logs its loss as policy_loss: it shares the loss graph
+    expect(searched('Job: training and eval loss')).toEqual(['left:train_loss', 'left:eval_loss', 'left:policy_loss']);
+    // shares are drawn on a 0-1 axis
+    expect(widget('Job: completion length (left, tokens) and clipped / format-miss ratio (right)').properties.yAxis).toEqual({ left: { min: 0 }, right: { min: 0, max: 1 } });
+    expect(widget('Job: preference accuracy (left) and reward margin (right), DPO and reward models').properties.yAxis).toEqual({ left: { min: 0, max: 1 }, right: {} });
+  });
+
+  test('every metric the training section searches for is one the trainer prints (metrics.json)', () => {
+    const defined = new Set(JSON.parse(fs.readFileSync(path.join(__dirname, '../../training-images/trainer/metrics.json'), 'utf8')).map((d: { Name: string }) => d.Name));
+    const instance = new Set(['GPUUtilization', 'GPUMemoryUtilization']);
+    const names = readMetrics(Template.fromStack(stack).toJSON()).searches.map((s) => parseSearch(s.expression).metricName!);
+    expect(names).toHaveLength(13);
+    expect(names.filter((name) => !defined.has(name) && !instance.has(name))).toEqual([]);
+  });
+
+  test('lays the RL and preference graphs out as a full row of thirds below the loss, throughput and GPU graphs', () => {
+    const rl = Object.keys(RL).map(widget);
+    const loss = widget('Job: training and eval loss');
+    expect(rl.map((w) => [w.x, w.width, w.height])).toEqual([
+      [0, 8, 6],
+      [8, 8, 6],
+      [16, 8, 6],
+    ]);
+    expect(new Set(rl.map((w) => w.y))).toEqual(new Set([loss.y + loss.height]));
+  });
+
+  test("the section's text says how to read the RL graphs and links the training runbook", () => {
+    const text = body.widgets.find((w) => w.type === 'text')!.properties.markdown as string;
+    expect(text).toMatch(/^## Training Job\n/);
+    expect(text).toContain('completion length pinned at the maximum (clipped ratio near 1), is reward hacking');
+    expect(text).toContain('README.md, Runbook: *Training is slow or not learning*');
   });
 });
 
