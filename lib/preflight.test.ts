@@ -72,7 +72,7 @@ describe('estimateTrainingMemory', () => {
   test('grpo: the policy with its LoRA adapter and no reference copy, the reward model\'s weights, the generation KV cache and the completion tokens\' loss', () => {
     const model = { ...BASE, baseModel: 'meta-llama/Llama-3.1-8B', instanceType: 'ml.p4de.24xlarge', distribution: 'none' as const };
     const lora = estimateTrainingMemory({ ...model, method: 'lora' });
-    const graders = estimateTrainingMemory({ ...model, method: 'grpo', grpoMaxCompletionLength: model.maxLength });
+    const graders = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: model.maxLength });
     // the reference is the base with the adapter disabled: the weights, adapter and optimizer of a LoRA run
     expect(graders.breakdown.weights).toBe(lora.breakdown.weights);
     expect(graders.breakdown.trainable).toBe(lora.breakdown.trainable);
@@ -82,17 +82,37 @@ describe('estimateTrainingMemory', () => {
     // as long as maxLength the loss covers the same tokens as lora's, plus three fp32 log-probabilities per token)
     expect(graders.breakdown.activations - lora.breakdown.activations).toBeCloseTo(1, 1);
     // shorter completions: the logits and log-probabilities of fewer tokens
-    const short = estimateTrainingMemory({ ...model, method: 'grpo', grpoMaxCompletionLength: 256, gradientCheckpointing: false });
-    const long = estimateTrainingMemory({ ...model, method: 'grpo', grpoMaxCompletionLength: 2048, gradientCheckpointing: false });
+    const short = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 256, gradientCheckpointing: false });
+    const long = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 2048, gradientCheckpointing: false });
     expect(short.breakdown.activations).toBeLessThan(long.breakdown.activations);
     // a reward model of 8B parameters in bf16 beside the policy
-    const rewarded = estimateTrainingMemory({ ...model, method: 'grpo', grpoMaxCompletionLength: model.maxLength, rewardModelParametersBillions: 8 });
+    const rewarded = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: model.maxLength, rewardModelParametersBillions: 8 });
     expect(rewarded.breakdown.weights - graders.breakdown.weights).toBeCloseTo((8e9 * 2) / 2 ** 30, 1);
     expect(rewarded.requiredGiB).toBeGreaterThan(graders.requiredGiB + 14.9);
     // on a 24 GiB A10G the policy and an 8B reward model (~30 GiB of weights) cannot fit; the advice names GRPO's own lever
     const small = estimateTrainingMemory({ ...model, instanceType: 'ml.g5.2xlarge', method: 'grpo', rewardModelParametersBillions: 8 });
     expect(small.fits).toBe(false);
     expect(small.advice).toMatch(/^GRPO of .* lower grpoMaxCompletionLength \(the KV cache and the loss grow with it\)/);
+  });
+
+  test('rloo: grpo\'s terms (policy with its adapter, the reference as the adapter disabled, the KV cache, the completion tokens\' loss) and always a reward model', () => {
+    const model = { ...BASE, baseModel: 'meta-llama/Llama-3.1-8B', instanceType: 'ml.p4de.24xlarge', distribution: 'none' as const };
+    const grpo = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 128, rewardModelParametersBillions: 1.5 });
+    const rloo = estimateTrainingMemory({ ...model, method: 'rloo', maxCompletionLength: 128, rewardModelParametersBillions: 1.5 });
+    expect(rloo.breakdown).toEqual(grpo.breakdown);
+    expect(rloo.precision?.label).toBe('bf16');
+    // no reward model named (tuneyard estimate): one of the policy's size is assumed, never none
+    const assumed = estimateTrainingMemory({ ...model, method: 'rloo', maxCompletionLength: 128 });
+    const graders = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 128 });
+    expect(assumed.breakdown.weights - graders.breakdown.weights).toBeCloseTo((8e9 * 2) / 2 ** 30, 1);
+    // longer completions: more logits and log-probabilities
+    const long = estimateTrainingMemory({ ...model, method: 'rloo', maxCompletionLength: 2048, gradientCheckpointing: false });
+    expect(long.breakdown.activations).toBeGreaterThan(estimateTrainingMemory({ ...model, method: 'rloo', maxCompletionLength: 128, gradientCheckpointing: false }).breakdown.activations);
+    // the advice names rloo's own lever and the method
+    const small = estimateTrainingMemory({ ...model, instanceType: 'ml.g5.2xlarge', method: 'rloo' });
+    expect(small.fits).toBe(false);
+    expect(small.advice).toMatch(/^RLOO \(RLHF\) of .* lower rlooMaxCompletionLength \(the KV cache and the loss grow with it\)/);
+    expect(small.advice).not.toMatch(/grpoMaxCompletionLength/);
   });
 
   test('full SFT of an 8B model does not fit a g5.2xlarge: fp32 weights, gradients and AdamW state, 16 bytes per parameter', () => {

@@ -1,5 +1,6 @@
 import { GpuInstance, gpuInstance } from './instances';
-import type { Method } from './recipe';
+import { isOnlineRl } from './methods';
+import { COMPLETION_FIELDS, type Method } from './recipe';
 
 /**
  * GPU memory estimates for training and serving, so a recipe that cannot fit fails before a GPU
@@ -235,7 +236,7 @@ export interface TrainerPrecision {
 export function trainerPrecision(method: Method, instance: GpuInstance, distribution: Distribution, useLora = true): TrainerPrecision {
   const bf16 = instance.computeCapability >= 8;
   const compute: Dtype = bf16 ? 'bf16' : 'fp16';
-  const adapter = method === 'lora' || method === 'qlora' || method === 'grpo' || ((method === 'dpo' || method === 'reward') && useLora);
+  const adapter = method === 'lora' || method === 'qlora' || isOnlineRl(method) || ((method === 'dpo' || method === 'reward') && useLora);
   const sharded = distribution === 'fsdp' || distribution === 'deepspeed';
   const weights = method === 'qlora' ? 'nf4' : adapter || sharded ? compute : 'fp32';
   const why = bf16 ? '' : ` (${instance.gpuModel} has no bf16)`;
@@ -352,22 +353,28 @@ export interface TrainingMemoryInput {
   readonly distribution: Distribution;
   /** The training stack. @default TUNEYARD_TRAINER */
   readonly profile?: TrainerMemoryProfile;
-  /** GRPO only: new tokens per completion at most (recipe `grpoMaxCompletionLength`): the log-probabilities and logits of the loss cover these. @default 256 */
-  readonly grpoMaxCompletionLength?: number;
-  /** GRPO only: the reward model's parameters in billions, held in the compute dtype beside the policy; unset: no reward model (graders only). */
+  /**
+   * GRPO and RLOO: new tokens per completion at most (recipe `grpoMaxCompletionLength` or `rlooMaxCompletionLength`):
+   * the log-probabilities and logits of the loss cover these. @default 256
+   */
+  readonly maxCompletionLength?: number;
+  /**
+   * GRPO and RLOO: the reward model's parameters in billions, held in the compute dtype beside the policy.
+   * @default - grpo: no reward model (graders only); rloo, which always has one: the policy's size (the same tokenizer family)
+   */
   readonly rewardModelParametersBillions?: number;
 }
 
 /** Per-GPU GiB, by what uses it. */
 export interface MemoryBreakdown {
-  /** The base model's weights (a DPO reference copy, FSDP's gathered layers and a GRPO run's reward model included). */
+  /** The base model's weights (a DPO reference copy, FSDP's gathered layers and a GRPO or RLOO run's reward model included). */
   readonly weights: number;
   /** Weights that train apart from the base: the LoRA adapter (0 when all weights train: they are `weights`). */
   readonly trainable: number;
   readonly gradients: number;
   /** AdamW's two moments. */
   readonly optimizer: number;
-  /** Activations kept for the backward pass, the logits of the loss (training; GRPO: with its generation KV cache and log-probabilities) or the KV cache (serving). */
+  /** Activations kept for the backward pass, the logits of the loss (training; GRPO and RLOO: with their generation KV cache and log-probabilities) or the KV cache (serving). */
   readonly activations: number;
   /** CUDA context, allocator fragmentation, NCCL buffers. */
   readonly overhead: number;
@@ -524,18 +531,20 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   const outside = tokens * (a * h + 4 * h + a * h);
   // The loss over the logits; QLoRA's output projection kept in fp32 is cast to 16 bits for its matmul.
   // A reward model's head scores every position with one fp32 value: no vocabulary-wide logits.
-  // GRPO: the loss reads the logits of the completion tokens only, and keeps three fp32 log-probabilities per completion
-  // token (the policy's, the sampling policy's and the reference's, the base with the adapter disabled).
-  const grpo = input.method === 'grpo';
-  const completionTokens = input.batchSize * Math.min(input.grpoMaxCompletionLength ?? 256, input.maxLength);
+  // GRPO and RLOO (TRL's GRPOTrainer and RLOOTrainer, the same batching): the loss reads the logits of the completion
+  // tokens only, and keeps three fp32 log-probabilities per completion token (the policy's, the sampling policy's and
+  // the reference's, the base with the adapter disabled).
+  const online = isOnlineRl(input.method);
+  const completionTokens = input.batchSize * Math.min(input.maxCompletionLength ?? 256, input.maxLength);
   const lossBytes =
-    input.method === 'reward' ? tokens * 4 : grpo ? lossMemory(profile, shape, completionTokens, a, { liger, full, preference }) + completionTokens * 3 * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
-  // GRPO generates batchSize completions per step: the KV cache of batchSize x (prompt + completion) tokens (at most
-  // maxLength each), keys and values of every layer in the compute dtype; counted beside the training activations,
-  // which the caching allocator does not give back in between.
-  const kvCacheBytes = grpo ? tokens * 2 * shape.layers * shape.kvHeads * shape.headDim * a : 0;
+    input.method === 'reward' ? tokens * 4 : online ? lossMemory(profile, shape, completionTokens, a, { liger, full, preference }) + completionTokens * 3 * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
+  // They generate batchSize completions per step (whole groups of grpoNumGenerations or rlooNumGenerations): the KV
+  // cache of batchSize x (prompt + completion) tokens (at most maxLength each), keys and values of every layer in the
+  // compute dtype; counted beside the training activations, which the caching allocator does not give back in between.
+  const kvCacheBytes = online ? tokens * 2 * shape.layers * shape.kvHeads * shape.headDim * a : 0;
   // and the reward model (a registered reward run's merged model) beside the policy, in the compute dtype
-  const rewardModelBytes = grpo && input.rewardModelParametersBillions ? input.rewardModelParametersBillions * 1e9 * a : 0;
+  const rewardModelBillions = input.rewardModelParametersBillions ?? (input.method === 'rloo' ? input.parametersBillions : 0);
+  const rewardModelBytes = online ? rewardModelBillions * 1e9 * a : 0;
   const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
@@ -589,7 +598,7 @@ function trainingAdvice(input: TrainingMemoryInput, instance: GpuInstance, model
   if (input.method === 'sft' || (input.method === 'dpo' && input.useLora === false)) fixes.push('use qlora (or lora)');
   if (input.method === 'reward' && input.useLora === false) fixes.push('set useLora true (a LoRA adapter and the score head)');
   if (input.method === 'lora') fixes.push('use qlora');
-  if (input.method === 'grpo' && (input.grpoMaxCompletionLength ?? 256) > 64) fixes.push('lower grpoMaxCompletionLength (the KV cache and the loss grow with it)');
+  if (isOnlineRl(input.method) && (input.maxCompletionLength ?? 256) > 64) fixes.push(`lower ${COMPLETION_FIELDS[input.method].maxCompletionLength} (the KV cache and the loss grow with it)`);
   if (input.batchSize > 1) fixes.push('lower batchSize (raise gradientAccumulation to keep the effective batch)');
   if (!input.useLigerKernel && !(input.profile ?? TUNEYARD_TRAINER).fusedLmHead && model.vocabSize * input.batchSize * input.maxLength * 4 > 2 * GIB) {
     fixes.push('set useLigerKernel (its fused cross-entropy never holds the whole logits)');

@@ -438,7 +438,7 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
 }
 
 /** The recipe fields of each online RL method's completions: how many per prompt, how long at most. */
-const COMPLETION_FIELDS = {
+export const COMPLETION_FIELDS = {
   grpo: { generations: 'grpoNumGenerations', maxCompletionLength: 'grpoMaxCompletionLength' },
   rloo: { generations: 'rlooNumGenerations', maxCompletionLength: 'rlooMaxCompletionLength' },
 } as const satisfies Record<OnlineRlMethod, { generations: Field; maxCompletionLength: Field }>;

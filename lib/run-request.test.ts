@@ -40,7 +40,7 @@ describe('parseRunRequest', () => {
     );
     expect(() => request({ spot: 'yes' })).toThrow(/spot: .*expected boolean.* \(got "yes"\)/);
     expect(() => request({ instanceCount: 0 })).toThrow(/instanceCount: must be at least 1 \(got 0\)/);
-    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward or grpo only and has no effect with method "sft"; remove it/);
+    expect(() => request({ recipe: { method: 'sft', loraR: 8 } })).toThrow(/recipe\.loraR: loraR applies to method lora or qlora or dpo or reward or grpo or rloo only and has no effect with method "sft"; remove it/);
     expect(() => request({ recipe: { method: 'qlora', distribution: 'deepspeed' } })).toThrow(/recipe\.distribution: method "qlora" with distribution "deepspeed" is not supported/);
     expect(() => request({ colour: 'red' })).toThrow(/colour: unknown field; remove it/);
     expect(() => request({ recipe: { method: 'lora', lora_r: 8 } })).toThrow(/ {2}- recipe: unknown field "lora_r"; did you mean "loraR"\?/);
@@ -478,7 +478,7 @@ describe('a grpo run', () => {
     const trainChannels = plan.inputDataConfig.map((c) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]);
     expect(trainChannels).toContainEqual(['graders', plan.gradersFile!.s3Uri]);
     expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toContain('graders');
-    expect(plan.lineage).toMatchObject({ method: 'grpo', kind: 'generative' });
+    expect(plan.lineage).toMatchObject({ method: 'grpo', kind: 'generative', rewardModel: 'none' });
     // a lora run's training job reads no graders
     expect(planRun(request({ graders: [EXACT] }), SETTINGS).inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
   });
@@ -491,7 +491,7 @@ describe('a grpo run', () => {
     const judge = { type: 'score_model', name: 'helpful', model: 'x', input: [{ role: 'user', content: 'Rate {{sample.output_text}}' }], range: [0, 1] };
     expect(() => request({ ...GRPO, graders: [EXACT, judge] })).toThrow(/graders: grader "helpful" is an LLM judge \(score_model\), which cannot reward a grpo run/);
     expect(() => request({ ...GRPO, recipe: { method: 'grpo', batchSize: 3, gradientAccumulation: 1 } })).toThrow(/recipe\.grpoNumGenerations: batchSize x gradientAccumulation \(3\) must be a multiple of grpoNumGenerations \(8\)/);
-    expect(() => request({ rewardModel: REWARD_DATA })).toThrow(/rewardModel: a reward model rewards recipe\.method "grpo" only \(got "qlora"\)/);
+    expect(() => request({ rewardModel: REWARD_DATA })).toThrow(/rewardModel: a reward model rewards recipe\.method "grpo" or "rloo" only \(got "qlora"\); remove rewardModel, or set recipe\.method "rloo"/);
     expect(() => request({ ...GRPO, rewardModel: 'my-reward-model' })).toThrow(/rewardModel: must be a registered reward model: its model package version ARN/);
   });
 
@@ -501,6 +501,8 @@ describe('a grpo run', () => {
     expect(plan.hyperParameters.reward_model).toBe(REWARD_DATA);
     expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
     expect(plan.inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
+    // the registered model's lineage says what rewarded it
+    expect(plan.lineage.rewardModel).toBe(REWARD_DATA);
     // a reward model of the policy's size (0.5B) in bf16 beside the policy: ~0.9 GiB more weights
     expect(plan.preflight.breakdown.weights - withGraders.preflight.breakdown.weights).toBeCloseTo((0.494 * 1e9 * 2) / 2 ** 30, 1);
     expect(() => planRun(request({ ...GRPO, rewardModel: 's3://other-bucket/models/rm/' }), SETTINGS)).toThrow(/rewardModel: "s3:\/\/other-bucket\/models\/rm\/" is outside the plane's artifacts\/ prefix/);
@@ -521,5 +523,77 @@ describe('a grpo run', () => {
     expect(text).toMatch(/^grpoFormatRegex=sha256-[0-9a-f]{12} grpoNumGenerations=4 method=grpo rewardWeights=exact:1\+reward_model:0\.5$/);
     const plan = planRun(request({ ...GRPO, rewardModel: REWARD_DATA, recipe }), SETTINGS);
     expectValidRequests(requestsOf(plan));
+  });
+});
+
+describe('an rloo run (RLHF against a registered reward model)', () => {
+  const EXACT = { type: 'string_check', name: 'exact', input: '{{sample.output_text}}', reference: '{{item.reference}}', operation: 'eq' };
+  const ARN = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/7';
+  const REWARD_DATA = 's3://tuneyard-data/artifacts/rm-run/tuneyard-rm-run-train/output/model/';
+  const RLOO = { baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/', recipe: { method: 'rloo' }, rewardModel: REWARD_DATA };
+
+  test('fails without a rewardModel, naming how to get one (a reward run, tuneyard models) and grpo for graders', () => {
+    expect(() => request({ ...RLOO, rewardModel: undefined })).toThrow(
+      /rewardModel: missing; recipe\.method "rloo" \(RLHF\) optimises the model against a registered reward model, its only reward: train one with a method "reward" run on preference pairs, then set rewardModel to its model package \(`tuneyard models`; tuneyard train --reward-model VERSION\) or its s3:\/\/ model data folder\. To reward with graders instead, use recipe\.method "grpo"/,
+    );
+    // graders do not stand in for it (they evaluate an rloo run, they do not reward it)
+    expect(() => request({ ...RLOO, rewardModel: undefined, graders: [EXACT] })).toThrow(/rewardModel: missing; recipe\.method "rloo"/);
+    expect(() => request({ ...RLOO, rewardModel: 'my-reward-model' })).toThrow(/rewardModel: must be a registered reward model: its model package version ARN/);
+    // rewardWeights are grpo's (rloo's one source needs no weight)
+    expect(() => request({ ...RLOO, recipe: { method: 'rloo', rewardWeights: { reward_model: 1 } } })).toThrow(/recipe\.rewardWeights: rewardWeights applies to method grpo only/);
+  });
+
+  test('is gated like lora (its eval loss ratio), or on its graders\' means alone when minGraderMean is set, as grpo', () => {
+    expect(request(RLOO).thresholds).toEqual({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
+    expect(request({ ...RLOO, graders: [EXACT], thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 } });
+    expect(() => request({ ...RLOO, thresholds: { minPreferenceAccuracy: 0.6 } })).toThrow(/thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" or "reward" only/);
+  });
+
+  test('is planned with the trainer method, the reward_model channel and hyperparameter, no graders channel for training (graders evaluate it), the reward model in its memory estimate and lineage', () => {
+    const plan = planRun(request({ ...RLOO, graders: [EXACT] }), SETTINGS);
+    expect(plan.hyperParameters).toMatchObject({
+      method: 'rloo', reward_model: REWARD_DATA, lora_r: '16', rloo_num_generations: '4', rloo_max_completion_length: '256', rloo_beta: '0.05', rloo_epsilon: '0.2', rloo_temperature: '1',
+    });
+    for (const key of ['graders', 'merge', 'reward_weights', 'grpo_num_generations']) expect(plan.hyperParameters).not.toHaveProperty(key);
+    expect(plan.inputDataConfig.map((c) => c.ChannelName)).toEqual(['train', 'eval', 'model', 'reward_model']);
+    expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toContain('graders');
+    expect(plan.evaluationHyperParameters).toMatchObject({ method: 'rloo' });
+    expect(plan.lineage).toMatchObject({ method: 'rloo', kind: 'generative', rewardModel: REWARD_DATA });
+    // the same memory as a grpo run rewarded by the same model with the same completions (the same TRL batching)
+    const grpo = planRun(request({ ...RLOO, recipe: { method: 'grpo', grpoNumGenerations: 4 } }), SETTINGS);
+    expect(plan.preflight.breakdown).toEqual(grpo.preflight.breakdown);
+    const graders = planRun(request({ ...RLOO, recipe: { method: 'grpo' }, rewardModel: undefined, graders: [EXACT] }), SETTINGS);
+    expect(plan.preflight.breakdown.weights - graders.preflight.breakdown.weights).toBeCloseTo((0.494 * 1e9 * 2) / 2 ** 30, 1);
+    // its completion length sizes the estimate
+    const long = planRun(request({ ...RLOO, recipe: { method: 'rloo', rlooMaxCompletionLength: 1536, gradientCheckpointing: false } }), SETTINGS);
+    const short = planRun(request({ ...RLOO, recipe: { method: 'rloo', rlooMaxCompletionLength: 64, gradientCheckpointing: false } }), SETTINGS);
+    expect(long.preflight.breakdown.activations).toBeGreaterThan(short.preflight.breakdown.activations);
+    expectValidRequests(requestsOf(plan));
+  });
+
+  test('a model package ARN is resolved from the registry and recorded in the lineage as named; a model not registered as a reward model is refused', () => {
+    const parsed = request({ ...RLOO, rewardModel: ARN });
+    expect(() => planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'generative' } })).toThrow(
+      /is registered as kind=generative, not as a reward model \(kind=reward\); an rloo run is optimised against a method "reward" run's model: name its model package \(`tuneyard models list`\), or train one with a method "reward" run\./,
+    );
+    const plan = planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'reward', baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/' } });
+    expect(plan.hyperParameters.reward_model).toBe(ARN);
+    expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
+    expect(plan.lineage.rewardModel).toBe(ARN);
+    expectValidRequests(requestsOf(plan));
+  });
+
+  test('fails at plan time when the reward model\'s folder could not be its lineage (the registry would refuse the model after training)', () => {
+    const odd = 's3://tuneyard-data/artifacts/rm (v2)/tuneyard-rm-train/output/model/';
+    expect(() => planRun(request({ ...RLOO, rewardModel: odd }), SETTINGS)).toThrow(
+      /rewardModel: "s3:\/\/tuneyard-data\/artifacts\/rm \(v2\)\/.*" has characters that CreateModelPackage\.CustomerMetadataProperties .* refuses \("\(", "\)"\)/,
+    );
+    const long = `s3://tuneyard-data/artifacts/${'r'.repeat(240)}/output/model/`;
+    expect(() => planRun(request({ ...RLOO, rewardModel: long }), SETTINGS)).toThrow(/rewardModel: "s3:.*" \(\d+ characters\) is \d+ characters, over the 256 that CreateModelPackage\.CustomerMetadataProperties/);
+  });
+
+  test('every other run records no reward model in its lineage', () => {
+    expect(planRun(request(), SETTINGS).lineage.rewardModel).toBe('none');
   });
 });

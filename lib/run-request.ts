@@ -22,7 +22,7 @@ import { closest } from './config';
 import { gpuInstance } from './instances';
 import { DATA_PREFIXES, DATASET_NAME_PATTERN, datasetVersionPrefix } from './layout';
 import { estimateTrainingMemory, MemoryBreakdown, resolveParameters } from './preflight';
-import { Recipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, resolveRecipe } from './recipe';
+import { completionsOf, isOnlineRl, ONLINE_RL_METHODS, Recipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters, resolveRecipe } from './recipe';
 
 /**
  * The run contract: a RunRequest is what `tuneyard train` builds and the state machine's
@@ -116,16 +116,16 @@ const ThresholdsSchema = z
  */
 function methodThresholds(method: Recipe['method'], thresholds: z.output<typeof ThresholdsSchema>): z.output<typeof ThresholdsSchema> {
   if (method === 'dpo' || method === 'reward') return { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy };
-  // grpo (a LoRA adapter, evaluated like lora's) gated on its graders' means does not minimise the loss of the eval
-  // set's reference answers, so the loss ratio is checked only when set; without minGraderMean it gates like lora
-  if (method === 'grpo' && thresholds.minGraderMean !== undefined && Object.keys(thresholds.minGraderMean).length > 0) return thresholds;
+  // grpo and rloo (a LoRA adapter, evaluated like lora's) gated on their graders' means do not minimise the loss of the
+  // eval set's reference answers, so the loss ratio is checked only when set; without minGraderMean they gate like lora
+  if (isOnlineRl(method) && thresholds.minGraderMean !== undefined && Object.keys(thresholds.minGraderMean).length > 0) return thresholds;
   return { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
 }
 
 /** A registered model package version: arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>. */
 export const MODEL_PACKAGE_ARN = /^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package\/[A-Za-z0-9](-*[A-Za-z0-9]){0,62}\/\d+$/;
 
-/** The name of a GRPO run's reward model among its reward sources (recipe.rewardWeights), as the trainer names it. */
+/** The name of a GRPO run's reward model among its reward sources (recipe.rewardWeights), as the trainer names it (an RLOO run's only source). */
 export const REWARD_MODEL_SOURCE = 'reward_model';
 
 export const RunRequestSchema = z.strictObject({
@@ -202,7 +202,7 @@ export const RunRequestSchema = z.strictObject({
     })
     .optional()
     .describe(
-      'recipe.method "grpo" only: the registered reward model that rewards each completion (a method "reward" run\'s model; lineage kind=reward): its model package version ARN or its s3:// model data folder under artifacts/. The training job reads it as its reward_model channel; its tokenizer must be the base model\'s. Default: none (the graders reward).',
+      'recipe.method "grpo" and "rloo" only (required by rloo): the registered reward model that rewards each completion (a method "reward" run\'s model; lineage kind=reward): its model package version ARN or its s3:// model data folder under artifacts/. The training job reads it as its reward_model channel; its tokenizer must be the base model\'s; the registered model\'s lineage records it (rewardModel). Default: none (grpo: the graders reward).',
     ),
   embeddingModel: z
     .string()
@@ -228,8 +228,22 @@ export const RunRequestSchema = z.strictObject({
     }
     if (request.recipe.method === 'reward') rewardProblems(request, ctx);
     if (request.recipe.method === 'grpo') grpoRequestProblems(request, ctx);
-    else if (request.rewardModel !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['rewardModel'], message: `a reward model rewards recipe.method "grpo" only (got "${request.recipe.method}"); remove rewardModel, or set recipe.method "grpo"` });
+    else if (request.recipe.method === 'rloo') {
+      if (request.rewardModel === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rewardModel'],
+          message:
+            'missing; recipe.method "rloo" (RLHF) optimises the model against a registered reward model, its only reward: train one with a method "reward" run on preference pairs, ' +
+            'then set rewardModel to its model package (`tuneyard models`; tuneyard train --reward-model VERSION) or its s3:// model data folder. To reward with graders instead, use recipe.method "grpo"',
+        });
+      }
+    } else if (request.rewardModel !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rewardModel'],
+        message: `a reward model rewards recipe.method ${ONLINE_RL_METHODS.map((m) => `"${m}"`).join(' or ')} only (got "${request.recipe.method}"); remove rewardModel, or set recipe.method "rloo" (RLHF against it) or "grpo"`,
+      });
     }
     thresholdProblems(request, ctx);
     if (request.deploy?.adapterName !== undefined && request.recipe.useDora) {
@@ -659,7 +673,7 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
   const rewardModel = rewardModelPlan(request, lookups, bucket);
   const estimate = estimateTrainingMemory({
     method: recipe.method,
-    grpoMaxCompletionLength: recipe.grpoMaxCompletionLength,
+    maxCompletionLength: isOnlineRl(recipe.method) ? completionsOf({ ...request.recipe, method: recipe.method }).maxCompletionLength : undefined,
     // a reward model of the same tokenizer family: its base model's size when the registry says it, else the policy's
     rewardModelParametersBillions: rewardModel ? rewardModelParameters(rewardModel.baseModel, parametersBillions) : undefined,
     parametersBillions,
@@ -754,7 +768,8 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
       channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'),
       evalChannel,
       ...modelChannel,
-      // grpo: its rewards, the graders.json the evaluation job reads too and the registered reward model's files
+      // grpo: its rewards, the graders.json the evaluation job reads too (rloo's graders only evaluate); grpo and rloo:
+      // the registered reward model's files
       ...(recipe.method === 'grpo' && gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
       ...(rewardModel ? [channel('reward_model', rewardModel.s3Uri)] : []),
     ],
@@ -798,6 +813,9 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
       // what the registered model is: a reward model (RL runs name it as their reward) or a model that generates
       kind: recipe.method === 'reward' ? 'reward' : 'generative',
       recipe: lineageRecipe(request.recipe),
+      // what an RL run was rewarded by: the model package ARN or s3:// folder the request named; 'none' otherwise (the
+      // Register state maps every key, and a JSONPath to a missing one would fail the execution)
+      rewardModel: request.rewardModel ?? NO_REWARD_MODEL,
       trainingJobName,
       ...(request.runName ? { runName: request.runName } : {}),
     },
@@ -814,8 +832,11 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
   return plan;
 }
 
+/** The lineage `rewardModel` of a run that no reward model rewarded. */
+export const NO_REWARD_MODEL = 'none';
+
 /**
- * The reward_model channel of a grpo run: an s3:// model data folder under artifacts/ as given, or the model data of
+ * The reward_model channel of a grpo or rloo run: an s3:// model data folder under artifacts/ as given, or the model data of
  * the model package PlanRun read, which must be registered as a reward model (lineage kind=reward).
  */
 function rewardModelPlan(request: RunRequest, lookups: PlanLookups, bucket: string): { s3Uri: string; baseModel?: string } | undefined {
@@ -835,7 +856,9 @@ function rewardModelPlan(request: RunRequest, lookups: PlanLookups, bucket: stri
     if (registered.kind !== 'reward') {
       throw new RunRequestError(
         `rewardModel: ${echoValue(named)} is registered as ${registered.kind === undefined ? 'a model without a lineage kind' : `kind=${registered.kind}`}, not as a reward model (kind=reward); ` +
-          'a grpo run is rewarded by a method "reward" run\'s model: name its model package (`tuneyard models list`), or remove rewardModel and reward with graders.',
+          (request.recipe.method === 'rloo'
+            ? 'an rloo run is optimised against a method "reward" run\'s model: name its model package (`tuneyard models list`), or train one with a method "reward" run.'
+            : 'a grpo run is rewarded by a method "reward" run\'s model: name its model package (`tuneyard models list`), or remove rewardModel and reward with graders.'),
       );
     }
     uri = registered.modelDataS3Uri;
@@ -1016,7 +1039,7 @@ function apiLimitProblems(plan: RunPlan): string[] {
   for (const [limit, value, member] of planned) check(limit, value, member, 'the plane settings', 'Check the plane\'s bucket name and keys.');
   // The lineage, and the eval report's URI the registry adds to it.
   const lineage: Record<string, string> = { ...plan.lineage, evalReport: plan.evalReport.s3Uri };
-  const lineageFields: Record<string, string> = { baseModel: 'baseModel', datasetName: 'dataset.name', datasetSha256: 'dataset.sha256', runName: 'runName', recipe: 'recipe' };
+  const lineageFields: Record<string, string> = { baseModel: 'baseModel', datasetName: 'dataset.name', datasetSha256: 'dataset.sha256', runName: 'runName', recipe: 'recipe', rewardModel: 'rewardModel' };
   if (Object.keys(lineage).length > CUSTOMER_METADATA.max!) problems.push(`the lineage has ${Object.keys(lineage).length} entries, over the ${CUSTOMER_METADATA.max} that CreateModelPackage takes.`);
   for (const [key, value] of Object.entries(lineage)) {
     const field = lineageFields[key] ?? `lineage ${key}`;

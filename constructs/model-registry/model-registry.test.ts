@@ -90,6 +90,7 @@ describe('ModelRegistry', () => {
         'datasetSha256.$': '$.plan.lineage.datasetSha256',
         'method.$': '$.plan.lineage.method',
         'kind.$': '$.plan.lineage.kind',
+        'rewardModel.$': '$.plan.lineage.rewardModel',
         'trainingJobName.$': '$.training.TrainingJobName',
         'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
         'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",
@@ -108,7 +109,11 @@ describe('ModelRegistry', () => {
       expect('{"method":"qlora","loraR":16}').not.toMatch(METADATA_VALUE);
       expect(LINEAGE_KEYS).not.toContain('recipe');
       // what the other values look like at run time passes
-      for (const value of ['tuneyard-support-1a2b3c4d5e6f-train', 's3://data/eval-reports/run-1/eval.json', 'meta-llama/Llama-3.1-8B-Instruct', '0.93', 'null', '1.5E-4']) {
+      for (const value of [
+        'tuneyard-support-1a2b3c4d5e6f-train', 's3://data/eval-reports/run-1/eval.json', 'meta-llama/Llama-3.1-8B-Instruct', '0.93', 'null', '1.5E-4',
+        // a reward model (the model package ARN or s3:// folder an RL run named), or none
+        'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/3', 's3://data/artifacts/rm-run/tuneyard-rm-run-train/output/model/', 'none',
+      ]) {
         expect(value).toMatch(METADATA_VALUE);
       }
     });

@@ -55,7 +55,8 @@ export interface RegisterStateOptions {
  * spaces and `_ . : / = + - @` (planRun refuses a run whose values would break that). The recipe
  * goes into the ModelPackageDescription, as `lineageRecipe` writes it (`name=value` pairs). `kind` says what the model
  * is: `reward` for a reward model (recipe method `reward`: a sequence-classification model with one score, which RL
- * runs name as their reward), `generative` for every other method.
+ * runs name as their reward), `generative` for every other method. `rewardModel` says what an RL run (method grpo or
+ * rloo) was rewarded by: the model package ARN or s3:// model folder its request named, `none` for every other run.
  */
 export const LINEAGE_KEYS = [
   'runId',
@@ -64,6 +65,7 @@ export const LINEAGE_KEYS = [
   'datasetSha256',
   'method',
   'kind',
+  'rewardModel',
   'trainingJobName',
   'evalLossRatio',
   'forgettingIncrease',
@@ -116,7 +118,8 @@ export class ModelRegistry extends Construct {
    *   else `PendingManualApproval`; computed by `planRun`).
    * - Model data: the uncompressed training output `$.plan.modelArtifactS3Uri` (S3Prefix, no compression).
    * - Lineage (CustomerMetadataProperties, {@link LINEAGE_KEYS}): from `$.plan.lineage` (runId,
-   *   baseModel, datasetName, datasetSha256, method, kind: `reward` or `generative`), `$.training.TrainingJobName`,
+   *   baseModel, datasetName, datasetSha256, method, kind: `reward` or `generative`, rewardModel: what an RL run was
+   *   rewarded by or `none`), `$.training.TrainingJobName`,
    *   `$.report.evalLossRatio` and `$.report.forgettingIncrease` (numbers, or null without a
    *   probe), and the report's URI.
    * - Description: `Tuneyard run <runId>; recipe <$.plan.lineage.recipe>` (the recipe's
@@ -157,6 +160,7 @@ export class ModelRegistry extends Construct {
             'datasetSha256.$': '$.plan.lineage.datasetSha256',
             'method.$': '$.plan.lineage.method',
             'kind.$': '$.plan.lineage.kind',
+            'rewardModel.$': '$.plan.lineage.rewardModel',
             'trainingJobName.$': '$.training.TrainingJobName',
             'evalLossRatio.$': "States.Format('{}', $.report.evalLossRatio)",
             'forgettingIncrease.$': "States.Format('{}', $.report.forgettingIncrease)",
