@@ -9,7 +9,7 @@
 
 import definition from '../../training-images/trainer/tuneyard_trainer/formats.json';
 import { RowHasher } from './row-hashes';
-import type { Method } from '../methods';
+import { isOnlineRl, type Method } from '../methods';
 
 /** The formats of a JSONL dataset: the internal form every row is mapped to, whatever dialect it came in. */
 export const DATASET_FORMATS = ['chat', 'prompt-completion', 'alpaca', 'text', 'preference', 'preference-chat'] as const;
@@ -54,7 +54,7 @@ export type DatasetErrorCode =
   | 'not-preference'
   | 'preference-for-sft'
   | 'identical-pair'
-  /** Method grpo: a row that is not prompt-only ({@link promptOnlyRowProblem}). */
+  /** Methods grpo and rloo: a row that is not prompt-only ({@link promptOnlyRowProblem}). */
   | 'not-prompt-only'
   | 'empty-file'
   /** TypeScript only: a line longer than the validator's `maxLineBytes` (the row cannot be read in bounded memory). */
@@ -657,9 +657,9 @@ function toolsTokens(value: unknown): number {
 }
 
 /**
- * Why a JSON value is not a prompt-only row (method grpo), or undefined when it is one: `{"messages": [...]}` (a
+ * Why a JSON value is not a prompt-only row (methods grpo and rloo, ONLINE_RL_METHODS), or undefined when it is one: `{"messages": [...]}` (a
  * chat ending with the user turn the model answers) or `{"prompt": "..."}` / `{"prompt": [...messages]}`. The
- * trainer's rule (training-images/trainer/tuneyard_trainer/grpo.py `read_prompt_rows`), with its messages; extra
+ * trainer's rule (training-images/trainer/tuneyard_trainer/grpo.py `read_prompt_rows`, which rloo.py reads its rows with too), with its messages; extra
  * keys are kept (the graders read them as the row).
  */
 export function promptOnlyRowProblem(row: unknown): string | undefined {
@@ -689,10 +689,10 @@ export function methodError(format: DatasetFormat | null, rows: number, method?:
   }
   if (format === null || method === undefined) return undefined;
   const preference = PREFERENCE_FORMATS.includes(format);
-  if (method === 'grpo') {
+  if (isOnlineRl(method)) {
     // its rows are judged by promptOnlyRowProblem (the report's promptOnly); pairs are never prompt-only
     return preference
-      ? { line: 1, code: 'not-prompt-only', message: `method grpo trains on prompt-only rows ({"messages": [... a user turn]} or {"prompt": ...}); the file holds preference pairs (${format}). Keep each row's prompt only, or use method dpo` }
+      ? { line: 1, code: 'not-prompt-only', message: `method ${method} trains on prompt-only rows ({"messages": [... a user turn]} or {"prompt": ...}); the file holds preference pairs (${format}). Keep each row's prompt only, or use method dpo` }
       : undefined;
   }
   const pairs = method === 'dpo' || method === 'reward'; // DPO and reward models train on preference pairs

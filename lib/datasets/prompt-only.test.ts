@@ -5,7 +5,7 @@ import { checkDatasetFiles, CheckDatasetOptions, datasetVerdict, DatasetValidato
 import { promptOnlyRowProblem } from './formats';
 
 /**
- * Method grpo trains on prompt-only rows: the TypeScript rule (formats.ts promptOnlyRowProblem) against the trainer's
+ * Methods grpo and rloo train on prompt-only rows (rloo.py reads them with grpo.py's read_prompt_rows): the TypeScript rule (formats.ts promptOnlyRowProblem) against the trainer's
  * (grpo.py read_prompt_rows), fed the rows the trainer's tests accept and refuse (tests/test_grpo.py prompt_rows and
  * test_bad_configs_fail_before_weights_load), with the trainer's own messages.
  */
@@ -63,7 +63,7 @@ describe('prompt-only rows (method grpo)', () => {
     const result = await check(train);
     expect(result.ok).toBe(false);
     expect(result.train.errorCount).toBe(1);
-    expect(result.train.errors).toEqual([{ line: 2, code: 'not-prompt-only', message: `${REFUSED[0][1]} (method grpo trains on prompt-only rows)` }]);
+    expect(result.train.errors).toEqual([{ line: 2, code: 'not-prompt-only', message: `${REFUSED[0][1]} (methods grpo and rloo train on prompt-only rows)` }]);
     expect(result.train.errorGroups).toEqual([expect.objectContaining({ code: 'not-prompt-only', count: 1, lines: [2] })]);
   });
 
@@ -83,5 +83,21 @@ describe('prompt-only rows (method grpo)', () => {
     const verdict = datasetVerdict({ train: old }, { method: 'grpo' });
     expect(verdict.ok).toBe(false);
     expect(verdict.train.errors[0].message).toMatch(/predates method grpo.*upload the dataset again/);
+    expect(datasetVerdict({ train: old }, { method: 'rloo' }).ok).toBe(false);
+  });
+
+  test('rloo: the same rows as grpo (a training file of prompts passes, its eval file keeps answers), pairs refused naming rloo, answers refused at their line', async () => {
+    const train = jsonl(...ACCEPTED);
+    const evalFile = jsonl({ messages: [{ role: 'user', content: 'Translate to French: fish' }, { role: 'assistant', content: 'poisson' }] });
+    const rloo = await check(train, evalFile, { method: 'rloo' });
+    expect(rloo.ok).toBe(true);
+    expect(rloo.train.validRows).toBe(ACCEPTED.length);
+    expect(rloo.train.method).toBe('rloo');
+    const pairs = await check(jsonl({ prompt: 'p', chosen: 'a', rejected: 'b' }), undefined, { method: 'rloo' });
+    expect(pairs.ok).toBe(false);
+    expect(pairs.train.errors[0]).toEqual(expect.objectContaining({ code: 'not-prompt-only', message: expect.stringMatching(/^method rloo trains on prompt-only rows .*preference pairs \(preference\).*or use method dpo$/) }));
+    const answered = await check(jsonl(ACCEPTED[0], REFUSED[0][0]), undefined, { method: 'rloo' });
+    expect(answered.ok).toBe(false);
+    expect(answered.train.errors).toEqual([{ line: 2, code: 'not-prompt-only', message: `${REFUSED[0][1]} (methods grpo and rloo train on prompt-only rows)` }]);
   });
 });

@@ -18,7 +18,7 @@ import {
 import { contentHash } from './content';
 import { binaryFileMessage, SNIFF_BYTES } from './inputs';
 import { RowHashes } from './row-hashes';
-import type { Method } from '../methods';
+import { isOnlineRl, type Method } from '../methods';
 
 /**
  * The codes of a report's errors: the per-row codes of the shared corpus ({@link DatasetErrorCode}) plus
@@ -151,9 +151,9 @@ export interface DatasetReport {
   readonly contamination?: { readonly count: number; readonly examples: Array<{ line: number; trainLine: number }> };
   readonly tokens: TokenStats;
   /**
-   * The rows judged as prompt-only rows (method grpo, {@link promptOnlyRowProblem}), beside the format rules: the
-   * rows that are prompt-only, and the first problems (lines that are not JSON objects are the report's own errors).
-   * Absent from reports stored before method grpo.
+   * The rows judged as prompt-only rows (methods grpo and rloo, {@link promptOnlyRowProblem}), beside the format
+   * rules: the rows that are prompt-only, and the first problems (lines that are not JSON objects are the report's own
+   * errors). Absent from reports stored before method grpo.
    */
   readonly promptOnly?: { readonly validRows: number; readonly errorCount: number; readonly errors: ReportError[] };
 }
@@ -418,7 +418,7 @@ export class DatasetValidator {
     }
     const promptProblem = promptOnlyRowProblem(value);
     if (promptProblem === undefined) this.promptOnly.validRows++;
-    else if (this.promptOnly.errorCount++ < this.maxErrors) this.promptOnly.errors.push({ line: this.line, code: 'not-prompt-only', message: `${promptProblem} (method grpo trains on prompt-only rows)` });
+    else if (this.promptOnly.errorCount++ < this.maxErrors) this.promptOnly.errors.push({ line: this.line, code: 'not-prompt-only', message: `${promptProblem} (methods grpo and rloo train on prompt-only rows)` });
     const dialect = detectDialect(value);
     if (dialect === null) {
       this.addError(
@@ -531,12 +531,12 @@ export class DatasetValidator {
 /**
  * The report of a file for a training method and `max_length`: adds the file-level method error
  * (`not-preference`, `preference-for-sft`) and counts the rows over `maxLength`. Lets one stored,
- * method-independent report of an immutable dataset version serve every run. Method grpo judges a training file
- * (`trainingFile`, the default) by its prompt-only rows instead; its eval file keeps the formats' rules.
+ * method-independent report of an immutable dataset version serve every run. Methods grpo and rloo judge a training
+ * file (`trainingFile`, the default) by its prompt-only rows instead; their eval file keeps the formats' rules.
  */
 export function reportForMethod(report: DatasetReport, method: Method, maxLength?: number, maxErrors = 50, trainingFile = true): DatasetReport {
-  // grpo trains on prompt-only rows; its eval file keeps reference answers (the eval job evaluates the adapter like lora)
-  if (method === 'grpo' && trainingFile) report = promptOnlyReport(report, maxErrors);
+  // grpo and rloo train on prompt-only rows; their eval file keeps reference answers (the eval job evaluates the adapter like lora)
+  if (isOnlineRl(method) && trainingFile) report = promptOnlyReport(report, maxErrors);
   const error = report.rows === 0 ? undefined : methodError(report.format, report.rows, method);
   const tokens = report.tokens;
   const sameLimit = maxLength === tokens.maxLength;
@@ -563,7 +563,7 @@ export function reportForMethod(report: DatasetReport, method: Method, maxLength
 const FILE_ERRORS: readonly ReportErrorCode[] = ['invalid-utf8', 'invalid-json', 'not-object', 'line-too-long', 'binary-file', 'json-array', 'empty-file'];
 
 /**
- * Method grpo: the report judged on prompt-only rows (its `promptOnly`) instead of the formats' rules, which want
+ * Methods grpo and rloo: the report judged on prompt-only rows (its `promptOnly`) instead of the formats' rules, which want
  * an answer in every row; the errors of the file and of lines that are not JSON objects stay.
  */
 function promptOnlyReport(report: DatasetReport, maxErrors: number): DatasetReport {
@@ -573,7 +573,7 @@ function promptOnlyReport(report: DatasetReport, maxErrors: number): DatasetRepo
   const promptOnly = report.promptOnly ?? {
     validRows: 0,
     errorCount: 1,
-    errors: [{ line: 1, code: 'not-prompt-only' as const, message: 'the stored validation report predates method grpo (it has no prompt-only check); upload the dataset again as a new version' }],
+    errors: [{ line: 1, code: 'not-prompt-only' as const, message: 'the stored validation report predates method grpo (it has no prompt-only check, which methods grpo and rloo need); upload the dataset again as a new version' }],
   };
   const groups = new Map<string, ErrorGroup>();
   for (const e of promptOnly.errors) {

@@ -209,3 +209,21 @@ test('method grpo: a training file of prompt-only rows passes, judged from the s
   // AND the same stored report refuses the version for lora (its rows have no answers to train on)
   await expect(validateDatasetVersion(input({ method: 'lora' }), { s3, bucket: 'data' })).rejects.toMatchObject({ name: 'DatasetInvalid' });
 });
+
+test('method rloo: judged like grpo on prompt-only rows, from the same stored report; a training file with answers is refused naming its line', async () => {
+  // GIVEN a version of prompts, validated once for grpo (the report stored)
+  const s3 = bucketWith({ 'eval.jsonl': 'chat.jsonl' });
+  const prompts = [{ messages: [{ role: 'user', content: 'Write a haiku about rain.' }] }, { prompt: 'Summarise: the cat sat on the mat.' }];
+  s3.objects.set(`${PREFIX}train.jsonl`, Buffer.from(prompts.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+  await validateDatasetVersion(input({ method: 'grpo' }), { s3, bucket: 'data' });
+  // WHEN validated for rloo
+  const out = await validateDatasetVersion(input({ method: 'rloo' }), { s3, bucket: 'data' });
+  // THEN the stored report serves it and it passes
+  expect(out).toMatchObject({ ok: true, reused: true, errorCount: 0 });
+  // AND a version whose training rows carry answers (corpus chat rows) is refused for rloo at the first such line
+  const answered = bucketWith({ 'train.jsonl': 'chat.jsonl', 'eval.jsonl': 'chat.jsonl' });
+  await expect(validateDatasetVersion(input({ method: 'rloo' }), { s3: answered, bucket: 'data' })).rejects.toMatchObject({
+    name: 'DatasetInvalid',
+    message: expect.stringMatching(/train\.jsonl:1: .*must end with a user message .*\(methods grpo and rloo train on prompt-only rows\)/),
+  });
+});
