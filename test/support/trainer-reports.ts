@@ -74,3 +74,13 @@ export function movedRewardReport(preferred: number): any {
   report.preference.accuracy = preferred / report.preference.pairs;
   return report;
 }
+
+/**
+ * The eval.json the real trainer wrote for an online RL run's LoRA adapter: the evaluation job PlanRun plans for the
+ * grpo or rloo request of constructs/fine-tuning-pipeline/handler/read-eval-report-rl.test.ts (test/fixtures/contracts/
+ * rl-eval-jobs.json), run on the toy adapter of training-images/trainer/tests/test_grpo.py or test_rloo.py: its losses
+ * on the eval set's reference answers and the grader has_a on its greedy answers, base and tuned.
+ */
+export function rlTrainerReport(method: 'grpo' | 'rloo'): any {
+  return fixture(`eval-report-${method}.json`);
+}

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, WORDS, Job, build_tokenizer, dpo_rows, sft_rows
+from conftest import FAST, REPO_ROOT, WORDS, Job, build_tokenizer, dpo_rows, sft_rows
+from test_evaluate import check_fixture
 
 from tuneyard_trainer import graders as graders_module
 from tuneyard_trainer import grpo
@@ -21,6 +22,8 @@ from tuneyard_trainer.config import ConfigError, from_hyperparameters
 from tuneyard_trainer.metrics import METRICS, PREFIX
 
 CONTAINS_A = {"type": "regex", "name": "has_a", "input": "{{ sample.output_text }}", "pattern": "a"}
+# The evaluation jobs PlanRun plans for grpo and rloo requests (written by the pipeline's TypeScript test).
+RL_EVAL_JOBS = REPO_ROOT / "test" / "fixtures" / "contracts" / "rl-eval-jobs.json"
 MENTIONS_REFERENCE = {
     "type": "string_check", "name": "says_ref", "input": "{{ sample.output_text }}",
     "reference": "{{ item.reference }}", "operation": "ilike",
@@ -151,19 +154,49 @@ def test_grpo_with_a_grader_raises_the_reward_and_keeps_kl_bounded(toy_run):
     assert (job.model_dir / "adapter.tar.gz").is_file()
 
 
-def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, toy_run):
-    """What gates a model can train it: the eval job's graders (the same definition) score the GRPO adapter's greedy
-    answers above the base model's (eval.json, the figures the gate reads)."""
-    trained, _ = toy_run
-    job = make_job("evaluate-grpo").configure(
-        {"graders": json.dumps([CONTAINS_A]), "max_new_tokens": 4}, eval=sft_rows()
-    )
+def planned_evaluation(method: str) -> dict:
+    """The evaluation job PlanRun plans for a `method` request whose graders and thresholds suit the toy task
+    (test/fixtures/contracts/rl-eval-jobs.json, which constructs/fine-tuning-pipeline/handler/read-eval-report-rl.test.ts
+    writes from the real planRun and whose gate test reads the eval.json this job writes)."""
+    cases = json.loads(RL_EVAL_JOBS.read_text(encoding="utf-8"))["cases"]
+    return next(case for case in cases if case["request"]["recipe"]["method"] == method)
+
+
+def run_planned_evaluation(make_job, trained: Job, planned: dict, name: str) -> dict:
+    """Runs `evaluate` on a training job's output as PlanRun plans the evaluation job: its hyperparameters, its
+    graders channel (the graders.json PlanRun writes) and no other channel than the plan's; returns eval.json."""
+    job = make_job(name).configure(planned["evaluationHyperParameters"], eval=sft_rows())
     (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
+    if planned["gradersFile"] is not None:
+        folder = job.root / "input" / "data" / "graders"
+        folder.mkdir(parents=True)
+        (folder / "graders.json").write_text(planned["gradersFile"], encoding="utf-8")
+    channels = sorted(path.name for path in (job.root / "input" / "data").iterdir())
+    assert channels == sorted(planned["evaluationChannels"]), (channels, planned["evaluationChannels"])
     assert job.run("evaluate") == 0, job.failure
-    report = json.loads((job.model_dir / "eval.json").read_text())["graders"]
-    base, tuned = report["base"]["has_a"]["mean"], report["tuned"]["has_a"]["mean"]
-    print(f"eval job, grader has_a over 20 prompts: base {base:.2f}, GRPO-tuned {tuned:.2f}")
+    return json.loads((job.model_dir / "eval.json").read_text())
+
+
+def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, toy_run):
+    """What gates a model can train it: the evaluation job PlanRun plans for a grpo request rewarded by has_a (its
+    graders channel holds the same definition) scores the GRPO adapter's greedy answers above the base model's, in the
+    eval.json the gate reads (committed as eval-report-grpo.json for the pipeline's ReadEvalReport test)."""
+    trained, _ = toy_run
+    planned = planned_evaluation("grpo")
+    assert json.loads(planned["gradersFile"]) == [CONTAINS_A]  # the grader the toy run trained with
+    # answers as long as the completions it trained on (evaluation.maxNewTokens = recipe.grpoMaxCompletionLength)
+    assert planned["evaluationHyperParameters"]["max_new_tokens"] == str(GRPO_FAST["grpo_max_completion_length"])
+    report = run_planned_evaluation(make_job, trained, planned, "evaluate-grpo")
+    graders = report["graders"]
+    base, tuned = graders["base"]["has_a"]["mean"], graders["tuned"]["has_a"]["mean"]
+    print(
+        f"eval job, grader has_a over 20 prompts: base {base:.2f}, GRPO-tuned {tuned:.2f}; "
+        f"eval_loss_ratio {report['eval_loss_ratio']:.3f} (reference answers, which GRPO does not train on)"
+    )
     assert tuned >= base + 0.3 and tuned >= 0.7, (base, tuned)
+    assert tuned >= planned["thresholds"]["minGraderMean"]["has_a"]  # the planned gate passes it
+    assert graders["tuned"]["has_a"]["graded"] == 20 and graders["tuned"]["has_a"]["error_count"] == 0
+    check_fixture("eval-report-grpo.json", report)
 
 
 def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir):

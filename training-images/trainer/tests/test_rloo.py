@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST, Job
-from test_grpo import add_reward_model_channel, build_reward_model, metric_lines, prompt_rows
+from test_evaluate import check_fixture
+from test_grpo import (
+    add_reward_model_channel,
+    build_reward_model,
+    metric_lines,
+    planned_evaluation,
+    prompt_rows,
+    run_planned_evaluation,
+)
 
 from tuneyard_trainer import rloo
 from tuneyard_trainer.config import ConfigError, from_hyperparameters
@@ -124,6 +132,27 @@ def test_the_adapter_is_written_and_loads(rlhf_run, base_model_dir):
     definitions = json.loads((Path(rloo.__file__).parents[1] / "metrics.json").read_text())
     for definition in [d for d in definitions if METRICS[d["Name"]].startswith("RLOO:")]:
         assert len(re.findall(definition["Regex"], stdout)) == 30, definition
+
+
+def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(make_job, rlhf_run):
+    """The evaluation job of an online RL run on the RLHF adapter: the grader has_a (the signal the reward model learnt
+    from its pairs) scores its greedy answers, base and tuned, in the eval.json the gate reads (committed as
+    eval-report-rloo.json for the pipeline's ReadEvalReport test). PlanRun does not plan method rloo yet: the job is
+    the one it plans for the grpo request, whose every setting is the method's own but `method`, which evaluate reads
+    from the adapter's training_config.json (the hyperparameter is informative)."""
+    trained, _, _ = rlhf_run
+    planned = planned_evaluation("grpo")
+    report = run_planned_evaluation(make_job, trained, planned, "evaluate-rloo")
+    graders = report["graders"]
+    base, tuned = graders["base"]["has_a"]["mean"], graders["tuned"]["has_a"]["mean"]
+    print(
+        f"eval job on the RLOO adapter, grader has_a over 20 prompts: base {base:.2f}, tuned {tuned:.2f}; "
+        f"eval_loss_ratio {report['eval_loss_ratio']:.3f}"
+    )
+    assert report["generation"]["identical_answers"] < report["generation"]["items"]  # the adapter answers otherwise
+    assert tuned > base, (base, tuned)
+    assert graders["tuned"]["has_a"]["graded"] == 20 and report.get("preference") is None
+    check_fixture("eval-report-rloo.json", report)
 
 
 def test_the_reference_is_the_base_with_the_adapter_disabled(job, reward_model):

@@ -1,0 +1,182 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { RunPlan } from '../../../lib/run-request';
+import { rlTrainerReport } from '../../../test/support/trainer-reports';
+import { PlanRunEnvironment, planRunAndWriteGraders } from './plan-run';
+import { readEvalReport, ReadEvalReportEvent } from './read-eval-report';
+
+/**
+ * The eval gate applied to online RL runs like any other: a grpo request goes through the real PlanRun (its
+ * thresholds, defaults applied, and the evaluation job it plans), the evaluation job the plan describes runs on the
+ * trainer's toy GRPO adapter (training-images/trainer/tests/test_grpo.py reads the plan from
+ * test/fixtures/contracts/rl-eval-jobs.json, which this file writes, and commits the eval.json it gets as
+ * eval-report-grpo.json), and ReadEvalReport gates that eval.json with the plan's thresholds, as the state machine
+ * passes them.
+ */
+const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'contracts', 'rl-eval-jobs.json');
+
+const ENV: PlanRunEnvironment = {
+  bucketName: 'data-bucket',
+  volumeKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k',
+  outputKmsKeyArn: 'arn:aws:kms:us-east-1:123456789012:key/k',
+  allowHubModels: false,
+  deployStage: false,
+};
+
+/** test_grpo.py CONTAINS_A: the toy task's verifiable reward, and the figure its gate reads. */
+const HAS_A = { type: 'regex', name: 'has_a', input: '{{ sample.output_text }}', pattern: 'a' };
+
+/**
+ * The grpo request of the toy run (test_grpo.py toy_run, in recipe fields): rewarded by has_a, gated on has_a's
+ * mean, its answers evaluated at the length it trained on (evaluation.maxNewTokens = grpoMaxCompletionLength).
+ */
+const grpoRequest = (thresholds: Record<string, unknown> = { minGraderMean: { has_a: 0.7 } }, extra: Record<string, unknown> = {}) => ({
+  dataset: { name: 'translate', sha256: 'd'.repeat(64) },
+  baseModel: 's3://data-bucket/base-models/qwen2.5-0.5b/',
+  recipe: {
+    method: 'grpo',
+    grpoNumGenerations: 8,
+    grpoMaxCompletionLength: 4,
+    grpoTemperature: 1,
+    grpoBeta: 0.04,
+    grpoLengthGuard: 'none',
+    batchSize: 16,
+    gradientAccumulation: 1,
+    learningRate: 1e-2,
+    lrScheduler: 'constant',
+    warmupRatio: 0,
+    maxSteps: 30,
+    loraR: 8,
+    loraAlpha: 16,
+    loraDropout: 0,
+  },
+  graders: [HAS_A],
+  evaluation: { maxNewTokens: 4 },
+  thresholds,
+  ...extra,
+});
+
+/** What the PlanRun handler leaves at `$.plan`, and the graders.json it writes (the evaluation job's graders channel). */
+async function plan(request: unknown): Promise<RunPlan & { gradersBody: string | null }> {
+  const written: string[] = [];
+  const s3 = { send: async (command: PutObjectCommand) => written.push(String(command.input.Body)) };
+  const { plan: planned } = await planRunAndWriteGraders({ request }, ENV, s3);
+  expect(written).toHaveLength(planned.gradersFile === null ? 0 : 1);
+  return { ...planned, gradersBody: written[0] ?? null };
+}
+
+/** The ReadEvalReport state's input, built from the plan as the state machine builds it (fine-tuning-pipeline.ts). */
+function gateEvent(planned: RunPlan): ReadEvalReportEvent {
+  return { reportUri: planned.evalReport.s3Uri, thresholds: planned.thresholds, forgettingProbe: planned.forgettingProbe, benchmarks: planned.benchmarks, judge: null };
+}
+
+/** An S3 that holds one object: the report at the plan's eval report key. */
+function s3Holding(planned: RunPlan, report: unknown) {
+  const bytes = Buffer.from(JSON.stringify(report));
+  return {
+    send: (async (command: any) => {
+      if (command.input.Bucket !== planned.evalReport.bucket || command.input.Key !== planned.evalReport.key) throw Object.assign(new Error('no'), { name: 'NoSuchKey' });
+      return { ContentLength: bytes.length, Body: { transformToByteArray: async () => new Uint8Array(bytes) } };
+    }) as any,
+  };
+}
+
+async function gate(request: unknown, report: unknown) {
+  const planned = await plan(request);
+  return readEvalReport(gateEvent(planned), s3Holding(planned, report));
+}
+
+const round = (n: number) => Number(n.toPrecision(4));
+
+describe('PlanRun plans the evaluation job of a grpo run that the trainer tests run', () => {
+  test('rl-eval-jobs.json is what the real PlanRun plans (TUNEYARD_UPDATE_FIXTURES=1 rewrites it; the trainer tests read it)', async () => {
+    const cases = [];
+    for (const request of [grpoRequest()]) {
+      const planned = await plan(request);
+      cases.push({
+        request,
+        evaluationHyperParameters: planned.evaluationHyperParameters,
+        evaluationChannels: planned.evaluationInputDataConfig.map((c) => c.ChannelName),
+        // the bytes PlanRun wrote to graders.json, the evaluation job's graders channel
+        gradersFile: planned.gradersBody,
+        thresholds: planned.thresholds,
+      });
+    }
+    const written = {
+      description:
+        'The evaluation jobs PlanRun plans for online RL requests (constructs/fine-tuning-pipeline/handler/read-eval-report-rl.test.ts writes this file; ' +
+        'TUNEYARD_UPDATE_FIXTURES=1 rewrites it). training-images/trainer/tests/test_grpo.py and test_rloo.py run the job on their toy adapters and ' +
+        'commit the eval.json they get (eval-report-<method>.json), which the same TypeScript test gates with the planned thresholds.',
+      cases,
+    };
+    if (process.env.TUNEYARD_UPDATE_FIXTURES === '1') fs.writeFileSync(FIXTURE, `${JSON.stringify(written, null, 2)}\n`);
+    expect(JSON.parse(fs.readFileSync(FIXTURE, 'utf8'))).toEqual(written);
+  });
+
+  test('the gate of a grpo run with minGraderMean is the graders\' means (and the probe): its eval loss ratio is not checked', async () => {
+    expect((await plan(grpoRequest())).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
+  });
+});
+
+// The eval.json of each toy adapter: GRPO rewarded by has_a (test_grpo.py), RLOO against a reward model trained on pairs
+// that separate texts with an "a" from texts without (test_rloo.py). PlanRun does not plan method rloo yet: its adapter
+// was evaluated by the job planned for the grpo request (the same job but for the informative `method`
+// hyperparameter) and is gated here with that request's thresholds, the parts of the gate that do not depend on the method.
+describe.each([
+  ['grpo', 'the GRPO adapter'],
+  ['rloo', 'the RLOO adapter'],
+] as const)('the eval gate on %s: the real plan against the eval.json the real trainer wrote for %s', (method) => {
+  const REPORT = rlTrainerReport(method);
+  const tuned = REPORT.graders.tuned.has_a.mean as number;
+  const base = REPORT.graders.base.has_a.mean as number;
+
+  test('passes the adapter on the grader, the figures in the summary', async () => {
+    // GIVEN the real report: has_a scores the tuned model's greedy answers above the base's
+    expect(tuned).toBeGreaterThanOrEqual(0.7);
+    expect(tuned).toBeGreaterThan(base);
+    // WHEN ReadEvalReport reads it with the plan's thresholds
+    const result = await gate(grpoRequest(), REPORT);
+    // THEN it passes, and the summary shows the grader beside its minimum and the loss ratio it did not gate on
+    expect(result).toMatchObject({ passed: true, failures: [], examples: REPORT.examples, judge: null, preference: null, forgettingIncrease: null });
+    expect(result.graders!.tuned.has_a).toMatchObject({ mean: tuned, graded: REPORT.graders.tuned.has_a.graded, error_count: 0 });
+    expect(result.summary).toContain(`grader has_a=${round(tuned)} (base ${round(base)}; min 0.7)`);
+    expect(result.summary).toContain(`eval_loss_ratio=${round(result.evalLossRatio)} (max none)`);
+  });
+
+  test('fails when the minimum is above the measured mean: the rejection names the grader, its mean and the minimum', async () => {
+    const minimum = Math.round((tuned + 0.01) * 1000) / 1000; // just above what the adapter scored
+    const result = await gate(grpoRequest({ minGraderMean: { has_a: minimum } }), REPORT);
+    expect(result.passed).toBe(false);
+    expect(result.failures).toEqual([`grader has_a mean ${round(tuned)} is below the minimum ${minimum}`]);
+    expect(result.summary).toMatch(new RegExp(`^rejected: grader has_a mean ${round(tuned)} is below the minimum ${minimum} \\| .*grader has_a=${round(tuned)} \\(base ${round(base)}; min ${minimum}\\)`));
+    // at the measured mean itself it passes (the minimum is inclusive)
+    expect((await gate(grpoRequest({ minGraderMean: { has_a: tuned } }), REPORT)).passed).toBe(true);
+  });
+
+  test.each([
+    ['without grader results (an evaluation that ran no graders)', (r: any) => ({ ...r, graders: null }), 'the report has no grader results'],
+    ['without this grader', (r: any) => ({ ...r, graders: { base: {}, tuned: {} } }), 'the report has no result for it (graders reported: none)'],
+    [
+      'whose grader errored on every row',
+      (r: any) => ({ ...r, graders: { ...r.graders, tuned: { has_a: { mean: 0, graded: 0, error_count: 20, errors: [{ row: 0, error: 'bad pattern' }] } } } }),
+      'it errored on every row (20 of them; row 0: bad pattern)',
+    ],
+    [
+      'whose grader could not run',
+      (r: any) => ({ ...r, graders: { ...r.graders, tuned: { has_a: { mean: null, graded: 0, error_count: 0, errors: [], unavailable: 'no such type' } } } }),
+      'the evaluation could not run it (no such type)',
+    ],
+  ])('fails closed on a report %s', async (_, edit, why) => {
+    const result = await gate(grpoRequest(), edit(structuredClone(REPORT)));
+    expect(result).toMatchObject({ passed: false, failures: [`grader has_a was not measured (minimum 0.7): ${why}`] });
+    expect(result.summary).toContain('grader has_a=missing (min 0.7)');
+  });
+
+  test('the loss of the reference answers rose while the adapter learnt its task: a run that asks for maxEvalLossRatio gets it checked', async () => {
+    // online RL maximises the reward of sampled completions, not the likelihood of the eval set's reference answers
+    expect(REPORT.eval_loss_ratio).toBeGreaterThan(1);
+    const result = await gate(grpoRequest({ minGraderMean: { has_a: 0.7 }, maxEvalLossRatio: 1 }), REPORT);
+    expect(result).toMatchObject({ passed: false, failures: [`eval_loss_ratio ${round(REPORT.eval_loss_ratio)} is above the maximum 1`] });
+  });
+});
