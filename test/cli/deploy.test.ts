@@ -352,7 +352,7 @@ describe('deploy refuses', () => {
   test('a reward model (lineage kind=reward), even with --approve: it scores text and generates none', async () => {
     const { factory, calls } = singleModel({ approval: 'PendingManualApproval', kind: 'reward' });
     const { code, stderr } = await cli(['deploy', '3', '--endpoint', 'chat', '--approve'], { clients: factory });
-    expect(stderr).toBe('error: model version 3 is a reward model (kind=reward): it scores text and generates none, so a vLLM endpoint does not serve it; RL runs name it as their reward model\n');
+    expect(stderr).toBe('error: model version 3 is a reward model (kind=reward): it scores text and generates none, so a vLLM endpoint does not serve it; RL runs name it as their reward model (tuneyard train --method rloo --reward-model 3)\n');
     expect(code).toBe(1);
     expect(writes(calls)).toEqual([]);
   });

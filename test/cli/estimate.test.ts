@@ -54,6 +54,25 @@ describe('estimate: what it tells', () => {
   });
 });
 
+describe('estimate --method rloo (RLHF)', () => {
+  test('counts a reward model of the base model\'s size beside the policy, prices it at the online RL throughput, says what it assumed, and spreads it with ddp (rloo runs no fsdp)', async () => {
+    const args = ['estimate', '--base-model', 'meta-llama/Llama-3.1-8B', '--tokens', '1000000', '--instance', 'ml.p4de.24xlarge', '--instance-count', '1', '--json'];
+    const rloo = JSON.parse((await cli([...args, '--method', 'rloo', '--distribution', 'none'])).stdout);
+    const grpo = JSON.parse((await cli([...args, '--method', 'grpo', '--distribution', 'none'])).stdout);
+    const lora = JSON.parse((await cli([...args, '--method', 'lora', '--distribution', 'none'])).stdout);
+    // an 8B reward model in bf16 (~14.9 GiB) beside the policy: grpo here has graders only
+    expect(rloo.estimates[0].breakdown.weights - grpo.estimates[0].breakdown.weights).toBeCloseTo((8.03e9 * 2) / 2 ** 30, 0);
+    expect(rloo.estimates[0].precision).toBe('bf16');
+    // generation dominates: a tenth of LoRA's tokens per second
+    expect(rloo.estimates[0].hours).toBeCloseTo(10 * lora.estimates[0].hours, 5);
+    expect(rloo.assumptions.onlineRl).toMatch(/at most 256 new tokens \(rlooMaxCompletionLength's default\).*a reward model of the base model's size/);
+    expect(lora.assumptions).not.toHaveProperty('onlineRl');
+    // on the instance's 8 GPUs without --distribution: ddp (the trainer refuses fsdp and deepspeed for rloo)
+    const spread = JSON.parse((await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-8B', '--tokens', '1000000', '--instance', 'ml.p4de.24xlarge', '--method', 'rloo', '--json'])).stdout);
+    expect(spread.estimates[0]).toMatchObject({ gpus: 8, distribution: 'ddp' });
+  });
+});
+
 describe('estimate: exit codes', () => {
   test('exits 1 when no instance type fits, saying so, without --instance', async () => {
     const { code, stdout, stderr } = await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-70B', '--method', 'sft', '--tokens', '1000000', '--batch-size', '64']);

@@ -123,7 +123,7 @@ describe('train flags', () => {
   test('a flag that does not apply to the method is named with its flag; a recipe file field with its file', async () => {
     const before = await executions();
     const flag = await cli(['train', '--dataset', chat, '--base-model', BASE, '--method', 'sft', '--lora-r', '8'], { clients: plane.factory });
-    expect(flag.stderr).toMatch(/^error: invalid RunRequest:\n {2}- recipe\.loraR \(--lora-r\): loraR applies to method lora or qlora or dpo or reward or grpo only/);
+    expect(flag.stderr).toMatch(/^error: invalid RunRequest:\n {2}- recipe\.loraR \(--lora-r\): loraR applies to method lora or qlora or dpo or reward or grpo or rloo only/);
     expect(flag.stderr).toContain('every recipe field: the README\'s "Recipe reference"');
     expect(flag.code).toBe(1);
 
@@ -249,6 +249,37 @@ describe('train --method grpo', () => {
     const none = await cli(['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--batch-size', '2'], { clients: plane.factory });
     expect(none.code).not.toBe(0);
     expect(none.stderr).toMatch(/graders.*needs a reward source/);
+  });
+});
+
+describe('train --method rloo (RLHF)', () => {
+  test('a prompt-only dataset trains against --reward-model; without one, or with --merge, it is refused before anything starts, naming the flag and the fix', async () => {
+    // GIVEN prompt-only training rows, uploaded for rloo (upload refuses them otherwise), and eval rows with answers
+    const prompts = path.join(tmp, 'rlhf-prompts.jsonl');
+    fs.writeFileSync(prompts, Array.from({ length: 16 }, (_, i) => JSON.stringify({ messages: [{ role: 'user', content: `Write a friendly reply to message ${i}.` }] })).join('\n') + '\n');
+    const answers = path.join(tmp, 'rlhf-answers.jsonl');
+    fs.writeFileSync(answers, Array.from({ length: 4 }, (_, i) => JSON.stringify({ messages: [{ role: 'user', content: `Say hi ${i}` }, { role: 'assistant', content: `Hi ${i}!` }] })).join('\n') + '\n');
+    const up = await cli(['upload', prompts, '--name', 'rlhf', '--eval', answers, '--method', 'rloo', '--json'], { clients: plane.factory });
+    expect({ code: up.code, stderr: up.stderr }).toEqual({ code: 0, stderr: '' });
+    const rewardModel = `s3://${BUCKET}/artifacts/rm-run/tuneyard-rm-run-train/output/model/`;
+    // WHEN it names no reward model
+    const none = await cli(['train', '--dataset', 'rlhf', '--base-model', BASE, '--method', 'rloo'], { clients: plane.factory });
+    // THEN it is refused, naming the flag and how to get a reward model
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/ {2}- rewardModel \(--reward-model\): missing; recipe\.method "rloo" \(RLHF\) optimises the model against a registered reward model.*train one with a method "reward" run/);
+    // AND merge is not an rloo field (it writes an adapter only)
+    const merged = await cli(['train', '--dataset', 'rlhf', '--base-model', BASE, '--method', 'rloo', '--reward-model', rewardModel, '--merge'], { clients: plane.factory });
+    expect(merged.code).toBe(1);
+    expect(merged.stderr).toMatch(/recipe\.merge \(--merge\): merge applies to method lora or qlora or dpo only and has no effect with method "rloo"/);
+    // WHEN it names one
+    const { code, stdout, stderr } = await cli(['train', '--dataset', 'rlhf', '--base-model', BASE, '--method', 'rloo', '--reward-model', rewardModel, '--json'], { clients: plane.factory });
+    // THEN the run starts with the rloo request PlanRun plans, its preflight counting the reward model
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const out = JSON.parse(stdout);
+    expect(out.preflight.fits).toBe(true);
+    expect(out.runId).toMatch(/^rlhf-rloo-[0-9a-f]{12}$/);
+    expect(await startedRequest(out.executionArn)).toMatchObject({ recipe: { method: 'rloo' }, rewardModel });
   });
 });
 

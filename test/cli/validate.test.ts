@@ -135,6 +135,21 @@ describe('tuneyard validate output', () => {
     expect(code).toBe(1);
   });
 
+  test('--method rloo: a file of prompts passes (as for grpo) and fails for lora; a row with its answer fails for rloo at its line', async () => {
+    const file = path.join(tmp, 'prompts.jsonl');
+    const prompt = (text: string) => JSON.stringify({ messages: [{ role: 'user', content: text }] });
+    fs.writeFileSync(file, [prompt('Write a haiku about rain.'), prompt('Explain RLHF in one sentence.')].join('\n') + '\n');
+    const rloo = await cli(['validate', file, '--method', 'rloo']);
+    expect(rloo.stdout).toContain(`${file}: ok`);
+    expect(rloo.code).toBe(0);
+    expect((await cli(['validate', file, '--method', 'lora'])).code).toBe(1);
+    const answered = path.join(tmp, 'answered.jsonl');
+    fs.writeFileSync(answered, [prompt('Hi'), JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }] })].join('\n') + '\n');
+    const refused = await cli(['validate', answered, '--method', 'rloo']);
+    expect(refused.stdout).toMatch(new RegExp(`^${escape(answered)}:2: messages must end with a user message .*\\(methods grpo and rloo train on prompt-only rows\\)`, 'm'));
+    expect(refused.code).toBe(1);
+  });
+
   test('fails when the file cannot be read', async () => {
     const { code, stderr, stdout } = await cli(['validate', path.join(tmp, 'nope.jsonl')]);
     expect(stderr).toMatch(/^error: .*nope\.jsonl: cannot read the file \(ENOENT\)\n$/);

@@ -54,7 +54,7 @@ export function registerDatasetCommands(program: Command, ctx: CommandContext): 
     .requiredOption('--name <name>', 'dataset name (lower-case letters, digits, ".", "_", "-")', datasetName)
     .option('--eval <file>', 'held-out eval data')
     .option('--allow-overlap', 'upload even when eval rows are also in the training file (recorded in the manifest; the pipeline then accepts it)', false)
-    .addOption(new Option('--method <method>', 'check the files for this method (grpo: a training file of prompt-only rows, which the other methods refuse)').choices(METHODS))
+    .addOption(new Option('--method <method>', 'check the files for this method (grpo and rloo: a training file of prompt-only rows, which the other methods refuse)').choices(METHODS))
     .action(async (file: string, opts: { name: string; eval?: string; allowOverlap: boolean; method?: (typeof METHODS)[number] }, command: Command) => {
       ctx.use(command);
       const checked = await checkDataset(ctx.io, file, opts.eval, { method: opts.method, overlap: opts.allowOverlap ? 'allowed' : 'error', spool: true, sha256: true });

@@ -12,7 +12,7 @@ import {
   SPOT_DISCOUNT,
 } from '../../pricing';
 import { DEFAULT_JUDGE_MAX_ITEMS, JUDGE_MAX_ITEMS_CAP, judgeCost } from '../../judge';
-import { DISTRIBUTIONS, METHODS, Method, RECIPE_FIELDS } from '../../recipe';
+import { COMPLETION_FIELDS, DISTRIBUTIONS, isOnlineRl, METHODS, Method, RECIPE_FIELDS } from '../../recipe';
 import { DEFAULT_EVALUATION } from '../../run-request';
 import { positiveInt, positiveNumber } from '../args';
 import { CliError } from '../errors';
@@ -80,11 +80,12 @@ export interface EstimateReport {
 
 /**
  * The distribution an estimate assumes when none is given: one process on a one-GPU job; on more
- * GPUs, FSDP (shards weights and optimizer state) except for QLoRA, which replicates (DDP).
+ * GPUs, FSDP (shards weights and optimizer state) except for QLoRA, which replicates (DDP), and the
+ * online RL methods (grpo, rloo), which run with none or ddp only.
  */
 export function defaultDistribution(method: Method, gpus: number): Distribution {
   if (gpus <= 1) return 'none';
-  return method === 'qlora' ? 'ddp' : 'fsdp';
+  return method === 'qlora' || isOnlineRl(method) ? 'ddp' : 'fsdp';
 }
 
 /** The base model as the estimate sizes it; a model it cannot size is a CliError naming --base-model-parameters. */
@@ -172,6 +173,15 @@ export function estimateRun(opts: EstimateOptions): EstimateReport {
         source: `${IN_INSTANCE_SCALING} of linear on 2-8 GPUs of one instance (a planning assumption); across instances, further per-GPU losses from Hugging Face's Ultra-Scale Playbook (lib/pricing.ts)`,
       },
       sequences: 'every sequence maxLength tokens long (the worst case; shorter rows need less activation memory)',
+      ...(isOnlineRl(opts.method)
+        ? {
+            onlineRl:
+              `batchSize completions per step of at most ${RECIPE_FIELDS[COMPLETION_FIELDS[opts.method].maxCompletionLength].default} new tokens (${COMPLETION_FIELDS[opts.method].maxCompletionLength}'s default), their KV cache and log-probabilities; ` +
+              (opts.method === 'rloo'
+                ? 'a reward model of the base model\'s size beside the policy (rloo always has one); throughput a tenth of LoRA\'s (generation dominates)'
+                : 'no reward model (graders; a registered reward model adds its weights); throughput a tenth of LoRA\'s (generation dominates)'),
+          }
+        : {}),
     },
     estimates,
   };
@@ -204,7 +214,7 @@ export function registerEstimateCommand(program: Command, ctx: CommandContext): 
     .option('--max-length <tokens>', 'tokens per sequence', positiveInt, RECIPE_FIELDS.maxLength.default)
     .option('--batch-size <n>', 'sequences per GPU per step', positiveInt, RECIPE_FIELDS.batchSize.default)
     .option('--lora-r <n>', 'LoRA rank', positiveInt, RECIPE_FIELDS.loraR.default)
-    .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora; none on one GPU)').choices(DISTRIBUTIONS))
+    .addOption(new Option('--distribution <d>', 'how the job uses several GPUs (default: fsdp, or ddp for qlora, grpo and rloo; none on one GPU)').choices(DISTRIBUTIONS))
     .addOption(new Option('--optim <name>', 'optimizer (recipe optim; 8-bit ones hold a quarter of AdamW\'s state)').choices(Object.keys(OPTIMIZER_STATE_BYTES)).default(RECIPE_FIELDS.optim.default))
     .option('--judge <model id>', 'also the LLM judge\'s Bedrock cost at most (pairwise, both orders; README "The LLM judge")')
     .option('--judge-max-items <n>', `answers the judge judges at most (default: ${DEFAULT_JUDGE_MAX_ITEMS}, at most ${JUDGE_MAX_ITEMS_CAP})`, positiveInt)

@@ -54,7 +54,7 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
         throw new CliError(`${label} was rejected (${described.ApprovalDescription ?? 'no reason given'}): not deploying it; pick another with \`tuneyard models\``);
       }
       if (described.CustomerMetadataProperties?.kind === 'reward') {
-        throw new CliError(`${label} is a reward model (kind=reward): it scores text and generates none, so a vLLM endpoint does not serve it; RL runs name it as their reward model`);
+        throw new CliError(`${label} is a reward model (kind=reward): it scores text and generates none, so a vLLM endpoint does not serve it; RL runs name it as their reward model (tuneyard train --method rloo --reward-model ${version ?? arn})`);
       }
       if (approval !== 'Approved' && !opts.approve) {
         throw new CliError(`${label} is ${approval}, not Approved: approve it with --approve or in the registry`);

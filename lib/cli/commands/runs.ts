@@ -156,7 +156,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--adapter <name>', 'the adapter name on --deploy-endpoint')
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
     .option('--graders <file>', 'JSON list of graders that score the base and tuned answers to the eval rows (OpenAI grader JSON carries over; README "Graders")')
-    .option('--reward-model <model>', "method grpo: the registered reward model that rewards the completions: a model version (e.g. 3) or model package ARN of kind=reward (`tuneyard models`), or a reward run's s3:// model data folder (with or instead of --graders)")
+    .option('--reward-model <model>', "methods rloo (required: RLHF against it) and grpo (with or instead of --graders): the registered reward model that rewards the completions: a model version (e.g. 3) or model package ARN of kind=reward (`tuneyard models`), or a reward run's s3:// model data folder")
     .option('--benchmark <name[@version]>', 'a multiple-choice benchmark from `tuneyard stage-benchmark` whose accuracy the evaluation compares, base vs tuned (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
     .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
@@ -175,7 +175,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const baseModelParameters = opts.baseModelParameters ?? (await stagedParameters(client, plane, opts.baseModel));
       const benchmarkDatasets = [];
       for (const benchmark of opts.benchmark ?? []) benchmarkDatasets.push(await resolveDataset(ctx, benchmark, 'stage-benchmark'));
-      // a registered reward model (grpo), by version or ARN: read from the registry as PlanRun reads it (model data, lineage kind)
+      // a registered reward model (grpo, rloo), by version or ARN: read from the registry as PlanRun reads it (model data, lineage kind)
       const registered = opts.rewardModel !== undefined && !opts.rewardModel.startsWith('s3://') ? await client.describeModel(opts.rewardModel) : undefined;
       const rewardModel = registered ? registeredRewardModel(registered) : undefined;
       const request = buildRunRequest({ ...opts, baseModelParameters, ...(registered ? { rewardModel: registered.ModelPackageArn } : {}) }, dataset, benchmarkDatasets);
@@ -412,6 +412,7 @@ const REQUEST_FLAGS: Record<string, string> = {
   'deploy.endpointName': '--deploy-endpoint',
   'deploy.adapterName': '--adapter',
   runName: '--run-name',
+  rewardModel: '--reward-model',
 };
 
 const PLACEHOLDER_KEY = 'arn:aws:kms:us-east-1:000000000000:key/preflight';
