@@ -85,7 +85,7 @@ describe('PlaneDashboard with a training job', () => {
   const widget = (title: string) => {
     const found = body.widgets.find((w) => w.properties.title === title);
     if (!found) throw new Error(`no widget "${title}" among ${body.widgets.map((w) => w.properties.title).join(', ')}`);
-    return found as typeof found & { x: number; y: number };
+    return found as typeof found & { x: number; y: number; height: number };
   };
   /** The metric each SEARCH of a widget looks for, on its axis: `left:kl`. */
   const searched = (title: string) =>
