@@ -1,10 +1,10 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../constructs/fine-tuning-pipeline/handler/inspect-job';
 import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline';
-import { planRunAndWriteGraders, PlanRunEnvironment } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
+import { planRunAndWriteGraders, PlanRunEnvironment, RegistryReader } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
-import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, trainerReport } from '../support/trainer-reports';
+import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, rlTrainerReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 import { LONG_PYTHON_GRADER } from '../support/graders';
@@ -63,8 +63,8 @@ function fakeSageMaker(jobs: Record<string, Array<Record<string, unknown>>>) {
 }
 
 
-/** The handlers of a run where everything works; override some to take another path. */
-function world(report = evalJson(), jobs: Record<string, Array<Record<string, unknown>>> = {}, runId = RUN_ID) {
+/** The handlers of a run where everything works (PlanRun reading `registry` for a reward model); override some to take another path. */
+function world(report = evalJson(), jobs: Record<string, Array<Record<string, unknown>>> = {}, runId = RUN_ID, registry?: RegistryReader) {
   const calls: Record<string, any[]> = {};
   const record = (name: string, fn: LocalHandler): LocalHandler => async (input) => {
     (calls[name] ??= []).push(input);
@@ -77,7 +77,7 @@ function world(report = evalJson(), jobs: Record<string, Array<Record<string, un
   const objects = new Map<string, { body: string; contentType: string }>();
   const written = { send: async (command: any) => void objects.set(`${command.input.Bucket}/${command.input.Key}`, { body: command.input.Body, contentType: command.input.ContentType }) };
   const handlers: Record<string, LocalHandler> = {
-    PlanRun: record('PlanRun', lambdaTask((event) => planRunAndWriteGraders(event, ENV, written))),
+    PlanRun: record('PlanRun', lambdaTask((event) => planRunAndWriteGraders(event, ENV, written, registry))),
     ValidateDataset: record('ValidateDataset', lambdaTask(() => ({ format: 'chat', rows: 1000, evalRows: 200 }))),
     Train: record('Train', (input) => completedJob(input)),
     InspectTraining: record('InspectTraining', lambdaTask((event) => inspectJob(event, sagemaker))),
@@ -368,6 +368,105 @@ describe('FineTuningPipeline, executed locally', () => {
       const result = await run(w.handlers, input, 'no-reward');
       expect(result.status).toBe('FAILED');
       expect(JSON.parse(result.cause!)).toMatchObject({ errorType: 'RunRequestInvalid', errorMessage: expect.stringMatching(/- graders: recipe\.method "grpo" needs a reward source/) });
+      expect(w.calls.Train).toBeUndefined();
+    });
+  });
+
+  describe('an rloo run (RLHF against a registered reward model)', () => {
+    // method rloo: a LoRA adapter trained online on prompt-only rows against the reward model a reward run registered;
+    // the run's graders evaluate it (the trainer's real eval.json of an rloo adapter, test_rloo.py) and gate it
+    const BASE_1B = 's3://data-bucket/base-models/llama-3.2-1b/';
+    const REWARD_REQUEST = { ...REQUEST_WITHOUT_PROBE, baseModel: BASE_1B, recipe: { method: 'reward' } };
+    const REWARD_RUN_ID = runIdFor(parseRunRequest(REWARD_REQUEST));
+    const REGISTERED = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/1';
+    const HAS_A = { type: 'regex', name: 'has_a', input: '{{ sample.output_text }}', pattern: 'a' };
+    const RLOO_REQUEST = {
+      ...REQUEST_WITHOUT_PROBE,
+      dataset: { name: 'chat-prompts', sha256: 'e'.repeat(64) },
+      baseModel: BASE_1B,
+      recipe: { method: 'rloo', rlooMaxCompletionLength: 128, rlooBeta: 0.02 },
+      rewardModel: REGISTERED,
+      graders: [HAS_A],
+      thresholds: { minGraderMean: { has_a: 0.7 } },
+    };
+    const RLOO_RUN_ID = runIdFor(parseRunRequest(RLOO_REQUEST));
+
+    /** The registry after a run of `input` was registered: DescribeModelPackage answers with what its Register state sent. */
+    async function registryAfter(input: any, runId: string, report: any): Promise<RegistryReader & { described: string[] }> {
+      const registered = await run(world(evalJson(report), {}, runId).handlers, input, runId);
+      expect(registered.status).toBe('SUCCEEDED');
+      const sent = registered.requests.find((r) => r.state === 'Register')!.params as any;
+      const described: string[] = [];
+      return {
+        described,
+        send: (async (command: any) => {
+          described.push(command.input.ModelPackageName);
+          if (command.input.ModelPackageName !== REGISTERED) throw stepFunctionsError('ValidationException', 'Model package does not exist.');
+          return { ModelPackageArn: REGISTERED, InferenceSpecification: sent.InferenceSpecification, CustomerMetadataProperties: sent.CustomerMetadataProperties };
+        }) as any,
+      };
+    }
+
+    test('is rewarded by the model a reward run registered: the reward_model channel and hyperparameters, gated on its graders, registered with the reward model in its lineage', async () => {
+      // GIVEN the registry holding what a real reward run's Register state registered
+      const registry = await registryAfter(REWARD_REQUEST, REWARD_RUN_ID, rewardTrainerReport());
+      const w = world(evalJson(rlTrainerReport('rloo')), {}, RLOO_RUN_ID, registry);
+      // WHEN
+      const result = await run(w.handlers, RLOO_REQUEST, RLOO_RUN_ID);
+      // THEN
+      expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+      expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+      expect(registry.described).toEqual([REGISTERED]);
+      expect(w.calls.ValidateDataset[0]).toMatchObject({ method: 'rloo' });
+      // the Train state's CreateTrainingJob, as sent (valid against SageMaker's API model: run() checks it)
+      const train = result.requests.find((r) => r.state === 'Train')!.params as any;
+      expect(train.HyperParameters).toMatchObject({
+        method: 'rloo', reward_model: REGISTERED, rloo_max_completion_length: '128', rloo_beta: '0.02', rloo_num_generations: '4', rloo_epsilon: '0.2', lora_r: '16',
+      });
+      for (const key of ['graders', 'merge', 'reward_weights']) expect(train.HyperParameters).not.toHaveProperty(key);
+      // the reward model's files: the model data the reward run registered (its training job's output/model/)
+      const rewardTraining = `tuneyard-${REWARD_RUN_ID}-train`;
+      const channels = Object.fromEntries(train.InputDataConfig.map((c: any) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]));
+      expect(channels).toEqual({
+        train: 's3://data-bucket/datasets/chat-prompts/' + 'e'.repeat(64) + '/train.jsonl',
+        eval: 's3://data-bucket/datasets/chat-prompts/' + 'e'.repeat(64) + '/eval.jsonl',
+        model: `${BASE_1B}`,
+        reward_model: `s3://data-bucket/artifacts/${REWARD_RUN_ID}/${rewardTraining}/output/model/`,
+      });
+      // the graders evaluate it (the evaluation job's graders channel), gated on has_a alone
+      const evaluate = result.requests.find((r) => r.state === 'Evaluate')!.params as any;
+      expect(evaluate.InputDataConfig.map((c: any) => c.ChannelName)).toContain('graders');
+      expect(JSON.parse(w.written.get(`data-bucket/eval-reports/${RLOO_RUN_ID}/graders.json`)!.body)).toEqual([HAS_A]);
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
+      expect(result.output.report).toMatchObject({ passed: true });
+      // the registered model says what it is and what rewarded it
+      const registered = result.requests.find((r) => r.state === 'Register')!.params as any;
+      expect(registered.CustomerMetadataProperties).toMatchObject({ method: 'rloo', kind: 'generative', rewardModel: REGISTERED, runId: RLOO_RUN_ID });
+    });
+
+    test('a reward run, and every run without a reward model, is registered with rewardModel none', async () => {
+      const w = world(evalJson(rewardTrainerReport()), {}, REWARD_RUN_ID);
+      const result = await run(w.handlers, REWARD_REQUEST, REWARD_RUN_ID);
+      expect((result.requests.find((r) => r.state === 'Register')!.params as any).CustomerMetadataProperties).toMatchObject({ kind: 'reward', rewardModel: 'none' });
+    });
+
+    test('a model that is not a reward model is refused as RunRequestInvalid before anything runs, naming the fix', async () => {
+      // GIVEN the registry holding what a qlora run registered (kind=generative) under that version
+      const registry = await registryAfter(REQUEST, RUN_ID, trainerReport(true));
+      const w = world(evalJson(rlTrainerReport('rloo')), {}, RLOO_RUN_ID, registry);
+      const result = await run(w.handlers, RLOO_REQUEST, RLOO_RUN_ID);
+      expect(result.error).toBe('RunRequestInvalid');
+      expect(JSON.parse(result.cause!).errorMessage).toMatch(/^rewardModel: ".*tuneyard-models\/1" is registered as kind=generative, not as a reward model \(kind=reward\); an rloo run is optimised against a method "reward" run's model/);
+      expect(result.entered).toEqual(['PlanRun', 'NotifyRunRequestInvalid', 'RunRequestInvalid']);
+      expect(w.calls.Train).toBeUndefined();
+    });
+
+    test('without a reward model it fails as RunRequestInvalid before anything runs, saying how to get one', async () => {
+      const { rewardModel: _rm, ...input } = RLOO_REQUEST;
+      const w = world();
+      const result = await run(w.handlers, input, 'no-reward-model');
+      expect(result.error).toBe('RunRequestInvalid');
+      expect(JSON.parse(result.cause!).errorMessage).toMatch(/- rewardModel: missing; recipe\.method "rloo" \(RLHF\) .*train one with a method "reward" run/);
       expect(w.calls.Train).toBeUndefined();
     });
   });
