@@ -420,6 +420,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_JUDGE_MODEL_IDS: (props.judgeModelIds ?? []).join(','),
     });
     this.grantGradersFile(props.store);
+    this.grantModelTokenizers(props.store);
     // a grpo run's rewardModel may name a model package version of the registry: PlanRun reads its model data and lineage kind
     const rewardModels = stack.formatArn({ service: 'sagemaker', resource: 'model-package', resourceName: `${this.registry.modelPackageGroupName}/*` });
     this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sagemaker:DescribeModelPackage'], resources: [rewardModels] }));
@@ -982,6 +983,31 @@ export class FineTuningPipeline extends Construct {
     });
   }
 
+  /**
+   * A run with a rewardModel is refused when the reward model's vocabulary is not its base model's: PlanRun lists the
+   * two model folders (a staged base model under base-models/, a reward run's model under artifacts/) and reads their
+   * tokenizer.json, and no other object there.
+   */
+  private grantModelTokenizers(store: DatasetStore): void {
+    const stack = Stack.of(this);
+    const tokenizers = [DATA_PREFIXES.baseModels, DATA_PREFIXES.artifacts].map((prefix) => store.bucket.arnForObjects(`${prefix}*/tokenizer.json`));
+    this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: tokenizers }));
+    this.planRunFunction.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [store.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${DATA_PREFIXES.baseModels}*`, `${DATA_PREFIXES.artifacts}*`] } },
+      }),
+    );
+    store.encryptionKey?.grantDecrypt(this.planRunFunction);
+    acknowledgeOnGrantee(this.planRunFunction, {
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, tokenizers[0])}]`]:
+        "Reads the tokenizer.json of the run's staged base model (base-models/<name>/, named per request) to compare it with the reward model's, and no other object there.",
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, tokenizers[1])}]`]:
+        "Reads the tokenizer.json of the run's reward model (a reward run's model folder under artifacts/, named per request), and no other object there.",
+    });
+  }
+
   private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
     return createPlaneFunction(this, {
       ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
@@ -996,7 +1022,7 @@ export class FineTuningPipeline extends Construct {
       removalPolicy: this.removalPolicy,
       vpc: this.props.vpc,
       vpcSubnets: this.props.vpcSubnets,
-      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport reads eval.json, PlanRun writes graders.json) or nothing at all.',
+      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport reads eval.json, PlanRun writes graders.json and reads tokenizer.json files) or nothing at all.',
       policyScope: 'a prefix, the log group or a key',
     }).function;
   }

@@ -204,6 +204,35 @@ async function runOnce(p: ReturnType<typeof composed>) {
   return { run, runId, calls, reportsRead, sns };
 }
 
+describe('PlanRun reads the tokenizer.json of a run\'s base model and reward model, and no other object', () => {
+  // GIVEN the pipeline's PlanRun role
+  const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+    .filter((p: any) => p.Properties.Roles.some((r: any) => /^PipelinePlanRunFunctionRole/.test(r.Ref)))
+    .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  const bucket = { 'Fn::GetAtt': [stack.getLogicalId(pipeline.trainingJob.store.bucket.node.defaultChild as any), 'Arn'] };
+  const objects = (key: string) => ({ 'Fn::Join': ['', [bucket, `/${key}`]] });
+
+  test('gets base-models/*/tokenizer.json and artifacts/*/tokenizer.json only, lists those two prefixes, and decrypts with the store key', () => {
+    const reads = statements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('s3:Get')));
+    expect(reads).toEqual([expect.objectContaining({ Effect: 'Allow', Action: 's3:GetObject' })]);
+    expect(reads[0].Resource).toHaveLength(2);
+    expect(reads[0].Resource).toEqual(expect.arrayContaining([objects('base-models/*/tokenizer.json'), objects('artifacts/*/tokenizer.json')]));
+    const lists = statements.filter((s) => [s.Action].flat().includes('s3:ListBucket'));
+    expect(lists).toEqual([
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['base-models/*', 'artifacts/*'] } } }),
+    ]);
+    const key = { 'Fn::GetAtt': [stack.getLogicalId(pipeline.trainingJob.store.encryptionKey!.node.defaultChild as any), 'Arn'] };
+    expect(statements.filter((s) => [s.Action].flat().includes('kms:Decrypt'))).toEqual([expect.objectContaining({ Resource: key })]);
+    // nothing else of the bucket: no object of datasets/, checkpoints/ or a whole model folder
+    const s3Resources = statements.filter((s) => JSON.stringify(s.Action).includes('s3:')).flatMap((s) => [s.Resource].flat());
+    expect(s3Resources.map((r) => JSON.stringify(r)).filter((r) => r.includes('/') && !/tokenizer\.json|graders\.json/.test(r))).toEqual([]);
+  });
+
+  test('the PlanRun function and its role pass the four compliance packs (the wildcard keys acknowledged with reasons)', () => {
+    expect(complianceFindings(stack)).toEqual([]);
+  });
+});
+
 describe('FineTuningPipeline with every collaborator defaulted: { store }', () => {
   // GIVEN only a store
   const p = composed((stack, store) => new FineTuningPipeline(stack, 'Pipeline', { store }));

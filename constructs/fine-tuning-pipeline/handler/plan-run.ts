@@ -3,6 +3,7 @@ import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, Sa
 import { isOnlineRl } from '../../../lib/methods';
 import { resolveRecipe } from '../../../lib/recipe';
 import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, registeredRewardModel, RunPlan, RunRequest } from '../../../lib/run-request';
+import { ModelFileReader, rewardVocabularyProblem } from './reward-vocabulary';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {
@@ -165,9 +166,22 @@ export type S3Writer = { send(command: PutObjectCommand): Promise<unknown> };
  * The write is idempotent: the run id is a hash of the whole request, graders included, so a run's graders.json always
  * has the same bytes, and a retried PlanRun (or a restarted execution of the same request) writes them again unchanged.
  * It is written before the run starts any job, and nothing else writes that key.
+ *
+ * With `modelFiles`, a run with a rewardModel is refused when the reward model's vocabulary is not its base model's
+ * (reward-vocabulary.ts reads both tokenizer.json files).
  */
-export async function planRunAndWriteGraders(event: PlanRunEvent, env: PlanRunEnvironment, s3: S3Writer, registry?: RegistryReader): Promise<PlanRunResult> {
-  const result = planRunStep(event, env, registry ? await registryLookups(event, registry) : {});
+export async function planRunAndWriteGraders(
+  event: PlanRunEvent,
+  env: PlanRunEnvironment,
+  s3: S3Writer,
+  registry?: RegistryReader,
+  modelFiles?: ModelFileReader,
+): Promise<PlanRunResult> {
+  const lookups = registry ? await registryLookups(event, registry) : {};
+  const result = planRunStep(event, env, lookups);
+  // a reward model of another tokenizer family: refused before any job starts (the job would refuse it before weights load)
+  const vocabulary = modelFiles && (await rewardVocabularyProblem(result, lookups, modelFiles));
+  if (vocabulary) throw new RunRequestInvalid(vocabulary);
   const file = result.plan.gradersFile;
   if (file) {
     await s3.send(new PutObjectCommand({ Bucket: file.bucket, Key: file.key, Body: gradersFileBody(result.request)!, ContentType: 'application/json' }));
@@ -211,5 +225,5 @@ let sagemaker: SageMakerClient | undefined;
 export async function handler(event: PlanRunEvent): Promise<PlanRunResult> {
   s3 ??= new S3Client({});
   sagemaker ??= new SageMakerClient({});
-  return planRunAndWriteGraders(event, environmentSettings(process.env), s3, sagemaker);
+  return planRunAndWriteGraders(event, environmentSettings(process.env), s3, sagemaker, s3);
 }
