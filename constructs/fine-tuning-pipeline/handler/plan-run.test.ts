@@ -46,6 +46,14 @@ describe('PlanRun', () => {
     expect(planRunStep(request({ method: 'sft' }), { ...ENV, deploys: 'full-weights' }).plan.runId).toMatch(/^chats-sft-/);
   });
 
+  test('an rloo run deploys as the adapter it writes: an adapter endpoint takes it, a single-model endpoint is refused with why merge does not help', () => {
+    const rloo = request({ method: 'rloo' }, { rewardModel: 's3://data-bucket/artifacts/rm/tuneyard-rm-train/output/model/' });
+    expect(planRunStep(rloo, { ...ENV, deploys: 'adapter' }).plan.hyperParameters.method).toBe('rloo');
+    expect(() => planRunStep(rloo, { ...ENV, deploys: 'full-weights' })).toThrow(
+      /serves full models, but this rloo run writes only a LoRA adapter\. An rloo run does not merge \(recipe\.merge does not apply\): deploy its adapter to an endpoint that serves adapters, or merge it yourself\./,
+    );
+  });
+
   test('fails when the jobs could outlast the pipeline timeout, naming both limits and the fix', () => {
     const week = 7 * 24 * 3600;
     // spot: up to 2 x 60 h waiting for training, then up to 60 h of evaluation = 180 h > 168 h

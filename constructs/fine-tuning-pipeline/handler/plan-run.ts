@@ -102,7 +102,7 @@ export function planRunStep(event: PlanRunEvent, env: PlanRunEnvironment, lookup
       throw new RunRequestInvalid(
         `deploy: endpoint "${request.deploy.endpointName}" serves full models, but this ${recipe.method} run writes only a LoRA adapter. ` +
           (isOnlineRl(recipe.method)
-            ? `A ${recipe.method} run does not merge (recipe.merge does not apply): deploy its adapter to an endpoint that serves adapters, or merge it yourself.`
+            ? `${recipe.method === 'rloo' ? 'An' : 'A'} ${recipe.method} run does not merge (recipe.merge does not apply): deploy its adapter to an endpoint that serves adapters, or merge it yourself.`
             : 'Set recipe.merge to true so the run also writes the merged model.'),
       );
     }
