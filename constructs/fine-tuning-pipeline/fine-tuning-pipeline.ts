@@ -418,7 +418,7 @@ export class FineTuningPipeline extends Construct {
       TUNEYARD_ADAPTER_NAME_PREFIX: props.deployStage?.adapterNamePrefix ?? '',
       TUNEYARD_RUN_TIMEOUT_SECONDS: String(timeout.toSeconds()),
       TUNEYARD_JUDGE_MODEL_IDS: (props.judgeModelIds ?? []).join(','),
-    });
+    }, 1024); // 1,024 MB: it may parse a reward model's and a base model's tokenizer.json (two of 30 MB: ~400 MB at peak)
     this.grantGradersFile(props.store);
     this.grantModelTokenizers(props.store);
     // a grpo run's rewardModel may name a model package version of the registry: PlanRun reads its model data and lineage kind
@@ -1008,12 +1008,12 @@ export class FineTuningPipeline extends Construct {
     });
   }
 
-  private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}): lambda.Function {
+  private createFunction(id: string, entry: string, description: string, environment: Record<string, string> = {}, memorySize = 512): lambda.Function {
     return createPlaneFunction(this, {
       ids: { function: id, role: `${id}Role`, logGroup: `${id}Logs` },
       entry: path.join(__dirname, 'handler', entry),
       description,
-      memorySize: 512,
+      memorySize,
       timeout: Duration.minutes(1),
       reservedConcurrentExecutions: this.props.reserveConcurrency === false ? undefined : 5,
       environment,

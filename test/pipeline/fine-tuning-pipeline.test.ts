@@ -228,6 +228,10 @@ describe('PlanRun reads the tokenizer.json of a run\'s base model and reward mod
     expect(s3Resources.map((r) => JSON.stringify(r)).filter((r) => r.includes('/') && !/tokenizer\.json|graders\.json/.test(r))).toEqual([]);
   });
 
+  test('PlanRun has the memory to parse two large tokenizer.json files (1,024 MB)', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('plans the run'), MemorySize: 1024 });
+  });
+
   test('the PlanRun function and its role pass the four compliance packs (the wildcard keys acknowledged with reasons)', () => {
     expect(complianceFindings(stack)).toEqual([]);
   });
