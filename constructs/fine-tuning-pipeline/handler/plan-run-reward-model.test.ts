@@ -201,6 +201,14 @@ describe("PlanRun refuses a reward model whose vocabulary is not the policy's ba
     ]);
   });
 
+  test('fails alike for an rloo run (RLHF against the reward model)', async () => {
+    const request = { ...grpoRequest(rewardRun('other')).request, recipe: { method: 'rloo' } };
+    const error = await planRunAndWriteGraders({ request }, ENV, s3, undefined, reader()).catch((e) => e);
+    expect(error).toBeInstanceOf(RunRequestInvalid);
+    expect(error.message).toMatch(/^rewardModel: the reward model's vocabulary \(\d+ tokens, .*\) is not the policy's base model's/);
+    await expect(planRunAndWriteGraders({ request: { ...request, rewardModel: rewardRun('chatml') } }, ENV, s3, undefined, reader())).resolves.toBeDefined();
+  });
+
   test('fails when a single token of the vocabulary has another id (a WordPiece model in the channel\'s root)', async () => {
     const error = await plan(rewardRun('moved'), reader(), WORDPIECE_BASE).catch((e) => e);
     expect(error).toBeInstanceOf(RunRequestInvalid);
