@@ -96,6 +96,18 @@ describe('recipe validation', () => {
     expect(() => parseRecipe({ method: 'rloo', batchSize: 1, gradientAccumulation: 6 })).toThrow(/recipe\.rlooNumGenerations: batchSize x gradientAccumulation \(6\) must be a multiple of rlooNumGenerations \(4\)/);
   });
 
+  test('grpoFormatRegex is compiled as Python compiles it: an invalid pattern is refused at synth with Python\'s error and position, Python-only syntax is accepted', () => {
+    expect(() => parseRecipe({ method: 'grpo', grpoFormatRegex: '<answer>(\\d+</answer>' })).toThrow(
+      /recipe\.grpoFormatRegex: grpoFormatRegex is not a Python regular expression \(missing \), unterminated subpattern at position 8.*\); fix the pattern/,
+    );
+    expect(() => parseRecipe({ method: 'grpo', grpoFormatRegex: '(?P<a>x)(?P=b)' })).toThrow(/recipe\.grpoFormatRegex: .*unknown group name 'b'/);
+    expect(() => parseRecipe({ method: 'grpo', grpoFormatRegex: '*answer' })).toThrow(/recipe\.grpoFormatRegex: .*nothing to repeat at position 0/);
+    // named groups and back-references, inline flags, \A / \Z, atomic groups and possessive quantifiers: Python's, not JavaScript's
+    for (const pattern of ['(?P<answer>\\d+)(?P=answer)', '(?i)answer: .*', '\\A<think>.*</think>\\Z', '(?>a+)b', 'x*+y', '(?#a comment)z']) {
+      expect(parseRecipe({ method: 'grpo', grpoFormatRegex: pattern }).grpoFormatRegex).toBe(pattern);
+    }
+  });
+
   test('FSDP-QLoRA is accepted (the 4-bit weights are sharded)', () => {
     expect(parseRecipe({ method: 'qlora', distribution: 'fsdp' }).distribution).toBe('fsdp');
   });

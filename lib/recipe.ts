@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { closest } from './config';
 import { isOnlineRl, METHODS, Method, ONLINE_RL_METHODS, OnlineRlMethod } from './methods';
+import { pythonRegexProblem } from './python-regex';
 
 export { METHODS, ONLINE_RL_METHODS, isOnlineRl };
 export type { Method };
@@ -431,6 +432,14 @@ export function recipeProblems(recipe: Recipe): Array<{ path: string[]; message:
     const guard = recipe.grpoLengthGuard ?? RECIPE_FIELDS.grpoLengthGuard.default;
     if (recipe.grpoLengthPenalty !== undefined && guard !== 'penalty') {
       problems.push({ path: ['grpoLengthPenalty'], message: `grpoLengthPenalty has no effect with grpoLengthGuard "${guard}"; remove it, or set grpoLengthGuard "penalty"` });
+    }
+    // the training job compiles it before any weights load; refused here, a typo costs no job start
+    const regexProblem = recipe.grpoFormatRegex === undefined ? undefined : pythonRegexProblem(recipe.grpoFormatRegex);
+    if (regexProblem) {
+      problems.push({
+        path: ['grpoFormatRegex'],
+        message: `grpoFormatRegex is not a Python regular expression (${regexProblem}); fix the pattern (the training job compiles it with re.DOTALL and applies re.fullmatch)`,
+      });
     }
   }
   if (isOnlineRl(recipe.method)) problems.push(...onlineRlProblems(recipe, recipe.method));

@@ -421,11 +421,11 @@ export class FineTuningPipeline extends Construct {
     }, 1024); // 1,024 MB: it may parse a reward model's and a base model's tokenizer.json (two of 30 MB: ~400 MB at peak)
     this.grantGradersFile(props.store);
     this.grantModelTokenizers(props.store);
-    // a grpo run's rewardModel may name a model package version of the registry: PlanRun reads its model data and lineage kind
+    // a grpo or rloo run's rewardModel may name a model package version of the registry: PlanRun reads its model data and lineage kind
     const rewardModels = stack.formatArn({ service: 'sagemaker', resource: 'model-package', resourceName: `${this.registry.modelPackageGroupName}/*` });
     this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sagemaker:DescribeModelPackage'], resources: [rewardModels] }));
     acknowledgeOnGrantee(this.planRunFunction, {
-      [`AwsSolutions-IAM5[Resource::${nagResource(stack, rewardModels)}]`]: "Reads the registry's model package versions (a grpo run's reward model, named per request); read-only, this group only.",
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, rewardModels)}]`]: "Reads the registry's model package versions (a grpo or rloo run's reward model, named per request); read-only, this group only.",
     });
     this.readEvalReportFunction = this.createFunction('ReadEvalReportFunction', 'read-eval-report', 'Tuneyard: reads eval.json of an evaluation job');
     props.store.grantReadEvalReports(this.readEvalReportFunction);

@@ -193,7 +193,7 @@ export async function planRunAndWriteGraders(
 export type RegistryReader = { send(command: DescribeModelPackageCommand): Promise<DescribeModelPackageCommandOutput> };
 
 /**
- * What the registry says about the model package a grpo request names as its rewardModel: its model data and its
+ * What the registry says about the model package a grpo or rloo request names as its rewardModel: its model data and its
  * lineage kind and base model, which planRun checks (a reward model, kind=reward) and plans (the reward_model channel).
  * A package that does not exist, or that PlanRun may not read (another group), is refused with the fix.
  */
