@@ -13,6 +13,7 @@ import { DescribeExecutionCommand, ListExecutionsCommand } from '@aws-sdk/client
 import { estimateOn } from '../../lib/cli/commands/estimate';
 import { planForCli } from '../../lib/cli/commands/runs';
 import { parseRunRequest } from '../../lib/run-request';
+import { makeTokenizers } from '../support/tokenizers';
 import { startMotoPlane, MotoPlane } from './moto-plane';
 import { cli } from './support';
 
@@ -281,6 +282,37 @@ describe('train --method rloo (RLHF)', () => {
     expect(out.runId).toMatch(/^rlhf-rloo-[0-9a-f]{12}$/);
     expect(await startedRequest(out.executionArn)).toMatchObject({ recipe: { method: 'rloo' }, rewardModel });
   });
+});
+
+test('a reward model of another tokenizer family is refused before anything starts, as PlanRun refuses it; one of the same vocabulary trains', async () => {
+  // GIVEN a staged base model and two reward runs' model folders, their tokenizer.json files built by the tokenizers library
+  const dir = path.join(tmp, 'tokenizers');
+  const python = makeTokenizers(dir);
+  const put = (key: string, file: string) => plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: fs.readFileSync(file) }));
+  const base = 'base-models/vocab-base/';
+  await put(`${base}config.json`, path.join(dir, 'bpe', 'tokenizer_config.json'));
+  await put(`${base}tokenizer.json`, path.join(dir, 'bpe', 'tokenizer.json'));
+  for (const [run, tokenizer] of [['rm-other', 'bpe-other'], ['rm-same', 'bpe-reformatted']] as const) {
+    await put(`artifacts/${run}/job/output/model/full/config.json`, path.join(dir, 'bpe', 'tokenizer_config.json'));
+    await put(`artifacts/${run}/job/output/model/full/tokenizer.json`, path.join(dir, tokenizer, 'tokenizer.json'));
+  }
+  const prompts = path.join(tmp, 'vocab-prompts.jsonl');
+  fs.writeFileSync(prompts, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Say something kind, number ${i}.` })).join('\n') + '\n');
+  expect((await cli(['upload', prompts, '--name', 'vocab', '--method', 'rloo', '--json'], { clients: plane.factory })).code).toBe(0);
+  const train = (run: string) =>
+    cli(['train', '--dataset', 'vocab', '--base-model', `s3://${BUCKET}/${base}`, '--base-model-parameters', '0.5', '--method', 'rloo', '--reward-model', `s3://${BUCKET}/artifacts/${run}/job/output/model/`, '--json'], { clients: plane.factory });
+  // WHEN it trains against the reward model of another vocabulary
+  const other = await train('rm-other');
+  // THEN it is refused (exit 1), naming the flag, both sizes and the fix, and nothing starts
+  expect(other.code).toBe(1);
+  expect(other.stdout).toBe('');
+  expect(other.stderr).toContain(`rewardModel (--reward-model): the reward model's vocabulary (${python.cases['bpe-other'].size} tokens,`);
+  expect(other.stderr).toContain(`is not the policy's base model's ("s3://${BUCKET}/${base}": ${python.cases.bpe.size} tokens;`);
+  expect(other.stderr).toMatch(/Use a reward model trained \(method=reward\) on this base model or one of its tokenizer family/);
+  // AND the same vocabulary in another file layout trains
+  const same = await train('rm-same');
+  expect({ code: same.code, stderr: same.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(JSON.parse(same.stdout).runId).toMatch(/^vocab-rloo-[0-9a-f]{12}$/);
 });
 
 test('train sizes a staged model whose name does not tell from the parameters stage-model counted', async () => {

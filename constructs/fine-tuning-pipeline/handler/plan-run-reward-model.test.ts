@@ -8,7 +8,7 @@ import { MotoServer, startMoto } from '../../../test/support/moto';
 import { makeTokenizers, PythonTokenizers } from '../../../test/support/tokenizers';
 import { validateRequests } from '../../../test/support/api-model';
 import { PlanRunEnvironment, planRunAndWriteGraders, planRunStep, RegistryReader, RunRequestInvalid } from './plan-run';
-import { ModelFileReader } from './reward-vocabulary';
+import { ModelFileReader } from '../../../lib/reward-vocabulary';
 
 const ENV: PlanRunEnvironment = {
   bucketName: 'data-bucket',

@@ -3,7 +3,7 @@ import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, Sa
 import { isOnlineRl } from '../../../lib/methods';
 import { resolveRecipe } from '../../../lib/recipe';
 import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, registeredRewardModel, RunPlan, RunRequest } from '../../../lib/run-request';
-import { ModelFileReader, rewardVocabularyProblem } from './reward-vocabulary';
+import { ModelFileReader, rewardVocabularyProblem } from '../../../lib/reward-vocabulary';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {

@@ -8,6 +8,7 @@ import type { JudgePlan } from '../../judge';
 import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
+import { rewardVocabularyProblem } from '../../reward-vocabulary';
 import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, OVERLONG_ROWS, Recipe, RECIPE_FIELDS, resolveRecipe } from '../../recipe';
 import { GATE_REJECTED_ERROR, parseRunRequest, PlanLookups, planRun, registeredRewardModel, RunPlan, RunRequest, RunRequestError, runIdFor } from '../../run-request';
 import { nonNegativeNumber, positiveInt, positiveNumber } from '../args';
@@ -188,6 +189,9 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       for (const benchmark of request.benchmarkDatasets ?? []) await checkBenchmark(client, plane, benchmark);
       const plan = planForCli(request, plane, { rewardModel });
       await checkBaseModel(client, plane, request.baseModel);
+      // a reward model of another tokenizer family: refused here as PlanRun refuses it (both tokenizer.json files read)
+      const vocabulary = await rewardVocabularyProblem({ request, plan }, { rewardModel }, client.clients.s3);
+      if (vocabulary) throw new CliError(planMessage(vocabulary, request));
       const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);
       const started = await client.startRun(runId, request);
@@ -454,7 +458,7 @@ const ADVICE_FLAGS: Array<[RegExp, string]> = [
 function planMessage(message: string, request: RunRequest): string {
   let text = message
     .replace('set baseModelParameters', 'pass --base-model-parameters')
-    .replace(/^(instanceType|instanceCount|maxRuntimeHours):/, (_whole, field: string) => `${field} (${REQUEST_FLAGS[field]}):`);
+    .replace(/^(instanceType|instanceCount|maxRuntimeHours|rewardModel):/, (_whole, field: string) => `${field} (${REQUEST_FLAGS[field]}):`);
   if (text.startsWith('the run does not fit in GPU memory:')) {
     const cut = text.lastIndexOf('GPU: ');
     if (cut > 0) {

@@ -5,8 +5,8 @@ import {
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
-import { echoValue, PlanLookups, RunPlan, RunRequest } from '../../../lib/run-request';
-import { compareVocabularies, parseTokenizerVocabulary, TokenizerFileError, TokenizerVocabulary } from '../../../lib/tokenizer-vocabulary';
+import { echoValue, PlanLookups, RunPlan, RunRequest } from './run-request';
+import { compareVocabularies, parseTokenizerVocabulary, TokenizerFileError, TokenizerVocabulary } from './tokenizer-vocabulary';
 
 /** What PlanRun reads model folders with: an S3 client (ListObjectsV2 of a folder's own files, GetObject of a tokenizer.json). */
 export interface ModelFileReader {
