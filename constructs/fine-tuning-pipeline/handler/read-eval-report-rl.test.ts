@@ -7,12 +7,12 @@ import { PlanRunEnvironment, planRunAndWriteGraders } from './plan-run';
 import { readEvalReport, ReadEvalReportEvent } from './read-eval-report';
 
 /**
- * The eval gate applied to online RL runs like any other: a grpo request goes through the real PlanRun (its
- * thresholds, defaults applied, and the evaluation job it plans), the evaluation job the plan describes runs on the
- * trainer's toy GRPO adapter (training-images/trainer/tests/test_grpo.py reads the plan from
- * test/fixtures/contracts/rl-eval-jobs.json, which this file writes, and commits the eval.json it gets as
- * eval-report-grpo.json), and ReadEvalReport gates that eval.json with the plan's thresholds, as the state machine
- * passes them.
+ * The eval gate applied to online RL runs like any other: a grpo and an rloo request go through the real PlanRun (its
+ * thresholds, defaults applied, and the evaluation job it plans), the evaluation job each plan describes runs on the
+ * trainer's toy adapter (training-images/trainer/tests/test_grpo.py and test_rloo.py read the plans from
+ * test/fixtures/contracts/rl-eval-jobs.json, which this file writes, and commit the eval.json they get as
+ * eval-report-grpo.json and eval-report-rloo.json), and ReadEvalReport gates that eval.json with the plan's
+ * thresholds, as the state machine passes them.
  */
 const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'contracts', 'rl-eval-jobs.json');
 
@@ -27,40 +27,43 @@ const ENV: PlanRunEnvironment = {
 /** test_grpo.py CONTAINS_A: the toy task's verifiable reward, and the figure its gate reads. */
 const HAS_A = { type: 'regex', name: 'has_a', input: '{{ sample.output_text }}', pattern: 'a' };
 
+/** What both toy runs share, in recipe fields (test_grpo.py GRPO_FAST and toy_run, test_rloo.py RLOO_FAST and rlhf_run). */
+const TOY_RECIPE = { batchSize: 16, gradientAccumulation: 1, learningRate: 1e-2, lrScheduler: 'constant', warmupRatio: 0, maxSteps: 30, loraR: 8, loraAlpha: 16, loraDropout: 0 };
+const DATA = { dataset: { name: 'translate', sha256: 'd'.repeat(64) }, baseModel: 's3://data-bucket/base-models/qwen2.5-0.5b/' };
+const GATED_ON_HAS_A = { minGraderMean: { has_a: 0.7 } };
+
 /**
- * The grpo request of the toy run (test_grpo.py toy_run, in recipe fields): rewarded by has_a, gated on has_a's
- * mean, its answers evaluated at the length it trained on (evaluation.maxNewTokens = grpoMaxCompletionLength).
+ * The requests of the toy runs: grpo rewarded by has_a, rloo against a reward run's model (its model data under
+ * artifacts/), both evaluated by has_a and gated on its mean, their answers evaluated at the length they trained on
+ * (evaluation.maxNewTokens = the completion length).
  */
-const grpoRequest = (thresholds: Record<string, unknown> = { minGraderMean: { has_a: 0.7 } }, extra: Record<string, unknown> = {}) => ({
-  dataset: { name: 'translate', sha256: 'd'.repeat(64) },
-  baseModel: 's3://data-bucket/base-models/qwen2.5-0.5b/',
-  recipe: {
-    method: 'grpo',
-    grpoNumGenerations: 8,
-    grpoMaxCompletionLength: 4,
-    grpoTemperature: 1,
-    grpoBeta: 0.04,
-    grpoLengthGuard: 'none',
-    batchSize: 16,
-    gradientAccumulation: 1,
-    learningRate: 1e-2,
-    lrScheduler: 'constant',
-    warmupRatio: 0,
-    maxSteps: 30,
-    loraR: 8,
-    loraAlpha: 16,
-    loraDropout: 0,
-  },
-  graders: [HAS_A],
-  evaluation: { maxNewTokens: 4 },
-  thresholds,
-  ...extra,
-});
+const REQUESTS = {
+  grpo: (thresholds: Record<string, unknown> = GATED_ON_HAS_A, graders: unknown[] = [HAS_A]) => ({
+    ...DATA,
+    recipe: { method: 'grpo', grpoNumGenerations: 8, grpoMaxCompletionLength: 4, grpoTemperature: 1, grpoBeta: 0.04, grpoLengthGuard: 'none', ...TOY_RECIPE },
+    graders,
+    evaluation: { maxNewTokens: 4 },
+    thresholds,
+  }),
+  rloo: (thresholds: Record<string, unknown> = GATED_ON_HAS_A, graders: unknown[] = [HAS_A]) => ({
+    ...DATA,
+    recipe: { method: 'rloo', rlooNumGenerations: 8, rlooMaxCompletionLength: 4, rlooTemperature: 1, rlooBeta: 0.1, ...TOY_RECIPE },
+    rewardModel: 's3://data-bucket/artifacts/translate-reward-0123456789ab/tuneyard-translate-reward-0123456789ab-train/output/model/',
+    ...(graders.length ? { graders } : {}),
+    evaluation: { maxNewTokens: 4 },
+    thresholds,
+  }),
+};
 
 /** What the PlanRun handler leaves at `$.plan`, and the graders.json it writes (the evaluation job's graders channel). */
 async function plan(request: unknown): Promise<RunPlan & { gradersBody: string | null }> {
   const written: string[] = [];
-  const s3 = { send: async (command: PutObjectCommand) => written.push(String(command.input.Body)) };
+  const s3 = {
+    send: async (command: PutObjectCommand) => {
+      if (!(command instanceof PutObjectCommand)) throw new Error(`unexpected S3 command ${(command as object).constructor.name}`);
+      written.push(String(command.input.Body));
+    },
+  };
   const { plan: planned } = await planRunAndWriteGraders({ request }, ENV, s3);
   expect(written).toHaveLength(planned.gradersFile === null ? 0 : 1);
   return { ...planned, gradersBody: written[0] ?? null };
@@ -89,10 +92,10 @@ async function gate(request: unknown, report: unknown) {
 
 const round = (n: number) => Number(n.toPrecision(4));
 
-describe('PlanRun plans the evaluation job of a grpo run that the trainer tests run', () => {
+describe('PlanRun plans the evaluation jobs of the grpo and rloo runs that the trainer tests run', () => {
   test('rl-eval-jobs.json is what the real PlanRun plans (TUNEYARD_UPDATE_FIXTURES=1 rewrites it; the trainer tests read it)', async () => {
     const cases = [];
-    for (const request of [grpoRequest()]) {
+    for (const request of [REQUESTS.grpo(), REQUESTS.rloo()]) {
       const planned = await plan(request);
       cases.push({
         request,
@@ -114,20 +117,20 @@ describe('PlanRun plans the evaluation job of a grpo run that the trainer tests 
     expect(JSON.parse(fs.readFileSync(FIXTURE, 'utf8'))).toEqual(written);
   });
 
-  test('the gate of a grpo run with minGraderMean is the graders\' means (and the probe): its eval loss ratio is not checked', async () => {
-    expect((await plan(grpoRequest())).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
+  test.each(['grpo', 'rloo'] as const)('the gate of a %s run with minGraderMean is the graders\' means (and the probe): its eval loss ratio is not checked', async (method) => {
+    expect((await plan(REQUESTS[method]())).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
   });
 });
 
-// The eval.json of each toy adapter: GRPO rewarded by has_a (test_grpo.py), RLOO against a reward model trained on pairs
-// that separate texts with an "a" from texts without (test_rloo.py). PlanRun does not plan method rloo yet: its adapter
-// was evaluated by the job planned for the grpo request (the same job but for the informative `method`
-// hyperparameter) and is gated here with that request's thresholds, the parts of the gate that do not depend on the method.
+// The eval.json of each toy adapter, from the evaluation job planned for its request: GRPO rewarded by has_a
+// (test_grpo.py), RLOO against a reward model trained on pairs that separate texts with an "a" from texts without
+// (test_rloo.py), has_a evaluating it.
 describe.each([
   ['grpo', 'the GRPO adapter'],
   ['rloo', 'the RLOO adapter'],
 ] as const)('the eval gate on %s: the real plan against the eval.json the real trainer wrote for %s', (method) => {
   const REPORT = rlTrainerReport(method);
+  const request = REQUESTS[method];
   const tuned = REPORT.graders.tuned.has_a.mean as number;
   const base = REPORT.graders.base.has_a.mean as number;
 
@@ -136,7 +139,7 @@ describe.each([
     expect(tuned).toBeGreaterThanOrEqual(0.7);
     expect(tuned).toBeGreaterThan(base);
     // WHEN ReadEvalReport reads it with the plan's thresholds
-    const result = await gate(grpoRequest(), REPORT);
+    const result = await gate(request(), REPORT);
     // THEN it passes, and the summary shows the grader beside its minimum and the loss ratio it did not gate on
     expect(result).toMatchObject({ passed: true, failures: [], examples: REPORT.examples, judge: null, preference: null, forgettingIncrease: null });
     expect(result.graders!.tuned.has_a).toMatchObject({ mean: tuned, graded: REPORT.graders.tuned.has_a.graded, error_count: 0 });
@@ -146,12 +149,12 @@ describe.each([
 
   test('fails when the minimum is above the measured mean: the rejection names the grader, its mean and the minimum', async () => {
     const minimum = Math.round((tuned + 0.01) * 1000) / 1000; // just above what the adapter scored
-    const result = await gate(grpoRequest({ minGraderMean: { has_a: minimum } }), REPORT);
+    const result = await gate(request({ minGraderMean: { has_a: minimum } }), REPORT);
     expect(result.passed).toBe(false);
     expect(result.failures).toEqual([`grader has_a mean ${round(tuned)} is below the minimum ${minimum}`]);
     expect(result.summary).toMatch(new RegExp(`^rejected: grader has_a mean ${round(tuned)} is below the minimum ${minimum} \\| .*grader has_a=${round(tuned)} \\(base ${round(base)}; min ${minimum}\\)`));
     // at the measured mean itself it passes (the minimum is inclusive)
-    expect((await gate(grpoRequest({ minGraderMean: { has_a: tuned } }), REPORT)).passed).toBe(true);
+    expect((await gate(request({ minGraderMean: { has_a: tuned } }), REPORT)).passed).toBe(true);
   });
 
   test.each([
@@ -168,7 +171,7 @@ describe.each([
       'the evaluation could not run it (no such type)',
     ],
   ])('fails closed on a report %s', async (_, edit, why) => {
-    const result = await gate(grpoRequest(), edit(structuredClone(REPORT)));
+    const result = await gate(request(), edit(structuredClone(REPORT)));
     expect(result).toMatchObject({ passed: false, failures: [`grader has_a was not measured (minimum 0.7): ${why}`] });
     expect(result.summary).toContain('grader has_a=missing (min 0.7)');
   });
@@ -176,7 +179,16 @@ describe.each([
   test('the loss of the reference answers rose while the adapter learnt its task: a run that asks for maxEvalLossRatio gets it checked', async () => {
     // online RL maximises the reward of sampled completions, not the likelihood of the eval set's reference answers
     expect(REPORT.eval_loss_ratio).toBeGreaterThan(1);
-    const result = await gate(grpoRequest({ minGraderMean: { has_a: 0.7 }, maxEvalLossRatio: 1 }), REPORT);
+    const result = await gate(request({ minGraderMean: { has_a: 0.7 }, maxEvalLossRatio: 1 }), REPORT);
+    expect(result).toMatchObject({ passed: false, failures: [`eval_loss_ratio ${round(REPORT.eval_loss_ratio)} is above the maximum 1`] });
+  });
+
+  test('without minGraderMean the plan gates it like lora, on the eval loss ratio, which rejects this adapter although it learnt its task', async () => {
+    // grpo with graders but no minimum; rloo with no graders at all (its reward model is not run by the evaluation job)
+    const ungraded = method === 'grpo' ? request({}) : request({}, []);
+    const planned = await plan(ungraded);
+    expect(planned.thresholds).toEqual({ maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 });
+    const result = await gate(ungraded, REPORT);
     expect(result).toMatchObject({ passed: false, failures: [`eval_loss_ratio ${round(REPORT.eval_loss_ratio)} is above the maximum 1`] });
   });
 });

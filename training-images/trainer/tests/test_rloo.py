@@ -11,9 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FAST, Job
 from test_evaluate import check_fixture
 from test_grpo import (
+    CONTAINS_A,
     add_reward_model_channel,
     build_reward_model,
     metric_lines,
@@ -45,6 +47,15 @@ RLOO_FAST = {
 }
 
 
+def seeded_run(job: Job) -> int:
+    """Runs the job with the process's RNG seeded first. The trainer's seed reaches the RNG when TRL builds its Trainer,
+    after the LoRA weights (and the reward model's score head) are initialised from the process's RNG, whose state
+    depends on which tests ran before in this process: seeded, what the RLHF adapter learns (and the eval.json
+    committed from it) does not depend on the order the tests run in."""
+    torch.manual_seed(0)
+    return job.run()
+
+
 def separable_pairs(base_model_dir: Path, count: int = 160) -> list[dict]:
     """Pairs a reward model learns to separate over the policy's own samples: random 1-4 token texts of the vocabulary,
     the chosen one holding the letter "a", the rejected one not (the GRPO toy task's signal, learnt from comparisons)."""
@@ -74,7 +85,7 @@ def reward_model(tmp_path_factory, base_model_dir) -> Path:
         {**FAST, "method": "reward", "max_steps": 40, "per_device_train_batch_size": 8, "learning_rate": 2e-3},
         train=separable_pairs(base_model_dir),
     )
-    assert job.run() == 0, job.failure
+    assert seeded_run(job) == 0, job.failure
     return job.model_dir
 
 
@@ -88,7 +99,7 @@ def rlhf_run(tmp_path_factory, base_model_dir, reward_model) -> tuple[Job, list[
     )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = job.run()
+        code = seeded_run(job)
     assert code == 0, job.failure
     return job, metric_lines(out.getvalue()), out.getvalue()
 
@@ -135,13 +146,13 @@ def test_the_adapter_is_written_and_loads(rlhf_run, base_model_dir):
 
 
 def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(make_job, rlhf_run):
-    """The evaluation job of an online RL run on the RLHF adapter: the grader has_a (the signal the reward model learnt
-    from its pairs) scores its greedy answers, base and tuned, in the eval.json the gate reads (committed as
-    eval-report-rloo.json for the pipeline's ReadEvalReport test). PlanRun does not plan method rloo yet: the job is
-    the one it plans for the grpo request, whose every setting is the method's own but `method`, which evaluate reads
-    from the adapter's training_config.json (the hyperparameter is informative)."""
+    """The evaluation job PlanRun plans for an rloo request that names the grader has_a (the signal the reward model
+    learnt from its pairs; rloo's graders only evaluate) scores the RLHF adapter's greedy answers, base and tuned, in the
+    eval.json the gate reads (committed as eval-report-rloo.json for the pipeline's ReadEvalReport test)."""
     trained, _, _ = rlhf_run
-    planned = planned_evaluation("grpo")
+    planned = planned_evaluation("rloo")
+    assert json.loads(planned["gradersFile"]) == [CONTAINS_A]
+    assert planned["evaluationHyperParameters"]["max_new_tokens"] == str(RLOO_FAST["rloo_max_completion_length"])
     report = run_planned_evaluation(make_job, trained, planned, "evaluate-rloo")
     graders = report["graders"]
     base, tuned = graders["base"]["has_a"]["mean"], graders["tuned"]["has_a"]["mean"]
@@ -151,6 +162,7 @@ def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(ma
     )
     assert report["generation"]["identical_answers"] < report["generation"]["items"]  # the adapter answers otherwise
     assert tuned > base, (base, tuned)
+    assert tuned >= planned["thresholds"]["minGraderMean"]["has_a"]  # the planned gate passes it
     assert graders["tuned"]["has_a"]["graded"] == 20 and report.get("preference") is None
     check_fixture("eval-report-rloo.json", report)
 
