@@ -128,7 +128,7 @@ describe('PlanRun plans the evaluation jobs of the grpo and rloo runs that the t
 describe.each([
   ['grpo', 'the GRPO adapter'],
   ['rloo', 'the RLOO adapter'],
-] as const)('the eval gate on %s: the real plan against the eval.json the real trainer wrote for %s', (method) => {
+] as const)('the eval gate on %s: the real plan against the eval.json the real trainer wrote for %s', (method, _adapter) => {
   const REPORT = rlTrainerReport(method);
   const request = REQUESTS[method];
   const tuned = REPORT.graders.tuned.has_a.mean as number;
