@@ -47,15 +47,6 @@ RLOO_FAST = {
 }
 
 
-def seeded_run(job: Job) -> int:
-    """Runs the job with the process's RNG seeded first. The trainer's seed reaches the RNG when TRL builds its Trainer,
-    after the LoRA weights (and the reward model's score head) are initialised from the process's RNG, whose state
-    depends on which tests ran before in this process: seeded, what the RLHF adapter learns (and the eval.json
-    committed from it) does not depend on the order the tests run in."""
-    torch.manual_seed(0)
-    return job.run()
-
-
 def separable_pairs(base_model_dir: Path, count: int = 160) -> list[dict]:
     """Pairs a reward model learns to separate over the policy's own samples: random 1-4 token texts of the vocabulary,
     the chosen one holding the letter "a", the rejected one not (the GRPO toy task's signal, learnt from comparisons)."""
@@ -85,7 +76,11 @@ def reward_model(tmp_path_factory, base_model_dir) -> Path:
         {**FAST, "method": "reward", "max_steps": 40, "per_device_train_batch_size": 8, "learning_rate": 2e-3},
         train=separable_pairs(base_model_dir),
     )
-    assert seeded_run(job) == 0, job.failure
+    # the score head is initialised when reward.py loads the model, before TRL's RewardTrainer seeds the RNG: from
+    # the process's RNG, whose state depends on the tests that ran before in this process. Seeded here, the reward
+    # model, what the RLHF adapter learns against it and the eval.json committed from that do not depend on test order.
+    torch.manual_seed(0)
+    assert job.run() == 0, job.failure
     return job.model_dir
 
 
@@ -99,7 +94,7 @@ def rlhf_run(tmp_path_factory, base_model_dir, reward_model) -> tuple[Job, list[
     )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = seeded_run(job)
+        code = job.run()
     assert code == 0, job.failure
     return job, metric_lines(out.getvalue()), out.getvalue()
 
