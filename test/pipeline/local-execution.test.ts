@@ -1,9 +1,14 @@
+import { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Template } from 'aws-cdk-lib/assertions';
 import { inspectJob, MAX_CAUSE_LENGTH, MAX_CREATE_RETRIES } from '../../constructs/fine-tuning-pipeline/handler/inspect-job';
 import { REGISTER_THROTTLE_RETRIES } from '../../constructs/fine-tuning-pipeline';
 import { planRunAndWriteGraders, PlanRunEnvironment, RegistryReader } from '../../constructs/fine-tuning-pipeline/handler/plan-run';
 import { readEvalReport, S3Reader } from '../../constructs/fine-tuning-pipeline/handler/read-eval-report';
 import { runIdFor, parseRunRequest } from '../../lib/run-request';
+import { METHODS, type Method } from '../../lib/methods';
+import { datasetVersionPrefix } from '../../lib/layout';
+import { validateDatasetVersion, type S3Sender as DatasetS3 } from '../../constructs/dataset-validator/handler';
 import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, rlTrainerReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
@@ -98,6 +103,28 @@ async function run(handlers: Record<string, LocalHandler>, input: any = REQUEST,
   expect(result.requestErrors).toEqual([]);
   return result;
 }
+const BASE_1B = 's3://data-bucket/base-models/llama-3.2-1b/';
+/** The model package the Register stand-in answers with (world()). */
+const REGISTERED = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/1';
+/** The grader test_grpo.py and test_rloo.py evaluated their adapters with (eval-report-grpo.json, eval-report-rloo.json). */
+const HAS_A = { type: 'regex', name: 'has_a', input: '{{ sample.output_text }}', pattern: 'a' };
+
+/** The registry after a run of `input` was registered: DescribeModelPackage answers with what its Register state sent. */
+async function registryAfter(input: any, runId: string, report: any): Promise<RegistryReader & { described: string[] }> {
+  const registered = await run(world(evalJson(report), {}, runId).handlers, input, runId);
+  expect(registered.status).toBe('SUCCEEDED');
+  const sent = registered.requests.find((r) => r.state === 'Register')!.params as any;
+  const described: string[] = [];
+  return {
+    described,
+    send: (async (command: any) => {
+      described.push(command.input.ModelPackageName);
+      if (command.input.ModelPackageName !== REGISTERED) throw stepFunctionsError('ValidationException', 'Model package does not exist.');
+      return { ModelPackageArn: REGISTERED, InferenceSpecification: sent.InferenceSpecification, CustomerMetadataProperties: sent.CustomerMetadataProperties };
+    }) as any,
+  };
+}
+
 const TRAINING_JOB = `tuneyard-${RUN_ID}-train`;
 const ARTIFACTS = `s3://data-bucket/artifacts/${RUN_ID}/${TRAINING_JOB}/output/model/`;
 /** What Step Functions reports when CreateTrainingJob (optimized integration) is refused. */
@@ -375,11 +402,8 @@ describe('FineTuningPipeline, executed locally', () => {
   describe('an rloo run (RLHF against a registered reward model)', () => {
     // method rloo: a LoRA adapter trained online on prompt-only rows against the reward model a reward run registered;
     // the run's graders evaluate it (the trainer's real eval.json of an rloo adapter, test_rloo.py) and gate it
-    const BASE_1B = 's3://data-bucket/base-models/llama-3.2-1b/';
     const REWARD_REQUEST = { ...REQUEST_WITHOUT_PROBE, baseModel: BASE_1B, recipe: { method: 'reward' } };
     const REWARD_RUN_ID = runIdFor(parseRunRequest(REWARD_REQUEST));
-    const REGISTERED = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/1';
-    const HAS_A = { type: 'regex', name: 'has_a', input: '{{ sample.output_text }}', pattern: 'a' };
     const RLOO_REQUEST = {
       ...REQUEST_WITHOUT_PROBE,
       dataset: { name: 'chat-prompts', sha256: 'e'.repeat(64) },
@@ -390,22 +414,6 @@ describe('FineTuningPipeline, executed locally', () => {
       thresholds: { minGraderMean: { has_a: 0.7 } },
     };
     const RLOO_RUN_ID = runIdFor(parseRunRequest(RLOO_REQUEST));
-
-    /** The registry after a run of `input` was registered: DescribeModelPackage answers with what its Register state sent. */
-    async function registryAfter(input: any, runId: string, report: any): Promise<RegistryReader & { described: string[] }> {
-      const registered = await run(world(evalJson(report), {}, runId).handlers, input, runId);
-      expect(registered.status).toBe('SUCCEEDED');
-      const sent = registered.requests.find((r) => r.state === 'Register')!.params as any;
-      const described: string[] = [];
-      return {
-        described,
-        send: (async (command: any) => {
-          described.push(command.input.ModelPackageName);
-          if (command.input.ModelPackageName !== REGISTERED) throw stepFunctionsError('ValidationException', 'Model package does not exist.');
-          return { ModelPackageArn: REGISTERED, InferenceSpecification: sent.InferenceSpecification, CustomerMetadataProperties: sent.CustomerMetadataProperties };
-        }) as any,
-      };
-    }
 
     test('is rewarded by the model a reward run registered: the reward_model channel and hyperparameters, gated on its graders, registered with the reward model in its lineage', async () => {
       // GIVEN the registry holding what a real reward run's Register state registered
@@ -468,6 +476,110 @@ describe('FineTuningPipeline, executed locally', () => {
       expect(result.error).toBe('RunRequestInvalid');
       expect(JSON.parse(result.cause!).errorMessage).toMatch(/- rewardModel: missing; recipe\.method "rloo" \(RLHF\) .*train one with a method "reward" run/);
       expect(w.calls.Train).toBeUndefined();
+    });
+  });
+
+  describe('every method, end to end', () => {
+    // The smallest valid request of each method, its dataset (in the format the method trains on, validated by the real
+    // ValidateDataset handler) and the eval.json the trainer wrote for a model of that method. Typed by Method, and the
+    // test runs over METHODS: a method added later without a case here fails to compile and fails the test.
+    const chat = (question: string, answer: string) => ({ messages: [{ role: 'user', content: question }, { role: 'assistant', content: answer }] });
+    const pair = (prompt: string, chosen: string, rejected: string) => ({ prompt, chosen, rejected });
+    const prompt = (question: string) => ({ messages: [{ role: 'user', content: question }], reference: 'a' });
+    const DATASETS = {
+      chat: { train: [chat('Capital of France?', 'Paris.'), chat('2 + 2?', '4')], eval: [chat('Capital of Italy?', 'Rome.')] },
+      preference: { train: [pair('2 + 2?', '4', '5'), pair('Capital of Italy?', 'Rome.', 'Milan.')], eval: [pair('Is water wet?', 'Yes.', 'No.')] },
+      // online RL trains on prompts; its eval set holds reference answers (the evaluation's eval loss)
+      prompts: { train: [prompt('Name a fruit.'), prompt('Name a colour.')], eval: [chat('Name an animal.', 'A cat.')] },
+    };
+    interface MethodCase {
+      readonly request: Record<string, unknown>;
+      readonly dataset: keyof typeof DATASETS;
+      /** The format ValidateDataset reads the dataset as. */
+      readonly format: string;
+      /** The trainer's eval.json for a model of this method. */
+      readonly report: () => any;
+      /** The Train job's channels. */
+      readonly channels: string[];
+      /** The figure the gate passed the method on (ReadEvalReport's summary). */
+      readonly gate: RegExp;
+      readonly kind: 'generative' | 'reward';
+    }
+    const dataset = (name: string) => ({ name, sha256: 'f'.repeat(64) });
+    const CASES: Record<Method, MethodCase> = {
+      sft: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'sft' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      lora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'lora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      qlora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'qlora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      dpo: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'dpo' } }, dataset: 'preference', format: 'preference', report: dpoTrainerReport, channels: ['train', 'eval', 'model'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'generative' },
+      reward: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'reward' } }, dataset: 'preference', format: 'preference', report: rewardTrainerReport, channels: ['train', 'eval', 'model'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'reward' },
+      grpo: {
+        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'grpo' }, graders: [HAS_A], thresholds: { minGraderMean: { has_a: 0.7 } } },
+        dataset: 'prompts',
+        format: 'chat',
+        report: () => rlTrainerReport('grpo'),
+        channels: ['train', 'eval', 'model', 'graders'],
+        gate: /grader has_a=1 \(base 0\.45; min 0\.7\)/,
+        kind: 'generative',
+      },
+      rloo: {
+        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'rloo' }, rewardModel: REGISTERED, graders: [HAS_A], thresholds: { minGraderMean: { has_a: 0.7 } } },
+        dataset: 'prompts',
+        format: 'chat',
+        report: () => rlTrainerReport('rloo'),
+        channels: ['train', 'eval', 'model', 'reward_model'],
+        gate: /grader has_a=1 \(base 0\.45; min 0\.7\)/,
+        kind: 'generative',
+      },
+    };
+
+    /** The data bucket holding one dataset version (train.jsonl, eval.jsonl), as the ValidateDataset handler reads and writes it. */
+    function datasetBucket(request: any, files: { train: unknown[]; eval: unknown[] }): DatasetS3 {
+      const prefix = datasetVersionPrefix(request.dataset.name, request.dataset.sha256);
+      const jsonl = (rows: unknown[]) => Buffer.from(rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      const objects = new Map<string, Buffer>([[`${prefix}train.jsonl`, jsonl(files.train)], [`${prefix}eval.jsonl`, jsonl(files.eval)]]);
+      return {
+        send: async (command) => {
+          if (command instanceof ListObjectsV2Command) return { Contents: [...objects.keys()].filter((k) => k.startsWith(command.input.Prefix!)).map((Key) => ({ Key })) };
+          const key = command.input.Key!;
+          if (command instanceof GetObjectCommand) return { Body: Readable.from([objects.get(key)!]) };
+          objects.set(key, Buffer.from(command.input.Body as string));
+          return {};
+        },
+      };
+    }
+
+    test('has a case for every method', () => {
+      expect(Object.keys(CASES)).toEqual([...METHODS]);
+    });
+
+    test.each([...METHODS])('method %s: planned, validated, trained, evaluated, gated, registered and notified', async (method) => {
+      // GIVEN the method's request, its dataset and (rloo) the registry holding a reward run's model
+      const c = CASES[method];
+      const runId = runIdFor(parseRunRequest(c.request));
+      const registry = method === 'rloo' ? await registryAfter(CASES.reward.request, runIdFor(parseRunRequest(CASES.reward.request)), CASES.reward.report()) : undefined;
+      const w = world(evalJson(c.report()), {}, runId, registry);
+      const bucket = datasetBucket(c.request, DATASETS[c.dataset]);
+      w.handlers.ValidateDataset = lambdaTask((event) => validateDatasetVersion(event, { s3: bucket, bucket: 'data-bucket' }));
+      // WHEN
+      const result = await run(w.handlers, c.request, runId);
+      // THEN
+      expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
+      expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
+      const sent = (state: string) => result.requests.find((r) => r.state === state)!.params as any;
+      expect(JSON.parse(sent('ValidateDataset').Payload)).toMatchObject({ method, datasetName: (c.request as any).dataset.name });
+      expect(result.output.validation).toMatchObject({ ok: true, format: c.format, rows: DATASETS[c.dataset].train.length, evalRows: DATASETS[c.dataset].eval.length });
+      const train = sent('Train');
+      expect(train.HyperParameters.method).toBe(method);
+      expect(train.InputDataConfig.map((channel: any) => channel.ChannelName)).toEqual(c.channels);
+      // the evaluation job evaluates what the training job wrote, and ReadEvalReport reads the evaluation job's report
+      const evaluate = sent('Evaluate');
+      expect(evaluate.HyperParameters.method).toBe(method);
+      const trained = `${train.OutputDataConfig.S3OutputPath}${train.TrainingJobName}/output/model/`;
+      expect(evaluate.InputDataConfig.find((channel: any) => channel.ChannelName === 'adapter').DataSource.S3DataSource.S3Uri).toBe(trained);
+      expect(w.s3.keys).toEqual([`data-bucket/eval-reports/${runId}/${evaluate.TrainingJobName}/output/model/eval.json`]);
+      expect(result.output.report).toMatchObject({ passed: true, summary: expect.stringMatching(c.gate) });
+      expect(sent('Register').CustomerMetadataProperties).toMatchObject({ runId, method, kind: c.kind, rewardModel: method === 'rloo' ? REGISTERED : 'none', trainingJobName: train.TrainingJobName });
+      expect(w.sns.messages).toEqual([{ subject: 'Tuneyard run succeeded', message: expect.objectContaining({ outcome: 'SUCCEEDED', runId }) }]);
     });
   });
 
