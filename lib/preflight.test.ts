@@ -78,9 +78,10 @@ describe('estimateTrainingMemory', () => {
     expect(graders.breakdown.trainable).toBe(lora.breakdown.trainable);
     expect(graders.breakdown.optimizer).toBe(lora.breakdown.optimizer);
     expect(graders.precision?.label).toBe('bf16');
-    // the KV cache of 4 x 2048 tokens: K and V of 32 layers x 8 KV heads x 128 dims in bf16 = 1 GiB (with completions
-    // as long as maxLength the loss covers the same tokens as lora's, plus three fp32 log-probabilities per token)
-    expect(graders.breakdown.activations - lora.breakdown.activations).toBeCloseTo(1, 1);
+    // the KV cache of the generation batch, 4 x 4 (gradientAccumulation's default) x 2048 tokens: K and V of 32 layers x
+    // 8 KV heads x 128 dims in bf16 = 4 GiB (with completions as long as maxLength the loss covers the same tokens as
+    // lora's, plus three fp32 log-probabilities per token)
+    expect(graders.breakdown.activations - lora.breakdown.activations).toBeCloseTo(4, 1);
     // shorter completions: the logits and log-probabilities of fewer tokens
     const short = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 256, gradientCheckpointing: false });
     const long = estimateTrainingMemory({ ...model, method: 'grpo', maxCompletionLength: 2048, gradientCheckpointing: false });
@@ -113,6 +114,29 @@ describe('estimateTrainingMemory', () => {
     expect(small.fits).toBe(false);
     expect(small.advice).toMatch(/^RLOO \(RLHF\) of .* lower rlooMaxCompletionLength \(the KV cache and the loss grow with it\)/);
     expect(small.advice).not.toMatch(/grpoMaxCompletionLength/);
+  });
+
+  test('grpo and rloo: TRL generates and scores the completions of every accumulated step at once (generation batch batchSize x gradientAccumulation)', () => {
+    // TRL 1.16's GRPOTrainer and RLOOTrainer: steps_per_generation = gradient_accumulation_steps, and one generate() and
+    // one reward call cover per_device_train_batch_size x steps_per_generation completions
+    const model = { ...BASE, baseModel: 'meta-llama/Llama-3.1-8B', instanceType: 'ml.p4de.24xlarge', distribution: 'none' as const, maxCompletionLength: 256 };
+    for (const method of ['grpo', 'rloo'] as const) {
+      const one = estimateTrainingMemory({ ...model, method, gradientAccumulation: 1 });
+      const eight = estimateTrainingMemory({ ...model, method, gradientAccumulation: 8 });
+      // the KV cache of 4 x 8 x 2048 tokens instead of 4 x 2048: 32 layers x 8 KV heads x 128 dims, K and V in bf16 =
+      // 128 KiB per token, 7 GiB more
+      expect(eight.breakdown.activations - one.breakdown.activations).toBeCloseTo(7, 1);
+      expect(eight.breakdown.weights).toBe(one.breakdown.weights);
+      // unset: the recipe's default gradientAccumulation (4)
+      expect(estimateTrainingMemory({ ...model, method }).breakdown).toEqual(estimateTrainingMemory({ ...model, method, gradientAccumulation: 4 }).breakdown);
+    }
+    // other methods accumulate one micro-batch at a time: no generation batch
+    expect(estimateTrainingMemory({ ...model, method: 'lora', gradientAccumulation: 8 }).breakdown).toEqual(estimateTrainingMemory({ ...model, method: 'lora', gradientAccumulation: 1 }).breakdown);
+    // a reward model scores the whole generation batch in one forward pass: with few KV heads (Qwen2.5 0.5B: 2 of 64
+    // dims, 12 KiB per token) its SwiGLU tensors (3 x 4864 + 2 x 896 values of 2 bytes, 32 KiB per token) are the peak
+    const qwen = { ...model, baseModel: 'Qwen/Qwen2.5-0.5B', parametersBillions: 0.5, method: 'rloo' as const, rewardModelParametersBillions: 0.5 };
+    const scored = estimateTrainingMemory({ ...qwen, gradientAccumulation: 8 }).breakdown.activations - estimateTrainingMemory({ ...qwen, gradientAccumulation: 1 }).breakdown.activations;
+    expect(scored).toBeCloseTo((7 * 4 * 2048 * 2 * (3 * 4864 + 2 * 896)) / 2 ** 30, 1);
   });
 
   test('full SFT of an 8B model does not fit a g5.2xlarge: fp32 weights, gradients and AdamW state, 16 bytes per parameter', () => {

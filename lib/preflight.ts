@@ -1,6 +1,6 @@
 import { GpuInstance, gpuInstance } from './instances';
 import { isOnlineRl } from './methods';
-import { COMPLETION_FIELDS, type Method } from './recipe';
+import { COMPLETION_FIELDS, type Method, RECIPE_FIELDS } from './recipe';
 
 /**
  * GPU memory estimates for training and serving, so a recipe that cannot fit fails before a GPU
@@ -359,6 +359,12 @@ export interface TrainingMemoryInput {
    */
   readonly maxCompletionLength?: number;
   /**
+   * GRPO and RLOO: steps accumulated per optimiser update (recipe `gradientAccumulation`). TRL generates, and the reward
+   * functions score, the completions of all of them at once (steps_per_generation = gradient_accumulation_steps): a
+   * generation batch of batchSize x gradientAccumulation completions per GPU. @default 4 (the recipe's default)
+   */
+  readonly gradientAccumulation?: number;
+  /**
    * GRPO and RLOO: the reward model's parameters in billions, held in the compute dtype beside the policy.
    * @default - grpo: no reward model (graders only); rloo, which always has one: the policy's size (the same tokenizer family)
    */
@@ -374,7 +380,7 @@ export interface MemoryBreakdown {
   readonly gradients: number;
   /** AdamW's two moments. */
   readonly optimizer: number;
-  /** Activations kept for the backward pass, the logits of the loss (training; GRPO and RLOO: with their generation KV cache and log-probabilities) or the KV cache (serving). */
+  /** Activations kept for the backward pass, the logits of the loss (training; GRPO and RLOO: with their log-probabilities and the generation batch's KV cache or reward scoring) or the KV cache (serving). */
   readonly activations: number;
   /** CUDA context, allocator fragmentation, NCCL buffers. */
   readonly overhead: number;
@@ -538,20 +544,29 @@ function trainingMemory(input: TrainingMemoryInput, instance: GpuInstance) {
   const completionTokens = input.batchSize * Math.min(input.maxCompletionLength ?? 256, input.maxLength);
   const lossBytes =
     input.method === 'reward' ? tokens * 4 : online ? lossMemory(profile, shape, completionTokens, a, { liger, full, preference }) + completionTokens * 3 * 4 : lossMemory(profile, shape, tokens, a, { liger, full, preference });
-  // They generate batchSize completions per step (whole groups of grpoNumGenerations or rlooNumGenerations): the KV
-  // cache of batchSize x (prompt + completion) tokens (at most maxLength each), keys and values of every layer in the
-  // compute dtype; counted beside the training activations, which the caching allocator does not give back in between.
-  const kvCacheBytes = online ? tokens * 2 * shape.layers * shape.kvHeads * shape.headDim * a : 0;
+  // They generate the completions of every accumulated step at once (TRL's generation batch: batchSize x
+  // gradientAccumulation completions, whole groups of grpoNumGenerations or rlooNumGenerations): the KV cache of
+  // that many prompt + completion sequences (at most maxLength tokens each), keys and values of every layer in the
+  // compute dtype.
+  const generatedTokens = online ? input.batchSize * (input.gradientAccumulation ?? RECIPE_FIELDS.gradientAccumulation.default) * input.maxLength : 0;
+  const kvCacheBytes = generatedTokens * 2 * shape.layers * shape.kvHeads * shape.headDim * a;
   // and the reward model (a registered reward run's merged model) beside the policy, in the compute dtype
   const rewardModelBillions = input.rewardModelParametersBillions ?? (input.method === 'rloo' ? input.parametersBillions : 0);
   const rewardModelBytes = online ? rewardModelBillions * 1e9 * a : 0;
+  // It scores the generation batch in one forward pass (grpo.py ModelReward): one layer at a time holds the hidden
+  // states (residual and normed) and SwiGLU's gate, up and product for every token. Generation's cache is freed by then:
+  // the larger of the two is counted, beside the training activations, which the caching allocator does not give back
+  // in between.
+  const rewardShape = rewardModelBillions === input.parametersBillions ? shape : modelShape(rewardModelBillions);
+  const rewardScoringBytes = rewardModelBytes > 0 ? generatedTokens * a * (3 * rewardShape.intermediateSize + 2 * rewardShape.hiddenSize) : 0;
+  const generationBytes = Math.max(kvCacheBytes, rewardScoringBytes);
   const logits = lossBytes + (precision.weights === 'nf4' && unquantizedBytes > a ? shape.vocabSize * h * a : 0);
   // With gradient checkpointing each layer keeps only its input; the backward pass recomputes one layer
   // at a time and holds its activations and their gradients (about two MLP-wide and two hidden-wide tensors).
   const layerBackward = perLayer + tokens * a * (2 * shape.intermediateSize + 2 * h);
   const activationBytes = (input.gradientCheckpointing
     ? shape.layers * tokens * a * h + outside + Math.max(logits, layerBackward)
-    : shape.layers * perLayer + outside + logits) + kvCacheBytes;
+    : shape.layers * perLayer + outside + logits) + generationBytes;
 
   const allocated = weightBytes + referenceBytes + rewardModelBytes + trainableBytes + gradientBytes + bucketBytes + optimizerBytes + activationBytes;
   const overheadGiB = CUDA_CONTEXT_GIB + (ALLOCATOR_FRAGMENTATION * allocated) / GIB + (distributed ? NCCL_BUFFERS_GIB : 0);

@@ -683,6 +683,7 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
     useLigerKernel: recipe.useLigerKernel,
     maxLength: recipe.maxLength,
     batchSize: recipe.batchSize,
+    gradientAccumulation: recipe.gradientAccumulation,
     gradientCheckpointing: recipe.gradientCheckpointing,
     loraR: recipe.loraR,
     targetModules: recipe.targetModules,

@@ -583,6 +583,7 @@ function preflightDefaultRecipe(scope: Construct, defaults: DefaultRecipe): void
       useLigerKernel: resolved.useLigerKernel,
       maxLength: resolved.maxLength,
       batchSize: resolved.batchSize,
+      gradientAccumulation: resolved.gradientAccumulation,
       gradientCheckpointing: resolved.gradientCheckpointing,
       loraR: resolved.loraR,
       targetModules: resolved.targetModules,

@@ -66,6 +66,7 @@ describe('estimate --method rloo (RLHF)', () => {
     // generation dominates: a tenth of LoRA's tokens per second
     expect(rloo.estimates[0].hours).toBeCloseTo(10 * lora.estimates[0].hours, 5);
     expect(rloo.assumptions.onlineRl).toMatch(/at most 256 new tokens \(rlooMaxCompletionLength's default\).*a reward model of the base model's size/);
+    expect(rloo.assumptions.onlineRl).toMatch(/^batchSize x 4 completions generated and scored at once \(gradientAccumulation's default/);
     expect(lora.assumptions).not.toHaveProperty('onlineRl');
     // on the instance's 8 GPUs without --distribution: ddp (the trainer refuses fsdp and deepspeed for rloo)
     const spread = JSON.parse((await cli(['estimate', '--base-model', 'meta-llama/Llama-3.1-8B', '--tokens', '1000000', '--instance', 'ml.p4de.24xlarge', '--method', 'rloo', '--json'])).stdout);

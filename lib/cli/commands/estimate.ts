@@ -176,7 +176,7 @@ export function estimateRun(opts: EstimateOptions): EstimateReport {
       ...(isOnlineRl(opts.method)
         ? {
             onlineRl:
-              `batchSize completions per step of at most ${RECIPE_FIELDS[COMPLETION_FIELDS[opts.method].maxCompletionLength].default} new tokens (${COMPLETION_FIELDS[opts.method].maxCompletionLength}'s default), their KV cache and log-probabilities; ` +
+              `batchSize x ${RECIPE_FIELDS.gradientAccumulation.default} completions generated and scored at once (gradientAccumulation's default: TRL generates every accumulated step's completions together) of at most ${RECIPE_FIELDS[COMPLETION_FIELDS[opts.method].maxCompletionLength].default} new tokens (${COMPLETION_FIELDS[opts.method].maxCompletionLength}'s default), their KV cache and log-probabilities; ` +
               (opts.method === 'rloo'
                 ? 'a reward model of the base model\'s size beside the policy (rloo always has one); throughput a tenth of LoRA\'s (generation dominates)'
                 : 'no reward model (graders; a registered reward model adds its weights); throughput a tenth of LoRA\'s (generation dominates)'),
