@@ -128,6 +128,23 @@ def test_full_weight_reward_model_learns_too(job, base_model_dir, tmp_path):
     assert after["accuracy"] >= 0.9
 
 
+def test_the_score_head_is_initialised_from_the_recipe_s_seed(base_model_dir):
+    """The head is created at random when the model loads, before the trainer seeds: the recipe's seed decides it, so a
+    reward run is reproducible whatever ran before it in the process."""
+    from tuneyard_trainer.config import from_hyperparameters
+    from tuneyard_trainer.train import load_model
+
+    before = iter(range(1000, 1010))
+
+    def head(seed: int) -> torch.Tensor:
+        torch.manual_seed(next(before))  # whatever the process drew before: another state each time
+        config = from_hyperparameters({"method": "reward", "seed": str(seed), "base_model": str(base_model_dir)})
+        return load_model(config, str(base_model_dir)).score.weight.detach().clone()
+
+    assert torch.equal(head(1), head(1))
+    assert not torch.equal(head(1), head(2))
+
+
 def test_a_reward_run_on_responses_fails_before_any_weights_load(job, monkeypatch):
     def no_weights(*args, **kwargs):
         raise AssertionError("weights loaded")

@@ -27,6 +27,7 @@ from transformers import (
     EvalPrediction,
     PreTrainedTokenizerBase,
     TrainerCallback,
+    set_seed,
 )
 from trl import DPOConfig, DPOTrainer, RewardTrainer, SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -214,6 +215,8 @@ def load_model(
             # the shards itself, from the low-memory loading its arguments set up)
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     if config.method == "reward":  # the base with a scalar score head (reward.py)
+        # the head is initialised at random here, before the trainer seeds: seeded so the recipe's seed decides it
+        set_seed(config.seed)
         return reward.load_model(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if config.method == "qlora" and not sharded:
