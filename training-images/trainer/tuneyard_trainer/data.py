@@ -453,23 +453,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def validate_file(path: Path, method: str) -> DatasetReport:
-    """Reads and checks a JSONL dataset for a training method (sft, lora, qlora, dpo or reward); its valid rows in the
-    internal form of their format (`to_internal`)."""
-    report = DatasetReport(path=path)
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+def jsonl_lines(path: Path) -> list[tuple[int, str | UnicodeDecodeError]]:
+    """A JSONL file's lines as the plane's validator (lib/datasets/validator.ts) reads them, blank ones left out: a
+    UTF-8 BOM skipped, split at "\n" bytes only (JSON lets U+2028, U+2029 and U+0085 stand raw inside a string, where
+    str.splitlines() would break the row), each line decoded on its own. (line number, text, or the decoding error of a
+    line that is not UTF-8)."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    lines: list[tuple[int, str | UnicodeDecodeError]] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            report.row_count += 1
-            report.errors.append(RowError(number, "invalid-utf8", f"not valid UTF-8 at byte {err.start}"))
+            lines.append((number, err))
             continue
-        if _is_blank(line):
-            continue
+        if not _is_blank(line):
+            lines.append((number, line))
+    return lines
+
+
+def validate_file(path: Path, method: str) -> DatasetReport:
+    """Reads and checks a JSONL dataset for a training method (sft, lora, qlora, dpo or reward); its valid rows in the
+    internal form of their format (`to_internal`)."""
+    report = DatasetReport(path=path)
+    for number, line in jsonl_lines(path):
         report.row_count += 1
+        if isinstance(line, UnicodeDecodeError):
+            report.errors.append(RowError(number, "invalid-utf8", f"not valid UTF-8 at byte {line.start}"))
+            continue
         try:
             row = json.loads(line, parse_constant=_reject_constant)
         except ValueError as err:

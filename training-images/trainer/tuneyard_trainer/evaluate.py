@@ -19,7 +19,7 @@ from trl import DPOConfig, DPOTrainer, SFTConfig
 
 from . import benchmarks, generate, graders, report as html_report, reward, templates
 from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
-from .data import render_dpo, render_sft
+from .data import jsonl_lines, render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
 from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dataset_channel
@@ -237,7 +237,7 @@ def _grader_items(env: SageMakerEnv, rows: list[dict[str, Any]], prompts: list[g
     file's lines are the validated rows one to one), else its validated form, with `reference`: the last assistant
     message (a preference row's chosen response) that the prompt stops before."""
     path = env.channel_jsonl("eval")
-    written = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path else []
+    written = [json.loads(line) for _, line in jsonl_lines(path) if isinstance(line, str)] if path else []
     source = written if len(written) == len(rows) and all(isinstance(r, dict) for r in written) else rows
     return [{**source[p.index], "reference": p.reference} for p in prompts]
 

@@ -41,6 +41,7 @@ from . import graders as graders_module
 from . import launch, templates
 from .chat import end_of_turn_token, stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
+from .data import jsonl_lines
 from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
 from .report import HISTORY_FILE
 from .sagemaker_env import ChannelError, SageMakerEnv, write_adapter_archive
@@ -78,8 +79,9 @@ def _messages_problem(messages: Any, where: str) -> str | None:
 def read_prompt_rows(path: Path, method: str = "grpo") -> list[dict[str, Any]]:
     """The rows of a prompt-only JSONL file; PreflightError listing every bad line (its number and the fix)."""
     rows, problems = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for number, line in jsonl_lines(path):  # the lines the plane validated, numbered alike
+        if isinstance(line, UnicodeDecodeError):
+            problems.append(f"line {number}: not valid UTF-8 at byte {line.start}")
             continue
         try:
             row = json.loads(line)
@@ -234,6 +236,7 @@ class GraderReward:
 
     def __init__(self, grader: graders_module.Grader, rows: list[dict[str, Any]], guards: Guards):
         self.grader, self.rows, self.guards = grader, rows, guards
+        self.source = grader.name  # its name in reward_weights
         self.__name__ = f"grader_{_safe_name(grader.name)}"
 
     def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
@@ -257,6 +260,7 @@ class ModelReward:
     """The reward model's score (its one logit) of the prompt and completion, rendered as the policy sees them."""
 
     __name__ = "model"
+    source = REWARD_MODEL_SOURCE  # its name in reward_weights
 
     def __init__(self, folder: Path, tokenizer, guards: Guards, dtype: torch.dtype):
         self.tokenizer, self.guards = tokenizer, guards
@@ -282,6 +286,46 @@ class ModelReward:
         with torch.inference_mode():
             scores = self.model(**batch).logits[:, 0].float().tolist()
         return [s if ok else 0.0 for s, ok in zip(scores, passed, strict=True)]
+
+
+def source_rewards(
+    graders: list[graders_module.Grader],
+    rows: list[dict[str, Any]],
+    reward_model_dir: Path | None,
+    weights: dict[str, float],
+    tokenizer,
+    guards: Guards,
+    dtype: torch.dtype,
+) -> tuple[list[Any], list[float]]:
+    """The reward functions of a run's sources and their weights, in the order of `weights` (the graders, then the
+    reward model): what the training job's reward sums (with the length penalty beside them) and what the evaluation
+    job scores the base and tuned answers with (`weighted_rewards`). `rows` are the rows the graders read as `item`,
+    by the ROW_COLUMN index."""
+    functions: list[Any] = [GraderReward(g, rows, guards) for g in graders]
+    if reward_model_dir is not None:
+        functions.append(ModelReward(reward_model_dir, tokenizer, guards, dtype))
+    return functions, [weights[f.source] for f in functions]
+
+
+def weighted_rewards(
+    functions: list[Any], weights: list[float], prompts: list[Any], completions: list[Any], batch_size: int = 16
+) -> tuple[dict[str, list[float | None]], list[float]]:
+    """Each source's reward of each completion (a row its grader could not grade: None) and each completion's reward,
+    sum_i weight_i x reward_i with the None left out (TRL's nansum), as GRPOTrainer and RLOOTrainer add them up.
+    Completions are scored `batch_size` at a time (the reward model's forward pass); row i is ROW_COLUMN i."""
+    by_source: dict[str, list[float | None]] = {f.source: [] for f in functions}
+    for start in range(0, len(prompts), batch_size):
+        end = min(start + batch_size, len(prompts))
+        for function in functions:
+            by_source[function.source] += function(
+                prompts[start:end], completions[start:end], **{ROW_COLUMN: list(range(start, end))}
+            )
+    totals = [
+        sum(weight * by_source[f.source][i] for f, weight in zip(functions, weights, strict=True)
+            if by_source[f.source][i] is not None)
+        for i in range(len(prompts))
+    ]
+    return by_source, totals
 
 
 class LengthPenalty:
@@ -520,11 +564,9 @@ def build_trainer(inputs: GrpoInputs, env: SageMakerEnv, tokenizer, callbacks: l
         set(stop_token_ids(tokenizer)) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()),
         re.compile(config.grpo_format_regex, re.DOTALL) if config.grpo_format_regex else None,
     )
-    functions: list[Any] = [GraderReward(g, inputs.rows, guards) for g in inputs.graders]
-    weights = [inputs.weights[g.name] for g in inputs.graders]
-    if inputs.reward_model_dir is not None:
-        functions.append(ModelReward(inputs.reward_model_dir, tokenizer, guards, compute_dtype()))
-        weights.append(inputs.weights[REWARD_MODEL_SOURCE])
+    functions, weights = source_rewards(
+        inputs.graders, inputs.rows, inputs.reward_model_dir, inputs.weights, tokenizer, guards, compute_dtype()
+    )
     if config.grpo_length_guard == "penalty":
         functions.append(LengthPenalty(guards))
         weights.append(config.grpo_length_penalty)
