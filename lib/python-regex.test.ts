@@ -130,6 +130,22 @@ describe('pythonRegexProblem: a Python regular expression checked without Python
     expect(pythonRegexProblem('(?x)a\n  b  )\n')).toMatch(/^unbalanced parenthesis at position 11 \(line 2, column 6\)/);
   });
 
+  test("refuses a pattern nested deeper than Python's parser recurses (RecursionError, not re.error) without overflowing its own stack", () => {
+    const nested = (n: number, open: string, close = ')') => open.repeat(n) + 'x' + close.repeat(n);
+    // groups and lookbehinds take two parser frames a level, conditionals one, a group around a conditional three
+    const patterns = [
+      nested(495, '('), nested(496, '('), nested(5000, '('), '('.repeat(5000), nested(495, '(?<='), nested(496, '(?<='),
+      `(a)${nested(991, '(?(1)')}`, `(a)${nested(992, '(?(1)')}`, `(a)${nested(330, '(?:(?(1)', '))')}`, `(a)${nested(331, '(?:(?(1)', '))')}`,
+    ];
+    const verdicts = pythonCompiles(patterns);
+    expect(verdicts.map((v) => (v.ok ? 'ok' : v.type))).toEqual(['ok', 'RecursionError', 'RecursionError', 'RecursionError', 'ok', 'RecursionError', 'ok', 'RecursionError', 'ok', 'RecursionError']);
+    patterns.forEach((pattern, i) => {
+      const problem = pythonRegexProblem(pattern);
+      if (verdicts[i].ok) expect(problem).toBeUndefined();
+      else expect(problem).toMatch(/^nested too deeply: Python's re module fails with RecursionError \(maximum recursion depth exceeded\) at position \d+ /);
+    });
+  });
+
   test('never refuses what Python accepts among thousands of one-character edits of the corpus, and refuses what it refuses with its message', () => {
     // every deletion, and insertions of the characters that matter to the syntax, at each position of each pattern
     const inserted = ['(', ')', '[', ']', '{', '}', '*', '+', '?', '|', '\\', '-', '<', '>', '=', '!', 'P', ':', '#', '^', '$', '1', ',', 'x'];

@@ -16,6 +16,13 @@
 const MAXREPEAT = 4294967295;
 const MAXGROUPS = 1073741823;
 const MAXWIDTH = 2 ** 64;
+/**
+ * The deepest `nested` (as `_parse_sub` and `_parse` pass it: one more per call, and they call each other, so one
+ * Python frame each) at which CPython 3.11-3.13 still parses a pattern compiled from a module's top level, the
+ * shallowest stack there is; one deeper, re.compile raises RecursionError (the default recursion limit, 1,000
+ * frames), whatever else the pattern holds. The trainer compiles from deeper, so it fails there too.
+ */
+const MAX_NESTED = 992;
 
 const SPECIAL_CHARS = '.\\[{()*+?^$|';
 const REPEAT_CHARS = '*+?{';
@@ -279,6 +286,7 @@ function parseSub(source: Tokenizer, state: State, verbose: boolean, nested: num
 
 /** `_parse`: one alternative; its items. */
 function parse(source: Tokenizer, state: State, verbose: boolean, nested: number, first = false): Item[] {
+  if (nested > MAX_NESTED) throw source.error("nested too deeply: Python's re module fails with RecursionError (maximum recursion depth exceeded)");
   const subpattern: Item[] = [];
   for (;;) {
     const self = source.next;

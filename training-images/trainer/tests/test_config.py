@@ -112,3 +112,18 @@ def test_learning_rate_defaults_to_what_suits_the_method(job, raw, rate):
     assert ("learning_rate" in config.model_fields_set) is ("learning_rate" in raw)
     assert _trainer_args(config, SageMakerEnv(job.root))["learning_rate"] == rate
     assert config.model_dump()["learning_rate"] == rate  # what training_config.json records
+
+
+@pytest.mark.parametrize(
+    ("pattern", "error"),
+    [
+        ("(" * 600 + "a" + ")" * 600, "maximum recursion depth exceeded"),  # RecursionError, not re.error
+        (r"\w{4294967295}", "the repetition number is too large"),  # OverflowError, not re.error
+        ("<answer>(.*?</answer>", "missing \\), unterminated subpattern at position 8"),
+    ],
+)
+def test_a_grpo_format_regex_python_cannot_compile_is_a_config_error(pattern, error):
+    """Every way re.compile refuses a pattern (recipe grpoFormatRegex, refused by pythonRegexProblem in TypeScript too)
+    is a ConfigError naming the field, never a traceback."""
+    with pytest.raises(ConfigError, match=f"grpo_format_regex is not a Python regular expression \\({error}"):
+        from_hyperparameters({"base_model": "m", "method": "grpo", "grpo_format_regex": pattern})

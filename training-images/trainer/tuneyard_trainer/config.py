@@ -396,9 +396,9 @@ class TrainerConfig(BaseModel):
                 f"grpo_length_penalty has no effect with grpo_length_guard={self.grpo_length_guard}; remove it"
             )
         if self.grpo_format_regex is not None:
-            try:
-                re.compile(self.grpo_format_regex)
-            except re.error as err:
+            try:  # as grpo.py compiles it; re.compile also raises OverflowError and RecursionError
+                re.compile(self.grpo_format_regex, re.DOTALL)
+            except (re.error, OverflowError, RecursionError) as err:
                 problems.append(f"grpo_format_regex is not a Python regular expression ({err}); fix the pattern")
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if batch % self.grpo_num_generations:
