@@ -572,10 +572,31 @@ describe('an rloo run (RLHF against a registered reward model)', () => {
     expectValidRequests(requestsOf(plan));
   });
 
+  test('the messages name the command that lists the registered models as the CLI takes it: `tuneyard models` (which refuses an argument such as "list")', () => {
+    const GRPO = { ...RLOO, recipe: { method: 'grpo' }, graders: [EXACT] };
+    const messages = [
+      () => request({ ...RLOO, rewardModel: 'my-reward-model' }),
+      () => request({ ...GRPO, rewardModel: 'my-reward-model' }),
+      () => planRun(request({ ...RLOO, rewardModel: ARN }), SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'generative' } }),
+      () => planRun(request({ ...GRPO, rewardModel: ARN }), SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'generative' } }),
+    ].map((refused) => {
+      try {
+        refused();
+      } catch (e) {
+        return (e as Error).message;
+      }
+      throw new Error('not refused');
+    });
+    for (const message of messages) {
+      expect(message).toContain('`tuneyard models`');
+      expect(message).not.toMatch(/tuneyard models \w/);
+    }
+  });
+
   test('a model package ARN is resolved from the registry and recorded in the lineage as named; a model not registered as a reward model is refused', () => {
     const parsed = request({ ...RLOO, rewardModel: ARN });
     expect(() => planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'generative' } })).toThrow(
-      /is registered as kind=generative, not as a reward model \(kind=reward\); an rloo run is optimised against a method "reward" run's model: name its model package \(`tuneyard models list`\), or train one with a method "reward" run\./,
+      /is registered as kind=generative, not as a reward model \(kind=reward\); an rloo run is optimised against a method "reward" run's model: name its model package \(`tuneyard models`\), or train one with a method "reward" run\./,
     );
     const plan = planRun(parsed, SETTINGS, { rewardModel: { modelDataS3Uri: REWARD_DATA, kind: 'reward', baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/' } });
     expect(plan.hyperParameters.reward_model).toBe(ARN);

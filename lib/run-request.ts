@@ -198,7 +198,7 @@ export const RunRequestSchema = z.strictObject({
     .string()
     .refine((v) => v.startsWith('s3://') || MODEL_PACKAGE_ARN.test(v), {
       message:
-        'must be a registered reward model: its model package version ARN (arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>, `tuneyard models list`) or the s3:// model data folder of a method "reward" run (s3://<bucket>/artifacts/<run>/<job>/output/model/)',
+        'must be a registered reward model: its model package version ARN (arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>, `tuneyard models`) or the s3:// model data folder of a method "reward" run (s3://<bucket>/artifacts/<run>/<job>/output/model/)',
     })
     .optional()
     .describe(
@@ -858,8 +858,8 @@ function rewardModelPlan(request: RunRequest, lookups: PlanLookups, bucket: stri
       throw new RunRequestError(
         `rewardModel: ${echoValue(named)} is registered as ${registered.kind === undefined ? 'a model without a lineage kind' : `kind=${registered.kind}`}, not as a reward model (kind=reward); ` +
           (request.recipe.method === 'rloo'
-            ? 'an rloo run is optimised against a method "reward" run\'s model: name its model package (`tuneyard models list`), or train one with a method "reward" run.'
-            : 'a grpo run is rewarded by a method "reward" run\'s model: name its model package (`tuneyard models list`), or remove rewardModel and reward with graders.'),
+            ? 'an rloo run is optimised against a method "reward" run\'s model: name its model package (`tuneyard models`), or train one with a method "reward" run.'
+            : 'a grpo run is rewarded by a method "reward" run\'s model: name its model package (`tuneyard models`), or remove rewardModel and reward with graders.'),
       );
     }
     uri = registered.modelDataS3Uri;

@@ -87,7 +87,7 @@ describe('PlanRun resolves a grpo run\'s rewardModel in the model registry', () 
     const missing = ARN.replace(/3$/, '99');
     const error = await planRunAndWriteGraders(grpoRequest(missing), ENV, s3, registryOf('reward')).catch((e) => e);
     expect(error).toBeInstanceOf(RunRequestInvalid);
-    expect(error.message).toMatch(/^rewardModel: ".*\/99" cannot be read from this plane's model registry \(ValidationException: .*does not exist\.\); name a reward model version/);
+    expect(error.message).toMatch(/^rewardModel: ".*\/99" cannot be read from this plane's model registry \(ValidationException: .*does not exist\.\); name a reward model version of its model package group \(`tuneyard models`\)/);
   });
 
   test('an s3:// reward model folder and a run without one read no registry', async () => {

@@ -208,7 +208,7 @@ export async function registryLookups(event: PlanRunEvent, registry: RegistryRea
     if (name === 'ValidationException' || name === 'ResourceNotFound' || name === 'AccessDeniedException') {
       throw new RunRequestInvalid(
         `rewardModel: ${echoValue(named)} cannot be read from this plane's model registry (${name}: ${(e as Error).message}); ` +
-          'name a reward model version of its model package group (`tuneyard models list`), or pass the reward run\'s s3:// model data folder.',
+          'name a reward model version of its model package group (`tuneyard models`), or pass the reward run\'s s3:// model data folder.',
       );
     }
     throw e;
