@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { pythonEnv } from '../test/support/api-model';
 import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, ATTN_IMPLEMENTATIONS, BASE_MODEL_KEY, GRADERS_KEY, GRPO_LENGTH_GUARDS, OVERLONG_ROWS, REWARD_MODEL_KEY, parseRecipe, RECIPE_FIELDS, RecipeSchema, renderHyperParameters } from './recipe';
 
 /**
@@ -119,5 +121,29 @@ describe('recipe ↔ trainer config contract', () => {
       'rlooBeta: must be 0 (no KL penalty) or more, e.g. 0.05',
       'rlooEpsilon: must be above 0 (PPO\'s clip range, e.g. 0.2)',
     ]);
+  });
+  test('grpoFormatRegex reaches the trainer as written: one with a line break (a SageMaker value takes none) or in double quotes (the trainer JSON-decodes a quoted value) is rendered JSON-quoted', () => {
+    const patterns = [
+      '<answer>.*</answer>', // as it is
+      '"[A-D]"', // a quoted letter: raw, the trainer would read [A-D]
+      '"yes"|"no"',
+      '(?x)\n<think> .*? </think>  # reasoning first\n\\s* <answer> \\d+ </answer>\n', // verbose: its line breaks end the comments
+      '<answer>\r\n.*\u2028\u2029\u0085</answer>',
+    ];
+    const rendered = patterns.map((grpoFormatRegex) => renderHyperParameters(parseRecipe({ method: 'grpo', grpoFormatRegex }), { baseModel: 'm' }));
+    expect(rendered[0].grpo_format_regex).toBe('<answer>.*</answer>');
+    for (const hyperParameters of rendered) expect(hyperParameters.grpo_format_regex).toMatch(/^[^\n\r\u0085\u2028\u2029]*$/u); // Java's .* (HyperParameterValue)
+    const script = [
+      'import json, sys',
+      'from tuneyard_trainer.config import from_hyperparameters',
+      'print(json.dumps([from_hyperparameters(h).grpo_format_regex for h in json.load(sys.stdin)]))',
+    ].join('\n');
+    const python = spawnSync(path.join(pythonEnv(), 'bin', 'python'), ['-c', script], {
+      input: JSON.stringify(rendered),
+      encoding: 'utf8',
+      cwd: path.join(ROOT, 'training-images', 'trainer'),
+    });
+    expect(python.stderr).toBe('');
+    expect(JSON.parse(python.stdout)).toEqual(patterns);
   });
 });

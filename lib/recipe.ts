@@ -534,5 +534,18 @@ export function renderHyperParameters(recipe: Recipe, extras: HyperParameterExtr
 function renderValue(value: unknown): string {
   if (Array.isArray(value)) return value.join(',');
   if (typeof value === 'object' && value !== null) return JSON.stringify(value); // rewardWeights: the trainer's JSON object
+  if (typeof value === 'string' && (LINE_TERMINATOR.test(value) || /^".*"$/s.test(value))) return jsonQuoted(value);
   return String(value);
+}
+
+/** What a HyperParameters value cannot hold: its pattern is Java's `.*`, whose `.` matches no line terminator. */
+const LINE_TERMINATOR = /[\n\r\u0085\u2028\u2029]/u;
+
+/**
+ * A string (grpoFormatRegex, free text) as a JSON string literal, its line terminators escaped: the trainer JSON-decodes
+ * a value in double quotes (config.py `_unquote`), so it reads back the string as written, where a line break would be
+ * refused by CreateTrainingJob and a string that is itself in double quotes (`"[A-D]"`) would lose them.
+ */
+function jsonQuoted(value: string): string {
+  return JSON.stringify(value).replace(/[\u0085\u2028\u2029]/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
