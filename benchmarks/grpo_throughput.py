@@ -118,6 +118,7 @@ def job_folder(spec: dict) -> Path:
         hyperparameters["graders"] = json.dumps([GRADER])
     else:
         hyperparameters["reward_model"] = "benchmark-reward-model"
+    hyperparameters.update(spec.get("overrides", {}))  # an A/B of one setting (RESULTS.md)
     config = root / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
