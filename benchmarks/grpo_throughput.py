@@ -30,8 +30,9 @@ allocator and a peak RSS of its own); setups alternate within each repeat.
 
     python benchmarks/grpo_throughput.py               # GPU (--gpu): Llama 3.2 1B shape in bf16, 8 completions of up to
                                                        #   256 tokens a step, 12 steps (2 warm-up), GRPO and RLOO
-    python benchmarks/grpo_throughput.py --tiny        # CPU: 22.7M-param Llama shape, 8 completions of up to 64 tokens a
-                                                       #   step, 8 steps (2 warm-up), one torch thread, medians of 3
+    python benchmarks/grpo_throughput.py --tiny        # CPU: 22.7M-param Llama shape, 8 completions of up to 64
+                                                       #   tokens a step, 8 steps (2 warm-up), one torch thread,
+                                                       #   medians of 3 (~15 minutes on 2 busy cores)
     python benchmarks/grpo_throughput.py --smoke       # CPU, seconds: the code path and the report's fields
 
 Prints a markdown table; --json writes every measurement.
@@ -81,10 +82,8 @@ def make_prompts(count: int, vocab_size: int, seed: int) -> list[dict]:
     """Prompt-only chat rows of 16-96 random words (one token each)."""
     rng = random.Random(seed)
     words = vocab_size - 6  # the tokenizer's special tokens come first
-    return [
-        {"messages": [{"role": "user", "content": " ".join(f"w{rng.randrange(words)}" for _ in range(rng.randint(16, 96)))}]}
-        for _ in range(count)
-    ]
+    texts = [" ".join(f"w{rng.randrange(words)}" for _ in range(rng.randint(16, 96))) for _ in range(count)]
+    return [{"messages": [{"role": "user", "content": text}]} for text in texts]
 
 
 def make_reward_model(shape: str, folder: Path, tokenizer, dtype_name: str) -> None:
@@ -284,7 +283,9 @@ def run_worker(spec: dict) -> dict:
     for line in process.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line.removeprefix("RESULT "))
-    raise RuntimeError(f"{spec['method']} {spec['setup']} failed (exit {process.returncode}):\n{process.stderr[-4000:]}")
+    raise RuntimeError(
+        f"{spec['method']} {spec['setup']} failed (exit {process.returncode}):\n{process.stderr[-4000:]}"
+    )
 
 
 def _commit() -> str:

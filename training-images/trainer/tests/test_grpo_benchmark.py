@@ -13,7 +13,8 @@ import grpo_throughput as bench  # noqa: E402
 
 FIELDS = {
     "setup", "method", "beta", "gradient_checkpointing", "weights", "stop_ids", "rewards", "steps", "seconds",
-    "steps_per_second", "cpu_seconds", "steps_per_cpu_second", "completion_tokens", "completion_tokens_per_second", "tokens", "tokens_per_second",
+    "steps_per_second", "cpu_seconds", "steps_per_cpu_second", "completion_tokens", "completion_tokens_per_second",
+    "tokens", "tokens_per_second",
     "mean_completion_length", "mean_reward", "peak_gpu_gib", "peak_rss_mib", "train_rss_growth_mib",
 }
 
