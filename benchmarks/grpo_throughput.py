@@ -6,7 +6,7 @@ LoRA adapter (Tuneyard's: r=16, alpha 32, every linear layer, given to every set
 What the benchmark fixes for every setup: the model, the LoRA config, the prompts, num_generations,
 max_completion_length, max_steps, per_device_train_batch_size (and no gradient accumulation: one generation batch a
 step), the seed, logging every step (the figures are read from the step logs) and the reward: for GRPO a regex
-grader (a completion that starts with a word ending in 7; about a tenth of a random model's completions do), for
+grader (a completion that starts with a word ending in 7; about 4% of the tiny model's completions do), for
 RLOO a random-initialised reward model of the policy's shape (one score).
 
 Setups:
@@ -24,8 +24,9 @@ Setups:
 Reported per setup, over the timed steps (after the warm-up steps): optimiser steps per second, completion tokens per
 second (generated tokens: TRL's per-step mean completion length x the completions of the step) and total tokens per
 second (prompt + completion tokens: TRL's num_input_tokens_seen), peak memory (GPU: torch.cuda.max_memory_allocated;
-CPU: the worker's peak RSS and its growth during training), the mean completion length and reward, and the ratio of
-each median to the trl-defaults median of the same run. Each measurement runs in a process of its own (a clean
+CPU: the worker's peak RSS and its growth during training; and on CPU steps per CPU-second of the worker, steadier
+than wall time on a shared machine), the mean completion length and reward, and the ratio of each median to the
+trl-defaults median of the same run. Each measurement runs in a process of its own (a clean
 allocator and a peak RSS of its own); setups alternate within each repeat.
 
     python benchmarks/grpo_throughput.py               # GPU (--gpu): Llama 3.2 1B shape in bf16, 8 completions of up to
