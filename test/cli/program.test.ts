@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { remainingSeconds, runExitCode } from '../../lib/cli/commands/runs';
+import { remainingSeconds, runExitCode, watchLine } from '../../lib/cli/commands/runs';
 import { GATE_REJECTED_ERROR } from '../../lib/run-request';
 import { RunStatus } from '../../lib/cli/run-client';
 import { estimateCost, estimateTrainingHours, onDemandPricePerHour, SPOT_DISCOUNT } from '../../lib/pricing';
@@ -172,6 +172,16 @@ describe('watch', () => {
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.stage)).toEqual(['PlanRun', 'Train', 'Gate']);
     expect(lines[1]).toMatchObject({ status: 'RUNNING', trainingJob: { status: 'InProgress', trainLoss: 1.9, epoch: 0.5 }, remainingSeconds: 60 });
+  });
+
+  test('an online RL run shows its policy loss, mean reward and KL; a reward model its pairwise accuracy', () => {
+    const at = new Date('2026-11-01T10:05:00Z');
+    const run = (metrics: Record<string, number>) =>
+      watchLine({ runId: 'r', status: 'RUNNING', stage: 'Train', startDate: new Date('2026-11-01T10:00:00Z'), trainingJob: { name: 'j', status: 'InProgress', secondaryStatus: 'Training', metrics } } as RunStatus, at);
+    expect(run({ policy_loss: 0.0123, reward_mean: 1.5, kl: 0.031, clip_fraction: 0.2, epoch: 0.25 })).toBe(
+      '[RUNNING] Train | job InProgress/Training | policy_loss 0.0123 reward_mean 1.5 kl 0.031 epoch 0.25 | elapsed 5m 00s',
+    );
+    expect(run({ train_loss: 0.61, reward_accuracy: 0.75, epoch: 1 })).toBe('[RUNNING] Train | job InProgress/Training | train_loss 0.61 reward_accuracy 0.75 epoch 1 | elapsed 5m 00s');
   });
 
   test('outcome and remaining time helpers', () => {

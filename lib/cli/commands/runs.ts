@@ -633,11 +633,29 @@ function watchJson(status: RunStatus, now: Date) {
     status: status.status,
     stage: status.stage,
     elapsedSeconds: Math.round(((status.stopDate ?? now).getTime() - (status.startDate ?? now).getTime()) / 1000),
-    trainingJob: job && { name: job.name, status: job.status, secondaryStatus: job.secondaryStatus, trainLoss: job.metrics.train_loss, evalLoss: job.metrics.eval_loss, epoch: job.metrics.epoch },
+    trainingJob: job && {
+      name: job.name,
+      status: job.status,
+      secondaryStatus: job.secondaryStatus,
+      trainLoss: job.metrics.train_loss,
+      evalLoss: job.metrics.eval_loss,
+      epoch: job.metrics.epoch,
+      policyLoss: job.metrics.policy_loss,
+      rewardMean: job.metrics.reward_mean,
+      kl: job.metrics.kl,
+      rewardAccuracy: job.metrics.reward_accuracy,
+    },
     remainingSeconds: remainingSeconds(status, now),
     error: status.error,
   };
 }
+
+/**
+ * The figures `watch` shows, those the job has emitted (training/metrics.json names): the loss (RLOO logs its
+ * policy_loss instead of train_loss), the mean reward and KL of the online RL methods, the pairwise accuracy of DPO and
+ * reward models, the epoch.
+ */
+const WATCHED_METRICS = ['train_loss', 'policy_loss', 'eval_loss', 'reward_mean', 'kl', 'reward_accuracy', 'epoch'] as const;
 
 /** One line of `watch`: `[RUNNING] Train | job InProgress/Training | train_loss 1.234 eval_loss 1.3 epoch 0.5 | elapsed 12m 03s, ~24m left`. */
 export function watchLine(status: RunStatus, now: Date): string {
@@ -645,12 +663,7 @@ export function watchLine(status: RunStatus, now: Date): string {
   const job = status.trainingJob;
   if (job) {
     parts.push(`job ${job.status}${job.secondaryStatus ? `/${job.secondaryStatus}` : ''}`);
-    const m = job.metrics;
-    const metrics = [
-      m.train_loss !== undefined ? `train_loss ${metric(m.train_loss)}` : '',
-      m.eval_loss !== undefined ? `eval_loss ${metric(m.eval_loss)}` : '',
-      m.epoch !== undefined ? `epoch ${metric(m.epoch)}` : '',
-    ].filter(Boolean);
+    const metrics = WATCHED_METRICS.filter((name) => job.metrics[name] !== undefined).map((name) => `${name} ${metric(job.metrics[name])}`);
     if (metrics.length) parts.push(metrics.join(' '));
   }
   const elapsed = (status.stopDate ?? now).getTime() - (status.startDate ?? now).getTime();
