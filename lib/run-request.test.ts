@@ -61,6 +61,13 @@ describe('parseRunRequest', () => {
     }
   });
 
+  test('fails when a run that is not grpo or rloo asks for a reward gain, naming the threshold of its method', () => {
+    expect(() => request({ thresholds: { minRewardGain: 0.1 } })).toThrow(
+      /thresholds\.minRewardGain: applies to recipe\.method "grpo" or "rloo" only \(a qlora run is trained on no reward that the evaluation could score\); remove it, or use maxEvalLossRatio \(got 0\.1\)/,
+    );
+    expect(() => request({ recipe: { method: 'dpo' }, thresholds: { minRewardGain: 0 } })).toThrow(/thresholds\.minRewardGain: applies to recipe\.method "grpo" or "rloo" only .*; remove it, or use minPreferenceAccuracy/);
+  });
+
   test('fails when a run that is not dpo asks for a preference accuracy, or one outside 0-1', () => {
     expect(() => request({ thresholds: { minPreferenceAccuracy: 0.6 } })).toThrow(
       /thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" or "reward" only \(the evaluation of a qlora run has no preference pairs\); remove it, or use maxEvalLossRatio \(got 0\.6\)/,
@@ -467,10 +474,15 @@ describe('a grpo run', () => {
   const REWARD_DATA = 's3://tuneyard-data/artifacts/rm-run/tuneyard-rm-run-train/output/model/';
   const GRPO = { baseModel: 's3://tuneyard-data/base-models/qwen2.5-0.5b/', recipe: { method: 'grpo' }, graders: [EXACT] };
 
-  test('with graders: planned with the trainer method, the graders channel of the training job (graders.json) and gated like lora unless minGraderMean is set', () => {
+  test('with graders: planned with the trainer method, the graders channel of the training job (graders.json) and gated on the gain of its reward (default 0), not on its eval loss ratio unless set', () => {
     const parsed = request(GRPO);
-    expect(parsed.thresholds).toEqual({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
-    expect(request({ ...GRPO, thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 } });
+    expect(parsed.thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 0 });
+    expect(request({ ...GRPO, thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 }, minRewardGain: 0 });
+    expect(request({ ...GRPO, thresholds: { minRewardGain: 0.2, maxEvalLossRatio: 1.5 } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 0.2, maxEvalLossRatio: 1.5 });
+    expect(request({ ...GRPO, thresholds: { minRewardGain: -0.05 } }).thresholds.minRewardGain).toBe(-0.05); // a small loss tolerated
+    expect(() => request({ ...GRPO, evaluation: { maxGenerations: 0 } })).toThrow(
+      /evaluation\.maxGenerations: is 0, but the gate of a grpo run scores the answers to the eval prompts with the run's reward \(thresholds\.minRewardGain\); set it above 0/,
+    );
     const plan = planRun(parsed, SETTINGS);
     expect(plan.hyperParameters).toMatchObject({ method: 'grpo', grpo_num_generations: '8', grpo_beta: '0.04', lora_r: '16' });
     expect(plan.hyperParameters).not.toHaveProperty('graders');
@@ -479,6 +491,9 @@ describe('a grpo run', () => {
     expect(trainChannels).toContainEqual(['graders', plan.gradersFile!.s3Uri]);
     expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toContain('graders');
     expect(plan.lineage).toMatchObject({ method: 'grpo', kind: 'generative', rewardModel: 'none' });
+    // the evaluation job scores the answers with the run's reward: its graders, method and (when set) weights
+    expect(plan.evaluationHyperParameters).toEqual({ base_model: GRPO.baseModel, method: 'grpo' });
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).not.toContain('reward_model');
     // a lora run's training job reads no graders
     expect(planRun(request({ graders: [EXACT] }), SETTINGS).inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
   });
@@ -501,6 +516,12 @@ describe('a grpo run', () => {
     expect(plan.hyperParameters.reward_model).toBe(REWARD_DATA);
     expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
     expect(plan.inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
+    // the evaluation job scores the answers with the same reward model, weighted as in training
+    expect(plan.evaluationInputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
+    const weighted = planRun(request({ ...GRPO, rewardModel: REWARD_DATA, recipe: { method: 'grpo', rewardWeights: { exact: 1, reward_model: 0.5 } } }), SETTINGS);
+    expect(weighted.evaluationHyperParameters).toEqual({ base_model: GRPO.baseModel, method: 'grpo', reward_weights: '{"exact":1,"reward_model":0.5}' });
+    expect(weighted.evaluationHyperParameters.reward_weights).toBe(weighted.hyperParameters.reward_weights);
+    expect(weighted.evaluationInputDataConfig.map((c) => c.ChannelName)).toEqual(['model', 'adapter', 'eval', 'graders', 'reward_model']);
     // the registered model's lineage says what rewarded it
     expect(plan.lineage.rewardModel).toBe(REWARD_DATA);
     // a reward model of the policy's size (0.5B) in bf16 beside the policy: ~0.9 GiB more weights
@@ -543,9 +564,10 @@ describe('an rloo run (RLHF against a registered reward model)', () => {
     expect(() => request({ ...RLOO, recipe: { method: 'rloo', rewardWeights: { reward_model: 1 } } })).toThrow(/recipe\.rewardWeights: rewardWeights applies to method grpo only/);
   });
 
-  test('is gated like lora (its eval loss ratio), or on its graders\' means alone when minGraderMean is set, as grpo', () => {
-    expect(request(RLOO).thresholds).toEqual({ maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1 });
-    expect(request({ ...RLOO, graders: [EXACT], thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 } });
+  test('is gated on the gain of its reward model\'s score (default 0) and, when set, its graders\' means, as grpo: not on its eval loss ratio unless set', () => {
+    expect(request(RLOO).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 0 });
+    expect(request({ ...RLOO, graders: [EXACT], thresholds: { minGraderMean: { exact: 0.7 } } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { exact: 0.7 }, minRewardGain: 0 });
+    expect(request({ ...RLOO, thresholds: { minRewardGain: 1, maxEvalLossRatio: 1 } }).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 1, maxEvalLossRatio: 1 });
     expect(() => request({ ...RLOO, thresholds: { minPreferenceAccuracy: 0.6 } })).toThrow(/thresholds\.minPreferenceAccuracy: applies to recipe\.method "dpo" or "reward" only/);
   });
 
@@ -558,7 +580,10 @@ describe('an rloo run (RLHF against a registered reward model)', () => {
     expect(plan.inputDataConfig.map((c) => c.ChannelName)).toEqual(['train', 'eval', 'model', 'reward_model']);
     expect(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model')?.DataSource.S3DataSource.S3Uri).toBe(REWARD_DATA);
     expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toContain('graders');
-    expect(plan.evaluationHyperParameters).toMatchObject({ method: 'rloo' });
+    expect(plan.evaluationHyperParameters).toEqual({ base_model: RLOO.baseModel, method: 'rloo' });
+    // its evaluation job scores the base and tuned answers with the reward model the training job read
+    expect(plan.evaluationInputDataConfig.map((c) => c.ChannelName)).toEqual(['model', 'adapter', 'eval', 'graders', 'reward_model']);
+    expect(plan.evaluationInputDataConfig.find((c) => c.ChannelName === 'reward_model')).toEqual(plan.inputDataConfig.find((c) => c.ChannelName === 'reward_model'));
     expect(plan.lineage).toMatchObject({ method: 'rloo', kind: 'generative', rewardModel: REWARD_DATA });
     // the same memory as a grpo run rewarded by the same model with the same completions (the same TRL batching)
     const grpo = planRun(request({ ...RLOO, recipe: { method: 'grpo', grpoNumGenerations: 4 } }), SETTINGS);

@@ -36,9 +36,12 @@ const DatasetRefSchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the 64 lower-case hex characters that `tuneyard upload` printed'),
 });
 
+/** The hyperparameter of a GRPO run's reward weights (recipe.rewardWeights), which the evaluation job's reward reads too. */
+const REWARD_WEIGHTS_KEY = RECIPE_FIELDS.rewardWeights.key;
+
 const ENDPOINT_NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
-/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe, graders, embedding_model and these). */
+/** Benchmark datasets a run may name: the evaluation job's channels are at most 20 (model, adapter, eval, probe, graders, embedding_model, reward_model and these). */
 export const MAX_BENCHMARK_DATASETS = 8;
 
 /**
@@ -67,7 +70,7 @@ export const MAX_RUNTIME_HOURS = 240;
  * chosen/rejected columns scores well below 0.5; what accuracy a good run reaches depends on the data (set it higher
  * once a run on your data shows it).
  */
-export const DEFAULT_THRESHOLDS = { maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5 } as const;
+export const DEFAULT_THRESHOLDS = { maxEvalLossRatio: 1.0, maxForgettingIncrease: 0.1, minPreferenceAccuracy: 0.5, minRewardGain: 0 } as const;
 
 /** A run's gate thresholds, as the request writes them (see {@link DEFAULT_THRESHOLDS} for what is unset). */
 const ThresholdsSchema = z
@@ -77,7 +80,7 @@ const ThresholdsSchema = z
       .gt(0, 'must be above 0 (1.0: the tuned model must not be worse than the base)')
       .optional()
       .describe(
-        `Tuned/base loss on the eval set at most this. Default: ${DEFAULT_THRESHOLDS.maxEvalLossRatio} for sft, lora and qlora; not checked for dpo unless set (there it is the loss of the chosen responses, which DPO does not minimise).`,
+        `Tuned/base loss on the eval set at most this. Default: ${DEFAULT_THRESHOLDS.maxEvalLossRatio} for sft, lora and qlora; not checked for dpo, grpo and rloo unless set (there it is the loss of the chosen or reference responses, which DPO and online RL do not minimise).`,
       ),
     maxForgettingIncrease: z.number().min(0, 'must be 0 or more').default(DEFAULT_THRESHOLDS.maxForgettingIncrease).describe(`Probe loss increase at most this (runs with a probeDataset). Default: ${DEFAULT_THRESHOLDS.maxForgettingIncrease}.`),
     minPreferenceAccuracy: z
@@ -87,6 +90,12 @@ const ThresholdsSchema = z
       .optional()
       .describe(
         `dpo and reward only: the share of held-out preference pairs whose chosen response the tuned model rewards above the rejected one (dpo: DPO's implicit reward against the base model; reward: the reward model's score) at least this. Default: ${DEFAULT_THRESHOLDS.minPreferenceAccuracy} (no worse than chance; a tie counts as a miss).`,
+      ),
+    minRewardGain: z
+      .number()
+      .optional()
+      .describe(
+        `grpo and rloo only: the tuned model's mean reward on the eval prompts minus the base model's at least this, the reward being the run's own (its graders and/or reward model, weighted by recipe.rewardWeights, the format guard applied as in training; no length penalty: the answers are capped by evaluation.maxNewTokens). Default: ${DEFAULT_THRESHOLDS.minRewardGain} (the tuned model must not score below the base on the reward it was trained for).`,
       ),
     minGraderMean: z
       .record(z.string().min(1, 'must be the name of one of the run\'s graders'), z.number())
@@ -112,13 +121,14 @@ const ThresholdsSchema = z
 
 /**
  * The thresholds of a method, defaults applied: the eval loss ratio gates sft, lora and qlora; the preference accuracy
- * gates dpo and reward (a reward model's pairwise accuracy: the share of held-out pairs it scores chosen above rejected).
+ * gates dpo and reward (a reward model's pairwise accuracy: the share of held-out pairs it scores chosen above rejected);
+ * the reward gain gates grpo and rloo (what they optimise: the run's reward of the tuned answers against the base's).
  */
 function methodThresholds(method: Recipe['method'], thresholds: z.output<typeof ThresholdsSchema>): z.output<typeof ThresholdsSchema> {
   if (method === 'dpo' || method === 'reward') return { ...thresholds, minPreferenceAccuracy: thresholds.minPreferenceAccuracy ?? DEFAULT_THRESHOLDS.minPreferenceAccuracy };
-  // grpo and rloo (a LoRA adapter, evaluated like lora's) gated on their graders' means do not minimise the loss of the
-  // eval set's reference answers, so the loss ratio is checked only when set; without minGraderMean they gate like lora
-  if (isOnlineRl(method) && thresholds.minGraderMean !== undefined && Object.keys(thresholds.minGraderMean).length > 0) return thresholds;
+  // online RL maximises the reward of sampled answers, not the likelihood of the eval set's reference answers: the loss
+  // ratio is checked only when the request sets it
+  if (isOnlineRl(method)) return { ...thresholds, minRewardGain: thresholds.minRewardGain ?? DEFAULT_THRESHOLDS.minRewardGain };
   return { ...thresholds, maxEvalLossRatio: thresholds.maxEvalLossRatio ?? DEFAULT_THRESHOLDS.maxEvalLossRatio };
 }
 
@@ -170,7 +180,7 @@ export const RunRequestSchema = z.strictObject({
   thresholds: ThresholdsSchema
     .default({ maxForgettingIncrease: DEFAULT_THRESHOLDS.maxForgettingIncrease })
     .describe(
-      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo and reward: preference accuracy at least minPreferenceAccuracy; all: probe loss increase at most maxForgettingIncrease, and, when set, graders\' means (minGraderMean), the judge\'s win rate (minJudgeWinRate) and each benchmark\'s accuracy drop (maxBenchmarkDrop). A threshold whose figure the evaluation did not write fails the gate.',
+      'The gate. sft, lora, qlora: tuned/base eval loss at most maxEvalLossRatio; dpo and reward: preference accuracy at least minPreferenceAccuracy; grpo and rloo: the gain of the run\'s reward, tuned minus base, at least minRewardGain; all: probe loss increase at most maxForgettingIncrease, and, when set, graders\' means (minGraderMean), the judge\'s win rate (minJudgeWinRate) and each benchmark\'s accuracy drop (maxBenchmarkDrop). A threshold whose figure the evaluation did not write fails the gate.',
     ),
   autoApprove: z.boolean().default(false).describe('Register the model as Approved (true) or PendingManualApproval. Default: false.'),
   deploy: z
@@ -219,6 +229,20 @@ export const RunRequestSchema = z.strictObject({
       for (const problem of problems) ctx.addIssue({ code: 'custom', path: ['graders', ...problem.at], message: problem.message, params: { echoed: true } });
       if (problems.length === 0) embeddingModelProblems(request, cosineGraders(request.graders as GraderConfig[]), ctx);
     } else if (request.embeddingModel !== undefined) embeddingModelProblems(request, [], ctx);
+    if (isOnlineRl(request.recipe.method) && request.evaluation?.maxGenerations === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['evaluation', 'maxGenerations'],
+        message: `is 0, but the gate of a ${request.recipe.method} run scores the answers to the eval prompts with the run's reward (thresholds.minRewardGain); set it above 0, or leave it out (default ${DEFAULT_EVALUATION.maxGenerations})`,
+      });
+    }
+    if (!isOnlineRl(request.recipe.method) && request.thresholds.minRewardGain !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['thresholds', 'minRewardGain'],
+        message: `applies to recipe.method ${ONLINE_RL_METHODS.map((m) => `"${m}"`).join(' or ')} only (a ${request.recipe.method} run is trained on no reward that the evaluation could score); remove it${request.recipe.method === 'dpo' || request.recipe.method === 'reward' ? ', or use minPreferenceAccuracy' : ', or use maxEvalLossRatio'}`,
+      });
+    }
     if (request.recipe.method !== 'dpo' && request.recipe.method !== 'reward' && request.thresholds.minPreferenceAccuracy !== undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -763,8 +787,15 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
     evaluationJobName,
     hyperParameters,
     // `evaluate` reads the method and loss masking from the training output (base_model and method are informative)
-    // and the graders, when the run names any, from its `graders` channel.
-    evaluationHyperParameters: { base_model: request.baseModel, method: recipe.method, ...evaluationSettings },
+    // and the graders, when the run names any, from its `graders` channel. grpo and rloo: it scores the base and tuned
+    // answers with the run's reward (eval.json `reward`, the gate's minRewardGain), so it gets what the training job's
+    // reward reads: the graders, the reward_model channel and reward_weights.
+    evaluationHyperParameters: {
+      base_model: request.baseModel,
+      method: recipe.method,
+      ...(isOnlineRl(recipe.method) && hyperParameters[REWARD_WEIGHTS_KEY] !== undefined ? { [REWARD_WEIGHTS_KEY]: hyperParameters[REWARD_WEIGHTS_KEY] } : {}),
+      ...evaluationSettings,
+    },
     inputDataConfig: [
       channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'),
       evalChannel,
@@ -782,6 +813,8 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
       ...benchmarkChannels,
       ...(gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
       ...embeddingChannel,
+      // grpo and rloo: the reward model that rewarded the training job scores the base and tuned answers
+      ...(rewardModel ? [channel('reward_model', rewardModel.s3Uri)] : []),
     ],
     outputDataConfig: { S3OutputPath: outputS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },
     evaluationOutputDataConfig: { S3OutputPath: evalReportS3Uri, KmsKeyId: settings.outputKmsKeyArn, CompressionType: 'NONE' },

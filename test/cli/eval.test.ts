@@ -122,6 +122,20 @@ describe('tuneyard eval', () => {
     expect(text.stdout).toContain('judge: tuned wins 22, ties 6, loses 12 of 40 (win rate 0.55)');
   });
 
+  test('a grpo run\'s evaluation prints the run\'s reward of the base and tuned answers and its gain (the gate\'s minRewardGain)', async () => {
+    // GIVEN a grpo run whose evaluation job wrote the trainer's real eval.json of the toy GRPO adapter
+    const runId = 'sums-grpo-eval00000004';
+    await startRun(runId, {});
+    const report = fs.readFileSync(path.join(FIXTURE, '..', 'eval-report-grpo.json'), 'utf8');
+    await put(`eval-reports/${runId}/tuneyard-${runId}-eval/output/model/eval.json`, report);
+    // WHEN
+    const result = await cli(['eval', runId, '--out', path.join(tmp, 'grpo')], { clients: plane.factory });
+    // THEN
+    expect(result.code).toBe(0);
+    const { reward } = JSON.parse(report);
+    expect(result.stdout).toContain(`reward ${Number(reward.base.mean.toPrecision(4))} -> ${Number(reward.tuned.mean.toPrecision(4))} (gain ${Number(reward.gain.toPrecision(4))}) over 20 answers`);
+  });
+
   test('fails with the next step when the run has no evaluation yet', async () => {
     const runId = 'chats-lora-eval00000003';
     await startRun(runId, { wait: true });

@@ -246,6 +246,17 @@ describe('train --method grpo', () => {
     expect(code).toBe(0);
     const request = await startedRequest(JSON.parse(stdout).executionArn);
     expect(request).toMatchObject({ recipe: { method: 'grpo', batchSize: 2 }, rewardModel, graders: [expect.objectContaining({ name: 'exact' })] });
+    // AND --min-reward-gain sets the gate of its reward (a loss may be tolerated); a method without a reward refuses it, naming the flag
+    const gated = await cli(
+      ['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--graders', graders, '--batch-size', '2', '--min-reward-gain', '-0.1', '--json'],
+      { clients: plane.factory },
+    );
+    expect({ code: gated.code, stderr: gated.stderr }).toEqual({ code: 0, stderr: '' });
+    expect((await startedRequest(JSON.parse(gated.stdout).executionArn)).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: -0.1 });
+    const lora = await cli(['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'lora', '--min-reward-gain', '0.1'], { clients: plane.factory });
+    expect(lora.code).toBe(1);
+    expect(lora.stderr).toMatch(/ {2}- thresholds\.minRewardGain \(--min-reward-gain\): applies to recipe\.method "grpo" or "rloo" only/);
+    expect((await cli(['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--min-reward-gain', 'more'])).stderr).toMatch(/option '--min-reward-gain <gain>' argument 'more' is invalid\. must be a number\./);
     // AND without a reward source it is refused before anything starts, naming the flags
     const none = await cli(['train', '--dataset', 'sums', '--base-model', BASE, '--method', 'grpo', '--batch-size', '2'], { clients: plane.factory });
     expect(none.code).not.toBe(0);

@@ -9,7 +9,7 @@ import { runIdFor, parseRunRequest } from '../../lib/run-request';
 import { METHODS, type Method } from '../../lib/methods';
 import { datasetVersionPrefix } from '../../lib/layout';
 import { validateDatasetVersion, type S3Sender as DatasetS3 } from '../../constructs/dataset-validator/handler';
-import { dpoTrainerReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, rlTrainerReport, trainerReport } from '../support/trainer-reports';
+import { dpoTrainerReport, gradedRewardReport, gradedTrainerReport, movedDpoReport, movedReport, movedRewardReport, rewardTrainerReport, rlTrainerReport, trainerReport } from '../support/trainer-reports';
 import { completedJob, definitionFromTemplate, failingFirst, lambdaTask, LocalHandler, runLocal, snsRecorder, stepFunctionsError } from '../support/local-sfn';
 import { pipelineStack } from './pipeline-stack';
 import { LONG_PYTHON_GRADER } from '../support/graders';
@@ -345,8 +345,9 @@ describe('FineTuningPipeline, executed locally', () => {
 
   describe('a grpo run', () => {
     // method grpo: a LoRA adapter trained online on prompt-only rows, rewarded by the run's graders (the same
-    // definitions the evaluation scores with) and gated on them; the eval job evaluates the adapter like lora's, so
-    // the report is the trainer's real graded eval.json of a LoRA adapter (test_evaluate.py)
+    // definitions the evaluation scores with) and gated on the gain of that reward and on the graders; the report is the
+    // trainer's real graded eval.json of a LoRA adapter (test_evaluate.py) with the reward block the evaluation of a run
+    // rewarded by those graders adds (exact 1, fuzzy 0.5: its fuzzy mean fell, so its reward fell by 0.02)
     const GRADERS = [
       { type: 'string_check', name: 'exact', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', operation: 'eq' },
       { type: 'text_similarity', name: 'fuzzy', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', evaluation_metric: 'fuzzy_match', pass_threshold: 0.5 },
@@ -356,12 +357,14 @@ describe('FineTuningPipeline, executed locally', () => {
       baseModel: 's3://data-bucket/base-models/llama-3.2-1b/',
       recipe: { method: 'grpo', rewardWeights: { exact: 1, fuzzy: 0.5 }, grpoMaxCompletionLength: 128 },
       graders: GRADERS,
-      thresholds: { minGraderMean: { fuzzy: 0.05 } },
+      // a small loss of reward tolerated
+      thresholds: { minGraderMean: { fuzzy: 0.05 }, minRewardGain: -0.05 },
     };
     const GRPO_RUN_ID = runIdFor(parseRunRequest(GRPO_REQUEST));
+    const GRPO_REPORT = () => gradedRewardReport({ exact: 1, fuzzy: 0.5 });
 
-    test('is planned with its graders as the training job\'s rewards, trained, gated on its grader mean and registered', async () => {
-      const w = world(evalJson(gradedTrainerReport()), {}, GRPO_RUN_ID);
+    test('is planned with its graders as the training job\'s rewards, trained, gated on its reward gain and grader mean, and registered', async () => {
+      const w = world(evalJson(GRPO_REPORT()), {}, GRPO_RUN_ID);
       const result = await run(w.handlers, GRPO_REQUEST, GRPO_RUN_ID);
       expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
       expect(result.entered).toEqual(['PlanRun', 'ValidateDataset', 'Train', 'Evaluate', 'ReadEvalReport', 'Gate', 'Register', 'NotifySucceeded', 'Succeeded']);
@@ -373,16 +376,34 @@ describe('FineTuningPipeline, executed locally', () => {
       const key = `eval-reports/${GRPO_RUN_ID}/graders.json`;
       expect(train.InputDataConfig.find((c: any) => c.ChannelName === 'graders')?.DataSource.S3DataSource.S3Uri).toBe(`s3://data-bucket/${key}`);
       expect(JSON.parse(w.written.get(`data-bucket/${key}`)!.body)).toEqual(GRADERS);
-      // gated on the grader the request names; the loss ratio of the reference answers is not checked unless set
-      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { fuzzy: 0.05 } });
-      expect(result.output.report).toMatchObject({ passed: true });
+      // the evaluation job scores the answers with the same reward: the graders channel and the reward weights
+      const evaluate = result.requests.find((r) => r.state === 'Evaluate')!.params as any;
+      expect(evaluate.HyperParameters).toMatchObject({ method: 'grpo', reward_weights: '{"exact":1,"fuzzy":0.5}' });
+      expect(evaluate.InputDataConfig.find((c: any) => c.ChannelName === 'graders')?.DataSource.S3DataSource.S3Uri).toBe(`s3://data-bucket/${key}`);
+      // gated on its reward gain and the grader the request names; the loss ratio of the reference answers is not checked unless set
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { fuzzy: 0.05 }, minRewardGain: -0.05 });
+      expect(result.output.report).toMatchObject({ passed: true, summary: expect.stringMatching(/^passed \| reward_gain=-0\.02076 \(mean reward 0\.05539 -> 0\.03463 on 4 answers; min -0\.05\)/) });
       expect(w.calls.Register[0].CustomerMetadataProperties).toMatchObject({ method: 'grpo', kind: 'generative', runId: GRPO_RUN_ID });
     });
 
-    test('is rejected below its grader minimum and not registered', async () => {
-      const input = { ...GRPO_REQUEST, thresholds: { minGraderMean: { fuzzy: 0.99 } } };
+    test('is rejected by the default gate when its reward fell (minRewardGain 0), and not registered', async () => {
+      const input = { ...GRPO_REQUEST, thresholds: { minGraderMean: { fuzzy: 0.05 } } };
       const runId = runIdFor(parseRunRequest(input));
-      const w = world(evalJson(gradedTrainerReport()), {}, runId);
+      const w = world(evalJson(GRPO_REPORT()), {}, runId);
+      const result = await run(w.handlers, input, runId);
+      expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
+      expect(result.cause).toMatch(/^rejected: reward gain -0\.02076 is below the minimum 0 \(mean reward base 0\.05539, tuned 0\.03463\) \|/);
+      expect(w.calls.Register).toBeUndefined();
+      // the report of an evaluation that did not score the reward fails the same gate closed
+      const unscored = world(evalJson(gradedTrainerReport()), {}, runId);
+      const closed = await run(unscored.handlers, input, runId);
+      expect(closed.cause).toMatch(/^rejected: reward gain was not measured \(minimum 0\): the report has no reward figures/);
+    });
+
+    test('is rejected below its grader minimum and not registered', async () => {
+      const input = { ...GRPO_REQUEST, thresholds: { minGraderMean: { fuzzy: 0.99 }, minRewardGain: -0.05 } };
+      const runId = runIdFor(parseRunRequest(input));
+      const w = world(evalJson(GRPO_REPORT()), {}, runId);
       const result = await run(w.handlers, input, runId);
       expect([result.status, result.error]).toEqual(['FAILED', 'Tuneyard.GateRejected']);
       expect(result.cause).toMatch(/^rejected: grader fuzzy mean [0-9.]+ is below the minimum 0\.99 \|/);
@@ -401,7 +422,8 @@ describe('FineTuningPipeline, executed locally', () => {
 
   describe('an rloo run (RLHF against a registered reward model)', () => {
     // method rloo: a LoRA adapter trained online on prompt-only rows against the reward model a reward run registered;
-    // the run's graders evaluate it (the trainer's real eval.json of an rloo adapter, test_rloo.py) and gate it
+    // the evaluation scores its answers with that reward model (the gate's reward gain) and the run's graders (the
+    // trainer's real eval.json of an rloo adapter, test_rloo.py), and both gate it
     const REWARD_REQUEST = { ...REQUEST_WITHOUT_PROBE, baseModel: BASE_1B, recipe: { method: 'reward' } };
     const REWARD_RUN_ID = runIdFor(parseRunRequest(REWARD_REQUEST));
     const RLOO_REQUEST = {
@@ -415,7 +437,7 @@ describe('FineTuningPipeline, executed locally', () => {
     };
     const RLOO_RUN_ID = runIdFor(parseRunRequest(RLOO_REQUEST));
 
-    test('is rewarded by the model a reward run registered: the reward_model channel and hyperparameters, gated on its graders, registered with the reward model in its lineage', async () => {
+    test('is rewarded by the model a reward run registered: the reward_model channel and hyperparameters, gated on that reward\'s gain and its graders, registered with the reward model in its lineage', async () => {
       // GIVEN the registry holding what a real reward run's Register state registered
       const registry = await registryAfter(REWARD_REQUEST, REWARD_RUN_ID, rewardTrainerReport());
       const w = world(evalJson(rlTrainerReport('rloo')), {}, RLOO_RUN_ID, registry);
@@ -441,12 +463,16 @@ describe('FineTuningPipeline, executed locally', () => {
         model: `${BASE_1B}`,
         reward_model: `s3://data-bucket/artifacts/${REWARD_RUN_ID}/${rewardTraining}/output/model/`,
       });
-      // the graders evaluate it (the evaluation job's graders channel), gated on has_a alone
+      // the graders evaluate it (the evaluation job's graders channel) and the reward model scores its answers (the
+      // evaluation job's reward_model channel, the training job's): gated on the reward gain and has_a
       const evaluate = result.requests.find((r) => r.state === 'Evaluate')!.params as any;
-      expect(evaluate.InputDataConfig.map((c: any) => c.ChannelName)).toContain('graders');
+      const evalChannels = Object.fromEntries(evaluate.InputDataConfig.map((c: any) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]));
+      expect(Object.keys(evalChannels)).toEqual(['model', 'adapter', 'eval', 'graders', 'reward_model']);
+      expect(evalChannels.reward_model).toBe(channels.reward_model);
+      expect(evaluate.HyperParameters).toMatchObject({ method: 'rloo' });
       expect(JSON.parse(w.written.get(`data-bucket/eval-reports/${RLOO_RUN_ID}/graders.json`)!.body)).toEqual([HAS_A]);
-      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
-      expect(result.output.report).toMatchObject({ passed: true });
+      expect(result.output.plan.thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 }, minRewardGain: 0 });
+      expect(result.output.report).toMatchObject({ passed: true, summary: expect.stringMatching(/reward_gain=[0-9.]+ \(mean reward -?[0-9.]+ -> -?[0-9.]+ on 20 answers; min 0\)/) });
       // the registered model says what it is and what rewarded it
       const registered = result.requests.find((r) => r.state === 'Register')!.params as any;
       expect(registered.CustomerMetadataProperties).toMatchObject({ method: 'rloo', kind: 'generative', rewardModel: REGISTERED, runId: RLOO_RUN_ID });
@@ -501,33 +527,39 @@ describe('FineTuningPipeline, executed locally', () => {
       readonly report: () => any;
       /** The Train job's channels. */
       readonly channels: string[];
+      /** The Evaluate job's channels: the training output (adapter) and what scores it. */
+      readonly evalChannels: string[];
       /** The figure the gate passed the method on (ReadEvalReport's summary). */
       readonly gate: RegExp;
       readonly kind: 'generative' | 'reward';
     }
     const dataset = (name: string) => ({ name, sha256: 'f'.repeat(64) });
     const CASES: Record<Method, MethodCase> = {
-      sft: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'sft' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
-      lora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'lora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
-      qlora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'qlora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
-      dpo: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'dpo' } }, dataset: 'preference', format: 'preference', report: dpoTrainerReport, channels: ['train', 'eval', 'model'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'generative' },
-      reward: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'reward' } }, dataset: 'preference', format: 'preference', report: rewardTrainerReport, channels: ['train', 'eval', 'model'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'reward' },
+      sft: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'sft' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], evalChannels: ['model', 'adapter', 'eval'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      lora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'lora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], evalChannels: ['model', 'adapter', 'eval'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      qlora: { request: { dataset: dataset('chats'), baseModel: BASE_1B, recipe: { method: 'qlora' } }, dataset: 'chat', format: 'chat', report: () => trainerReport(false), channels: ['train', 'eval', 'model'], evalChannels: ['model', 'adapter', 'eval'], gate: /eval_loss_ratio=0\.929 \(max 1\)/, kind: 'generative' },
+      dpo: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'dpo' } }, dataset: 'preference', format: 'preference', report: dpoTrainerReport, channels: ['train', 'eval', 'model'], evalChannels: ['model', 'adapter', 'eval'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'generative' },
+      reward: { request: { dataset: dataset('pairs'), baseModel: BASE_1B, recipe: { method: 'reward' } }, dataset: 'preference', format: 'preference', report: rewardTrainerReport, channels: ['train', 'eval', 'model'], evalChannels: ['model', 'adapter', 'eval'], gate: /preference_accuracy=[0-9.]+ \(\d+\/\d+ pairs; min 0\.5\)/, kind: 'reward' },
       grpo: {
-        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'grpo' }, graders: [HAS_A], thresholds: { minGraderMean: { has_a: 0.7 } } },
+        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'grpo' }, graders: [HAS_A] },
         dataset: 'prompts',
         format: 'chat',
         report: () => rlTrainerReport('grpo'),
         channels: ['train', 'eval', 'model', 'graders'],
-        gate: /grader has_a=1 \(base 0\.45; min 0\.7\)/,
+        evalChannels: ['model', 'adapter', 'eval', 'graders'],
+        // the default gate of online RL: the run's reward (has_a) of the tuned answers against the base's
+        gate: /reward_gain=0\.55 \(mean reward 0\.45 -> 1 on 20 answers; min 0\)/,
         kind: 'generative',
       },
       rloo: {
-        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'rloo' }, rewardModel: REGISTERED, graders: [HAS_A], thresholds: { minGraderMean: { has_a: 0.7 } } },
+        request: { dataset: dataset('prompts'), baseModel: BASE_1B, recipe: { method: 'rloo' }, rewardModel: REGISTERED },
         dataset: 'prompts',
         format: 'chat',
         report: () => rlTrainerReport('rloo'),
         channels: ['train', 'eval', 'model', 'reward_model'],
-        gate: /grader has_a=1 \(base 0\.45; min 0\.7\)/,
+        evalChannels: ['model', 'adapter', 'eval', 'reward_model'],
+        // the default gate of online RL: the reward model's mean score of the tuned answers against the base's
+        gate: /reward_gain=6\.634 \(mean reward -2\.822 -> 3\.812 on 20 answers; min 0\)/,
         kind: 'generative',
       },
     };
@@ -574,6 +606,7 @@ describe('FineTuningPipeline, executed locally', () => {
       // the evaluation job evaluates what the training job wrote, and ReadEvalReport reads the evaluation job's report
       const evaluate = sent('Evaluate');
       expect(evaluate.HyperParameters.method).toBe(method);
+      expect(evaluate.InputDataConfig.map((channel: any) => channel.ChannelName)).toEqual(c.evalChannels);
       const trained = `${train.OutputDataConfig.S3OutputPath}${train.TrainingJobName}/output/model/`;
       expect(evaluate.InputDataConfig.find((channel: any) => channel.ChannelName === 'adapter').DataSource.S3DataSource.S3Uri).toBe(trained);
       expect(w.s3.keys).toEqual([`data-bucket/eval-reports/${runId}/${evaluate.TrainingJobName}/output/model/eval.json`]);

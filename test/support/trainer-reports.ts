@@ -28,6 +28,23 @@ export function gradedTrainerReport(graderErrors = false): any {
 }
 
 /**
+ * The trainer's graded report (gradedTrainerReport) as the evaluation of a grpo run rewarded by those graders writes it:
+ * with the `reward` block evaluate.py adds, each source's mean the grader's (no grader errored on a row, and there is no
+ * format guard: the trainer's rule then gives the grader's mean), each side's mean their weighted sum.
+ */
+export function gradedRewardReport(weights: Record<string, number>): any {
+  const report = gradedTrainerReport();
+  const side = (name: 'base' | 'tuned') => {
+    const bySource = Object.fromEntries(Object.keys(weights).map((source) => [source, report.graders[name][source].mean as number]));
+    return { mean: Object.entries(weights).reduce((sum, [source, weight]) => sum + weight * bySource[source], 0), by_source: bySource, format_misses: 0 };
+  };
+  const base = side('base');
+  const tuned = side('tuned');
+  report.reward = { sources: weights, format_regex: null, rows: report.generation.items, base, tuned, gain: tuned.mean - base.mean };
+  return report;
+}
+
+/**
  * The trainer's report with the tuned model's losses moved, its derived figures recomputed the way the
  * trainer computes them (evaluate.py): a report the trainer could have written for another model.
  */

@@ -117,8 +117,20 @@ describe('PlanRun plans the evaluation jobs of the grpo and rloo runs that the t
     expect(JSON.parse(fs.readFileSync(FIXTURE, 'utf8'))).toEqual(written);
   });
 
-  test.each(['grpo', 'rloo'] as const)('the gate of a %s run with minGraderMean is the graders\' means (and the probe): its eval loss ratio is not checked', async (method) => {
-    expect((await plan(REQUESTS[method]())).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 } });
+  test.each(['grpo', 'rloo'] as const)('the gate of a %s run is the gain of its reward (and, when set, the graders\' means): its eval loss ratio is not checked', async (method) => {
+    expect((await plan(REQUESTS[method]())).thresholds).toEqual({ maxForgettingIncrease: 0.1, minGraderMean: { has_a: 0.7 }, minRewardGain: 0 });
+    expect((await plan(REQUESTS[method]({}))).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 0 });
+  });
+
+  test('the evaluation job of an rloo run gets its reward model (the training job\'s reward_model channel), of a grpo run the reward weights', async () => {
+    const rloo = await plan(REQUESTS.rloo());
+    const train = rloo.inputDataConfig.find((c) => c.ChannelName === 'reward_model');
+    expect(rloo.evaluationInputDataConfig.find((c) => c.ChannelName === 'reward_model')).toEqual(train);
+    expect(train!.DataSource.S3DataSource.S3Uri).toBe(REQUESTS.rloo().rewardModel);
+    const weighted = await plan({ ...REQUESTS.grpo(), recipe: { ...REQUESTS.grpo().recipe, rewardWeights: { has_a: 2 } } });
+    expect(weighted.evaluationHyperParameters).toMatchObject({ method: 'grpo', reward_weights: '{"has_a":2}' });
+    expect(weighted.evaluationHyperParameters.reward_weights).toBe(weighted.hyperParameters.reward_weights);
+    expect(weighted.evaluationInputDataConfig.map((c) => c.ChannelName)).not.toContain('reward_model');
   });
 });
 
@@ -133,6 +145,9 @@ describe.each([
   const request = REQUESTS[method];
   const tuned = REPORT.graders.tuned.has_a.mean as number;
   const base = REPORT.graders.base.has_a.mean as number;
+  const reward = REPORT.reward as { base: { mean: number }; tuned: { mean: number }; gain: number; rows: number };
+  // the smallest request of the method: grpo rewarded by has_a, rloo by its reward model alone (no graders)
+  const bare = (thresholds: Record<string, unknown>) => (method === 'grpo' ? request(thresholds) : request(thresholds, []));
 
   test('passes the adapter on the grader, the figures in the summary', async () => {
     // GIVEN the real report: has_a scores the tuned model's greedy answers above the base's
@@ -145,6 +160,7 @@ describe.each([
     expect(result.graders!.tuned.has_a).toMatchObject({ mean: tuned, graded: REPORT.graders.tuned.has_a.graded, error_count: 0 });
     expect(result.summary).toContain(`grader has_a=${round(tuned)} (base ${round(base)}; min 0.7)`);
     expect(result.summary).toContain(`eval_loss_ratio=${round(result.evalLossRatio)} (max none)`);
+    expect(result.summary).toContain(`reward_gain=${round(reward.gain)} (mean reward ${round(reward.base.mean)} -> ${round(reward.tuned.mean)} on ${reward.rows} answers; min 0)`);
   });
 
   test('fails when the minimum is above the measured mean: the rejection names the grader, its mean and the minimum', async () => {
@@ -183,12 +199,48 @@ describe.each([
     expect(result).toMatchObject({ passed: false, failures: [`eval_loss_ratio ${round(REPORT.eval_loss_ratio)} is above the maximum 1`] });
   });
 
-  test('without minGraderMean the plan gates it like lora, on the eval loss ratio, which rejects this adapter although it learnt its task', async () => {
-    // grpo with graders but no minimum; rloo with no graders at all (its reward model is not run by the evaluation job)
-    const ungraded = method === 'grpo' ? request({}) : request({}, []);
-    const planned = await plan(ungraded);
-    expect(planned.thresholds).toEqual({ maxEvalLossRatio: 1, maxForgettingIncrease: 0.1 });
+  test('without minGraderMean the plan gates it on the reward gain, which passes the adapter that learnt its task although its eval loss ratio rose', async () => {
+    // grpo with graders but no minimum; rloo with no graders at all: its reward model scores the answers
+    const ungraded = bare({});
+    expect((await plan(ungraded)).thresholds).toEqual({ maxForgettingIncrease: 0.1, minRewardGain: 0 });
+    // the run's reward of the tuned answers is above the base's, while the loss of the reference answers rose
+    expect(reward.gain).toBeGreaterThan(0);
+    expect(REPORT.eval_loss_ratio).toBeGreaterThan(1);
     const result = await gate(ungraded, REPORT);
-    expect(result).toMatchObject({ passed: false, failures: [`eval_loss_ratio ${round(REPORT.eval_loss_ratio)} is above the maximum 1`] });
+    expect(result).toMatchObject({ passed: true, failures: [], reward: REPORT.reward });
+    expect(result.summary).toMatch(new RegExp(`^passed \\| reward_gain=${round(reward.gain)} \\(mean reward ${round(reward.base.mean)} -> ${round(reward.tuned.mean)} on ${reward.rows} answers; min 0\\); eval_loss_ratio=${round(REPORT.eval_loss_ratio)} \\(max none\\)`));
+  });
+
+  test('fails when minRewardGain is above the measured gain: the rejection names the base and tuned mean reward, the gain and the minimum', async () => {
+    const minimum = Math.round((reward.gain + 0.01) * 1000) / 1000;
+    const result = await gate(bare({ minRewardGain: minimum }), REPORT);
+    const why = `reward gain ${round(reward.gain)} is below the minimum ${minimum} (mean reward base ${round(reward.base.mean)}, tuned ${round(reward.tuned.mean)})`;
+    expect(result).toMatchObject({ passed: false, failures: [why] });
+    expect(result.summary.startsWith(`rejected: ${why} | reward_gain=${round(reward.gain)} (`)).toBe(true);
+    // at the measured gain itself it passes (the minimum is inclusive)
+    expect((await gate(bare({ minRewardGain: reward.gain }), REPORT)).passed).toBe(true);
+  });
+
+  test.each([
+    ['without reward figures (an evaluation that did not score the reward)', (r: any) => ({ ...r, reward: undefined }), 'the report has no reward figures, which the evaluation writes for grpo and rloo runs'],
+    ['with a null reward', (r: any) => ({ ...r, reward: null }), 'the report has no reward figures, which the evaluation writes for grpo and rloo runs'],
+    [
+      'whose tuned mean reward is not a finite number (null)',
+      (r: any) => ({ ...r, reward: { ...r.reward, tuned: { ...r.reward.tuned, mean: null }, gain: null } }),
+      `the mean reward is not a finite number (base ${REPORT.reward.base.mean}, tuned missing)`,
+    ],
+  ])('fails closed on a report %s', async (_, edit, why) => {
+    const result = await gate(bare({}), edit(structuredClone(REPORT)));
+    expect(result).toMatchObject({ passed: false, failures: [`reward gain was not measured (minimum 0): ${why}`] });
+    expect(result.summary).toContain('reward_gain=missing (min 0)');
+  });
+
+  test('refuses a report whose reward gain disagrees with its means, or whose mean is not a number', async () => {
+    const edited = structuredClone(REPORT);
+    edited.reward.gain += 1;
+    await expect(gate(bare({}), edited)).rejects.toThrow(/reward\.gain .* disagrees with the means it summarises .*gain = tuned\.mean - base\.mean/);
+    const text = structuredClone(REPORT);
+    text.reward.base.mean = 'high';
+    await expect(gate(bare({}), text)).rejects.toThrow(/reward\.base\.mean must be a finite number, got "high"/);
   });
 });

@@ -31,7 +31,8 @@ export type { JudgeResult } from './judge-answers';
 
 /**
  * The gate's thresholds: a missing or null threshold is not checked. The plan sets those of the run's method
- * (`RunRequestSchema`): the eval loss ratio for SFT, LoRA and QLoRA, the preference accuracy for DPO and reward models.
+ * (`RunRequestSchema`): the eval loss ratio for SFT, LoRA and QLoRA, the preference accuracy for DPO and reward models,
+ * the reward gain for GRPO and RLOO.
  */
 export interface GateThresholds {
   readonly maxEvalLossRatio?: number | null;
@@ -40,6 +41,11 @@ export interface GateThresholds {
   readonly minPreferenceAccuracy?: number | null;
   /** The least mean score of the tuned model's answers per grader, by the grader's name; a grader that graded no row fails. */
   readonly minGraderMean?: Record<string, number> | null;
+  /**
+   * The least gain of the run's reward on the eval prompts, tuned mean minus base mean (GRPO, RLOO: eval.json `reward`);
+   * a report without the figure, or with a reward that is not a finite number, fails.
+   */
+  readonly minRewardGain?: number | null;
   /** The least win rate of the tuned model over the base by the LLM judge; no judge result fails. */
   readonly minJudgeWinRate?: number | null;
   /** The most accuracy (a fraction: 0.02 is 2 points) any benchmark may lose, base minus tuned; a planned benchmark missing from the report fails. */
@@ -93,6 +99,34 @@ export interface PreferenceFigures {
   readonly beta: number | null;
 }
 
+/** One model's reward on the eval prompts (eval.json `reward.base|tuned`). */
+export interface RewardSide {
+  /** Mean over the answers of the weighted sum of the sources' rewards; `null` when it is not a finite number. */
+  readonly mean: number | null;
+  /** Each source's mean reward, before weighting (a row a grader could not grade left out); `null` when none was scored. */
+  readonly by_source: Record<string, number | null>;
+  /** Answers that missed the run's format pattern (every source scored them 0); 0 without a pattern. */
+  readonly format_misses: number;
+}
+
+/**
+ * The run's reward of the base and the tuned answers to the eval prompts (eval.json `reward`, GRPO and RLOO runs): each
+ * source (a grader by its name, `reward_model`) weighted as in training (`sources`: source -> weight), the format guard
+ * applied, no length penalty (the answers are capped by the evaluation's max_new_tokens).
+ */
+export interface RewardFigures {
+  /** The reward sources and their weights (recipe.rewardWeights; 1 each by default). */
+  readonly sources: Record<string, number>;
+  /** The format guard (recipe.grpoFormatRegex), `null` without one. */
+  readonly format_regex: string | null;
+  /** Answers scored, of each model. */
+  readonly rows: number;
+  readonly base: RewardSide;
+  readonly tuned: RewardSide;
+  /** tuned.mean - base.mean; `null` when either is. */
+  readonly gain: number | null;
+}
+
 /** What the Gate state compares, plus the report itself for the registry and the notification. */
 export interface EvalReportResult {
   readonly reportUri: string;
@@ -107,6 +141,8 @@ export interface EvalReportResult {
   readonly preferenceAccuracy: number | null;
   /** The report's preference figures (DPO, reward), `null` without. */
   readonly preference: PreferenceFigures | null;
+  /** The run's reward of the base and tuned answers (GRPO, RLOO), `null` when the report has none. */
+  readonly reward: RewardFigures | null;
   /** The graders' figures of each model, `null` when the run had no graders. */
   readonly graders: { readonly base: Record<string, GraderFigures>; readonly tuned: Record<string, GraderFigures> } | null;
   /** The benchmarks' accuracies, `null` when the run had none. */
@@ -211,11 +247,12 @@ export function parseReport(
   const preference = report.preference === null || report.preference === undefined ? null : preferenceFigures(report.preference, where);
   const preferenceAccuracy = preference === null ? null : preference.preferred / preference.pairs;
 
+  const reward = report.reward === null || report.reward === undefined ? null : rewardReport(report.reward, where);
   const graders = report.graders === null || report.graders === undefined ? null : graderReport(report.graders, where);
   const benchmarks = report.benchmarks === null || report.benchmarks === undefined ? null : benchmarkReport(report.benchmarks, where);
   const judge = planned.judge === null ? null : judgeResult(planned.judge);
 
-  const failures = gateFailures({ evalLossRatio, forgettingIncrease, preferenceAccuracy, graders, benchmarks, judge }, thresholds, forgettingProbe, planned.benchmarks);
+  const failures = gateFailures({ evalLossRatio, forgettingIncrease, preferenceAccuracy, reward, graders, benchmarks, judge }, thresholds, forgettingProbe, planned.benchmarks);
   const passed = failures.length === 0;
   const parts: string[] = [];
   const minAccuracy = thresholds.minPreferenceAccuracy ?? null;
@@ -226,6 +263,12 @@ export function parseReport(
     );
   } else if (minAccuracy !== null) {
     parts.push(`preference_accuracy=missing (min ${minAccuracy})`);
+  }
+  const minGain = thresholds.minRewardGain ?? null;
+  if (reward !== null && reward.gain !== null) {
+    parts.push(`reward_gain=${round(reward.gain)} (mean reward ${round(reward.base.mean!)} -> ${round(reward.tuned.mean!)} on ${reward.rows} answers; min ${minGain ?? 'none'})`);
+  } else if (reward !== null || minGain !== null) {
+    parts.push(`reward_gain=missing (min ${minGain ?? 'none'})`);
   }
   parts.push(`eval_loss_ratio=${round(evalLossRatio)} (max ${thresholds.maxEvalLossRatio ?? 'none'})`);
   parts.push(
@@ -238,7 +281,7 @@ export function parseReport(
   parts.push(...measureParts({ graders, benchmarks, judge }, thresholds, planned.benchmarks));
   parts.push(`eval_loss ${round(base.eval_loss)} -> ${round(tuned.eval_loss)} on ${examples} examples`);
   const summary = `${passed ? 'passed' : `rejected: ${failures.join('; ')}`} | ${parts.join('; ')}`;
-  return { evalLossRatio, forgettingIncrease, examples, base, tuned, preferenceAccuracy, preference, graders, benchmarks, judge, passed, failures, summary };
+  return { evalLossRatio, forgettingIncrease, examples, base, tuned, preferenceAccuracy, preference, reward, graders, benchmarks, judge, passed, failures, summary };
 }
 
 /**
@@ -250,6 +293,7 @@ export function gateFailures(
     readonly evalLossRatio: number;
     readonly forgettingIncrease: number | null;
     readonly preferenceAccuracy?: number | null;
+    readonly reward?: RewardFigures | null;
     readonly graders?: EvalReportResult['graders'];
     readonly benchmarks?: BenchmarkFigures[] | null;
     readonly judge?: JudgeResult | null;
@@ -259,6 +303,17 @@ export function gateFailures(
   plannedBenchmarks: readonly string[] = [],
 ): string[] {
   const failures: string[] = [];
+  const minGain = thresholds.minRewardGain;
+  if (minGain !== undefined && minGain !== null) {
+    const reward = figures.reward ?? null;
+    if (reward === null) {
+      failures.push(`reward gain was not measured (minimum ${minGain}): the report has no reward figures, which the evaluation writes for grpo and rloo runs`);
+    } else if (reward.gain === null || reward.base.mean === null || reward.tuned.mean === null) {
+      failures.push(`reward gain was not measured (minimum ${minGain}): the mean reward is not a finite number (base ${reward.base.mean ?? 'missing'}, tuned ${reward.tuned.mean ?? 'missing'})`);
+    } else if (!(reward.gain >= minGain)) {
+      failures.push(`reward gain ${round(reward.gain)} is below the minimum ${minGain} (mean reward base ${round(reward.base.mean)}, tuned ${round(reward.tuned.mean)})`);
+    }
+  }
   for (const [name, min] of Object.entries(thresholds.minGraderMean ?? {})) {
     const grader = figures.graders?.tuned[name];
     const missing = graderMissing(grader, figures.graders ?? null);
@@ -386,6 +441,41 @@ function graderReport(value: unknown, where: string): NonNullable<EvalReportResu
     return out;
   };
   return { base: side('base'), tuned: side('tuned') };
+}
+
+/** eval.json `reward`: its sources' weights, each side's mean (null: not finite) and a gain that agrees with them. */
+function rewardReport(value: unknown, where: string): RewardFigures {
+  const v = value as Record<string, unknown> | null;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new EvalReportInvalid(`${where}: reward must be an object {sources, rows, base, tuned, gain} or null.`);
+  const rows = v.rows;
+  if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 1) throw new EvalReportInvalid(`${where}: reward.rows must be a positive integer, got ${JSON.stringify(rows)}.`);
+  const record = <T>(raw: unknown, field: string, each: (x: unknown, at: string) => T): Record<string, T> => {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new EvalReportInvalid(`${where}: ${field} must be an object by source name.`);
+    return Object.fromEntries(Object.entries(raw).map(([name, x]) => [name, each(x, `${field}.${name}`)]));
+  };
+  const orNull = (x: unknown, at: string): number | null => (x === null ? null : finite(x, at, where));
+  const sources = record(v.sources, 'reward.sources', (x, at) => finite(x, at, where));
+  const side = (name: 'base' | 'tuned'): RewardSide => {
+    const s = v[name] as Record<string, unknown> | null;
+    if (!s || typeof s !== 'object' || Array.isArray(s)) throw new EvalReportInvalid(`${where}: reward.${name} must be an object {mean, by_source}.`);
+    const misses = s.format_misses;
+    if (typeof misses !== 'number' || !Number.isInteger(misses) || misses < 0 || misses > rows) {
+      throw new EvalReportInvalid(`${where}: reward.${name}.format_misses must be a whole number from 0 to rows (${rows}), got ${JSON.stringify(misses)}.`);
+    }
+    return { mean: orNull(s.mean, `reward.${name}.mean`), by_source: record(s.by_source, `reward.${name}.by_source`, orNull), format_misses: misses };
+  };
+  const base = side('base');
+  const tuned = side('tuned');
+  const gain = v.gain === null || v.gain === undefined ? null : finite(v.gain, 'reward.gain', where);
+  const computed = base.mean === null || tuned.mean === null ? null : tuned.mean - base.mean;
+  if ((gain === null) !== (computed === null) || (gain !== null && !agrees(gain, computed!))) {
+    throw new EvalReportInvalid(
+      `${where}: reward.gain ${JSON.stringify(gain)} disagrees with the means it summarises (tuned ${tuned.mean} - base ${base.mean}). ` +
+        'The report is inconsistent: fix the evaluation that wrote it (gain = tuned.mean - base.mean, null only when a mean is).',
+    );
+  }
+  if (v.format_regex !== null && typeof v.format_regex !== 'string') throw new EvalReportInvalid(`${where}: reward.format_regex must be a string or null, got ${JSON.stringify(v.format_regex)}.`);
+  return { sources, format_regex: v.format_regex, rows, base, tuned, gain };
 }
 
 function benchmarkReport(value: unknown, where: string): BenchmarkFigures[] {

@@ -29,6 +29,8 @@ interface EvalJson {
   readonly eval_loss_ratio?: number;
   readonly forgetting_increase?: number | null;
   readonly preference?: { readonly accuracy?: number; readonly pairs?: number } | null;
+  /** grpo and rloo: the run's reward of the base and tuned answers (the gate's minRewardGain). */
+  readonly reward?: { readonly rows?: number; readonly base?: { readonly mean?: number | null }; readonly tuned?: { readonly mean?: number | null }; readonly gain?: number | null } | null;
   readonly graders?: { readonly base?: Record<string, GraderResult>; readonly tuned?: Record<string, GraderResult> } | null;
   readonly benchmarks?: ReadonlyArray<{ readonly name: string; readonly base_accuracy: number; readonly tuned_accuracy: number; readonly drop: number }> | null;
 }
@@ -143,6 +145,7 @@ export function summaryText(runId: string, gate: string, report: EvalJson, judge
   );
   lines.push(`eval loss ratio ${num(report.eval_loss_ratio)}, forgetting ${num(report.forgetting_increase)}`);
   if (report.preference) lines.push(`DPO preference accuracy ${num(report.preference.accuracy)} over ${report.preference.pairs ?? '-'} pairs`);
+  if (report.reward) lines.push(`reward ${num(report.reward.base?.mean)} -> ${num(report.reward.tuned?.mean)} (gain ${num(report.reward.gain)}) over ${report.reward.rows ?? '-'} answers`);
   const base = report.graders?.base ?? {};
   const tuned = report.graders?.tuned ?? {};
   const names = [...new Set([...Object.keys(base), ...Object.keys(tuned)])];

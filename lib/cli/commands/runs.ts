@@ -48,6 +48,13 @@ function share(value: string): number {
   return n;
 }
 
+/** Any finite number, negative ones too (a reward gain may be allowed to fall a little). */
+function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('must be a number.');
+  return n;
+}
+
 /** `--min-grader-mean name=min`, collected into {name: min}. */
 function graderMinimum(value: string, all: Record<string, number>): Record<string, number> {
   const at = value.lastIndexOf('=');
@@ -117,6 +124,7 @@ type TrainOptions = {
   maxGenerations?: number;
   maxNewTokens?: number;
   minGraderMean: Record<string, number>;
+  minRewardGain?: number;
   minJudgeWinRate?: number;
   maxBenchmarkDrop?: number;
   judge?: string;
@@ -162,6 +170,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
     .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
     .option('--min-grader-mean <name=min>', 'gate: the tuned answers\' mean score of this grader (of --graders) at least min (repeatable)', graderMinimum, {})
+    .option('--min-reward-gain <gain>', 'gate of grpo and rloo runs: the run\'s mean reward of the tuned answers to the eval prompts minus the base\'s at least this (default: 0)', finiteNumber)
     .option('--judge <model id>', "an LLM judge on Amazon Bedrock (one of the pipeline's judgeModelIds): base vs tuned answers in both orders, and the --graders of type score_model/label_model (README \"The LLM judge\")")
     .option('--judge-max-items <n>', 'answers the judge judges at most (default: 100, at most 1000): its cost bound', wholeNumber)
     .option('--min-judge-win-rate <rate>', 'gate: the LLM judge\'s win rate of the tuned model over the base at least this (0-1; needs a judge)', share)
@@ -336,6 +345,7 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     maxEvalLossRatio: opts.maxEvalLossRatio,
     maxForgettingIncrease: opts.maxForgettingIncrease,
     minGraderMean,
+    minRewardGain: opts.minRewardGain,
     minJudgeWinRate: opts.minJudgeWinRate,
     maxBenchmarkDrop: opts.maxBenchmarkDrop,
   };
@@ -408,6 +418,7 @@ const REQUEST_FLAGS: Record<string, string> = {
   maxRuntimeHours: '--max-runtime-hours',
   'thresholds.maxEvalLossRatio': '--max-eval-loss-ratio',
   'thresholds.maxForgettingIncrease': '--max-forgetting-increase',
+  'thresholds.minRewardGain': '--min-reward-gain',
   'thresholds.minJudgeWinRate': '--min-judge-win-rate',
   'thresholds.maxBenchmarkDrop': '--max-benchmark-drop',
   benchmarkDatasets: '--benchmark',

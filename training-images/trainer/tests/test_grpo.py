@@ -162,15 +162,19 @@ def planned_evaluation(method: str) -> dict:
     return next(case for case in cases if case["request"]["recipe"]["method"] == method)
 
 
-def run_planned_evaluation(make_job, trained: Job, planned: dict, name: str) -> dict:
+def run_planned_evaluation(make_job, trained: Job, planned: dict, name: str, reward_model: Path | None = None) -> dict:
     """Runs `evaluate` on a training job's output as PlanRun plans the evaluation job: its hyperparameters, its
-    graders channel (the graders.json PlanRun writes) and no other channel than the plan's; returns eval.json."""
+    graders channel (the graders.json PlanRun writes), its reward_model channel (`reward_model`: the reward job's
+    model output the training job read) and no other channel than the plan's; returns eval.json."""
     job = make_job(name).configure(planned["evaluationHyperParameters"], eval=sft_rows())
     (job.root / "input" / "data" / "adapter").symlink_to(trained.model_dir, target_is_directory=True)
     if planned["gradersFile"] is not None:
         folder = job.root / "input" / "data" / "graders"
         folder.mkdir(parents=True)
         (folder / "graders.json").write_text(planned["gradersFile"], encoding="utf-8")
+    if "reward_model" in planned["evaluationChannels"]:
+        assert reward_model is not None, "the plan gives the evaluation job the run's reward model: pass it"
+        add_reward_model_channel(job, reward_model)
     channels = sorted(path.name for path in (job.root / "input" / "data").iterdir())
     assert channels == sorted(planned["evaluationChannels"]), (channels, planned["evaluationChannels"])
     assert job.run("evaluate") == 0, job.failure
@@ -196,6 +200,14 @@ def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, t
     assert tuned >= base + 0.3 and tuned >= 0.7, (base, tuned)
     assert tuned >= planned["thresholds"]["minGraderMean"]["has_a"]  # the planned gate passes it
     assert graders["tuned"]["has_a"]["graded"] == 20 and graders["tuned"]["has_a"]["error_count"] == 0
+    # the run's own reward of the same answers: has_a, weight 1, no format guard, so its means are the grader's
+    reward = report["reward"]
+    print(f"eval job, the run's reward: base {reward['base']['mean']:.3f}, tuned {reward['tuned']['mean']:.3f}, gain {reward['gain']:.3f}")
+    assert reward["sources"] == {"has_a": 1.0} and reward["rows"] == 20 and reward["format_regex"] is None
+    for side, mean in (("base", base), ("tuned", tuned)):
+        assert reward[side] == {"mean": pytest.approx(mean), "by_source": {"has_a": pytest.approx(mean)}, "format_misses": 0}
+    assert reward["gain"] == pytest.approx(tuned - base) and reward["gain"] > 0
+    assert reward["gain"] >= planned["thresholds"]["minRewardGain"]  # the planned default gate passes it
     check_fixture("eval-report-grpo.json", report)
 
 

@@ -242,10 +242,14 @@ def test_the_judge_section_shows_wins_ties_and_losses_when_the_judge_ran(evaluat
     assert re.search(r"tuned wins.*ties.*tuned loses.*30\s*10\s*20\s*0\.5(?!\d)", text, re.S)
 
 
-@pytest.mark.parametrize("name", ["eval-report.json", "eval-report-probe.json", "eval-report-dpo.json", "eval-report-benchmarks.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["eval-report.json", "eval-report-probe.json", "eval-report-dpo.json", "eval-report-benchmarks.json",
+     "eval-report-grpo.json", "eval-report-rloo.json"],
+)
 def test_every_committed_eval_json_renders_with_every_section(name):
-    """The eval.json fixtures the evaluate tests wrote (with and without probe, DPO, graders, benchmarks), without
-    generations or a history: each section still says what it has."""
+    """The eval.json fixtures the evaluate tests wrote (with and without probe, DPO, graders, benchmarks, the reward of
+    a grpo and an rloo run), without generations or a history: each section still says what it has."""
     document = json.loads((CONTRACTS / name).read_text())
     parsed = outline(report.render_report(document, [], None))
     assert parsed.ids == SECTIONS
@@ -253,6 +257,12 @@ def test_every_committed_eval_json_renders_with_every_section(name):
     assert "No training history" in text and "No generations" in text
     if document.get("preference"):
         assert "DPO preference accuracy" in text
+    reward = document.get("reward")
+    assert ("mean reward (the run's)" in text) == (reward is not None)
+    if reward:
+        gain = report._number(reward["gain"])
+        assert re.search(rf"reward gain \(tuned - base\): {re.escape(gain)} over {reward['rows']} answers; sources "
+                         rf"{re.escape(next(iter(reward['sources'])))} x1", text), text
 
 
 def test_the_line_chart_maps_points_onto_the_axes():

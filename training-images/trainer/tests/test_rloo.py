@@ -140,7 +140,7 @@ def test_the_adapter_is_written_and_loads(rlhf_run, base_model_dir):
         assert len(re.findall(definition["Regex"], stdout)) == 30, definition
 
 
-def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(make_job, rlhf_run):
+def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(make_job, rlhf_run, reward_model):
     """The evaluation job PlanRun plans for an rloo request that names the grader has_a (the signal the reward model
     learnt from its pairs; rloo's graders only evaluate) scores the RLHF adapter's greedy answers, base and tuned, in the
     eval.json the gate reads (committed as eval-report-rloo.json for the pipeline's ReadEvalReport test)."""
@@ -148,7 +148,9 @@ def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(ma
     planned = planned_evaluation("rloo")
     assert json.loads(planned["gradersFile"]) == [CONTAINS_A]
     assert planned["evaluationHyperParameters"]["max_new_tokens"] == str(RLOO_FAST["rloo_max_completion_length"])
-    report = run_planned_evaluation(make_job, trained, planned, "evaluate-rloo")
+    # the reward model that trained the adapter scores its answers in the evaluation job too
+    assert "reward_model" in planned["evaluationChannels"]
+    report = run_planned_evaluation(make_job, trained, planned, "evaluate-rloo", reward_model)
     graders = report["graders"]
     base, tuned = graders["base"]["has_a"]["mean"], graders["tuned"]["has_a"]["mean"]
     print(
@@ -159,6 +161,14 @@ def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(ma
     assert tuned > base, (base, tuned)
     assert tuned >= planned["thresholds"]["minGraderMean"]["has_a"]  # the planned gate passes it
     assert graders["tuned"]["has_a"]["graded"] == 20 and report.get("preference") is None
+    # what the run optimised: the reward model's score of the greedy answers rose (the gate's default minRewardGain 0)
+    reward = report["reward"]
+    print(f"eval job, the reward model's mean score of the answers: base {reward['base']['mean']:.3f}, tuned {reward['tuned']['mean']:.3f}, gain {reward['gain']:.3f}")
+    assert reward["sources"] == {"reward_model": 1.0} and reward["rows"] == 20
+    for side in ("base", "tuned"):
+        assert reward[side]["by_source"] == {"reward_model": pytest.approx(reward[side]["mean"])}
+    assert reward["gain"] == pytest.approx(reward["tuned"]["mean"] - reward["base"]["mean"])
+    assert reward["gain"] > 0 and reward["gain"] >= planned["thresholds"]["minRewardGain"]
     check_fixture("eval-report-rloo.json", report)
 
 

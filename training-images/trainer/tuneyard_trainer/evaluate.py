@@ -2,13 +2,16 @@
 tuning (forgetting) and, for DPO, how the tuned model ranks held-out preference pairs against the base (for a reward
 model, method=reward, how its scores rank them: see reward_report), written as
 eval.json for the pipeline's gate; the answers of both models to the eval prompts (generations.jsonl, see generate.py)
-and their accuracy on the multiple-choice benchmark files of the `benchmarks` channel (see benchmarks.py)."""
+and their accuracy on the multiple-choice benchmark files of the `benchmarks` channel (see benchmarks.py). For the
+online RL methods (grpo, rloo), both models' answers scored with the run's own reward (see online_reward)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +20,15 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, SFTConfig
 
-from . import benchmarks, generate, graders, report as html_report, reward, templates
+from . import benchmarks, generate, graders, grpo, report as html_report, reward, templates
 from .chat import fit_to_length, preference_dataset, sft_dataset, stop_token_ids
 from .data import jsonl_lines, render_dpo, render_sft
 from .metrics import format_line
 from .sagemaker_env import ChannelError, SageMakerEnv
 from .train import TRAINING_CONFIG, TokenMeanSFTTrainer, compute_dtype, load_dataset_channel
 
-# Version 1 throughout: `preference` (DPO only), `generation` and `benchmarks` are optional fields that readers of
-# version 1 may ignore.
+# Version 1 throughout: `preference` (DPO only), `generation`, `benchmarks` and `reward` (grpo and rloo only) are
+# optional fields that readers of version 1 may ignore.
 SCHEMA_VERSION = 1
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_DPO_BETA = 0.1
@@ -284,6 +287,88 @@ def run_graders(env: SageMakerEnv, hyperparameters: dict[str, Any]) -> list[grad
     return graders.load(value, where=where)
 
 
+ONLINE_RL_METHODS = ("grpo", "rloo")
+
+
+@dataclass
+class RewardSources:
+    """What the training job of an online RL run summed into its reward, as the evaluation job has it."""
+
+    graders: list[graders.Grader]  # grpo: the run's graders (rloo's graders only evaluate)
+    reward_model_dir: Path | None  # the reward_model channel's model
+    weights: dict[str, float]  # source -> weight (reward_weights), graders then reward_model
+    format_regex: str | None  # grpo_format_regex: a completion that misses it gets 0 from every source
+
+
+def reward_sources(
+    env: SageMakerEnv, hyperparameters: dict[str, Any], training: dict[str, Any], method: str, grader_list
+) -> RewardSources | None:
+    """grpo and rloo: the run's reward sources (the graders channel, the reward_model channel) and weights
+    (reward_weights), read before any weights load and checked against what training_config.json says rewarded the
+    training job, so the reward gain the gate reads measures what the run optimised; None for other methods."""
+    if method not in ONLINE_RL_METHODS:
+        return None
+    reward_dir = grpo.reward_model_folder(env)
+    rewarding = grader_list if method == "grpo" else []
+    sources = [g.name for g in rewarding] + ([grpo.REWARD_MODEL_SOURCE] if reward_dir is not None else [])
+    weights = grpo.parse_weights(hyperparameters.get("reward_weights"), sources)
+    recorded = (training.get("rewards") or {}).get("sources")
+    if recorded is not None and recorded != weights:
+        raise ChannelError(
+            f"the training job (method={method}) was rewarded by {json.dumps(recorded)} (training_config.json "
+            f"rewards.sources), but this evaluation job's reward would be {json.dumps(weights)} (its graders channel, "
+            "reward_model channel and reward_weights hyperparameter): give the evaluation job the training job's "
+            "graders, reward model (reward_model channel) and reward_weights, as PlanRun plans it, so the reward "
+            "gain measures what the run optimised"
+        )
+    if not sources:
+        raise ChannelError(
+            f"method={method}: the evaluation scores the answers with the run's reward, but the job has neither "
+            "graders (the graders channel) nor a reward model (the reward_model channel); pass the training job's "
+            "reward sources, as PlanRun plans the evaluation job"
+        )
+    regex = training.get("grpo_format_regex") if method == "grpo" else None
+    return RewardSources(rewarding, reward_dir, weights, regex)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def online_reward(
+    sources: RewardSources, tokenizer, prompts: list[generate.Prompt], items: list[dict[str, Any]], answers, batch_size
+) -> dict[str, Any]:
+    """eval.json `reward`: the base and tuned answers to the eval prompts scored with the run's reward, by the functions
+    the training job builds its reward from (grpo.source_rewards: each grader as GraderReward, the reward model as
+    ModelReward, with the format guard), each answer's reward their weighted sum (grpo.weighted_rewards). There is no
+    length penalty: the answers are capped by the evaluation's max_new_tokens, not by the completion length the run
+    trained with. `mean` is over the answers, `by_source` each source's mean before weighting (a row its grader could
+    not grade left out, None when none was graded); a figure that is not a finite number is null."""
+    guards = grpo.Guards(0, set(), re.compile(sources.format_regex, re.DOTALL) if sources.format_regex else None)
+    if sources.reward_model_dir is not None:
+        grpo.check_reward_model(sources.reward_model_dir, tokenizer, "the tuned model")
+    functions, weights = grpo.source_rewards(
+        sources.graders, [grpo.grader_item(item) for item in items], sources.reward_model_dir, sources.weights,
+        tokenizer, guards, compute_dtype(),
+    )
+    # the prompts as the policy saw them in training (grpo.prompt_of: a conversation of roles and contents)
+    conversations = [[{"role": m["role"], "content": m.get("content") or ""} for m in p.messages] for p in prompts]
+    block: dict[str, Any] = {"sources": sources.weights, "format_regex": sources.format_regex, "rows": len(prompts)}
+    for side, answered in answers.items():
+        texts = [answer.text for answer in answered]
+        completions = [[{"role": "assistant", "content": text}] for text in texts]
+        by_source, totals = grpo.weighted_rewards(functions, weights, conversations, completions, batch_size)
+        scored = {name: [v for v in values if v is not None] for name, values in by_source.items()}
+        block[side] = {
+            "mean": _finite(sum(totals) / len(totals)),
+            "by_source": {name: _finite(sum(v) / len(v)) if v else None for name, v in scored.items()},
+            "format_misses": guards.format_ok(texts).count(False) if guards.format_regex else 0,
+        }
+    base, tuned = block["base"]["mean"], block["tuned"]["mean"]
+    block["gain"] = None if base is None or tuned is None else _finite(tuned - base)
+    return block
+
+
 def run(env: SageMakerEnv) -> int:
     hyperparameters = env.read_hyperparameters() if (env.root / "input" / "config" / "hyperparameters.json").exists() else {}
     settings = evaluation_settings(hyperparameters)
@@ -303,6 +388,12 @@ def run(env: SageMakerEnv) -> int:
         training = _training_config(tuned_root)
         history = html_report.read_history(tuned_root)  # the training run's loss curves, for report.html
         method = training.get("method", "sft")
+        rewards = reward_sources(env, hyperparameters, training, method, grader_list)
+        if rewards is not None and settings["max_generations"] == 0:
+            raise ValueError(
+                f"hyperparameter max_generations is 0, but the evaluation of a {method} run scores the generated answers "
+                "with the run's reward (the gate's reward gain); set max_generations above 0"
+            )
         eval_report = load_dataset_channel(env, "eval", method)
         if eval_report is None:
             raise ChannelError("evaluate needs the eval channel (one JSONL file of held-out rows)")
@@ -326,10 +417,11 @@ def run(env: SageMakerEnv) -> int:
             tokenizer.pad_token = tokenizer.eos_token
         available = generate.prompts(eval_report.rows, eval_report.format)
         prompts = available[: settings["max_generations"]]
-        if grader_list and not prompts:
+        if (grader_list or rewards is not None) and not prompts:
+            needs = "names graders" if grader_list else f"is a {method} run, whose reward scores the answers"
             raise ValueError(
-                f"the run names graders, but the eval rows ({eval_report.format}) have no prompts to answer; graders "
-                "need chat, prompt-completion, alpaca or preference rows"
+                f"the run {needs}, but the eval rows ({eval_report.format}) have no prompts to answer; graders and "
+                "rewards need chat, prompt-completion, alpaca or preference rows"
             )
         written_stops = training.get("stop_token_ids")  # what train set as the generation config's eos_token_id
         if isinstance(written_stops, int):
@@ -364,6 +456,12 @@ def run(env: SageMakerEnv) -> int:
             preference = preference_figures(
                 tuned_model, tokenizer, pairs, beta, max_length, scratch, reference, overlong_rows
             )
+        reward_block = None
+        if rewards is not None:
+            reward_block = online_reward(
+                rewards, tokenizer, prompts, _grader_items(env, eval_report.rows, prompts),
+                {"base": base_outputs["answers"], "tuned": tuned_outputs["answers"]}, settings["generation_batch_size"],
+            )
 
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -377,6 +475,8 @@ def run(env: SageMakerEnv) -> int:
     }
     if preference is not None:
         report["preference"] = preference
+    if reward_block is not None:
+        report["reward"] = reward_block
     report["generation"] = (
         _generation_report(settings, prompts, len(available), base_outputs, tuned_outputs) if prompts else None
     )
@@ -413,6 +513,8 @@ def run(env: SageMakerEnv) -> int:
     summary = f"eval_loss_ratio={report['eval_loss_ratio']:.6g}"
     if preference is not None:
         summary += f", preference accuracy {preference['preferred']}/{preference['pairs']}"
+    if reward_block is not None:
+        summary += f", reward {reward_block['base']['mean']} -> {reward_block['tuned']['mean']} (gain {reward_block['gain']})"
     if report["generation"] is not None:
         summary += f", {len(prompts)} answers of each model in {generate.GENERATIONS_FILE}"
     for entry in report["benchmarks"] or []:

@@ -339,6 +339,16 @@ def _summary(report: dict[str, Any]) -> str:
             f"({_number(preference.get('preferred'))}/{_number(preference.get('pairs'))} pairs), "
             f"reward margin {_number(preference.get('reward_margin'))}"
         )
+    reward = report.get("reward")
+    if reward:
+        # grpo, rloo: the run's own reward of both models' answers (the gate's minRewardGain)
+        sources = ", ".join(f"{_e(name)} x{_number(weight)}" for name, weight in (reward.get("sources") or {}).items())
+        base, tuned = reward.get("base") or {}, reward.get("tuned") or {}
+        rows.append(["<td>mean reward (the run's)</td>", _num_cell(base.get("mean")), _num_cell(tuned.get("mean"))])
+        facts.append(
+            f"reward gain (tuned - base): <b>{_number(reward.get('gain'))}</b> over {_number(reward.get('rows'))} "
+            f"answers; sources {sources or 'none'}"
+        )
     generation = report.get("generation")
     if generation:
         facts.append(
