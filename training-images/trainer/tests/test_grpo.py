@@ -211,6 +211,68 @@ def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, t
     check_fixture("eval-report-grpo.json", report)
 
 
+def test_the_eval_reward_is_the_training_reward_weighted_with_the_format_guard():
+    """evaluate.online_reward scores answers with the training job's reward functions: each source's reward, weighted;
+    a format miss scores 0 from every source (here "Chat!" holds an "a" and its reference, but misses [a-z ]*)."""
+    from tuneyard_trainer import evaluate, generate
+
+    sources = evaluate.RewardSources(
+        graders_module.load([CONTAINS_A, MENTIONS_REFERENCE]), None, {"has_a": 2.0, "says_ref": 0.5}, "[a-z ]*"
+    )
+    prompts = [generate.Prompt(i, [{"role": "user", "content": f"q{i}"}], ref) for i, ref in enumerate(["chat", "chien", "oiseau"])]
+    items = [{"messages": p.messages, "reference": p.reference} for p in prompts]
+    said = {
+        "base": ["x", "Chat!", "oiseau"],  # 0, a format miss, both sources: 0, 0, 2.5
+        "tuned": ["a chat", "chien a", "oiseau"],  # both sources each: 2.5
+    }
+    answers = {side: [generate.Answer(text, 2, True) for text in texts] for side, texts in said.items()}
+    block = evaluate.online_reward(sources, None, prompts, items, answers, batch_size=2)
+    assert block["sources"] == {"has_a": 2.0, "says_ref": 0.5} and block["format_regex"] == "[a-z ]*"
+    assert block["rows"] == 3
+    assert block["base"] == {
+        "mean": pytest.approx(2.5 / 3), "by_source": {"has_a": pytest.approx(1 / 3), "says_ref": pytest.approx(1 / 3)},
+        "format_misses": 1,
+    }
+    assert block["tuned"] == {"mean": pytest.approx(2.5), "by_source": {"has_a": 1.0, "says_ref": 1.0}, "format_misses": 0}
+    assert block["gain"] == pytest.approx(2.5 - 2.5 / 3)
+
+
+@pytest.mark.parametrize(
+    "method, recorded, hyperparameters, channels, message",
+    [
+        ("grpo", {"has_a": 1.0}, {"reward_weights": json.dumps({"has_a": 2})}, ["graders"],
+         'the training job (method=grpo) was rewarded by {"has_a": 1.0} (training_config.json rewards.sources), but '
+         'this evaluation job\'s reward would be {"has_a": 2.0}'),
+        ("grpo", {"has_a": 1.0}, {}, [], "this evaluation job's reward would be {}"),
+        ("rloo", {"reward_model": 1.0}, {}, ["graders"], "this evaluation job's reward would be {}"),
+        ("rloo", None, {}, [], "method=rloo: the evaluation scores the answers with the run's reward, but the job has "
+         "neither graders (the graders channel) nor a reward model (the reward_model channel)"),
+        ("rloo", {"reward_model": 1.0}, {"max_generations": 0}, ["reward_model"],
+         "hyperparameter max_generations is 0, but the evaluation of a rloo run scores the generated answers with the "
+         "run's reward"),
+    ],
+)
+def test_the_eval_job_refuses_a_reward_that_is_not_the_training_job_s_before_weights_load(
+    make_job, tmp_path, monkeypatch, method, recorded, hyperparameters, channels, message
+):
+    """The reward gain must measure what the run optimised: the evaluation job's reward sources and weights (its
+    graders channel, reward_model channel and reward_weights) are those training_config.json records, or it fails."""
+    job = make_job("evaluate").configure(hyperparameters, eval=sft_rows())
+    adapter = job.root / "input" / "data" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    rewards = {} if recorded is None else {"rewards": {"sources": recorded}}
+    (adapter / "training_config.json").write_text(json.dumps({"config": {"method": method}, **rewards}))
+    if "graders" in channels:
+        (job.root / "input" / "data" / "graders").mkdir()
+        (job.root / "input" / "data" / "graders" / "graders.json").write_text(json.dumps([CONTAINS_A]))
+    if "reward_model" in channels:
+        add_reward_model_channel(job, build_reward_model(tmp_path / "reward-model"))
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    assert job.run("evaluate") == 1
+    assert message in job.failure, job.failure
+
+
 def test_the_reference_is_the_base_with_the_adapter_disabled(job, base_model_dir):
     """No second copy of the weights: with a LoRA adapter and beta > 0 TRL holds no ref_model, and the reference
     log-probabilities are the base model's (the adapter disabled)."""

@@ -301,18 +301,19 @@ class RewardSources:
 
 
 def reward_sources(
-    env: SageMakerEnv, hyperparameters: dict[str, Any], training: dict[str, Any], method: str, grader_list
+    env: SageMakerEnv, hyperparameters: dict[str, Any], training: dict[str, Any], recorded: dict[str, float] | None,
+    method: str, grader_list,
 ) -> RewardSources | None:
     """grpo and rloo: the run's reward sources (the graders channel, the reward_model channel) and weights
-    (reward_weights), read before any weights load and checked against what training_config.json says rewarded the
-    training job, so the reward gain the gate reads measures what the run optimised; None for other methods."""
+    (reward_weights), read before any weights load and checked against what rewarded the training job (`recorded`:
+    training_config.json's rewards.sources, when it says), so the reward gain the gate reads measures what the run
+    optimised; None for other methods. `training` is the training job's config (its grpo_format_regex)."""
     if method not in ONLINE_RL_METHODS:
         return None
     reward_dir = grpo.reward_model_folder(env)
     rewarding = grader_list if method == "grpo" else []
     sources = [g.name for g in rewarding] + ([grpo.REWARD_MODEL_SOURCE] if reward_dir is not None else [])
     weights = grpo.parse_weights(hyperparameters.get("reward_weights"), sources)
-    recorded = (training.get("rewards") or {}).get("sources")
     if recorded is not None and recorded != weights:
         raise ChannelError(
             f"the training job (method={method}) was rewarded by {json.dumps(recorded)} (training_config.json "
@@ -388,7 +389,7 @@ def run(env: SageMakerEnv) -> int:
         training = _training_config(tuned_root)
         history = html_report.read_history(tuned_root)  # the training run's loss curves, for report.html
         method = training.get("method", "sft")
-        rewards = reward_sources(env, hyperparameters, training, method, grader_list)
+        rewards = reward_sources(env, hyperparameters, training, _recorded_rewards(tuned_root), method, grader_list)
         if rewards is not None and settings["max_generations"] == 0:
             raise ValueError(
                 f"hyperparameter max_generations is 0, but the evaluation of a {method} run scores the generated answers "
@@ -589,6 +590,13 @@ def _write_reward_report(env: SageMakerEnv, report: dict[str, Any], history) -> 
         flush=True,
     )
     return 0
+
+
+def _recorded_rewards(tuned_root: Path) -> dict[str, float] | None:
+    """What rewarded an online RL run's training job: training_config.json's rewards.sources (source -> weight)."""
+    path = tuned_root / TRAINING_CONFIG
+    document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return (document.get("rewards") or {}).get("sources")
 
 
 def _training_config(tuned_root: Path) -> dict[str, Any]:
