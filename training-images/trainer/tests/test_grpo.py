@@ -202,10 +202,14 @@ def test_the_grader_that_trained_the_model_scores_it_in_the_eval_job(make_job, t
     assert graders["tuned"]["has_a"]["graded"] == 20 and graders["tuned"]["has_a"]["error_count"] == 0
     # the run's own reward of the same answers: has_a, weight 1, no format guard, so its means are the grader's
     reward = report["reward"]
-    print(f"eval job, the run's reward: base {reward['base']['mean']:.3f}, tuned {reward['tuned']['mean']:.3f}, gain {reward['gain']:.3f}")
+    print(
+        f"eval job, the run's reward: base {reward['base']['mean']:.3f}, tuned {reward['tuned']['mean']:.3f}, "
+        f"gain {reward['gain']:.3f}"
+    )
     assert reward["sources"] == {"has_a": 1.0} and reward["rows"] == 20 and reward["format_regex"] is None
     for side, mean in (("base", base), ("tuned", tuned)):
-        assert reward[side] == {"mean": pytest.approx(mean), "by_source": {"has_a": pytest.approx(mean)}, "format_misses": 0}
+        expected = {"mean": pytest.approx(mean), "by_source": {"has_a": pytest.approx(mean)}, "format_misses": 0}
+        assert reward[side] == expected
     assert reward["gain"] == pytest.approx(tuned - base) and reward["gain"] > 0
     assert reward["gain"] >= planned["thresholds"]["minRewardGain"]  # the planned default gate passes it
     check_fixture("eval-report-grpo.json", report)
@@ -219,7 +223,8 @@ def test_the_eval_reward_is_the_training_reward_weighted_with_the_format_guard()
     sources = evaluate.RewardSources(
         graders_module.load([CONTAINS_A, MENTIONS_REFERENCE]), None, {"has_a": 2.0, "says_ref": 0.5}, "[a-z ]*"
     )
-    prompts = [generate.Prompt(i, [{"role": "user", "content": f"q{i}"}], ref) for i, ref in enumerate(["chat", "chien", "oiseau"])]
+    references = ["chat", "chien", "oiseau"]
+    prompts = [generate.Prompt(i, [{"role": "user", "content": f"q{i}"}], ref) for i, ref in enumerate(references)]
     items = [{"messages": p.messages, "reference": p.reference} for p in prompts]
     said = {
         "base": ["x", "Chat!", "oiseau"],  # 0, a format miss, both sources: 0, 0, 2.5
@@ -233,7 +238,8 @@ def test_the_eval_reward_is_the_training_reward_weighted_with_the_format_guard()
         "mean": pytest.approx(2.5 / 3), "by_source": {"has_a": pytest.approx(1 / 3), "says_ref": pytest.approx(1 / 3)},
         "format_misses": 1,
     }
-    assert block["tuned"] == {"mean": pytest.approx(2.5), "by_source": {"has_a": 1.0, "says_ref": 1.0}, "format_misses": 0}
+    tuned = {"mean": pytest.approx(2.5), "by_source": {"has_a": 1.0, "says_ref": 1.0}, "format_misses": 0}
+    assert block["tuned"] == tuned
     assert block["gain"] == pytest.approx(2.5 - 2.5 / 3)
 
 
@@ -268,7 +274,9 @@ def test_the_eval_job_refuses_a_reward_that_is_not_the_training_job_s_before_wei
         (job.root / "input" / "data" / "graders" / "graders.json").write_text(json.dumps([CONTAINS_A]))
     if "reward_model" in channels:
         add_reward_model_channel(job, build_reward_model(tmp_path / "reward-model"))
-    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(
+        "transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
+    )
     assert job.run("evaluate") == 1
     assert message in job.failure, job.failure
 

@@ -163,7 +163,10 @@ def test_the_eval_job_scores_the_rlhf_adapter_on_what_its_reward_model_learnt(ma
     assert graders["tuned"]["has_a"]["graded"] == 20 and report.get("preference") is None
     # what the run optimised: the reward model's score of the greedy answers rose (the gate's default minRewardGain 0)
     reward = report["reward"]
-    print(f"eval job, the reward model's mean score of the answers: base {reward['base']['mean']:.3f}, tuned {reward['tuned']['mean']:.3f}, gain {reward['gain']:.3f}")
+    print(
+        f"eval job, the reward model's mean score of the answers: base {reward['base']['mean']:.3f}, tuned "
+        f"{reward['tuned']['mean']:.3f}, gain {reward['gain']:.3f}"
+    )
     assert reward["sources"] == {"reward_model": 1.0} and reward["rows"] == 20
     for side in ("base", "tuned"):
         assert reward[side]["by_source"] == {"reward_model": pytest.approx(reward[side]["mean"])}

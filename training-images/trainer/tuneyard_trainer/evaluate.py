@@ -392,8 +392,8 @@ def run(env: SageMakerEnv) -> int:
         rewards = reward_sources(env, hyperparameters, training, _recorded_rewards(tuned_root), method, grader_list)
         if rewards is not None and settings["max_generations"] == 0:
             raise ValueError(
-                f"hyperparameter max_generations is 0, but the evaluation of a {method} run scores the generated answers "
-                "with the run's reward (the gate's reward gain); set max_generations above 0"
+                f"hyperparameter max_generations is 0, but the evaluation of a {method} run scores the generated "
+                "answers with the run's reward (the gate's reward gain); set max_generations above 0"
             )
         eval_report = load_dataset_channel(env, "eval", method)
         if eval_report is None:
@@ -515,7 +515,8 @@ def run(env: SageMakerEnv) -> int:
     if preference is not None:
         summary += f", preference accuracy {preference['preferred']}/{preference['pairs']}"
     if reward_block is not None:
-        summary += f", reward {reward_block['base']['mean']} -> {reward_block['tuned']['mean']} (gain {reward_block['gain']})"
+        means = reward_block["base"]["mean"], reward_block["tuned"]["mean"]
+        summary += f", reward {means[0]} -> {means[1]} (gain {reward_block['gain']})"
     if report["generation"] is not None:
         summary += f", {len(prompts)} answers of each model in {generate.GENERATIONS_FILE}"
     for entry in report["benchmarks"] or []:
