@@ -364,7 +364,7 @@ def test_a_weighted_mix_sums_the_weighted_rewards(job, capsys, reward_job_model)
         assert line["reward_mean"] == pytest.approx(total, abs=1e-4)
     assert json.loads((job.model_dir / "training_config.json").read_text())["rewards"]["sources"] == weights
     definitions = json.loads((Path(grpo.__file__).parents[1] / "metrics.json").read_text())
-    grpo_names = [d for d in definitions if METRICS[d["Name"]].startswith("GRPO:")]
+    grpo_names = [d for d in definitions if METRICS[d["Name"]].startswith(("GRPO:", "GRPO and RLOO:"))]
     assert len(grpo_names) == 8
     for definition in grpo_names:
         captured = re.findall(definition["Regex"], stdout)
