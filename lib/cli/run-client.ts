@@ -4,6 +4,7 @@ import { CloudWatchLogsClient, DescribeLogStreamsCommand, GetLogEventsCommand } 
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, _Object } from '@aws-sdk/client-s3';
 import {
   DescribeModelPackageCommand,
+  DescribeModelPackageCommandOutput,
   DescribeTrainingJobCommand,
   DescribeTrainingJobCommandOutput,
   ListModelPackagesCommand,
@@ -627,6 +628,24 @@ export class RunClient {
     return models;
   }
 
+  /**
+   * The registered models, newest first, as DescribeModelPackage answers them: with their lineage
+   * (CustomerMetadataProperties, which ListModelPackages leaves out), described {@link MODEL_DESCRIBE_CONCURRENCY}
+   * at a time. A version deleted between the listing and its description is left out.
+   */
+  async describeModels(): Promise<DescribeModelPackageCommandOutput[]> {
+    const models = await this.listModels();
+    const described = await mapConcurrently(models, MODEL_DESCRIBE_CONCURRENCY, async (m) => {
+      try {
+        return await this.clients.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: m.ModelPackageArn }));
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      }
+    });
+    return described.filter((d): d is DescribeModelPackageCommandOutput => d !== undefined);
+  }
+
   /** A model package by ARN, or by version number in the plane's group. */
   async describeModel(model: string) {
     const arn = model.startsWith('arn:') ? model : await this.modelArn(model);
@@ -670,6 +689,23 @@ export class RunClient {
       return text;
     }
   }
+}
+
+/** How many DescribeModelPackage calls `tuneyard models` has in flight at once (SageMaker throttles bursts). */
+export const MODEL_DESCRIBE_CONCURRENCY = 8;
+
+/** `fn` over `items`, at most `limit` at a time, results in the items' order. */
+async function mapConcurrently<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
 
 function httpStatus(e: unknown): number | undefined {

@@ -327,9 +327,10 @@ describe('models', () => {
   test('models lists the registered versions, newest first', async () => {
     const { code, stdout } = await cli(['models'], { clients: factory });
     const lines = stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^VERSION +APPROVAL +CREATED +DESCRIPTION$/);
+    expect(lines[0]).toMatch(/^VERSION +KIND +METHOD +APPROVAL +CREATED +RUN +REWARD MODEL +DESCRIPTION$/);
     expect(lines.slice(1).map((l) => l.split(/ +/)[0])).toEqual(['2', '1']);
-    expect(lines[1]).toMatch(/^2 +PendingManualApproval +\S+ +greetings qlora v2$/);
+    // registered without lineage: kind, method, run and reward model - (test/cli/models.test.ts registers with it)
+    expect(lines[1]).toMatch(/^2 +- +- +PendingManualApproval +\S+ +- +- +greetings qlora v2$/);
     expect(code).toBe(0);
   });
 

@@ -22,10 +22,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CreateLogGroupCommand, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { CreateModelPackageCommand, CreateModelPackageGroupCommand, CreateTrainingJobCommand } from '@aws-sdk/client-sagemaker';
+import { CreateModelPackageGroupCommand, CreateTrainingJobCommand } from '@aws-sdk/client-sagemaker';
 import { PIPELINE_STATES } from '../../constructs/fine-tuning-pipeline/fine-tuning-pipeline';
 import { MODEL_MANIFEST } from '../../lib/cli/commands/stage-model';
+import { RunClient } from '../../lib/cli/run-client';
 import { startMotoPlane, MotoPlane } from './moto-plane';
+import { PLAN_RUN_ENV, registerState } from './register-state';
 import { cli, CliResult } from './support';
 
 const BUCKET = 'tuneyard-data-first-run';
@@ -62,6 +64,17 @@ function walkthroughCommands(): string[] {
     .split('\n')
     .filter((line) => line.startsWith('$ '))
     .map((line) => line.slice(2));
+}
+
+/** The output the README's "First run" section shows under `$ <command>` (its lines up to the next `$ ` line). */
+function readmeOutput(command: string): string[] {
+  const text = fs.readFileSync(README, 'utf8');
+  const start = text.indexOf('\n### First run\n');
+  const lines = text.slice(start, text.indexOf('\n### ', start + 1)).split('\n');
+  const at = lines.indexOf(`$ ${command}`);
+  expect(at).toBeGreaterThan(0);
+  const end = lines.findIndex((line, i) => i > at && (line.startsWith('$ ') || line.startsWith('```')));
+  return lines.slice(at + 1, end);
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -140,18 +153,11 @@ async function playThePipeline(runId: string): Promise<string[]> {
   }
   const manifest = { files: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.length])) };
   await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `checkpoints/${runId}/checkpoint-10/tuneyard-checkpoint.json`, Body: JSON.stringify(manifest) }));
-  await plane.clients.sagemaker.send(
-    new CreateModelPackageCommand({
-      ModelPackageGroupName: GROUP,
-      ModelPackageDescription: `${runId} lora`,
-      ModelApprovalStatus: 'PendingManualApproval',
-      InferenceSpecification: {
-        Containers: [{ Image: '763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:latest', ModelDataUrl: `s3://${BUCKET}/artifacts/${runId}/${job}/output/model/adapter.tar.gz` }],
-        SupportedContentTypes: ['application/json'],
-        SupportedResponseMIMETypes: ['application/json'],
-      },
-    }),
-  );
+  // the Register state, on the plan PlanRun makes of the request `train` started the run with
+  const client = new RunClient(plane.clients, 'Tuneyard');
+  const request = JSON.parse((await client.describeExecution(await client.executionArn(runId))).input!);
+  const register = registerState(GROUP, plane.clients.sagemaker, { ...PLAN_RUN_ENV, bucketName: BUCKET });
+  await register(request, { evalLossRatio: 0.92, forgettingIncrease: 0.01 });
   return lines;
 }
 
@@ -234,9 +240,13 @@ test('the README\'s first run, from hf download to a finished run, on moto', asy
       case 'checkpoints':
         expect(result.stdout).toMatch(/^10 +4\.\d KiB +3 +\S+ +yes$/m);
         break;
-      case 'models':
-        expect(result.stdout).toMatch(new RegExp(`^1 +PendingManualApproval +\\S+ +${runId} lora$`, 'm'));
+      case 'models': {
+        // the columns the README shows, and the run's model registered as the pipeline registers it
+        const [header, row] = result.stdout.trimEnd().split('\n');
+        expect(header.split(/ {2,}/)).toEqual(readmeOutput(command)[0].split(/ {2,}/));
+        expect(row).toMatch(new RegExp(`^1 +generative +lora +PendingManualApproval +\\S+ +${runId} +- +recipe epochs=2 method=lora$`));
         break;
+      }
       default:
         throw new Error(`the walkthrough runs \`${command}\`, which this test does not check: add a check for it`);
     }

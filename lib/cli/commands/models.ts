@@ -1,34 +1,73 @@
-import { Command } from 'commander';
+import type { DescribeModelPackageCommandOutput } from '@aws-sdk/client-sagemaker';
+import { Command, Help, Option } from 'commander';
 import { positiveInt, nonNegativeNumber } from '../args';
 import { CliError } from '../errors';
 import { applyDeployment, DeployStep, planDeployment, WAIT_INTERVAL_MS, WAIT_POLLS, waitForDeployment } from '../deploy';
 import { duration, table, time } from '../format';
-import type { CommandContext } from '../program';
+import { addExamples, EXIT_CODES, type CommandContext } from '../program';
 
 export function registerModelCommands(program: Command, ctx: CommandContext): void {
-  program
+  const kindOption = new Option('--kind <kind>', 'only the models of this lineage kind (reward: what RL runs name with --reward-model)').choices(MODEL_KINDS);
+  const models = program
     .command('models')
-    .description('List the models the pipeline registered (the plane\'s SageMaker model package group), newest first.')
-    .action(async (_opts: unknown, command: Command) => {
+    .description(
+      'List the models the pipeline registered (the plane\'s SageMaker model package group), newest first, with what each is ' +
+        '(KIND: reward or generative; METHOD), the run that trained it and the reward model an RL run was trained against. ' +
+        'Versions registered without lineage show -.',
+    )
+    .addOption(kindOption)
+    .action(async (opts: { kind?: ModelKind }, command: Command) => {
       ctx.use(command);
-      const models = await ctx.runClient().listModels();
+      const described = await ctx.runClient().describeModels();
+      const shown = opts.kind ? described.filter((m) => m.CustomerMetadataProperties?.kind === opts.kind) : described;
+      const empty = !described.length
+        ? 'no models registered yet: a run registers one when it passes the eval gate\n'
+        : `no models of kind ${opts.kind} among the ${described.length} registered${opts.kind === 'reward' ? ': a run with --method reward registers one' : ''}\n`;
       ctx.print(
-        models.map((m) => ({
-          version: m.ModelPackageVersion,
-          approval: m.ModelApprovalStatus,
-          status: m.ModelPackageStatus,
-          created: m.CreationTime,
-          arn: m.ModelPackageArn,
-          description: m.ModelPackageDescription,
-        })),
-        models.length
+        shown.map(modelJson),
+        shown.length
           ? table(
-              ['VERSION', 'APPROVAL', 'CREATED', 'DESCRIPTION'],
-              models.map((m) => [String(m.ModelPackageVersion ?? '-'), m.ModelApprovalStatus ?? '-', time(m.CreationTime), m.ModelPackageDescription ?? '']),
+              ['VERSION', 'KIND', 'METHOD', 'APPROVAL', 'CREATED', 'RUN', 'REWARD MODEL', 'DESCRIPTION'],
+              shown.map((m) => {
+                const lineage = m.CustomerMetadataProperties;
+                return [
+                  String(m.ModelPackageVersion ?? '-'),
+                  lineage?.kind ?? '-',
+                  lineage?.method ?? '-',
+                  m.ModelApprovalStatus ?? '-',
+                  time(m.CreationTime),
+                  lineage?.runId ?? '-',
+                  rewardModelText(lineage?.rewardModel, m.ModelPackageGroupName) ?? '-',
+                  descriptionText(m),
+                ];
+              }),
             )
-          : 'no models registered yet: a run registers one when it passes the eval gate\n',
+          : empty,
       );
     });
+
+  const show = models
+    .command('show')
+    .description('Show one registered model\'s lineage: what it is, what it was trained from and against, its training job, eval report, approval and model data.')
+    .argument('<model>', 'model version (from `tuneyard models`) or model package ARN')
+    .action(async (model: string, _opts: unknown, command: Command) => {
+      ctx.use(command);
+      // commander takes a parent's options anywhere on the line: `models show 3 --kind reward` reaches `models`
+      const kind = (command.parent?.opts() as { kind?: string } | undefined)?.kind;
+      if (kind !== undefined) {
+        throw new CliError(`--kind ${kind} filters the listing (tuneyard models --kind ${kind}); \`models show\` shows the one model named: remove --kind`, EXIT_CODES.usage);
+      }
+      const described = await ctx.runClient().describeModel(model);
+      ctx.print(modelJson(described), modelText(described));
+    });
+  // --kind filters the listing: `models show` takes no --kind, so its help lists the other global options only
+  show.configureHelp({
+    ...show.configureHelp(),
+    visibleGlobalOptions(this: Help, cmd: Command) {
+      return Help.prototype.visibleGlobalOptions.call(this, cmd).filter((option) => option !== kindOption);
+    },
+  });
+  addExamples(show, ['tuneyard models show 3', 'tuneyard models show arn:aws:sagemaker:us-east-1:123456789012:model-package/tuneyard-models/3 --json']);
 
   program
     .command('deploy')
@@ -126,6 +165,90 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
       const content = (reply as { choices?: Array<{ message?: { content?: string } }> })?.choices?.[0]?.message?.content;
       ctx.print(reply, content !== undefined ? `${content}\n` : `${typeof reply === 'string' ? reply : JSON.stringify(reply)}\n`);
     });
+}
+
+/** The lineage kinds a registered model carries (CustomerMetadataProperties `kind`, written by the Register state). */
+const MODEL_KINDS = ['reward', 'generative'] as const;
+type ModelKind = (typeof MODEL_KINDS)[number];
+
+/** A registered model as `--json` prints it: the package's fields and its lineage (null when registered without one). */
+function modelJson(m: DescribeModelPackageCommandOutput) {
+  return {
+    version: m.ModelPackageVersion,
+    arn: m.ModelPackageArn,
+    approval: m.ModelApprovalStatus,
+    approvalDescription: m.ApprovalDescription,
+    status: m.ModelPackageStatus,
+    created: m.CreationTime,
+    description: m.ModelPackageDescription,
+    modelData: modelDataUri(m),
+    lineage: hasLineage(m) ? m.CustomerMetadataProperties : null,
+  };
+}
+
+/** Whether the Register state wrote the package's lineage (older versions, and models registered by hand, have none). */
+function hasLineage(m: DescribeModelPackageCommandOutput): m is DescribeModelPackageCommandOutput & { CustomerMetadataProperties: Record<string, string> } {
+  return Boolean(m.CustomerMetadataProperties?.runId);
+}
+
+function modelDataUri(m: DescribeModelPackageCommandOutput): string | undefined {
+  const container = m.InferenceSpecification?.Containers?.[0];
+  return container?.ModelDataSource?.S3DataSource?.S3Uri ?? container?.ModelDataUrl;
+}
+
+/**
+ * What an RL run was rewarded by, shortly: the version number of a model package of the same group, else the ARN or
+ * s3:// folder as the lineage records it; undefined for `none` (every other run) and models without lineage.
+ */
+function rewardModelText(value: string | undefined, group: string | undefined): string | undefined {
+  if (!value || value === 'none') return undefined;
+  const sameGroup = /:model-package\/([^/]+)\/(\d+)$/.exec(value);
+  return sameGroup && sameGroup[1] === group ? sameGroup[2] : value;
+}
+
+/** The Register state writes `Tuneyard run <run id>; recipe <recipe>`: the run has its own column, so the recipe is shown. */
+function descriptionText(m: DescribeModelPackageCommandOutput): string {
+  const description = m.ModelPackageDescription ?? '';
+  const runId = m.CustomerMetadataProperties?.runId;
+  const prefix = `Tuneyard run ${runId}; `;
+  return runId && description.startsWith(prefix) ? description.slice(prefix.length) : description;
+}
+
+/** `tuneyard models show`: the model's lineage, one row each. */
+function modelText(m: DescribeModelPackageCommandOutput): string {
+  const lineage = hasLineage(m) ? m.CustomerMetadataProperties : undefined;
+  const value = (key: string) => {
+    const v = lineage?.[key];
+    return v === undefined || v === '' || v === 'null' ? '-' : v;
+  };
+  const label = m.ModelPackageVersion !== undefined ? `model version ${m.ModelPackageVersion}` : 'model';
+  const reward = lineage?.rewardModel;
+  const rewardVersion = rewardModelText(reward, m.ModelPackageGroupName);
+  const rows: Array<[string, string]> = [
+    ['kind', value('kind')],
+    ['method', value('method')],
+    ['run', value('runId')],
+    ['base model', value('baseModel')],
+    ['dataset', lineage ? `${value('datasetName')}@${value('datasetSha256')}` : '-'],
+    [
+      'reward model',
+      !lineage ? '-' : reward === undefined || reward === 'none' ? 'none' : rewardVersion !== reward ? `version ${rewardVersion} (${reward})` : reward,
+    ],
+    ['training job', value('trainingJobName')],
+    ['eval loss ratio', value('evalLossRatio')],
+    ['forgetting', value('forgettingIncrease')],
+    ['eval report', value('evalReport')],
+    ['approval', m.ApprovalDescription ? `${m.ModelApprovalStatus ?? '-'} (${m.ApprovalDescription})` : (m.ModelApprovalStatus ?? '-')],
+    ['model data', modelDataUri(m) ?? '-'],
+    ['created', time(m.CreationTime)],
+    ['description', m.ModelPackageDescription ?? '-'],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return (
+    `${label}: ${m.ModelPackageArn}\n` +
+    (lineage ? '' : '  registered without lineage (kind, method, run): only its package fields are known\n') +
+    rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}\n`).join('')
+  );
 }
 
 /** The OpenAI chat-completions request body vLLM serves. */
