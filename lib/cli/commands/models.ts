@@ -232,11 +232,12 @@ function modelText(m: DescribeModelPackageCommandOutput): string {
     ['dataset', lineage ? `${value('datasetName')}@${value('datasetSha256')}` : '-'],
     [
       'reward model',
-      !lineage ? '-' : reward === undefined || reward === 'none' ? 'none' : rewardVersion !== reward ? `version ${rewardVersion} (${reward})` : reward,
+      // lineage written before it recorded a reward model has no rewardModel: unknown (-), not none
+      reward === undefined ? '-' : reward === 'none' ? 'none' : rewardVersion !== reward ? `version ${rewardVersion} (${reward})` : reward,
     ],
     ['training job', value('trainingJobName')],
     ['eval loss ratio', value('evalLossRatio')],
-    ['forgetting', value('forgettingIncrease')],
+    ['forgetting increase', value('forgettingIncrease')],
     ['eval report', value('evalReport')],
     ['approval', m.ApprovalDescription ? `${m.ModelApprovalStatus ?? '-'} (${m.ApprovalDescription})` : (m.ModelApprovalStatus ?? '-')],
     ['model data', modelDataUri(m) ?? '-'],
