@@ -121,7 +121,7 @@ export const EXIT_CODES = {
 } as const;
 
 /** Examples shown at the end of a command's `--help`. */
-const EXAMPLES: Record<string, readonly string[]> = {
+export const EXAMPLES: Record<string, readonly string[]> = {
   validate: [
     'tuneyard validate train.jsonl',
     'tuneyard validate train.jsonl --method dpo --max-length 4096',
@@ -140,6 +140,8 @@ const EXAMPLES: Record<string, readonly string[]> = {
     'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method qlora --batch-size 2 --gradient-accumulation 8 --epochs 2',
     'tuneyard train --dataset support-chats@<sha256> --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --recipe recipe.json --wait',
     'tuneyard train --dataset support-chats --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --graders graders.json --min-grader-mean exact=0.8 --benchmark mmlu-sample --max-benchmark-drop 0.02',
+    'tuneyard train --dataset maths-prompts --base-model s3://<data bucket>/base-models/qwen2.5-7b-instruct/ --method grpo --graders graders.json',
+    'tuneyard train --dataset chat-prompts --base-model s3://<data bucket>/base-models/llama-3.1-8b/ --method rloo --reward-model 3',
   ],
   watch: ['tuneyard watch support-chats-qlora-5d0e7a1b2c3f', 'tuneyard watch support-chats-qlora-5d0e7a1b2c3f --json --interval 60'],
   runs: ['tuneyard runs', 'tuneyard runs --status FAILED --max 5'],
@@ -149,7 +151,7 @@ const EXAMPLES: Record<string, readonly string[]> = {
   events: ['tuneyard events support-chats-qlora-5d0e7a1b2c3f'],
   checkpoints: ['tuneyard checkpoints support-chats-qlora-5d0e7a1b2c3f'],
   eval: ['tuneyard eval support-chats-qlora-5d0e7a1b2c3f --out review/', 'tuneyard eval support-chats-qlora-5d0e7a1b2c3f --ab-results review/ab-review.csv'],
-  models: ['tuneyard models', 'tuneyard models --region eu-west-1 --json'],
+  models: ['tuneyard models', 'tuneyard models --kind reward', 'tuneyard models --region eu-west-1 --json'],
   deploy: ['tuneyard deploy 3 --endpoint chat --adapter support --approve --wait', 'tuneyard deploy 3 --endpoint chat-merged'],
   invoke: ['tuneyard invoke --endpoint chat --adapter support "Where is my order?"'],
   estimate: [

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { remainingSeconds, runExitCode, watchLine } from '../../lib/cli/commands/runs';
 import { GATE_REJECTED_ERROR } from '../../lib/run-request';
+import { EXAMPLES } from '../../lib/cli/program';
 import { RunStatus } from '../../lib/cli/run-client';
 import { estimateCost, estimateTrainingHours, onDemandPricePerHour, SPOT_DISCOUNT } from '../../lib/pricing';
 import { awsError, cli, fakeClients, PLANE_OUTPUTS } from './support';
@@ -96,6 +97,19 @@ describe('AWS errors', () => {
     const { code, stderr } = await cli(['watch', 'nope'], { clients: factory });
     expect(stderr).toBe('error: run nope not found in plane Tuneyard: list runs with `tuneyard runs`\n');
     expect(code).toBe(1);
+  });
+});
+
+describe('help examples', () => {
+  test.each(Object.keys(EXAMPLES))('every flag of the %s examples is an option that command (or the program) takes', async (command) => {
+    const { stdout, code } = await cli([command, '--help']);
+    expect(code).toBe(0);
+    const known = new Set(stdout.slice(0, stdout.indexOf('\nExamples:')).match(/--[a-z][a-z0-9-]*/g)); // the options, not the examples themselves
+    for (const example of EXAMPLES[command]) {
+      expect(example).toMatch(new RegExp(`tuneyard ${command}( |$)`));
+      const flags = example.slice(example.indexOf(`tuneyard ${command}`)).match(/ --[a-z][a-z0-9-]*/g) ?? [];
+      expect(flags.map((f) => f.trim()).filter((f) => !known.has(f))).toEqual([]);
+    }
   });
 });
 
