@@ -464,7 +464,9 @@ def test_the_graders_channel_is_read_like_the_eval_job_s(job):
     assert "both a graders channel and a graders hyperparameter" in job.failure
 
 
-def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkeypatch):
+def refuses_another_vocabulary(job, tmp_path, monkeypatch, hyperparameters: dict) -> None:
+    """A reward model whose tokenizer was trained on another corpus is refused before any weights load (grpo and
+    rloo read the reward_model channel alike)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -473,15 +475,18 @@ def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkey
     core.train_from_iterator(["a different corpus of words"] * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>"]))
     other = tmp_path / "other-tokenizer"
     PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>").save_pretrained(other)
-    folder = build_reward_model(tmp_path / "other-reward", other)
-    add_reward_model_channel(job, folder)
+    add_reward_model_channel(job, build_reward_model(tmp_path / "other-reward", other))
     monkeypatch.setattr("tuneyard_trainer.train.load_model", lambda *a, **k: pytest.fail("weights loaded"))
     monkeypatch.setattr(
         "transformers.AutoModelForSequenceClassification.from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
     )
-    job.configure({**GRPO_FAST, "reward_model": "other"}, train=prompt_rows())
+    job.configure(hyperparameters, train=prompt_rows())
     assert job.run() != 0
     assert "the reward model's vocabulary" in job.failure and "is not the policy's" in job.failure, job.failure
+
+
+def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkeypatch):
+    refuses_another_vocabulary(job, tmp_path, monkeypatch, {**GRPO_FAST, "reward_model": "other"})
 
 
 def test_grpo_fields_are_refused_for_other_methods_and_metrics_are_defined():

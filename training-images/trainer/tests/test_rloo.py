@@ -17,10 +17,10 @@ from test_evaluate import check_fixture
 from test_grpo import (
     CONTAINS_A,
     add_reward_model_channel,
-    build_reward_model,
     metric_lines,
     planned_evaluation,
     prompt_rows,
+    refuses_another_vocabulary,
     run_planned_evaluation,
 )
 
@@ -209,22 +209,7 @@ def test_bad_configs_fail_before_weights_load(job, monkeypatch, reward_model, hy
 
 
 def test_a_reward_model_with_another_vocabulary_is_refused(job, tmp_path, monkeypatch):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.train_from_iterator(["a different corpus of words"] * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>"]))
-    other = tmp_path / "other-tokenizer"
-    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>").save_pretrained(other)
-    add_reward_model_channel(job, build_reward_model(tmp_path / "other-reward", other))
-    monkeypatch.setattr("tuneyard_trainer.train.load_model", lambda *a, **k: pytest.fail("weights loaded"))
-    monkeypatch.setattr(
-        "transformers.AutoModelForSequenceClassification.from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
-    )
-    job.configure(RLOO_FAST, train=prompt_rows())
-    assert job.run() != 0
-    assert "the reward model's vocabulary" in job.failure and "is not the policy's" in job.failure, job.failure
+    refuses_another_vocabulary(job, tmp_path, monkeypatch, RLOO_FAST)
 
 
 def test_rloo_fields_are_refused_for_other_methods():
