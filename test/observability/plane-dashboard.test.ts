@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
-import { CfnResource } from 'aws-cdk-lib';
+import { CfnResource, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { DatasetStore } from '../../constructs/dataset-store';
 import { PlaneDashboard } from '../../constructs/plane-dashboard';
@@ -68,17 +68,22 @@ describe('PlaneDashboard with a pipeline and a data store', () => {
   });
 });
 
-describe('PlaneDashboard with a training job', () => {
-  // GIVEN a training-job definition whose jobs are named team-a-*
-  const stack = testStack();
+/** A training-job definition whose jobs are named team-a-*, in an isolated VPC of its own. */
+function teamAJob(stack: Stack): FineTuningJob {
   const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
-  const trainingJob = new FineTuningJob(stack, 'Job', {
+  return new FineTuningJob(stack, 'Job', {
     store: new DatasetStore(stack, 'Store'),
     vpc,
     image: TrainingImage.fromImageUri('123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:1'),
     s3PrefixListId: 'pl-63a5400a',
     jobNamePrefix: 'team-a-',
   });
+}
+
+describe('PlaneDashboard with a training job', () => {
+  // GIVEN a training-job definition whose jobs are named team-a-*
+  const stack = testStack();
+  const trainingJob = teamAJob(stack);
   // WHEN
   new PlaneDashboard(stack, 'Dashboard', { trainingJob });
   const body = dashboardBody(Template.fromStack(stack));
@@ -185,14 +190,7 @@ describe('PlaneDashboard props', () => {
     // GIVEN a training job with prefix team-a- and publishers watching team-a- or team-b-
     const titles = (watched: string) => {
       const stack = testStack();
-      const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
-      const trainingJob = new FineTuningJob(stack, 'Job', {
-        store: new DatasetStore(stack, 'Store'),
-        vpc,
-        image: TrainingImage.fromImageUri('123456789012.dkr.ecr.us-east-1.amazonaws.com/tuneyard-trainer:1'),
-        s3PrefixListId: 'pl-63a5400a',
-        jobNamePrefix: 'team-a-',
-      });
+      const trainingJob = teamAJob(stack);
       const usage = new UsageMetrics(stack, 'Usage', { trainingJobs: [{ jobNamePrefix: watched }] });
       // WHEN
       new PlaneDashboard(stack, 'Dashboard', { trainingJob, usage });
