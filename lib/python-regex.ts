@@ -94,7 +94,7 @@ function pyRepr(s: string): string {
  */
 function isIdentifier(name: string): boolean {
   if (/^[\x00-\x7f]*$/.test(name)) return /^[A-Za-z_][A-Za-z0-9_]*$/.test(name);
-  return !/^[0-9]/.test(name) && !/[\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]/.test(name);
+  return !/^\p{Nd}/u.test(name) && !/[\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]/.test(name);
 }
 
 class Tokenizer {
@@ -444,18 +444,13 @@ function parseGroup(source: Tokenizer, state: State, verbose: boolean, nested: n
         if (gid === undefined) throw source.error(`unknown group name ${pyRepr(condname)}`, len(condname) + 1);
         condgroup = gid;
       } else {
-        // Python 3.11's int() also reads a sign, spaces, underscores and non-ASCII digits (3.12 refuses them); the
-        // group of non-ASCII digits is not checked
-        if (!/^\s*\+?[\p{Nd}_]+\s*$/u.test(condname) || /^_|_$|__/.test(condname.trim().replace(/^\+/, ''))) {
-          throw source.error(`bad character in group name ${pyRepr(condname)}`, len(condname) + 1);
-        }
-        const ascii = condname.trim().replace(/^\+/, '').replace(/_/g, '');
-        if (/^[0-9]+$/.test(ascii)) {
-          condgroup = Number(ascii);
-          if (!condgroup) throw source.error('bad group number', len(condname) + 1);
-          if (condgroup >= MAXGROUPS) throw source.error(`invalid group reference ${condgroup}`, len(condname) + 1);
-          if (!state.grouprefpos.has(condgroup)) state.grouprefpos.set(condgroup, source.tell() - len(condname) - 1);
-        }
+        // Python 3.12 (the training image's) takes ASCII digits only here; 3.11 also read a sign, spaces, underscores
+        // and non-ASCII digits through int(), with a DeprecationWarning
+        if (!/^[0-9]+$/.test(condname)) throw source.error(`bad character in group name ${pyRepr(condname)}`, len(condname) + 1);
+        condgroup = Number(condname);
+        if (!condgroup) throw source.error('bad group number', len(condname) + 1);
+        if (condgroup >= MAXGROUPS) throw source.error(`invalid group reference ${condname.replace(/^0+(?=\d)/, '')}`, len(condname) + 1);
+        if (!state.grouprefpos.has(condgroup)) state.grouprefpos.set(condgroup, source.tell() - len(condname) - 1);
       }
       if (condgroup !== undefined) checklookbehindgroup(state, condgroup, source);
       const yes = sequenceWidth(parse(source, state, verbose, nested + 1));
