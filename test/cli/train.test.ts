@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, ListExecutionsCommand } from '@aws-sdk/client-sfn';
 import { estimateOn } from '../../lib/cli/commands/estimate';
 import { planForCli } from '../../lib/cli/commands/runs';
@@ -324,6 +324,46 @@ test('a reward model of another tokenizer family is refused before anything star
   const same = await train('rm-same');
   expect({ code: same.code, stderr: same.stderr }).toEqual({ code: 0, stderr: '' });
   expect(JSON.parse(same.stdout).runId).toMatch(/^vocab-rloo-[0-9a-f]{12}$/);
+});
+
+test('a reward model the CLI user may not read (AccessDenied on artifacts/) does not block the run: PlanRun compares the vocabularies with its own role', async () => {
+  // GIVEN a staged base model and a reward run's model folder of another vocabulary, which the CLI user's S3 access refuses to list or read
+  const dir = path.join(tmp, 'tokenizers-denied');
+  makeTokenizers(dir);
+  const put = (key: string, file: string) => plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: fs.readFileSync(file) }));
+  const base = 'base-models/vocab-denied-base/';
+  await put(`${base}config.json`, path.join(dir, 'bpe', 'tokenizer_config.json'));
+  await put(`${base}tokenizer.json`, path.join(dir, 'bpe', 'tokenizer.json'));
+  await put('artifacts/rm-denied/job/output/model/full/config.json', path.join(dir, 'bpe', 'tokenizer_config.json'));
+  await put('artifacts/rm-denied/job/output/model/full/tokenizer.json', path.join(dir, 'bpe-other', 'tokenizer.json'));
+  const denied: string[] = [];
+  const s3 = new Proxy(plane.clients.s3, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return async (command: { input: { Prefix?: string; Key?: string } }) => {
+        const key = command.input.Prefix ?? command.input.Key ?? '';
+        if ((command instanceof ListObjectsV2Command || command instanceof GetObjectCommand) && key.startsWith('artifacts/')) {
+          denied.push(key);
+          throw new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied' });
+        }
+        return target.send(command as never);
+      };
+    },
+  });
+  const prompts = path.join(tmp, 'vocab-denied-prompts.jsonl');
+  fs.writeFileSync(prompts, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Say something kind, number ${i}.` })).join('\n') + '\n');
+  expect((await cli(['upload', prompts, '--name', 'vocab-denied', '--method', 'rloo', '--json'], { clients: plane.factory })).code).toBe(0);
+  // WHEN it trains against that reward model
+  const run = await cli(
+    ['train', '--dataset', 'vocab-denied', '--base-model', `s3://${BUCKET}/${base}`, '--base-model-parameters', '0.5', '--method', 'rloo', '--reward-model', `s3://${BUCKET}/artifacts/rm-denied/job/output/model/`, '--json'],
+    { clients: () => ({ ...plane.clients, s3 }) },
+  );
+  // THEN the run starts, and stderr says which check was left to PlanRun and why
+  expect(denied.length).toBeGreaterThan(0);
+  expect(run.code).toBe(0);
+  expect(JSON.parse(run.stdout).runId).toMatch(/^vocab-denied-rloo-[0-9a-f]{12}$/);
+  expect(run.stderr).toContain('warning: the reward model\'s vocabulary was not compared with the base model\'s here (AccessDenied: Access Denied');
+  expect(run.stderr).toContain('PlanRun compares them with the pipeline\'s role before any job starts');
 });
 
 test('train sizes a staged model whose name does not tell from the parameters stage-model counted', async () => {

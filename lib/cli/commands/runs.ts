@@ -199,7 +199,15 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
       const plan = planForCli(request, plane, { rewardModel });
       await checkBaseModel(client, plane, request.baseModel);
       // a reward model of another tokenizer family: refused here as PlanRun refuses it (both tokenizer.json files read)
-      const vocabulary = await rewardVocabularyProblem({ request, plan }, { rewardModel }, client.clients.s3);
+      const vocabulary = await rewardVocabularyProblem({ request, plan }, { rewardModel }, client.clients.s3).catch((e: unknown) => {
+        // the CLI user may not read artifacts/ (or the base model's folder): PlanRun, whose role reads both, checks it
+        if (!isAccessDenied(e)) throw e;
+        ctx.io.err(
+          `warning: the reward model's vocabulary was not compared with the base model's here (${(e as Error).name}: ${(e as Error).message}); ` +
+            "PlanRun compares them with the pipeline's role before any job starts\n",
+        );
+        return undefined;
+      });
       if (vocabulary) throw new CliError(planMessage(vocabulary, request));
       const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);
@@ -539,6 +547,12 @@ async function stagedParameters(client: RunClient, plane: Plane, baseModel: stri
 }
 
 /** An s3:// base model must be a staged Hugging Face folder: the training job loads config.json from it. */
+/** S3's refusal of the caller's permissions (a bucket policy, IAM or a KMS key the caller may not use). */
+function isAccessDenied(e: unknown): boolean {
+  const name = (e as { name?: string } | null)?.name;
+  return name === 'AccessDenied' || name === 'Forbidden' || (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode === 403;
+}
+
 async function checkBaseModel(client: RunClient, plane: Plane, baseModel: string): Promise<void> {
   if (!baseModel.startsWith('s3://')) return;
   const folder = baseModel.endsWith('/') ? baseModel : `${baseModel}/`;
