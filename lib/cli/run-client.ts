@@ -55,6 +55,9 @@ export interface ClientOptions {
   readonly profile?: string;
 }
 
+/** Attempts of each SageMaker call of the CLI (the SDK's default is 3), with client-side rate limiting ('adaptive'). */
+export const SAGEMAKER_MAX_ATTEMPTS = 8;
+
 /** Real clients, with the SDK's default credential chain (or `profile`) and region resolution. */
 export function createAwsClients(options: ClientOptions): AwsClients {
   const config = { region: options.region, profile: options.profile };
@@ -62,7 +65,9 @@ export function createAwsClients(options: ClientOptions): AwsClients {
     cloudformation: new CloudFormationClient(config),
     s3: new S3Client(config),
     sfn: new SFNClient(config),
-    sagemaker: new SageMakerClient(config),
+    // `tuneyard models` describes every version of the group, MODEL_DESCRIBE_CONCURRENCY at a time: SageMaker throttles
+    // such bursts past the SDK's default 3 attempts, which failed the whole listing; adaptive retries slow the client down
+    sagemaker: new SageMakerClient({ ...config, retryMode: 'adaptive', maxAttempts: SAGEMAKER_MAX_ATTEMPTS }),
     logs: new CloudWatchLogsClient(config),
     runtime: new SageMakerRuntimeClient(config),
     sts: new STSClient(config),

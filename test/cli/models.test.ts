@@ -3,9 +3,9 @@
  * real Register state (ModelRegistry.registerState, run locally on the plan PlanRun makes): their lineage is what
  * the pipeline writes, not a copy of its keys. moto stores and answers CustomerMetadataProperties as SageMaker does.
  */
-import { CreateModelPackageCommand, CreateModelPackageGroupCommand, ModelPackageSummary } from '@aws-sdk/client-sagemaker';
+import { CreateModelPackageCommand, CreateModelPackageGroupCommand, DescribeModelPackageCommand, ModelPackageSummary } from '@aws-sdk/client-sagemaker';
 import { LINEAGE_KEYS } from '../../constructs/model-registry';
-import { MODEL_DESCRIBE_CONCURRENCY } from '../../lib/cli/run-client';
+import { createAwsClients, MODEL_DESCRIBE_CONCURRENCY } from '../../lib/cli/run-client';
 import { parseRunRequest, runIdFor } from '../../lib/run-request';
 import { MotoPlane, startMotoPlane } from './moto-plane';
 import { PLAN_RUN_ENV, REGISTER_IMAGE, registerState, RegisteredRun } from './register-state';
@@ -225,6 +225,31 @@ describe('reading the lineage of many versions', () => {
     expect(stdout.trimEnd().split('\n').slice(1)).toEqual([expect.stringMatching(/^1 +- +- +Approved /)]);
     expect(code).toBe(0);
   });
+
+  test('the CLI\'s SageMaker client rides out a burst of throttling of DescribeModelPackage, which the SDK\'s default 3 attempts give up on', async () => {
+    // GIVEN the CLI's real SageMaker client, whose HTTP answers ThrottlingException to the first 3 requests
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' });
+    const { sagemaker } = createAwsClients({ region: 'us-east-1' });
+    const arn = `arn:aws:sagemaker:us-east-1:123456789012:model-package/${GROUP}/7`;
+    let requests = 0;
+    const answer = (statusCode: number, headers: Record<string, string>, body: object) => ({ response: { statusCode, headers, body: new TextEncoder().encode(JSON.stringify(body)) } });
+    (sagemaker.config as { requestHandler: unknown }).requestHandler = {
+      handle: async () =>
+        ++requests <= 3
+          ? answer(400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': 'ThrottlingException' }, { __type: 'ThrottlingException', message: 'Rate exceeded' })
+          : answer(200, { 'content-type': 'application/x-amz-json-1.1' }, { ModelPackageArn: arn, ModelPackageVersion: 7 }),
+    };
+    try {
+      // WHEN one version is described
+      const described = await sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: arn }));
+      // THEN the 4th attempt answers it
+      expect({ version: described.ModelPackageVersion, requests }).toEqual({ version: 7, requests: 4 });
+    } finally {
+      sagemaker.destroy();
+      process.env = saved;
+    }
+  }, 30_000);
 
   test(`describes every listed version across pages, ${MODEL_DESCRIBE_CONCURRENCY} at a time, and keeps the listing's order`, async () => {
     // GIVEN 20 versions on two pages, each DescribeModelPackage answering after a delay
