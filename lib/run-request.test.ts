@@ -498,6 +498,22 @@ describe('a grpo run', () => {
     expect(planRun(request({ graders: [EXACT] }), SETTINGS).inputDataConfig.map((c) => c.ChannelName)).not.toContain('graders');
   });
 
+  test('a cosine grader rewards the training job with the encoder the evaluation scores with: embeddingModel is a channel of both jobs', () => {
+    // GIVEN a grpo run rewarded by a cosine text_similarity grader, its encoder staged under base-models/
+    const ENCODER = 's3://tuneyard-data/base-models/all-minilm-l6-v2/';
+    const cosine = { type: 'text_similarity', name: 'close', input: '{{sample.output_text}}', reference: '{{item.reference}}', evaluation_metric: 'cosine' };
+    // WHEN it is planned
+    const plan = planRun(request({ ...GRPO, graders: [cosine], embeddingModel: ENCODER }), SETTINGS);
+    // THEN the training job's graders find their encoder where the evaluation job's do (graders.py embedding_folder)
+    const channels = (config: RunPlan['inputDataConfig']) => config.map((c) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]);
+    expect(channels(plan.inputDataConfig)).toContainEqual(['embedding_model', ENCODER]);
+    expect(channels(plan.evaluationInputDataConfig)).toContainEqual(['embedding_model', ENCODER]);
+    expectValidRequests(requestsOf(plan));
+    // AND an rloo run's graders only evaluate: its training job reads no encoder
+    const rloo = planRun(request({ ...GRPO, recipe: { method: 'rloo' }, rewardModel: REWARD_DATA, graders: [cosine], embeddingModel: ENCODER }), SETTINGS);
+    expect(rloo.inputDataConfig.map((c) => c.ChannelName)).not.toContain('embedding_model');
+  });
+
   test('needs a reward source, names its weights after its sources, and takes no LLM judge as a reward', () => {
     expect(() => request({ ...GRPO, graders: undefined })).toThrow(/graders: recipe\.method "grpo" needs a reward source: graders .*rewardModel .*or both/);
     expect(() => request({ ...GRPO, recipe: { method: 'grpo', rewardWeights: { exatc: 1 } } })).toThrow(/recipe\.rewardWeights\.exatc: names "exatc", which is not a reward source of this run \(its sources: exact: .*\); did you mean "exact"\?/);

@@ -219,7 +219,7 @@ export const RunRequestSchema = z.strictObject({
     .refine((v) => v.startsWith('s3://'), { message: 'must be the s3:// folder of a Hugging Face encoder model staged under base-models/ (s3://<bucket>/base-models/<name>/)' })
     .optional()
     .describe(
-      "The encoder that cosine graders embed answers with: an S3 folder of a staged Hugging Face model under base-models/, the evaluation job's embedding_model channel. Required by cosine graders. Default: none.",
+      "The encoder that cosine graders embed answers with: an S3 folder of a staged Hugging Face model under base-models/, the evaluation job's embedding_model channel (and a grpo run's training job's, whose cosine graders reward it). Required by cosine graders. Default: none.",
     ),
 })
   .superRefine((request, ctx) => {
@@ -800,9 +800,10 @@ export function planRun(request: RunRequest, settings: PlanSettings, lookups: Pl
       channel('train', `${datasetS3Uri}train.jsonl`, 'application/jsonlines'),
       evalChannel,
       ...modelChannel,
-      // grpo: its rewards, the graders.json the evaluation job reads too (rloo's graders only evaluate); grpo and rloo:
-      // the registered reward model's files
-      ...(recipe.method === 'grpo' && gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json')] : []),
+      // grpo: its rewards, the graders.json the evaluation job reads too (rloo's graders only evaluate), and the encoder
+      // its cosine graders embed with (graders.py embedding_folder: without it every cosine reward is a grade error);
+      // grpo and rloo: the registered reward model's files
+      ...(recipe.method === 'grpo' && gradersFile ? [channel('graders', gradersFile.s3Uri, 'application/json'), ...embeddingChannel] : []),
       ...(rewardModel ? [channel('reward_model', rewardModel.s3Uri)] : []),
     ],
     evaluationInputDataConfig: [
