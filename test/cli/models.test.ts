@@ -106,6 +106,28 @@ describe('tuneyard models', () => {
     expect(code).toBe(64);
   });
 
+  test('a version whose lineage predates its kind (registered before reward models) is generative: listed so, by --kind generative, and by models show', async () => {
+    // GIVEN a qlora model registered with the lineage of the time, which had no kind key (every model was generative)
+    const arn = 'arn:aws:sagemaker:us-east-1:123456789012:model-package/g/5';
+    const older = { runId: 'greetings-qlora-0123456789ab', baseModel: BASE, datasetName: 'greetings', datasetSha256: 'd'.repeat(64), method: 'qlora', trainingJobName: 'tuneyard-greetings-qlora-0123456789ab-train', evalLossRatio: '0.91', evalReport: `s3://${BUCKET}/eval-reports/greetings-qlora-0123456789ab/eval.json` };
+    const { factory: registry } = fakeClients({
+      ...PLANE_OUTPUTS,
+      ListModelPackagesCommand: () => ({ ModelPackageSummaryList: [{ ModelPackageArn: arn, ModelPackageVersion: 5 }] }),
+      DescribeModelPackageCommand: () => ({ ModelPackageArn: arn, ModelPackageVersion: 5, ModelPackageGroupName: 'g', ModelApprovalStatus: 'Approved', CustomerMetadataProperties: older }),
+    });
+    // WHEN it is listed, filtered and shown
+    const listed = await cli(['models'], { clients: registry });
+    const generative = await cli(['models', '--kind', 'generative'], { clients: registry });
+    const rewards = await cli(['models', '--kind', 'reward'], { clients: registry });
+    const shown = await cli(['models', 'show', '5'], { clients: registry });
+    // THEN it is generative in each, and --json keeps the lineage as registered
+    expect(listed.stdout.trimEnd().split('\n')[1].split(/ +/).slice(0, 3)).toEqual(['5', 'generative', 'qlora']);
+    expect(generative.stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/ +/).slice(0, 3))).toEqual([['5', 'generative', 'qlora']]);
+    expect(rewards.stdout).toBe('no models of kind reward among the 1 registered: a run with --method reward registers one\n');
+    expect(shown.stdout).toMatch(/^ {2}kind +generative$/m);
+    expect(JSON.parse((await cli(['--json', 'models'], { clients: registry })).stdout)[0].lineage).toEqual(older);
+  });
+
   test('says when no model is of the kind asked for', async () => {
     const { factory: empty } = fakeClients({
       ...PLANE_OUTPUTS,

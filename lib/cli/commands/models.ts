@@ -19,7 +19,7 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
     .action(async (opts: { kind?: ModelKind }, command: Command) => {
       ctx.use(command);
       const described = await ctx.runClient().describeModels();
-      const shown = opts.kind ? described.filter((m) => m.CustomerMetadataProperties?.kind === opts.kind) : described;
+      const shown = opts.kind ? described.filter((m) => modelKind(m) === opts.kind) : described;
       const empty = !described.length
         ? 'no models registered yet: a run registers one when it passes the eval gate\n'
         : `no models of kind ${opts.kind} among the ${described.length} registered${opts.kind === 'reward' ? ': a run with --method reward registers one' : ''}\n`;
@@ -32,7 +32,7 @@ export function registerModelCommands(program: Command, ctx: CommandContext): vo
                 const lineage = m.CustomerMetadataProperties;
                 return [
                   String(m.ModelPackageVersion ?? '-'),
-                  lineage?.kind ?? '-',
+                  modelKind(m) ?? '-',
                   lineage?.method ?? '-',
                   m.ModelApprovalStatus ?? '-',
                   time(m.CreationTime),
@@ -186,6 +186,16 @@ function modelJson(m: DescribeModelPackageCommandOutput) {
   };
 }
 
+/**
+ * A registered model's kind: its lineage's `kind`, or `generative` for lineage written before the Register state recorded
+ * a kind (it came with method reward: every model registered before then generates); undefined without lineage.
+ */
+function modelKind(m: DescribeModelPackageCommandOutput): string | undefined {
+  if (!hasLineage(m)) return undefined;
+  const lineage = m.CustomerMetadataProperties;
+  return lineage.kind ?? (lineage.method === 'reward' ? 'reward' : 'generative');
+}
+
 /** Whether the Register state wrote the package's lineage (older versions, and models registered by hand, have none). */
 function hasLineage(m: DescribeModelPackageCommandOutput): m is DescribeModelPackageCommandOutput & { CustomerMetadataProperties: Record<string, string> } {
   return Boolean(m.CustomerMetadataProperties?.runId);
@@ -225,7 +235,7 @@ function modelText(m: DescribeModelPackageCommandOutput): string {
   const reward = lineage?.rewardModel;
   const rewardVersion = rewardModelText(reward, m.ModelPackageGroupName);
   const rows: Array<[string, string]> = [
-    ['kind', value('kind')],
+    ['kind', modelKind(m) ?? '-'],
     ['method', value('method')],
     ['run', value('runId')],
     ['base model', value('baseModel')],
