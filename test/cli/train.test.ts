@@ -264,6 +264,24 @@ describe('train --method grpo', () => {
   });
 });
 
+describe('train with cosine graders', () => {
+  test('--embedding-model sets the encoder cosine graders embed with (the request\'s embeddingModel); without it the run is refused naming the flag', async () => {
+    // GIVEN a cosine text_similarity grader and an encoder staged under base-models/
+    const graders = path.join(tmp, 'cosine-graders.json');
+    fs.writeFileSync(graders, JSON.stringify([{ type: 'text_similarity', name: 'close', input: '{{ sample.output_text }}', reference: '{{ item.reference }}', evaluation_metric: 'cosine' }]));
+    const encoder = `s3://${BUCKET}/base-models/all-minilm-l6-v2/`;
+    const train = (...extra: string[]) => cli(['train', '--dataset', chat, '--base-model', BASE, '--graders', graders, ...extra, '--json'], { clients: plane.factory });
+    // WHEN it trains without the encoder, and with it
+    const without = await train();
+    const withEncoder = await train('--embedding-model', encoder);
+    // THEN the first is refused, naming the flag; the second starts with the encoder in its request
+    expect(without.code).toBe(1);
+    expect(without.stderr).toMatch(/embeddingModel \(--embedding-model\): missing; graders\[0\] \("close"\) uses the cosine metric/);
+    expect({ code: withEncoder.code, stderr: withEncoder.stderr }).toEqual({ code: 0, stderr: '' });
+    expect((await startedRequest(JSON.parse(withEncoder.stdout).executionArn)).embeddingModel).toBe(encoder);
+  });
+});
+
 describe('train --method rloo (RLHF)', () => {
   test('a prompt-only dataset trains against --reward-model; without one, or with --merge, it is refused before anything starts, naming the flag and the fix', async () => {
     // GIVEN prompt-only training rows, uploaded for rloo (upload refuses them otherwise), and eval rows with answers

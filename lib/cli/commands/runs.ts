@@ -125,6 +125,7 @@ type TrainOptions = {
   maxNewTokens?: number;
   minGraderMean: Record<string, number>;
   minRewardGain?: number;
+  embeddingModel?: string;
   minJudgeWinRate?: number;
   maxBenchmarkDrop?: number;
   judge?: string;
@@ -166,6 +167,7 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
     .option('--run-name <label>', 'a label for people (part of the request, so it also makes a new run id)')
     .option('--graders <file>', 'JSON list of graders that score the base and tuned answers to the eval rows (OpenAI grader JSON carries over; README "Graders")')
     .option('--reward-model <model>', "methods rloo (required: RLHF against it) and grpo (with or instead of --graders): the registered reward model that rewards the completions: a model version (e.g. 3) or model package ARN of kind=reward (`tuneyard models`), or a reward run's s3:// model data folder")
+    .option('--embedding-model <s3 folder>', "the encoder that --graders with evaluation_metric cosine embed answers with: an s3://<bucket>/base-models/<name>/ folder staged with `tuneyard stage-model` (required by cosine graders)")
     .option('--benchmark <name[@version]>', 'a multiple-choice benchmark from `tuneyard stage-benchmark` whose accuracy the evaluation compares, base vs tuned (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .option('--max-generations <n>', 'eval prompts each model answers for the graders (default: 200; 0: none)', wholeNumber)
     .option('--max-new-tokens <n>', 'tokens an answer may have at most (default: 256)', positiveInt)
@@ -374,6 +376,7 @@ export function buildRunRequest(opts: TrainOptions, dataset: { name: string; sha
     runName: opts.runName,
     graders,
     rewardModel: opts.rewardModel,
+    embeddingModel: opts.embeddingModel,
     benchmarkDatasets: benchmarkDatasets.length ? benchmarkDatasets : undefined,
     evaluation,
     judge: opts.judge ? { modelId: opts.judge, maxItems: opts.judgeMaxItems } : undefined,
@@ -436,6 +439,7 @@ const REQUEST_FLAGS: Record<string, string> = {
   'deploy.adapterName': '--adapter',
   runName: '--run-name',
   rewardModel: '--reward-model',
+  embeddingModel: '--embedding-model',
 };
 
 const PLACEHOLDER_KEY = 'arn:aws:kms:us-east-1:000000000000:key/preflight';
