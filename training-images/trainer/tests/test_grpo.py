@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO_ROOT, WORDS, Job, build_tokenizer, dpo_rows, sft_rows
+from conftest import FAST, REPO_ROOT, WORDS, Job, build_model, build_tokenizer, dpo_rows, sft_rows
 from test_evaluate import check_fixture
 
 from tuneyard_trainer import graders as graders_module
@@ -495,3 +495,32 @@ def test_grpo_fields_are_refused_for_other_methods_and_metrics_are_defined():
     for name in ("reward_mean", "reward_std", "kl", "completion_length", "clipped_ratio", "format_miss_ratio",
                  "reward_model", "reward_length_penalty"):
         assert name in METRICS
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_plain_prompts_on_a_tokenizer_without_a_chat_template_are_refused_before_weights_load(
+    tmp_path, monkeypatch, method
+):
+    """The evaluation job answers the eval prompts with the chat template (the gate's reward gain scores those answers):
+    a run whose policy tokenizer has none would train on the plain prompts, then fail its evaluation. It is refused
+    before any weights load, naming chat_template."""
+    base = tmp_path / "no-template"
+    build_model(base, build_tokenizer(base, template=None))
+    job = Job(tmp_path / "ml", base)
+    hyperparameters = {**GRPO_FAST, "graders": json.dumps([CONTAINS_A])} if method == "grpo" else {
+        "method": "rloo", "reward_model": "rm", "per_device_train_batch_size": 4, "rloo_num_generations": 4,
+    }
+    job.configure(hyperparameters, train=[{"prompt": f"Translate to French: {en}"} for en, _ in WORDS])
+    if method == "rloo":
+        add_reward_model_channel(job, build_reward_model(tmp_path / "reward", base))
+    monkeypatch.setattr("tuneyard_trainer.train.load_model", lambda *a, **k: pytest.fail("weights loaded"))
+    assert job.run() == 1
+    assert "has no chat template" in job.failure and "chat_template" in job.failure, job.failure
+    assert "the evaluation job answers the eval prompts with it" in job.failure, job.failure
+    if method == "grpo":  # chat_template gives it one: the plain prompts are asked as user turns
+        from tuneyard_trainer.sagemaker_env import SageMakerEnv
+
+        job.configure({**hyperparameters, "chat_template": "chatml"})
+        monkeypatch.setenv("TUNEYARD_ML_ROOT", str(job.root))
+        inputs, tokenizer = grpo.read_inputs(SageMakerEnv(job.root))
+        assert tokenizer.chat_template and grpo.prompt_dataset(inputs.rows, True)[0]["prompt"][0]["role"] == "user"

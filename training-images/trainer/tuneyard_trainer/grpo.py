@@ -172,6 +172,22 @@ def require_reward_model_folder(env: SageMakerEnv, reward_model: str, error: typ
     return folder
 
 
+def policy_tokenizer(source: str, chat_template: str | None, method: str, error: type):
+    """The policy's tokenizer, with a chat template (the tokenizer's, or chat_template applied): plain prompts are asked
+    as a user turn. The evaluation job answers the eval prompts with the chat template and the gate's reward gain
+    scores those answers, so a policy without one would train on bare prompts and then fail its evaluation."""
+    from .train import load_tokenizer
+
+    tokenizer = load_tokenizer(source, "chat" if chat_template else "text", chat_template)
+    if not tokenizer.chat_template:
+        raise error(
+            f"the tokenizer of {source} has no chat template, and the evaluation job answers the eval prompts with it "
+            f"(the gate of a {method} run scores those answers with its reward); set chat_template (recipe "
+            "chatTemplate) to chatml, or use a base model that ships one (most instruct models do)"
+        )
+    return tokenizer
+
+
 def prompt_dataset(rows: list[dict[str, Any]], chat: bool) -> Dataset:
     return Dataset.from_list([{"prompt": prompt_of(row, chat), ROW_COLUMN: i} for i, row in enumerate(rows)])
 
@@ -432,8 +448,6 @@ def check_reward_model(folder: Path, policy_tokenizer, policy_source: str) -> No
 
 def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
     """Everything that can fail before weights load; returns the inputs and the policy's tokenizer."""
-    from .train import load_tokenizer
-
     config = from_hyperparameters(env.read_hyperparameters())
     if config.method != "grpo":
         raise ConfigError(f"grpo.read_inputs got method={config.method}")
@@ -463,10 +477,8 @@ def read_inputs(env: SageMakerEnv) -> tuple[GrpoInputs, Any]:
         )
     model_dir = env.channel("model")
     source = str(model_dir) if model_dir else config.base_model
-    # chat rows need a chat template (the tokenizer's, or chat_template); a plain prompt is asked as a user turn when
-    # the tokenizer has one, and given as it is otherwise
-    needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
-    tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
+    # a chat template (the tokenizer's, or chat_template) renders every prompt: a plain prompt is asked as a user turn
+    tokenizer = policy_tokenizer(source, config.chat_template, "grpo", GrpoPreflightError)
     reward_dir = None
     if config.reward_model is not None:
         reward_dir = require_reward_model_folder(env, config.reward_model, GrpoPreflightError)

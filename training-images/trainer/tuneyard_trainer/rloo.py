@@ -31,7 +31,7 @@ from .chat import stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
 from .grpo import (
     REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, prompt_dataset, prompts_within,
-    read_prompt_rows, require_reward_model_folder, run_online,
+    policy_tokenizer, read_prompt_rows, require_reward_model_folder, run_online,
 )
 from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
 from .sagemaker_env import ChannelError, SageMakerEnv
@@ -53,8 +53,6 @@ class RlooInputs:
 
 def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
     """Everything that can fail before weights load; returns the inputs and the policy's tokenizer."""
-    from .train import load_tokenizer
-
     config = from_hyperparameters(env.read_hyperparameters())
     if config.method != "rloo":
         raise ConfigError(f"rloo.read_inputs got method={config.method}")
@@ -72,8 +70,7 @@ def read_inputs(env: SageMakerEnv) -> tuple[RlooInputs, Any]:
     rows = read_prompt_rows(train_path, "rloo")
     model_dir = env.channel("model")
     source = str(model_dir) if model_dir else config.base_model
-    needs_chat = any("messages" in row or isinstance(row.get("prompt"), list) for row in rows)
-    tokenizer = load_tokenizer(source, "chat" if needs_chat or config.chat_template else "text", config.chat_template)
+    tokenizer = policy_tokenizer(source, config.chat_template, "rloo", RlooPreflightError)
     check_reward_model(reward_dir, tokenizer, source)
     kept, overlong = prompts_within(
         rows, tokenizer, config.max_length, config.rloo_max_completion_length, "rloo_max_completion_length",
