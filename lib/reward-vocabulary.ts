@@ -5,6 +5,7 @@ import {
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
+import { isOnlineRl } from './methods';
 import { echoValue, PlanLookups, RunPlan, RunRequest } from './run-request';
 import { compareVocabularies, parseTokenizerVocabulary, TokenizerFileError, TokenizerVocabulary } from './tokenizer-vocabulary';
 
@@ -87,6 +88,57 @@ export async function rewardVocabularyProblem(
   );
 }
 
+/** The files a tokenizer's chat template is read from (transformers 5 AutoTokenizer.from_pretrained of a folder). */
+export const CHAT_TEMPLATE_FILES = { config: 'tokenizer_config.json', jinja: 'chat_template.jinja', folder: 'additional_chat_templates/' } as const;
+/** The largest tokenizer_config.json read (real ones are a few kB to ~200 kB, a long template inline); a larger one is left to the job. */
+export const TOKENIZER_CONFIG_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Why a grpo or rloo run cannot start, or undefined: its base model's tokenizer has no chat template and the recipe sets
+ * no chatTemplate. The training job refuses it before weights load (grpo.py policy_tokenizer), after the job has started;
+ * this refuses the run before it starts one.
+ *
+ * The template is found as transformers 5 finds it (tokenization_utils_base.py from_pretrained): chat_template.jinja in
+ * the folder, or *.jinja files in its additional_chat_templates/ folder, take priority over the `chat_template` of
+ * tokenizer_config.json (a string, or a list of {name, template}). chat_template.json is a processor's file, which
+ * AutoTokenizer does not read. It refuses only what the job certainly refuses: when the folder holds
+ * chat_template.jinja or additional_chat_templates/ (whatever they hold), has no tokenizer_config.json, or that file is
+ * larger than TOKENIZER_CONFIG_MAX_BYTES or not a JSON object, nothing is refused (the job checks); nor is a Hub base
+ * model read (the job downloads it).
+ */
+export async function chatTemplateProblem({ request }: { request: RunRequest }, s3: ModelFileReader): Promise<string | undefined> {
+  const method = request.recipe.method;
+  if (!isOnlineRl(method) || request.recipe.chatTemplate !== undefined || !request.baseModel.startsWith('s3://')) return undefined;
+  const base = folderOf(request.baseModel);
+  const { files, folders } = await folderListing(s3, base);
+  if (files.has(CHAT_TEMPLATE_FILES.jinja) || folders.has(CHAT_TEMPLATE_FILES.folder)) return undefined;
+  const config = files.get(CHAT_TEMPLATE_FILES.config);
+  if (!config) return undefined;
+  if (config.bytes > TOKENIZER_CONFIG_MAX_BYTES) {
+    console.warn(`${config.uri} is over ${TOKENIZER_CONFIG_MAX_BYTES} bytes (${config.bytes}): the training job checks the chat template`);
+    return undefined;
+  }
+  const bytes = await readObject(s3, config.uri);
+  if (bytes === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    console.warn(`${config.uri} is not valid JSON (${(e as Error).message}): the training job checks the chat template`);
+    return undefined;
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+  const template = (parsed as { chat_template?: unknown }).chat_template;
+  // the tokenizer's chat_template: the string, or a dict of the list's {name, template}; the job refuses a falsy one
+  const present = typeof template === 'string' ? template.length > 0 : Array.isArray(template) ? template.length > 0 : template !== undefined && template !== null;
+  if (present) return undefined;
+  return (
+    `recipe.chatTemplate: the base model's tokenizer (${echoValue(base)}) has no chat template (none in ${CHAT_TEMPLATE_FILES.config}, no ${CHAT_TEMPLATE_FILES.jinja}), ` +
+    `and a ${method} run asks its prompts as a chat: the evaluation job answers the eval prompts with the chat template for the reward gain. ` +
+    `Set recipe.chatTemplate to "chatml", or use a base model that ships a chat template (most instruct models do).`
+  );
+}
+
 function folderOf(uri: string): string {
   return uri.endsWith('/') ? uri : `${uri}/`;
 }
@@ -111,8 +163,14 @@ async function rewardModelFolder(s3: ModelFileReader, channel: string): Promise<
 
 /** The files directly in an s3:// folder (not in its subfolders), by name. */
 async function folderFiles(s3: ModelFileReader, folder: string): Promise<Map<string, ModelFile>> {
+  return (await folderListing(s3, folder)).files;
+}
+
+/** The files directly in an s3:// folder, by name, and its subfolders' names (`name/`). */
+async function folderListing(s3: ModelFileReader, folder: string): Promise<{ files: Map<string, ModelFile>; folders: Set<string> }> {
   const { bucket, key: prefix } = parseS3Uri(folder);
   const files = new Map<string, ModelFile>();
+  const folders = new Set<string>();
   let token: string | undefined;
   do {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
@@ -120,9 +178,10 @@ async function folderFiles(s3: ModelFileReader, folder: string): Promise<Map<str
       const name = object.Key!.slice(prefix.length);
       files.set(name, { uri: `s3://${bucket}/${object.Key}`, bytes: object.Size ?? 0 });
     }
+    for (const sub of page.CommonPrefixes ?? []) folders.add(sub.Prefix!.slice(prefix.length));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  return files;
+  return { files, folders };
 }
 
 /**

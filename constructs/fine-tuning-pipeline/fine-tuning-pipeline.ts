@@ -986,12 +986,15 @@ export class FineTuningPipeline extends Construct {
   /**
    * A run with a rewardModel is refused when the reward model's vocabulary is not its base model's: PlanRun lists the
    * two model folders (a staged base model under base-models/, a reward run's model under artifacts/) and reads their
-   * tokenizer.json, and no other object there.
+   * tokenizer.json; a grpo or rloo run without recipe.chatTemplate is refused when its staged base model's tokenizer has
+   * no chat template: PlanRun lists that folder (chat_template.jinja is looked for there, not read) and reads its
+   * tokenizer_config.json. No other object there is read.
    */
   private grantModelTokenizers(store: DatasetStore): void {
     const stack = Stack.of(this);
     const tokenizers = [DATA_PREFIXES.baseModels, DATA_PREFIXES.artifacts].map((prefix) => store.bucket.arnForObjects(`${prefix}*/tokenizer.json`));
-    this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: tokenizers }));
+    const baseTokenizerConfig = store.bucket.arnForObjects(`${DATA_PREFIXES.baseModels}*/tokenizer_config.json`);
+    this.planRunFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [...tokenizers, baseTokenizerConfig] }));
     this.planRunFunction.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:ListBucket'],
@@ -1005,6 +1008,8 @@ export class FineTuningPipeline extends Construct {
         "Reads the tokenizer.json of the run's staged base model (base-models/<name>/, named per request) to compare it with the reward model's, and no other object there.",
       [`AwsSolutions-IAM5[Resource::${nagResource(stack, tokenizers[1])}]`]:
         "Reads the tokenizer.json of the run's reward model (a reward run's model folder under artifacts/, named per request), and no other object there.",
+      [`AwsSolutions-IAM5[Resource::${nagResource(stack, baseTokenizerConfig)}]`]:
+        "Reads the tokenizer_config.json of a grpo or rloo run's staged base model (base-models/<name>/, named per request) to find its chat template, and no other object there.",
     });
   }
 
@@ -1022,7 +1027,7 @@ export class FineTuningPipeline extends Construct {
       removalPolicy: this.removalPolicy,
       vpc: this.props.vpc,
       vpcSubnets: this.props.vpcSubnets,
-      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport reads eval.json, PlanRun writes graders.json and reads tokenizer.json files) or nothing at all.',
+      outsideVpcReason: 'the function only calls S3 over TLS (ReadEvalReport reads eval.json, PlanRun writes graders.json and reads tokenizer.json and tokenizer_config.json files) or nothing at all.',
       policyScope: 'a prefix, the log group or a key',
     }).function;
   }

@@ -204,7 +204,7 @@ async function runOnce(p: ReturnType<typeof composed>) {
   return { run, runId, calls, reportsRead, sns };
 }
 
-describe('PlanRun reads the tokenizer.json of a run\'s base model and reward model, and no other object', () => {
+describe('PlanRun reads the tokenizer.json of a run\'s base model and reward model, the base model\'s tokenizer_config.json, and no other object', () => {
   // GIVEN the pipeline's PlanRun role
   const statements = Object.values(template.findResources('AWS::IAM::Policy'))
     .filter((p: any) => p.Properties.Roles.some((r: any) => /^PipelinePlanRunFunctionRole/.test(r.Ref)))
@@ -212,11 +212,13 @@ describe('PlanRun reads the tokenizer.json of a run\'s base model and reward mod
   const bucket = { 'Fn::GetAtt': [stack.getLogicalId(pipeline.trainingJob.store.bucket.node.defaultChild as any), 'Arn'] };
   const objects = (key: string) => ({ 'Fn::Join': ['', [bucket, `/${key}`]] });
 
-  test('gets base-models/*/tokenizer.json and artifacts/*/tokenizer.json only, lists those two prefixes, and decrypts with the store key', () => {
+  test('gets base-models/*/tokenizer.json, base-models/*/tokenizer_config.json and artifacts/*/tokenizer.json only, lists those two prefixes, and decrypts with the store key', () => {
     const reads = statements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('s3:Get')));
     expect(reads).toEqual([expect.objectContaining({ Effect: 'Allow', Action: 's3:GetObject' })]);
-    expect(reads[0].Resource).toHaveLength(2);
-    expect(reads[0].Resource).toEqual(expect.arrayContaining([objects('base-models/*/tokenizer.json'), objects('artifacts/*/tokenizer.json')]));
+    expect(reads[0].Resource).toHaveLength(3);
+    expect(reads[0].Resource).toEqual(
+      expect.arrayContaining([objects('base-models/*/tokenizer.json'), objects('artifacts/*/tokenizer.json'), objects('base-models/*/tokenizer_config.json')]),
+    );
     const lists = statements.filter((s) => [s.Action].flat().includes('s3:ListBucket'));
     expect(lists).toEqual([
       expect.objectContaining({ Action: 's3:ListBucket', Resource: bucket, Condition: { StringLike: { 's3:prefix': ['base-models/*', 'artifacts/*'] } } }),
@@ -225,7 +227,7 @@ describe('PlanRun reads the tokenizer.json of a run\'s base model and reward mod
     expect(statements.filter((s) => [s.Action].flat().includes('kms:Decrypt'))).toEqual([expect.objectContaining({ Resource: key })]);
     // nothing else of the bucket: no object of datasets/, checkpoints/ or a whole model folder
     const s3Resources = statements.filter((s) => JSON.stringify(s.Action).includes('s3:')).flatMap((s) => [s.Resource].flat());
-    expect(s3Resources.map((r) => JSON.stringify(r)).filter((r) => r.includes('/') && !/tokenizer\.json|graders\.json/.test(r))).toEqual([]);
+    expect(s3Resources.map((r) => JSON.stringify(r)).filter((r) => r.includes('/') && !/tokenizer\.json|base-models\/\*\/tokenizer_config\.json|graders\.json/.test(r))).toEqual([]);
   });
 
   test('PlanRun has the memory to parse two large tokenizer.json files (1,024 MB)', () => {

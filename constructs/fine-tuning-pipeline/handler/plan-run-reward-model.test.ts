@@ -151,8 +151,15 @@ describe("PlanRun refuses a reward model whose vocabulary is not the policy's ba
       }) as any,
     };
   };
+  // chatTemplate set: these base tokenizers have none (plan-run-chat-template.test.ts refuses a run without it)
   const plan = async (rewardModel: string, files: ModelFileReader, baseModel = BASE, registry?: RegistryReader) =>
-    planRunAndWriteGraders({ request: { ...grpoRequest(rewardModel).request, baseModel, ...(baseModel === BASE ? {} : { baseModelParameters: 0.01 }) } }, ENV, s3, registry, files);
+    planRunAndWriteGraders(
+      { request: { ...grpoRequest(rewardModel).request, recipe: { method: 'grpo', chatTemplate: 'chatml' }, baseModel, ...(baseModel === BASE ? {} : { baseModelParameters: 0.01 }) } },
+      ENV,
+      s3,
+      registry,
+      files,
+    );
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenizers-'));
@@ -202,7 +209,7 @@ describe("PlanRun refuses a reward model whose vocabulary is not the policy's ba
   });
 
   test('fails alike for an rloo run (RLHF against the reward model)', async () => {
-    const request = { ...grpoRequest(rewardRun('other')).request, recipe: { method: 'rloo' } };
+    const request = { ...grpoRequest(rewardRun('other')).request, recipe: { method: 'rloo', chatTemplate: 'chatml' } };
     const error = await planRunAndWriteGraders({ request }, ENV, s3, undefined, reader()).catch((e) => e);
     expect(error).toBeInstanceOf(RunRequestInvalid);
     expect(error.message).toMatch(/^rewardModel: the reward model's vocabulary \(\d+ tokens, .*\) is not the policy's base model's/);

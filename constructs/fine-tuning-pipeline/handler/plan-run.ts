@@ -3,7 +3,7 @@ import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput, Sa
 import { isOnlineRl } from '../../../lib/methods';
 import { resolveRecipe } from '../../../lib/recipe';
 import { echoValue, gradersFileBody, MODEL_PACKAGE_ARN, parseRunRequest, PlanLookups, planRun, PlanSettings, registeredRewardModel, RunPlan, RunRequest } from '../../../lib/run-request';
-import { ModelFileReader, rewardVocabularyProblem } from '../../../lib/reward-vocabulary';
+import { chatTemplateProblem, ModelFileReader, rewardVocabularyProblem } from '../../../lib/reward-vocabulary';
 
 /** The input of the PlanRun step: the execution input and the execution's name. */
 export interface PlanRunEvent {
@@ -168,7 +168,8 @@ export type S3Writer = { send(command: PutObjectCommand): Promise<unknown> };
  * It is written before the run starts any job, and nothing else writes that key.
  *
  * With `modelFiles`, a run with a rewardModel is refused when the reward model's vocabulary is not its base model's
- * (reward-vocabulary.ts reads both tokenizer.json files).
+ * (reward-vocabulary.ts reads both tokenizer.json files), and a grpo or rloo run without recipe.chatTemplate when its
+ * staged base model's tokenizer has no chat template (tokenizer_config.json, chat_template.jinja).
  */
 export async function planRunAndWriteGraders(
   event: PlanRunEvent,
@@ -182,6 +183,9 @@ export async function planRunAndWriteGraders(
   // a reward model of another tokenizer family: refused before any job starts (the job would refuse it before weights load)
   const vocabulary = modelFiles && (await rewardVocabularyProblem(result, lookups, modelFiles));
   if (vocabulary) throw new RunRequestInvalid(vocabulary);
+  // a grpo/rloo policy without a chat template: refused before any job starts (the job would refuse it before weights load)
+  const chatTemplate = modelFiles && (await chatTemplateProblem(result, modelFiles));
+  if (chatTemplate) throw new RunRequestInvalid(chatTemplate);
   const file = result.plan.gradersFile;
   if (file) {
     await s3.send(new PutObjectCommand({ Bucket: file.bucket, Key: file.key, Body: gradersFileBody(result.request)!, ContentType: 'application/json' }));
