@@ -13,7 +13,7 @@ import { DescribeExecutionCommand, ListExecutionsCommand } from '@aws-sdk/client
 import { estimateOn } from '../../lib/cli/commands/estimate';
 import { planForCli } from '../../lib/cli/commands/runs';
 import { parseRunRequest } from '../../lib/run-request';
-import { makeTokenizers } from '../support/tokenizers';
+import { makeChatTemplateTokenizers, makeTokenizers } from '../support/tokenizers';
 import { startMotoPlane, MotoPlane } from './moto-plane';
 import { cli } from './support';
 
@@ -382,6 +382,55 @@ test('a reward model the CLI user may not read (AccessDenied on artifacts/) does
   expect(JSON.parse(run.stdout).runId).toMatch(/^vocab-denied-rloo-[0-9a-f]{12}$/);
   expect(run.stderr).toContain('warning: the reward model\'s vocabulary was not compared with the base model\'s here (AccessDenied: Access Denied');
   expect(run.stderr).toContain('PlanRun compares them with the pipeline\'s role before any job starts');
+});
+
+test('a grpo/rloo base model without a chat template is refused before anything starts, as PlanRun refuses it, naming the recipe field; AccessDenied on it is a warning', async () => {
+  // GIVEN base models staged with tokenizers saved by transformers: one without a chat template, one with chat_template.jinja
+  const dir = path.join(tmp, 'chat-templates');
+  const python = makeChatTemplateTokenizers(dir);
+  expect([python.none.truthy, python.jinja.truthy]).toEqual([false, true]);
+  for (const name of ['none', 'jinja']) {
+    await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `base-models/ct-${name}/config.json`, Body: '{"model_type":"qwen2"}' }));
+    for (const f of python[name].files) {
+      await plane.clients.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `base-models/ct-${name}/${f}`, Body: fs.readFileSync(path.join(dir, name, f)) }));
+    }
+  }
+  const prompts = path.join(tmp, 'ct-prompts.jsonl');
+  fs.writeFileSync(prompts, Array.from({ length: 8 }, (_, i) => JSON.stringify({ prompt: `Say something kind, number ${i}.` })).join('\n') + '\n');
+  expect((await cli(['upload', prompts, '--name', 'ct', '--method', 'rloo', '--json'], { clients: plane.factory })).code).toBe(0);
+  const recipe = path.join(tmp, 'ct-recipe.json');
+  fs.writeFileSync(recipe, JSON.stringify({ method: 'rloo', chatTemplate: 'chatml' }));
+  const rewardModel = `s3://${BUCKET}/artifacts/rm-run/tuneyard-rm-run-train/output/model/`;
+  const train = (base: string, extra: string[] = ['--method', 'rloo'], clients = plane.factory) =>
+    cli(['train', '--dataset', 'ct', '--base-model', `s3://${BUCKET}/base-models/${base}/`, '--base-model-parameters', '0.5', '--reward-model', rewardModel, ...extra, '--json'], { clients });
+  // WHEN it trains on the base model without a chat template
+  const refused = await train('ct-none');
+  // THEN it is refused (exit 1), nothing starts, and the fix names the recipe field (no flag sets it)
+  expect(refused.code).toBe(1);
+  expect(refused.stdout).toBe('');
+  expect(refused.stderr).toContain(`recipe.chatTemplate: the base model's tokenizer ("s3://${BUCKET}/base-models/ct-none/") has no chat template`);
+  expect(refused.stderr).toContain('a rloo run asks its prompts as a chat');
+  expect(refused.stderr).toContain('Set "chatTemplate": "chatml" in the --recipe file, or use a base model that ships a chat template');
+  // AND with chatTemplate in the recipe, or on a base model that ships a template, it trains
+  for (const run of [await train('ct-none', ['--recipe', recipe]), await train('ct-jinja')]) {
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+  }
+  // AND a CLI user who may not read tokenizer_config.json is warned, and the run starts (PlanRun checks with its role)
+  const s3 = new Proxy(plane.clients.s3, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return async (command: { input: { Key?: string } }) => {
+        if (command instanceof GetObjectCommand && command.input.Key?.endsWith('/tokenizer_config.json')) {
+          throw new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'Access Denied' });
+        }
+        return target.send(command as never);
+      };
+    },
+  });
+  const denied = await train('ct-none', ['--method', 'rloo', '--seed', '7'], () => ({ ...plane.clients, s3 }));
+  expect(denied.code).toBe(0);
+  expect(denied.stderr).toContain("warning: the base model's chat template was not looked for here (AccessDenied: Access Denied");
+  expect(denied.stderr).toContain("PlanRun looks for it with the pipeline's role before any job starts");
 });
 
 test('train sizes a staged model whose name does not tell from the parameters stage-model counted', async () => {

@@ -8,7 +8,7 @@ import type { JudgePlan } from '../../judge';
 import { gpuInstance } from '../../instances';
 import { DATA_PREFIXES } from '../../layout';
 import { resolveParameters } from '../../preflight';
-import { rewardVocabularyProblem } from '../../reward-vocabulary';
+import { chatTemplateProblem, rewardVocabularyProblem } from '../../reward-vocabulary';
 import { DISTRIBUTIONS, LR_SCHEDULERS, METHODS, OVERLONG_ROWS, Recipe, RECIPE_FIELDS, resolveRecipe } from '../../recipe';
 import { GATE_REJECTED_ERROR, parseRunRequest, PlanLookups, planRun, registeredRewardModel, RunPlan, RunRequest, RunRequestError, runIdFor } from '../../run-request';
 import { nonNegativeNumber, positiveInt, positiveNumber } from '../args';
@@ -211,6 +211,16 @@ export function registerRunCommands(program: Command, ctx: CommandContext): void
         return undefined;
       });
       if (vocabulary) throw new CliError(planMessage(vocabulary, request));
+      // a grpo/rloo base model without a chat template: refused here as PlanRun refuses it (tokenizer_config.json read)
+      const chatTemplate = await chatTemplateProblem({ request }, client.clients.s3).catch((e: unknown) => {
+        if (!isAccessDenied(e)) throw e;
+        ctx.io.err(
+          `warning: the base model's chat template was not looked for here (${(e as Error).name}: ${(e as Error).message}); ` +
+            "PlanRun looks for it with the pipeline's role before any job starts\n",
+        );
+        return undefined;
+      });
+      if (chatTemplate) throw new CliError(chatTemplate.replace('Set recipe.chatTemplate to "chatml"', 'Set "chatTemplate": "chatml" in the --recipe file'));
       const cost = costEstimate(request, plan, manifest);
       const runId = runIdFor(request);
       const started = await client.startRun(runId, request);
