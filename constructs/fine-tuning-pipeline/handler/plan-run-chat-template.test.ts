@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { MotoServer, startMoto } from '../../../test/support/moto';
 import { makeChatTemplateTokenizers, PythonChatTemplate } from '../../../test/support/tokenizers';
+import { recordingModelFiles } from '../../../test/support/model-files';
 import { PlanRunEnvironment, planRunAndWriteGraders, RunRequestInvalid } from './plan-run';
-import { ModelFileReader, TOKENIZER_CONFIG_MAX_BYTES } from '../../../lib/reward-vocabulary';
+import { TOKENIZER_CONFIG_MAX_BYTES } from '../../../lib/reward-vocabulary';
 
 const ENV: PlanRunEnvironment = {
   bucketName: 'data-bucket',
@@ -37,16 +38,7 @@ describe('PlanRun refuses a grpo or rloo run whose base model has no chat templa
   let dir: string;
   let python: Record<string, PythonChatTemplate>;
 
-  const reader = (): ModelFileReader & { calls: string[] } => {
-    const calls: string[] = [];
-    return {
-      calls,
-      send: (async (command: any) => {
-        calls.push(`${command.constructor.name.replace(/Objects?V?2?Command$/, '')} ${command.input.Prefix ?? command.input.Key}`);
-        return client.send(command);
-      }) as any,
-    };
-  };
+  const reader = () => recordingModelFiles(client);
   const put = (key: string, body: Buffer | string) => client.send(new PutObjectCommand({ Bucket: 'data-bucket', Key: key, Body: body }));
 
   beforeAll(async () => {

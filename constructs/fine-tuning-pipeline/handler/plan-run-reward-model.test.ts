@@ -6,6 +6,7 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { DescribeModelPackageCommand, type DescribeModelPackageCommandOutput } from '@aws-sdk/client-sagemaker';
 import { MotoServer, startMoto } from '../../../test/support/moto';
 import { makeTokenizers, PythonTokenizers } from '../../../test/support/tokenizers';
+import { recordingModelFiles } from '../../../test/support/model-files';
 import { validateRequests } from '../../../test/support/api-model';
 import { PlanRunEnvironment, planRunAndWriteGraders, planRunStep, RegistryReader, RunRequestInvalid } from './plan-run';
 import { ModelFileReader } from '../../../lib/reward-vocabulary';
@@ -140,17 +141,7 @@ describe("PlanRun refuses a reward model whose vocabulary is not the policy's ba
     await put(`${folder}adapter/adapter_config.json`, Buffer.from('{}'));
     return folder;
   }
-  /** The S3 client, recording each call as `List <prefix>` or `Get <key>`. */
-  const reader = (): ModelFileReader & { calls: string[] } => {
-    const calls: string[] = [];
-    return {
-      calls,
-      send: (async (command: any) => {
-        calls.push(`${command.constructor.name.replace(/Objects?V?2?Command$/, '')} ${command.input.Prefix ?? command.input.Key}`);
-        return client.send(command);
-      }) as any,
-    };
-  };
+  const reader = () => recordingModelFiles(client);
   // chatTemplate set: these base tokenizers have none (plan-run-chat-template.test.ts refuses a run without it)
   const plan = async (rewardModel: string, files: ModelFileReader, baseModel = BASE, registry?: RegistryReader) =>
     planRunAndWriteGraders(
