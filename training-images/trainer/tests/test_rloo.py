@@ -16,6 +16,7 @@ from conftest import FAST, Job
 from test_evaluate import check_fixture
 from test_grpo import (
     CONTAINS_A,
+    ONLINE_RL_FAST,
     add_reward_model_channel,
     metric_lines,
     planned_evaluation,
@@ -31,19 +32,10 @@ from tuneyard_trainer.metrics import METRICS
 RLOO_FAST = {
     "method": "rloo",
     "reward_model": "tiny-reward",
-    "per_device_train_batch_size": 16,
-    "gradient_accumulation_steps": 1,
+    **ONLINE_RL_FAST,
     "rloo_num_generations": 8,
     "rloo_max_completion_length": 4,
     "rloo_temperature": 1.0,
-    "logging_steps": 1,
-    "save_steps": 1000,
-    "warmup_ratio": 0,
-    "lr_scheduler_type": "constant",
-    "gradient_checkpointing": False,
-    "lora_r": 8,
-    "lora_alpha": 16,
-    "lora_dropout": 0,
 }
 
 

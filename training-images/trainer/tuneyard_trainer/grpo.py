@@ -566,14 +566,26 @@ def grpo_args(config: TrainerConfig, env: SageMakerEnv, weights: list[float]) ->
     )
 
 
+def load_policy(config: TrainerConfig, source: str, tokenizer) -> tuple[torch.nn.Module, Any]:
+    """The policy of an online RL run (grpo, rloo): the base with its embeddings fitted to the tokenizer, generation
+    stopping on the chat template's end of turn as well as eos; and the template's new token rows the adapter trains."""
+    from .train import load_model
+
+    model = load_model(config, source)
+    templates.fit_embeddings(model, tokenizer)
+    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    return model, new_tokens
+
+
 def build_trainer(inputs: GrpoInputs, env: SageMakerEnv, tokenizer, callbacks: list) -> tuple[GRPOTrainer, Guards]:
-    from .train import compute_dtype, fp32_trainable_parameters, load_model, lora_config
+    from .train import compute_dtype, fp32_trainable_parameters, lora_config
 
     config = inputs.config
     chat = bool(tokenizer.chat_template)
     guards = Guards(
         config.grpo_max_completion_length,
-        set(stop_token_ids(tokenizer)) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()),
+        set(stop_token_ids(tokenizer)),  # the end of turn and eos
         re.compile(config.grpo_format_regex, re.DOTALL) if config.grpo_format_regex else None,
     )
     functions, weights = source_rewards(
@@ -583,11 +595,7 @@ def build_trainer(inputs: GrpoInputs, env: SageMakerEnv, tokenizer, callbacks: l
         functions.append(LengthPenalty(guards))
         weights.append(config.grpo_length_penalty)
     args = grpo_args(config, env, weights)
-    model = load_model(config, inputs.model_source)
-    templates.fit_embeddings(model, tokenizer)
-    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
-    # generation stops on the chat template's end of turn as well as eos
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    model, new_tokens = load_policy(config, inputs.model_source, tokenizer)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=functions,
@@ -623,16 +631,14 @@ def run_online(env: SageMakerEnv, inputs: Any, tokenizer: Any, build: Any, rewar
     returns the method's trainer."""
     from .train import (
         _RESUMABLE_CHANGES, ADAPTER_ARCHIVE, TRAINING_CONFIG, CheckpointManifest, StopOnSignal, _is_main_process,
-        _sha256, resume_point, train_resumably,
+        _sha256, launch_torchrun, resume_point, train_resumably,
     )
     from .sagemaker_env import STOP_EXIT_CODE
 
     config = inputs.config
-    if not launch.is_worker():
-        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
-        if layout is not None:
-            return launch.run_torchrun(env, layout)
-        env.stop_flag.unlink(missing_ok=True)
+    launched = launch_torchrun(config, env)
+    if launched is not None:
+        return launched
     identity = {
         "config": {k: v for k, v in config.model_dump().items() if k not in _RESUMABLE_CHANGES},
         "data": {"train": _sha256(inputs.train_path), "eval": None},

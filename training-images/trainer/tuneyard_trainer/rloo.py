@@ -26,12 +26,11 @@ from typing import Any
 import torch
 from trl import RLOOConfig, RLOOTrainer
 
-from . import templates
 from .chat import stop_token_ids
 from .config import ConfigError, TrainerConfig, from_hyperparameters
 from .grpo import (
-    REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, prompt_dataset, prompts_within,
-    policy_tokenizer, read_prompt_rows, require_reward_model_folder, run_online,
+    REWARD_MODEL_CHANNEL, Guards, GrpoPreflightError, ModelReward, check_reward_model, load_policy, prompt_dataset,
+    prompts_within, policy_tokenizer, read_prompt_rows, require_reward_model_folder, run_online,
 )
 from .metrics import MetricsCallback, format_line, gpu_memory_peak_gib
 from .sagemaker_env import ChannelError, SageMakerEnv
@@ -133,16 +132,13 @@ def rloo_args(config: TrainerConfig, env: SageMakerEnv) -> RLOOConfig:
 
 
 def build_trainer(inputs: RlooInputs, env: SageMakerEnv, tokenizer, callbacks: list) -> RLOOTrainer:
-    from .train import compute_dtype, fp32_trainable_parameters, load_model, lora_config
+    from .train import compute_dtype, fp32_trainable_parameters, lora_config
 
     config = inputs.config
     guards = Guards(config.rloo_max_completion_length, set(stop_token_ids(tokenizer)), None)
     reward = ModelReward(inputs.reward_model_dir, tokenizer, guards, compute_dtype())
     args = rloo_args(config, env)
-    model = load_model(config, inputs.model_source)
-    templates.fit_embeddings(model, tokenizer)
-    new_tokens = templates.trainable_token_indices(model, templates.template_token_ids(tokenizer), config.modules_to_save)
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    model, new_tokens = load_policy(config, inputs.model_source, tokenizer)
     trainer = RLOOTrainer(
         model=model,
         reward_funcs=[reward],

@@ -697,23 +697,34 @@ def write_training_config(
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
+def launch_torchrun(config: TrainerConfig, env: SageMakerEnv) -> int | None:
+    """On the process SageMaker started: torchrun's exit code when the job spans several processes (torchrun runs this
+    job again in each, as workers), else None once a stop flag left by an earlier attempt is cleared. None in workers."""
+    if launch.is_worker():
+        return None
+    layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
+    if layout is not None:
+        return launch.run_torchrun(env, layout)
+    env.stop_flag.unlink(missing_ok=True)
+    return None
+
+
 def run(env: SageMakerEnv) -> int:
     """Trains; returns 0 when done, STOP_EXIT_CODE when SIGTERM stopped it after a checkpoint."""
-    if from_hyperparameters(env.read_hyperparameters()).method == "grpo":
+    method = from_hyperparameters(env.read_hyperparameters()).method
+    if method == "grpo":
         from . import grpo  # online RL on prompt-only rows: its own data, rewards and trainer
 
         return grpo.run(env)
-    if from_hyperparameters(env.read_hyperparameters()).method == "rloo":
+    if method == "rloo":
         from . import rloo  # RLHF against a reward model (RLOO, in place of PPO): prompt-only rows like grpo
 
         return rloo.run(env)
     inputs = read_inputs(env)
     config = inputs.config
-    if not launch.is_worker():
-        layout = launch.plan(config, env.read_resource_config(), launch.processes_per_node())
-        if layout is not None:
-            return launch.run_torchrun(env, layout)
-        env.stop_flag.unlink(missing_ok=True)
+    launched = launch_torchrun(config, env)
+    if launched is not None:
+        return launched
     tokenizer = load_tokenizer(inputs.model_source, inputs.train.format, config.chat_template)
     identity = run_identity(inputs, int(os.environ.get("WORLD_SIZE", "1")))
     resume_point(env.checkpoints_dir, identity)  # another run's checkpoint fails the job before any weights load
